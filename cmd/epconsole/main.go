@@ -1,0 +1,20 @@
+// Command epconsole is the control-plane endpoint console: the TUI, the
+// daemon (--daemon), `check`, `validate` and `lab`. All wiring lives in
+// internal/cli so it can be tested.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/epconsole/epconsole/internal/cli"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := cli.Run(ctx, os.Args[1:], cli.IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr})
+	stop()
+	os.Exit(code)
+}
