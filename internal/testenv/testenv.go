@@ -1,0 +1,65 @@
+// Package testenv decides whether kernel tests (network namespaces,
+// nftables) can run here, and turns a skip into a failure when CI demands
+// them (EPCONSOLE_REQUIRE_NETNS=1).
+package testenv
+
+import (
+	"os"
+	"os/exec"
+	"runtime"
+	"testing"
+
+	"github.com/vishvananda/netns"
+)
+
+// RequireNetnsEnv is the environment variable that makes a skipped
+// network-namespace test a failure.
+const RequireNetnsEnv = "EPCONSOLE_REQUIRE_NETNS"
+
+// NetnsRequired reports whether skipping a netns test is an error.
+func NetnsRequired() bool { return os.Getenv(RequireNetnsEnv) == "1" }
+
+// Skip skips the test with reason, or fails it when netns tests are required.
+func Skip(t testing.TB, reason string) {
+	t.Helper()
+	if NetnsRequired() {
+		t.Fatalf("%s=1 but this network-namespace test cannot run: %s", RequireNetnsEnv, reason)
+	}
+	t.Skip(reason)
+}
+
+// NeedNetns skips (or fails, under EPCONSOLE_REQUIRE_NETNS=1) unless the
+// test runs as root on a kernel with network namespaces and `ip` from
+// iproute2 is on PATH. Under `go test -short` kernel tests are skipped
+// unless required.
+func NeedNetns(t testing.TB) {
+	t.Helper()
+	if testing.Short() && !NetnsRequired() {
+		t.Skip("kernel test skipped in -short mode")
+	}
+	if os.Geteuid() != 0 {
+		Skip(t, "needs root (network namespaces, nftables); run as root or `sudo go test`")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		Skip(t, "needs `ip` from iproute2 (apt-get install iproute2)")
+	}
+	if err := probeNetns(); err != nil {
+		Skip(t, "cannot create a network namespace: "+err.Error())
+	}
+}
+
+// probeNetns creates and drops an unnamed namespace on a thread of its own;
+// the thread is never unlocked, so Go retires it instead of reusing a thread
+// whose namespace changed.
+func probeNetns() error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		h, err := netns.New()
+		if err == nil {
+			h.Close()
+		}
+		errc <- err
+	}()
+	return <-errc
+}
