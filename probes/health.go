@@ -1,0 +1,337 @@
+package probes
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Kind is how a backend is probed.
+type Kind string
+
+// Probe kinds.
+const (
+	// KindTCP: a TCP connect.
+	KindTCP Kind = "tcp"
+	// KindTLS: a TLS handshake whose chain verifies against the cluster CA.
+	KindTLS Kind = "tls"
+	// KindHTTPS: GET /readyz over verified TLS (anonymous unless a client
+	// certificate is configured).
+	KindHTTPS Kind = "https"
+)
+
+// Target is one backend to probe.
+type Target struct {
+	Name    string
+	Address netip.AddrPort
+}
+
+// HealthOptions say how to probe a backend.
+type HealthOptions struct {
+	// Kind defaults to KindHTTPS.
+	Kind Kind
+	// Path is the readiness path for KindHTTPS (default "/readyz").
+	Path string
+	// Timeout bounds one probe: connect, handshake and request (default 2s).
+	Timeout time.Duration
+	// RootCAs is the cluster CA the presented chain must verify against.
+	// Nil skips chain verification (the TLS certificate check still
+	// reports the chain). The host name is not checked here: SAN coverage
+	// is Certificate's job, and a SAN problem must not withdraw a
+	// backend from rotation.
+	RootCAs *x509.CertPool
+	// ClientCert, if set, is presented to the apiserver (for clusters
+	// where anonymous /readyz is forbidden).
+	ClientCert *tls.Certificate
+}
+
+func (o HealthOptions) withDefaults() HealthOptions {
+	if o.Kind == "" {
+		o.Kind = KindHTTPS
+	}
+	if o.Path == "" {
+		o.Path = "/readyz"
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 2 * time.Second
+	}
+	return o
+}
+
+// Outcome is what one probe concluded.
+type Outcome string
+
+// Outcomes.
+const (
+	// OutcomePass: the probe passed.
+	OutcomePass Outcome = "pass"
+	// OutcomeFail: the probe failed (refused, timeout, bad TLS, not ready).
+	OutcomeFail Outcome = "fail"
+	// OutcomeReadinessUnknown: reachable and TLS fine, but /readyz answered
+	// 401 or 403, so readiness is unknown. Counts as healthy: an auth
+	// setting must not withdraw the endpoint.
+	OutcomeReadinessUnknown Outcome = "readiness-unknown"
+)
+
+// Stage is how far a probe got.
+type Stage string
+
+// Stages, in order.
+const (
+	StageConnect Stage = "connect"
+	StageTLS     Stage = "tls"
+	StageHTTP    Stage = "http"
+	StageDone    Stage = "done"
+)
+
+// HealthResult is one probe of one backend.
+type HealthResult struct {
+	Backend string         `json:"backend"`
+	Address netip.AddrPort `json:"address"`
+	Kind    Kind           `json:"kind"`
+	Outcome Outcome        `json:"outcome"`
+	// Stage is where the probe stopped (StageDone when it got an answer).
+	Stage Stage `json:"stage"`
+	// StatusCode is the HTTP status of /readyz (KindHTTPS).
+	StatusCode int `json:"http_status,omitempty"`
+	// FailingChecks names the readiness checks that failed ("etcd", ...),
+	// from /readyz?verbose.
+	FailingChecks []string `json:"failing_checks,omitempty"`
+	// ClientCert says whether a client certificate was offered.
+	ClientCert bool `json:"client_cert"`
+	// Error is why the probe failed, if it did.
+	Error   string        `json:"error,omitempty"`
+	Latency time.Duration `json:"-"`
+	// LatencyMS is Latency in milliseconds (for JSON).
+	LatencyMS float64   `json:"latency_ms"`
+	Time      time.Time `json:"time"`
+}
+
+// Healthy reports whether the result counts as a pass for the state
+// machine: passed, or readiness unknown (401/403).
+func (r HealthResult) Healthy() bool {
+	return r.Outcome == OutcomePass || r.Outcome == OutcomeReadinessUnknown
+}
+
+// Probe probes one backend once. It never returns an error: a failure is
+// an OutcomeFail result saying why.
+func Probe(ctx context.Context, t Target, o HealthOptions) HealthResult {
+	o = o.withDefaults()
+	start := time.Now()
+	r := HealthResult{Backend: t.Name, Address: t.Address, Kind: o.Kind, Time: start, ClientCert: o.ClientCert != nil}
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+
+	switch o.Kind {
+	case KindTCP:
+		r.Stage = StageConnect
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", t.Address.String())
+		if err != nil {
+			r.fail(err)
+			break
+		}
+		c.Close()
+		r.Stage, r.Outcome = StageDone, OutcomePass
+	case KindTLS:
+		r.Stage = StageConnect
+		var d net.Dialer
+		raw, err := d.DialContext(ctx, "tcp", t.Address.String())
+		if err != nil {
+			r.fail(err)
+			break
+		}
+		r.Stage = StageTLS
+		c := tls.Client(raw, clientTLS(o))
+		err = c.HandshakeContext(ctx)
+		c.Close()
+		if err != nil {
+			r.fail(err)
+			break
+		}
+		r.Stage, r.Outcome = StageDone, OutcomePass
+	case KindHTTPS:
+		probeHTTPS(ctx, t, o, &r)
+	default:
+		r.Stage = StageConnect
+		r.fail(fmt.Errorf("unknown probe kind %q", o.Kind))
+	}
+	r.Latency = time.Since(start)
+	r.LatencyMS = float64(r.Latency.Microseconds()) / 1000
+	return r
+}
+
+func (r *HealthResult) fail(err error) {
+	r.Outcome = OutcomeFail
+	r.Error = err.Error()
+}
+
+// clientTLS verifies the chain against the cluster CA but not the host
+// name (see HealthOptions.RootCAs).
+func clientTLS(o HealthOptions) *tls.Config {
+	c := &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		InsecureSkipVerify: true, // the chain is verified in VerifyConnection, the host name deliberately not
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if o.RootCAs == nil {
+				return nil
+			}
+			return verifyChain(cs.PeerCertificates, o.RootCAs)
+		},
+	}
+	if o.ClientCert != nil {
+		cert := *o.ClientCert
+		c.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil }
+	}
+	return c
+}
+
+// verifyChain checks that chain[0] verifies to roots through chain[1:].
+func verifyChain(chain []*x509.Certificate, roots *x509.CertPool) error {
+	if len(chain) == 0 {
+		return errors.New("server presented no certificate")
+	}
+	inter := x509.NewCertPool()
+	for _, c := range chain[1:] {
+		inter.AddCert(c)
+	}
+	_, err := chain[0].Verify(x509.VerifyOptions{
+		Roots:         roots,
+		Intermediates: inter,
+		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	})
+	if err != nil {
+		return fmt.Errorf("certificate chain does not verify against the cluster CA: %w", err)
+	}
+	return nil
+}
+
+func probeHTTPS(ctx context.Context, t Target, o HealthOptions, r *HealthResult) {
+	tr := &http.Transport{
+		TLSClientConfig:   clientTLS(o),
+		DisableKeepAlives: true, // every probe is a fresh connection, like HAProxy's
+		Proxy:             nil,
+	}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse
+	}}
+	// Track how far we got, so a failure says connect, tls or http. The
+	// trace hooks run on the transport's dialing goroutine.
+	var reached atomic.Int32
+	trace := &httptrace.ClientTrace{
+		ConnectDone: func(_, _ string, err error) {
+			if err == nil {
+				reached.CompareAndSwap(0, 1)
+			}
+		},
+		TLSHandshakeDone: func(_ tls.ConnectionState, err error) {
+			if err == nil {
+				reached.Store(2)
+			}
+		},
+	}
+	url := "https://" + t.Address.String() + o.Path
+	status, body, err := get(httptrace.WithClientTrace(ctx, trace), client, url)
+	if err != nil {
+		r.Stage = []Stage{StageConnect, StageTLS, StageHTTP}[reached.Load()]
+		r.fail(err)
+		return
+	}
+	r.Stage = StageDone
+	r.StatusCode = status
+	switch {
+	case status == http.StatusOK:
+		r.Outcome = OutcomePass
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		r.Outcome = OutcomeReadinessUnknown
+		r.Error = fmt.Sprintf("%s answered %d %s to the probe", o.Path, status, http.StatusText(status))
+	default:
+		r.Outcome = OutcomeFail
+		r.Error = fmt.Sprintf("%s answered %d %s", o.Path, status, http.StatusText(status))
+		r.FailingChecks = failingChecks(body)
+		// Without ?verbose an apiserver lists only failed checks, and not
+		// always; ask again verbosely for the names (own time budget).
+		vctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.Timeout)
+		defer cancel()
+		if _, vbody, err := get(vctx, client, url+verboseSuffix(o.Path)); err == nil {
+			if fc := failingChecks(vbody); len(fc) > 0 {
+				r.FailingChecks = fc
+			}
+		}
+	}
+}
+
+func verboseSuffix(path string) string {
+	if strings.Contains(path, "?") {
+		return "&verbose"
+	}
+	return "?verbose"
+}
+
+func get(ctx context.Context, c *http.Client, url string) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, nil, fmt.Errorf("building request: %w", err)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return resp.StatusCode, nil, fmt.Errorf("reading %s: %w", url, err)
+	}
+	return resp.StatusCode, body, nil
+}
+
+// failingChecks parses kube-apiserver's health output: lines like
+// "[-]etcd failed: reason withheld".
+func failingChecks(body []byte) []string {
+	var out []string
+	sc := bufio.NewScanner(strings.NewReader(string(body)))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		rest, ok := strings.CutPrefix(line, "[-]")
+		if !ok {
+			continue
+		}
+		name, _, _ := strings.Cut(rest, " ")
+		if name != "" {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// FetchChain makes a TLS handshake with addr, without verifying anything,
+// and returns the certificates the server presented (leaf first).
+func FetchChain(ctx context.Context, addr netip.AddrPort, timeout time.Duration) ([]*x509.Certificate, error) {
+	if timeout <= 0 {
+		timeout = 2 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	d := tls.Dialer{Config: &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		InsecureSkipVerify: true, // we only read the chain; Certificate verifies it
+	}}
+	c, err := d.DialContext(ctx, "tcp", addr.String())
+	if err != nil {
+		return nil, fmt.Errorf("TLS handshake with %s: %w", addr, err)
+	}
+	defer c.Close()
+	return c.(*tls.Conn).ConnectionState().PeerCertificates, nil
+}

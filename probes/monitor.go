@@ -1,0 +1,150 @@
+package probes
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// MonitorOptions configure a Monitor.
+type MonitorOptions struct {
+	// Targets are the backends, in config order.
+	Targets []Target
+	// Health says how each probe is made.
+	Health HealthOptions
+	// Interval is the time between probe starts of a settled backend
+	// (default 1s); FastInterval the time while it is Rising or Falling
+	// (default Interval/4, HAProxy's fastinter).
+	Interval     time.Duration
+	FastInterval time.Duration
+	// Rise and Fall as in HAProxy (default 2 and 2).
+	Rise, Fall int
+	// OnUpdate, if set, is called after every probe, from that backend's
+	// goroutine; it must return quickly (hand off to a channel if needed).
+	OnUpdate func(Update)
+	// Logger logs state changes (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Update is one probe result with the state machine's step.
+type Update struct {
+	Result   HealthResult
+	Previous Tracker
+	Tracker  Tracker
+}
+
+// Changed reports whether the step changed the state.
+func (u Update) Changed() bool { return u.Previous.State != u.Tracker.State }
+
+// BackendStatus is a backend's current state and last probe result.
+type BackendStatus struct {
+	Target  Target       `json:"target"`
+	Tracker Tracker      `json:"tracker"`
+	Last    HealthResult `json:"last"`
+	// Since is when the backend entered its current state.
+	Since time.Time `json:"since"`
+}
+
+// Monitor probes every backend on its interval until its context ends and
+// keeps each one's rise/fall state.
+type Monitor struct {
+	opts MonitorOptions
+
+	mu     sync.Mutex
+	status []BackendStatus
+}
+
+// NewMonitor fills defaults and prepares a monitor; Run starts it.
+func NewMonitor(opts MonitorOptions) *Monitor {
+	if opts.Interval <= 0 {
+		opts.Interval = time.Second
+	}
+	if opts.FastInterval <= 0 {
+		opts.FastInterval = opts.Interval / 4
+	}
+	if opts.Rise <= 0 {
+		opts.Rise = 2
+	}
+	if opts.Fall <= 0 {
+		opts.Fall = 2
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	m := &Monitor{opts: opts, status: make([]BackendStatus, len(opts.Targets))}
+	for i, t := range opts.Targets {
+		m.status[i] = BackendStatus{Target: t}
+	}
+	return m
+}
+
+// Run probes all backends until ctx ends; it returns ctx's error.
+func (m *Monitor) Run(ctx context.Context) error {
+	if len(m.opts.Targets) == 0 {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	var wg sync.WaitGroup
+	for i := range m.opts.Targets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.loop(ctx, i)
+		}()
+	}
+	wg.Wait()
+	return ctx.Err()
+}
+
+// Snapshot returns every backend's state, in target order.
+func (m *Monitor) Snapshot() []BackendStatus {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]BackendStatus(nil), m.status...)
+}
+
+func (m *Monitor) loop(ctx context.Context, i int) {
+	t := m.opts.Targets[i]
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		start := time.Now()
+		res := Probe(ctx, t, m.opts.Health)
+		if ctx.Err() != nil {
+			return // cancelled mid-probe: the result says nothing about the backend
+		}
+		u := m.step(i, res)
+		if u.Changed() {
+			m.opts.Logger.Info("backend state changed", "backend", t.Name, "address", t.Address.String(),
+				"from", u.Previous.State.String(), "to", u.Tracker.State.String(),
+				"outcome", string(res.Outcome), "error", res.Error)
+		}
+		if m.opts.OnUpdate != nil {
+			m.opts.OnUpdate(u)
+		}
+		next := m.opts.Interval
+		if u.Tracker.Transitioning() {
+			next = m.opts.FastInterval
+		}
+		timer.Reset(max(next-time.Since(start), 0))
+	}
+}
+
+func (m *Monitor) step(i int, res HealthResult) Update {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := &m.status[i]
+	u := Update{Result: res, Previous: s.Tracker}
+	u.Tracker = Next(s.Tracker, res.Healthy(), m.opts.Rise, m.opts.Fall)
+	s.Tracker, s.Last = u.Tracker, res
+	if u.Changed() || s.Since.IsZero() {
+		s.Since = res.Time
+	}
+	return u
+}
