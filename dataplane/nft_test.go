@@ -1,0 +1,484 @@
+package dataplane
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"github.com/vishvananda/netns"
+)
+
+// kernelState is what a test reads back from one family's epconsole table
+// through its own netlink connection.
+type kernelState struct {
+	chains   map[string]*nftables.Chain
+	rules    map[string][]*nftables.Rule
+	set      *nftables.Set
+	elems    map[int]netip.AddrPort // slot -> backend
+	comments []string
+}
+
+func readKernel(t *testing.T, ns netns.NsHandle, fam nftables.TableFamily) *kernelState {
+	t.Helper()
+	c := nftConn(t, ns)
+	tables, err := c.ListTablesOfFamily(fam)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tab *nftables.Table
+	for _, tb := range tables {
+		if tb.Name == TableName {
+			tab = tb
+		}
+	}
+	if tab == nil {
+		return nil
+	}
+	st := &kernelState{chains: map[string]*nftables.Chain{}, rules: map[string][]*nftables.Rule{}, elems: map[int]netip.AddrPort{}}
+	chains, err := c.ListChainsOfTableFamily(fam)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ch := range chains {
+		if ch.Table.Name != TableName {
+			continue
+		}
+		st.chains[ch.Name] = ch
+		rules, err := c.GetRules(tab, ch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.rules[ch.Name] = rules
+		for _, r := range rules {
+			st.comments = append(st.comments, RuleComment(r.UserData))
+		}
+	}
+	sets, err := c.GetSets(tab)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sets) != 1 {
+		t.Fatalf("%d sets in table, want 1", len(sets))
+	}
+	st.set = sets[0]
+	st.set.Table = tab
+	elems, err := c.GetSetElements(st.set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range elems {
+		ap, ok := decodeBackendValue(e.Val)
+		if !ok || len(e.Key) != 4 {
+			t.Fatalf("undecodable element %x : %x", e.Key, e.Val)
+		}
+		st.elems[int(binaryutil.NativeEndian.Uint32(e.Key))] = ap
+	}
+	return st
+}
+
+// wantElems is the slot map the kernel should hold for d's family of vip.
+func wantElems(t *testing.T, d Desired, vip netip.Addr) map[int]netip.AddrPort {
+	t.Helper()
+	plans, err := plan(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := plans[familyIndex(vip)]
+	m := map[int]netip.AddrPort{}
+	for s, b := range p.slots {
+		if b >= 0 {
+			m[s] = p.backends[b].Addr
+		}
+	}
+	return m
+}
+
+func ruleHandles(st *kernelState) map[string][]uint64 {
+	h := map[string][]uint64{}
+	for ch, rules := range st.rules {
+		for _, r := range rules {
+			h[ch] = append(h[ch], r.Handle)
+		}
+	}
+	return h
+}
+
+func desired4() Desired {
+	return Desired{
+		VIPs:     []netip.Addr{vip4},
+		Port:     6443,
+		Backends: backends4(),
+		Healthy:  healthySet("cp1", "cp2", "cp3"),
+	}
+}
+
+func TestDpReconcileInstallsTable(t *testing.T) {
+	ns, ctx := kernelTest(t)
+	d := newDataplane(t, ns)
+	want := desired4()
+
+	res, err := d.Reconcile(ctx, want)
+	if err != nil {
+		t.Fatalf("Reconcile: %v", err)
+	}
+	if !res.Committed || len(res.Families) != 1 || res.Families[0].Action != ActionCreated {
+		t.Fatalf("first Reconcile: %+v, want one created table", res)
+	}
+	st := readKernel(t, ns, nftables.TableFamilyIPv4)
+	if st == nil {
+		t.Fatal("no ip epconsole table after Reconcile")
+	}
+	for _, name := range []string{ChainPrerouting, ChainOutput, ChainPostrouting, ChainInput} {
+		if st.chains[name] == nil {
+			t.Errorf("chain %s missing", name)
+		}
+	}
+	if len(st.chains) != 4 {
+		t.Errorf("%d chains, want 4", len(st.chains))
+	}
+	if got := st.chains[ChainPrerouting]; got.Type != nftables.ChainTypeNAT || *got.Priority != *nftables.ChainPriorityNATDest {
+		t.Errorf("prerouting chain: type %s priority %d", got.Type, *got.Priority)
+	}
+	if got := st.chains[ChainInput]; got.Type != nftables.ChainTypeFilter || *got.Hooknum != *nftables.ChainHookInput {
+		t.Errorf("input chain: type %s hook %d", got.Type, *got.Hooknum)
+	}
+	if !st.set.IsMap || st.set.KeyType.Bytes != 4 || st.set.DataType.Bytes != 8 || st.set.Size != DefaultSlots {
+		t.Errorf("slot map: map=%v key %d bytes, data %d bytes (%s), size %d",
+			st.set.IsMap, st.set.KeyType.Bytes, st.set.DataType.Bytes, st.set.DataType.Name, st.set.Size)
+	}
+	if !reflect.DeepEqual(st.elems, wantElems(t, want, vip4)) {
+		t.Errorf("slot map elements differ from BuildSlots (%d elements)", len(st.elems))
+	}
+	perBackend := map[netip.AddrPort]int{}
+	for _, b := range st.elems {
+		perBackend[b]++
+	}
+	for _, b := range backends4() {
+		if perBackend[b.Addr] != res.Families[0].SlotsPerBackend[b.Name] || perBackend[b.Addr] < 300 {
+			t.Errorf("backend %s holds %d slots in the kernel, result says %d", b.Name, perBackend[b.Addr], res.Families[0].SlotsPerBackend[b.Name])
+		}
+	}
+	t.Logf("slots per backend: %v", res.Families[0].SlotsPerBackend)
+	if len(st.comments) != 7 {
+		t.Errorf("%d rules, want 7: %q", len(st.comments), st.comments)
+	}
+	for _, c := range st.comments {
+		if !strings.HasPrefix(c, "epconsole: ") {
+			t.Errorf("rule comment %q not tagged", c)
+		}
+	}
+	if c := RuleComment(st.rules[ChainPrerouting][0].UserData); !strings.Contains(c, "dnat 198.18.1.100:6443") {
+		t.Errorf("prerouting rule comment %q", c)
+	}
+
+	// Reconciling the same state sends nothing: the generation stays.
+	gen := generation(t, ctx, d)
+	res, err = d.Reconcile(ctx, want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Committed || res.Families[0].Action != ActionUnchanged {
+		t.Errorf("second Reconcile: %+v, want nothing sent", res)
+	}
+	if g := generation(t, ctx, d); g != gen {
+		t.Errorf("generation moved from %d to %d on a no-op Reconcile", gen, g)
+	}
+}
+
+func TestDpHealthyChangeOnlyTouchesElements(t *testing.T) {
+	ns, ctx := kernelTest(t)
+	d := newDataplane(t, ns)
+	want := desired4()
+	first, err := d.Reconcile(ctx, want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := readKernel(t, ns, nftables.TableFamilyIPv4)
+	gen := generation(t, ctx, d)
+
+	steps := []struct {
+		desc      string
+		healthy   map[string]bool
+		withdrawn []netip.AddrPort
+	}{
+		{"cp2 down", healthySet("cp1", "cp3"), []netip.AddrPort{backends4()[1].Addr}},
+		{"all down", nil, []netip.AddrPort{backends4()[0].Addr, backends4()[2].Addr}},
+		{"cp3 back", healthySet("cp3"), nil},
+		{"all back", healthySet("cp1", "cp2", "cp3"), nil},
+	}
+	prev := first.Families[0].SlotsPerBackend
+	for _, step := range steps {
+		want.Healthy = step.healthy
+		res, err := d.Reconcile(ctx, want)
+		if err != nil {
+			t.Fatalf("%s: %v", step.desc, err)
+		}
+		fr := res.Families[0]
+		if !res.Committed || fr.Action != ActionElements {
+			t.Fatalf("%s: %+v, want an elements-only change", step.desc, res)
+		}
+		gen++
+		if g := generation(t, ctx, d); g != gen {
+			t.Errorf("%s: generation %d, want %d (one commit)", step.desc, g, gen)
+		}
+		st := readKernel(t, ns, nftables.TableFamilyIPv4)
+		if !reflect.DeepEqual(ruleHandles(st), ruleHandles(before)) {
+			t.Errorf("%s: rule handles changed: %v -> %v", step.desc, ruleHandles(before), ruleHandles(st))
+		}
+		if !reflect.DeepEqual(st.elems, wantElems(t, want, vip4)) {
+			t.Errorf("%s: kernel map differs from BuildSlots", step.desc)
+		}
+		if !slices.Equal(fr.Withdrawn, step.withdrawn) {
+			t.Errorf("%s: withdrawn %v, want %v", step.desc, fr.Withdrawn, step.withdrawn)
+		}
+		t.Logf("%s: -%d +%d elements, slots %v", step.desc, fr.ElementsDeleted, fr.ElementsAdded, fr.SlotsPerBackend)
+		if step.desc == "cp2 down" && (fr.ElementsDeleted != prev["cp2"] || fr.ElementsAdded != prev["cp2"]) {
+			t.Errorf("cp2 down: -%d +%d elements, want exactly cp2's %d slots moved", fr.ElementsDeleted, fr.ElementsAdded, prev["cp2"])
+		}
+		prev = fr.SlotsPerBackend
+	}
+	if after := readKernel(t, ns, nftables.TableFamilyIPv4); !reflect.DeepEqual(after.elems, before.elems) {
+		t.Errorf("after all backends came back the map differs from the first one")
+	}
+}
+
+// foreignRuleset creates tables that are not epconsole's: ip filter with an
+// input chain and a rule, ip6 nat with a prerouting chain (same chain name
+// as ours), and an inet table named epconsole (our name, not our family).
+func foreignRuleset(t *testing.T, ns netns.NsHandle) {
+	t.Helper()
+	c := nftConn(t, ns)
+	accept := nftables.ChainPolicyAccept
+	filter := c.AddTable(&nftables.Table{Name: "filter", Family: nftables.TableFamilyIPv4})
+	in := c.AddChain(&nftables.Chain{Name: "input", Table: filter, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter, Policy: &accept})
+	c.AddRule(&nftables.Rule{Table: filter, Chain: in, Exprs: []expr.Any{
+		// ip saddr 198.18.1.50 counter accept
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{198, 18, 1, 50}},
+		&expr.Counter{},
+		&expr.Verdict{Kind: expr.VerdictAccept},
+	}})
+	nat6 := c.AddTable(&nftables.Table{Name: "nat", Family: nftables.TableFamilyIPv6})
+	c.AddChain(&nftables.Chain{Name: ChainPrerouting, Table: nat6, Type: nftables.ChainTypeNAT,
+		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityNATDest, Policy: &accept})
+	inet := c.AddTable(&nftables.Table{Name: TableName, Family: nftables.TableFamilyINet})
+	c.AddChain(&nftables.Chain{Name: "other", Table: inet})
+	if err := c.Flush(); err != nil {
+		t.Fatalf("creating foreign ruleset: %v", err)
+	}
+}
+
+// foreignSnapshot lists every chain and rule outside epconsole's ip/ip6
+// tables, with handles and expressions.
+func foreignSnapshot(t *testing.T, ns netns.NsHandle) []string {
+	t.Helper()
+	c := nftConn(t, ns)
+	chains, err := c.ListChains()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, ch := range chains {
+		fam := ch.Table.Family
+		if ch.Table.Name == TableName && (fam == nftables.TableFamilyIPv4 || fam == nftables.TableFamilyIPv6) {
+			continue
+		}
+		rules, err := c.GetRules(ch.Table, ch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		line := []string{familyName(fam) + "/" + ch.Table.Name + "/" + ch.Name}
+		for _, r := range rules {
+			line = append(line, reflectString(r.Handle, r.Exprs))
+		}
+		out = append(out, strings.Join(line, " | "))
+	}
+	slices.Sort(out)
+	return out
+}
+
+func reflectString(h uint64, exprs []expr.Any) string {
+	parts := []string{fmt.Sprintf("handle %d", h)}
+	for _, e := range exprs {
+		parts = append(parts, fmt.Sprintf("%T%+v", e, e))
+	}
+	return strings.Join(parts, " ")
+}
+
+func TestDpForeignTablesUntouched(t *testing.T) {
+	ns, ctx := kernelTest(t)
+	foreignRuleset(t, ns)
+	before := foreignSnapshot(t, ns)
+	if len(before) != 3 {
+		t.Fatalf("foreign ruleset: %q", before)
+	}
+	d := newDataplane(t, ns)
+	want := desired4()
+	want.VIPs = append(want.VIPs, vip6)
+	want.Backends = append(want.Backends, backends6()...)
+	want.Healthy = healthySet("cp1", "cp2", "cp3", "cp1v6", "cp2v6")
+	if _, err := d.Reconcile(ctx, want); err != nil {
+		t.Fatal(err)
+	}
+	want.Healthy = healthySet("cp1", "cp1v6")
+	if _, err := d.Reconcile(ctx, want); err != nil {
+		t.Fatal(err)
+	}
+	if got := foreignSnapshot(t, ns); !slices.Equal(got, before) {
+		t.Errorf("foreign ruleset changed by Reconcile:\n got %q\nwant %q", got, before)
+	}
+	if err := d.Remove(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if readKernel(t, ns, nftables.TableFamilyIPv4) != nil || readKernel(t, ns, nftables.TableFamilyIPv6) != nil {
+		t.Error("epconsole tables still present after Remove")
+	}
+	if got := foreignSnapshot(t, ns); !slices.Equal(got, before) {
+		t.Errorf("foreign ruleset changed by Remove:\n got %q\nwant %q", got, before)
+	}
+	// Remove is idempotent and then sends nothing.
+	gen := generation(t, ctx, d)
+	if err := d.Remove(ctx); err != nil {
+		t.Fatalf("second Remove: %v", err)
+	}
+	if g := generation(t, ctx, d); g != gen {
+		t.Errorf("second Remove moved the generation %d -> %d", gen, g)
+	}
+}
+
+func TestDpAdoptsExistingTable(t *testing.T) {
+	ns, ctx := kernelTest(t)
+	want := desired4()
+	want.Healthy = healthySet("cp1", "cp3")
+	old := newDataplane(t, ns)
+	if _, err := old.Reconcile(ctx, want); err != nil {
+		t.Fatal(err)
+	}
+	before := readKernel(t, ns, nftables.TableFamilyIPv4)
+
+	// A new process (a second Dataplane) with the same desired state
+	// adopts the table without sending anything.
+	d := newDataplane(t, ns)
+	gen := generation(t, ctx, d)
+	res, err := d.Reconcile(ctx, want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Committed || res.Families[0].Action != ActionUnchanged {
+		t.Errorf("adopting: %+v, want nothing sent", res)
+	}
+	if g := generation(t, ctx, d); g != gen {
+		t.Errorf("adopting moved the generation %d -> %d", gen, g)
+	}
+	if after := readKernel(t, ns, nftables.TableFamilyIPv4); !reflect.DeepEqual(ruleHandles(after), ruleHandles(before)) {
+		t.Errorf("adopting changed rule handles")
+	}
+
+	// A changed rule (another service port) replaces the table: delete and
+	// add in one batch, one commit.
+	want.Port = 7443
+	want.Mode = BalanceSource
+	res, err = d.Reconcile(ctx, want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Committed || res.Families[0].Action != ActionReplaced {
+		t.Errorf("changed port: %+v, want the table replaced", res)
+	}
+	if g := generation(t, ctx, d); g != gen+1 {
+		t.Errorf("replacing took generation %d -> %d, want one commit", gen, g)
+	}
+	st := readKernel(t, ns, nftables.TableFamilyIPv4)
+	if c := RuleComment(st.rules[ChainPrerouting][0].UserData); !strings.Contains(c, "198.18.1.100:7443") {
+		t.Errorf("prerouting rule after replace: %q", c)
+	}
+	if !reflect.DeepEqual(st.elems, wantElems(t, want, vip4)) {
+		t.Errorf("map after replace differs from BuildSlots")
+	}
+	// And the replaced table is again stable.
+	res, err = d.Reconcile(ctx, want)
+	if err != nil || res.Committed {
+		t.Errorf("Reconcile after replace: %+v, %v; want nothing sent", res, err)
+	}
+}
+
+func TestDpDualStack(t *testing.T) {
+	ns, ctx := kernelTest(t)
+	d := newDataplane(t, ns)
+	want := Desired{
+		VIPs:     []netip.Addr{vip4, vip6},
+		Backends: append(backends4(), backends6()...),
+		Healthy:  healthySet("cp1", "cp2", "cp1v6", "cp2v6", "cp3v6"),
+		Slots:    509,
+	}
+	gen := generation(t, ctx, d)
+	res, err := d.Reconcile(ctx, want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Families) != 2 || res.Families[0].Action != ActionCreated || res.Families[1].Action != ActionCreated {
+		t.Fatalf("dual stack: %+v", res)
+	}
+	if g := generation(t, ctx, d); g != gen+1 {
+		t.Errorf("both tables took generation %d -> %d, want one commit", gen, g)
+	}
+	st6 := readKernel(t, ns, nftables.TableFamilyIPv6)
+	if st6 == nil {
+		t.Fatal("no ip6 table")
+	}
+	if st6.set.DataType.Bytes != 20 || st6.set.Size != 509 {
+		t.Errorf("ip6 slot map: data %d bytes, size %d", st6.set.DataType.Bytes, st6.set.Size)
+	}
+	if !reflect.DeepEqual(st6.elems, wantElems(t, want, vip6)) {
+		t.Errorf("ip6 map differs from BuildSlots")
+	}
+	if c := RuleComment(st6.rules[ChainPrerouting][0].UserData); !strings.Contains(c, "[fd00:198:18:1::100]:6443") {
+		t.Errorf("ip6 prerouting rule: %q", c)
+	}
+	if res, err := d.Reconcile(ctx, want); err != nil || res.Committed {
+		t.Errorf("second dual-stack Reconcile: %+v, %v; want nothing sent", res, err)
+	}
+
+	// Dropping the IPv4 VIP removes the ip table and leaves ip6 alone.
+	before6 := ruleHandles(st6)
+	want.VIPs = []netip.Addr{vip6}
+	res, err = d.Reconcile(ctx, want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Families) != 2 || res.Families[0].Action != ActionRemoved || res.Families[1].Action != ActionUnchanged {
+		t.Errorf("IPv4 VIP dropped: %+v", res)
+	}
+	if readKernel(t, ns, nftables.TableFamilyIPv4) != nil {
+		t.Error("ip table still present")
+	}
+	if got := ruleHandles(readKernel(t, ns, nftables.TableFamilyIPv6)); !reflect.DeepEqual(got, before6) {
+		t.Errorf("ip6 rules changed: %v -> %v", before6, got)
+	}
+}
+
+func TestDpReconcileRejectsBadDesired(t *testing.T) {
+	d := &Dataplane{}
+	for _, tc := range []struct {
+		desc string
+		d    Desired
+	}{
+		{"two IPv4 VIPs", Desired{VIPs: []netip.Addr{vip4, netip.MustParseAddr("198.18.1.101")}}},
+		{"duplicate names", Desired{VIPs: []netip.Addr{vip4}, Backends: []Backend{backends4()[0], backends4()[0]}}},
+		{"backend is VIP", Desired{VIPs: []netip.Addr{vip4}, Backends: []Backend{{Name: "x", Addr: netip.AddrPortFrom(vip4, 6443)}}}},
+		{"unknown mode", Desired{VIPs: []netip.Addr{vip4}, Mode: "random"}},
+		{"mark of two bits", Desired{VIPs: []netip.Addr{vip4}, CtMark: 3}},
+	} {
+		if _, err := d.Reconcile(context.Background(), tc.d); err == nil {
+			t.Errorf("%s: no error", tc.desc)
+		}
+	}
+}
