@@ -482,3 +482,63 @@ func TestDpReconcileRejectsBadDesired(t *testing.T) {
 		}
 	}
 }
+
+func TestDpTamperedTableIsReplaced(t *testing.T) {
+	for _, tc := range []struct {
+		desc   string
+		tamper func(t *testing.T, c *nftables.Conn, st *kernelState)
+	}{
+		{"rule expressions changed, comment kept", func(t *testing.T, c *nftables.Conn, st *kernelState) {
+			r := st.rules[ChainPrerouting][0]
+			// Our own builder with another seed (rules read back cannot be
+			// sent again: the library drops a ct set's source register).
+			plans, err := plan(desired4())
+			if err != nil {
+				t.Fatal(err)
+			}
+			plans[0].seed++
+			exprs := dnatExprs(plans[0], true)
+			c.ReplaceRule(&nftables.Rule{Table: r.Table, Chain: r.Chain, Handle: r.Handle, Exprs: exprs, UserData: r.UserData})
+		}},
+		{"rule deleted", func(t *testing.T, c *nftables.Conn, st *kernelState) {
+			r := st.rules[ChainInput][3]
+			if err := c.DelRule(r); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"extra chain in our table", func(t *testing.T, c *nftables.Conn, st *kernelState) {
+			c.AddChain(&nftables.Chain{Name: "extra", Table: st.set.Table})
+		}},
+		{"chain priority changed", func(t *testing.T, c *nftables.Conn, st *kernelState) {
+			ch := st.chains[ChainInput]
+			c.DelChain(ch)
+			accept := nftables.ChainPolicyAccept
+			c.AddChain(&nftables.Chain{Name: ChainInput, Table: st.set.Table, Type: nftables.ChainTypeFilter,
+				Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityRef(10), Policy: &accept})
+		}},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			ns, ctx := kernelTest(t)
+			d := newDataplane(t, ns)
+			want := desired4()
+			if _, err := d.Reconcile(ctx, want); err != nil {
+				t.Fatal(err)
+			}
+			c := nftConn(t, ns)
+			tc.tamper(t, c, readKernel(t, ns, nftables.TableFamilyIPv4))
+			if err := c.Flush(); err != nil {
+				t.Fatalf("tampering: %v", err)
+			}
+			res, err := d.Reconcile(ctx, want)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Families[0].Action != ActionReplaced {
+				t.Fatalf("after tampering: %+v, want the table replaced", res.Families[0])
+			}
+			if res, err := d.Reconcile(ctx, want); err != nil || res.Committed {
+				t.Errorf("after repair: %+v, %v; want nothing sent", res, err)
+			}
+		})
+	}
+}

@@ -1,0 +1,388 @@
+package dataplane
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/ti-mo/conntrack"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// nlHandle is a netlink handle into ns for link and address set-up.
+func nlHandle(t *testing.T, ns netns.NsHandle) *netlink.Handle {
+	t.Helper()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Close)
+	return h
+}
+
+func linkUp(t *testing.T, h *netlink.Handle, name string) netlink.Link {
+	t.Helper()
+	l, err := h.LinkByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.LinkSetUp(l); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// addStub creates an up veth link whose peer (NAME+"p", also up) has no
+// addresses, with the given prefixes on NAME (IPv6 ones without DAD, so
+// they are usable at once). Nothing answers behind it, which is all a SYN
+// needs to leave a conntrack entry behind. (This kernel has no dummy links.)
+func addStub(t *testing.T, h *netlink.Handle, name string, prefixes ...string) netlink.Link {
+	t.Helper()
+	if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: name + "p"}); err != nil {
+		t.Fatalf("adding veth %s: %v", name, err)
+	}
+	linkUp(t, h, name+"p")
+	l := linkUp(t, h, name)
+	addAddrs(t, h, l, prefixes...)
+	return l
+}
+
+func addAddrs(t *testing.T, h *netlink.Handle, l netlink.Link, prefixes ...string) {
+	t.Helper()
+	for _, p := range prefixes {
+		a, err := netlink.ParseAddr(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.IP.To4() == nil {
+			a.Flags = unix.IFA_F_NODAD
+		}
+		if err := h.AddrAdd(l, a); err != nil {
+			t.Fatalf("adding %s to %s: %v", p, l.Attrs().Name, err)
+		}
+	}
+}
+
+// writeSysctl writes a /proc/sys file from a thread inside ns.
+func writeSysctl(t *testing.T, ns netns.NsHandle, path, value string) {
+	t.Helper()
+	err := netNS{fd: int(ns)}.do(func() error { return os.WriteFile(path, []byte(value), 0o644) })
+	if err != nil {
+		t.Fatalf("sysctl %s=%s: %v", path, value, err)
+	}
+}
+
+// startConnect opens a non-blocking TCP socket in ns bound to src and starts
+// a connect to dst: the SYN leaves (and a conntrack entry appears) without
+// any process in the namespace. The socket is closed at cleanup.
+func startConnect(t *testing.T, ns netns.NsHandle, src, dst netip.AddrPort) int {
+	t.Helper()
+	fd := -1
+	err := netNS{fd: int(ns)}.do(func() error {
+		family := unix.AF_INET
+		if dst.Addr().Is6() {
+			family = unix.AF_INET6
+		}
+		s, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		fd = s
+		if err := unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+			return err
+		}
+		if err := unix.Bind(s, sockaddr(src)); err != nil {
+			return fmt.Errorf("bind %v: %w", src, err)
+		}
+		if err := unix.Connect(s, sockaddr(dst)); err != nil && err != unix.EINPROGRESS {
+			return fmt.Errorf("connect %v: %w", dst, err)
+		}
+		return nil
+	})
+	if fd >= 0 {
+		t.Cleanup(func() { unix.Close(fd) })
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fd
+}
+
+// connectOutcome waits up to wait for a started connect: it returns the
+// socket error (nil when established, ECONNREFUSED on a RST) or
+// unix.ETIMEDOUT when nothing came back.
+func connectOutcome(t *testing.T, fd int, wait time.Duration) error {
+	t.Helper()
+	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+	deadline := time.Now().Add(wait)
+	for {
+		n, err := unix.Poll(pfd, int(time.Until(deadline).Milliseconds()))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return unix.ETIMEDOUT
+		}
+		soErr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if soErr == 0 {
+			return nil
+		}
+		return unix.Errno(soErr)
+	}
+}
+
+func prefixNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
+
+func sockaddr(ap netip.AddrPort) unix.Sockaddr {
+	if ap.Addr().Is4() {
+		return &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
+	}
+	return &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
+}
+
+// expectedBackend is the backend the rules should pick for a flow from
+// client: FlowSlot into BuildSlots, computed in Go.
+func expectedBackend(t *testing.T, d Desired, vip netip.Addr, client netip.AddrPort) netip.AddrPort {
+	t.Helper()
+	plans, err := plan(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := plans[familyIndex(vip)]
+	s := FlowSlot(p.mode, p.seed, len(p.slots), client)
+	if p.slots[s] < 0 {
+		return netip.AddrPort{}
+	}
+	return p.backends[p.slots[s]].Addr
+}
+
+func flowFamilies() []struct {
+	name     string
+	vip      netip.Addr
+	backends []Backend
+} {
+	return []struct {
+		name     string
+		vip      netip.Addr
+		backends []Backend
+	}{
+		{"ipv4", vip4, backends4()},
+		{"ipv6", vip6, backends6()},
+	}
+}
+
+// TestDpLocalFlowsFollowSlotMap starts connections from the LB host itself
+// to the VIP: the output chain DNATs each to the backend that FlowSlot and
+// BuildSlots predict, keeps the host's source address (no SNAT), and
+// Reconcile deletes the conntrack entries of a backend it withdraws.
+func TestDpLocalFlowsFollowSlotMap(t *testing.T) {
+	for _, tc := range []struct {
+		fam  int
+		mode BalanceMode
+	}{{0, BalanceConnection}, {1, BalanceConnection}, {0, BalanceSource}, {1, BalanceSource}} {
+		fam := flowFamilies()[tc.fam]
+		t.Run(fam.name+"/"+string(tc.mode), func(t *testing.T) {
+			ns, ctx := kernelTest(t)
+			h := nlHandle(t, ns)
+			linkUp(t, h, "lo")
+			addStub(t, h, "dp0", "198.18.1.1/24", "fd00:198:18:1::1/64")
+			client := netip.MustParseAddr("198.18.1.1")
+			if fam.vip.Is6() {
+				client = netip.MustParseAddr("fd00:198:18:1::1")
+			}
+			names := []string{fam.backends[0].Name, fam.backends[1].Name, fam.backends[2].Name}
+			want := Desired{VIPs: []netip.Addr{fam.vip}, Backends: fam.backends, Healthy: healthySet(names...), Mode: tc.mode}
+			d := newDataplane(t, ns)
+			if _, err := d.Reconcile(ctx, want); err != nil {
+				t.Fatal(err)
+			}
+			vip := netip.AddrPortFrom(fam.vip, DefaultPort)
+			const flows = 30
+			expect := map[netip.AddrPort]netip.AddrPort{} // client -> backend
+			perBackend := map[netip.AddrPort]int{}
+			for i := range flows {
+				src := netip.AddrPortFrom(client, uint16(40000+i))
+				startConnect(t, ns, src, vip)
+				b := expectedBackend(t, want, fam.vip, src)
+				expect[src] = b
+				perBackend[b]++
+			}
+			t.Logf("expected flows per backend: %v", perBackend)
+			if tc.mode == BalanceSource && len(perBackend) != 1 {
+				t.Errorf("balance by source spread one client over %d backends", len(perBackend))
+			}
+			got, err := d.Conntrack().Flows(ctx, vip)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != flows {
+				t.Fatalf("%d conntrack entries to %v, want %d", len(got), vip, flows)
+			}
+			for _, f := range got {
+				src := netip.AddrPortFrom(f.TupleOrig.IP.SourceAddress, f.TupleOrig.Proto.SourcePort)
+				if replySrc(f) != expect[src] {
+					t.Errorf("flow from %v went to %v, FlowSlot predicts %v", src, replySrc(f), expect[src])
+				}
+				replyDst := netip.AddrPortFrom(f.TupleReply.IP.DestinationAddress, f.TupleReply.Proto.DestinationPort)
+				if replyDst != src {
+					t.Errorf("local flow from %v was SNATed: reply goes to %v", src, replyDst)
+				}
+				if f.Mark&DefaultCtMark != 0 {
+					t.Errorf("local flow from %v carries the forwarded-flow mark", src)
+				}
+			}
+
+			// Withdrawing a backend deletes exactly its entries.
+			// Withdraw the backend with the most flows.
+			gone := fam.backends[0]
+			for _, b := range fam.backends {
+				if perBackend[b.Addr] > perBackend[gone.Addr] {
+					gone = b
+				}
+			}
+			want.Healthy = healthySet(names...)
+			delete(want.Healthy, gone.Name)
+			res, err := d.Reconcile(ctx, want)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fr := res.Families[0]
+			if len(fr.Withdrawn) != 1 || fr.Withdrawn[0] != gone.Addr || fr.FlowsDeleted != perBackend[gone.Addr] {
+				t.Errorf("withdrawing %s: withdrawn %v, %d flows deleted; want %d", gone.Name, fr.Withdrawn, fr.FlowsDeleted, perBackend[gone.Addr])
+			}
+			left, err := d.Conntrack().Flows(ctx, vip)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(left) != flows-perBackend[gone.Addr] {
+				t.Errorf("%d entries left, want %d", len(left), flows-perBackend[gone.Addr])
+			}
+			for _, f := range left {
+				if replySrc(f) == gone.Addr {
+					t.Errorf("entry of withdrawn backend survived: %v", f.TupleOrig)
+				}
+			}
+		})
+	}
+}
+
+// TestDpForwardedFlowsSNATToVIP sends connections from a client namespace
+// through the LB namespace: prerouting DNATs them to the predicted backend,
+// marks them, and postrouting SNATs them to the VIP itself. Another port on
+// the VIP is dropped (no RST comes back), while the service port with no
+// healthy backend is accepted by the host (RST, connection refused).
+func TestDpForwardedFlowsSNATToVIP(t *testing.T) {
+	for _, fam := range flowFamilies() {
+		t.Run(fam.name, func(t *testing.T) {
+			lb, ctx := kernelTest(t)
+			cl := newNetNS(t)
+			hl, hc := nlHandle(t, lb), nlHandle(t, cl)
+			linkUp(t, hl, "lo")
+			linkUp(t, hc, "lo")
+			if err := hl.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "dpl0"}, PeerName: "dpc0", PeerNamespace: netlink.NsFd(int(cl))}); err != nil {
+				t.Fatal(err)
+			}
+			// LB: the client-side subnet on the veth, the VIP as a /32 (/128)
+			// on it too, backends behind a dummy.
+			addAddrs(t, hl, linkUp(t, hl, "dpl0"), "198.18.1.1/26", "fd00:198:18:1::1/122", "198.18.1.100/32", "fd00:198:18:1::100/128")
+			addAddrs(t, hc, linkUp(t, hc, "dpc0"), "198.18.1.2/26", "fd00:198:18:1::2/122")
+			backends := []Backend{
+				{Name: "cp1", Addr: netip.MustParseAddrPort("198.18.1.75:6443")},
+				{Name: "cp2", Addr: netip.MustParseAddrPort("198.18.1.76:6443")},
+				{Name: "cp3", Addr: netip.MustParseAddrPort("198.18.1.77:16443")},
+			}
+			client := netip.MustParseAddr("198.18.1.2")
+			gw := "198.18.1.1"
+			if fam.vip.Is6() {
+				backends = []Backend{
+					{Name: "cp1", Addr: netip.MustParseAddrPort("[fd00:198:18:1::4b]:6443")},
+					{Name: "cp2", Addr: netip.MustParseAddrPort("[fd00:198:18:1::4c]:6443")},
+					{Name: "cp3", Addr: netip.MustParseAddrPort("[fd00:198:18:1::4d]:16443")},
+				}
+				client = netip.MustParseAddr("fd00:198:18:1::2")
+				gw = "fd00:198:18:1::1"
+			}
+			addStub(t, hl, "dpb0", "198.18.1.65/26", "fd00:198:18:1::41/122")
+			// Client: the VIP through the LB.
+			gwIP := netip.MustParseAddr(gw)
+			if err := hc.RouteAdd(&netlink.Route{Dst: prefixNet(netip.PrefixFrom(fam.vip, fam.vip.BitLen())), Gw: gwIP.AsSlice()}); err != nil {
+				t.Fatalf("client route to the VIP: %v", err)
+			}
+			writeSysctl(t, lb, "/proc/sys/net/ipv4/ip_forward", "1")
+			writeSysctl(t, lb, "/proc/sys/net/ipv6/conf/all/forwarding", "1")
+
+			want := Desired{VIPs: []netip.Addr{fam.vip}, Backends: backends, Healthy: healthySet("cp1", "cp2", "cp3")}
+			d := newDataplane(t, lb)
+			if _, err := d.Reconcile(ctx, want); err != nil {
+				t.Fatal(err)
+			}
+			vip := netip.AddrPortFrom(fam.vip, DefaultPort)
+			const flows = 20
+			expect := map[netip.AddrPort]netip.AddrPort{}
+			for i := range flows {
+				src := netip.AddrPortFrom(client, uint16(41000+i))
+				startConnect(t, cl, src, vip)
+				expect[src] = expectedBackend(t, want, fam.vip, src)
+			}
+			// The SYNs cross the veth asynchronously: wait (bounded) for
+			// the LB's conntrack entries.
+			var got []conntrack.Flow
+			for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+				var err error
+				if got, err = d.Conntrack().Flows(ctx, vip); err != nil {
+					t.Fatal(err)
+				}
+				if len(got) >= flows {
+					break
+				}
+			}
+			if len(got) != flows {
+				t.Fatalf("%d forwarded entries to %v, want %d", len(got), vip, flows)
+			}
+			perBackend := map[netip.AddrPort]int{}
+			for _, f := range got {
+				src := netip.AddrPortFrom(f.TupleOrig.IP.SourceAddress, f.TupleOrig.Proto.SourcePort)
+				perBackend[replySrc(f)]++
+				if replySrc(f) != expect[src] {
+					t.Errorf("flow from %v went to %v, FlowSlot predicts %v", src, replySrc(f), expect[src])
+				}
+				if rd := f.TupleReply.IP.DestinationAddress; rd != fam.vip {
+					t.Errorf("forwarded flow from %v: reply goes to %v, want the VIP %v (SNAT to VIP)", src, rd, fam.vip)
+				}
+				if f.Mark&DefaultCtMark == 0 {
+					t.Errorf("forwarded flow from %v lacks the mark bit (mark %#x)", src, f.Mark)
+				}
+			}
+			t.Logf("forwarded flows per backend: %v", perBackend)
+
+			// Another port on the VIP: dropped, so the client hears nothing.
+			other := startConnect(t, cl, netip.AddrPortFrom(client, 42000), netip.AddrPortFrom(fam.vip, 22))
+			if err := connectOutcome(t, other, 500*time.Millisecond); err != unix.ETIMEDOUT {
+				t.Errorf("connect to VIP port 22: %v, want no answer (dropped)", err)
+			}
+			// The service port with no healthy backend is not DNATed and is
+			// accepted by the filter: the host itself answers with RST.
+			want.Healthy = nil
+			if _, err := d.Reconcile(ctx, want); err != nil {
+				t.Fatal(err)
+			}
+			refused := startConnect(t, cl, netip.AddrPortFrom(client, 42001), vip)
+			if err := connectOutcome(t, refused, 2*time.Second); err != unix.ECONNREFUSED {
+				t.Errorf("connect to VIP:%d without backends: %v, want connection refused", DefaultPort, err)
+			}
+		})
+	}
+}
