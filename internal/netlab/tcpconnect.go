@@ -1,0 +1,124 @@
+package netlab
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+)
+
+// TCPConnectOpts is a loop of plain TCP connects, to measure how long a
+// target stays unreachable during a failover.
+type TCPConnectOpts struct {
+	Target netip.AddrPort `json:"target"`
+	// Every is the pace of attempts (default 5 ms); an attempt that takes
+	// longer delays the next one instead of piling up.
+	Every time.Duration `json:"every,omitempty"`
+	// Timeout bounds each connect (default 20 ms).
+	Timeout time.Duration `json:"timeout,omitempty"`
+	// Duration is how long the loop runs (required, at most 10 min).
+	Duration time.Duration `json:"duration"`
+}
+
+// TCPConnectResult reports a connect loop. Durations count from its start.
+type TCPConnectResult struct {
+	Attempts int `json:"attempts"`
+	Failures int `json:"failures"`
+	// LongestGap is the longest time without a successful connect: between
+	// two successes (completion to completion), or from the start to the
+	// first success, or from the last success to the end. With no failure
+	// it is about Every plus one connect.
+	LongestGap time.Duration `json:"longest_gap"`
+	// GapStart is when that gap began.
+	GapStart time.Duration `json:"gap_start"`
+	// Errors holds the first failures.
+	Errors  []TimedError  `json:"errors,omitempty"`
+	Elapsed time.Duration `json:"elapsed"`
+}
+
+func (o *TCPConnectOpts) defaults() error {
+	if o.Every == 0 {
+		o.Every = 5 * time.Millisecond
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 20 * time.Millisecond
+	}
+	if o.Every < time.Millisecond || o.Timeout < 0 || o.Timeout > time.Minute || o.Duration <= 0 || o.Duration > maxDuration {
+		return fmt.Errorf("tcpconnect every %v, timeout %v, duration %v: want every >= 1ms, timeout <= 1m, 0 < duration <= %v",
+			o.Every, o.Timeout, o.Duration, maxDuration)
+	}
+	return checkTarget(o.Target)
+}
+
+// StartTCPConnect starts a connect loop in the host and returns once its
+// first attempt has finished (ctx bounds that wait, 15 s without a
+// deadline).
+func (h *Host) StartTCPConnect(ctx context.Context, o TCPConnectOpts) (*Job[TCPConnectResult], error) {
+	if err := o.defaults(); err != nil {
+		return nil, err
+	}
+	return startJob[TCPConnectResult](ctx, h, roleTCPConnect, o)
+}
+
+// RunTCPConnect runs a connect loop in the host for o.Duration and returns
+// its result.
+func (h *Host) RunTCPConnect(ctx context.Context, o TCPConnectOpts) (TCPConnectResult, error) {
+	j, err := h.StartTCPConnect(ctx, o)
+	if err != nil {
+		return TCPConnectResult{}, err
+	}
+	return j.Wait(ctx)
+}
+
+// runTCPConnect is the child side of the tcpconnect role.
+func runTCPConnect(ctx context.Context, o TCPConnectOpts, out *eventWriter) error {
+	if err := o.defaults(); err != nil {
+		return err
+	}
+	start := time.Now()
+	end := start.Add(o.Duration)
+	var res TCPConnectResult
+	lastOK := start
+	next := start
+	d := net.Dialer{Timeout: o.Timeout, KeepAlive: -1}
+	for ctx.Err() == nil && next.Before(end) {
+		if err := sleepUntil(ctx, next); err != nil {
+			break
+		}
+		t0 := time.Now()
+		conn, err := d.DialContext(ctx, "tcp", o.Target.String())
+		t1 := time.Now()
+		res.Attempts++
+		if err != nil {
+			res.Failures++
+			if len(res.Errors) < maxErrors {
+				res.Errors = append(res.Errors, TimedError{At: t0.Sub(start), Err: err.Error()})
+			}
+		} else {
+			if tc, ok := conn.(*net.TCPConn); ok {
+				_ = tc.SetLinger(0) // close with RST: no TIME_WAIT pile-up
+			}
+			conn.Close()
+			if gap := t1.Sub(lastOK); gap > res.LongestGap {
+				res.LongestGap, res.GapStart = gap, lastOK.Sub(start)
+			}
+			lastOK = t1
+		}
+		if res.Attempts == 1 {
+			if err := out.emit(evStarted, struct{}{}); err != nil {
+				return err
+			}
+		}
+		next = next.Add(o.Every)
+		if now := time.Now(); next.Before(now) {
+			next = now
+		}
+	}
+	stop := time.Now()
+	if gap := stop.Sub(lastOK); gap > res.LongestGap {
+		res.LongestGap, res.GapStart = gap, lastOK.Sub(start)
+	}
+	res.Elapsed = stop.Sub(start)
+	return out.emit(evResult, res)
+}
