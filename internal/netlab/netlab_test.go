@@ -205,6 +205,21 @@ func TestDirectToBackends(t *testing.T) {
 		t.Errorf("client to ready stand-in: %+v, %v", res, err)
 	}
 
+	// A paced client stopped early reports what it did.
+	job, err := cl.StartClient(ctx, ClientOpts{Target: s2.Addr4, Count: 1000, Interval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	job.Stop()
+	res, err = job.Wait(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Incomplete || res.OK == 0 || res.OK >= 1000 || res.Failed != 0 {
+		t.Errorf("stopped client: %+v, want some answers, no failure, incomplete", res)
+	}
+
 	// A stream runs to its end.
 	st, err := cl.StartStream(ctx, StreamOpts{Target: s2.Addr6, Lines: 5, Every: 20 * time.Millisecond})
 	if err != nil {
@@ -246,6 +261,7 @@ func TestDirectToBackends(t *testing.T) {
 }
 
 func TestLinkDown(t *testing.T) {
+	t.Parallel()
 	lab := New(t, testSpec("nl2", HostSpec{Name: "cl", Role: RoleClient}, HostSpec{Name: "b1", Role: RoleBackend}))
 	ctx := testCtx(t, 60*time.Second)
 	cl, b1 := lab.Host("cl"), lab.Host("b1")
@@ -453,5 +469,44 @@ func TestCleanupLostLab(t *testing.T) {
 	}
 	if err := Cleanup("../x"); err == nil {
 		t.Error("Cleanup accepted a bad prefix")
+	}
+}
+
+func TestStreamKeepAlive(t *testing.T) {
+	t.Parallel()
+	lab := New(t, testSpec("nl5", HostSpec{Name: "cl", Role: RoleClient}, HostSpec{Name: "b1", Role: RoleBackend}))
+	ctx := testCtx(t, 60*time.Second)
+	cl, b1 := lab.Host("cl"), lab.Host("b1")
+	s, err := b1.StartStandin(ctx, StandinOpts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	withKA, err := cl.StartStream(ctx, StreamOpts{Target: s.Addr4, Lines: 1000, Every: 50 * time.Millisecond, KeepAlive: time.Second, Timeout: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Control: an idle client without keep-alive does not notice.
+	plain, err := cl.StartStream(ctx, StreamOpts{Target: s.Addr6, Lines: 1000, Every: 50 * time.Millisecond, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b1.SetCable(false); err != nil {
+		t.Fatal(err)
+	}
+	cut := time.Now()
+	r1, err := withKA.Wait(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("keep-alive stream: %+v, ended %v after the cable pull", r1, time.Since(cut))
+	if r1.End != StreamError || !strings.Contains(r1.Err, "timed out") || r1.Ended-r1.LastLine > 8*time.Second {
+		t.Errorf("keep-alive stream after a cable pull: %+v, want a keep-alive timeout", r1)
+	}
+	r2, err := plain.Wait(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r2.End != StreamTimeout || r2.Lines == 0 {
+		t.Errorf("plain stream after a cable pull: %+v, want it hanging until its own timeout", r2)
 	}
 }

@@ -28,8 +28,10 @@ type StreamOpts struct {
 	Lines int           `json:"lines,omitempty"`
 	Every time.Duration `json:"every,omitempty"`
 	// KeepAlive, when positive, enables TCP keep-alive probes with this idle
-	// time and interval (3 probes), so an otherwise idle client notices a
-	// vanished peer; zero leaves keep-alive off.
+	// time and interval (whole seconds, rounded up; 3 probes), so an
+	// otherwise idle client notices a vanished peer (end "error", "timed
+	// out") or a reset from a peer that lost the flow (end "reset"); zero
+	// leaves keep-alive off.
 	KeepAlive time.Duration `json:"keep_alive,omitempty"`
 	// Timeout bounds the stream (default 30 s, at most 10 min).
 	Timeout time.Duration `json:"timeout,omitempty"`
