@@ -1,7 +1,6 @@
 package dataplane
 
 import (
-	"context"
 	"fmt"
 	"net/netip"
 	"reflect"
@@ -462,24 +461,6 @@ func TestDpDualStack(t *testing.T) {
 	}
 	if got := ruleHandles(readKernel(t, ns, nftables.TableFamilyIPv6)); !reflect.DeepEqual(got, before6) {
 		t.Errorf("ip6 rules changed: %v -> %v", before6, got)
-	}
-}
-
-func TestDpReconcileRejectsBadDesired(t *testing.T) {
-	d := &Dataplane{}
-	for _, tc := range []struct {
-		desc string
-		d    Desired
-	}{
-		{"two IPv4 VIPs", Desired{VIPs: []netip.Addr{vip4, netip.MustParseAddr("198.18.1.101")}}},
-		{"duplicate names", Desired{VIPs: []netip.Addr{vip4}, Backends: []Backend{backends4()[0], backends4()[0]}}},
-		{"backend is VIP", Desired{VIPs: []netip.Addr{vip4}, Backends: []Backend{{Name: "x", Addr: netip.AddrPortFrom(vip4, 6443)}}}},
-		{"unknown mode", Desired{VIPs: []netip.Addr{vip4}, Mode: "random"}},
-		{"mark of two bits", Desired{VIPs: []netip.Addr{vip4}, CtMark: 3}},
-	} {
-		if _, err := d.Reconcile(context.Background(), tc.d); err == nil {
-			t.Errorf("%s: no error", tc.desc)
-		}
 	}
 }
 
