@@ -16,6 +16,11 @@
 // TLS connections (RunClient), one long-lived stream (StartStream) and a
 // TCP connect loop measuring dark time (RunTCPConnect).
 //
+// Sysctls of a host (forwarding on LB hosts, Host.WriteSysctl) are
+// written through /proc/sys from a locked thread that has joined the
+// host's namespace; /proc/sys/net resolves against the namespace of the
+// thread that opens it (checked in the tests with `ip netns exec ... cat`).
+//
 // Close kills every process of the lab (its own children by process group,
 // then anything else left in its namespaces) and removes the namespaces;
 // Cleanup does the same by prefix for a lab whose owner crashed.
@@ -76,6 +81,11 @@ type Lab struct {
 // created is removed again. Leftovers of an earlier run with the same
 // prefix make it fail; Cleanup removes them.
 func Build(ctx context.Context, s Spec) (*Lab, error) {
+	if _, child := os.LookupEnv(envRole); child {
+		// RunChild unsets it: this binary never called RunChild, and its
+		// children would run the tests (and build labs) again.
+		return nil, errors.New("netlab: this process is a netlab child that did not call netlab.RunChild; call it first in TestMain or main")
+	}
 	planned, err := plan(s)
 	if err != nil {
 		return nil, fmt.Errorf("netlab spec: %w", err)
@@ -398,7 +408,7 @@ func (l *Lab) HostsByRole(r Role) []*Host {
 	return out
 }
 
-// IPv4Prefix and IPv6Prefix return the lab's networks.
+// IPv4Prefix returns the lab's IPv4 /24.
 func (l *Lab) IPv4Prefix() netip.Prefix { return l.spec.IPv4 }
 
 // IPv6Prefix returns the lab's IPv6 /64.

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -220,6 +221,23 @@ func TestDirectToBackends(t *testing.T) {
 		t.Errorf("stopped client: %+v, want some answers, no failure, incomplete", res)
 	}
 
+	// A certificate reissued without the DNS name is served after Reload.
+	sni := ClientOpts{Target: s2.Addr4, ServerName: lab.DNSName(), Count: 1}
+	co := lab.ServerCertOptions(b2)
+	co.DNSNames = nil
+	if _, _, err := lab.IssueCert(s2.Name, co); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := cl.RunClient(ctx, sni); err != nil || res.OK != 1 {
+		t.Errorf("before Reload the old certificate should still be served: %+v, %v", res, err)
+	}
+	if err := s2.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := cl.RunClient(ctx, sni); err != nil || res.Failed != 1 || !strings.Contains(res.Errors[0].Err, "certificate") {
+		t.Errorf("after Reload without the DNS SAN: %+v, %v; want a certificate failure", res, err)
+	}
+
 	// A stream runs to its end.
 	st, err := cl.StartStream(ctx, StreamOpts{Target: s2.Addr6, Lines: 5, Every: 20 * time.Millisecond})
 	if err != nil {
@@ -257,6 +275,45 @@ func TestDirectToBackends(t *testing.T) {
 	res, err = cl.RunClient(ctx, ClientOpts{Target: s1.Addr4, Count: 1})
 	if err != nil || res.Failed != 1 || !strings.Contains(res.Errors[0].Err, "refused") {
 		t.Errorf("client to killed stand-in: %+v, %v; want connection refused", res, err)
+	}
+
+	// A graceful stop, then a restart under the same name (a healed drill).
+	if err := s2.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-s2.Done():
+	default:
+		t.Fatal("stand-in not done after Stop")
+	}
+	if res, err := cl.RunClient(ctx, ClientOpts{Target: s2.Addr6, Count: 1}); err != nil || res.Failed != 1 {
+		t.Errorf("client to stopped stand-in: %+v, %v", res, err)
+	}
+	s2, err = b2.StartStandin(ctx, StandinOpts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := cl.RunClient(ctx, ClientOpts{Target: s2.Addr6, ServerName: lab.DNSName(), Count: 5}); err != nil || res.Backends["b2"] != 5 {
+		t.Errorf("client to restarted stand-in: %+v, %v", res, err)
+	}
+}
+
+func TestBuildRollsBack(t *testing.T) {
+	testenv.NeedNetns(t)
+	if err := Cleanup("nl6"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := Build(ctx, testSpec("nl6", HostSpec{Name: "cl", Role: RoleClient}))
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Build with a cancelled context: %v", err)
+	}
+	if left := labNamespaces(t, "nl6"); len(left) != 0 {
+		t.Errorf("a failed Build left namespaces %v", left)
+	}
+	if dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "netlab-nl6-*")); len(dirs) != 0 {
+		t.Errorf("a failed Build left directories %v", dirs)
 	}
 }
 

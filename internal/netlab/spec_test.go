@@ -156,3 +156,11 @@ func TestSummarize(t *testing.T) {
 		t.Error("summarize(nil) not zero")
 	}
 }
+
+func TestBuildRefusesInChildWithoutRunChild(t *testing.T) {
+	t.Setenv(envRole, roleClient)
+	_, err := Build(context.Background(), Spec{Prefix: "nl", IPv4: testNet4, IPv6: testNet6, Hosts: []HostSpec{{Name: "cl", Role: RoleClient}}})
+	if err == nil || !strings.Contains(err.Error(), "RunChild") {
+		t.Fatalf("Build in an unwired child: %v, want a RunChild error", err)
+	}
+}
