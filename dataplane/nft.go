@@ -14,6 +14,7 @@ import (
 	"github.com/google/nftables/expr"
 	"github.com/mdlayher/netlink"
 	"github.com/mdlayher/netlink/nltest"
+	"golang.org/x/sys/unix"
 )
 
 // Dataplane programs epconsole's nftables tables in one network namespace
@@ -94,9 +95,7 @@ func (d *Dataplane) conn() (*nftables.Conn, error) {
 	if d.testDial != nil {
 		opts = []nftables.ConnOption{nftables.WithTestDial(d.testDial)}
 	} else {
-		// A whole table is one message of ~60 KB for 1021 slots; room for
-		// a replace (delete + add) of both families.
-		opts = append(opts, nftables.WithSockOptions(setWriteBuffer(1<<20)))
+		opts = append(opts, nftables.WithSockOptions(setBuffers(batchBuffer)))
 		if d.ns.fd >= 0 {
 			opts = append(opts, nftables.WithNetNSFd(d.ns.fd))
 		}
@@ -174,15 +173,11 @@ func (d *Dataplane) Reconcile(ctx context.Context, want Desired) (Result, error)
 			fr.Action, fr.ElementsDeleted, fr.ElementsAdded = ActionReplaced, len(cur.elems), len(spec.elems)
 		default:
 			del, add := diffElements(cur.elems, spec.elems)
-			if len(del) > 0 {
-				if err := c.SetDeleteElements(spec.set, del); err != nil {
-					return Result{}, fmt.Errorf("queueing element deletes: %w", err)
-				}
+			if err := queueElements(c, spec.set, del, true); err != nil {
+				return Result{}, err
 			}
-			if len(add) > 0 {
-				if err := c.SetAddElements(spec.set, add); err != nil {
-					return Result{}, fmt.Errorf("queueing element adds: %w", err)
-				}
+			if err := queueElements(c, spec.set, add, false); err != nil {
+				return Result{}, err
 			}
 			if len(del)+len(add) > 0 {
 				fr.Action, fr.ElementsDeleted, fr.ElementsAdded = ActionElements, len(del), len(add)
@@ -215,6 +210,9 @@ func (d *Dataplane) Reconcile(ctx context.Context, want Desired) (Result, error)
 	var errs []error
 	for i := range res.Families {
 		fr := &res.Families[i]
+		if len(fr.Withdrawn) == 0 {
+			continue
+		}
 		vip := netip.AddrPortFrom(fr.VIP, plans[familyIndex(fr.VIP)].port)
 		for _, b := range fr.Withdrawn {
 			n, err := d.ct.DeleteBackendFlows(ctx, vip, b)
@@ -279,8 +277,11 @@ func queueTable(c *nftables.Conn, spec tableSpec) error {
 	for _, ch := range spec.chains {
 		c.AddChain(ch)
 	}
-	if err := c.AddSet(spec.set, spec.elems); err != nil {
+	if err := c.AddSet(spec.set, nil); err != nil {
 		return fmt.Errorf("queueing slot map: %w", err)
+	}
+	if err := queueElements(c, spec.set, spec.elems, false); err != nil {
+		return err
 	}
 	for _, r := range spec.rules {
 		c.AddRule(r)
@@ -494,8 +495,56 @@ func slotsPerBackend(p familyPlan) map[string]int {
 	return m
 }
 
-// setWriteBuffer raises a netlink socket's send buffer (capped by
-// net.core.wmem_max).
-func setWriteBuffer(n int) nftables.SockOption {
-	return func(c *netlink.Conn) error { return c.SetWriteBuffer(n) }
+// batchBuffer is the socket buffer size asked for: a whole batch goes out
+// in one sendmsg, and a table of 65537 slots per family is ~6 MB.
+const batchBuffer = 16 << 20
+
+// setBuffers raises a netlink socket's send and receive buffers, past
+// net.core.{w,r}mem_max when CAP_NET_ADMIN allows (SO_*BUFFORCE), else up
+// to those limits.
+func setBuffers(n int) nftables.SockOption {
+	return func(c *netlink.Conn) error {
+		raw, err := c.SyscallConn()
+		if err != nil {
+			return err
+		}
+		var serr error
+		err = raw.Control(func(fd uintptr) {
+			for _, opt := range [][2]int{{unix.SO_SNDBUFFORCE, unix.SO_SNDBUF}, {unix.SO_RCVBUFFORCE, unix.SO_RCVBUF}} {
+				if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, opt[0], n) == nil {
+					continue
+				}
+				if err := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, opt[1], n); err != nil {
+					serr = err
+				}
+			}
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}
+}
+
+// maxElemsPerMessage bounds the elements in one element message: the
+// element list is one netlink attribute, whose length field has 16 bits
+// (a longer list wraps it, and the kernel then misparses the message).
+// 1024 IPv6 elements take ~50 KB. Several messages stay in one batch.
+const maxElemsPerMessage = 1024
+
+// queueElements queues adds (or deletes) of elems in messages of at most
+// maxElemsPerMessage elements.
+func queueElements(c *nftables.Conn, s *nftables.Set, elems []nftables.SetElement, del bool) error {
+	for chunk := range slices.Chunk(elems, maxElemsPerMessage) {
+		var err error
+		if del {
+			err = c.SetDeleteElements(s, chunk)
+		} else {
+			err = c.SetAddElements(s, chunk)
+		}
+		if err != nil {
+			return fmt.Errorf("queueing slot map elements: %w", err)
+		}
+	}
+	return nil
 }

@@ -363,9 +363,13 @@ func TestDpAdoptsExistingTable(t *testing.T) {
 	}
 	before := readKernel(t, ns, nftables.TableFamilyIPv4)
 
-	// A new process (a second Dataplane) with the same desired state
-	// adopts the table without sending anything.
-	d := newDataplane(t, ns)
+	// A new process (a second Dataplane, opening the namespace by path)
+	// with the same desired state adopts the table without sending anything.
+	d, err := New(WithNetNSPath(fmt.Sprintf("/proc/self/fd/%d", int(ns))), WithLogger(testLogger(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
 	gen := generation(t, ctx, d)
 	res, err := d.Reconcile(ctx, want)
 	if err != nil {
@@ -521,5 +525,43 @@ func TestDpTamperedTableIsReplaced(t *testing.T) {
 				t.Errorf("after repair: %+v, %v; want nothing sent", res, err)
 			}
 		})
+	}
+}
+
+// TestDpLargeSlotMap uses a map whose element list is far beyond one
+// netlink attribute (64 KB): the elements go out in several messages of
+// one batch, and the kernel holds exactly the computed map.
+func TestDpLargeSlotMap(t *testing.T) {
+	ns, ctx := kernelTest(t)
+	d := newDataplane(t, ns)
+	want := Desired{
+		VIPs:     []netip.Addr{vip4, vip6},
+		Backends: append(backends4(), backends6()...),
+		Healthy:  healthySet("cp1", "cp2", "cp3", "cp1v6", "cp2v6", "cp3v6"),
+		Slots:    8191,
+	}
+	for _, step := range []string{"create", "cp2 down", "replace"} {
+		switch step {
+		case "cp2 down":
+			want.Healthy = healthySet("cp1", "cp3", "cp1v6", "cp3v6")
+		case "replace":
+			want.Port = 7443
+		}
+		gen := generation(t, ctx, d)
+		if _, err := d.Reconcile(ctx, want); err != nil {
+			t.Fatalf("%s: %v", step, err)
+		}
+		if g := generation(t, ctx, d); g != gen+1 {
+			t.Errorf("%s: generation %d -> %d, want one commit", step, gen, g)
+		}
+		for _, vip := range want.VIPs {
+			st := readKernel(t, ns, tableFamily(vip.Is6()))
+			if len(st.elems) != 8191 || !reflect.DeepEqual(st.elems, wantElems(t, want, vip)) {
+				t.Errorf("%s: %v map (%d elements) differs from BuildSlots", step, vip, len(st.elems))
+			}
+		}
+		if res, err := d.Reconcile(ctx, want); err != nil || res.Committed {
+			t.Errorf("%s: repeated Reconcile %+v, %v; want nothing sent", step, res, err)
+		}
 	}
 }
