@@ -4,12 +4,16 @@
 package config
 
 import (
+	"fmt"
 	"net/netip"
 	"time"
 )
 
 // DefaultPort is the apiserver port a VIP serves when none is given.
 const DefaultPort = 6443
+
+// DefaultGossipPort is the port of a gossip address written without one.
+const DefaultGossipPort = 7946
 
 // Config is a parsed, defaulted and validated config.hcl. Everything in it
 // has been checked; consumers never see a zero value where a default exists.
@@ -82,7 +86,20 @@ type Gossip struct {
 	HeartbeatInterval time.Duration
 	// HeartbeatMisses is how many missed beats declare a peer gone.
 	HeartbeatMisses int
+	// Keys is the keyring read from KeyFile when the config was loaded:
+	// the primary key first, every key 16, 24 or 32 bytes.
+	Keys Keyring
 }
+
+// Keyring holds gossip keys, primary first. Its String and GoString never
+// print key material, so a Config can be logged.
+type Keyring [][]byte
+
+// String reports the number of keys only.
+func (k Keyring) String() string { return fmt.Sprintf("keyring(%d keys)", len(k)) }
+
+// GoString reports the number of keys only.
+func (k Keyring) GoString() string { return k.String() }
 
 // Backend is one apiserver.
 type Backend struct {

@@ -1,0 +1,722 @@
+package config
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math"
+	"math/big"
+	"net"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// Defaults. docs/config.md and the sample config.hcl document each one.
+const (
+	defaultStateDir          = "/var/lib/epconsole"
+	defaultPriority          = 100
+	defaultKeyFile           = "/etc/epconsole/gossip.key"
+	defaultHeartbeatInterval = 5 * time.Millisecond
+	defaultHeartbeatMisses   = 4
+	defaultHealthKind        = HealthHTTPS
+	defaultHealthPath        = "/readyz"
+	defaultInterval          = time.Second
+	defaultFastInterval      = 200 * time.Millisecond
+	defaultTimeout           = 500 * time.Millisecond
+	defaultRise              = 2
+	defaultFall              = 2
+	defaultExpiryWarnDays    = 30
+	defaultExpiryCritDays    = 7
+	defaultSocket            = "/run/epconsole/status.sock"
+	defaultMetricsListen     = "127.0.0.1:9642"
+	defaultBalanceMode       = BalanceConnection
+	defaultSeed              = 0x5eed
+	defaultSlots             = 1021
+	minSlots, maxSlots       = 17, 65521
+	// maxSocketPath is sun_path's size minus the terminating NUL.
+	maxSocketPath = 107
+)
+
+// decode checks raw and builds the Config; problems go to d.diags.
+func (d *decoder) decode(raw *rawConfig) *Config {
+	c := &Config{File: d.file}
+	top := d.top()
+
+	// Top level.
+	if raw.ClusterName == nil {
+		d.missing(top, "Missing cluster_name", `Add cluster_name = "prod-cp" at the top level: it names this endpoint in the TUI, in check and in the config digest, and must be the same on every peer.`)
+	} else if s, ok := d.str(raw.ClusterName, "cluster_name", "", `"prod-cp"`); ok {
+		if validName(s) {
+			c.ClusterName = s
+		} else {
+			d.errf(raw.ClusterName.Expr.Range(), "Invalid cluster_name", "cluster_name = %q: use 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit.", s)
+		}
+	}
+	names, rngs, _ := d.strList(raw.EndpointDNSNames, "endpoint_dns_names", `["k8s-api.example.internal"]`)
+	seenName := map[string]hcl.Range{}
+	for i, n := range names {
+		key := strings.ToLower(strings.TrimSuffix(n, "."))
+		switch {
+		case isIP(n):
+			d.errf(rngs[i], "IP address in endpoint_dns_names", "%q is an IP address: list only DNS names here; the VIPs are checked against the certificate already.", n)
+		case !validDNSName(n):
+			d.errf(rngs[i], "Invalid DNS name", "endpoint_dns_names entry %q is not a DNS name: use letters, digits and '-' in dot-separated labels, like \"k8s-api.example.internal\".", n)
+		case seenName[key] != hcl.Range{}:
+			d.errf(rngs[i], "Duplicate DNS name", "%q is already listed on %s: remove one of them.", n, lineOf(seenName[key]))
+		default:
+			seenName[key] = rngs[i]
+			c.EndpointDNSNames = append(c.EndpointDNSNames, n)
+		}
+	}
+	if s, ok := d.str(raw.StateDir, "state_dir", defaultStateDir, `"/var/lib/epconsole"`); ok {
+		if s == "" {
+			d.errf(raw.StateDir.Expr.Range(), "Empty state_dir", `state_dir must name a directory (it keeps drained backends across restarts): remove the line for the default "%s".`, defaultStateDir)
+		}
+		_, c.StateDir = d.path(s)
+	}
+
+	vipAt := d.decodeVIPs(raw, c)
+	nodeAt := d.decodeNode(raw, c)
+	peerAt := d.decodePeers(raw, c, nodeAt)
+	d.decodeGossip(raw, c)
+	backendAt := d.decodeBackends(raw, c)
+	d.crossCheck(c, vipAt, nodeAt, peerAt, backendAt)
+	d.decodeHealth(raw, c)
+	d.decodeTLS(raw, c)
+	d.decodeEtcd(raw, c)
+	d.decodeStatus(raw, c)
+	d.decodeBalance(raw, c)
+	return c
+}
+
+func isIP(s string) bool {
+	_, err := netip.ParseAddr(s)
+	return err == nil
+}
+
+// decodeVIPs fills c.VIPs and returns the range of each VIP's address.
+func (d *decoder) decodeVIPs(raw *rawConfig, c *Config) []hcl.Range {
+	var at []hcl.Range
+	byFamily := map[bool]int{} // Is4 -> index in c.VIPs
+	for _, rv := range raw.VIPs {
+		addr, okAddr := d.ip(rv.AddressRange, "VIP", rv.Address)
+		iface := ""
+		if rv.Interface == nil {
+			d.errf(rv.DefRange, "Missing VIP interface", `vip %q needs interface = "eth0": the link the VIP is added to on the node that owns it.`, rv.Address)
+		} else if s, ok := d.str(rv.Interface, "vip interface", "", `"eth0"`); ok {
+			if validInterface(s) {
+				iface = s
+			} else {
+				d.errf(rv.Interface.Expr.Range(), "Invalid interface name", "interface = %q is not a Linux interface name: use 1 to 15 characters without spaces, '/' or ':', like \"eth0\" (see `ip link`).", s)
+			}
+		}
+		port, _ := d.port(rv.Port, "vip port", DefaultPort)
+		if !okAddr {
+			continue
+		}
+		dup := false
+		for i, v := range c.VIPs {
+			if v.Address == addr {
+				d.errf(rv.AddressRange, "Duplicate VIP", "VIP %s is already defined on %s: remove this vip block.", addr, lineOf(at[i]))
+				dup = true
+				break
+			}
+		}
+		if dup {
+			continue
+		}
+		if i, ok := byFamily[addr.Is4()]; ok {
+			fam := "IPv6"
+			if addr.Is4() {
+				fam = "IPv4"
+			}
+			d.errf(rv.AddressRange, "More than one "+fam+" VIP", "VIP %s: there is already an %s VIP (%s, %s). Use at most one IPv4 and one IPv6 VIP; remove one of them.", addr, fam, c.VIPs[i].Address, lineOf(at[i]))
+			continue
+		}
+		byFamily[addr.Is4()] = len(c.VIPs)
+		c.VIPs = append(c.VIPs, VIP{Address: addr, Interface: iface, Port: port})
+		at = append(at, rv.AddressRange)
+	}
+	if len(raw.VIPs) == 0 {
+		d.missing(d.top(), "No VIP", `Add a vip block, like vip "198.18.0.100" { interface = "eth0" } on separate lines: the address clients reach the apiservers on.`)
+	}
+	return at
+}
+
+// nodeRanges records where the node's addresses were written.
+type nodeRanges struct {
+	name, bind, advertise hcl.Range
+}
+
+func (d *decoder) decodeNode(raw *rawConfig, c *Config) nodeRanges {
+	var at nodeRanges
+	rn := raw.Node
+	if rn == nil {
+		d.missing(d.top(), "Missing node block", `Add a node block for this LB node with at least name = "lb1" and gossip_bind = "198.18.0.11:7946" (see the sample config.hcl).`)
+		return at
+	}
+	at.name, at.bind, at.advertise = rn.DefRange, rn.DefRange, rn.DefRange
+	if rn.Name == nil {
+		d.errf(rn.DefRange, "Missing node name", `Add name = "lb1" to the node block: the name this node has in the cluster, different from every peer's name.`)
+	} else if s, ok := d.str(rn.Name, "node.name", "", `"lb1"`); ok {
+		at.name = rn.Name.Expr.Range()
+		if validName(s) {
+			c.Node.Name = s
+		} else {
+			d.errf(at.name, "Invalid node name", "name = %q: use 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit.", s)
+		}
+	}
+	if rn.GossipBind == nil {
+		d.errf(rn.DefRange, "Missing gossip_bind", `Add gossip_bind = "198.18.0.11:7946" to the node block: the address and port this node gossips and beats on.`)
+	} else {
+		at.bind = rn.GossipBind.Expr.Range()
+		c.Node.GossipBind, _ = d.addrPort(rn.GossipBind, "node.gossip_bind", true)
+	}
+	if rn.GossipAdvertise != nil {
+		at.advertise = rn.GossipAdvertise.Expr.Range()
+		c.Node.GossipAdvertise, _ = d.addrPort(rn.GossipAdvertise, "node.gossip_advertise", false)
+	} else {
+		at.advertise = at.bind
+		c.Node.GossipAdvertise = c.Node.GossipBind
+		if c.Node.GossipBind.IsValid() && c.Node.GossipBind.Addr().IsUnspecified() {
+			d.errf(at.bind, "gossip_advertise needed", "gossip_bind = %q listens on every address, so peers cannot be told which one to reach: add gossip_advertise = \"<this node's address>:%d\".", c.Node.GossipBind, c.Node.GossipBind.Port())
+		}
+	}
+	c.Node.Priority, _ = d.intIn(rn.Priority, "node.priority", defaultPriority, 1, 255, "like VRRP; the highest priority eligible node owns the VIP")
+	c.Node.Preempt = d.boolean(rn.Preempt, "node.preempt", false)
+	return at
+}
+
+// addrPort parses "ip:port", "[ipv6]:port" or a bare IP (default gossip port).
+func (d *decoder) addrPort(a *hcl.Attribute, path string, allowUnspecified bool) (netip.AddrPort, bool) {
+	s, ok := d.str(a, path, "", `"198.18.0.11:7946"`)
+	if !ok {
+		return netip.AddrPort{}, false
+	}
+	rng := a.Expr.Range()
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		addr, err2 := netip.ParseAddr(s)
+		if err2 != nil {
+			d.errf(rng, "Invalid address", "%s = %q is not an IP address with an optional port: write it like \"198.18.0.11:7946\" or \"[fd00:198:18::11]:7946\" (no host names).", path, s)
+			return netip.AddrPort{}, false
+		}
+		ap = netip.AddrPortFrom(addr, DefaultGossipPort)
+	}
+	if ap.Port() == 0 {
+		d.errf(rng, "Port out of range", "%s = %q: port 0 is not a port peers can reach; use 1 to 65535 (the default is %d).", path, s, DefaultGossipPort)
+		return netip.AddrPort{}, false
+	}
+	if msg := unusable(ap.Addr(), allowUnspecified); msg != "" {
+		d.errf(rng, "Unusable address", "%s = %q %s.", path, s, msg)
+		return netip.AddrPort{}, false
+	}
+	return ap, true
+}
+
+func (d *decoder) decodePeers(raw *rawConfig, c *Config, node nodeRanges) []hcl.Range {
+	var at []hcl.Range
+	names := map[string]hcl.Range{}
+	addrs := map[netip.AddrPort]hcl.Range{}
+	for _, rp := range raw.Peers {
+		ok := true
+		switch {
+		case !validName(rp.Name):
+			d.errf(rp.NameRange, "Invalid peer name", "peer %q: use 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit (the peer's node name).", rp.Name)
+			ok = false
+		case rp.Name == c.Node.Name:
+			d.errf(rp.NameRange, "Peer is this node", "peer %q has the same name as this node (node.name, %s): list only the other LB nodes as peers.", rp.Name, lineOf(node.name))
+			ok = false
+		case names[rp.Name] != hcl.Range{}:
+			d.errf(rp.NameRange, "Duplicate peer", "peer %q is already defined on %s: remove one of them.", rp.Name, lineOf(names[rp.Name]))
+			ok = false
+		default:
+			names[rp.Name] = rp.NameRange
+		}
+		if rp.Address == nil {
+			d.errf(rp.DefRange, "Missing peer address", `Add address = "198.18.0.12:7946" to peer %q: the gossip address that peer advertises.`, rp.Name)
+			continue
+		}
+		addr, okAddr := d.addrPort(rp.Address, fmt.Sprintf("peer %q address", rp.Name), false)
+		if !okAddr {
+			continue
+		}
+		rng := rp.Address.Expr.Range()
+		switch {
+		case addr == c.Node.GossipAdvertise || addr == c.Node.GossipBind:
+			d.errf(rng, "Peer is this node", "peer %q address %s is this node's own gossip address (%s): list only the other LB nodes as peers.", rp.Name, addr, lineOf(node.advertise))
+			ok = false
+		case addrs[addr] != hcl.Range{}:
+			d.errf(rng, "Duplicate peer address", "peer %q address %s is already used by the peer on %s: every peer has its own address.", rp.Name, addr, lineOf(addrs[addr]))
+			ok = false
+		}
+		if !ok {
+			continue
+		}
+		addrs[addr] = rng
+		c.Peers = append(c.Peers, Peer{Name: rp.Name, Address: addr})
+		at = append(at, rng)
+	}
+	return at
+}
+
+func (d *decoder) decodeGossip(raw *rawConfig, c *Config) {
+	rg := raw.Gossip
+	if rg == nil {
+		rg = &rawGossip{}
+	}
+	g := &c.Gossip
+	g.HeartbeatInterval, _ = d.duration(rg.HeartbeatInterval, "gossip.heartbeat_interval", defaultHeartbeatInterval, time.Millisecond, time.Second)
+	g.HeartbeatMisses, _ = d.intIn(rg.HeartbeatMisses, "gossip.heartbeat_misses", defaultHeartbeatMisses, 2, 100, "fewer than 2 turns one lost datagram into a failover")
+	p, ok := d.str(rg.KeyFile, "gossip.key_file", defaultKeyFile, `"/etc/epconsole/gossip.key"`)
+	if !ok {
+		return
+	}
+	rng := d.where(rg.KeyFile, rg.DefRange)
+	if p == "" {
+		d.errf(rng, "Empty gossip key_file", "gossip.key_file must name a file: gossip and heartbeats are always encrypted and authenticated. Remove the line for the default %q.", defaultKeyFile)
+		return
+	}
+	shown, abs := d.path(p)
+	g.KeyFile = abs
+	how := fmt.Sprintf("To make a key: head -c 32 /dev/urandom | base64 > %s; chmod 600 %s (the same file on every peer).", shown, shown)
+	if rg.KeyFile == nil {
+		how = fmt.Sprintf("key_file defaults to %s. %s", defaultKeyFile, how)
+	}
+	b, err := d.readFile(shown)
+	if err != nil {
+		d.errf(rng, "Cannot read gossip key file", "%v. %s", unwrapPath(err), how)
+		return
+	}
+	keys, err := parseKeyring(b)
+	if err != nil {
+		d.errf(rng, "Invalid gossip key file", "%s: %v. The file holds one base64 key per line, the primary first. %s", shown, err, how)
+		return
+	}
+	g.Keys = keys
+}
+
+// parseKeyring decodes a key file: one base64 key (16, 24 or 32 bytes) per
+// line, blank lines and # comments ignored. Errors never quote the file's
+// content.
+func parseKeyring(b []byte) (Keyring, error) {
+	var k Keyring
+	for i, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		key, err := base64.StdEncoding.DecodeString(line)
+		if err != nil {
+			var ce base64.CorruptInputError
+			if errors.As(err, &ce) {
+				return nil, fmt.Errorf("line %d is not base64 (bad character or length at byte %d)", i+1, int64(ce))
+			}
+			return nil, fmt.Errorf("line %d is not base64", i+1)
+		}
+		switch len(key) {
+		case 16, 24, 32:
+		default:
+			return nil, fmt.Errorf("the key on line %d is %d bytes; keys must be 16, 24 or 32 bytes (32 for AES-256)", i+1, len(key))
+		}
+		k = append(k, key)
+	}
+	if len(k) == 0 {
+		return nil, errors.New("it holds no key")
+	}
+	return k, nil
+}
+
+func (d *decoder) decodeBackends(raw *rawConfig, c *Config) []hcl.Range {
+	var at []hcl.Range
+	names := map[string]hcl.Range{}
+	addrs := map[netip.AddrPort]hcl.Range{}
+	for _, rb := range raw.Backends {
+		ok := true
+		switch {
+		case !validName(rb.Name):
+			d.errf(rb.NameRange, "Invalid backend name", "backend %q: use 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit, like \"cp1\".", rb.Name)
+			ok = false
+		case names[rb.Name] != hcl.Range{}:
+			d.errf(rb.NameRange, "Duplicate backend name", "backend %q is already defined on %s: give every backend its own name.", rb.Name, lineOf(names[rb.Name]))
+			ok = false
+		default:
+			names[rb.Name] = rb.NameRange
+		}
+		port, okPort := d.port(rb.Port, fmt.Sprintf("backend %q port", rb.Name), DefaultPort)
+		if rb.Address == nil {
+			d.errf(rb.DefRange, "Missing backend address", `Add address = "198.18.0.21" to backend %q: the apiserver's IP address.`, rb.Name)
+			continue
+		}
+		s, okStr := d.str(rb.Address, fmt.Sprintf("backend %q address", rb.Name), "", `"198.18.0.21"`)
+		if !okStr {
+			continue
+		}
+		rng := rb.Address.Expr.Range()
+		addr, okAddr := d.ip(rng, fmt.Sprintf("backend %q address", rb.Name), s)
+		if !okAddr || !okPort {
+			continue
+		}
+		if addr.IsLoopback() {
+			d.errf(rng, "Unusable IP address", "backend %q address %s is a loopback address, which the kernel does not forward to: use the apiserver's address on the nodes' network, even when it runs on this host.", rb.Name, addr)
+			continue
+		}
+		ap := netip.AddrPortFrom(addr, port)
+		if prev, dup := addrs[ap]; dup {
+			d.errf(rng, "Duplicate backend address", "backend %q uses %s, like the backend on %s: every backend is a distinct address and port; remove the duplicate.", rb.Name, ap, lineOf(prev))
+			continue
+		}
+		addrs[ap] = rng
+		if ok {
+			c.Backends = append(c.Backends, Backend{Name: rb.Name, Address: addr, Port: port})
+			at = append(at, rng)
+		}
+	}
+	if len(raw.Backends) == 0 {
+		d.missing(d.top(), "No backend", `Add one backend block per apiserver, like backend "cp1" { address = "198.18.0.21" } on separate lines: the VIP forwards to them.`)
+	}
+	return at
+}
+
+// crossCheck relates VIPs to backends and node addresses.
+func (d *decoder) crossCheck(c *Config, vipAt []hcl.Range, node nodeRanges, peerAt []hcl.Range, backendAt []hcl.Range) {
+	for i, v := range c.VIPs {
+		for j, b := range c.Backends {
+			if b.Address == v.Address {
+				d.errf(vipAt[i], "VIP is a backend address", "VIP %s is also the address of backend %q (%s): the VIP must be a spare address no apiserver listens on, or the DNAT would loop. Pick a free address for the VIP.", v.Address, b.Name, lineOf(backendAt[j]))
+			}
+		}
+		nodeAddrs := []struct {
+			what string
+			ap   netip.AddrPort
+			rng  hcl.Range
+		}{
+			{"this node's gossip_bind", c.Node.GossipBind, node.bind},
+			{"this node's gossip_advertise", c.Node.GossipAdvertise, node.advertise},
+		}
+		for j, p := range c.Peers {
+			nodeAddrs = append(nodeAddrs, struct {
+				what string
+				ap   netip.AddrPort
+				rng  hcl.Range
+			}{fmt.Sprintf("peer %q's address", p.Name), p.Address, peerAt[j]})
+		}
+		for _, n := range nodeAddrs {
+			if n.ap.IsValid() && n.ap.Addr() == v.Address {
+				d.errf(vipAt[i], "VIP is a node address", "VIP %s is %s (%s): the VIP moves between nodes, so it must be a spare address, not one a node keeps. Pick a free address for the VIP.", v.Address, n.what, lineOf(n.rng))
+				break
+			}
+		}
+		has := false
+		for _, b := range c.Backends {
+			if b.Address.Is4() == v.Address.Is4() {
+				has = true
+				break
+			}
+		}
+		if !has && len(c.Backends) > 0 {
+			d.errf(vipAt[i], "VIP without backends of its family", "VIP %s has no %s backend to forward to (the kernel cannot DNAT between IPv4 and IPv6): add backends with %s addresses or remove this VIP.", v.Address, family(v.Address), family(v.Address))
+		}
+	}
+	if len(c.VIPs) == 0 {
+		return
+	}
+	for j, b := range c.Backends {
+		has := false
+		for _, v := range c.VIPs {
+			if b.Address.Is4() == v.Address.Is4() {
+				has = true
+				break
+			}
+		}
+		if !has {
+			d.errf(backendAt[j], "Backend without a VIP of its family", "backend %q address %s is %s but there is no %s VIP to forward from (the kernel cannot DNAT between IPv4 and IPv6): add an %s vip block or use the backend's %s address.", b.Name, b.Address, family(b.Address), family(b.Address), family(b.Address), family(c.VIPs[0].Address))
+		}
+	}
+}
+
+func family(a netip.Addr) string {
+	if a.Is4() {
+		return "IPv4"
+	}
+	return "IPv6"
+}
+
+func (d *decoder) decodeHealth(raw *rawConfig, c *Config) {
+	rh := raw.Health
+	if rh == nil {
+		rh = &rawHealth{}
+	}
+	h := &c.Health
+	kind, ok := d.str(rh.Kind, "health.kind", string(defaultHealthKind), `"https"`)
+	h.Kind = HealthKind(kind)
+	if ok {
+		switch h.Kind {
+		case HealthTCP, HealthTLS, HealthHTTPS:
+		default:
+			d.errf(rh.Kind.Expr.Range(), "Invalid health kind", `health.kind = %q: use "tcp" (connect only), "tls" (TLS handshake) or "https" (GET path, the default).`, kind)
+			h.Kind = defaultHealthKind
+		}
+	}
+	h.Path, ok = d.str(rh.Path, "health.path", defaultHealthPath, `"/readyz"`)
+	if ok && (!strings.HasPrefix(h.Path, "/") || strings.ContainsAny(h.Path, " \t\r\n#")) {
+		d.errf(rh.Path.Expr.Range(), "Invalid health path", `health.path = %q must be a URL path starting with "/" without spaces or fragment, like "/readyz".`, h.Path)
+	}
+	h.Interval, _ = d.duration(rh.Interval, "health.interval", defaultInterval, 10*time.Millisecond, time.Hour)
+	h.FastInterval, _ = d.duration(rh.FastInterval, "health.fast_interval", defaultFastInterval, 10*time.Millisecond, time.Hour)
+	h.Timeout, _ = d.duration(rh.Timeout, "health.timeout", defaultTimeout, time.Millisecond, time.Hour)
+	h.Rise, _ = d.intIn(rh.Rise, "health.rise", defaultRise, 1, 100, "successful probes in a row before a backend is up")
+	h.Fall, _ = d.intIn(rh.Fall, "health.fall", defaultFall, 1, 100, "failed probes in a row before a backend is down")
+	if h.Timeout >= h.Interval {
+		blame, what := rh.Timeout, "lower timeout"
+		if blame == nil {
+			blame, what = rh.Interval, "raise interval"
+		}
+		d.errf(d.where(blame, rh.DefRange), "Health timeout not below interval", "health.timeout (%s) must be shorter than health.interval (%s), so a probe ends before the next one starts: %s.", h.Timeout, h.Interval, what)
+	}
+	if h.FastInterval > h.Interval {
+		blame, what := rh.FastInterval, "lower fast_interval"
+		if blame == nil {
+			blame, what = rh.Interval, "raise interval"
+		}
+		d.errf(d.where(blame, rh.DefRange), "Health fast_interval above interval", "health.fast_interval (%s) must not be longer than health.interval (%s): it is the quicker pace used while a backend changes state; %s.", h.FastInterval, h.Interval, what)
+	}
+	h.ClientCertFile, h.ClientKeyFile = d.certPair("health", rh.ClientCertFile, rh.ClientKeyFile, "client_cert_file", "client_key_file", rh.DefRange)
+}
+
+// certPair checks an optional certificate + key pair (both or neither,
+// readable, matching) and returns their absolute paths.
+func (d *decoder) certPair(block string, certA, keyA *hcl.Attribute, certName, keyName string, def hcl.Range) (cert, key string) {
+	certP, okC := d.str(certA, block+"."+certName, "", `"/etc/epconsole/probe.crt"`)
+	keyP, okK := d.str(keyA, block+"."+keyName, "", `"/etc/epconsole/probe.key"`)
+	if !okC || !okK {
+		return "", ""
+	}
+	switch {
+	case certP == "" && keyP == "":
+		return "", ""
+	case keyP == "":
+		d.errf(d.where(certA, def), "Certificate without key", "%s.%s is set but %s is not: set %s to the certificate's private key file, or remove both.", block, certName, keyName, keyName)
+		return "", ""
+	case certP == "":
+		d.errf(d.where(keyA, def), "Key without certificate", "%s.%s is set but %s is not: set %s to the certificate file that goes with the key, or remove both.", block, keyName, certName, certName)
+		return "", ""
+	}
+	certShown, certAbs := d.path(certP)
+	keyShown, keyAbs := d.path(keyP)
+	certPEM, errC := d.readFile(certShown)
+	if errC != nil {
+		d.errf(certA.Expr.Range(), "Cannot read certificate", "%s.%s: %v. Fix the path or the file's permissions.", block, certName, unwrapPath(errC))
+	}
+	keyPEM, errK := d.readFile(keyShown)
+	if errK != nil {
+		d.errf(keyA.Expr.Range(), "Cannot read key", "%s.%s: %v. Fix the path or the file's permissions.", block, keyName, unwrapPath(errK))
+	}
+	if errC != nil || errK != nil {
+		return certAbs, keyAbs
+	}
+	if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
+		d.errf(certA.Expr.Range(), "Unusable certificate and key", "%s and %s: %v. Use a PEM certificate and the PEM private key that belongs to it.", certShown, keyShown, err)
+	}
+	return certAbs, keyAbs
+}
+
+// caFile checks an optional CA bundle: readable, at least one PEM certificate.
+func (d *decoder) caFile(a *hcl.Attribute, path string) string {
+	p, ok := d.str(a, path, "", `"/etc/kubernetes/pki/ca.crt"`)
+	if !ok || p == "" {
+		return ""
+	}
+	shown, abs := d.path(p)
+	b, err := d.readFile(shown)
+	if err != nil {
+		d.errf(a.Expr.Range(), "Cannot read CA file", "%s: %v. Fix the path or the file's permissions, or remove the line to skip this check.", path, unwrapPath(err))
+		return abs
+	}
+	if err := checkCertPEM(b); err != nil {
+		d.errf(a.Expr.Range(), "Invalid CA file", "%s (%s): %v. Use the PEM CA certificate, like kubeadm's /etc/kubernetes/pki/ca.crt.", path, shown, err)
+	}
+	return abs
+}
+
+// checkCertPEM reports whether b holds at least one parsable PEM certificate.
+func checkCertPEM(b []byte) error {
+	n := 0
+	for rest := b; ; {
+		var blk *pem.Block
+		blk, rest = pem.Decode(rest)
+		if blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			continue
+		}
+		if _, err := x509.ParseCertificate(blk.Bytes); err != nil {
+			return fmt.Errorf("certificate %d does not parse: %w", n+1, err)
+		}
+		n++
+	}
+	if n == 0 {
+		return errors.New("no PEM CERTIFICATE block in it")
+	}
+	return nil
+}
+
+func (d *decoder) decodeTLS(raw *rawConfig, c *Config) {
+	rt := raw.TLS
+	if rt == nil {
+		rt = &rawTLS{}
+	}
+	t := &c.TLS
+	t.CAFile = d.caFile(rt.CAFile, "tls.ca_file")
+	sans, rngs, _ := d.strList(rt.ExtraSANs, "tls.extra_sans", `["10.96.0.1", "kubernetes.default.svc"]`)
+	for i, s := range sans {
+		if !isIP(s) && !validDNSName(s) {
+			d.errf(rngs[i], "Invalid SAN", "tls.extra_sans entry %q is neither an IP address nor a DNS name: list names or addresses the apiserver certificates must carry.", s)
+			continue
+		}
+		t.ExtraSANs = append(t.ExtraSANs, s)
+	}
+	t.ExpiryWarnDays, _ = d.intIn(rt.ExpiryWarnDays, "tls.expiry_warn_days", defaultExpiryWarnDays, 1, 3650, "days before expiry that check reports WARNING")
+	t.ExpiryCritDays, _ = d.intIn(rt.ExpiryCritDays, "tls.expiry_crit_days", defaultExpiryCritDays, 1, 3650, "days before expiry that check reports CRITICAL")
+	if t.ExpiryCritDays >= t.ExpiryWarnDays {
+		blame := rt.ExpiryCritDays
+		if blame == nil {
+			blame = rt.ExpiryWarnDays
+		}
+		d.errf(d.where(blame, rt.DefRange), "Expiry thresholds reversed", "tls.expiry_crit_days (%d) must be less than tls.expiry_warn_days (%d): a certificate gets a warning first, then turns critical closer to expiry.", t.ExpiryCritDays, t.ExpiryWarnDays)
+	}
+}
+
+func (d *decoder) decodeEtcd(raw *rawConfig, c *Config) {
+	re := raw.Etcd
+	if re == nil {
+		re = &rawEtcd{}
+	}
+	e := &c.Etcd
+	eps, rngs, _ := d.strList(re.Endpoints, "etcd.endpoints", `["https://198.18.0.21:2379"]`)
+	seen := map[string]hcl.Range{}
+	for i, s := range eps {
+		u, err := url.Parse(s)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Port() == "" || (u.Path != "" && u.Path != "/") {
+			d.errf(rngs[i], "Invalid etcd endpoint", "etcd.endpoints entry %q must be a URL like \"https://198.18.0.21:2379\" (scheme http or https, host and port, no path).", s)
+			continue
+		}
+		if p, err := strconv.Atoi(u.Port()); err != nil || p < 1 || p > 65535 {
+			d.errf(rngs[i], "Invalid etcd endpoint", "etcd.endpoints entry %q has port %q: use 1 to 65535 (etcd's client port is 2379).", s, u.Port())
+			continue
+		}
+		if prev, dup := seen[u.Host]; dup {
+			d.errf(rngs[i], "Duplicate etcd endpoint", "etcd.endpoints entry %q is the same member as the entry on %s: remove one.", s, lineOf(prev))
+			continue
+		}
+		seen[u.Host] = rngs[i]
+		e.Endpoints = append(e.Endpoints, s)
+	}
+	e.CAFile = d.caFile(re.CAFile, "etcd.ca_file")
+	e.CertFile, e.KeyFile = d.certPair("etcd", re.CertFile, re.KeyFile, "cert_file", "key_file", re.DefRange)
+}
+
+func (d *decoder) decodeStatus(raw *rawConfig, c *Config) {
+	rs := raw.Status
+	if rs == nil {
+		rs = &rawStatus{}
+	}
+	s := &c.Status
+	if p, ok := d.str(rs.Socket, "status.socket", defaultSocket, `"/run/epconsole/status.sock"`); ok {
+		_, abs := d.path(p)
+		switch {
+		case p == "":
+			d.errf(rs.Socket.Expr.Range(), "Empty status socket", "status.socket must name a unix socket path: tui and check read the daemon's status there. Remove the line for the default %q.", defaultSocket)
+		case len(abs) > maxSocketPath:
+			d.errf(rs.Socket.Expr.Range(), "Socket path too long", "status.socket resolves to a path of %d bytes; a unix socket path is at most %d: choose a shorter path, like %q.", len(abs), maxSocketPath, defaultSocket)
+		default:
+			s.Socket = abs
+		}
+	}
+	if l, ok := d.str(rs.MetricsListen, "status.metrics_listen", defaultMetricsListen, `"127.0.0.1:9642"`); ok {
+		if l != "" && !validListen(l) {
+			d.errf(rs.MetricsListen.Expr.Range(), "Invalid metrics_listen", `status.metrics_listen = %q must be "address:port" with an IP address (or empty host for all addresses) and a port from 1 to 65535, like "127.0.0.1:9642"; "" turns metrics off.`, l)
+		} else {
+			s.MetricsListen = l
+		}
+	}
+}
+
+// validListen accepts "ip:port", "[ipv6]:port", ":port" and "localhost:port".
+func validListen(s string) bool {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return false
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return false
+	}
+	return host == "" || host == "localhost" || isIP(host)
+}
+
+func (d *decoder) decodeBalance(raw *rawConfig, c *Config) {
+	rb := raw.Balance
+	if rb == nil {
+		rb = &rawBalance{}
+	}
+	b := &c.Balance
+	mode, ok := d.str(rb.Mode, "balance.mode", string(defaultBalanceMode), `"connection"`)
+	b.Mode = BalanceMode(mode)
+	if ok && b.Mode != BalanceConnection && b.Mode != BalanceSource {
+		d.errf(rb.Mode.Expr.Range(), "Invalid balance mode", `balance.mode = %q: use "connection" (hash source address and port: each connection may go to another backend) or "source" (hash the source address: a client sticks to one backend).`, mode)
+		b.Mode = defaultBalanceMode
+	}
+	b.Seed = d.seed(rb.Seed)
+	b.Slots, ok = d.intIn(rb.Slots, "balance.slots", defaultSlots, minSlots, maxSlots, "the size of the slot map")
+	if ok && !isPrime(b.Slots) {
+		below, above := primesAround(b.Slots)
+		if below < minSlots {
+			below = above
+		}
+		d.errf(rb.Slots.Expr.Range(), "Slot count not prime", "balance.slots = %d is not prime; the Maglev slot fill needs a prime number of slots: use %d or %d (default %d).", b.Slots, below, above, defaultSlots)
+		b.Slots = defaultSlots
+	}
+}
+
+// seed decodes the hash seed: a number, or a string such as "0x5eed".
+func (d *decoder) seed(a *hcl.Attribute) uint32 {
+	if a == nil {
+		return defaultSeed
+	}
+	v, ok := d.eval(a, "balance.seed")
+	if !ok {
+		return defaultSeed
+	}
+	var text string
+	switch v.Type() {
+	case cty.Number:
+		bf := v.AsBigFloat()
+		n, acc := bf.Uint64()
+		if !bf.IsInt() || acc != big.Exact || n > math.MaxUint32 {
+			d.errf(a.Expr.Range(), "Invalid balance seed", "balance.seed = %s must be a whole number from 0 to 4294967295, in decimal or as a string like \"0x5eed\"; every peer must use the same seed.", numText(bf))
+			return defaultSeed
+		}
+		return uint32(n)
+	case cty.String:
+		text = v.AsString()
+	default:
+		d.wrongType(a.Expr.Range(), "balance.seed", v, "a number or a string such as \"0x5eed\"", "24301")
+		return defaultSeed
+	}
+	n, err := strconv.ParseUint(text, 0, 32)
+	if err != nil {
+		d.errf(a.Expr.Range(), "Invalid balance seed", "balance.seed = %s must be a whole number from 0 to 4294967295, in decimal or as a string like \"0x5eed\"; every peer must use the same seed.", text)
+		return defaultSeed
+	}
+	return uint32(n)
+}

@@ -1,0 +1,27 @@
+# Mistake: a single missed beat declares death.
+cluster_name = "bad"
+
+vip "198.18.6.100" {
+  interface = "eth0"
+}
+
+node {
+  name        = "lb1"
+  gossip_bind = "198.18.6.11:7946"
+}
+
+peer "lb2" {
+  address = "198.18.6.12:7946"
+}
+
+gossip {
+  key_file         = "../gossip.key"
+  heartbeat_misses = 1
+}
+
+backend "cp1" {
+  address = "198.18.6.21"
+}
+backend "cp2" {
+  address = "198.18.6.22"
+}

@@ -1,0 +1,19 @@
+# Mistake: no backend block.
+cluster_name = "bad"
+
+vip "198.18.6.100" {
+  interface = "eth0"
+}
+
+node {
+  name        = "lb1"
+  gossip_bind = "198.18.6.11:7946"
+}
+
+peer "lb2" {
+  address = "198.18.6.12:7946"
+}
+
+gossip {
+  key_file = "../gossip.key"
+}
