@@ -37,6 +37,22 @@ func newNetNS(t *testing.T) netns.NsHandle {
 	return r.h
 }
 
+// benchNetNS is newNetNS for benchmarks: the caller closes the handle.
+func benchNetNS() (netns.NsHandle, error) {
+	type result struct {
+		h   netns.NsHandle
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		h, err := netns.New()
+		ch <- result{h, err}
+	}()
+	r := <-ch
+	return r.h, r.err
+}
+
 // kernelTest starts a kernel test: skips (or fails under
 // EPCONSOLE_REQUIRE_NETNS=1) without root and netns, and returns a fresh
 // namespace and a context bounded in time.

@@ -13,7 +13,6 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"github.com/mdlayher/netlink"
-	"github.com/mdlayher/netlink/nltest"
 	"golang.org/x/sys/unix"
 )
 
@@ -25,7 +24,6 @@ type Dataplane struct {
 	log        *slog.Logger
 	ct         *Conntrack
 	flushFlows bool
-	testDial   nltest.Func // tests without a kernel
 
 	mu sync.Mutex
 }
@@ -91,14 +89,9 @@ func (d *Dataplane) Close() error { return d.ns.close() }
 func (d *Dataplane) Conntrack() *Conntrack { return d.ct }
 
 func (d *Dataplane) conn() (*nftables.Conn, error) {
-	opts := []nftables.ConnOption{nftables.AsLasting()}
-	if d.testDial != nil {
-		opts = []nftables.ConnOption{nftables.WithTestDial(d.testDial)}
-	} else {
-		opts = append(opts, nftables.WithSockOptions(setBuffers(batchBuffer)))
-		if d.ns.fd >= 0 {
-			opts = append(opts, nftables.WithNetNSFd(d.ns.fd))
-		}
+	opts := []nftables.ConnOption{nftables.AsLasting(), nftables.WithSockOptions(setBuffers(batchBuffer))}
+	if d.ns.fd >= 0 {
+		opts = append(opts, nftables.WithNetNSFd(d.ns.fd))
 	}
 	c, err := nftables.New(opts...)
 	if err != nil {

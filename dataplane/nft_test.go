@@ -1,13 +1,16 @@
 package dataplane
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/epconsole/epconsole/internal/testenv"
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
@@ -562,6 +565,47 @@ func TestDpLargeSlotMap(t *testing.T) {
 		}
 		if res, err := d.Reconcile(ctx, want); err != nil || res.Committed {
 			t.Errorf("%s: repeated Reconcile %+v, %v; want nothing sent", step, res, err)
+		}
+	}
+}
+
+// BenchmarkDpReconcileNoop measures a Reconcile that finds the kernel
+// already right (reads everything back, sends nothing): the cost of a
+// periodic reconcile.
+func BenchmarkDpReconcileNoop(b *testing.B) { benchReconcile(b, false) }
+
+// BenchmarkDpReconcileHealthFlip measures a Reconcile that moves one
+// backend's slots (elements only), alternating between two healthy sets.
+func BenchmarkDpReconcileHealthFlip(b *testing.B) { benchReconcile(b, true) }
+
+func benchReconcile(b *testing.B, flip bool) {
+	testenv.NeedNetns(b)
+	ns, err := benchNetNS()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ns.Close()
+	d, err := New(WithNetNSFd(int(ns)), WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Close()
+	want := desired4()
+	ctx := context.Background()
+	if _, err := d.Reconcile(ctx, want); err != nil {
+		b.Fatal(err)
+	}
+	i := 0
+	for b.Loop() {
+		if flip {
+			i++
+			want.Healthy = healthySet("cp1", "cp2", "cp3")
+			if i%2 == 1 {
+				delete(want.Healthy, "cp2")
+			}
+		}
+		if _, err := d.Reconcile(ctx, want); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
