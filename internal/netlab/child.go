@@ -358,8 +358,9 @@ func (j *Job[T]) Wait(ctx context.Context) (T, error) {
 	return res, nil
 }
 
-// Stop asks the job to end early (SIGTERM); it still reports what it saw,
-// which Wait returns.
+// Stop asks the job to end early (SIGTERM): a client or connect loop
+// starts nothing new and lets the attempts in flight finish, a stream ends
+// as "stopped"; Wait then returns what it saw.
 func (j *Job[T]) Stop() { j.p.signal(syscall.SIGTERM) }
 
 // Kill ends the job at once; Wait then fails.

@@ -263,7 +263,9 @@ loop:
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			rctx, rcancel := context.WithTimeout(ctx, o.RequestTimeout)
+			// Not ctx: Stop ends the issuing, a started request runs to
+			// its own timeout and counts as what it was.
+			rctx, rcancel := context.WithTimeout(context.Background(), o.RequestTimeout)
 			t0 := time.Now()
 			backend, err := get(rctx, tt, cfg, o.Path)
 			lat := time.Since(t0)

@@ -87,7 +87,7 @@ func runTCPConnect(ctx context.Context, o TCPConnectOpts, out *eventWriter) erro
 			break
 		}
 		t0 := time.Now()
-		conn, err := d.DialContext(ctx, "tcp", o.Target.String())
+		conn, err := d.DialContext(context.Background(), "tcp", o.Target.String()) // bounded by d.Timeout; Stop never fails an attempt
 		t1 := time.Now()
 		res.Attempts++
 		if err != nil {
