@@ -4,12 +4,15 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"net"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -124,6 +127,7 @@ func Etcd(ctx context.Context, o EtcdOptions) EtcdReport {
 		return r
 	}
 	names := map[uint64]string{}
+	slices.SortStableFunc(ml.Members, func(a, b *etcdserverpb.Member) int { return strings.Compare(a.Name, b.Name) })
 	for _, m := range ml.Members {
 		names[m.ID] = m.Name
 		r.Members = append(r.Members, EtcdMember{
@@ -162,10 +166,16 @@ func memberStatus(ctx context.Context, cli *clientv3.Client, m *EtcdMember, time
 	var errs []string
 	for _, ep := range m.ClientURLs {
 		start := time.Now()
+		m.Endpoint = ep
+		// A stopped member refuses at once, but gRPC would keep redialing
+		// until the deadline: try a plain connect first.
+		if err := reachable(ctx, ep, timeout); err != nil {
+			errs = append(errs, err.Error())
+			continue
+		}
 		sctx, cancel := context.WithTimeout(ctx, timeout)
 		st, err := cli.Status(sctx, ep)
 		cancel()
-		m.Endpoint = ep
 		m.LatencyMS = float64(time.Since(start).Microseconds()) / 1000
 		if err != nil {
 			errs = append(errs, ep+": "+err.Error())
@@ -182,6 +192,26 @@ func memberStatus(ctx context.Context, cli *clientv3.Client, m *EtcdMember, time
 		return
 	}
 	m.Error = strings.Join(errs, "; ")
+}
+
+// reachable makes (and closes) a TCP connection to a client URL's host.
+func reachable(ctx context.Context, endpoint string, timeout time.Duration) error {
+	u, err := url.Parse(endpoint)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("bad client URL %q", endpoint)
+	}
+	host := u.Host
+	if u.Port() == "" {
+		host = net.JoinHostPort(u.Hostname(), "2379")
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", host)
+	if err != nil {
+		return err
+	}
+	return c.Close()
 }
 
 func memberID(id uint64) string { return strconv.FormatUint(id, 16) }
