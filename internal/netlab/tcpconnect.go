@@ -32,6 +32,11 @@ type TCPConnectResult struct {
 	LongestGap time.Duration `json:"longest_gap"`
 	// GapStart is when that gap began.
 	GapStart time.Duration `json:"gap_start"`
+	// LastSuccess is when the last successful connect completed and
+	// LastFailure when the last failed one started (zero: none); a success
+	// after the last failure means the target was reachable again.
+	LastSuccess time.Duration `json:"last_success"`
+	LastFailure time.Duration `json:"last_failure"`
 	// Errors holds the first failures.
 	Errors  []TimedError  `json:"errors,omitempty"`
 	Elapsed time.Duration `json:"elapsed"`
@@ -92,6 +97,7 @@ func runTCPConnect(ctx context.Context, o TCPConnectOpts, out *eventWriter) erro
 		res.Attempts++
 		if err != nil {
 			res.Failures++
+			res.LastFailure = t0.Sub(start)
 			if len(res.Errors) < maxErrors {
 				res.Errors = append(res.Errors, TimedError{At: t0.Sub(start), Err: err.Error()})
 			}
@@ -104,6 +110,7 @@ func runTCPConnect(ctx context.Context, o TCPConnectOpts, out *eventWriter) erro
 				res.LongestGap, res.GapStart = gap, lastOK.Sub(start)
 			}
 			lastOK = t1
+			res.LastSuccess = t1.Sub(start)
 		}
 		if res.Attempts == 1 {
 			if err := out.emit(evStarted, struct{}{}); err != nil {
