@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -307,7 +308,13 @@ func arpAnnouncer(ifi *net.Interface, addr netip.Addr) (*announcer, error) {
 // ndpAnnouncer sends unsolicited neighbour advertisements (override set,
 // target link-layer address option) from the VIP to all nodes.
 func ndpAnnouncer(ifi *net.Interface, addr netip.Addr) (*announcer, error) {
-	c, _, err := ndp.Listen(ifi, ndp.Addr(addr.String()))
+	// ndp sends with the interface's name as the destination zone, and Go
+	// resolves a zone name when sending, in the namespace of whatever thread
+	// sends (the root namespace's eth0 is another interface). A name that is
+	// the index itself resolves the same everywhere.
+	byIndex := *ifi
+	byIndex.Name = strconv.Itoa(ifi.Index)
+	c, _, err := ndp.Listen(&byIndex, ndp.Addr(addr.String()))
 	if err != nil {
 		return nil, fmt.Errorf("opening NDP socket on %s: %w", ifi.Name, err)
 	}

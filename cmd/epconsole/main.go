@@ -10,9 +10,13 @@ import (
 	"syscall"
 
 	"github.com/epconsole/epconsole/internal/cli"
+	"github.com/epconsole/epconsole/internal/netlab"
 )
 
 func main() {
+	// In a netlab child (a lab host's stand-in apiserver or client, the
+	// binary re-executed inside a network namespace) run that and exit.
+	netlab.RunChild()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := cli.Run(ctx, os.Args[1:], cli.IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr})
 	stop()

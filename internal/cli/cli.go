@@ -28,6 +28,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"validate", "check config.hcl and print every problem as file:line:col", runValidate},
+		{"lab", "(root) a demo endpoint in network namespaces; 'lab down' cleans up", runLab},
 		{"version", "print the version", runVersion},
 	}
 }
