@@ -1,0 +1,15 @@
+package e2e
+
+import (
+	"os"
+	"testing"
+
+	"github.com/epconsole/epconsole/internal/netlab"
+)
+
+// TestMain lets this test binary serve as netlab's child processes
+// (stand-ins, clients, streams, connect loops).
+func TestMain(m *testing.M) {
+	netlab.RunChild()
+	os.Exit(m.Run())
+}
