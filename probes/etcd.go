@@ -102,7 +102,7 @@ func Etcd(ctx context.Context, o EtcdOptions) EtcdReport {
 	if o.Timeout <= 0 {
 		o.Timeout = 2 * time.Second
 	}
-	var r EtcdReport
+	r := EtcdReport{Members: []EtcdMember{}, Alarms: []EtcdAlarm{}}
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   o.Endpoints,
 		TLS:         o.TLS,

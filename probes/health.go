@@ -335,3 +335,74 @@ func FetchChain(ctx context.Context, addr netip.AddrPort, timeout time.Duration)
 	defer c.Close()
 	return c.(*tls.Conn).ConnectionState().PeerCertificates, nil
 }
+
+// JudgeBackends turns one round of probe results into findings: a failed
+// backend is a WARNING (the endpoint still serves through the others), a
+// backend whose readiness is unknown (401/403) a WARNING saying what
+// credential is missing, and no serving backend at all CRITICAL. It is a
+// pure function.
+func JudgeBackends(rs []HealthResult) []Finding {
+	var fs []Finding
+	serving := 0
+	for _, r := range rs {
+		f := Finding{Check: CheckBackends, Subject: r.Backend, Severity: Warning, Detail: r.Error}
+		switch r.Outcome {
+		case OutcomePass:
+			serving++
+			continue
+		case OutcomeReadinessUnknown:
+			serving++
+			f.Code = "readiness-unknown"
+			f.Message = fmt.Sprintf("reachable, TLS fine, readiness unknown: /readyz answered %d", r.StatusCode)
+			f.Detail = ""
+			f.Fixes = readinessFixes(r)
+		default:
+			f.Code, f.Message, f.Fixes = downFinding(r)
+		}
+		fs = append(fs, f)
+	}
+	if len(rs) > 0 && serving == 0 {
+		fs = append(fs, Finding{Check: CheckBackends, Severity: Critical, Code: "no-backend",
+			Message: fmt.Sprintf("none of the %d backends passes its probe: the endpoint serves nothing", len(rs))})
+	}
+	return fs
+}
+
+func readinessFixes(r HealthResult) []Fix {
+	if !r.ClientCert {
+		return []Fix{{Text: "anonymous /readyz is not allowed here: set health.client_cert_file and health.client_key_file in config.hcl " +
+			"to a client certificate signed by the cluster CA (any authenticated user may GET /readyz under the default system:public-info-viewer role)"}}
+	}
+	if r.StatusCode == http.StatusUnauthorized {
+		return []Fix{{Text: "the apiserver rejects the probe's client certificate: issue health.client_cert_file from the CA in the apiserver's --client-ca-file"}}
+	}
+	return []Fix{{Text: "RBAC denies the probe's user: kubectl create clusterrolebinding epconsole-probe --clusterrole=system:public-info-viewer --user=<the certificate's CN>"}}
+}
+
+func downFinding(r HealthResult) (code, msg string, fixes []Fix) {
+	node := r.Backend
+	running := []Fix{
+		{Setup: SetupKubeadm, Text: fmt.Sprintf("on %s: crictl ps -a --name kube-apiserver; crictl logs <id>", node)},
+		{Setup: SetupMicrok8s, Text: fmt.Sprintf("on %s: sudo microk8s status; journalctl -u snap.microk8s.daemon-kubelite", node)},
+	}
+	switch {
+	case r.Stage == StageConnect && strings.Contains(r.Error, "refused"):
+		return "backend-refused", fmt.Sprintf("down: nothing listens on %s", r.Address), running
+	case r.Stage == StageConnect:
+		return "backend-unreachable", fmt.Sprintf("down: no TCP connection to %s", r.Address),
+			append([]Fix{{Text: fmt.Sprintf("check that %s is up and reachable from this node on port %d", node, r.Address.Port())}}, running...)
+	case r.Stage == StageTLS:
+		return "backend-tls", "down: TLS handshake failed",
+			[]Fix{{Text: "the certificate does not verify against tls.ca_file or the handshake broke; epconsole check tls says which"}}
+	case r.StatusCode != 0 && len(r.FailingChecks) > 0:
+		return "backend-unready", fmt.Sprintf("down: /readyz answered %d, failing: %s", r.StatusCode, strings.Join(r.FailingChecks, ", ")),
+			append([]Fix{{Text: fmt.Sprintf("see why: kubectl get --raw '/readyz?verbose' --server https://%s; a failing etcd check points at etcd (epconsole check etcd)", r.Address)}}, running...)
+	case r.StatusCode != 0:
+		return "backend-unready", fmt.Sprintf("down: /readyz answered %d", r.StatusCode), running
+	case strings.Contains(r.Error, "deadline") || strings.Contains(r.Error, "timeout") || strings.Contains(r.Error, "Timeout"):
+		return "backend-timeout", "down: no answer within the probe timeout (health.timeout)",
+			append([]Fix{{Text: fmt.Sprintf("%s is overloaded or hung; if it is merely slow, raise health.timeout (below health.interval)", node)}}, running...)
+	default:
+		return "backend-error", "down: the probe failed", running
+	}
+}

@@ -34,6 +34,8 @@ type KubeconfigOptions struct {
 	Backends []Target
 	// ClusterCA is the cluster CA (tls.ca_file); nil skips the CA comparison.
 	ClusterCA []*x509.Certificate
+	// ClusterCAFile is where the cluster CA is on this node, for the fix hint.
+	ClusterCAFile string
 }
 
 // Where a kubeconfig server points.
@@ -71,7 +73,7 @@ type KubeconfigReport struct {
 func Kubeconfig(o KubeconfigOptions) KubeconfigReport {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	rules.ExplicitPath = o.Path
-	var files []string
+	files := []string{}
 	for _, f := range rules.GetLoadingPrecedence() {
 		if _, err := os.Stat(f); err == nil {
 			files = append(files, f)
@@ -178,7 +180,11 @@ func EvaluateKubeconfig(cfg *clientcmdapi.Config, o KubeconfigOptions) Kubeconfi
 	default:
 		r.CASource = "none"
 	}
-	setCA := Fix{Text: fmt.Sprintf("kubectl config set-cluster %s --certificate-authority=<tls.ca_file> --embed-certs=true", shellWord(r.Cluster))}
+	caFile := "<the cluster CA file>"
+	if o.ClusterCAFile != "" {
+		caFile = shellWord(o.ClusterCAFile)
+	}
+	setCA := Fix{Text: fmt.Sprintf("kubectl config set-cluster %s --certificate-authority=%s --embed-certs=true", shellWord(r.Cluster), caFile)}
 	switch {
 	case r.CASource == "insecure":
 		add(Warning, "ca-insecure", "insecure-skip-tls-verify is set: kubectl trusts any server", "", setCA)

@@ -20,7 +20,7 @@ func kubeOptions(f *probetest.Fixture) probes.KubeconfigOptions {
 		VIPs:      []netip.AddrPort{netip.AddrPortFrom(probetest.VIP, 6443)},
 		DNSNames:  []string{probetest.DNSName},
 		Port:      6443,
-		Backends:  []probes.Target{{Name: "cp1", Address: netip.MustParseAddrPort("127.0.3.1:6443")}, {Name: "cp2", Address: netip.MustParseAddrPort("127.0.3.2:6443")}},
+		Backends:  []probes.Target{{Name: "cp1", Address: netip.MustParseAddrPort("198.18.3.11:6443")}, {Name: "cp2", Address: netip.MustParseAddrPort("198.18.3.12:6443")}},
 		ClusterCA: []*x509.Certificate{f.CA.Cert},
 	}
 }
@@ -43,7 +43,7 @@ func TestKubeconfigFiles(t *testing.T) {
 		{desc: "one node", path: "node.yaml", pointsAt: probes.ServerBackend, caMatches: true,
 			codes: []string{"WARNING:server-single-node"}, fixHas: "kubectl config set-cluster prod --server=https://k8s-api.test:6443"},
 		{desc: "wrong CA", path: "wrong-ca.yaml", pointsAt: probes.ServerVIP,
-			codes: []string{"CRITICAL:ca-mismatch"}, fixHas: "--certificate-authority=<tls.ca_file> --embed-certs=true"},
+			codes: []string{"CRITICAL:ca-mismatch"}, fixHas: "--certificate-authority=<the cluster CA file> --embed-certs=true"},
 		// kubectl's merge: the first file that sets a value wins.
 		{desc: "KUBECONFIG list, first file wins", env: []string{"node.yaml", "vip.yaml"}, pointsAt: probes.ServerBackend, caMatches: true,
 			codes: []string{"WARNING:server-single-node"}},

@@ -27,6 +27,7 @@ type command struct {
 // commands lists every subcommand; each lives in its own file.
 func commands() []command {
 	return []command{
+		{"check", "probe backends, certificates, etcd and kubeconfig; Nagios exit codes", runCheck},
 		{"validate", "check config.hcl and print every problem as file:line:col", runValidate},
 		{"lab", "(root) a demo endpoint in network namespaces; 'lab down' cleans up", runLab},
 		{"version", "print the version", runVersion},

@@ -1,0 +1,585 @@
+package cli
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+
+	"github.com/epconsole/epconsole/internal/config"
+	"github.com/epconsole/epconsole/probes"
+)
+
+// CheckSchema names the version of `check --json`'s output (docs/check.md).
+const CheckSchema = "epconsole.check/v1"
+
+// checkOrder is the order checks run and print in.
+var checkOrder = []probes.Check{probes.CheckBackends, probes.CheckTLS, probes.CheckEtcd, probes.CheckKubeconfig}
+
+// checkOptions are check's parsed arguments.
+type checkOptions struct {
+	configPath string
+	// what lists the requested checks; explicit is false for `all`, where
+	// an unconfigured etcd or an absent kubeconfig is skipped, not UNKNOWN.
+	what       []probes.Check
+	explicit   bool
+	json       bool
+	waitFor    *probes.Severity
+	timeout    time.Duration
+	every      time.Duration
+	kubeconfig string
+	now        func() time.Time
+}
+
+const checkUsage = `usage: epconsole check [backends|tls|etcd|kubeconfig|all] [-c config.hcl] [--json]
+                       [--wait-for ok|warning [--timeout 2m] [--every 2s]] [--kubeconfig file]
+
+Probes the control plane named in config.hcl directly (read-only) and prints
+a one-line summary, then one line per finding with its fix.
+
+  backends    GET /readyz (or tcp/tls, per health.kind) on every backend
+  tls         every apiserver certificate: chain to tls.ca_file, SANs for
+              the VIPs and endpoint_dns_names, days to expiry, same CA
+  etcd        member list, status, leader, alarms, quorum (etcd.endpoints)
+  kubeconfig  the kubeconfig kubectl would use points at a VIP or endpoint
+              DNS name and trusts the cluster CA
+  all         all of them (default); etcd without endpoints and an absent
+              kubeconfig are skipped
+
+Exit codes (Nagios): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (cannot decide,
+e.g. config unreadable). --wait-for polls until the verdict is at least as
+good as asked (ok, or warning = ok or warning) and exits 0/1 then, or with
+the last verdict's code when --timeout passes. --json prints the
+epconsole.check/v1 document described in docs/check.md.
+
+flags:
+`
+
+func parseCheckArgs(args []string, stdio IO) (checkOptions, int, bool) {
+	o := checkOptions{now: time.Now}
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&o.configPath, "c", "", "config file (default ./config.hcl if it exists, else "+systemConfig+")")
+	fs.BoolVar(&o.json, "json", false, "print the result as JSON (schema "+CheckSchema+")")
+	waitFor := fs.String("wait-for", "", "poll until the verdict is `ok` or warning (or better)")
+	fs.DurationVar(&o.timeout, "timeout", 2*time.Minute, "give up waiting after this long (with --wait-for)")
+	fs.DurationVar(&o.every, "every", 2*time.Second, "time between attempts (with --wait-for)")
+	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file to check (default: $KUBECONFIG, then ~/.kube/config)")
+	usage := func(w io.Writer) {
+		fmt.Fprint(w, checkUsage)
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
+	bad := func(format string, a ...any) (checkOptions, int, bool) {
+		fmt.Fprintf(stdio.Err, "epconsole check: "+format+"\n\n", a...)
+		usage(stdio.Err)
+		return o, int(probes.Unknown), false
+	}
+	// Flags may come before and after the check name.
+	var names []string
+	for rest := args; ; {
+		if err := fs.Parse(rest); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				usage(stdio.Out)
+				return o, 0, false
+			}
+			return bad("%v", err)
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		names = append(names, fs.Arg(0))
+		rest = fs.Args()[1:]
+	}
+	if len(names) > 1 {
+		return bad("one check at a time, got %s", strings.Join(names, " "))
+	}
+	switch {
+	case len(names) == 0 || names[0] == "all":
+		o.what = checkOrder
+	case slices.Contains(checkOrder, probes.Check(names[0])):
+		o.what, o.explicit = []probes.Check{probes.Check(names[0])}, true
+	default:
+		return bad("unknown check %q (want backends, tls, etcd, kubeconfig or all)", names[0])
+	}
+	if *waitFor != "" {
+		s, err := probes.ParseSeverity(*waitFor)
+		if err != nil || (s != probes.OK && s != probes.Warning) {
+			return bad("--wait-for %q: want ok or warning", *waitFor)
+		}
+		o.waitFor = &s
+	}
+	if o.timeout <= 0 || o.every <= 0 {
+		return bad("--timeout and --every must be positive")
+	}
+	if o.configPath == "" {
+		o.configPath = defaultConfigPath()
+	}
+	return o, 0, true
+}
+
+// runCheck implements `epconsole check`.
+func runCheck(ctx context.Context, args []string, stdio IO) int {
+	o, code, ok := parseCheckArgs(args, stdio)
+	if !ok {
+		return code
+	}
+	cfg, diags := config.Load(o.configPath)
+	if diags.HasErrors() {
+		r := checkReport{Schema: CheckSchema, Config: o.configPath, CheckedAt: o.now().UTC()}
+		for _, d := range diags {
+			if d.Severity == hcl.DiagError {
+				r.Findings = append(r.Findings, probes.Finding{Check: "config", Severity: probes.Unknown, Code: "config-unreadable",
+					Message: config.DiagnosticLine(d),
+					Fixes:   []probes.Fix{{Text: "epconsole validate -c " + o.configPath}}})
+			}
+		}
+		r.finish()
+		r.Summary = fmt.Sprintf("cannot use config %s: %d error(s)", o.configPath, len(r.Findings))
+		r.write(stdio.Out, o.json)
+		return r.ExitCode
+	}
+	return checkConfig(ctx, cfg, o, stdio)
+}
+
+// checkConfig runs the checks against a loaded config, once or until the
+// --wait-for verdict, writes the report and returns the exit code.
+func checkConfig(ctx context.Context, cfg *config.Config, o checkOptions, stdio IO) int {
+	if o.waitFor == nil {
+		r := gather(ctx, cfg, o)
+		r.write(stdio.Out, o.json)
+		return r.ExitCode
+	}
+	start := time.Now()
+	deadline := start.Add(o.timeout)
+	for attempt := 1; ; attempt++ {
+		r := gather(ctx, cfg, o)
+		reached := waitReached(r.Status, *o.waitFor)
+		left := time.Until(deadline)
+		if reached || left < o.every || ctx.Err() != nil {
+			r.Wait = &waitResult{For: *o.waitFor, Reached: reached, Attempts: attempt,
+				TimeoutSeconds: o.timeout.Seconds(), ElapsedSeconds: time.Since(start).Round(time.Millisecond).Seconds()}
+			r.write(stdio.Out, o.json)
+			return r.ExitCode
+		}
+		fmt.Fprintf(stdio.Err, "waiting for %s (attempt %d, %s left): %s\n", *o.waitFor, attempt, left.Round(time.Second), r.headline())
+		select {
+		case <-ctx.Done():
+		case <-time.After(o.every):
+		}
+	}
+}
+
+// waitReached reports whether verdict is at least as good as target: OK
+// reaches ok; OK or WARNING reach warning.
+func waitReached(verdict, target probes.Severity) bool {
+	switch target {
+	case probes.OK:
+		return verdict == probes.OK
+	case probes.Warning:
+		return verdict == probes.OK || verdict == probes.Warning
+	}
+	return false
+}
+
+// checkReport is the epconsole.check/v1 document (docs/check.md).
+type checkReport struct {
+	Schema    string           `json:"schema"`
+	Status    probes.Severity  `json:"status"`
+	ExitCode  int              `json:"exit_code"`
+	Summary   string           `json:"summary"`
+	Config    string           `json:"config"`
+	Cluster   string           `json:"cluster,omitempty"`
+	CheckedAt time.Time        `json:"checked_at"`
+	Checks    checkSections    `json:"checks"`
+	Findings  []probes.Finding `json:"findings"`
+	Wait      *waitResult      `json:"wait,omitempty"`
+}
+
+type checkSections struct {
+	Backends   *backendsSection   `json:"backends,omitempty"`
+	TLS        *tlsSection        `json:"tls,omitempty"`
+	Etcd       *etcdSection       `json:"etcd,omitempty"`
+	Kubeconfig *kubeconfigSection `json:"kubeconfig,omitempty"`
+}
+
+// sectionHead is what every check section starts with.
+type sectionHead struct {
+	Status  probes.Severity `json:"status"`
+	Summary string          `json:"summary"`
+	// Skipped: the check was not configured and not asked for by name.
+	Skipped  bool             `json:"skipped,omitempty"`
+	findings []probes.Finding // section's findings, in probe order
+}
+
+type backendsSection struct {
+	sectionHead
+	Kind     probes.Kind           `json:"kind"`
+	Backends []probes.HealthResult `json:"backends"`
+}
+
+type tlsSection struct {
+	sectionHead
+	Certificates []probes.CertReport `json:"certificates"`
+}
+
+type etcdSection struct {
+	sectionHead
+	*probes.EtcdReport
+}
+
+type kubeconfigSection struct {
+	sectionHead
+	*probes.KubeconfigReport
+}
+
+type waitResult struct {
+	For            probes.Severity `json:"for"`
+	Reached        bool            `json:"reached"`
+	Attempts       int             `json:"attempts"`
+	TimeoutSeconds float64         `json:"timeout_seconds"`
+	ElapsedSeconds float64         `json:"elapsed_seconds"`
+}
+
+// gather runs the requested checks (in parallel) and folds the verdict.
+func gather(ctx context.Context, cfg *config.Config, o checkOptions) checkReport {
+	r := checkReport{Schema: CheckSchema, Config: cfg.File, Cluster: cfg.ClusterName, CheckedAt: o.now().UTC()}
+	targets := make([]probes.Target, len(cfg.Backends))
+	for i, b := range cfg.Backends {
+		targets[i] = probes.Target{Name: b.Name, Address: b.AddrPort()}
+	}
+	clusterCA, caErr := readCerts(cfg.TLS.CAFile)
+
+	var wg sync.WaitGroup
+	run := func(f func()) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f()
+		}()
+	}
+	for _, c := range o.what {
+		switch c {
+		case probes.CheckBackends:
+			run(func() { r.Checks.Backends = checkBackends(ctx, cfg, targets, clusterCA, caErr) })
+		case probes.CheckTLS:
+			run(func() { r.Checks.TLS = checkTLS(ctx, cfg, targets, clusterCA, caErr) })
+		case probes.CheckEtcd:
+			run(func() { r.Checks.Etcd = checkEtcd(ctx, cfg, o.explicit) })
+		case probes.CheckKubeconfig:
+			run(func() {
+				r.Checks.Kubeconfig = checkKubeconfig(cfg, targets, clusterCA, o.kubeconfig, o.explicit || o.kubeconfig != "")
+			})
+		}
+	}
+	wg.Wait()
+	var parts []string
+	for _, s := range r.Checks.heads() {
+		s.head.Status = probes.Summarize(s.head.findings).Severity
+		r.Findings = append(r.Findings, s.head.findings...)
+		parts = append(parts, s.name+": "+s.head.Summary)
+	}
+	r.finish()
+	r.Summary = strings.Join(parts, "; ")
+	return r
+}
+
+type namedHead struct {
+	name string
+	head *sectionHead
+}
+
+// heads lists the sections present, in check order.
+func (c *checkSections) heads() []namedHead {
+	var out []namedHead
+	if c.Backends != nil {
+		out = append(out, namedHead{"backends", &c.Backends.sectionHead})
+	}
+	if c.TLS != nil {
+		out = append(out, namedHead{"tls", &c.TLS.sectionHead})
+	}
+	if c.Etcd != nil {
+		out = append(out, namedHead{"etcd", &c.Etcd.sectionHead})
+	}
+	if c.Kubeconfig != nil {
+		out = append(out, namedHead{"kubeconfig", &c.Kubeconfig.sectionHead})
+	}
+	return out
+}
+
+// finish orders the findings worst first and sets status and exit code.
+func (r *checkReport) finish() {
+	r.Findings = probes.Problems(r.Findings)
+	if r.Findings == nil {
+		r.Findings = []probes.Finding{}
+	}
+	r.Status = probes.Summarize(r.Findings).Severity
+	r.ExitCode = r.Status.ExitCode()
+}
+
+func (r *checkReport) headline() string {
+	s := "EPCONSOLE " + r.Status.String() + " - "
+	if r.Cluster != "" {
+		s += r.Cluster + ": "
+	}
+	return s + r.Summary
+}
+
+// write prints the report: JSON, or the summary line, one line per
+// finding, and how a wait ended.
+func (r *checkReport) write(w io.Writer, asJSON bool) {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.SetEscapeHTML(false)
+		_ = enc.Encode(r)
+		return
+	}
+	var b strings.Builder
+	b.WriteString(r.headline())
+	b.WriteString("\n")
+	for _, f := range r.Findings {
+		b.WriteString(f.Line())
+		b.WriteString("\n")
+	}
+	if r.Wait != nil {
+		if r.Wait.Reached {
+			fmt.Fprintf(&b, "reached %s after %d attempt(s) in %.1fs\n", r.Wait.For, r.Wait.Attempts, r.Wait.ElapsedSeconds)
+		} else {
+			fmt.Fprintf(&b, "timed out after %.0fs waiting for %s (%d attempts)\n", r.Wait.TimeoutSeconds, r.Wait.For, r.Wait.Attempts)
+		}
+	}
+	_, _ = io.WriteString(w, b.String())
+}
+
+func readCerts(path string) ([]*x509.Certificate, error) {
+	if path == "" {
+		return nil, nil
+	}
+	b, err := config.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	cs, err := probes.ParseCertificates(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return cs, nil
+}
+
+func pool(cs []*x509.Certificate) *x509.CertPool {
+	if len(cs) == 0 {
+		return nil
+	}
+	p := x509.NewCertPool()
+	for _, c := range cs {
+		p.AddCert(c)
+	}
+	return p
+}
+
+func caUnreadable(check probes.Check, err error) probes.Finding {
+	return probes.Finding{Check: check, Severity: probes.Unknown, Code: "ca-unreadable",
+		Message: "cannot read tls.ca_file", Detail: err.Error(), Fixes: []probes.Fix{{Text: "point tls.ca_file at the cluster CA (kubeadm: /etc/kubernetes/pki/ca.crt; microk8s: /var/snap/microk8s/current/certs/ca.crt)"}}}
+}
+
+func checkBackends(ctx context.Context, cfg *config.Config, targets []probes.Target, ca []*x509.Certificate, caErr error) *backendsSection {
+	s := &backendsSection{Kind: probes.Kind(cfg.Health.Kind)}
+	ho := probes.HealthOptions{Kind: s.Kind, Path: cfg.Health.Path, Timeout: cfg.Health.Timeout, RootCAs: pool(ca)}
+	if caErr != nil {
+		s.findings = append(s.findings, caUnreadable(probes.CheckBackends, caErr))
+	}
+	if cfg.Health.ClientCertFile != "" {
+		c, err := tls.LoadX509KeyPair(cfg.Health.ClientCertFile, cfg.Health.ClientKeyFile)
+		if err != nil {
+			s.findings = append(s.findings, probes.Finding{Check: probes.CheckBackends, Severity: probes.Unknown, Code: "client-cert-unreadable",
+				Message: "cannot load health.client_cert_file / client_key_file", Detail: err.Error()})
+		} else {
+			ho.ClientCert = &c
+		}
+	}
+	s.Backends = make([]probes.HealthResult, len(targets))
+	var wg sync.WaitGroup
+	for i, t := range targets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.Backends[i] = probes.Probe(ctx, t, ho)
+		}()
+	}
+	wg.Wait()
+	s.findings = append(s.findings, probes.JudgeBackends(s.Backends)...)
+
+	var ready int
+	var unknown, down []string
+	for _, b := range s.Backends {
+		switch b.Outcome {
+		case probes.OutcomePass:
+			ready++
+		case probes.OutcomeReadinessUnknown:
+			unknown = append(unknown, b.Backend)
+		default:
+			down = append(down, b.Backend)
+		}
+	}
+	s.Summary = fmt.Sprintf("%d/%d ready", ready, len(s.Backends))
+	if s.Kind != probes.KindHTTPS {
+		s.Summary = fmt.Sprintf("%d/%d pass %s", ready, len(s.Backends), s.Kind)
+	}
+	if len(unknown) > 0 {
+		s.Summary += ", readiness unknown: " + strings.Join(unknown, ",")
+	}
+	if len(down) > 0 {
+		s.Summary += ", down: " + strings.Join(down, ",")
+	}
+	return s
+}
+
+func checkTLS(ctx context.Context, cfg *config.Config, targets []probes.Target, ca []*x509.Certificate, caErr error) *tlsSection {
+	s := &tlsSection{}
+	if caErr != nil {
+		s.findings = append(s.findings, caUnreadable(probes.CheckTLS, caErr))
+	}
+	co := probes.CertOptions{
+		RootCAs: pool(ca), DNSNames: cfg.EndpointDNSNames, ExtraSANs: cfg.TLS.ExtraSANs,
+		WarnDays: cfg.TLS.ExpiryWarnDays, CritDays: cfg.TLS.ExpiryCritDays,
+	}
+	for _, v := range cfg.VIPs {
+		co.VIPs = append(co.VIPs, v.Address)
+	}
+	var fs []probes.Finding
+	s.Certificates, fs = probes.Certificates(ctx, targets, co)
+	s.findings = append(s.findings, fs...)
+
+	bad := map[string]bool{}
+	for _, f := range fs {
+		if f.Subject != "" && f.Severity != probes.OK {
+			bad[f.Subject] = true
+		}
+	}
+	first := -1
+	for _, c := range s.Certificates {
+		if c.Error == "" && (first < 0 || c.DaysLeft < first) {
+			first = c.DaysLeft
+		}
+	}
+	s.Summary = fmt.Sprintf("%d/%d certificates fine", len(s.Certificates)-len(bad), len(s.Certificates))
+	if first >= 0 {
+		s.Summary += fmt.Sprintf(", first expiry in %d days", first)
+	}
+	if cfg.TLS.CAFile == "" {
+		s.Summary += " (chain not checked: tls.ca_file unset)"
+	}
+	return s
+}
+
+func checkEtcd(ctx context.Context, cfg *config.Config, explicit bool) *etcdSection {
+	s := &etcdSection{}
+	if len(cfg.Etcd.Endpoints) == 0 {
+		s.Summary, s.Skipped = "not configured (etcd.endpoints is empty)", true
+		if explicit {
+			s.Skipped = false
+			s.findings = []probes.Finding{{Check: probes.CheckEtcd, Severity: probes.Unknown, Code: "etcd-not-configured",
+				Message: "etcd.endpoints is empty", Fixes: []probes.Fix{{Text: `set etcd { endpoints = ["https://<node>:2379", ...] ca_file cert_file key_file } in config.hcl`}}}}
+		}
+		return s
+	}
+	eo := probes.EtcdOptions{Endpoints: cfg.Etcd.Endpoints}
+	if slices.ContainsFunc(cfg.Etcd.Endpoints, func(e string) bool { return strings.HasPrefix(e, "https://") }) {
+		tc := &tls.Config{MinVersion: tls.VersionTLS12}
+		var problems []string
+		if cfg.Etcd.CAFile != "" {
+			cs, err := readCerts(cfg.Etcd.CAFile)
+			if err != nil {
+				problems = append(problems, err.Error())
+			}
+			tc.RootCAs = pool(cs)
+		}
+		if cfg.Etcd.CertFile != "" {
+			c, err := tls.LoadX509KeyPair(cfg.Etcd.CertFile, cfg.Etcd.KeyFile)
+			if err != nil {
+				problems = append(problems, err.Error())
+			} else {
+				tc.Certificates = []tls.Certificate{c}
+			}
+		}
+		if len(problems) > 0 {
+			s.findings = []probes.Finding{{Check: probes.CheckEtcd, Severity: probes.Unknown, Code: "etcd-credentials-unreadable",
+				Message: "cannot load etcd.ca_file / cert_file / key_file", Detail: strings.Join(problems, "; ")}}
+			s.Summary = "credentials unreadable"
+			return s
+		}
+		eo.TLS = tc
+	}
+	rep := probes.Etcd(ctx, eo)
+	s.EtcdReport = &rep
+	s.findings = rep.Findings
+	v := rep.Verdict
+	switch {
+	case rep.ListError != "":
+		s.Summary = "unreachable"
+	case v.Healthy < v.Quorum:
+		s.Summary = fmt.Sprintf("%d/%d healthy, quorum %d lost", v.Healthy, v.Members, v.Quorum)
+	default:
+		s.Summary = fmt.Sprintf("%d/%d healthy, quorum %d, can lose %d", v.Healthy, v.Members, v.Quorum, v.Tolerance)
+	}
+	if rep.ListError == "" {
+		if v.Leader != "" {
+			s.Summary += ", leader " + v.Leader
+		} else {
+			s.Summary += ", no leader"
+		}
+	}
+	for _, a := range rep.Alarms {
+		s.Summary += fmt.Sprintf(", alarm %s on %s", a.Alarm, a.Member)
+	}
+	return s
+}
+
+func checkKubeconfig(cfg *config.Config, targets []probes.Target, ca []*x509.Certificate, path string, explicit bool) *kubeconfigSection {
+	ko := probes.KubeconfigOptions{Path: path, DNSNames: cfg.EndpointDNSNames, Port: config.DefaultPort, Backends: targets,
+		ClusterCA: ca, ClusterCAFile: cfg.TLS.CAFile}
+	for i, v := range cfg.VIPs {
+		ko.VIPs = append(ko.VIPs, netip.AddrPortFrom(v.Address, v.Port))
+		if i == 0 && v.Port != 0 {
+			ko.Port = v.Port
+		}
+	}
+	rep := probes.Kubeconfig(ko)
+	s := &kubeconfigSection{KubeconfigReport: &rep}
+	if !rep.Found && rep.Error == "" && !explicit {
+		s.Summary, s.Skipped = "skipped: no kubeconfig found ($KUBECONFIG, ~/.kube/config)", true
+		return s
+	}
+	s.findings = rep.Findings
+	switch {
+	case rep.Error != "" || !rep.Found:
+		s.Summary = "unreadable"
+	case rep.Server == "":
+		s.Summary = "no usable context"
+	default:
+		s.Summary = fmt.Sprintf("%s -> %s (%s)", rep.Context, rep.Server, rep.PointsAt)
+		if rep.Backend != "" {
+			s.Summary = fmt.Sprintf("%s -> %s (%s %s)", rep.Context, rep.Server, rep.PointsAt, rep.Backend)
+		}
+		switch {
+		case rep.CAMatches:
+			s.Summary += ", trusts the cluster CA"
+		case len(ca) > 0:
+			s.Summary += ", does not trust the cluster CA"
+		}
+	}
+	return s
+}
