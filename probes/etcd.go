@@ -143,17 +143,23 @@ func Etcd(ctx context.Context, o EtcdOptions) EtcdReport {
 			memberStatus(ctx, cli, &r.Members[i], o.Timeout)
 		}()
 	}
-	actx, cancel := context.WithTimeout(ctx, o.Timeout)
-	al, err := cli.AlarmList(actx)
-	cancel()
-	if err != nil {
-		r.AlarmError = err.Error()
+	wg.Wait()
+	// The alarm list is a raft request: without a leader it can only time
+	// out, so ask only when some member knows one.
+	if !slices.ContainsFunc(r.Members, func(m EtcdMember) bool { return m.Healthy() }) {
+		r.AlarmError = "not listed: no member knows a leader, and listing alarms needs one"
 	} else {
-		for _, a := range al.Alarms {
-			r.Alarms = append(r.Alarms, EtcdAlarm{MemberID: memberID(a.MemberID), Member: names[a.MemberID], Alarm: a.Alarm.String()})
+		actx, cancel := context.WithTimeout(ctx, o.Timeout)
+		al, err := cli.AlarmList(actx)
+		cancel()
+		if err != nil {
+			r.AlarmError = err.Error()
+		} else {
+			for _, a := range al.Alarms {
+				r.Alarms = append(r.Alarms, EtcdAlarm{MemberID: memberID(a.MemberID), Member: names[a.MemberID], Alarm: a.Alarm.String()})
+			}
 		}
 	}
-	wg.Wait()
 	r.Verdict, r.Findings = EtcdQuorum(r)
 	return r
 }
