@@ -20,7 +20,6 @@ import (
 // never terminates TLS. A certificate without the VIP fails through the
 // VIP, which shows that the client talks TLS with the backend itself.
 func TestDeThroughVIP(t *testing.T) {
-	t.Parallel()
 	e := newEnv(t, "de1", labOpts{}, 90*time.Second)
 	d := e.setupLB(e.lbs[0])
 	names := hostNames(e.backends...)
@@ -79,7 +78,6 @@ func TestDeThroughVIP(t *testing.T) {
 // own source address (no SNAT, no forwarded-flow mark), as conntrack on
 // the LB shows.
 func TestDeLocalClient(t *testing.T) {
-	t.Parallel()
 	e := newEnv(t, "de4", labOpts{}, 60*time.Second)
 	lb := e.lbs[0]
 	d := e.setupLB(lb)
@@ -129,7 +127,6 @@ func TestDeLocalClient(t *testing.T) {
 // kube-apiserver next to the VIP): requests from the client through the VIP
 // and from the LB host itself reach it, and the others.
 func TestDeColocatedBackend(t *testing.T) {
-	t.Parallel()
 	e := newEnv(t, "de5", labOpts{}, 60*time.Second)
 	lb := e.lbs[0]
 	// The stand-in listens on *:6443 on the LB host, VIP included.
@@ -170,7 +167,6 @@ func TestDeColocatedBackend(t *testing.T) {
 // not refused), although the LB host has a server on *:8443 that answers on
 // its own address, while VIP:6443 works; IPv4 and IPv6.
 func TestDeOtherPortsDropped(t *testing.T) {
-	t.Parallel()
 	e := newEnv(t, "de6", labOpts{}, 60*time.Second)
 	lb := e.lbs[0]
 	e.setupLB(lb)
@@ -242,7 +238,6 @@ func TestDeOtherPortsDropped(t *testing.T) {
 // predict for its tuple from the shared inputs, and the per-backend answers
 // the clients got equal those predictions.
 func TestDeTwoPeers(t *testing.T) {
-	t.Parallel()
 	e := newEnv(t, "de7", labOpts{lbs: 2}, 60*time.Second)
 	lb1, lb2 := e.lbs[0], e.lbs[1]
 	d1 := e.setupLB(lb1)
