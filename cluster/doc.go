@@ -1,0 +1,23 @@
+// Package cluster owns the peer group of LB nodes: membership and gossip
+// over hashicorp/memberlist, and the election of the VIP owner.
+//
+// Two halves, kept apart as metallb keeps "who should announce" apart from
+// announcing:
+//
+//   - Elect is a pure, deterministic function of a View: which member owns
+//     the VIP, whether this node should hold it, with which epoch, and why.
+//     It measures nothing; liveness (Member.Fresh) is an input that the
+//     heartbeat layer supplies (View.WithLiveness).
+//   - Cluster wraps memberlist, encrypted and authenticated with the gossip
+//     keyring. Each node publishes its Meta (name, priority, eligibility,
+//     preempt, owner belief and epoch, software version, short config
+//     digest, boot ID) as memberlist node metadata, and its backend probe
+//     results (BackendView) through broadcasts and push/pull state, so every
+//     node holds every peer's view of every backend. View returns a
+//     snapshot of all of it.
+//
+// memberlist keeps membership, metadata and probe results; it is not the
+// failure detector that moves the VIP (see DESIGN.md, "Detecting a dead
+// owner fast without flapping"). Cluster acts on nothing: the daemon feeds
+// Elect's Decision to a VIPAnnouncer.
+package cluster
