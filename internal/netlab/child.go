@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -194,16 +195,20 @@ func (h *Host) startChild(role string, args any) (*proc, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.WaitDelay = 2 * time.Second
 	p.cmd = cmd
-	err = cmd.Start()
-	pw.Close()
-	if err != nil {
-		pr.Close()
-		logf.Close()
-		return nil, fmt.Errorf("starting %s in %s: %w", role, h.ns, err)
-	}
-	l.procs[p] = struct{}{}
-	go p.readEvents(pr)
+	// Pdeathsig fires when the OS *thread* that started the child exits,
+	// not the process, and Go retires threads (every thread that joined a
+	// namespace is never unlocked and dies with its goroutine). So the
+	// child is started and waited for on a goroutine locked to a thread
+	// that lives exactly as long as the child.
+	started := make(chan error, 1)
 	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
 		err := cmd.Wait()
 		logf.Close()
 		p.waitErr = err
@@ -212,6 +217,15 @@ func (h *Host) startChild(role string, args any) (*proc, error) {
 		delete(l.procs, p)
 		l.mu.Unlock()
 	}()
+	err = <-started
+	pw.Close()
+	if err != nil {
+		pr.Close()
+		logf.Close()
+		return nil, fmt.Errorf("starting %s in %s: %w", role, h.ns, err)
+	}
+	l.procs[p] = struct{}{}
+	go p.readEvents(pr)
 	return p, nil
 }
 

@@ -56,10 +56,11 @@ func (h *Host) switchPort() string { return "v" + h.name }
 
 // Command returns a command that runs argv inside the host's namespace
 // (`ip netns exec`) in a process group of its own that is killed when ctx
-// ends, when this process dies, or at Lab.Close.
+// ends or at Lab.Close. (It sets no Pdeathsig: that signal follows the OS
+// thread that calls Start, which Go may retire at any time.)
 func (h *Host) Command(ctx context.Context, argv ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", h.ns}, argv...)...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return killGroup(cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 2 * time.Second
 	return cmd

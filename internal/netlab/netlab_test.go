@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -567,5 +568,40 @@ func TestStreamKeepAlive(t *testing.T) {
 	}
 	if r2.End != StreamTimeout || r2.Lines == 0 {
 		t.Errorf("plain stream after a cable pull: %+v, want it hanging until its own timeout", r2)
+	}
+}
+
+// TestChildOutlivesStarterThread: a child started from a goroutine whose
+// locked OS thread then exits (as every thread that joined a namespace
+// does) must keep running: Pdeathsig follows the starting thread.
+func TestChildOutlivesStarterThread(t *testing.T) {
+	t.Parallel()
+	lab := New(t, testSpec("nl6", HostSpec{Name: "cl", Role: RoleClient}, HostSpec{Name: "b1", Role: RoleBackend}))
+	ctx := testCtx(t, 60*time.Second)
+	cl, b1 := lab.Host("cl"), lab.Host("b1")
+	s, err := b1.StartStandin(ctx, StandinOpts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type started struct {
+		st  *Stream
+		err error
+	}
+	ch := make(chan started, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
+		st, err := cl.StartStream(ctx, StreamOpts{Target: s.Addr4, Lines: 20, Every: 50 * time.Millisecond, Timeout: 10 * time.Second})
+		ch <- started{st, err}
+	}()
+	got := <-ch
+	if got.err != nil {
+		t.Fatal(got.err)
+	}
+	r, err := got.st.Wait(ctx)
+	if err != nil {
+		t.Fatalf("stream child died: %v", err)
+	}
+	if r.End != StreamComplete || r.Lines != 20 {
+		t.Errorf("stream started from a retired thread: %+v, want all 20 lines", r)
 	}
 }
