@@ -1,0 +1,26 @@
+// Package heartbeat is the direct liveness signal between epconsole's LB
+// peers: every peer sends every peer a small authenticated datagram every
+// few milliseconds, and a peer whose beats stop for a few intervals is
+// declared gone. memberlist keeps membership, metadata and probe results;
+// this package decides who is alive and who holds a majority, fast.
+//
+// It has three layers:
+//
+//   - the wire format (Beat, Keyring): a fixed 60-byte datagram with the
+//     sender, its boot ID, a sequence number, the owner it believes in and
+//     that owner's epoch, under a truncated HMAC-SHA256 whose key is derived
+//     from each gossip key with HKDF. Sealing and opening do not allocate.
+//   - the liveness tracker (Tracker): pure, with an injected clock. It drops
+//     replays, records the last fresh beat of every peer and answers Alive,
+//     Majority and the claims peers make.
+//   - the beat loop: a small helper process (this same binary re-executed,
+//     see RunHelper) at SCHED_FIFO priority with GOMAXPROCS=1, waiting in
+//     ppoll on a blocking UDP socket, an absolute-deadline timerfd and a
+//     control socket to the daemon. It beats only while the daemon's liveness
+//     token is fresh (Beater.Refresh), so a hung daemon stops beating, and it
+//     dies with its parent. Start runs it and returns the daemon's side, a
+//     Beater, whose View says who is alive.
+//
+// All times that cross the process boundary are readings of CLOCK_MONOTONIC
+// (Mono), the one clock the daemon and the helper share.
+package heartbeat

@@ -1,0 +1,295 @@
+package heartbeat
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Defaults of the liveness rules.
+const (
+	// DefaultInterval is how often every peer beats to every peer.
+	DefaultInterval = 5 * time.Millisecond
+	// DefaultMisses is how many intervals without a fresh beat declare a
+	// peer gone (4 x 5 ms = 20 ms). Fewer makes false failovers likely at
+	// 1 % packet loss.
+	DefaultMisses = 4
+	// SlowMissesFactor multiplies Misses for a sender whose beat loop does
+	// not run at real-time priority (it did not set FlagRealtime): its
+	// beats jitter with the scheduler, so it is given twice as long
+	// (8 x 5 ms = 40 ms by default).
+	SlowMissesFactor = 2
+	// MaxPeers bounds the configured peers (not counting this node).
+	MaxPeers = 15
+	// retiredBoots is how many earlier boot IDs per peer are remembered
+	// and refused.
+	retiredBoots = 8
+)
+
+// Verdict is what the Tracker did with a beat.
+type Verdict uint8
+
+// Verdicts of Tracker.Observe.
+const (
+	// Accepted: a fresh beat, recorded.
+	Accepted Verdict = iota
+	// Replayed: the sequence number is not above the last one seen for the
+	// same boot ID.
+	Replayed
+	// OldBoot: the boot ID is one the peer used before and replaced.
+	OldBoot
+	// UnknownSender: the sender is not a configured peer.
+	UnknownSender
+	// FromSelf: the sender is this node (a peer address points back here).
+	FromSelf
+)
+
+// String names the verdict.
+func (v Verdict) String() string {
+	switch v {
+	case Accepted:
+		return "accepted"
+	case Replayed:
+		return "replayed"
+	case OldBoot:
+		return "old boot ID"
+	case UnknownSender:
+		return "unknown sender"
+	case FromSelf:
+		return "from self"
+	}
+	return fmt.Sprintf("verdict(%d)", uint8(v))
+}
+
+// PeerState is what the Tracker knows about one peer.
+type PeerState struct {
+	Name string
+	ID   NodeID
+	// Seen is true once a beat of the peer was accepted.
+	Seen bool
+	// LastBeat is when the last fresh beat was accepted.
+	LastBeat Mono
+	// Boot and Seq are the boot ID and sequence number of the last fresh
+	// beat.
+	Boot, Seq uint64
+	// Flags, Owner and Epoch are the claims of the last fresh beat.
+	Flags Flags
+	Owner NodeID
+	Epoch uint64
+
+	retired  [retiredBoots]uint64 // earlier boot IDs, refused from now on
+	nRetired int                  // total retired; the ring holds the last retiredBoots
+}
+
+// Claim is the owner a live peer believes in.
+type Claim struct {
+	Peer  string
+	Owner NodeID
+	Epoch uint64
+	// Holding: the peer says it holds the VIP itself.
+	Holding bool
+}
+
+// TrackerConfig configures a Tracker.
+type TrackerConfig struct {
+	// Self is this node's name.
+	Self string
+	// Peers are the other configured nodes' names (at most MaxPeers).
+	Peers []string
+	// Interval is the beat interval (0: DefaultInterval).
+	Interval time.Duration
+	// Misses is the threshold in intervals for a real-time sender
+	// (0: DefaultMisses).
+	Misses int
+	// SlowMisses is the threshold in intervals for a sender without
+	// real-time priority (0: SlowMissesFactor * Misses).
+	SlowMisses int
+}
+
+func (c TrackerConfig) withDefaults() TrackerConfig {
+	if c.Interval <= 0 {
+		c.Interval = DefaultInterval
+	}
+	if c.Misses <= 0 {
+		c.Misses = DefaultMisses
+	}
+	if c.SlowMisses <= 0 {
+		c.SlowMisses = SlowMissesFactor * c.Misses
+	}
+	return c
+}
+
+// Tracker holds the liveness of the configured peers, decided from fresh
+// beats. It is pure: every method takes the current time. It is not safe
+// for concurrent use.
+//
+// Replay rule, per sender:
+//   - the first authentic beat of a sender is accepted;
+//   - with the same boot ID as the last fresh beat, a beat is fresh only
+//     when its sequence number is higher;
+//   - a different boot ID means the sender's loop restarted: it is accepted,
+//     with any sequence number, unless it is one of the sender's last
+//     retiredBoots boot IDs, which are refused for good (so a recorded
+//     stream of an earlier incarnation cannot be replayed after a restart).
+//
+// The rule holds for the lifetime of one Tracker: a restarted receiver
+// forgets what it saw, and then accepts one authentic (recorded) stream
+// until the sender's current beats overtake it. Beats carry no wall-clock
+// time on purpose: peers' clocks are not trusted to agree.
+//
+// Alive: a peer is alive while its last fresh beat is no older than
+// Misses intervals (SlowMisses when that beat lacked FlagRealtime).
+type Tracker struct {
+	cfg   TrackerConfig
+	self  NodeID
+	peers []PeerState
+}
+
+// NewTracker checks cfg and returns a Tracker with no peer seen yet.
+func NewTracker(cfg TrackerConfig) (*Tracker, error) {
+	cfg = cfg.withDefaults()
+	if cfg.Self == "" {
+		return nil, errors.New("heartbeat: empty node name")
+	}
+	if len(cfg.Peers) > MaxPeers {
+		return nil, fmt.Errorf("heartbeat: %d peers, at most %d", len(cfg.Peers), MaxPeers)
+	}
+	t := &Tracker{cfg: cfg, self: IDOf(cfg.Self), peers: make([]PeerState, len(cfg.Peers))}
+	ids := map[NodeID]string{t.self: cfg.Self}
+	for i, name := range cfg.Peers {
+		id := IDOf(name)
+		if other, dup := ids[id]; dup {
+			if other == name {
+				return nil, fmt.Errorf("heartbeat: node %q listed twice", name)
+			}
+			return nil, fmt.Errorf("heartbeat: nodes %q and %q have the same ID %v; rename one", other, name, id)
+		}
+		ids[id] = name
+		t.peers[i] = PeerState{Name: name, ID: id}
+	}
+	return t, nil
+}
+
+// Len returns the number of configured peers.
+func (t *Tracker) Len() int { return len(t.peers) }
+
+// Peer returns the state of peer i (in configuration order).
+func (t *Tracker) Peer(i int) PeerState { return t.peers[i] }
+
+// Index returns the position of the named peer, or -1.
+func (t *Tracker) Index(name string) int {
+	for i := range t.peers {
+		if t.peers[i].Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+func (t *Tracker) indexOf(id NodeID) int {
+	for i := range t.peers {
+		if t.peers[i].ID == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// Observe applies the replay rule to an authentic beat received at now and
+// records it when it is fresh.
+func (t *Tracker) Observe(b *Beat, now Mono) Verdict {
+	if b.Sender == t.self {
+		return FromSelf
+	}
+	i := t.indexOf(b.Sender)
+	if i < 0 {
+		return UnknownSender
+	}
+	p := &t.peers[i]
+	switch {
+	case !p.Seen:
+	case b.Boot == p.Boot:
+		if b.Seq <= p.Seq {
+			return Replayed
+		}
+	default:
+		for k := 0; k < min(p.nRetired, retiredBoots); k++ {
+			if p.retired[k] == b.Boot {
+				return OldBoot
+			}
+		}
+		p.retired[p.nRetired%retiredBoots] = p.Boot
+		p.nRetired++
+	}
+	p.Seen = true
+	p.LastBeat = now
+	p.Boot, p.Seq = b.Boot, b.Seq
+	p.Flags, p.Owner, p.Epoch = b.Flags, b.Owner, b.Epoch
+	return Accepted
+}
+
+// Threshold returns how long peer i stays alive after a fresh beat.
+func (t *Tracker) Threshold(i int) time.Duration {
+	return thresholdFor(t.cfg, t.peers[i].Flags)
+}
+
+func thresholdFor(cfg TrackerConfig, f Flags) time.Duration {
+	if f&FlagRealtime != 0 {
+		return time.Duration(cfg.Misses) * cfg.Interval
+	}
+	return time.Duration(cfg.SlowMisses) * cfg.Interval
+}
+
+// alive reports whether peer i had a fresh beat within its threshold.
+func (t *Tracker) alive(i int, now Mono) bool {
+	p := &t.peers[i]
+	if !p.Seen {
+		return false
+	}
+	age := now.Sub(p.LastBeat)
+	return age >= 0 && age <= t.Threshold(i)
+}
+
+// Alive reports whether the named peer had a fresh beat within its
+// threshold. Unknown names are not alive.
+func (t *Tracker) Alive(peer string, now Mono) bool {
+	i := t.Index(peer)
+	return i >= 0 && t.alive(i, now)
+}
+
+// AliveCount returns how many peers are alive (this node not counted).
+func (t *Tracker) AliveCount(now Mono) int {
+	n := 0
+	for i := range t.peers {
+		if t.alive(i, now) {
+			n++
+		}
+	}
+	return n
+}
+
+// Majority reports whether this node, counting itself, holds fresh beats
+// from a majority of the configured nodes (itself and its peers).
+func (t *Tracker) Majority(now Mono) bool {
+	return IsMajority(1+t.AliveCount(now), 1+len(t.peers))
+}
+
+// IsMajority reports whether alive nodes out of configured are more than
+// half: floor(configured/2)+1 or more.
+func IsMajority(alive, configured int) bool {
+	return configured > 0 && alive > configured/2
+}
+
+// Claims appends to dst the claims of live peers that believe in an owner
+// (Owner != 0), in configuration order, and returns the extended slice.
+// With enough capacity in dst it does not allocate.
+func (t *Tracker) Claims(now Mono, dst []Claim) []Claim {
+	for i := range t.peers {
+		p := &t.peers[i]
+		if p.Owner == 0 || !t.alive(i, now) {
+			continue
+		}
+		dst = append(dst, Claim{Peer: p.Name, Owner: p.Owner, Epoch: p.Epoch, Holding: p.Flags&FlagHolding != 0})
+	}
+	return dst
+}
