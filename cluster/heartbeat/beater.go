@@ -1,0 +1,710 @@
+package heartbeat
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Defaults of Config.
+const (
+	// DefaultTokenRefresh is how often the daemon should call
+	// Beater.Refresh.
+	DefaultTokenRefresh = 50 * time.Millisecond
+	// DefaultTokenTTL is how long one Refresh keeps the loop beating: a
+	// daemon that stops refreshing (hung, deadlocked) stops beating after
+	// this long, and its peers declare it gone one threshold later.
+	DefaultTokenTTL = 200 * time.Millisecond
+	// DefaultReportInterval is how often the loop reports to the daemon
+	// when nothing changed (a change is reported at the tick that sees it).
+	DefaultReportInterval = 20 * time.Millisecond
+	// staleReports is how many report intervals without a report make the
+	// daemon's view stale.
+	staleReports = 3
+	// startTimeout bounds Start when ctx has no deadline.
+	startTimeout = 10 * time.Second
+	// stopTimeout bounds waiting for the helper to exit on Close before it
+	// is killed.
+	stopTimeout = 2 * time.Second
+	// dscpCS6 is the traffic class of the beats (network control, as VRRP).
+	dscpCS6 = 0xc0
+)
+
+// Peer is another LB node: its name and the address its heartbeat socket
+// listens on.
+type Peer struct {
+	Name string
+	Addr netip.AddrPort
+}
+
+// Config configures Start.
+type Config struct {
+	// Self is this node's name.
+	Self string
+	// Bind is the local address and port of the heartbeat socket. Peers
+	// must be of the same address family.
+	Bind netip.AddrPort
+	// Peers are the other configured nodes (at most MaxPeers).
+	Peers []Peer
+	// Keys is the gossip keyring, primary first: beats are sealed with the
+	// key derived from the primary and accepted under any of them.
+	Keys [][]byte
+	// Interval is the beat interval (0: DefaultInterval).
+	Interval time.Duration
+	// Misses is the threshold, in intervals, for a peer running at real-time
+	// priority (0: DefaultMisses).
+	Misses int
+	// SlowMisses is the threshold for a peer without real-time priority
+	// (0: SlowMissesFactor * Misses).
+	SlowMisses int
+	// TokenTTL is how long a Refresh keeps the loop beating
+	// (0: DefaultTokenTTL).
+	TokenTTL time.Duration
+	// ReportInterval is how often the loop reports when nothing changed
+	// (0: DefaultReportInterval).
+	ReportInterval time.Duration
+	// NoRealtime keeps the helper at normal priority.
+	NoRealtime bool
+	// Priority is the SCHED_FIFO priority (0: DefaultPriority).
+	Priority int
+	// InProcess runs the loop on a locked goroutine of this process
+	// instead of a helper process: same loop, same control channel, no
+	// real-time priority. For tests.
+	InProcess bool
+	// Executable is the binary started as the helper (default: this
+	// process's own executable, which must call RunHelper in main).
+	Executable string
+	// Stderr receives the helper's error output (default os.Stderr).
+	Stderr io.Writer
+	// Logger logs starts, stops and failures (default slog.Default()).
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.Interval <= 0 {
+		c.Interval = DefaultInterval
+	}
+	if c.Misses <= 0 {
+		c.Misses = DefaultMisses
+	}
+	if c.SlowMisses <= 0 {
+		c.SlowMisses = SlowMissesFactor * c.Misses
+	}
+	if c.TokenTTL <= 0 {
+		c.TokenTTL = DefaultTokenTTL
+	}
+	if c.ReportInterval <= 0 {
+		c.ReportInterval = DefaultReportInterval
+	}
+	if c.Priority <= 0 {
+		c.Priority = DefaultPriority
+	}
+	if c.Stderr == nil {
+		c.Stderr = os.Stderr
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Advert is what the daemon wants its beats to say.
+type Advert struct {
+	// Owner is the VIP owner this node believes in ("" none).
+	Owner string
+	// Epoch is the epoch of that owner's claim.
+	Epoch uint64
+	// Flags: FlagHolding and FlagLeaving; other bits are the loop's.
+	Flags Flags
+}
+
+// View is the daemon's picture of liveness, from the loop's latest report.
+type View struct {
+	// Self is this node's name; Boot the loop's boot ID.
+	Self string
+	Boot uint64
+	// At is when the loop made the report (the loop's clock, which is this
+	// process's clock too).
+	At Mono
+	// Stale: no report for staleReports report intervals; the loop is
+	// stuck or gone, so every peer counts as dead and Majority is false.
+	Stale bool
+	// Beating: the liveness token is fresh and the loop sends beats.
+	Beating bool
+	// Majority: this node holds fresh beats from a majority of the
+	// configured nodes (itself included).
+	Majority bool
+	// Realtime says whether the loop runs at real-time priority.
+	Realtime Realtime
+	// Threshold and SlowThreshold are how long a peer stays alive after a
+	// beat, when that peer runs at real-time priority and when it does not.
+	Threshold, SlowThreshold time.Duration
+	// Peers in configuration order.
+	Peers []PeerView
+	// Stats are the loop's counters.
+	Stats Stats
+}
+
+// PeerView is one peer as the loop sees it.
+type PeerView struct {
+	Name string
+	Addr netip.AddrPort
+	// Alive: a fresh beat within the peer's threshold.
+	Alive bool
+	// Seen: a beat was accepted since the loop started.
+	Seen bool
+	// LastBeat is when the last fresh beat arrived.
+	LastBeat Mono
+	// Boot and Seq identify the last fresh beat.
+	Boot, Seq uint64
+	// Flags, Owner (name, "" none; the ID in hex when not a configured
+	// node), OwnerID and Epoch are the peer's claims.
+	Flags   Flags
+	Owner   string
+	OwnerID NodeID
+	Epoch   uint64
+	// Realtime: the peer's loop runs at real-time priority (short
+	// threshold).
+	Realtime bool
+}
+
+// Peer returns the named peer's view and whether it is configured.
+func (v View) Peer(name string) (PeerView, bool) {
+	for _, p := range v.Peers {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return PeerView{}, false
+}
+
+// ErrStopped is returned by Refresh after the loop stopped.
+var ErrStopped = errors.New("heartbeat: beat loop stopped")
+
+// Beater is the daemon's side of a running beat loop.
+type Beater struct {
+	cfg   Config
+	log   *slog.Logger
+	names map[NodeID]string
+	local netip.AddrPort
+	hello helloMsg
+	pid   int
+
+	ctl     *os.File
+	rc      syscall.RawConn
+	exited  chan struct{} // the helper process or loop goroutine ended
+	stopped chan struct{} // Close ran or the loop ended
+	changes chan struct{}
+
+	mu         sync.Mutex
+	rep        report
+	haveReport bool
+	stale      bool
+	exitErr    error
+	refreshBuf [refreshSize]byte
+	recvBuf    [maxReportSize + 1]byte
+	closeOnce  sync.Once
+}
+
+// Start starts the beat loop (a helper process, or a goroutine with
+// cfg.InProcess) and returns once it said hello, so the Beater knows
+// whether real-time priority is in effect. The loop beats only after the
+// first Refresh. ctx bounds the start and the Beater's life: when it ends,
+// the loop stops.
+func Start(ctx context.Context, cfg Config) (*Beater, error) {
+	cfg = cfg.withDefaults()
+	lc, names, err := loopConfigOf(cfg)
+	if err != nil {
+		return nil, err
+	}
+	udp, err := listenUDP(cfg.Bind)
+	if err != nil {
+		return nil, err
+	}
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		unix.Close(udp)
+		return nil, fmt.Errorf("heartbeat: socketpair: %w", err)
+	}
+	parentFd, loopFd := fds[0], fds[1]
+	b := &Beater{
+		cfg: cfg, log: cfg.Logger.With("component", "heartbeat", "node", cfg.Self), names: names,
+		local: cfg.Bind, exited: make(chan struct{}), stopped: make(chan struct{}), changes: make(chan struct{}, 1),
+		rep: report{peers: make([]peerReport, len(cfg.Peers))},
+	}
+	if err := b.launch(loopFd, udp); err != nil {
+		unix.Close(parentFd)
+		return nil, err
+	}
+	if err := unix.SetNonblock(parentFd, true); err != nil {
+		unix.Close(parentFd)
+		b.kill()
+		return nil, fmt.Errorf("heartbeat: control socket: %w", err)
+	}
+	b.ctl = os.NewFile(uintptr(parentFd), "heartbeat-control")
+	if b.rc, err = b.ctl.SyscallConn(); err != nil {
+		b.ctl.Close()
+		b.kill()
+		return nil, fmt.Errorf("heartbeat: control socket: %w", err)
+	}
+	if err := b.handshake(ctx, lc); err != nil {
+		b.ctl.Close()
+		b.kill()
+		return nil, err
+	}
+	b.log.Info("heartbeat loop started", "pid", b.pid, "bind", cfg.Bind, "peers", len(cfg.Peers),
+		"interval", cfg.Interval, "realtime", b.hello.Realtime.InEffect, "boot", fmt.Sprintf("%016x", b.hello.Boot))
+	if !b.hello.Realtime.InEffect && !cfg.InProcess && !cfg.NoRealtime {
+		b.log.Warn("heartbeat loop runs without real-time priority; peers give this node the longer threshold",
+			"reason", b.hello.Realtime.Reason, "threshold", time.Duration(cfg.SlowMisses)*cfg.Interval)
+	}
+	go b.readLoop()
+	go func() {
+		select {
+		case <-ctx.Done():
+			b.Close()
+		case <-b.stopped:
+		}
+	}()
+	return b, nil
+}
+
+// loopConfigOf checks cfg and builds the loop's configuration and the
+// table from node IDs to names.
+func loopConfigOf(cfg Config) (loopConfig, map[NodeID]string, error) {
+	if !cfg.Bind.IsValid() {
+		return loopConfig{}, nil, fmt.Errorf("heartbeat: invalid bind address %v", cfg.Bind)
+	}
+	peerNames := make([]string, len(cfg.Peers))
+	lc := loopConfig{
+		Self: cfg.Self, Interval: cfg.Interval, Misses: cfg.Misses, SlowMisses: cfg.SlowMisses,
+		TokenTTL: cfg.TokenTTL, ReportInterval: cfg.ReportInterval, Realtime: !cfg.NoRealtime, Priority: cfg.Priority,
+	}
+	for i, p := range cfg.Peers {
+		if p.Addr.Addr().Unmap().Is4() != cfg.Bind.Addr().Unmap().Is4() || !p.Addr.IsValid() || p.Addr.Port() == 0 {
+			return loopConfig{}, nil, fmt.Errorf("heartbeat: peer %s: address %v is not a valid address of the bind address's family", p.Name, p.Addr)
+		}
+		peerNames[i] = p.Name
+		lc.Peers = append(lc.Peers, loopPeer{Name: p.Name, Addr: p.Addr})
+	}
+	if _, err := NewTracker(TrackerConfig{Self: cfg.Self, Peers: peerNames}); err != nil {
+		return loopConfig{}, nil, err
+	}
+	names := map[NodeID]string{IDOf(cfg.Self): cfg.Self}
+	for _, n := range peerNames {
+		names[IDOf(n)] = n
+	}
+	if len(cfg.Keys) == 0 {
+		return loopConfig{}, nil, errors.New("heartbeat: no gossip key")
+	}
+	for i, k := range cfg.Keys {
+		d, err := DeriveKey(k)
+		if err != nil {
+			return loopConfig{}, nil, fmt.Errorf("heartbeat: key %d: %w", i+1, err)
+		}
+		lc.Keys = append(lc.Keys, d)
+	}
+	return lc, names, nil
+}
+
+// listenUDP opens the blocking heartbeat socket and binds it.
+func listenUDP(ap netip.AddrPort) (int, error) {
+	sa, err := sockaddr(ap)
+	if err != nil && ap.Port() == 0 {
+		err = fmt.Errorf("heartbeat: bind %v: a fixed port is needed (peers are configured with it)", ap)
+	}
+	if err != nil {
+		return -1, err
+	}
+	fam := unix.AF_INET6
+	if _, ok := sa.(*unix.SockaddrInet4); ok {
+		fam = unix.AF_INET
+	}
+	fd, err := unix.Socket(fam, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
+	if err != nil {
+		return -1, fmt.Errorf("heartbeat: socket: %w", err)
+	}
+	if fam == unix.AF_INET {
+		err = unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_TOS, dscpCS6)
+	} else {
+		if err = unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1); err == nil {
+			err = unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_TCLASS, dscpCS6)
+		}
+	}
+	if err == nil {
+		err = unix.Bind(fd, sa)
+	}
+	if err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("heartbeat: binding %v: %w", ap, err)
+	}
+	return fd, nil
+}
+
+// launch starts the loop on its fds, which it takes over.
+func (b *Beater) launch(loopFd, udp int) error {
+	if b.cfg.InProcess {
+		go func() {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			err := serve(loopFd, udp, false)
+			unix.Close(loopFd)
+			unix.Close(udp)
+			b.setExit(err)
+		}()
+		return nil
+	}
+	exe := b.cfg.Executable
+	if exe == "" {
+		var err error
+		if exe, err = os.Executable(); err != nil {
+			unix.Close(loopFd)
+			unix.Close(udp)
+			return fmt.Errorf("heartbeat: finding the executable: %w", err)
+		}
+	}
+	ctlF, udpF := os.NewFile(uintptr(loopFd), "heartbeat-loop-control"), os.NewFile(uintptr(udp), "heartbeat-udp")
+	defer ctlF.Close()
+	defer udpF.Close()
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), HelperEnv+"=1", "GOMAXPROCS=1", "GOGC=off", "GOMEMLIMIT=64MiB")
+	cmd.ExtraFiles = []*os.File{ctlF, udpF} // fds 3 and 4
+	cmd.Stderr = b.cfg.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// PR_SET_PDEATHSIG fires when the thread that forked the helper exits,
+	// not the process: fork from a locked thread that stays until the
+	// helper is gone.
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		b.setExit(cmd.Wait())
+	}()
+	if err := <-started; err != nil {
+		return fmt.Errorf("heartbeat: starting the helper %s: %w", exe, err)
+	}
+	b.pid = cmd.Process.Pid
+	return nil
+}
+
+// setExit records how the loop ended.
+func (b *Beater) setExit(err error) {
+	b.mu.Lock()
+	if err != nil {
+		b.exitErr = err
+	}
+	b.mu.Unlock()
+	close(b.exited)
+}
+
+// kill ends a helper that never got going.
+func (b *Beater) kill() {
+	if b.pid > 0 {
+		syscall.Kill(b.pid, syscall.SIGKILL)
+	}
+	<-b.exited
+}
+
+// handshake sends the configuration and waits for the loop's hello.
+func (b *Beater) handshake(ctx context.Context, lc loopConfig) error {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(startTimeout)
+	}
+	cfgMsg, err := json.Marshal(lc)
+	if err != nil {
+		return fmt.Errorf("heartbeat: encoding the loop configuration: %w", err)
+	}
+	b.ctl.SetDeadline(deadline)
+	defer b.ctl.SetDeadline(time.Time{})
+	var serr error
+	err = b.rc.Write(func(fd uintptr) bool {
+		serr = unix.Sendto(int(fd), cfgMsg, unix.MSG_NOSIGNAL, nil)
+		return serr != unix.EAGAIN
+	})
+	if err == nil {
+		err = serr
+	}
+	if err != nil {
+		return fmt.Errorf("heartbeat: sending the loop configuration: %w", err)
+	}
+	buf := make([]byte, 64<<10)
+	var n int
+	var rerr error
+	err = b.rc.Read(func(fd uintptr) bool {
+		n, rerr = unix.Read(int(fd), buf)
+		return rerr != unix.EAGAIN
+	})
+	if err == nil {
+		err = rerr
+	}
+	if err == nil && n == 0 {
+		err = errors.New("the loop exited")
+	}
+	if err != nil {
+		if b.pid > 0 {
+			return fmt.Errorf("heartbeat: waiting for the helper (pid %d) to start (does main call heartbeat.RunHelper?): %w", b.pid, err)
+		}
+		return fmt.Errorf("heartbeat: waiting for the loop to start: %w", err)
+	}
+	if err := json.Unmarshal(buf[:n], &b.hello); err != nil {
+		return fmt.Errorf("heartbeat: decoding the loop's hello: %w", err)
+	}
+	if b.hello.Err != "" {
+		return fmt.Errorf("heartbeat: the loop failed to start: %s", b.hello.Err)
+	}
+	return nil
+}
+
+// readLoop drains reports as they arrive, notifies Changes, and marks the
+// view stale when reports stop.
+func (b *Beater) readLoop() {
+	defer b.Close()
+	staleAfter := staleReports * b.cfg.ReportInterval
+	for {
+		b.ctl.SetReadDeadline(time.Now().Add(staleAfter))
+		eof := false
+		err := b.rc.Read(func(fd uintptr) bool {
+			b.mu.Lock()
+			changed, gone := b.drainLocked(int(fd))
+			b.mu.Unlock()
+			if changed {
+				b.notify()
+			}
+			eof = gone
+			return gone
+		})
+		switch {
+		case eof:
+			b.log.Warn("heartbeat loop ended", "pid", b.pid, "err", b.waitExit())
+			b.markStale()
+			return
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			b.mu.Lock()
+			b.drainPendingLocked()
+			became := !b.stale && b.staleLocked(MonoNow())
+			if became {
+				b.stale = true
+			}
+			b.mu.Unlock()
+			if became {
+				b.log.Error("heartbeat loop stopped reporting; every peer counts as gone", "pid", b.pid, "after", staleAfter)
+				b.notify()
+			}
+		case err != nil:
+			return // closed
+		}
+	}
+}
+
+// waitExit waits briefly for the loop's end and returns its error.
+func (b *Beater) waitExit() error {
+	select {
+	case <-b.exited:
+	case <-time.After(stopTimeout):
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.exitErr
+}
+
+func (b *Beater) markStale() {
+	b.mu.Lock()
+	b.stale = true
+	b.mu.Unlock()
+	b.notify()
+}
+
+// drainPendingLocked reads pending reports unless the Beater is closed.
+func (b *Beater) drainPendingLocked() {
+	select {
+	case <-b.stopped:
+		return
+	default:
+	}
+	b.rc.Control(func(fd uintptr) { b.drainLocked(int(fd)) })
+}
+
+// drainLocked reads every pending report from fd; it returns whether the
+// verdict changed and whether the loop closed its end.
+func (b *Beater) drainLocked(fd int) (changed, gone bool) {
+	var next report
+	next.peers = make([]peerReport, len(b.rep.peers))
+	for {
+		n, errno := recvDontWait(fd, b.recvBuf[:])
+		if errno == unix.EINTR {
+			continue
+		}
+		if errno != 0 {
+			return changed, errno != unix.EAGAIN
+		}
+		if n == 0 {
+			return changed, true
+		}
+		if err := next.decode(b.recvBuf[:n]); err != nil {
+			b.log.Error("dropping a malformed report from the heartbeat loop", "len", n)
+			continue
+		}
+		if !b.haveReport || !sameVerdict(&next, &b.rep) {
+			changed = true
+		}
+		b.rep.at, b.rep.beating, b.rep.majority, b.rep.realtime = next.at, next.beating, next.majority, next.realtime
+		b.rep.boot, b.rep.seq, b.rep.stats = next.boot, next.seq, next.stats
+		copy(b.rep.peers, next.peers)
+		b.haveReport = true
+		if b.stale {
+			b.stale, changed = false, true
+			b.log.Info("heartbeat loop reports again")
+		}
+	}
+}
+
+func (b *Beater) staleLocked(now Mono) bool {
+	if b.stale {
+		return true
+	}
+	if !b.haveReport {
+		return false
+	}
+	return now.Sub(b.rep.at) > staleReports*b.cfg.ReportInterval
+}
+
+func (b *Beater) notify() {
+	select {
+	case b.changes <- struct{}{}:
+	default:
+	}
+}
+
+// Refresh renews the loop's liveness token and sets what its beats
+// advertise. The daemon calls it from its decision loop at least every
+// TokenTTL (DefaultTokenRefresh is a good period); the loop sends no beat
+// before the first Refresh and stops TokenTTL after the last one.
+func (b *Beater) Refresh(a Advert) error {
+	r := refresh{flags: a.Flags, epoch: a.Epoch}
+	if a.Owner != "" {
+		r.owner = IDOf(a.Owner)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	select {
+	case <-b.stopped:
+		return ErrStopped
+	default:
+	}
+	r.encode(&b.refreshBuf)
+	var serr error
+	err := b.rc.Control(func(fd uintptr) {
+		serr = unix.Sendto(int(fd), b.refreshBuf[:], unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, nil)
+	})
+	if err == nil {
+		err = serr
+	}
+	if err != nil {
+		return fmt.Errorf("heartbeat: refreshing the liveness token: %w", err)
+	}
+	return nil
+}
+
+// View returns the liveness picture of the latest report (reading any
+// pending report first).
+func (b *Beater) View() View {
+	now := MonoNow()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.drainPendingLocked()
+	r := &b.rep
+	stale := b.staleLocked(now) || !b.haveReport
+	select {
+	case <-b.stopped:
+		stale = true
+	default:
+	}
+	tc := TrackerConfig{Interval: b.cfg.Interval, Misses: b.cfg.Misses, SlowMisses: b.cfg.SlowMisses}
+	v := View{
+		Self: b.cfg.Self, Boot: b.hello.Boot, At: r.at, Stale: stale,
+		Beating: r.beating && !stale, Majority: r.majority && !stale, Realtime: b.hello.Realtime,
+		Threshold: thresholdFor(tc, FlagRealtime), SlowThreshold: thresholdFor(tc, 0),
+		Stats: r.stats, Peers: make([]PeerView, len(r.peers)),
+	}
+	for i, p := range r.peers {
+		v.Peers[i] = PeerView{
+			Name: b.cfg.Peers[i].Name, Addr: b.cfg.Peers[i].Addr, Alive: p.alive && !stale, Seen: p.seen,
+			LastBeat: p.lastBeat, Boot: p.boot, Seq: p.seq, Flags: p.flags, OwnerID: p.owner, Epoch: p.epoch,
+			Realtime: p.flags&FlagRealtime != 0,
+		}
+		if p.owner != 0 {
+			if name, ok := b.names[p.owner]; ok {
+				v.Peers[i].Owner = name
+			} else {
+				v.Peers[i].Owner = p.owner.String()
+			}
+		}
+	}
+	return v
+}
+
+// Changes delivers a signal whenever the verdict (who is alive, majority,
+// claims, beating, stale) changed; signals coalesce. Call View to see it.
+func (b *Beater) Changes() <-chan struct{} { return b.changes }
+
+// Done is closed when the loop stopped (Close, ctx, or the helper died).
+func (b *Beater) Done() <-chan struct{} { return b.stopped }
+
+// Err returns why the loop ended (nil while it runs or after a clean stop).
+func (b *Beater) Err() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.exitErr
+}
+
+// Realtime says whether the loop runs at real-time priority.
+func (b *Beater) Realtime() Realtime { return b.hello.Realtime }
+
+// HelperPID returns the helper's process ID (0 in-process).
+func (b *Beater) HelperPID() int { return b.pid }
+
+// LocalAddr returns the heartbeat socket's address.
+func (b *Beater) LocalAddr() netip.AddrPort { return b.local }
+
+// Close stops the loop: it closes the control socket, which the loop
+// sees at once, and waits for the loop to end (killing a helper that does
+// not within a few seconds). It is safe to call more than once.
+func (b *Beater) Close() error {
+	b.closeOnce.Do(func() {
+		b.mu.Lock()
+		close(b.stopped)
+		b.mu.Unlock()
+		// Not under b.mu: Close waits for callbacks on the socket, which
+		// take b.mu.
+		b.ctl.Close()
+		select {
+		case <-b.exited:
+		case <-time.After(stopTimeout):
+			if b.pid > 0 {
+				b.log.Warn("heartbeat helper did not stop; killing it", "pid", b.pid)
+				syscall.Kill(b.pid, syscall.SIGKILL)
+			}
+			<-b.exited
+		}
+		b.notify()
+	})
+	return nil
+}

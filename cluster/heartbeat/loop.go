@@ -1,0 +1,347 @@
+package heartbeat
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// loopConfig is what the daemon sends the beat loop first, as JSON.
+type loopConfig struct {
+	Self           string        `json:"self"`
+	Peers          []loopPeer    `json:"peers"`
+	Keys           [][]byte      `json:"keys"` // heartbeat keys (derived), primary first
+	Interval       time.Duration `json:"interval"`
+	Misses         int           `json:"misses"`
+	SlowMisses     int           `json:"slow_misses"`
+	TokenTTL       time.Duration `json:"token_ttl"`
+	ReportInterval time.Duration `json:"report_interval"`
+	Realtime       bool          `json:"realtime"`
+	Priority       int           `json:"priority"`
+}
+
+type loopPeer struct {
+	Name string         `json:"name"`
+	Addr netip.AddrPort `json:"addr"`
+}
+
+// helloMsg is the loop's first message to the daemon, as JSON.
+type helloMsg struct {
+	Boot     uint64   `json:"boot"`
+	Realtime Realtime `json:"realtime"`
+	Err      string   `json:"err,omitempty"`
+}
+
+// Poll slots.
+const (
+	pollCtl = iota
+	pollUDP
+	pollTimer
+)
+
+// errParentGone ends the loop: the daemon closed its end of the control
+// socket (or died).
+var errParentGone = errors.New("heartbeat: the daemon closed the control socket")
+
+// loop is the beat loop's state. Everything it touches per iteration is
+// allocated here, up front: step does not allocate.
+type loop struct {
+	cfg           loopConfig
+	udp, tfd, ctl int
+	keys          *Keyring
+	tr            *Tracker
+	dests         []unix.Sockaddr
+	realtime      bool
+	recvBudget    int // datagrams read per interval at most (flood guard)
+	recvLeft      int
+	pfd           [3]unix.PollFd
+	ts            unix.Timespec
+	its           unix.ItimerSpec
+	out           [DatagramSize]byte
+	in            [DatagramSize + 1]byte // one more byte: longer datagrams show as such
+	ctlIn         [refreshSize + 1]byte
+	tbuf          [8]byte
+	beat, rx      Beat
+	next          Mono // deadline of the next tick
+	token         refresh
+	tokenAt       Mono
+	tokenSeen     bool
+	stats         Stats
+	rep, prev     report
+	repBuf        []byte
+	lastReport    Mono
+	reported      bool
+}
+
+// newLoop builds a loop on an open UDP socket (bound, blocking) and the
+// loop's end of the control socket. It creates the timerfd.
+func newLoop(cfg loopConfig, udp, ctl int) (*loop, error) {
+	if cfg.Interval <= 0 || cfg.TokenTTL <= 0 || cfg.ReportInterval <= 0 {
+		return nil, fmt.Errorf("heartbeat: loop config without interval, token TTL or report interval")
+	}
+	names := make([]string, len(cfg.Peers))
+	for i, p := range cfg.Peers {
+		names[i] = p.Name
+	}
+	tr, err := NewTracker(TrackerConfig{Self: cfg.Self, Peers: names, Interval: cfg.Interval, Misses: cfg.Misses, SlowMisses: cfg.SlowMisses})
+	if err != nil {
+		return nil, err
+	}
+	keys, err := newKeyringDerived(cfg.Keys)
+	if err != nil {
+		return nil, err
+	}
+	var boot [8]byte
+	for binary.BigEndian.Uint64(boot[:]) == 0 {
+		if _, err := rand.Read(boot[:]); err != nil {
+			return nil, fmt.Errorf("heartbeat: boot ID: %w", err)
+		}
+	}
+	tfd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_CLOEXEC|unix.TFD_NONBLOCK)
+	if err != nil {
+		return nil, fmt.Errorf("heartbeat: timerfd_create: %w", err)
+	}
+	l := &loop{
+		cfg: cfg, udp: udp, tfd: tfd, ctl: ctl, keys: keys, tr: tr,
+		recvBudget: 4*len(cfg.Peers) + 16,
+		beat:       Beat{Sender: IDOf(cfg.Self), Boot: binary.BigEndian.Uint64(boot[:])},
+		rep:        report{peers: make([]peerReport, len(cfg.Peers))},
+		prev:       report{peers: make([]peerReport, len(cfg.Peers))},
+		repBuf:     make([]byte, reportHeaderSize+len(cfg.Peers)*peerRecordSize),
+	}
+	for _, p := range cfg.Peers {
+		sa, err := sockaddr(p.Addr)
+		if err != nil {
+			unix.Close(tfd)
+			return nil, fmt.Errorf("heartbeat: peer %s: %w", p.Name, err)
+		}
+		l.dests = append(l.dests, sa)
+	}
+	l.recvLeft = l.recvBudget
+	l.pfd[pollCtl] = unix.PollFd{Fd: int32(ctl), Events: unix.POLLIN}
+	l.pfd[pollUDP] = unix.PollFd{Fd: int32(udp), Events: unix.POLLIN}
+	l.pfd[pollTimer] = unix.PollFd{Fd: int32(tfd), Events: unix.POLLIN}
+	return l, nil
+}
+
+func sockaddr(ap netip.AddrPort) (unix.Sockaddr, error) {
+	if !ap.IsValid() || ap.Port() == 0 {
+		return nil, fmt.Errorf("invalid address %v", ap)
+	}
+	a := ap.Addr()
+	if a.Is4() || a.Is4In6() {
+		return &unix.SockaddrInet4{Port: int(ap.Port()), Addr: a.Unmap().As4()}, nil
+	}
+	return &unix.SockaddrInet6{Port: int(ap.Port()), Addr: a.As16()}, nil
+}
+
+// close releases the timerfd (the sockets belong to the caller).
+func (l *loop) close() { unix.Close(l.tfd) }
+
+// start arms the first tick one interval from now.
+func (l *loop) start() error {
+	l.next = l.now().Add(l.cfg.Interval)
+	return l.arm()
+}
+
+func (l *loop) now() Mono {
+	monoRead(&l.ts)
+	return Mono(l.ts.Nano())
+}
+
+// arm sets the timerfd to fire at l.next (absolute, CLOCK_MONOTONIC).
+func (l *loop) arm() error {
+	l.its.Value = unix.NsecToTimespec(int64(l.next))
+	for {
+		err := unix.TimerfdSettime(l.tfd, unix.TFD_TIMER_ABSTIME, &l.its, nil)
+		if err != unix.EINTR {
+			return err
+		}
+	}
+}
+
+// run steps until the daemon goes away or a system call fails.
+func (l *loop) run() error {
+	if err := l.start(); err != nil {
+		return fmt.Errorf("heartbeat: arming the timer: %w", err)
+	}
+	for {
+		if err := l.step(); err != nil {
+			if err == errParentGone {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// step waits for one of the control socket, the UDP socket and the timer,
+// and handles what is ready: control messages, then received beats (so a
+// late tick counts the beats that arrived meanwhile), then the tick.
+func (l *loop) step() error {
+	if _, err := unix.Ppoll(l.pfd[:], nil, nil); err != nil {
+		if err == unix.EINTR {
+			return nil
+		}
+		return fmt.Errorf("heartbeat: ppoll: %w", err)
+	}
+	now := l.now()
+	if l.pfd[pollCtl].Revents != 0 {
+		if err := l.readCtl(now); err != nil {
+			return err
+		}
+	}
+	if l.pfd[pollUDP].Revents&unix.POLLIN != 0 {
+		l.readBeats(now)
+	}
+	if l.pfd[pollTimer].Revents&unix.POLLIN != 0 {
+		if _, err := unix.Read(l.tfd, l.tbuf[:]); err == nil {
+			if err := l.tick(now); err != nil {
+				return err
+			}
+		} else if err != unix.EAGAIN && err != unix.EINTR {
+			return fmt.Errorf("heartbeat: reading the timerfd: %w", err)
+		}
+	}
+	return nil
+}
+
+// readCtl reads one control message.
+func (l *loop) readCtl(now Mono) error {
+	n, errno := recvDontWait(l.ctl, l.ctlIn[:])
+	switch {
+	case errno == unix.EAGAIN || errno == unix.EINTR:
+		if l.pfd[pollCtl].Revents&(unix.POLLHUP|unix.POLLERR) != 0 {
+			return errParentGone
+		}
+		return nil
+	case errno != 0:
+		return errParentGone
+	case n == 0:
+		return errParentGone // EOF: the daemon closed its end
+	}
+	if l.token.decode(l.ctlIn[:n]) {
+		l.tokenAt, l.tokenSeen = now, true
+	}
+	return nil
+}
+
+// readBeats drains the UDP socket, within the interval's budget.
+func (l *loop) readBeats(now Mono) {
+	for l.recvLeft > 0 {
+		n, errno := recvDontWait(l.udp, l.in[:])
+		if errno != 0 {
+			return // EAGAIN: drained; anything else is retried next time
+		}
+		l.recvLeft--
+		l.stats.Received++
+		if err := l.keys.Open(l.in[:n], &l.rx); err != nil {
+			if err == ErrBadMAC {
+				l.stats.BadMAC++
+			} else {
+				l.stats.Malformed++
+			}
+			continue
+		}
+		switch l.tr.Observe(&l.rx, now) {
+		case Accepted:
+			l.stats.Accepted++
+		case Replayed:
+			l.stats.Replayed++
+		case OldBoot:
+			l.stats.OldBoot++
+		default:
+			l.stats.Unknown++
+		}
+	}
+	// Budget spent: stop reading until the next tick; the kernel drops
+	// what does not fit the socket buffer meanwhile.
+	l.pfd[pollUDP].Events = 0
+}
+
+// tick sends a beat to every peer while the daemon's token is fresh,
+// reports to the daemon, and arms the next deadline.
+func (l *loop) tick(now Mono) error {
+	l.stats.Ticks++
+	if late := now.Sub(l.next); late > l.stats.MaxLateness {
+		l.stats.MaxLateness = late
+	}
+	majority := l.tr.Majority(now)
+	beating := l.tokenSeen && now.Sub(l.tokenAt) <= l.cfg.TokenTTL
+	if beating {
+		l.beat.Seq++
+		l.beat.Flags = l.token.flags & advertFlags
+		if l.realtime {
+			l.beat.Flags |= FlagRealtime
+		}
+		if majority {
+			l.beat.Flags |= FlagMajority
+		}
+		l.beat.Owner, l.beat.Epoch = l.token.owner, l.token.epoch
+		l.keys.Seal(&l.out, &l.beat)
+		for _, d := range l.dests {
+			if err := unix.Sendto(l.udp, l.out[:], unix.MSG_DONTWAIT, d); err != nil {
+				l.stats.SendErrors++
+			} else {
+				l.stats.Sent++
+			}
+		}
+	}
+	if err := l.report(now, beating, majority); err != nil {
+		return err
+	}
+	l.recvLeft = l.recvBudget
+	l.pfd[pollUDP].Events = unix.POLLIN
+	l.next = l.next.Add(l.cfg.Interval)
+	if l.next <= now {
+		l.stats.LateTicks++
+		for l.next <= now {
+			l.next = l.next.Add(l.cfg.Interval)
+		}
+	}
+	if err := l.arm(); err != nil {
+		return fmt.Errorf("heartbeat: arming the timer: %w", err)
+	}
+	return nil
+}
+
+// report sends the verdict to the daemon when it changed, and at least
+// every ReportInterval.
+func (l *loop) report(now Mono, beating, majority bool) error {
+	r := &l.rep
+	r.at, r.beating, r.majority, r.realtime = now, beating, majority, l.realtime
+	r.boot, r.seq, r.stats = l.beat.Boot, l.beat.Seq, l.stats
+	for i := range r.peers {
+		p := l.tr.peers[i]
+		r.peers[i] = peerReport{seen: p.Seen, alive: l.tr.alive(i, now), flags: p.Flags, lastBeat: p.LastBeat,
+			boot: p.Boot, seq: p.Seq, owner: p.Owner, epoch: p.Epoch}
+	}
+	if l.reported && sameVerdict(r, &l.prev) && now.Sub(l.lastReport) < l.cfg.ReportInterval {
+		return nil
+	}
+	msg := r.encode(l.repBuf)
+	if err := unix.Sendto(l.ctl, msg, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, nil); err != nil {
+		if err == unix.EAGAIN {
+			l.stats.ReportsDropped++
+			return nil // the daemon is slow; the next report says it all again
+		}
+		return errParentGone
+	}
+	l.lastReport, l.reported = now, true
+	l.prev.at, l.prev.beating, l.prev.majority, l.prev.realtime = r.at, r.beating, r.majority, r.realtime
+	copy(l.prev.peers, r.peers)
+	return nil
+}
+
+// recvDontWait is recv(fd, p, MSG_DONTWAIT) without the source address,
+// returning the errno as a value: unix.Recvfrom allocates the address.
+func recvDontWait(fd int, p []byte) (int, unix.Errno) {
+	r, _, e := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), unix.MSG_DONTWAIT, 0, 0)
+	return int(r), e
+}
