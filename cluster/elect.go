@@ -83,7 +83,7 @@ func (d Decision) Conflict() bool { return len(d.Claims) > 1 }
 // only while a handover is under way). The rules:
 //
 //   - Only configured members count (View.Peers). Liveness is Member.Fresh.
-//   - Candidates are fresh, eligible members with readable metadata; the
+//   - Candidates are fresh, eligible, not leaving members with readable metadata; the
 //     highest (priority, name) wins — at equal priority the greater name.
 //   - The current owner is the strongest claim of a fresh member: the higher
 //     epoch, then (priority, name). It keeps the VIP while it is eligible,
@@ -315,7 +315,7 @@ func (e *election) referenceDigest(current *Member) string {
 		return current.Meta.Digest
 	}
 	for _, m := range e.live {
-		if m.Meta.Eligible && slices.Contains(tied, m.Meta.Digest) {
+		if m.Meta.candidate() && slices.Contains(tied, m.Meta.Digest) {
 			return m.Meta.Digest
 		}
 	}
@@ -327,7 +327,7 @@ func (e *election) referenceDigest(current *Member) string {
 func (e *election) elect(current *Member, digest string) (*Member, string) {
 	var eligible, matching []*Member
 	for _, m := range e.live {
-		if !m.Meta.Eligible {
+		if !m.Meta.candidate() {
 			continue
 		}
 		eligible = append(eligible, m)
@@ -335,7 +335,7 @@ func (e *election) elect(current *Member, digest string) (*Member, string) {
 			matching = append(matching, m)
 		}
 	}
-	if current != nil && current.Meta.Eligible {
+	if current != nil && current.Meta.candidate() {
 		for _, m := range matching { // strongest first
 			if m != current && m.Meta.Preempt && m.Meta.Priority > current.Meta.Priority {
 				return m, fmt.Sprintf("preempts %s: priority %d > %d", current.Name, m.Meta.Priority, current.Meta.Priority)

@@ -63,10 +63,17 @@ type Meta struct {
 	Digest string
 	// BootID identifies the node's process start (random per start).
 	BootID string
+	// Leaving: the node is leaving the cluster gracefully (Cluster.Leave);
+	// it is no candidate, and its departure is reported as a leave, not a
+	// failure.
+	Leaving bool
 }
 
 // Claims reports whether the node claims the VIP for itself.
 func (m Meta) Claims() bool { return m.Owner != "" && m.Owner == m.Name }
+
+// candidate reports whether the node offers to own the VIP.
+func (m Meta) candidate() bool { return m.Eligible && !m.Leaving }
 
 // ShortDigestLen is the length of a short config digest.
 const ShortDigestLen = 16

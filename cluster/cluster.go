@@ -1,0 +1,740 @@
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"github.com/epconsole/epconsole/internal/config"
+)
+
+// ErrShutdown is returned by methods called after Shutdown.
+var ErrShutdown = errors.New("cluster is shut down")
+
+// Peer is another configured LB node.
+type Peer struct {
+	Name string
+	Addr netip.AddrPort
+}
+
+// Local is the part of this node's metadata the daemon sets (SetLocal);
+// name, version and boot ID are fixed for the life of a Cluster.
+type Local struct {
+	Priority int
+	Eligible bool
+	Preempt  bool
+	// Owner and Epoch are the latest Decision's Owner and Epoch.
+	Owner string
+	Epoch uint64
+	// Digest is the config digest; it is shortened with ShortDigest.
+	Digest string
+}
+
+// Timers tune memberlist and the cluster's background loops. Zero fields
+// take the value of DefaultTimers.
+type Timers struct {
+	// ProbeInterval / ProbeTimeout: memberlist's failure probes.
+	ProbeInterval time.Duration
+	ProbeTimeout  time.Duration
+	// SuspicionMult: memberlist suspects a node for
+	// SuspicionMult * max(1, log10(N)) * ProbeInterval before declaring it dead.
+	SuspicionMult int
+	// GossipInterval: how often queued gossip (metadata, backend views) is sent.
+	GossipInterval time.Duration
+	// PushPullInterval: full state exchange with one random member.
+	PushPullInterval time.Duration
+	// TCPTimeout bounds memberlist's stream connections (join, push/pull).
+	TCPTimeout time.Duration
+	// SuspectAfter: a member not heard from directly for this long is shown
+	// as suspect. Zero: 4 probe rounds, 4 * ProbeInterval * (members - 1).
+	SuspectAfter time.Duration
+	// RejoinMin / RejoinMax bound the backoff of the loop that joins
+	// configured peers not currently alive (at start and after a partition).
+	RejoinMin time.Duration
+	RejoinMax time.Duration
+	// LeaveTimeout bounds Leave when its context has no deadline.
+	LeaveTimeout time.Duration
+}
+
+// DefaultTimers are for a LAN of a few LB nodes. memberlist keeps
+// membership, metadata and backend views; the VIP's fast failure detection
+// is the heartbeat's, so these favour a calm memberlist over speed:
+// probes every 200 ms with a 100 ms ack timeout (LAN round trips are well
+// under 1 ms; the margin is for a loaded 2-core host), suspicion
+// multiplier 4 (a dead node is declared in about 1 s), gossip every
+// 100 ms, a full push/pull every 5 s (backend views are small), and
+// rejoin attempts backing off from 250 ms to 5 s.
+func DefaultTimers() Timers {
+	return Timers{
+		ProbeInterval:    200 * time.Millisecond,
+		ProbeTimeout:     100 * time.Millisecond,
+		SuspicionMult:    4,
+		GossipInterval:   100 * time.Millisecond,
+		PushPullInterval: 5 * time.Second,
+		TCPTimeout:       2 * time.Second,
+		RejoinMin:        250 * time.Millisecond,
+		RejoinMax:        5 * time.Second,
+		LeaveTimeout:     2 * time.Second,
+	}
+}
+
+func (t Timers) withDefaults() Timers {
+	d := DefaultTimers()
+	set := func(v *time.Duration, def time.Duration) {
+		if *v <= 0 {
+			*v = def
+		}
+	}
+	set(&t.ProbeInterval, d.ProbeInterval)
+	set(&t.ProbeTimeout, d.ProbeTimeout)
+	set(&t.GossipInterval, d.GossipInterval)
+	set(&t.PushPullInterval, d.PushPullInterval)
+	set(&t.TCPTimeout, d.TCPTimeout)
+	set(&t.RejoinMin, d.RejoinMin)
+	set(&t.RejoinMax, d.RejoinMax)
+	set(&t.LeaveTimeout, d.LeaveTimeout)
+	if t.SuspicionMult <= 0 {
+		t.SuspicionMult = d.SuspicionMult
+	}
+	if t.RejoinMax < t.RejoinMin {
+		t.RejoinMax = t.RejoinMin
+	}
+	return t
+}
+
+// Config configures a Cluster.
+type Config struct {
+	// Name is this node's name, unique among the peers.
+	Name string
+	// Bind is the address:port memberlist listens on (TCP and UDP).
+	Bind netip.AddrPort
+	// Advertise is the address:port peers reach this node on (default Bind).
+	Advertise netip.AddrPort
+	// Peers are the other configured nodes; the cluster keeps joining the
+	// ones that are not alive.
+	Peers []Peer
+	// Keys is the gossip keyring, primary first (16, 24 or 32 bytes each).
+	// Gossip is always encrypted and authenticated; there is no plaintext mode.
+	Keys [][]byte
+	// Local is this node's initial metadata.
+	Local Local
+	// Version is the software version published in the metadata.
+	Version string
+	// Timers tune memberlist; zero fields take DefaultTimers.
+	Timers Timers
+	// Events receives cluster events; nil: none. Sends never block.
+	Events chan<- Event
+	// Logger receives the cluster's and memberlist's logs (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// ConfigFrom fills a Config from a loaded config.hcl. Events, Logger,
+// Timers and Local.Eligible/Owner/Epoch are left for the caller.
+func ConfigFrom(c *config.Config, version string) Config {
+	cfg := Config{
+		Name:      c.Node.Name,
+		Bind:      c.Node.GossipBind,
+		Advertise: c.Node.GossipAdvertise,
+		Keys:      c.Gossip.Keys,
+		Version:   version,
+		Local: Local{
+			Priority: c.Node.Priority,
+			Preempt:  c.Node.Preempt,
+			Digest:   ShortDigest(c.Digest()),
+		},
+	}
+	for _, p := range c.Peers {
+		cfg.Peers = append(cfg.Peers, Peer{Name: p.Name, Addr: p.Address})
+	}
+	return cfg
+}
+
+// Stats counts what the cluster dropped or rejected.
+type Stats struct {
+	// EventsDropped: events not delivered because Config.Events was full.
+	EventsDropped uint64
+	// KeyMismatches: gossip packets and streams rejected because they were
+	// not encrypted with a key of the keyring.
+	KeyMismatches uint64
+	// DecodeErrors: metadata, messages or state that could not be decoded.
+	DecodeErrors uint64
+}
+
+// keyMismatchReportEvery limits key mismatch logs and events to one per
+// remote address per period (every occurrence is counted).
+const keyMismatchReportEvery = 30 * time.Second
+
+// memberRec is what the cluster knows about another member.
+type memberRec struct {
+	name       string
+	addr       netip.AddrPort
+	state      MemberState
+	stateSince time.Time
+	meta       Meta
+	metaErr    string
+	lastSeen   time.Time
+	rtt        time.Duration
+}
+
+// backendRec is one origin's view of one backend.
+type backendRec struct {
+	w        wireBackend
+	received time.Time
+}
+
+// Cluster is this node's membership in the gossip cluster. Its methods are
+// safe for concurrent use.
+type Cluster struct {
+	cfg    Config
+	timers Timers
+	log    *slog.Logger
+	ml     *memberlist.Memberlist
+	queue  *memberlist.TransmitLimitedQueue
+	// keyring is the one memberlist uses (it has its own lock).
+	keyring *memberlist.Keyring
+
+	// mu guards everything below. Never call into memberlist while holding
+	// it: memberlist calls the delegates with its own locks held.
+	mu          sync.Mutex
+	local       Meta
+	metaBytes   []byte
+	peers       []Peer
+	members     map[string]*memberRec
+	backends    map[string]map[string]*backendRec // origin -> backend -> view
+	lastSeq     uint64
+	keyReported map[string]time.Time
+
+	metaDirty chan struct{}
+	metaMu    sync.Mutex // serialises UpdateNode calls (metaLoop, Leave)
+	lifeMu    sync.Mutex // serialises Leave and Shutdown
+	left      atomic.Bool
+	shut      atomic.Bool
+	done      chan struct{}
+	stopCtx   func() bool
+	wg        sync.WaitGroup
+
+	eventsDropped atomic.Uint64
+	keyMismatches atomic.Uint64
+	decodeErrors  atomic.Uint64
+}
+
+// New starts this node's memberlist, encrypted and authenticated with the
+// keyring, and joins the configured peers in the background: a peer not
+// alive is retried with a bounded backoff for as long as the Cluster runs,
+// which also re-merges the cluster after a partition heals. New does not
+// wait for a join. When ctx ends, the Cluster shuts down (without Leave).
+func New(ctx context.Context, cfg Config) (*Cluster, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if !cfg.Bind.IsValid() {
+		return nil, fmt.Errorf("cluster: bind address %v is not ip:port", cfg.Bind)
+	}
+	if !cfg.Advertise.IsValid() {
+		cfg.Advertise = cfg.Bind
+	}
+	if cfg.Advertise.Addr().IsUnspecified() {
+		return nil, fmt.Errorf("cluster: advertise address %v: set one peers can reach", cfg.Advertise)
+	}
+	if len(cfg.Keys) == 0 {
+		return nil, errors.New("cluster: no gossip key: gossip is always encrypted")
+	}
+	for i, k := range cfg.Keys {
+		if err := memberlist.ValidateKey(k); err != nil {
+			return nil, fmt.Errorf("cluster: gossip key %d: %w", i+1, err)
+		}
+	}
+	for _, p := range cfg.Peers {
+		if p.Name == cfg.Name || p.Name == "" || !p.Addr.IsValid() {
+			return nil, fmt.Errorf("cluster: bad peer %q at %v", p.Name, p.Addr)
+		}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	c := &Cluster{
+		cfg:         cfg,
+		timers:      cfg.Timers.withDefaults(),
+		log:         cfg.Logger.With("component", "cluster", "node", cfg.Name),
+		peers:       slices.Clone(cfg.Peers),
+		members:     map[string]*memberRec{},
+		backends:    map[string]map[string]*backendRec{},
+		keyReported: map[string]time.Time{},
+		metaDirty:   make(chan struct{}, 1),
+		done:        make(chan struct{}),
+	}
+	var boot [8]byte
+	if _, err := rand.Read(boot[:]); err != nil {
+		return nil, fmt.Errorf("cluster: boot ID: %w", err)
+	}
+	c.local = Meta{Name: cfg.Name, Version: cut(cfg.Version, MaxVersionLen), BootID: hex.EncodeToString(boot[:])}
+	c.local = c.local.with(cfg.Local)
+	b, err := encodeMeta(c.local)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	c.metaBytes = b
+
+	keyring, err := memberlist.NewKeyring(cfg.Keys, cfg.Keys[0])
+	if err != nil {
+		return nil, fmt.Errorf("cluster: keyring: %w", err)
+	}
+	c.keyring = keyring
+	c.queue = &memberlist.TransmitLimitedQueue{NumNodes: c.numAlive, RetransmitMult: 4}
+
+	t := c.timers
+	mc := memberlist.DefaultLANConfig()
+	mc.Name = cfg.Name
+	mc.BindAddr = cfg.Bind.Addr().String()
+	mc.BindPort = int(cfg.Bind.Port())
+	mc.AdvertiseAddr = cfg.Advertise.Addr().String()
+	mc.AdvertisePort = int(cfg.Advertise.Port())
+	mc.Keyring = keyring
+	mc.GossipVerifyIncoming = true
+	mc.GossipVerifyOutgoing = true
+	mc.ProbeInterval = t.ProbeInterval
+	mc.ProbeTimeout = t.ProbeTimeout
+	mc.SuspicionMult = t.SuspicionMult
+	mc.GossipInterval = t.GossipInterval
+	mc.PushPullInterval = t.PushPullInterval
+	mc.TCPTimeout = t.TCPTimeout
+	mc.GossipToTheDeadTime = 10 * t.ProbeInterval * time.Duration(t.SuspicionMult)
+	mc.DeadNodeReclaimTime = 30 * time.Second // a node may come back with a new address
+	mc.RetransmitMult = c.queue.RetransmitMult
+	mc.Delegate = &delegate{c}
+	mc.Events = &eventDelegate{c}
+	mc.Ping = &pingDelegate{c}
+	mc.Conflict = &conflictDelegate{c}
+	mc.Logger = log.New(&logBridge{c}, "", 0)
+
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: starting memberlist on %v: %w", cfg.Bind, err)
+	}
+	c.ml = ml
+	c.log.Info("gossip started", "bind", cfg.Bind, "advertise", cfg.Advertise, "peers", len(cfg.Peers),
+		"keys", len(cfg.Keys), "probe_interval", t.ProbeInterval, "probe_timeout", t.ProbeTimeout)
+
+	c.wg.Add(2)
+	go c.joinLoop()
+	go c.metaLoop()
+	c.lifeMu.Lock()
+	c.stopCtx = context.AfterFunc(ctx, func() { _ = c.Shutdown() })
+	c.lifeMu.Unlock()
+	return c, nil
+}
+
+// with returns m with the settable fields from l.
+func (m Meta) with(l Local) Meta {
+	m.Priority, m.Eligible, m.Preempt = l.Priority, l.Eligible, l.Preempt
+	m.Owner, m.Epoch, m.Digest = l.Owner, l.Epoch, ShortDigest(l.Digest)
+	return m
+}
+
+// Name is this node's name.
+func (c *Cluster) Name() string { return c.cfg.Name }
+
+// LocalMeta returns this node's current metadata.
+func (c *Cluster) LocalMeta() Meta {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.local
+}
+
+// SetLocal updates this node's metadata and gossips it (in the
+// background; SetLocal does not wait for the network). Setting the same
+// values again is free.
+func (c *Cluster) SetLocal(l Local) error {
+	if c.shut.Load() {
+		return ErrShutdown
+	}
+	c.mu.Lock()
+	m := c.local.with(l)
+	if m == c.local {
+		c.mu.Unlock()
+		return nil
+	}
+	b, err := encodeMeta(m)
+	if err != nil {
+		c.mu.Unlock()
+		return fmt.Errorf("cluster: %w", err)
+	}
+	c.local, c.metaBytes = m, b
+	c.mu.Unlock()
+	select {
+	case c.metaDirty <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// metaLoop re-advertises the local node after SetLocal, coalescing changes.
+func (c *Cluster) metaLoop() {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-c.metaDirty:
+		}
+		c.metaMu.Lock()
+		if !c.left.Load() {
+			// UpdateNode waits until the update was gossiped to someone,
+			// or the timeout; either way it is queued.
+			if err := c.ml.UpdateNode(c.timers.TCPTimeout); err != nil && !c.shut.Load() {
+				c.log.Debug("metadata update not yet gossiped", "err", err)
+			}
+		}
+		c.metaMu.Unlock()
+	}
+}
+
+// SetBackends replaces this node's backend views and gossips what changed:
+// a state, reason or since change is broadcast at once; a latency-only
+// change travels with the next push/pull. Backends no longer listed are
+// withdrawn.
+func (c *Cluster) SetBackends(views []BackendView) error {
+	if c.shut.Load() {
+		return ErrShutdown
+	}
+	for _, v := range views {
+		if v.Name == "" || len(v.Name) > MaxNameLen {
+			return fmt.Errorf("cluster: backend name %q: must be 1..%d bytes", v.Name, MaxNameLen)
+		}
+	}
+	now := time.Now()
+	var out []*broadcast
+	c.mu.Lock()
+	self := c.cfg.Name
+	own := c.backends[self]
+	if own == nil {
+		own = map[string]*backendRec{}
+		c.backends[self] = own
+	}
+	seen := map[string]bool{}
+	for _, v := range views {
+		seen[v.Name] = true
+		old := own[v.Name]
+		w := toWire(self, 0, v)
+		if old != nil && !old.w.Gone && old.w.State == w.State && old.w.Reason == w.Reason &&
+			old.w.Since == w.Since && old.w.Latency == w.Latency {
+			continue
+		}
+		w.Seq = c.nextSeqLocked()
+		own[v.Name] = &backendRec{w: w, received: now}
+		if old == nil || old.w.Gone || old.w.State != w.State || old.w.Reason != w.Reason || old.w.Since != w.Since {
+			if b, err := encodeBackendMsg(w); err == nil {
+				out = append(out, newBroadcast(w, b))
+			}
+		}
+	}
+	for name, r := range own {
+		if seen[name] || r.w.Gone {
+			continue
+		}
+		w := wireBackend{Origin: self, Seq: c.nextSeqLocked(), Name: name, Gone: true}
+		own[name] = &backendRec{w: w, received: now}
+		if b, err := encodeBackendMsg(w); err == nil {
+			out = append(out, newBroadcast(w, b))
+		}
+	}
+	c.mu.Unlock()
+	for _, b := range out {
+		c.queue.QueueBroadcast(b)
+	}
+	return nil
+}
+
+// nextSeqLocked returns a sequence number for this node's backend views:
+// the wall clock in nanoseconds, or one more than the last if the clock
+// has not moved on, so a restarted node's views supersede its old ones.
+func (c *Cluster) nextSeqLocked() uint64 {
+	s := uint64(time.Now().UnixNano())
+	if s <= c.lastSeq {
+		s = c.lastSeq + 1
+	}
+	c.lastSeq = s
+	return s
+}
+
+// SetPeers replaces the configured peers (on a config reload). The join
+// loop picks up new ones; peers no longer configured stay members until
+// they leave, but no longer count as configured.
+func (c *Cluster) SetPeers(peers []Peer) error {
+	for _, p := range peers {
+		if p.Name == c.cfg.Name || p.Name == "" || !p.Addr.IsValid() {
+			return fmt.Errorf("cluster: bad peer %q at %v", p.Name, p.Addr)
+		}
+	}
+	c.mu.Lock()
+	c.peers = slices.Clone(peers)
+	c.mu.Unlock()
+	return nil
+}
+
+// SetKeys replaces the gossip keyring (on a config reload): new keys are
+// installed, the first becomes primary, keys no longer listed are removed.
+func (c *Cluster) SetKeys(keys [][]byte) error {
+	if len(keys) == 0 {
+		return errors.New("cluster: no gossip key")
+	}
+	for i, k := range keys {
+		if err := memberlist.ValidateKey(k); err != nil {
+			return fmt.Errorf("cluster: gossip key %d: %w", i+1, err)
+		}
+	}
+	kr := c.keyring
+	for _, k := range keys {
+		if err := kr.AddKey(k); err != nil {
+			return fmt.Errorf("cluster: installing gossip key: %w", err)
+		}
+	}
+	if err := kr.UseKey(keys[0]); err != nil {
+		return fmt.Errorf("cluster: switching primary gossip key: %w", err)
+	}
+	for _, old := range kr.GetKeys() {
+		if !slices.ContainsFunc(keys, func(k []byte) bool { return string(k) == string(old) }) {
+			if err := kr.RemoveKey(old); err != nil {
+				return fmt.Errorf("cluster: removing gossip key: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// Stats returns the cluster's counters.
+func (c *Cluster) Stats() Stats {
+	return Stats{
+		EventsDropped: c.eventsDropped.Load(),
+		KeyMismatches: c.keyMismatches.Load(),
+		DecodeErrors:  c.decodeErrors.Load(),
+	}
+}
+
+// View returns a snapshot of the cluster: this node, every configured peer
+// (StateUnknown if never heard from) and every other member memberlist
+// told about, each with its metadata, backend views, state and last
+// contact. Member.Fresh is true for alive members and this node; the
+// daemon overlays the heartbeat's verdict with WithLiveness.
+func (c *Cluster) View() View {
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v := View{Self: c.cfg.Name, Taken: now, Peers: []string{c.cfg.Name}}
+	names := map[string]bool{c.cfg.Name: true}
+	for _, p := range c.peers {
+		v.Peers = append(v.Peers, p.Name)
+		names[p.Name] = true
+	}
+	slices.Sort(v.Peers)
+	for n := range c.members {
+		names[n] = true
+	}
+	suspectAfter := c.timers.SuspectAfter
+	if suspectAfter <= 0 {
+		suspectAfter = 4 * c.timers.ProbeInterval * time.Duration(max(1, c.numAliveLocked()-1))
+	}
+	for n := range names {
+		m := Member{Name: n, Configured: slices.Contains(v.Peers, n)}
+		switch r := c.members[n]; {
+		case n == c.cfg.Name:
+			m.Addr, m.State, m.Fresh, m.Meta, m.LastSeen = c.cfg.Advertise, StateAlive, true, c.local, now
+		case r != nil:
+			m.Addr, m.State, m.StateSince = r.addr, r.state, r.stateSince
+			m.Meta, m.MetaErr, m.LastSeen, m.RTT = r.meta, r.metaErr, r.lastSeen, r.rtt
+			if m.State == StateAlive && now.Sub(r.lastSeen) > suspectAfter {
+				m.State = StateSuspect
+			}
+			m.Fresh = m.State == StateAlive
+		default:
+			if i := slices.IndexFunc(c.peers, func(p Peer) bool { return p.Name == n }); i >= 0 {
+				m.Addr = c.peers[i].Addr
+			}
+		}
+		for _, r := range c.backends[n] {
+			if !r.w.Gone {
+				m.Backends = append(m.Backends, r.w.view())
+			}
+		}
+		slices.SortFunc(m.Backends, func(a, b BackendView) int { return strings.Compare(a.Name, b.Name) })
+		v.Members = append(v.Members, m)
+	}
+	slices.SortFunc(v.Members, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
+	return v
+}
+
+// numAlive counts alive members including this node (for the broadcast
+// queue's retransmit limit).
+func (c *Cluster) numAlive() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.numAliveLocked()
+}
+
+func (c *Cluster) numAliveLocked() int {
+	n := 1
+	for name, r := range c.members {
+		if name != c.cfg.Name && r.state == StateAlive {
+			n++
+		}
+	}
+	return n
+}
+
+// joinLoop joins configured peers that are not alive, each with its own
+// backoff from RejoinMin doubling to RejoinMax, until Shutdown.
+func (c *Cluster) joinLoop() {
+	defer c.wg.Done()
+	type try struct {
+		next  time.Time
+		delay time.Duration
+		fails int
+	}
+	tries := map[string]*try{}
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-timer.C:
+		}
+		c.mu.Lock()
+		var want []Peer
+		for _, p := range c.peers {
+			if r := c.members[p.Name]; r != nil && r.state == StateAlive {
+				delete(tries, p.Name)
+				continue
+			}
+			want = append(want, p)
+		}
+		c.mu.Unlock()
+		now := time.Now()
+		for _, p := range want {
+			if c.shut.Load() || c.left.Load() {
+				break
+			}
+			tr := tries[p.Name]
+			if tr == nil {
+				tr = &try{delay: c.timers.RejoinMin}
+				tries[p.Name] = tr
+			}
+			if now.Before(tr.next) {
+				continue
+			}
+			_, err := c.ml.Join([]string{p.Addr.String()})
+			// The backoff goes on until the peer is seen alive: a join can
+			// succeed with a peer that is leaving.
+			tr.next = time.Now().Add(tr.delay)
+			tr.delay = min(2*tr.delay, c.timers.RejoinMax)
+			if err == nil {
+				c.log.Info("joined", "peer", p.Name, "addr", p.Addr)
+				continue
+			}
+			tr.fails++
+			lvl := slog.LevelDebug
+			if tr.fails == 1 {
+				lvl = slog.LevelInfo
+			}
+			c.log.Log(context.Background(), lvl, "cannot join peer yet; retrying", "peer", p.Name, "addr", p.Addr,
+				"retry_in", time.Until(tr.next).Round(time.Millisecond), "attempts", tr.fails, "err", err)
+		}
+		timer.Reset(c.timers.RejoinMin)
+	}
+}
+
+// Leave announces a graceful departure: it publishes Meta.Leaving (so the
+// others report a leave, not a failure, and stop counting this node as a
+// candidate), then memberlist's leave, waiting for each to be gossiped
+// until ctx (or Timers.LeaveTimeout, without a deadline) ends. The node
+// keeps answering gossip until Shutdown. Hand the VIP over before leaving.
+// Calling Leave twice is harmless.
+func (c *Cluster) Leave(ctx context.Context) error {
+	c.lifeMu.Lock()
+	defer c.lifeMu.Unlock()
+	if c.shut.Load() {
+		return ErrShutdown
+	}
+	deadline := time.Now().Add(c.timers.LeaveTimeout)
+	if dl, ok := ctx.Deadline(); ok {
+		deadline = dl
+	}
+	c.metaMu.Lock()
+	defer c.metaMu.Unlock()
+	if !c.left.Load() {
+		c.mu.Lock()
+		c.local.Leaving = true
+		b, err := encodeMeta(c.local)
+		if err == nil {
+			c.metaBytes = b
+		}
+		c.mu.Unlock()
+		if err != nil {
+			return fmt.Errorf("cluster: leave: %w", err)
+		}
+		if timeout := time.Until(deadline); timeout > 0 {
+			if err := c.ml.UpdateNode(timeout); err != nil {
+				c.log.Warn("leave: the leaving flag was not gossiped in time; peers may report a failure", "err", err)
+			}
+		}
+		c.left.Store(true)
+	}
+	timeout := time.Until(deadline)
+	if timeout <= 0 {
+		return fmt.Errorf("cluster: leave: %w", context.DeadlineExceeded)
+	}
+	if err := c.ml.Leave(timeout); err != nil {
+		return fmt.Errorf("cluster: leave: %w", err)
+	}
+	c.log.Info("left the cluster")
+	return nil
+}
+
+// Shutdown stops gossip and the background loops and closes the sockets.
+// Without a Leave before, the others declare this node dead. Shutdown is
+// safe to call more than once; later calls return nil.
+func (c *Cluster) Shutdown() error {
+	c.lifeMu.Lock()
+	defer c.lifeMu.Unlock()
+	if c.shut.Swap(true) {
+		return nil
+	}
+	if c.stopCtx != nil {
+		c.stopCtx()
+	}
+	close(c.done)
+	err := c.ml.Shutdown()
+	c.wg.Wait()
+	c.log.Info("gossip stopped")
+	if err != nil {
+		return fmt.Errorf("cluster: shutdown: %w", err)
+	}
+	return nil
+}
+
+// emit delivers an event without blocking.
+func (c *Cluster) emit(e Event) {
+	if c.cfg.Events == nil {
+		return
+	}
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	select {
+	case c.cfg.Events <- e:
+	default:
+		c.eventsDropped.Add(1)
+	}
+}

@@ -1,0 +1,540 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Real memberlist clusters over real sockets on 127.0.5.0/24 (loopback;
+// no namespaces needed). Every node has its own address and port in
+// 27900+, below the ephemeral range.
+
+var (
+	testKey  = []byte("epconsole-cluster-test-key-32by!")
+	otherKey = []byte("a-different-gossip-key-of-32byte")
+)
+
+// testTimers are aggressive but tolerant of a busy 2-core machine.
+func testTimers() Timers {
+	return Timers{
+		ProbeInterval:    100 * time.Millisecond,
+		ProbeTimeout:     50 * time.Millisecond,
+		SuspicionMult:    3,
+		GossipInterval:   20 * time.Millisecond,
+		PushPullInterval: 500 * time.Millisecond,
+		TCPTimeout:       500 * time.Millisecond,
+		RejoinMin:        50 * time.Millisecond,
+		RejoinMax:        400 * time.Millisecond,
+		LeaveTimeout:     time.Second,
+	}
+}
+
+// testAddr is node i's gossip address.
+func testAddr(i int) netip.AddrPort {
+	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 5, byte(i)}), uint16(27900+i))
+}
+
+// logRecorder is a slog handler that keeps records of level Info and up.
+type logRecorder struct {
+	mu    *sync.Mutex
+	lines *[]string
+	attrs []slog.Attr
+}
+
+func newLogRecorder() *logRecorder { return &logRecorder{mu: &sync.Mutex{}, lines: new([]string)} }
+
+func (h *logRecorder) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelInfo }
+func (h *logRecorder) Handle(_ context.Context, r slog.Record) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s", r.Level, r.Message)
+	for _, a := range h.attrs {
+		fmt.Fprintf(&b, " %s=%v", a.Key, a.Value)
+	}
+	r.Attrs(func(a slog.Attr) bool { fmt.Fprintf(&b, " %s=%v", a.Key, a.Value); return true })
+	h.mu.Lock()
+	*h.lines = append(*h.lines, b.String())
+	h.mu.Unlock()
+	return nil
+}
+func (h *logRecorder) WithAttrs(as []slog.Attr) slog.Handler {
+	return &logRecorder{mu: h.mu, lines: h.lines, attrs: append(slices.Clone(h.attrs), as...)}
+}
+func (h *logRecorder) WithGroup(string) slog.Handler { return h }
+
+// find returns the first line containing every part.
+func (h *logRecorder) find(parts ...string) (string, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, l := range *h.lines {
+		ok := true
+		for _, p := range parts {
+			ok = ok && strings.Contains(l, p)
+		}
+		if ok {
+			return l, true
+		}
+	}
+	return "", false
+}
+
+type testNode struct {
+	name   string
+	idx    int
+	c      *Cluster
+	events chan Event
+	logs   *logRecorder
+}
+
+type nodeSpec struct {
+	name  string
+	idx   int
+	prio  int
+	key   []byte
+	peers []int // indices of configured peers
+}
+
+// startNodes starts the nodes; each is shut down when the test ends.
+func startNodes(t *testing.T, names map[int]string, specs ...nodeSpec) []*testNode {
+	t.Helper()
+	var nodes []*testNode
+	for _, s := range specs {
+		cfg := Config{
+			Name:    s.name,
+			Bind:    testAddr(s.idx),
+			Keys:    [][]byte{s.key},
+			Version: "test",
+			Local:   Local{Priority: s.prio, Eligible: true, Digest: "d1"},
+			Timers:  testTimers(),
+		}
+		for _, p := range s.peers {
+			cfg.Peers = append(cfg.Peers, Peer{Name: names[p], Addr: testAddr(p)})
+		}
+		n := &testNode{name: s.name, idx: s.idx, events: make(chan Event, 1024), logs: newLogRecorder()}
+		cfg.Events = n.events
+		cfg.Logger = slog.New(n.logs)
+		c, err := New(context.Background(), cfg)
+		if err != nil {
+			var op *net.OpError
+			if errors.As(err, &op) {
+				t.Skipf("cannot bind %v on loopback: %v", cfg.Bind, err)
+			}
+			t.Fatalf("New(%s): %v", s.name, err)
+		}
+		n.c = c
+		t.Cleanup(func() { _ = c.Shutdown() })
+		nodes = append(nodes, n)
+	}
+	return nodes
+}
+
+// fullMesh makes specs where every node has every other as a peer.
+func fullMesh(key []byte, nodes map[int]string, prios map[int]int) []nodeSpec {
+	var idx []int
+	for i := range nodes {
+		idx = append(idx, i)
+	}
+	slices.Sort(idx)
+	var specs []nodeSpec
+	for _, i := range idx {
+		s := nodeSpec{name: nodes[i], idx: i, prio: prios[i], key: key}
+		for _, j := range idx {
+			if j != i {
+				s.peers = append(s.peers, j)
+			}
+		}
+		specs = append(specs, s)
+	}
+	return specs
+}
+
+// waitFor polls cond until it holds or d passes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %s: %v", d, what, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitEvent reads events until one matches or d passes.
+func waitEvent(t *testing.T, n *testNode, d time.Duration, what string, match func(Event) bool) Event {
+	t.Helper()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		select {
+		case e := <-n.events:
+			if match(e) {
+				return e
+			}
+			t.Logf("%s: event %v", n.name, e)
+		case <-timer.C:
+			t.Fatalf("%s: no event within %v: %s", n.name, d, what)
+		}
+	}
+}
+
+// sees checks that n's view has member name alive with priority prio and
+// exactly the backends want (name=state).
+func sees(n *testNode, name string, prio int, want ...string) error {
+	v := n.c.View()
+	m, ok := v.Member(name)
+	if !ok {
+		return fmt.Errorf("%s does not list %s", n.name, name)
+	}
+	if m.State != StateAlive || !m.Fresh {
+		return fmt.Errorf("%s sees %s %s", n.name, name, m.State)
+	}
+	if m.Meta.Name != name || m.Meta.Priority != prio || m.Meta.Version != "test" || m.Meta.BootID == "" {
+		return fmt.Errorf("%s sees %s with meta %+v (err %q)", n.name, name, m.Meta, m.MetaErr)
+	}
+	var got []string
+	for _, b := range m.Backends {
+		got = append(got, b.Name+"="+b.State)
+	}
+	if !slices.Equal(got, want) {
+		return fmt.Errorf("%s sees %s's backends %v, want %v", n.name, name, got, want)
+	}
+	return nil
+}
+
+// TestClusterGossip: three nodes form a cluster; each sees the others'
+// metadata and backend views; changes propagate; Elect over the three real
+// views agrees on exactly one owner, before and after it claims.
+func TestClusterGossip(t *testing.T) {
+	names := map[int]string{1: "lb1", 2: "lb2", 3: "lb3"}
+	prios := map[int]int{1: 100, 2: 150, 3: 120}
+	start := time.Now()
+	nodes := startNodes(t, names, fullMesh(testKey, names, prios)...)
+	since := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	for _, n := range nodes {
+		err := n.c.SetBackends([]BackendView{
+			{Name: "cp1", State: "up", Latency: 2 * time.Millisecond, Since: since},
+			{Name: "cp2", State: "down", Reason: "readyz: [-]etcd failed", Since: since},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 5*time.Second, "every node sees every other's metadata and backend views", func() error {
+		for _, n := range nodes {
+			for i, name := range names {
+				if name == n.name {
+					continue
+				}
+				if err := sees(n, name, prios[i], "cp1=up", "cp2=down"); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	t.Logf("cluster formed and converged in %v", time.Since(start).Round(time.Millisecond))
+	lb1, lb2, lb3 := nodes[0], nodes[1], nodes[2]
+	m, _ := lb1.c.View().Member("lb3")
+	if b := m.Backends[1]; b.Reason != "readyz: [-]etcd failed" || !b.Since.Equal(since) {
+		t.Errorf("lb1's copy of lb3's cp2 = %+v", b)
+	}
+	if m.RTT <= 0 && m.LastSeen.IsZero() {
+		t.Errorf("lb1 has neither RTT nor last contact for lb3: %+v", m)
+	}
+
+	// A backend view change propagates (broadcast) and is reported.
+	start = time.Now()
+	if err := lb3.c.SetBackends([]BackendView{
+		{Name: "cp1", State: "up", Since: since},
+		{Name: "cp2", State: "up", Reason: "readyz ok", Since: since.Add(time.Minute)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e := waitEvent(t, lb1, 3*time.Second, "backend event for lb3/cp2", func(e Event) bool {
+		return e.Type == EventBackend && e.Member == "lb3" && e.Backend.Name == "cp2"
+	})
+	if e.Backend.State != "up" || !strings.Contains(e.Detail, "was down") {
+		t.Errorf("backend event %v", e)
+	}
+	waitFor(t, 3*time.Second, "the others see lb3's cp2 up", func() error {
+		for _, n := range []*testNode{lb1, lb2} {
+			if err := sees(n, "lb3", 120, "cp1=up", "cp2=up"); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	t.Logf("backend change seen everywhere in %v", time.Since(start).Round(time.Millisecond))
+
+	// A withdrawn backend disappears from the others' views.
+	if err := lb3.c.SetBackends([]BackendView{{Name: "cp1", State: "up"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 3*time.Second, "lb3's cp2 withdrawn", func() error {
+		for _, n := range []*testNode{lb1, lb2} {
+			if err := sees(n, "lb3", 120, "cp1=up"); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+
+	// Elect over each node's own real view: exactly one holds.
+	decide := func() map[string]Decision {
+		ds := map[string]Decision{}
+		for _, n := range nodes {
+			ds[n.name] = Elect(n.c.View(), n.name)
+		}
+		return ds
+	}
+	ds := decide()
+	if hs := holders(ds); !slices.Equal(hs, []string{"lb2"}) {
+		t.Fatalf("holders %v, want [lb2]: %+v", hs, ds)
+	}
+	for name, d := range ds {
+		if d.Elected != "lb2" || !d.Quorum.OK() || d.Quorum.Have != 3 {
+			t.Errorf("%s: %+v", name, d)
+		}
+	}
+	// Everyone publishes its decision; the claim (a metadata change)
+	// propagates, and the next round still has exactly one holder.
+	for _, n := range nodes {
+		d := ds[n.name]
+		l := Local{Priority: prios[n.idx], Eligible: true, Digest: "d1", Owner: d.Owner, Epoch: d.Epoch}
+		if err := n.c.SetLocal(l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e = waitEvent(t, lb1, 3*time.Second, "metadata update from lb2", func(e Event) bool {
+		return e.Type == EventUpdate && e.Member == "lb2" && e.Meta.Owner == "lb2"
+	})
+	if e.Meta.Epoch != 1 || !strings.Contains(e.Detail, "owner →lb2") {
+		t.Errorf("update event %v", e)
+	}
+	waitFor(t, 3*time.Second, "every node sees lb2's claim", func() error {
+		for _, n := range nodes {
+			m, _ := n.c.View().Member("lb2")
+			if !m.Meta.Claims() || m.Meta.Epoch != 1 {
+				return fmt.Errorf("%s sees lb2 meta %+v", n.name, m.Meta)
+			}
+		}
+		return nil
+	})
+	ds = decide()
+	if hs := holders(ds); !slices.Equal(hs, []string{"lb2"}) {
+		t.Fatalf("after the claim: holders %v, want [lb2]: %+v", hs, ds)
+	}
+	for name, d := range ds {
+		if d.Owner != "lb2" || d.Epoch != 1 {
+			t.Errorf("%s: owner %q epoch %d, want lb2 1", name, d.Owner, d.Epoch)
+		}
+	}
+	if s := lb1.c.Stats(); s.DecodeErrors != 0 || s.KeyMismatches != 0 || s.EventsDropped != 0 {
+		t.Errorf("stats %+v", s)
+	}
+}
+
+// TestClusterWrongKey: a configured peer whose key file holds another key
+// is rejected: it never joins, the others never see it alive (nor its
+// metadata), and both sides report why, in an event and a log line.
+func TestClusterWrongKey(t *testing.T) {
+	names := map[int]string{4: "lb4", 5: "lb5", 6: "lb6", 7: "lb7"}
+	specs := fullMesh(testKey, names, map[int]int{4: 100, 5: 100, 6: 100, 7: 255})
+	specs[3].key = otherKey // lb7 has the wrong key
+	nodes := startNodes(t, names, specs...)
+	lb4, lb7 := nodes[0], nodes[3]
+
+	e := waitEvent(t, lb4, 5*time.Second, "key mismatch with lb7", func(e Event) bool {
+		return e.Type == EventKeyMismatch && e.Member == "lb7"
+	})
+	if e.Addr != testAddr(7) || !strings.Contains(e.Detail, "keyring") {
+		t.Errorf("lb4's key mismatch event: %v", e)
+	}
+	e = waitEvent(t, lb7, 5*time.Second, "key mismatch joining the others", func(e Event) bool {
+		return e.Type == EventKeyMismatch && e.Member != ""
+	})
+	if !slices.Contains([]string{"lb4", "lb5", "lb6"}, e.Member) {
+		t.Errorf("lb7's key mismatch event: %v", e)
+	}
+	if l, ok := lb4.logs.find("WARN", "key-mismatch", "lb7", "127.0.5.7"); !ok {
+		t.Errorf("lb4 logged no key mismatch warning naming lb7")
+	} else {
+		t.Logf("lb4 logged: %s", l)
+	}
+	if lb4.c.Stats().KeyMismatches == 0 {
+		t.Error("lb4 counted no key mismatch")
+	}
+
+	// The good nodes form their cluster; lb7 stays unknown to them and
+	// sees nobody, also after several rejoin attempts.
+	waitFor(t, 5*time.Second, "the good nodes see each other", func() error {
+		for _, n := range nodes[:3] {
+			for _, other := range []string{"lb4", "lb5", "lb6"} {
+				if other == n.name {
+					continue
+				}
+				if err := sees(n, other, 100); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	time.Sleep(time.Second)
+	var hs []string
+	for _, n := range nodes[:3] {
+		v := n.c.View()
+		if m, _ := v.Member("lb7"); m.State != StateUnknown || m.Fresh || m.Meta.Name != "" {
+			t.Errorf("%s sees lb7 %s with meta %+v", n.name, m.State, m.Meta)
+		}
+		if d := Elect(v, n.name); d.Hold {
+			hs = append(hs, n.name)
+		}
+	}
+	if !slices.Equal(hs, []string{"lb6"}) {
+		t.Errorf("holders among the good nodes %v, want [lb6] (3 of 4 is a majority)", hs)
+	}
+	for _, m := range lb7.c.View().Members {
+		if m.Name != "lb7" && m.State != StateUnknown {
+			t.Errorf("lb7 sees %s %s", m.Name, m.State)
+		}
+	}
+	if d := Elect(lb7.c.View(), "lb7"); d.Hold || !strings.Contains(d.Reason, "hears 1 of 4") {
+		t.Errorf("lb7 alone: %+v", d)
+	}
+}
+
+// TestClusterShutdownAndLeave: a node that shuts down is seen dead, one
+// that leaves is seen left; the survivors elect a successor with a higher
+// epoch; a restarted node rejoins under a new boot ID.
+func TestClusterShutdownAndLeave(t *testing.T) {
+	names := map[int]string{8: "lb8", 9: "lb9", 10: "lb10", 11: "lb11"}
+	prios := map[int]int{8: 200, 9: 150, 10: 120, 11: 100}
+	specs := fullMesh(testKey, names, prios)
+	nodes := startNodes(t, names, specs...)
+	waitFor(t, 5*time.Second, "four nodes see each other", func() error {
+		for _, n := range nodes {
+			for i, name := range names {
+				if name != n.name {
+					if err := sees(n, name, prios[i]); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		return nil
+	})
+	// lb8 is elected and claims.
+	publish := func(n *testNode, d Decision) {
+		t.Helper()
+		if err := n.c.SetLocal(Local{Priority: prios[n.idx], Eligible: true, Digest: "d1", Owner: d.Owner, Epoch: d.Epoch}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := Elect(nodes[0].c.View(), "lb8")
+	if !d.Hold || d.Epoch != 1 {
+		t.Fatalf("lb8: %+v", d)
+	}
+	publish(nodes[0], d)
+	waitFor(t, 3*time.Second, "everyone sees lb8's claim", func() error {
+		for _, n := range nodes[1:] {
+			if m, _ := n.c.View().Member("lb8"); !m.Meta.Claims() {
+				return fmt.Errorf("%s: %+v", n.name, m.Meta)
+			}
+		}
+		return nil
+	})
+
+	// The owner dies without leaving.
+	start := time.Now()
+	if err := nodes[0].c.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	if err := nodes[0].c.Shutdown(); err != nil {
+		t.Errorf("second Shutdown: %v", err)
+	}
+	if err := nodes[0].c.SetLocal(Local{Priority: 1}); !errors.Is(err, ErrShutdown) {
+		t.Errorf("SetLocal after Shutdown: %v", err)
+	}
+	if err := nodes[0].c.Leave(context.Background()); !errors.Is(err, ErrShutdown) {
+		t.Errorf("Leave after Shutdown: %v", err)
+	}
+	waitEvent(t, nodes[1], 5*time.Second, "lb8 failed", func(e Event) bool { return e.Type == EventFailed && e.Member == "lb8" })
+	waitFor(t, 5*time.Second, "the survivors see lb8 dead", func() error {
+		for _, n := range nodes[1:] {
+			if m, _ := n.c.View().Member("lb8"); m.State != StateDead || m.Fresh {
+				return fmt.Errorf("%s sees lb8 %s", n.name, m.State)
+			}
+		}
+		return nil
+	})
+	t.Logf("dead owner noticed by gossip in %v (the heartbeat, not gossip, will move the VIP)", time.Since(start).Round(time.Millisecond))
+	var hs []string
+	for _, n := range nodes[1:] {
+		d := Elect(n.c.View(), n.name)
+		if d.Elected != "lb9" {
+			t.Errorf("%s elects %q: %s", n.name, d.Elected, d.Reason)
+		}
+		if d.Hold {
+			hs = append(hs, n.name)
+			if d.Epoch != 2 {
+				t.Errorf("%s claims with epoch %d, want 2", n.name, d.Epoch)
+			}
+		}
+		publish(n, d)
+	}
+	if !slices.Equal(hs, []string{"lb9"}) {
+		t.Errorf("holders after the owner died: %v, want [lb9]", hs)
+	}
+
+	// lb11 leaves gracefully.
+	time.Sleep(300 * time.Millisecond) // DEBUG
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := nodes[3].c.Leave(ctx); err != nil {
+		t.Fatalf("Leave: %v", err)
+	}
+	if err := nodes[3].c.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, nodes[1], 3*time.Second, "lb11 left", func(e Event) bool { return e.Type == EventLeave && e.Member == "lb11" })
+	if m, _ := nodes[2].c.View().Member("lb11"); m.State != StateLeft {
+		waitFor(t, 3*time.Second, "lb10 sees lb11 left", func() error {
+			if m, _ := nodes[2].c.View().Member("lb11"); m.State != StateLeft {
+				return fmt.Errorf("lb10 sees lb11 %s", m.State)
+			}
+			return nil
+		})
+	}
+
+	// lb8 restarts (no preempt): it rejoins under a new boot ID, learns
+	// lb9's claim from gossip and does not reclaim.
+	oldBoot := nodes[0].c.LocalMeta().BootID
+	restarted := startNodes(t, names, specs[0])[0]
+	waitFor(t, 5*time.Second, "lb8 back in lb9's view and lb9's claim in lb8's", func() error {
+		m, _ := nodes[1].c.View().Member("lb8")
+		if m.State != StateAlive || m.Meta.BootID == oldBoot || m.Meta.Claims() {
+			return fmt.Errorf("lb9 sees lb8 %s meta %+v", m.State, m.Meta)
+		}
+		if m, _ := restarted.c.View().Member("lb9"); !m.Meta.Claims() || m.Meta.Epoch != 2 {
+			return fmt.Errorf("restarted lb8 sees lb9 %s meta %+v", m.State, m.Meta)
+		}
+		return nil
+	})
+	if d := Elect(restarted.c.View(), "lb8"); d.Hold || d.Owner != "lb9" || d.Epoch != 2 {
+		t.Errorf("restarted lb8: %+v", d)
+	}
+}
