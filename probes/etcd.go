@@ -194,7 +194,12 @@ func memberStatus(ctx context.Context, cli *clientv3.Client, m *EtcdMember, time
 		m.IsLeader = st.Leader != 0 && st.Header != nil && st.Leader == st.Header.MemberId
 		m.RaftTerm, m.RaftIndex, m.RaftAppliedIndex = st.RaftTerm, st.RaftIndex, st.RaftAppliedIndex
 		m.DBSize, m.DBSizeInUse, m.DBSizeQuota = st.DbSize, st.DbSizeInUse, st.DbSizeQuota
-		m.Version, m.Errors = st.Version, st.Errors
+		m.Version = st.Version
+		for _, e := range st.Errors {
+			// etcd prints alarms in protobuf text form, whose spacing is
+			// deliberately unstable: fold it so output and goldens are stable.
+			m.Errors = append(m.Errors, strings.Join(strings.Fields(e), " "))
+		}
 		return
 	}
 	m.Error = strings.Join(errs, "; ")
