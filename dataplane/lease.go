@@ -1,0 +1,524 @@
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+)
+
+// The kernel-side owner lease. A crashed daemon leaves its VIP address and
+// nft rules in the kernel, and the host would go on answering ARP / NDP for
+// the VIP next to the new owner. So every ARP packet the host sends with
+// the VIP as sender, and every neighbour advertisement for the VIP (and
+// solicitation from it), passes only while an element with a timeout sits
+// in a set; the owner renews the element every few tens of milliseconds and
+// a dead daemon cannot. The nft text form of what Install programs:
+//
+//	table arp epconsole {
+//		set owner { type ipv4_addr; flags timeout; }
+//		chain output {
+//			type filter hook output priority filter; policy accept;
+//			arp hlen 6 arp plen 4 arp saddr ip VIP arp saddr ip != @owner drop
+//		}
+//	}
+//	table ip6 epconsole-lease {
+//		set owner { type ipv6_addr; flags timeout; }
+//		chain output {
+//			type filter hook output priority filter; policy accept;
+//			meta l4proto ipv6-icmp icmpv6 type nd-neighbor-advert @th,64,128 VIP @th,64,128 != @owner drop
+//			ip6 saddr VIP meta l4proto ipv6-icmp icmpv6 type nd-neighbor-solicit ip6 saddr != @owner drop
+//		}
+//	}
+//
+// IPv6 has no arp family, and the lease lives in a table of its own rather
+// than in the ip6 "epconsole" table: Reconcile replaces that table whenever
+// its structure differs from the desired one, which would wipe the lease.
+//
+// Gratuitous ARPs sent by VIP.Announce leave on a packet socket, which the
+// arp hook does not see; unsolicited NAs go through the ip6 output hook and
+// are dropped without the lease. Renew before announcing.
+const (
+	// LeaseTable6 is the ip6 table that holds the IPv6 lease. The IPv4
+	// lease lives in the arp table TableName.
+	LeaseTable6 = "epconsole-lease"
+	// LeaseSetName is the lease set in both tables.
+	LeaseSetName = "owner"
+	// LeaseChainName is the output chain in both tables.
+	LeaseChainName = "output"
+
+	// DefaultLeaseTTL and DefaultLeaseRenew are the lease length and renewal
+	// period the design settles on: each renewal is a ruleset commit, so
+	// not at heartbeat rate, and the lease bounds how long a crashed owner
+	// keeps answering for the VIP.
+	DefaultLeaseTTL   = 150 * time.Millisecond
+	DefaultLeaseRenew = 30 * time.Millisecond
+)
+
+// nfARPOut is the arp family's output hook (NF_ARP_OUT in
+// linux/netfilter_arp.h; x/sys/unix does not define it).
+const nfARPOut = 1
+
+// ICMPv6 neighbour discovery message types (RFC 4861).
+const (
+	icmpv6NeighborSolicit = 135
+	icmpv6NeighborAdvert  = 136
+)
+
+// Fixed set IDs, so batches are reproducible (the slot maps use 1 and 2).
+const (
+	leaseSetID4 = 3
+	leaseSetID6 = 4
+)
+
+// ErrLeaseNotInstalled is returned by Renew and Drop before Install.
+var ErrLeaseNotInstalled = errors.New("dataplane: owner lease not installed")
+
+// Lease is the kernel-side owner lease of one network namespace: the arp
+// and ip6 tables that gate the host's ARP and NDP for the VIP, and the
+// element with a timeout that opens the gate. Methods are safe for
+// concurrent use; changes are serialised.
+type Lease struct {
+	ns  netNS
+	log *slog.Logger
+
+	mu    sync.Mutex
+	conn  *nftables.Conn
+	specs []leaseSpec // installed, one per family with a VIP
+}
+
+// leaseSpec is one family's lease table, built by buildLeaseTable.
+type leaseSpec struct {
+	vip   netip.Addr
+	table *nftables.Table
+	chain *nftables.Chain
+	set   *nftables.Set
+	rules []*nftables.Rule
+}
+
+// NewLease returns a Lease for the namespace given by the options (default:
+// the calling process's namespace). It does not touch the kernel.
+func NewLease(opts ...Option) (*Lease, error) {
+	o := buildOptions(opts)
+	ns, err := openNetNS(o)
+	if err != nil {
+		return nil, err
+	}
+	return &Lease{ns: ns, log: o.log}, nil
+}
+
+// Close releases the netlink socket and the namespace handle if the Lease
+// opened it. The tables and any element stay in the kernel (the element
+// times out by itself).
+func (l *Lease) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.dropConn()
+	return l.ns.close()
+}
+
+// Install makes the kernel hold the lease tables for vips (at most one
+// IPv4 and one IPv6 address): the arp table for an IPv4 VIP, the ip6 table
+// for an IPv6 one, and neither for a family without a VIP. Tables that
+// already hold exactly this are adopted as they are, element included (a
+// restarted daemon does not reset a lease it may still hold); otherwise they
+// are replaced, which drops the lease until the next Renew. Everything is
+// one batch; nothing is sent when the kernel already matches.
+func (l *Lease) Install(ctx context.Context, vips []netip.Addr) error {
+	want, err := leasePlan(vips)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c, err := l.connLocked()
+	if err != nil {
+		return err
+	}
+	var specs []leaseSpec
+	queued := false
+	for _, fam := range leaseFamilies {
+		vip := want[fam]
+		cur, err := readLeaseTable(c, fam)
+		if err != nil {
+			l.dropConn()
+			return fmt.Errorf("reading the %s lease table: %w", leaseFamilyName(fam), err)
+		}
+		if !vip.IsValid() {
+			if cur != nil {
+				c.DelTable(cur.table)
+				queued = true
+			}
+			continue
+		}
+		spec := buildLeaseTable(vip)
+		specs = append(specs, spec)
+		if cur != nil && sameLeaseTable(cur, spec) {
+			continue
+		}
+		if cur != nil {
+			c.DelTable(cur.table)
+			l.log.Warn("replacing the owner lease table; the lease is dropped until renewed", "family", leaseFamilyName(fam), "vip", vip)
+		}
+		if err := queueLeaseTable(c, spec); err != nil {
+			return err
+		}
+		queued = true
+	}
+	if queued {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := c.Flush(); err != nil {
+			l.dropConn()
+			return fmt.Errorf("committing the owner lease tables: %w", err)
+		}
+		l.log.Info("owner lease tables installed", "vips", vips)
+	}
+	l.specs = specs
+	return nil
+}
+
+// Renew (re)starts the lease for ttl: in one batch, for each installed
+// family, it adds the element (a no-op when present), deletes it and adds
+// it again with the new timeout. A plain re-add would keep the old expiry;
+// the first add makes the delete valid when the element has expired or was
+// never there.
+func (l *Lease) Renew(ctx context.Context, ttl time.Duration) error {
+	if ttl < time.Millisecond {
+		return fmt.Errorf("dataplane: lease ttl %v below the kernel's 1 ms resolution", ttl)
+	}
+	return l.elements(ctx, ttl, true)
+}
+
+// Drop ends the lease at once: the host stops answering ARP / NDP for the
+// VIP with the next packet.
+func (l *Lease) Drop(ctx context.Context) error {
+	return l.elements(ctx, time.Second, false)
+}
+
+// elements queues add (ensuring existence), delete and, with readd, add
+// with ttl of each family's lease element, and commits.
+func (l *Lease) elements(ctx context.Context, ttl time.Duration, readd bool) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.specs == nil {
+		return ErrLeaseNotInstalled
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c, err := l.connLocked()
+	if err != nil {
+		return err
+	}
+	for _, s := range l.specs {
+		elem := []nftables.SetElement{{Key: s.vip.AsSlice(), Timeout: ttl}}
+		key := []nftables.SetElement{{Key: s.vip.AsSlice()}}
+		if err := c.SetAddElements(s.set, elem); err != nil {
+			return fmt.Errorf("queueing the lease element: %w", err)
+		}
+		if err := c.SetDeleteElements(s.set, key); err != nil {
+			return fmt.Errorf("queueing the lease element: %w", err)
+		}
+		if readd {
+			if err := c.SetAddElements(s.set, elem); err != nil {
+				return fmt.Errorf("queueing the lease element: %w", err)
+			}
+		}
+	}
+	if err := c.Flush(); err != nil {
+		l.dropConn()
+		what := "renewing"
+		if !readd {
+			what = "dropping"
+		}
+		return fmt.Errorf("%s the owner lease: %w", what, err)
+	}
+	return nil
+}
+
+// Remove deletes the lease tables (both families) in one batch: ARP and
+// NDP for the VIP are no longer gated. Removing absent tables is not an
+// error.
+func (l *Lease) Remove(ctx context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c, err := l.connLocked()
+	if err != nil {
+		return err
+	}
+	queued := false
+	for _, fam := range leaseFamilies {
+		t, err := findNamedTable(c, fam, leaseTableName(fam))
+		if err != nil {
+			l.dropConn()
+			return fmt.Errorf("listing %s tables: %w", leaseFamilyName(fam), err)
+		}
+		if t != nil {
+			c.DelTable(t)
+			queued = true
+		}
+	}
+	l.specs = nil
+	if !queued {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := c.Flush(); err != nil {
+		l.dropConn()
+		return fmt.Errorf("deleting the owner lease tables: %w", err)
+	}
+	l.log.Info("owner lease tables removed")
+	return nil
+}
+
+// connLocked returns the Lease's lasting netlink connection, opening it
+// when needed. Renewals come every few tens of milliseconds; one socket
+// serves them all.
+func (l *Lease) connLocked() (*nftables.Conn, error) {
+	if l.conn != nil {
+		return l.conn, nil
+	}
+	opts := []nftables.ConnOption{nftables.AsLasting()}
+	if l.ns.fd >= 0 {
+		opts = append(opts, nftables.WithNetNSFd(l.ns.fd))
+	}
+	c, err := nftables.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("opening nftables netlink socket: %w", err)
+	}
+	l.conn = c
+	return c, nil
+}
+
+// dropConn closes the connection after an error, so the next call starts
+// from a clean socket.
+func (l *Lease) dropConn() {
+	if l.conn != nil {
+		l.conn.CloseLasting()
+		l.conn = nil
+	}
+}
+
+var leaseFamilies = [2]nftables.TableFamily{nftables.TableFamilyARP, nftables.TableFamilyIPv6}
+
+func leaseTableName(fam nftables.TableFamily) string {
+	if fam == nftables.TableFamilyARP {
+		return TableName
+	}
+	return LeaseTable6
+}
+
+func leaseFamilyName(fam nftables.TableFamily) string {
+	if fam == nftables.TableFamilyARP {
+		return "arp"
+	}
+	return "ip6"
+}
+
+// leasePlan sorts vips by lease family: at most one of each.
+func leasePlan(vips []netip.Addr) (map[nftables.TableFamily]netip.Addr, error) {
+	want := map[nftables.TableFamily]netip.Addr{}
+	for _, v := range vips {
+		v = v.Unmap()
+		if !v.IsValid() || v.IsUnspecified() {
+			return nil, fmt.Errorf("dataplane: invalid lease VIP %v", v)
+		}
+		fam := nftables.TableFamilyIPv6
+		if v.Is4() {
+			fam = nftables.TableFamilyARP
+		}
+		if prev, dup := want[fam]; dup && prev != v {
+			return nil, fmt.Errorf("dataplane: two %s VIPs (%v, %v); the lease takes one per family", leaseFamilyName(fam), prev, v)
+		}
+		want[fam] = v
+	}
+	return want, nil
+}
+
+// buildLeaseTable builds the lease table of vip's family.
+func buildLeaseTable(vip netip.Addr) leaseSpec {
+	fam, id, keyType := nftables.TableFamilyARP, uint32(leaseSetID4), nftables.TypeIPAddr
+	if vip.Is6() {
+		fam, id, keyType = nftables.TableFamilyIPv6, leaseSetID6, nftables.TypeIP6Addr
+	}
+	t := &nftables.Table{Name: leaseTableName(fam), Family: fam}
+	accept := nftables.ChainPolicyAccept
+	hook := nftables.ChainHookOutput
+	if fam == nftables.TableFamilyARP {
+		hook = nftables.ChainHookRef(nfARPOut)
+	}
+	ch := &nftables.Chain{Name: LeaseChainName, Table: t, Type: nftables.ChainTypeFilter,
+		Hooknum: hook, Priority: nftables.ChainPriorityFilter, Policy: &accept}
+	set := &nftables.Set{Table: t, ID: id, Name: LeaseSetName, KeyType: keyType, HasTimeout: true}
+	spec := leaseSpec{vip: vip, table: t, chain: ch, set: set}
+	add := func(comment string, exprs []expr.Any) {
+		spec.rules = append(spec.rules, &nftables.Rule{Table: t, Chain: ch, Exprs: exprs, UserData: ruleComment(byte(fam), comment, exprs)})
+	}
+	if fam == nftables.TableFamilyARP {
+		add("owner lease: arp from "+vip.String(), leaseARPExprs(vip, set))
+	} else {
+		add("owner lease: neighbour advertisements for "+vip.String(), leaseNAExprs(vip, set))
+		add("owner lease: neighbour solicitations from "+vip.String(), leaseNSExprs(vip, set))
+	}
+	return spec
+}
+
+// leaseARPExprs: arp hlen 6 arp plen 4 arp saddr ip VIP arp saddr ip != @owner drop
+func leaseARPExprs(vip netip.Addr, set *nftables.Set) []expr.Any {
+	return []expr.Any{
+		// [ payload load 2b @ network header + 4 => reg 1 ]  (hlen, plen: Ethernet and IPv4 sizes)
+		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: 4, Len: 2},
+		// [ cmp eq reg 1 0x00000406 ]
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{6, 4}},
+		// [ payload load 4b @ network header + 14 => reg 1 ]  (arp saddr ip)
+		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: 14, Len: 4},
+		// [ cmp eq reg 1 VIP ]
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: vip.AsSlice()},
+		// [ lookup reg 1 set owner 0x1 ]  (not in the set)
+		&expr.Lookup{SourceRegister: reg1, SetName: set.Name, SetID: set.ID, Invert: true},
+		// [ immediate reg 0 drop ]
+		&expr.Verdict{Kind: expr.VerdictDrop},
+	}
+}
+
+// icmpv6TypeExprs matches meta l4proto ipv6-icmp icmpv6 type typ.
+func icmpv6TypeExprs(typ byte) []expr.Any {
+	return concat(l4protoExprs(unix.IPPROTO_ICMPV6), []expr.Any{
+		// [ payload load 1b @ transport header + 0 => reg 1 ]
+		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
+		// [ cmp eq reg 1 typ ]
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{typ}},
+	})
+}
+
+// leaseNAExprs: meta l4proto ipv6-icmp icmpv6 type nd-neighbor-advert
+// @th,64,128 VIP @th,64,128 != @owner drop
+func leaseNAExprs(vip netip.Addr, set *nftables.Set) []expr.Any {
+	return concat(icmpv6TypeExprs(icmpv6NeighborAdvert), []expr.Any{
+		// [ payload load 16b @ transport header + 8 => reg 1 ]  (target address)
+		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 8, Len: 16},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: vip.AsSlice()},
+		&expr.Lookup{SourceRegister: reg1, SetName: set.Name, SetID: set.ID, Invert: true},
+		&expr.Verdict{Kind: expr.VerdictDrop},
+	})
+}
+
+// leaseNSExprs: ip6 saddr VIP meta l4proto ipv6-icmp icmpv6 type
+// nd-neighbor-solicit ip6 saddr != @owner drop
+func leaseNSExprs(vip netip.Addr, set *nftables.Set) []expr.Any {
+	saddr := func() expr.Any {
+		// [ payload load 16b @ network header + 8 => reg 1 ]
+		return &expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: 8, Len: 16}
+	}
+	return concat(
+		[]expr.Any{saddr(), &expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: vip.AsSlice()}},
+		icmpv6TypeExprs(icmpv6NeighborSolicit),
+		[]expr.Any{
+			saddr(),
+			&expr.Lookup{SourceRegister: reg1, SetName: set.Name, SetID: set.ID, Invert: true},
+			&expr.Verdict{Kind: expr.VerdictDrop},
+		},
+	)
+}
+
+// queueLeaseTable queues the creation of a whole lease table (no element).
+func queueLeaseTable(c *nftables.Conn, s leaseSpec) error {
+	c.AddTable(s.table)
+	c.AddChain(s.chain)
+	if err := c.AddSet(s.set, nil); err != nil {
+		return fmt.Errorf("queueing the lease set: %w", err)
+	}
+	for _, r := range s.rules {
+		c.AddRule(r)
+	}
+	return nil
+}
+
+// currentLease is what the kernel holds in one family's lease table.
+type currentLease struct {
+	table  *nftables.Table
+	chains []*nftables.Chain
+	sets   []*nftables.Set
+	rules  []*nftables.Rule // of the output chain
+}
+
+func findNamedTable(c *nftables.Conn, fam nftables.TableFamily, name string) (*nftables.Table, error) {
+	tables, err := c.ListTablesOfFamily(fam)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range tables {
+		if t.Name == name && t.Family == fam {
+			return t, nil
+		}
+	}
+	return nil, nil
+}
+
+// readLeaseTable reads a family's lease table, or returns nil if there is
+// none. It never lists the set's elements: their expiry is lazy, so a
+// listing decides nothing.
+func readLeaseTable(c *nftables.Conn, fam nftables.TableFamily) (*currentLease, error) {
+	t, err := findNamedTable(c, fam, leaseTableName(fam))
+	if err != nil || t == nil {
+		return nil, err
+	}
+	cur := &currentLease{table: t}
+	chains, err := c.ListChainsOfTableFamily(fam)
+	if err != nil {
+		return nil, fmt.Errorf("listing chains: %w", err)
+	}
+	for _, ch := range chains {
+		if ch.Table == nil || ch.Table.Name != t.Name {
+			continue
+		}
+		cur.chains = append(cur.chains, ch)
+		if ch.Name == LeaseChainName {
+			if cur.rules, err = c.GetRules(t, ch); err != nil {
+				return nil, fmt.Errorf("listing rules: %w", err)
+			}
+		}
+	}
+	if cur.sets, err = c.GetSets(t); err != nil {
+		return nil, fmt.Errorf("listing sets: %w", err)
+	}
+	return cur, nil
+}
+
+// sameLeaseTable reports whether the kernel's lease table is exactly spec.
+func sameLeaseTable(cur *currentLease, spec leaseSpec) bool {
+	if len(cur.chains) != 1 || cur.chains[0].Name != spec.chain.Name || !sameChain(cur.chains[0], spec.chain) {
+		return false
+	}
+	if len(cur.sets) != 1 {
+		return false
+	}
+	s := cur.sets[0]
+	if s.Name != spec.set.Name || !s.HasTimeout || s.IsMap || s.Interval || s.Constant || s.Anonymous ||
+		s.KeyType.GetNFTMagic() != spec.set.KeyType.GetNFTMagic() || s.KeyType.Bytes != spec.set.KeyType.Bytes {
+		return false
+	}
+	if len(cur.rules) != len(spec.rules) {
+		return false
+	}
+	for i, r := range spec.rules {
+		if !sameRule(cur.rules[i], r) {
+			return false
+		}
+	}
+	return true
+}
