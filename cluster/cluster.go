@@ -392,8 +392,9 @@ func (c *Cluster) metaLoop() {
 		c.metaMu.Lock()
 		if !c.left.Load() {
 			// UpdateNode waits until the update was gossiped to someone,
-			// or the timeout; either way it is queued.
-			if err := c.ml.UpdateNode(c.timers.TCPTimeout); err != nil && !c.shut.Load() {
+			// or the timeout; either way it is queued. The wait is short
+			// so that Shutdown is not held up.
+			if err := c.ml.UpdateNode(max(5*c.timers.GossipInterval, 100*time.Millisecond)); err != nil && !c.shut.Load() {
 				c.log.Debug("metadata update not yet gossiped", "err", err)
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -12,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/memberlist"
 )
 
 // Real memberlist clusters over real sockets on 127.0.5.0/24 (loopback;
@@ -425,13 +428,27 @@ func TestClusterShutdownAndLeave(t *testing.T) {
 	prios := map[int]int{8: 200, 9: 150, 10: 120, 11: 100}
 	specs := fullMesh(testKey, names, prios)
 	nodes := startNodes(t, names, specs...)
+	for _, n := range nodes {
+		views := []BackendView{{Name: "cp1", State: "up"}}
+		if n.name == "lb8" {
+			views = append(views, BackendView{Name: "cp9", State: "up"}) // gone after its restart
+		}
+		if err := n.c.SetBackends(views); err != nil {
+			t.Fatal(err)
+		}
+	}
 	waitFor(t, 5*time.Second, "four nodes see each other", func() error {
 		for _, n := range nodes {
 			for i, name := range names {
-				if name != n.name {
-					if err := sees(n, name, prios[i]); err != nil {
-						return err
-					}
+				if name == n.name {
+					continue
+				}
+				want := []string{"cp1=up"}
+				if name == "lb8" {
+					want = append(want, "cp9=up")
+				}
+				if err := sees(n, name, prios[i], want...); err != nil {
+					return err
 				}
 			}
 		}
@@ -521,9 +538,21 @@ func TestClusterShutdownAndLeave(t *testing.T) {
 	}
 
 	// lb8 restarts (no preempt): it rejoins under a new boot ID, learns
-	// lb9's claim from gossip and does not reclaim.
+	// lb9's claim from gossip and does not reclaim. Its new backend views
+	// replace the old ones everywhere (cp9 is withdrawn although the new
+	// process never had it), and it learns lb9's views, long since
+	// broadcast, by push/pull.
 	oldBoot := nodes[0].c.LocalMeta().BootID
 	restarted := startNodes(t, names, specs[0])[0]
+	if err := restarted.c.SetBackends([]BackendView{{Name: "cp1", State: "down"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the restarted lb8's backend views", func() error {
+		if err := sees(nodes[1], "lb8", 200, "cp1=down"); err != nil {
+			return err
+		}
+		return sees(restarted, "lb9", 150, "cp1=up")
+	})
 	waitFor(t, 5*time.Second, "lb8 back in lb9's view and lb9's claim in lb8's", func() error {
 		m, _ := nodes[1].c.View().Member("lb8")
 		if m.State != StateAlive || m.Meta.BootID == oldBoot || m.Meta.Claims() {
@@ -536,5 +565,55 @@ func TestClusterShutdownAndLeave(t *testing.T) {
 	})
 	if d := Elect(restarted.c.View(), "lb8"); d.Hold || d.Owner != "lb9" || d.Epoch != 2 {
 		t.Errorf("restarted lb8: %+v", d)
+	}
+}
+
+// TestClusterForeignNode: a plain memberlist node with the right key but
+// no epconsole metadata joins; its metadata and a garbage message are
+// dropped and reported, never trusted, and it is no candidate.
+func TestClusterForeignNode(t *testing.T) {
+	names := map[int]string{15: "lb15"}
+	n := startNodes(t, names, nodeSpec{name: "lb15", idx: 15, prio: 100, key: testKey})[0]
+
+	kr, err := memberlist.NewKeyring(nil, testKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mc := memberlist.DefaultLocalConfig()
+	mc.Name, mc.BindAddr, mc.BindPort = "foreign", testAddr(16).Addr().String(), int(testAddr(16).Port())
+	mc.AdvertiseAddr, mc.AdvertisePort = mc.BindAddr, mc.BindPort
+	mc.Keyring, mc.LogOutput = kr, io.Discard
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ml.Shutdown() })
+	if _, err := ml.Join([]string{testAddr(15).String()}); err != nil {
+		t.Fatalf("foreign join: %v", err)
+	}
+	e := waitEvent(t, n, 3*time.Second, "invalid metadata of the foreign node", func(e Event) bool {
+		return e.Type == EventMetaInvalid && e.Member == "foreign"
+	})
+	t.Logf("event: %v", e)
+	for _, m := range ml.Members() {
+		if m.Name == "lb15" {
+			if err := ml.SendReliable(m, []byte("\x01{not json")); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	waitFor(t, 3*time.Second, "the garbage message counted", func() error {
+		if s := n.c.Stats(); s.DecodeErrors < 2 {
+			return fmt.Errorf("stats %+v", s)
+		}
+		return nil
+	})
+	v := n.c.View()
+	m, ok := v.Member("foreign")
+	if !ok || m.State != StateAlive || m.MetaErr == "" || m.Configured {
+		t.Errorf("foreign member %+v", m)
+	}
+	if d := Elect(v, "lb15"); !d.Hold || d.Elected != "lb15" {
+		t.Errorf("lb15 with a foreign member: %+v", d)
 	}
 }

@@ -127,7 +127,8 @@ type Member struct {
 	MetaErr string
 	// Backends is the member's view of every backend, sorted by name.
 	Backends []BackendView
-	// LastSeen is when this node last heard from the member directly.
+	// LastSeen is when this node last heard from the member: a probe ack,
+	// a push/pull with it, or news of its metadata (zero if never).
 	LastSeen time.Time
 	// RTT is the round trip of this node's last successful probe of the member.
 	RTT time.Duration
