@@ -279,6 +279,66 @@ func TestDpLocalFlowsFollowSlotMap(t *testing.T) {
 	}
 }
 
+// TestDpLocalFlowsFromVIPMasqueraded connects from the LB host to the VIP
+// it holds with the VIP as the source address (what the kernel picks for a
+// connection to a local address): the output chain DNATs the flow, and
+// postrouting masquerades it to the host's own address on the egress link,
+// so the backend answers the host, not the VIP. The flow stays unmarked,
+// and a flow from the host's own address keeps its source.
+func TestDpLocalFlowsFromVIPMasqueraded(t *testing.T) {
+	for _, fam := range flowFamilies() {
+		t.Run(fam.name, func(t *testing.T) {
+			ns, ctx := kernelTest(t)
+			h := nlHandle(t, ns)
+			linkUp(t, h, "lo")
+			stub := addStub(t, h, "dp0", "198.18.1.1/24", "fd00:198:18:1::1/64")
+			// The VIP as VIP.Add puts it there.
+			if err := h.AddrAdd(stub, vipAddr(fam.vip)); err != nil {
+				t.Fatal(err)
+			}
+			own := netip.MustParseAddr("198.18.1.1")
+			if fam.vip.Is6() {
+				own = netip.MustParseAddr("fd00:198:18:1::1")
+			}
+			want := Desired{VIPs: []netip.Addr{fam.vip}, Backends: fam.backends,
+				Healthy: healthySet(fam.backends[0].Name, fam.backends[1].Name, fam.backends[2].Name)}
+			d := newDataplane(t, ns)
+			if _, err := d.Reconcile(ctx, want); err != nil {
+				t.Fatal(err)
+			}
+			vip := netip.AddrPortFrom(fam.vip, DefaultPort)
+			const flows = 10
+			for i := range flows {
+				startConnect(t, ns, netip.AddrPortFrom(fam.vip, uint16(43000+i)), vip)
+			}
+			startConnect(t, ns, netip.AddrPortFrom(own, 43100), vip)
+			got, err := d.Conntrack().Flows(ctx, vip)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != flows+1 {
+				t.Fatalf("%d conntrack entries to %v, want %d", len(got), vip, flows+1)
+			}
+			for _, f := range got {
+				src := netip.AddrPortFrom(f.TupleOrig.IP.SourceAddress, f.TupleOrig.Proto.SourcePort)
+				if b := expectedBackend(t, want, fam.vip, src); replySrc(f) != b {
+					t.Errorf("flow from %v went to %v, FlowSlot predicts %v", src, replySrc(f), b)
+				}
+				if f.Mark&DefaultCtMark != 0 {
+					t.Errorf("local flow from %v carries the forwarded-flow mark", src)
+				}
+				replyDst := f.TupleReply.IP.DestinationAddress
+				if replyDst != own {
+					t.Errorf("local flow from %v: the backend answers %v, want the host's own address %v", src, replyDst, own)
+				}
+				if src.Addr() == own && netip.AddrPortFrom(replyDst, f.TupleReply.Proto.DestinationPort) != src {
+					t.Errorf("local flow from the host's own address %v was NATed to %v", src, replyDst)
+				}
+			}
+		})
+	}
+}
+
 // TestDpForwardedFlowsSNATToVIP sends connections from a client namespace
 // through the LB namespace: prerouting DNATs them to the predicted backend,
 // marks them, and postrouting SNATs them to the VIP itself. Another port on

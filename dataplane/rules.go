@@ -91,6 +91,7 @@ func buildTable(p familyPlan) tableSpec {
 	add(pre, "dnat "+svc+" via @"+SlotMapName, dnatExprs(p, true))
 	add(out, "dnat "+svc+" via @"+SlotMapName+" (local clients)", dnatExprs(p, false))
 	add(post, "snat forwarded flows of "+svc+" to the VIP", snatExprs(p))
+	add(post, "masquerade local flows of "+svc+" from the VIP", masqExprs(p))
 
 	// Input: on the VIP only the service port (plus replies to the host's
 	// own connections from the VIP, and ICMP, which NDP and PMTU need).
@@ -240,6 +241,26 @@ func snatExprs(p familyPlan) []expr.Any {
 	)
 }
 
+// masqExprs builds, for postrouting:
+//
+//	ip saddr VIP ct mark & MARK == 0 ct status & dnat != 0 masquerade
+//
+// A process on the VIP owner that connects to VIP:port gets the VIP as its
+// source address (the kernel picks the local destination as the source
+// before the output DNAT). Left alone, the backend would see the VIP as
+// the client and answer to whichever peer owns it, and two owners' local
+// flows could collide on the backend. These flows (DNATed in output, so
+// without the mark bit) are masqueraded to the node's own address on the
+// egress interface, like every other connection the host starts.
+func masqExprs(p familyPlan) []expr.Any {
+	return concat(
+		saddrExprs(p.is6(), p.vip.AsSlice()),
+		ctMarkZeroExprs(p.mark),
+		ctStatusExprs(ipsDstNAT),
+		[]expr.Any{&expr.Masq{}},
+	)
+}
+
 func natFamily(is6 bool) byte {
 	if is6 {
 		return unix.NFPROTO_IPV6
@@ -255,6 +276,20 @@ func daddrExprs(is6 bool, addr []byte) []expr.Any {
 	}
 	return []expr.Any{
 		// [ payload load 4b @ network header + 16 => reg 1 ]
+		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
+		// [ cmp eq reg 1 VIP ]
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: addr},
+	}
+}
+
+// saddrExprs matches ip saddr (ip6 saddr) against addr.
+func saddrExprs(is6 bool, addr []byte) []expr.Any {
+	off, n := uint32(12), uint32(4)
+	if is6 {
+		off, n = 8, 16
+	}
+	return []expr.Any{
+		// [ payload load 4b @ network header + 12 => reg 1 ]
 		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
 		// [ cmp eq reg 1 VIP ]
 		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: addr},
@@ -315,6 +350,16 @@ func ctMarkTestExprs(bit uint32) []expr.Any {
 		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4,
 			Mask: binaryutil.NativeEndian.PutUint32(bit), Xor: binaryutil.NativeEndian.PutUint32(0)},
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: binaryutil.NativeEndian.PutUint32(0)},
+	}
+}
+
+// ctMarkZeroExprs matches ct mark & bit == 0.
+func ctMarkZeroExprs(bit uint32) []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Register: reg1, Key: expr.CtKeyMARK},
+		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(bit), Xor: binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: binaryutil.NativeEndian.PutUint32(0)},
 	}
 }
 

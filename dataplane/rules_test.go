@@ -87,6 +87,84 @@ func TestDnatExprsIPv4(t *testing.T) {
 	}
 }
 
+// TestPostroutingExprs pins the two postrouting rules, IPv4 and IPv6:
+// forwarded flows (mark bit set) are SNATed to the VIP; flows DNATed in
+// output whose source is the VIP (mark bit clear) are masqueraded.
+func TestPostroutingExprs(t *testing.T) {
+	le := binaryutil.NativeEndian.PutUint32
+	ctStatusDNAT := []expr.Any{
+		// [ ct load status => reg 1 ]
+		&expr.Ct{Register: 1, Key: expr.CtKeySTATUS},
+		// [ bitwise reg 1 = ( reg 1 & 0x00000020 ) ^ 0x00000000 ]
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: le(0x20), Xor: le(0)},
+		// [ cmp neq reg 1 0x00000000 ]
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: le(0)},
+	}
+	for _, tc := range []struct {
+		vip       netip.Addr
+		backends  []Backend
+		off, size uint32
+		natFamily uint32
+	}{
+		{vip4, backends4(), 12, 4, unix.NFPROTO_IPV4},
+		{vip6, backends6(), 8, 16, unix.NFPROTO_IPV6},
+	} {
+		t.Run(tc.vip.String(), func(t *testing.T) {
+			p := mustPlan(t, Desired{VIPs: []netip.Addr{tc.vip}, Backends: tc.backends})[familyIndex(tc.vip)]
+			snat := concat([]expr.Any{
+				// [ ct load mark => reg 1 ]
+				&expr.Ct{Register: 1, Key: expr.CtKeyMARK},
+				// [ bitwise reg 1 = ( reg 1 & 0x20000000 ) ^ 0x00000000 ]
+				&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: le(DefaultCtMark), Xor: le(0)},
+				// [ cmp neq reg 1 0x00000000 ]
+				&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: le(0)},
+			}, ctStatusDNAT, []expr.Any{
+				// [ immediate reg 1 VIP ]
+				&expr.Immediate{Register: 1, Data: tc.vip.AsSlice()},
+				// [ nat snat ip addr_min reg 1 addr_max reg 1 ]
+				&expr.NAT{Type: expr.NATTypeSourceNAT, Family: tc.natFamily, RegAddrMin: 1, RegAddrMax: 1},
+			})
+			masq := concat([]expr.Any{
+				// [ payload load 4b @ network header + 12 => reg 1 ]  (ip6: 16b @ + 8)
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: tc.off, Len: tc.size},
+				// [ cmp eq reg 1 VIP ]
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: tc.vip.AsSlice()},
+				// [ ct load mark => reg 1 ]
+				&expr.Ct{Register: 1, Key: expr.CtKeyMARK},
+				// [ bitwise reg 1 = ( reg 1 & 0x20000000 ) ^ 0x00000000 ]
+				&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: le(DefaultCtMark), Xor: le(0)},
+				// [ cmp eq reg 1 0x00000000 ]
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: le(0)},
+			}, ctStatusDNAT, []expr.Any{
+				// [ masq ]
+				&expr.Masq{},
+			})
+			var post [][]expr.Any
+			for _, r := range buildTable(p).rules {
+				if r.Chain.Name == ChainPostrouting {
+					post = append(post, r.Exprs)
+				}
+			}
+			if len(post) != 2 {
+				t.Fatalf("%d postrouting rules, want 2", len(post))
+			}
+			for i, want := range [][]expr.Any{snat, masq} {
+				if !reflect.DeepEqual(post[i], want) {
+					t.Errorf("postrouting rule %d:\n got %s\nwant %s", i, exprString(post[i]), exprString(want))
+				}
+			}
+		})
+	}
+}
+
+func exprString(exprs []expr.Any) string {
+	var b strings.Builder
+	for _, e := range exprs {
+		fmt.Fprintf(&b, "%T%+v ", e, e)
+	}
+	return b.String()
+}
+
 // TestDnatExprsVariants checks what changes with family and balance mode.
 func TestDnatExprsVariants(t *testing.T) {
 	for _, tc := range []struct {
@@ -162,7 +240,7 @@ func TestBuildTableShape(t *testing.T) {
 	want := map[string]chainWant{
 		ChainPrerouting:  {nftables.ChainTypeNAT, *nftables.ChainHookPrerouting, -100, 1},
 		ChainOutput:      {nftables.ChainTypeNAT, *nftables.ChainHookOutput, -100, 1},
-		ChainPostrouting: {nftables.ChainTypeNAT, *nftables.ChainHookPostrouting, 100, 1},
+		ChainPostrouting: {nftables.ChainTypeNAT, *nftables.ChainHookPostrouting, 100, 2},
 		ChainInput:       {nftables.ChainTypeFilter, *nftables.ChainHookInput, 0, 4},
 	}
 	if len(spec.chains) != len(want) {
@@ -358,7 +436,7 @@ func TestTableBatchGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	var b strings.Builder
-	b.WriteString("# nft -f equivalent: two tables (ip, ip6) epconsole, 4 chains, map slots (7 slots), 7 rules each.\n")
+	b.WriteString("# nft -f equivalent: two tables (ip, ip6) epconsole, 4 chains, map slots (7 slots), 8 rules each.\n")
 	for _, m := range *msgs {
 		name := nftMsgNames[uint16(m.Header.Type)]
 		if name == "" {

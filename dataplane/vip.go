@@ -75,14 +75,25 @@ func (v *VIP) handle() (*netlink.Handle, error) {
 	return h, nil
 }
 
-// vipAddr is the host prefix of addr: /32 or /128, IPv6 without DAD.
+// vipAddr is the host prefix of addr: /32 or /128. An IPv6 VIP is added
+// without DAD and deprecated (preferred lifetime 0, valid forever): it
+// stays fully usable for traffic to it, but source address selection
+// (RFC 6724 rule 3, before rule 8's longest match, which a /128 in the
+// node's own /64 would always win) never picks it for connections the
+// host starts, nor for the masquerade of local flows from the VIP. IPv4
+// source selection prefers an address in the destination's subnet, which
+// a /32 VIP never is (for other destinations than itself).
 func vipAddr(addr netip.Addr) *netlink.Addr {
 	a := &netlink.Addr{IPNet: &net.IPNet{IP: addr.AsSlice(), Mask: net.CIDRMask(addr.BitLen(), addr.BitLen())}}
 	if addr.Is6() {
 		a.Flags = unix.IFA_F_NODAD
+		a.PreferedLft, a.ValidLft = 0, infiniteLifetime
 	}
 	return a
 }
+
+// infiniteLifetime is INFINITY_LIFE_TIME of the kernel's address lifetimes.
+const infiniteLifetime = 0xffffffff
 
 func checkVIP(addr netip.Addr) (netip.Addr, error) {
 	addr = addr.Unmap()
@@ -93,8 +104,9 @@ func checkVIP(addr netip.Addr) (netip.Addr, error) {
 }
 
 // Add puts addr on iface as a /32 (IPv4, with arp_announce=2 set on the
-// interface) or a /128 without duplicate address detection (IPv6), unless
-// it is there already, then announces it: once before returning, and
+// interface) or a /128 without duplicate address detection and deprecated
+// (IPv6: never chosen as a source address), unless it is there already,
+// then announces it: once before returning, and
 // DefaultAnnounceCount-1 more times DefaultAnnounceInterval apart in the
 // background while ctx lasts. Repeated calls are harmless and announce
 // again (useful on takeover).
@@ -123,15 +135,23 @@ func (v *VIP) Add(ctx context.Context, iface string, addr netip.Addr) error {
 			return fmt.Errorf("setting arp_announce on %s: %w", iface, err)
 		}
 	}
-	has, err := hasAddr(h, link, addr)
+	cur, err := findAddr(h, link, addr)
 	if err != nil {
 		return err
 	}
-	if !has {
+	switch {
+	case cur == nil:
 		if err := h.AddrAdd(link, vipAddr(addr)); err != nil && !errors.Is(err, unix.EEXIST) {
 			return fmt.Errorf("adding %v to %s: %w", addr, iface, err)
 		}
 		v.log.Info("VIP added", "iface", iface, "vip", addr)
+	case addr.Is6() && cur.Flags&unix.IFA_F_DEPRECATED == 0:
+		// Put there by someone else (or an older version): deprecate it
+		// in place, so that it is not picked as a source address.
+		if err := h.AddrReplace(link, vipAddr(addr)); err != nil {
+			return fmt.Errorf("deprecating %v on %s: %w", addr, iface, err)
+		}
+		v.log.Info("VIP deprecated as a source address", "iface", iface, "vip", addr)
 	}
 	return v.announce(ctx, iface, addr, v.count)
 }
@@ -187,20 +207,26 @@ func (v *VIP) Has(ctx context.Context, iface string, addr netip.Addr) (bool, err
 }
 
 func hasAddr(h *netlink.Handle, link netlink.Link, addr netip.Addr) (bool, error) {
+	a, err := findAddr(h, link, addr)
+	return a != nil, err
+}
+
+// findAddr returns addr as it is on link (any prefix length), or nil.
+func findAddr(h *netlink.Handle, link netlink.Link, addr netip.Addr) (*netlink.Addr, error) {
 	fam := netlink.FAMILY_V4
 	if addr.Is6() {
 		fam = netlink.FAMILY_V6
 	}
 	addrs, err := h.AddrList(link, fam)
 	if err != nil {
-		return false, fmt.Errorf("listing addresses of %s: %w", link.Attrs().Name, err)
+		return nil, fmt.Errorf("listing addresses of %s: %w", link.Attrs().Name, err)
 	}
-	for _, a := range addrs {
+	for i, a := range addrs {
 		if got, ok := netip.AddrFromSlice(a.IP); ok && got.Unmap() == addr {
-			return true, nil
+			return &addrs[i], nil
 		}
 	}
-	return false, nil
+	return nil, nil
 }
 
 // Announce sends one gratuitous ARP (IPv4) or unsolicited neighbour

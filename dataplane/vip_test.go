@@ -208,6 +208,14 @@ func TestDpVIPAddRemoveAnnounce(t *testing.T) {
 					t.Fatalf("Has after Remove #%d: %v, %v", i+1, has, err)
 				}
 			}
+
+			// A VIP put there by hand (preferred, not deprecated) is
+			// deprecated in place by Add.
+			addAddrs(t, hl, lbLink, netip.PrefixFrom(tc.vip, tc.vip.BitLen()).String())
+			if err := v.Add(ctx, "dpv0", tc.vip); err != nil {
+				t.Fatalf("Add over an existing address: %v", err)
+			}
+			checkVIPAddr(t, hl, lbLink, tc.vip)
 		})
 	}
 }
@@ -232,6 +240,9 @@ func checkVIPAddr(t *testing.T, h *netlink.Handle, link netlink.Link, vip netip.
 		}
 		if vip.Is6() && a.Flags&unix.IFA_F_NODAD == 0 {
 			t.Errorf("IPv6 VIP without NODAD (flags %#x)", a.Flags)
+		}
+		if vip.Is6() && (a.Flags&unix.IFA_F_DEPRECATED == 0 || a.PreferedLft != 0 || a.ValidLft != infiniteLifetime) {
+			t.Errorf("IPv6 VIP not deprecated for good: flags %#x, preferred %d, valid %d", a.Flags, a.PreferedLft, a.ValidLft)
 		}
 		if a.Flags&unix.IFA_F_TENTATIVE != 0 {
 			t.Errorf("VIP is tentative (flags %#x)", a.Flags)

@@ -73,10 +73,15 @@ func TestDeThroughVIP(t *testing.T) {
 	}
 }
 
-// TestDeLocalClient runs the client role on the LB host itself: the output
-// chain DNATs its connections to the backends, and they keep the host's
-// own source address (no SNAT, no forwarded-flow mark), as conntrack on
-// the LB shows.
+// TestDeLocalClient runs the client role on the LB host that owns the VIP:
+// the output chain DNATs its connections to the backends. The kernel gives
+// a connection to VIP:port the VIP itself as its source (the destination
+// is local when the source is chosen); postrouting masquerades those flows
+// to the host's own eth0 address, so the backend sees and answers the LB
+// host, not the VIP, as conntrack's reply tuple on the LB shows, in IPv4
+// and IPv6. A flow that starts from the host's own address is left alone.
+// No local flow carries the forwarded-flow mark, and each lands on the
+// backend the slot map predicts.
 func TestDeLocalClient(t *testing.T) {
 	e := newEnv(t, "de4", labOpts{}, 60*time.Second)
 	lb := e.lbs[0]
@@ -88,11 +93,6 @@ func TestDeLocalClient(t *testing.T) {
 		r := e.run(lb, netlab.ClientOpts{Target: vip, Count: n, Concurrency: 4})
 		wantAll(t, fmt.Sprintf("from the LB to %v", vip), r, n, 10, names...)
 
-		// Each local flow: not SNATed (replies come back to its own
-		// source), a source address of the LB host (its eth0 address,
-		// or the VIP it owns, which the kernel picks as the source of
-		// a connection to a local address), not marked, and on the
-		// backend the slot map predicts.
 		fl := e.flows(d, vip)
 		if len(fl) != n {
 			t.Errorf("%d conntrack entries to %v on the LB, want %d", len(fl), vip, n)
@@ -102,13 +102,21 @@ func TestDeLocalClient(t *testing.T) {
 			own = lb.IPv6()
 		}
 		sources := map[netip.Addr]int{}
+		seen := map[netip.Addr]int{} // source address the backends saw
 		for _, f := range fl {
 			src := origSrc(f)
 			sources[src.Addr()]++
-			if replyDst(f) != src {
-				t.Errorf("local flow from %v was SNATed: replies go to %v", src, replyDst(f))
-			}
-			if src.Addr() != own && src.Addr() != vip.Addr() {
+			seen[replyDst(f).Addr()]++
+			switch src.Addr() {
+			case vip.Addr():
+				if replyDst(f).Addr() != own {
+					t.Errorf("local flow from the VIP %v: the backend answers %v, want the LB's own address %v (masquerade)", src, replyDst(f), own)
+				}
+			case own:
+				if replyDst(f) != src {
+					t.Errorf("local flow from the LB's own address %v was NATed: replies go to %v", src, replyDst(f))
+				}
+			default:
 				t.Errorf("local flow from %v: not an address of the LB host", src)
 			}
 			if f.Mark&dataplane.DefaultCtMark != 0 {
@@ -118,7 +126,14 @@ func TestDeLocalClient(t *testing.T) {
 				t.Errorf("local flow from %v went to %v, the slot map gives %v", src, replySrc(f), p.Addr)
 			}
 		}
-		t.Logf("local flows to %v by source address: %v", vip, sources)
+		// The case the masquerade is for must have happened.
+		if sources[vip.Addr()] == 0 {
+			t.Errorf("no local flow to %v started from the VIP (sources %v): the masquerade was not exercised", vip, sources)
+		}
+		if seen[vip.Addr()] != 0 || seen[own] != len(fl) {
+			t.Errorf("source addresses seen by the backends: %v; want only the LB's own %v", seen, own)
+		}
+		t.Logf("local flows to %v by source address: %v; as seen by the backends: %v", vip, sources, seen)
 	}
 }
 
