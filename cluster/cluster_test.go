@@ -617,3 +617,64 @@ func TestClusterForeignNode(t *testing.T) {
 		t.Errorf("lb15 with a foreign member: %+v", d)
 	}
 }
+
+// TestClusterReconfigure: a peer added by SetPeers is joined; the gossip
+// key is rotated with SetKeys in the usual three steps without losing
+// contact; a node left on the old key alone is rejected.
+func TestClusterReconfigure(t *testing.T) {
+	names := map[int]string{17: "lb17", 18: "lb18"}
+	nodes := startNodes(t, names,
+		nodeSpec{name: "lb17", idx: 17, prio: 100, key: testKey},
+		nodeSpec{name: "lb18", idx: 18, prio: 100, key: testKey})
+	a, b := nodes[0], nodes[1]
+	time.Sleep(200 * time.Millisecond)
+	if _, ok := a.c.View().Member("lb18"); ok {
+		t.Fatal("lb17 knows lb18 before it is configured")
+	}
+	if err := a.c.SetPeers([]Peer{{Name: "lb18", Addr: testAddr(18)}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 3*time.Second, "lb17 joins the new peer", func() error { return sees(b, "lb17", 100) })
+	if v := a.c.View(); !slices.Equal(v.Peers, []string{"lb17", "lb18"}) {
+		t.Errorf("peers %v", v.Peers)
+	}
+
+	prio := 100
+	propagates := func(step string) {
+		t.Helper()
+		prio++
+		if err := a.c.SetLocal(Local{Priority: prio, Eligible: true, Digest: "d1"}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 3*time.Second, step+": lb17's update reaches lb18", func() error { return sees(b, "lb17", prio) })
+	}
+	for _, step := range []struct {
+		desc string
+		keys [][]byte
+	}{
+		{"install the new key", [][]byte{testKey, otherKey}},
+		{"make it primary", [][]byte{otherKey, testKey}},
+		{"remove the old key", [][]byte{otherKey}},
+	} {
+		for _, n := range nodes {
+			if err := n.c.SetKeys(step.keys); err != nil {
+				t.Fatalf("%s: %s: %v", step.desc, n.name, err)
+			}
+		}
+		propagates(step.desc)
+	}
+	if s := b.c.Stats(); s.KeyMismatches != 0 {
+		t.Errorf("key mismatches during the rotation: %+v", s)
+	}
+	if err := a.c.SetKeys(nil); err == nil {
+		t.Error("SetKeys(nil) accepted")
+	}
+
+	// lb18 goes back to the old key alone: lb17 rejects it.
+	if err := b.c.SetKeys([][]byte{testKey}); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, a, 5*time.Second, "key mismatch after a one-sided key change", func(e Event) bool {
+		return e.Type == EventKeyMismatch
+	})
+}
