@@ -598,7 +598,7 @@ func (b *Beater) notify() {
 // TokenTTL (DefaultTokenRefresh is a good period); the loop sends no beat
 // before the first Refresh and stops TokenTTL after the last one.
 func (b *Beater) Refresh(a Advert) error {
-	r := refresh{flags: a.Flags, epoch: a.Epoch}
+	r := refresh{flags: a.Flags, epoch: a.Epoch, sentAt: MonoNow()}
 	if a.Owner != "" {
 		r.owner = IDOf(a.Owner)
 	}

@@ -16,7 +16,7 @@ const (
 	msgRefresh byte = 1 // daemon -> loop: liveness token + advert
 	msgReport  byte = 2 // loop -> daemon: liveness verdict and counters
 
-	refreshSize      = 24
+	refreshSize      = 32
 	reportHeaderSize = 32 + statsSize
 	peerRecordSize   = 48
 	statsSize        = 13 * 8
@@ -27,11 +27,15 @@ var hostOrder = binary.LittleEndian // both ends run on this host; fixed for tes
 
 // refresh is the daemon's liveness token and what it wants advertised.
 //
-//	0 type, 1 flags, 2..7 zero, 8 owner (8), 16 epoch (8)
+//	0 type, 1 flags, 2..7 zero, 8 owner (8), 16 epoch (8), 24 sent at (8)
+//
+// The token's age counts from when the daemon sent it (the clock is
+// shared), so a loop that reads it late does not take it for a fresh one.
 type refresh struct {
-	flags Flags
-	owner NodeID
-	epoch uint64
+	flags  Flags
+	owner  NodeID
+	epoch  uint64
+	sentAt Mono
 }
 
 func (r *refresh) encode(dst *[refreshSize]byte) {
@@ -39,6 +43,7 @@ func (r *refresh) encode(dst *[refreshSize]byte) {
 	dst[0], dst[1] = msgRefresh, byte(r.flags&advertFlags)
 	hostOrder.PutUint64(dst[8:], uint64(r.owner))
 	hostOrder.PutUint64(dst[16:], r.epoch)
+	hostOrder.PutUint64(dst[24:], uint64(r.sentAt))
 }
 
 func (r *refresh) decode(b []byte) bool {
@@ -48,6 +53,7 @@ func (r *refresh) decode(b []byte) bool {
 	r.flags = Flags(b[1]) & advertFlags
 	r.owner = NodeID(hostOrder.Uint64(b[8:]))
 	r.epoch = hostOrder.Uint64(b[16:])
+	r.sentAt = Mono(hostOrder.Uint64(b[24:]))
 	return true
 }
 

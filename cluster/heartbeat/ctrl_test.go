@@ -9,8 +9,8 @@ import (
 func TestRefreshRoundTrip(t *testing.T) {
 	for _, r := range []refresh{
 		{},
-		{flags: FlagHolding, owner: IDOf("lb1"), epoch: 1},
-		{flags: FlagLeaving | FlagHolding, owner: 1<<64 - 1, epoch: 1<<64 - 1},
+		{flags: FlagHolding, owner: IDOf("lb1"), epoch: 1, sentAt: 12345},
+		{flags: FlagLeaving | FlagHolding, owner: 1<<64 - 1, epoch: 1<<64 - 1, sentAt: 1<<63 - 1},
 	} {
 		var b [refreshSize]byte
 		r.encode(&b)
@@ -26,7 +26,7 @@ func TestRefreshRoundTrip(t *testing.T) {
 	if !got.decode(b[:]) || got.flags != FlagHolding {
 		t.Errorf("flags %v", got.flags)
 	}
-	for _, bad := range [][]byte{nil, b[:refreshSize-1], append(b[:], 0), {msgReport, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}} {
+	for _, bad := range [][]byte{nil, b[:refreshSize-1], append(b[:], 0), append([]byte{msgReport}, make([]byte, refreshSize-1)...)} {
 		if got.decode(bad) {
 			t.Errorf("decoded %x", bad)
 		}

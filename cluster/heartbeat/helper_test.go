@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -63,4 +64,38 @@ func running(pid int) bool {
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
+}
+
+// TestStuckHelperMakesViewStale stops a helper (SIGSTOP): its daemon's view
+// turns stale (no majority, every peer dead) and its peers declare it dead;
+// SIGCONT brings both back.
+func TestStuckHelperMakesViewStale(t *testing.T) {
+	_, nodes := threeNodes(t, modes[1], 5)
+	a, b := nodes[0], nodes[1]
+	for _, n := range nodes {
+		n.waitView(5*time.Second, "all alive", allAlive)
+	}
+	pid := a.b.HelperPID()
+	start := time.Now()
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGCONT) })
+	v, took := a.waitView(bound, "stale", func(v View) bool { return v.Stale })
+	t.Logf("a's view stale %v after its helper stopped (report interval %v)", took, DefaultReportInterval)
+	if v.Majority || v.Beating {
+		t.Errorf("stale view claims majority or beating: %s", describe(v))
+	}
+	for _, p := range v.Peers {
+		if p.Alive {
+			t.Errorf("stale view has %s alive", p.Name)
+		}
+	}
+	b.waitView(bound, "a dead", dead("a"))
+	t.Logf("b declared a dead %v after its helper stopped", time.Since(start))
+	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	a.waitView(bound, "fresh again", allAlive)
+	b.waitView(bound, "a alive again", alive("a"))
 }

@@ -226,9 +226,17 @@ func (l *loop) readCtl(now Mono) error {
 	case n == 0:
 		return errParentGone // EOF: the daemon closed its end
 	}
-	if l.token.decode(l.ctlIn[:n]) {
-		l.tokenAt, l.tokenSeen = now, true
+	var r refresh
+	if !r.decode(l.ctlIn[:n]) {
+		return nil
 	}
+	// The token is as old as its sending: a loop that was stopped and
+	// reads a backlog of refreshes does not take them for fresh ones.
+	at := min(r.sentAt, now)
+	if l.tokenSeen && at < l.tokenAt {
+		return nil // an older refresh than the one in force
+	}
+	l.token, l.tokenAt, l.tokenSeen = r, at, true
 	return nil
 }
 

@@ -52,13 +52,15 @@ func newLoopPair(t *testing.T, interval time.Duration) *loopPair {
 func TestLoopIterationDoesNotAllocate(t *testing.T) {
 	lp := newLoopPair(t, time.Millisecond)
 	var msg [refreshSize]byte
-	(&refresh{owner: IDOf("x"), epoch: 1, flags: FlagHolding}).encode(&msg)
+	tok := refresh{owner: IDOf("x"), epoch: 1, flags: FlagHolding}
 	drain := make([]byte, maxReportSize+1)
 	iter := 0
 	body := func() {
 		iter++
 		for i, l := range lp.loops {
 			if iter%8 == 1 {
+				tok.sentAt = MonoNow()
+				tok.encode(&msg)
 				if err := unix.Sendto(lp.parent[i], msg[:], unix.MSG_DONTWAIT, nil); err != nil {
 					panic(err)
 				}
@@ -107,8 +109,18 @@ func TestLoopTokenAndReports(t *testing.T) {
 	if x.stats.Sent != 0 || y.stats.Sent != 0 {
 		t.Fatalf("beats before the first token: %d, %d", x.stats.Sent, y.stats.Sent)
 	}
+	// A token sent longer ago than its TTL (a backlog read late) does not
+	// start the beats.
 	var msg [refreshSize]byte
-	(&refresh{owner: IDOf("x"), epoch: 9, flags: FlagHolding | FlagRealtime}).encode(&msg)
+	(&refresh{owner: IDOf("x"), epoch: 9, flags: FlagHolding, sentAt: MonoNow().Add(-2 * time.Second)}).encode(&msg)
+	if err := unix.Sendto(lp.parent[0], msg[:], 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	stepBoth(20)
+	if x.stats.Sent != 0 {
+		t.Fatalf("%d beats on a stale token", x.stats.Sent)
+	}
+	(&refresh{owner: IDOf("x"), epoch: 9, flags: FlagHolding | FlagRealtime, sentAt: MonoNow()}).encode(&msg)
 	if err := unix.Sendto(lp.parent[0], msg[:], 0, nil); err != nil {
 		t.Fatal(err)
 	}
