@@ -90,6 +90,10 @@ type Config struct {
 	Stderr io.Writer
 	// Logger logs starts, stops and failures (default slog.Default()).
 	Logger *slog.Logger
+
+	// credential runs the helper as another user (tests: without
+	// CAP_SYS_NICE).
+	credential *syscall.Credential
 }
 
 func (c Config) withDefaults() Config {
@@ -382,7 +386,7 @@ func (b *Beater) launch(loopFd, udp int) error {
 	cmd.Env = append(os.Environ(), HelperEnv+"=1", "GOMAXPROCS=1", "GOGC=off", "GOMEMLIMIT=64MiB")
 	cmd.ExtraFiles = []*os.File{ctlF, udpF} // fds 3 and 4
 	cmd.Stderr = b.cfg.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Credential: b.cfg.credential}
 	// PR_SET_PDEATHSIG fires when the thread that forked the helper exits,
 	// not the process: fork from a locked thread that stays until the
 	// helper is gone.

@@ -2,6 +2,7 @@ package heartbeat
 
 import (
 	"bufio"
+	"net/netip"
 	"os"
 	"os/exec"
 	"strconv"
@@ -9,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestHelperDiesWithDaemon kills a daemon (a copy of this test binary that
@@ -98,4 +101,69 @@ func TestStuckHelperMakesViewStale(t *testing.T) {
 	}
 	a.waitView(bound, "fresh again", allAlive)
 	b.waitView(bound, "a alive again", alive("a"))
+}
+
+// TestHelperWithoutRealtime runs one helper as an unprivileged user (no
+// CAP_SYS_NICE): it reports why real-time priority is not in effect, its
+// beats lack FlagRealtime, and its peers give it the long threshold.
+func TestHelperWithoutRealtime(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to start a helper as another user")
+	}
+	m := modes[1]
+	all := map[string]netip.AddrPort{"a": addrFor(m, 6, 1), "b": addrFor(m, 6, 2)}
+	a := startNode(t, testConfig(t, m, "a", all, testKey(1)))
+	cfg := testConfig(t, m, "b", all, testKey(1))
+	cfg.credential = &syscall.Credential{Uid: 65534, Gid: 65534}
+	cfg.Executable = worldExecutableCopy(t)
+	b := startNode(t, cfg)
+	rt := b.b.Realtime()
+	t.Logf("unprivileged helper: %+v", rt)
+	if rt.InEffect || !rt.Requested || rt.Reason == "" {
+		t.Fatalf("unprivileged helper reports %+v", rt)
+	}
+	if attr, err := unix.SchedGetAttr(b.b.HelperPID(), 0); err != nil || attr.Policy == unix.SCHED_FIFO {
+		t.Fatalf("kernel policy of the unprivileged helper: %+v, %v", attr, err)
+	}
+	v, _ := a.waitView(5*time.Second, "b alive", alive("b"))
+	pb, _ := v.Peer("b")
+	if pb.Realtime || pb.Flags&FlagRealtime != 0 {
+		t.Fatalf("b's beats claim real-time: %s", describe(v))
+	}
+	b.waitView(bound, "a alive and real-time", func(v View) bool { p, _ := v.Peer("a"); return p.Alive && p.Realtime })
+	start := time.Now()
+	syscall.Kill(b.b.HelperPID(), syscall.SIGKILL)
+	a.waitView(bound, "b dead", dead("b"))
+	took := time.Since(start)
+	t.Logf("normal-priority b declared dead %v after its helper was killed (long threshold %v)", took, v.SlowThreshold)
+	if took < v.Threshold {
+		t.Errorf("b declared dead after %v, before even the short threshold", took)
+	}
+}
+
+// worldExecutableCopy copies the test binary where another user can run
+// it (the build directory is private).
+func worldExecutableCopy(t *testing.T) string {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "heartbeat-helper")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := dir + "/heartbeat.test"
+	if err := os.WriteFile(dst, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dst
 }
