@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 
 	"github.com/mdlayher/netlink"
 	"github.com/ti-mo/conntrack"
@@ -15,7 +16,7 @@ import (
 
 // Conntrack is epconsole's one door to the kernel's connection tracking
 // table (ctnetlink) in one network namespace: today deleting the flows of a
-// withdrawn backend; later the dump/event stream and creation of entries
+// dead backend; later the dump/event stream and creation of entries
 // for connection sync. Methods are safe for concurrent use; each call opens
 // its own netlink socket.
 type Conntrack struct {
@@ -87,6 +88,57 @@ func (c *Conntrack) DeleteBackendFlows(ctx context.Context, vip, backend netip.A
 		n++
 	}
 	return n, nil
+}
+
+// deleteFlows deletes, in one pass over the table, the TCP entries of every
+// key (original destination key.service, reply source key.backend) and
+// returns how many it deleted per key. On an error the counts so far are
+// returned with it.
+func (c *Conntrack) deleteFlows(ctx context.Context, keys []flowKey) (map[flowKey]int, error) {
+	want := make(map[flowKey]bool, len(keys))
+	for _, k := range keys {
+		want[k] = true
+	}
+	counts := make(map[flowKey]int, len(keys))
+	flows, err := c.match(ctx, func(f conntrack.Flow) bool { return want[flowKey{origDst(f), replySrc(f)}] })
+	if err != nil || len(flows) == 0 {
+		return counts, err
+	}
+	conn, err := c.dial()
+	if err != nil {
+		return counts, err
+	}
+	defer conn.Close()
+	for _, f := range flows {
+		if err := ctx.Err(); err != nil {
+			return counts, err
+		}
+		if err := conn.Delete(f); err != nil {
+			if errors.Is(err, unix.ENOENT) {
+				continue
+			}
+			return counts, fmt.Errorf("deleting %v: %w", f.TupleOrig, err)
+		}
+		counts[flowKey{origDst(f), replySrc(f)}]++
+	}
+	return counts, nil
+}
+
+// survey returns the keys that have TCP entries through one of services
+// and were DNATed (the reply comes from another address than the
+// original destination): which backends hold established flows.
+func (c *Conntrack) survey(ctx context.Context, services []netip.AddrPort) (map[flowKey]bool, error) {
+	flows, err := c.match(ctx, func(f conntrack.Flow) bool {
+		return slices.Contains(services, origDst(f)) && replySrc(f) != origDst(f)
+	})
+	if err != nil {
+		return nil, err
+	}
+	keys := map[flowKey]bool{}
+	for _, f := range flows {
+		keys[flowKey{origDst(f), replySrc(f)}] = true
+	}
+	return keys, nil
 }
 
 // match dumps the TCP entries of the family of interest and keeps those

@@ -49,9 +49,21 @@ type Desired struct {
 	// Backends in config order; the order is part of the slot map's input.
 	// Each VIP is served by the backends of its own family.
 	Backends []Backend
-	// Healthy holds the names of the backends that may get new flows.
-	// Names absent or false are unhealthy.
+	// Healthy holds the names of the backends that are up and may get new
+	// flows (unless they drain). Names absent or false are down: a backend
+	// that is neither healthy nor draining is considered dead, and
+	// Reconcile cuts its established flows (deletes their conntrack
+	// entries) so that its clients reconnect at once instead of hanging.
 	Healthy map[string]bool
+	// Drain holds the names of the backends that get no new flows but
+	// keep their established ones: unready by probe (kube-apiserver's
+	// graceful shutdown fails /readyz first and keeps serving open
+	// connections), or drained by the operator. A backend is in the slot
+	// map iff Healthy[name] && !Drain[name]; a draining backend's flows
+	// are never cut, whatever Healthy says. When it later leaves Drain
+	// and is not healthy, its remaining flows are cut then. Nil drains
+	// nothing (the behaviour before Drain existed).
+	Drain map[string]bool
 	// Mode is BalanceConnection (default when empty) or BalanceSource.
 	Mode BalanceMode
 	// Seed of the flow hash and the slot fill (0: DefaultSeed).
@@ -142,6 +154,13 @@ func plan(d Desired) ([2]familyPlan, error) {
 		i := familyIndex(a)
 		plans[i].backends = append(plans[i].backends, Backend{Name: b.Name, Addr: ap})
 	}
+	// The slot map's healthy set: healthy and not draining.
+	serving := make(map[string]bool, len(d.Healthy))
+	for name, ok := range d.Healthy {
+		if ok && !d.Drain[name] {
+			serving[name] = true
+		}
+	}
 	for i := range plans {
 		p := &plans[i]
 		p.port, p.mode, p.seed, p.mark = port, mode, seed, mark
@@ -157,7 +176,7 @@ func plan(d Desired) ([2]familyPlan, error) {
 		for k, b := range p.backends {
 			names[k] = b.Name
 		}
-		p.slots = BuildSlots(names, d.Healthy, seed, d.Slots)
+		p.slots = BuildSlots(names, serving, seed, d.Slots)
 	}
 	return plans, nil
 }

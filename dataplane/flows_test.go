@@ -2,9 +2,11 @@ package dataplane
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -443,6 +445,98 @@ func TestDpForwardedFlowsSNATToVIP(t *testing.T) {
 			if err := connectOutcome(t, refused, 2*time.Second); err != unix.ECONNREFUSED {
 				t.Errorf("connect to VIP:%d without backends: %v, want connection refused", DefaultPort, err)
 			}
+		})
+	}
+}
+
+// TestDpDrainKeepsFlowsDeathCuts holds unanswered local connections to
+// every backend (their conntrack entries stay) and walks one backend X
+// through drain and death: draining takes X out of the slot map and keeps
+// its entries, also across a repeated Reconcile and a restart (a new
+// Dataplane, which learns X's flows from its survey of the conntrack
+// table, although X is in no slot map); X's death then deletes exactly
+// its entries, once. Another backend Y that dies without draining first
+// is cut at once, as before Drain existed.
+func TestDpDrainKeepsFlowsDeathCuts(t *testing.T) {
+	for _, fam := range flowFamilies() {
+		t.Run(fam.name, func(t *testing.T) {
+			ns, ctx := kernelTest(t)
+			h := nlHandle(t, ns)
+			linkUp(t, h, "lo")
+			addStub(t, h, "dp0", "198.18.1.1/24", "fd00:198:18:1::1/64")
+			client := netip.MustParseAddr("198.18.1.1")
+			if fam.vip.Is6() {
+				client = netip.MustParseAddr("fd00:198:18:1::1")
+			}
+			all := []string{fam.backends[0].Name, fam.backends[1].Name, fam.backends[2].Name}
+			want := Desired{VIPs: []netip.Addr{fam.vip}, Backends: fam.backends, Healthy: healthySet(all...)}
+			d := newDataplane(t, ns)
+			if _, err := d.Reconcile(ctx, want); err != nil {
+				t.Fatal(err)
+			}
+			vip := netip.AddrPortFrom(fam.vip, DefaultPort)
+			perBackend := map[netip.AddrPort]int{}
+			for i := range 30 {
+				src := netip.AddrPortFrom(client, uint16(44000+i))
+				startConnect(t, ns, src, vip)
+				perBackend[expectedBackend(t, want, fam.vip, src)]++
+			}
+			x, y := fam.backends[0], fam.backends[1]
+			if perBackend[x.Addr] == 0 || perBackend[y.Addr] == 0 {
+				t.Fatalf("flows per backend %v: want some on %s and %s", perBackend, x.Name, y.Name)
+			}
+			entries := func() map[netip.AddrPort]int {
+				t.Helper()
+				fl, err := d.Conntrack().Flows(ctx, vip)
+				if err != nil {
+					t.Fatal(err)
+				}
+				m := map[netip.AddrPort]int{}
+				for _, f := range fl {
+					m[replySrc(f)]++
+				}
+				return m
+			}
+			type expect struct {
+				committed bool
+				withdrawn []netip.AddrPort
+				cut       []netip.AddrPort
+				deleted   int
+				left      map[netip.AddrPort]int
+			}
+			step := func(desc string, d *Dataplane, want Desired, e expect) {
+				t.Helper()
+				res, err := d.Reconcile(ctx, want)
+				if err != nil {
+					t.Fatalf("%s: %v", desc, err)
+				}
+				fr := res.Families[0]
+				if res.Committed != e.committed || !slices.Equal(fr.Withdrawn, e.withdrawn) || !slices.Equal(fr.Cut, e.cut) || fr.FlowsDeleted != e.deleted {
+					t.Errorf("%s: committed %v, withdrawn %v, cut %v, %d entries deleted; want %v, %v, %v, %d",
+						desc, res.Committed, fr.Withdrawn, fr.Cut, fr.FlowsDeleted, e.committed, e.withdrawn, e.cut, e.deleted)
+				}
+				if got := entries(); !maps.Equal(got, e.left) {
+					t.Errorf("%s: entries per backend %v, want %v", desc, got, e.left)
+				}
+			}
+			without := func(m map[netip.AddrPort]int, gone ...netip.AddrPort) map[netip.AddrPort]int {
+				m = maps.Clone(m)
+				for _, g := range gone {
+					delete(m, g)
+				}
+				return m
+			}
+
+			want.Drain = healthySet(x.Name)
+			step("X drains", d, want, expect{true, []netip.AddrPort{x.Addr}, nil, 0, perBackend})
+			step("X drains, again", d, want, expect{false, nil, nil, 0, perBackend})
+			d2 := newDataplane(t, ns) // a restarted daemon
+			step("X drains, after a restart", d2, want, expect{false, nil, nil, 0, perBackend})
+			want.Drain, want.Healthy = nil, healthySet(all[1:]...)
+			step("X dead", d2, want, expect{false, nil, []netip.AddrPort{x.Addr}, perBackend[x.Addr], without(perBackend, x.Addr)})
+			step("X still dead", d2, want, expect{false, nil, nil, 0, without(perBackend, x.Addr)})
+			want.Healthy = healthySet(all[2:]...)
+			step("Y dead without draining", d2, want, expect{true, []netip.AddrPort{y.Addr}, []netip.AddrPort{y.Addr}, perBackend[y.Addr], without(perBackend, x.Addr, y.Addr)})
 		})
 	}
 }

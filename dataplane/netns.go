@@ -57,9 +57,9 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
-// WithConntrackFlush switches the deletion of conntrack entries of backends
-// that leave the slot map on or off (default on). Off is for control runs
-// that show what the deletion is for.
+// WithConntrackFlush switches the deletion of conntrack entries of dead
+// backends on or off (default on). Off is for control runs that show what
+// the deletion is for.
 func WithConntrackFlush(on bool) Option {
 	return func(o *options) { o.flushFlows = on }
 }

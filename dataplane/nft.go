@@ -2,7 +2,6 @@ package dataplane
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -17,7 +16,8 @@ import (
 )
 
 // Dataplane programs epconsole's nftables tables in one network namespace
-// and deletes the conntrack entries of backends that leave the slot map.
+// and deletes the conntrack entries of backends that die (see
+// Desired.Drain for backends that leave the slot map alive).
 // Its methods are safe for concurrent use; changes are serialised.
 type Dataplane struct {
 	ns         netNS
@@ -26,6 +26,14 @@ type Dataplane struct {
 	flushFlows bool
 
 	mu sync.Mutex
+	// mayHaveFlows holds the (service, backend) pairs that may have
+	// established flows: every backend mapped by an earlier Reconcile and
+	// not cut since, plus what the first survey found. Reconcile so cuts a
+	// dead backend once, without dumping the conntrack table on every
+	// call. flowsKnown is false until that survey has run (a new Dataplane
+	// knows nothing of an earlier process's flows).
+	mayHaveFlows map[flowKey]bool
+	flowsKnown   bool
 }
 
 // Action says what Reconcile did to one family's table.
@@ -51,9 +59,15 @@ type FamilyResult struct {
 	// SlotsPerBackend is the number of slots each backend holds now, by
 	// name (healthy backends only).
 	SlotsPerBackend map[string]int
-	// Withdrawn lists backends that held slots before and hold none now.
+	// Withdrawn lists backends that held slots before and hold none now
+	// (dead or draining).
 	Withdrawn []netip.AddrPort
-	// FlowsDeleted counts the conntrack entries deleted for Withdrawn.
+	// Cut lists the dead backends whose established flows this Reconcile
+	// deleted: those that may still have had flows (it held slots since
+	// its last cut, or a survey found flows). A backend is cut once; a
+	// draining one never.
+	Cut []netip.AddrPort
+	// FlowsDeleted counts the conntrack entries deleted for Cut.
 	FlowsDeleted int
 }
 
@@ -115,9 +129,13 @@ func familyName(f nftables.TableFamily) string {
 // any other difference replaces the table by a delete and an add inside the
 // same batch, which the kernel commits atomically (no gap in which packets
 // see no rules). An existing table (from an earlier process) is adopted
-// as it is when it equals the desired state. After the commit, conntrack
-// entries of backends that lost all their slots are deleted (unless
-// switched off with WithConntrackFlush(false)).
+// as it is when it equals the desired state. After the commit, the
+// conntrack entries of dead backends (neither healthy nor draining, or no
+// longer configured) are deleted, on every Reconcile that finds such a
+// backend with flows possibly left, and only then: see cutDecision
+// (switched off with WithConntrackFlush(false)). The first Reconcile of a
+// Dataplane surveys the conntrack table once to learn which backends hold
+// flows (an earlier process may have drained some).
 func (d *Dataplane) Reconcile(ctx context.Context, want Desired) (Result, error) {
 	plans, err := plan(want)
 	if err != nil {
@@ -136,6 +154,7 @@ func (d *Dataplane) Reconcile(ctx context.Context, want Desired) (Result, error)
 
 	var res Result
 	queued := false
+	var mapped []flowKey // backends that held or hold slots, by service
 	for i, fam := range families {
 		p := plans[i]
 		cur, err := readTable(c, fam)
@@ -181,7 +200,9 @@ func (d *Dataplane) Reconcile(ctx context.Context, want Desired) (Result, error)
 		}
 		if cur != nil {
 			fr.Withdrawn = withdrawn(cur.elems, spec.elems)
+			mapped = append(mapped, mappedKeys(p, cur.elems)...)
 		}
+		mapped = append(mapped, mappedKeys(p, spec.elems)...)
 		res.Families = append(res.Families, fr)
 	}
 	if queued {
@@ -197,27 +218,97 @@ func (d *Dataplane) Reconcile(ctx context.Context, want Desired) (Result, error)
 				"elements_deleted", fr.ElementsDeleted, "elements_added", fr.ElementsAdded)
 		}
 	}
+	states := backendStates(plans, want.Healthy, want.Drain)
+	for _, fr := range res.Families {
+		for _, b := range fr.Withdrawn {
+			if states[b] == stateDraining {
+				d.log.Info("backend draining: no new flows, established ones kept", "vip", fr.VIP, "backend", b)
+			}
+		}
+	}
 	if !d.flushFlows {
 		return res, nil
 	}
-	var errs []error
-	for i := range res.Families {
-		fr := &res.Families[i]
-		if len(fr.Withdrawn) == 0 {
+	return res, d.cutFlows(ctx, &res, plans, mapped, states)
+}
+
+// mappedKeys returns the (service, backend) keys of the backends that the
+// slot map elems holds, for the service of p.
+func mappedKeys(p familyPlan, elems []nftables.SetElement) []flowKey {
+	svc := netip.AddrPortFrom(p.vip, p.port)
+	var out []flowKey
+	seen := map[string]bool{}
+	for _, e := range elems {
+		if seen[string(e.Val)] {
 			continue
 		}
-		vip := netip.AddrPortFrom(fr.VIP, plans[familyIndex(fr.VIP)].port)
-		for _, b := range fr.Withdrawn {
-			n, err := d.ct.DeleteBackendFlows(ctx, vip, b)
-			fr.FlowsDeleted += n
-			if err != nil {
-				errs = append(errs, fmt.Errorf("deleting conntrack entries of %v: %w", b, err))
-				continue
-			}
-			d.log.Info("backend withdrawn, conntrack entries deleted", "vip", vip, "backend", b, "flows", n)
+		seen[string(e.Val)] = true
+		if ap, ok := decodeBackendValue(e.Val); ok {
+			out = append(out, flowKey{svc, ap})
 		}
 	}
-	return res, errors.Join(errs...)
+	return out
+}
+
+// cutFlows carries out cutDecision after a commit: it surveys the
+// conntrack table on the first call, deletes the flows of the keys to cut
+// in one pass, remembers the rest (and the keys whose cut failed), and
+// reports the cuts in res.
+func (d *Dataplane) cutFlows(ctx context.Context, res *Result, plans [2]familyPlan, mapped []flowKey, states map[netip.AddrPort]backendState) error {
+	if !d.flowsKnown {
+		var services []netip.AddrPort
+		for _, p := range plans {
+			if p.vip.IsValid() {
+				services = append(services, netip.AddrPortFrom(p.vip, p.port))
+			}
+		}
+		found, err := d.ct.survey(ctx, services)
+		if err != nil {
+			return fmt.Errorf("surveying conntrack entries: %w", err)
+		}
+		if d.mayHaveFlows == nil {
+			d.mayHaveFlows = map[flowKey]bool{}
+		}
+		for k := range found {
+			d.mayHaveFlows[k] = true
+		}
+		d.flowsKnown = true
+		d.log.Debug("conntrack surveyed", "backends_with_flows", len(found))
+	}
+	cut, keep := cutDecision(d.mayHaveFlows, mapped, states)
+	if len(cut) == 0 {
+		d.mayHaveFlows = keep
+		return nil
+	}
+	counts, err := d.ct.deleteFlows(ctx, cut)
+	if err != nil {
+		// Try again on the next Reconcile: deleting is idempotent.
+		for _, k := range cut {
+			keep[k] = true
+		}
+		err = fmt.Errorf("deleting conntrack entries of dead backends: %w", err)
+	}
+	d.mayHaveFlows = keep
+	for _, k := range cut {
+		fr := familyResult(res, k.service.Addr())
+		fr.Cut = append(fr.Cut, k.backend)
+		fr.FlowsDeleted += counts[k]
+		d.log.Info("backend dead, its conntrack entries deleted", "vip", k.service, "backend", k.backend, "flows", counts[k])
+	}
+	return err
+}
+
+// familyResult returns the entry of res for vip's family, adding one when
+// the Reconcile had none (cuts through a service that is gone).
+func familyResult(res *Result, vip netip.Addr) *FamilyResult {
+	name := familyName(tableFamily(vip.Is6()))
+	for i := range res.Families {
+		if res.Families[i].Family == name {
+			return &res.Families[i]
+		}
+	}
+	res.Families = append(res.Families, FamilyResult{Family: name, VIP: vip, Action: ActionUnchanged})
+	return &res.Families[len(res.Families)-1]
 }
 
 // Remove deletes epconsole's tables (both families) in one batch. Other
