@@ -58,6 +58,11 @@ gossip {
   # heartbeat_misses beats in a row is declared gone (5ms x 4 = 20 ms).
   heartbeat_interval = "5ms" # default "5ms"; 1ms..1s
   heartbeat_misses   = 4     # default 4; 2..100 (fewer makes false failovers likely at 1 % loss)
+
+  # The heartbeat's UDP port, on the gossip addresses' IPs (memberlist uses
+  # TCP and UDP on the gossip port itself). The same on every peer: beats go
+  # to each peer's gossip IP on this port.
+  heartbeat_port = 7947 # default: the gossip_bind port + 1; 1..65535
 }
 
 # The apiservers, in this order on every peer: the order feeds the slot map

@@ -159,6 +159,7 @@ func TestMinimalConfigDefaults(t *testing.T) {
 			KeyFile:           keyFile,
 			HeartbeatInterval: 5 * time.Millisecond,
 			HeartbeatMisses:   4,
+			HeartbeatPort:     7947,
 			Keys:              c.Gossip.Keys, // checked below
 		},
 		Backends: []Backend{{Name: "cp1", Address: netip.MustParseAddr("198.18.6.21"), Port: 6443}},
@@ -401,6 +402,10 @@ func TestChecks(t *testing.T) {
 		{"huge port", strings.Replace(base, `interface = "eth0"`, "interface = \"eth0\"\nport = -1e99999999", 1), "4:8: Port out of range"},
 		{"huge seed", base + "balance {\n  seed = 1e99999999\n}\n", "19:10: Invalid balance seed"},
 		{"slots prime at the bounds", base + "balance {\n  slots = 17\n}\n", ""},
+		{"heartbeat port is the gossip port", strings.Replace(base, `key_file = "k"`, "key_file = \"k\"\nheartbeat_port = 7946", 1), "14:18: Heartbeat port is the gossip port"},
+		{"heartbeat port 0", strings.Replace(base, `key_file = "k"`, "key_file = \"k\"\nheartbeat_port = 0", 1), "14:18: Port out of range"},
+		{"heartbeat port set", strings.Replace(base, `key_file = "k"`, "key_file = \"k\"\nheartbeat_port = 9000", 1), ""},
+		{"no default heartbeat port", strings.Replace(base, `"198.18.6.11:7946"`, `"198.18.6.11:65535"`, 1), "12:1: No default heartbeat_port"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {

@@ -277,6 +277,7 @@ func (d *decoder) decodeGossip(raw *rawConfig, c *Config) {
 	g := &c.Gossip
 	g.HeartbeatInterval, _ = d.duration(rg.HeartbeatInterval, "gossip.heartbeat_interval", defaultHeartbeatInterval, time.Millisecond, time.Second)
 	g.HeartbeatMisses, _ = d.intIn(rg.HeartbeatMisses, "gossip.heartbeat_misses", defaultHeartbeatMisses, 2, 100, "fewer than 2 turns one lost datagram into a failover")
+	d.heartbeatPort(rg, c)
 	p, ok := d.str(rg.KeyFile, "gossip.key_file", defaultKeyFile, `"/etc/epconsole/gossip.key"`)
 	if !ok {
 		return
@@ -303,6 +304,31 @@ func (d *decoder) decodeGossip(raw *rawConfig, c *Config) {
 		return
 	}
 	g.Keys = keys
+}
+
+// heartbeatPort decodes gossip.heartbeat_port: default the gossip port + 1;
+// never a gossip port of this node (memberlist has TCP and UDP there).
+func (d *decoder) heartbeatPort(rg *rawGossip, c *Config) {
+	gossipPort := c.Node.GossipBind.Port()
+	if rg.HeartbeatPort == nil {
+		switch {
+		case gossipPort == 0: // gossip_bind missing or invalid: reported already
+		case gossipPort == 65535:
+			d.errf(d.where(nil, rg.DefRange), "No default heartbeat_port", "gossip_bind uses port 65535, so the default heartbeat port (gossip port + 1) does not exist: set gossip.heartbeat_port to a free UDP port, the same on every peer.")
+		default:
+			c.Gossip.HeartbeatPort = gossipPort + 1
+		}
+		return
+	}
+	p, ok := d.port(rg.HeartbeatPort, "gossip.heartbeat_port", gossipPort+1)
+	if !ok {
+		return
+	}
+	if p == gossipPort || p == c.Node.GossipAdvertise.Port() {
+		d.errf(rg.HeartbeatPort.Expr.Range(), "Heartbeat port is the gossip port", "gossip.heartbeat_port = %d is this node's gossip port, where memberlist already listens (TCP and UDP): use another port, such as %d (the default: gossip port + 1).", p, gossipPort+1)
+		return
+	}
+	c.Gossip.HeartbeatPort = p
 }
 
 // parseKeyring decodes a key file: one base64 key (16, 24 or 32 bytes) per

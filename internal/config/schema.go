@@ -57,6 +57,7 @@ type rawGossip struct {
 	KeyFile           *hcl.Attribute `hcl:"key_file"`
 	HeartbeatInterval *hcl.Attribute `hcl:"heartbeat_interval"`
 	HeartbeatMisses   *hcl.Attribute `hcl:"heartbeat_misses"`
+	HeartbeatPort     *hcl.Attribute `hcl:"heartbeat_port"`
 }
 
 type rawBackend struct {

@@ -86,6 +86,11 @@ type Gossip struct {
 	HeartbeatInterval time.Duration
 	// HeartbeatMisses is how many missed beats declare a peer gone.
 	HeartbeatMisses int
+	// HeartbeatPort is the UDP port of the heartbeat, on the gossip
+	// addresses' IPs (memberlist uses TCP and UDP on the gossip port). It is
+	// the same on every peer: a peer's beats go to its gossip address's IP
+	// on this port. Default: this node's gossip port + 1.
+	HeartbeatPort uint16
 	// Keys is the keyring read from KeyFile when the config was loaded:
 	// the primary key first, every key 16, 24 or 32 bytes.
 	Keys Keyring
@@ -177,4 +182,16 @@ type Balance struct {
 	Mode  BalanceMode
 	Seed  uint32
 	Slots int
+}
+
+// HeartbeatBind is the address the heartbeat socket listens on: the gossip
+// bind address's IP with Gossip.HeartbeatPort.
+func (c *Config) HeartbeatBind() netip.AddrPort {
+	return netip.AddrPortFrom(c.Node.GossipBind.Addr(), c.Gossip.HeartbeatPort)
+}
+
+// HeartbeatAddr is where peer p's heartbeat listens: the IP of its gossip
+// address with Gossip.HeartbeatPort.
+func (c *Config) HeartbeatAddr(p Peer) netip.AddrPort {
+	return netip.AddrPortFrom(p.Address.Addr(), c.Gossip.HeartbeatPort)
 }
