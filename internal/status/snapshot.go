@@ -1,0 +1,231 @@
+// Package status owns epconsole's one status model: the Snapshot the
+// daemon serves on its unix socket and as metrics, and that the TUI and
+// `check` read. It holds plain, JSON-ready values only (no behaviour of the
+// cluster, probes or dataplane), so every reader sees the same truth.
+//
+// The JSON form is versioned by Schema; fields are only ever added within
+// a version. docs/status.md documents it.
+package status
+
+import "time"
+
+// Schema is the version of the Snapshot JSON.
+const Schema = "epconsole.status/v1"
+
+// Severity is a verdict in Nagios terms.
+type Severity string
+
+// Severities, from good to bad as `check` ranks them.
+const (
+	OK       Severity = "OK"
+	Warning  Severity = "WARNING"
+	Unknown  Severity = "UNKNOWN"
+	Critical Severity = "CRITICAL"
+)
+
+// Rank orders severities: OK < WARNING < UNKNOWN < CRITICAL.
+func (s Severity) Rank() int {
+	switch s {
+	case OK:
+		return 0
+	case Warning:
+		return 1
+	case Unknown:
+		return 2
+	case Critical:
+		return 3
+	}
+	return 2
+}
+
+// Snapshot is the whole truth about the endpoint as one node sees it.
+type Snapshot struct {
+	Schema string `json:"schema"`
+	// Generated is when the snapshot was taken.
+	Generated time.Time `json:"generated"`
+	// Source says where it comes from: "daemon" (the node's daemon, with the
+	// cluster view) or "direct" (probes run by the reader, no cluster view).
+	Source string `json:"source"`
+	// Cluster is config.hcl's cluster_name.
+	Cluster string `json:"cluster"`
+	// Node is the name of the node that made the snapshot.
+	Node string `json:"node"`
+	// Version is that node's software version.
+	Version string `json:"version"`
+	// VIPs are the virtual addresses with their owner.
+	VIPs []VIP `json:"vips"`
+	// Election is the owner election as this node sees it.
+	Election Election `json:"election"`
+	// Peers are all LB nodes, this one included, sorted by name.
+	Peers []Peer `json:"peers"`
+	// Backends are the apiservers in config order, each with every peer's view.
+	Backends []Backend `json:"backends"`
+	// Certificates are the TLS checks of each backend's certificate.
+	Certificates []Certificate `json:"certificates"`
+	// Etcd is the etcd quorum check (nil when etcd is not configured).
+	Etcd *Etcd `json:"etcd,omitempty"`
+	// Verdicts are one severity and one line per area: "backends", "tls",
+	// "etcd", "cluster".
+	Verdicts []AreaVerdict `json:"verdicts"`
+	// Findings are the problems found, worst first, each with its fix.
+	Findings []Finding `json:"findings"`
+	// Events are the most recent events, oldest first.
+	Events []Event `json:"events"`
+}
+
+// VIP is one virtual address.
+type VIP struct {
+	Address   string `json:"address"`
+	Interface string `json:"interface"`
+	Port      uint16 `json:"port"`
+	// Owner is the peer holding it ("" when none is known).
+	Owner string `json:"owner"`
+	// OwnerSince is when Owner took it (zero if unknown).
+	OwnerSince time.Time `json:"owner_since"`
+	// Here: the address is on this node's interface right now.
+	Here bool `json:"here"`
+}
+
+// Election is the owner election as this node sees it.
+type Election struct {
+	Owner   string `json:"owner"`
+	Epoch   uint64 `json:"epoch"`
+	Elected string `json:"elected"`
+	// Reason says why this node holds the VIP or not.
+	Reason string `json:"reason"`
+	// Quorum: configured peers (this node included), the majority needed,
+	// how many are heard now, whether the rule applies (>= 3 peers) and
+	// whether a majority is possible at all (not with 2 peers).
+	QuorumPeers    int  `json:"quorum_peers"`
+	QuorumNeed     int  `json:"quorum_need"`
+	QuorumHave     int  `json:"quorum_have"`
+	QuorumRequired bool `json:"quorum_required"`
+	QuorumPossible bool `json:"quorum_possible"`
+	// Realtime: the heartbeat runs at real-time priority (SCHED_FIFO).
+	Realtime          bool          `json:"realtime"`
+	HeartbeatInterval time.Duration `json:"heartbeat_interval_ns"`
+	HeartbeatMisses   int           `json:"heartbeat_misses"`
+	// ConfigDigest is this node's short config digest; Mismatch lists peers
+	// whose digest differs from the cluster's reference digest.
+	ConfigDigest string   `json:"config_digest"`
+	Mismatch     []string `json:"mismatch,omitempty"`
+}
+
+// Peer is one LB node.
+type Peer struct {
+	Name    string `json:"name"`
+	Address string `json:"address"`
+	// Self: this is the node that made the snapshot.
+	Self bool `json:"self"`
+	// State is the gossip state: alive, suspect, dead, left or unknown.
+	State string `json:"state"`
+	// Fresh: its heartbeats arrive now.
+	Fresh    bool   `json:"fresh"`
+	Priority int    `json:"priority"`
+	Eligible bool   `json:"eligible"`
+	Preempt  bool   `json:"preempt"`
+	Owner    string `json:"owner"`
+	Epoch    uint64 `json:"epoch"`
+	Version  string `json:"version"`
+	Digest   string `json:"digest"`
+	// LastSeen is when this node last heard from it.
+	LastSeen time.Time     `json:"last_seen"`
+	RTT      time.Duration `json:"rtt_ns"`
+}
+
+// Backend is one apiserver and what each peer sees of it.
+type Backend struct {
+	Name    string `json:"name"`
+	Address string `json:"address"`
+	// Drained: an operator drained it (no new connections, existing kept).
+	Drained bool `json:"drained"`
+	// Connections is the number of flows to it in this node's conntrack table.
+	Connections int `json:"connections"`
+	// Views are each peer's view, sorted by peer name.
+	Views []BackendView `json:"views"`
+}
+
+// BackendView is one peer's view of one backend.
+type BackendView struct {
+	Peer string `json:"peer"`
+	// State: up, down, rising, falling, unknown.
+	State   string        `json:"state"`
+	Latency time.Duration `json:"latency_ns"`
+	// Reason says why (e.g. the failing /readyz checks).
+	Reason string    `json:"reason,omitempty"`
+	Since  time.Time `json:"since"`
+}
+
+// Certificate is the TLS check of one backend's certificate.
+type Certificate struct {
+	Backend  string    `json:"backend"`
+	Subject  string    `json:"subject"`
+	Issuer   string    `json:"issuer"`
+	NotAfter time.Time `json:"not_after"`
+	DaysLeft int       `json:"days_left"`
+	// ChainOK: the chain verifies against the cluster CA.
+	ChainOK bool `json:"chain_ok"`
+	// SANs are the expected names (each VIP, each endpoint DNS name, the
+	// backend's own address) and whether the certificate carries each.
+	SANs  []SANCheck `json:"sans"`
+	Error string     `json:"error,omitempty"`
+}
+
+// SANCheck is one expected subject alternative name.
+type SANCheck struct {
+	Name    string `json:"name"`
+	Present bool   `json:"present"`
+}
+
+// Etcd is the etcd quorum check.
+type Etcd struct {
+	Members   []EtcdMember `json:"members"`
+	Alarms    []string     `json:"alarms,omitempty"`
+	Quorum    int          `json:"quorum"`
+	Healthy   int          `json:"healthy"`
+	Tolerance int          `json:"tolerance"`
+	Leader    string       `json:"leader,omitempty"`
+	Severity  Severity     `json:"severity"`
+}
+
+// EtcdMember is one etcd member.
+type EtcdMember struct {
+	Name      string `json:"name"`
+	ID        string `json:"id"`
+	Endpoint  string `json:"endpoint"`
+	Leader    bool   `json:"leader"`
+	Healthy   bool   `json:"healthy"`
+	RaftTerm  uint64 `json:"raft_term"`
+	RaftIndex uint64 `json:"raft_index"`
+	DBSize    int64  `json:"db_size"`
+	Version   string `json:"version"`
+	Error     string `json:"error,omitempty"`
+}
+
+// AreaVerdict is one area's verdict.
+type AreaVerdict struct {
+	Area     string   `json:"area"`
+	Severity Severity `json:"severity"`
+	Summary  string   `json:"summary"`
+}
+
+// Finding is one problem with its fixes (the same codes as `check`).
+type Finding struct {
+	Area     string   `json:"area"`
+	Severity Severity `json:"severity"`
+	Subject  string   `json:"subject,omitempty"`
+	Code     string   `json:"code"`
+	Message  string   `json:"message"`
+	Fixes    []string `json:"fixes,omitempty"`
+}
+
+// Event is one entry of the daemon's event log.
+type Event struct {
+	Time time.Time `json:"time"`
+	// Kind: vip-acquired, vip-released, backend-up, backend-down,
+	// peer-join, peer-leave, peer-failed, peer-suspect, config-mismatch,
+	// reload-ok, reload-rejected, drain, undrain, handoff.
+	Kind    string `json:"kind"`
+	Subject string `json:"subject,omitempty"`
+	Message string `json:"message"`
+}
