@@ -57,7 +57,8 @@ func (e *env) stop(jobs ...*netlab.Job[netlab.ClientResult]) []netlab.ClientResu
 // the withdraw may fail, since the withdraw deletes b2's conntrack entries
 // (its answer is then dropped at the VIP): such failures are allowed only
 // when the failed connection's own tuple maps to b2 in the slot map before
-// the withdraw.
+// the withdraw. (A withdraw without Desired.Drain means b2 is dead;
+// TestDeDrainedBackend shows the drain that spares such requests.)
 func TestDeRemovedBackend(t *testing.T) {
 	e := newEnv(t, "de2", labOpts{}, 60*time.Second)
 	lb := e.lbs[0]
