@@ -9,11 +9,15 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/epconsole/epconsole/cluster/heartbeat"
 	"github.com/epconsole/epconsole/internal/cli"
 	"github.com/epconsole/epconsole/internal/netlab"
 )
 
 func main() {
+	// The daemon's heartbeat runs in a helper process, this binary
+	// re-executed: run the beat loop and exit when this is it.
+	heartbeat.RunHelper()
 	// In a netlab child (a lab host's stand-in apiserver or client, the
 	// binary re-executed inside a network namespace) run that and exit.
 	netlab.RunChild()

@@ -49,6 +49,8 @@ func Run(ctx context.Context, args []string, stdio IO) int {
 	case "-h", "--help", "help":
 		usage(stdio.Out)
 		return 0
+	case "--daemon", "-daemon":
+		return runDaemon(ctx, args[1:], stdio)
 	}
 	for _, c := range commands() {
 		if c.name == name {
@@ -64,7 +66,7 @@ func usage(w io.Writer) {
 	cs := commands()
 	sort.Slice(cs, func(i, j int) bool { return cs[i].name < cs[j].name })
 	var b strings.Builder
-	b.WriteString("usage: epconsole <command> [flags]\n\ncommands:\n")
+	b.WriteString("usage: epconsole <command> [flags]\n       epconsole --daemon [-c config.hcl]\n\ncommands:\n")
 	for _, c := range cs {
 		fmt.Fprintf(&b, "  %-10s %s\n", c.name, c.short)
 	}

@@ -1,0 +1,666 @@
+// Package daemon is `epconsole --daemon`: it wires the probes, the cluster
+// and the dataplane of one LB node together.
+//
+// Data flows one way: the probe monitor's results give the healthy set,
+// which the dataplane programs (the nftables tables are installed on every
+// peer all the time) and the cluster gossips; the cluster's view, with the
+// heartbeat's liveness laid over it, goes into cluster.Elect; the decision
+// moves the VIP address (dataplane.VIP) and the kernel-side owner lease
+// (dataplane.Lease), and is published back (metadata and beats).
+//
+// Run owns no signals: the caller cancels the context for a graceful stop
+// (the VIP is handed over first) and sends on Options.Reload for a config
+// reload. An invalid config on reload is rejected with its diagnostics and
+// changes nothing.
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/vishvananda/netlink"
+
+	"github.com/epconsole/epconsole/cluster"
+	"github.com/epconsole/epconsole/cluster/heartbeat"
+	"github.com/epconsole/epconsole/dataplane"
+	"github.com/epconsole/epconsole/internal/config"
+	"github.com/epconsole/epconsole/probes"
+)
+
+// Defaults of Options.
+const (
+	DefaultStartupWait    = 2 * time.Second
+	DefaultHandoffTimeout = 3 * time.Second
+	DefaultTick           = 25 * time.Millisecond
+)
+
+// Options configure the daemon.
+type Options struct {
+	// ConfigPath is the config.hcl to load (and reload).
+	ConfigPath string
+	// Logger receives the daemon's logs (default slog.Default()).
+	Logger *slog.Logger
+	// Version is the software version published to the peers.
+	Version string
+	// Reload: each receive reloads ConfigPath (SIGHUP).
+	Reload <-chan struct{}
+	// StartupWait bounds how long the daemon listens before it may claim
+	// the VIP (it stops waiting once every configured peer is heard):
+	// Elect cannot tell whether its view is complete.
+	StartupWait time.Duration
+	// HandoffTimeout bounds the wait for a successor on a graceful stop.
+	HandoffTimeout time.Duration
+	// EventLogSize is the number of events kept (DefaultEventLogSize).
+	EventLogSize int
+}
+
+// Daemon is one running LB node. Its Events method may be called while Run
+// runs.
+type Daemon struct {
+	opts   Options
+	log    *slog.Logger
+	events *EventLog
+}
+
+// New returns a daemon for opts; Run starts it.
+func New(opts Options) *Daemon {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.StartupWait <= 0 {
+		opts.StartupWait = DefaultStartupWait
+	}
+	if opts.HandoffTimeout <= 0 {
+		opts.HandoffTimeout = DefaultHandoffTimeout
+	}
+	return &Daemon{opts: opts, log: opts.Logger, events: NewEventLog(opts.EventLogSize)}
+}
+
+// Run runs a daemon with opts until ctx ends; see Daemon.Run.
+func Run(ctx context.Context, opts Options) error {
+	return New(opts).Run(ctx)
+}
+
+// Events returns the event log, oldest first.
+func (d *Daemon) Events() []Event { return d.events.Events() }
+
+// record adds an event and logs it.
+func (d *Daemon) record(kind EventKind, subject, detail string) {
+	d.events.Add(Event{Kind: kind, Subject: subject, Detail: detail})
+	d.log.Info("event", "kind", string(kind), "subject", subject, "detail", detail)
+}
+
+// LoadError is returned by Run when the config cannot be loaded.
+type LoadError struct {
+	Path  string
+	Diags hcl.Diagnostics
+}
+
+func (e *LoadError) Error() string {
+	var lines []string
+	for _, d := range e.Diags {
+		if d.Severity == hcl.DiagError {
+			lines = append(lines, config.DiagnosticLine(d))
+		}
+	}
+	return fmt.Sprintf("config %s: %s", e.Path, strings.Join(lines, "; "))
+}
+
+func load(path string) (*config.Config, error) {
+	cfg, diags := config.Load(path)
+	if diags.HasErrors() || cfg == nil {
+		return nil, &LoadError{Path: path, Diags: diags}
+	}
+	return cfg, nil
+}
+
+// state is what the decision loop owns.
+type state struct {
+	cfg     *config.Config
+	dp      *dataplane.Dataplane
+	vip     *dataplane.VIP
+	lease   *dataplane.Lease
+	cl      *cluster.Cluster
+	beater  *heartbeat.Beater
+	beatErr error
+	mon     *probes.Monitor
+	monStop context.CancelFunc
+	monDone chan struct{}
+
+	// run outlives the caller's ctx through the handoff; cancelled last.
+	run context.Context
+
+	reconciled bool
+	programmed map[string]bool
+	ifaceUp    bool
+	eligible   bool
+	holding    bool
+	// held are the VIP places this node put (or found) its address on.
+	held     []vipPlace
+	started  time.Time
+	waiting  bool
+	leaving  bool
+	last     cluster.Decision
+	probeCh  chan struct{}
+	eventsCh chan cluster.Event
+}
+
+// Run loads the config, starts the probes, the cluster and the heartbeat,
+// and runs the decision loop until ctx ends; then it hands the VIP over
+// (bounded by Options.HandoffTimeout), leaves the cluster and returns nil.
+// It returns an error when the config is invalid or a component cannot start.
+func (d *Daemon) Run(ctx context.Context) error {
+	cfg, err := load(d.opts.ConfigPath)
+	if err != nil {
+		return err
+	}
+	run, stopRun := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRun()
+	s := &state{
+		cfg: cfg, run: run, started: time.Now(), waiting: true,
+		probeCh: make(chan struct{}, 1), eventsCh: make(chan cluster.Event, 256),
+	}
+	dpOpt := dataplane.WithLogger(d.log.With("component", "dataplane"))
+	if s.dp, err = dataplane.New(dpOpt); err != nil {
+		return fmt.Errorf("dataplane: %w", err)
+	}
+	defer s.dp.Close()
+	if s.vip, err = dataplane.NewVIP(dpOpt); err != nil {
+		return fmt.Errorf("VIP: %w", err)
+	}
+	defer s.vip.Close()
+	if s.lease, err = dataplane.NewLease(dpOpt); err != nil {
+		return fmt.Errorf("lease: %w", err)
+	}
+	defer s.lease.Close()
+	if err := s.lease.Install(run, desired(cfg, nil).VIPs); err != nil {
+		return fmt.Errorf("installing the owner lease tables: %w", err)
+	}
+	// A VIP address left by an earlier process: adopt it for now; the first
+	// decision after the startup wait removes it unless this node is elected.
+	for _, p := range vipPlaces(cfg) {
+		if has, err := s.vip.Has(run, p.Iface, p.Addr); err == nil && has {
+			s.held = append(s.held, p)
+			s.holding = true
+			d.log.Info("found the VIP on this host (earlier process); keeping it until the election says otherwise", "vip", p.Addr, "interface", p.Iface)
+		}
+	}
+	s.ifaceUp = ifacesUp(cfg)
+
+	if err := d.startMonitor(s); err != nil {
+		return err
+	}
+	defer func() { s.monStop(); <-s.monDone }()
+
+	ccfg := cluster.ConfigFrom(cfg, d.opts.Version)
+	ccfg.Events = s.eventsCh
+	ccfg.Logger = d.log.With("component", "cluster")
+	ccfg.Local.Eligible = false
+	if s.cl, err = cluster.New(run, ccfg); err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	defer s.cl.Shutdown()
+
+	d.startBeater(s)
+	defer func() {
+		if s.beater != nil {
+			s.beater.Close()
+		}
+	}()
+
+	d.record(EventStarted, cfg.Node.Name, fmt.Sprintf("version %s, config digest %s", d.opts.Version, cluster.ShortDigest(cfg.Digest())))
+	d.loop(ctx, s)
+	d.handoff(s)
+	return nil
+}
+
+func (d *Daemon) startMonitor(s *state) error {
+	cfg := s.cfg
+	ho := probes.HealthOptions{Kind: probes.Kind(cfg.Health.Kind), Path: cfg.Health.Path, Timeout: cfg.Health.Timeout}
+	if cfg.TLS.CAFile != "" {
+		b, err := config.ReadFile(cfg.TLS.CAFile)
+		if err != nil {
+			return fmt.Errorf("tls.ca_file: %w", err)
+		}
+		cs, err := probes.ParseCertificates(b)
+		if err != nil {
+			return fmt.Errorf("tls.ca_file %s: %w", cfg.TLS.CAFile, err)
+		}
+		p := x509.NewCertPool()
+		for _, c := range cs {
+			p.AddCert(c)
+		}
+		ho.RootCAs = p
+	}
+	if cfg.Health.ClientCertFile != "" {
+		c, err := tls.LoadX509KeyPair(cfg.Health.ClientCertFile, cfg.Health.ClientKeyFile)
+		if err != nil {
+			return fmt.Errorf("health client certificate: %w", err)
+		}
+		ho.ClientCert = &c
+	}
+	mon := probes.NewMonitor(probes.MonitorOptions{
+		Targets: targets(cfg), Health: ho,
+		Interval: cfg.Health.Interval, FastInterval: cfg.Health.FastInterval,
+		Rise: cfg.Health.Rise, Fall: cfg.Health.Fall,
+		Logger: d.log.With("component", "probes"),
+		OnUpdate: func(probes.Update) {
+			select {
+			case s.probeCh <- struct{}{}:
+			default:
+			}
+		},
+	})
+	mctx, stop := context.WithCancel(s.run)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = mon.Run(mctx) }()
+	s.mon, s.monStop, s.monDone = mon, stop, done
+	return nil
+}
+
+func (d *Daemon) startBeater(s *state) {
+	hc := heartbeatConfig(s.cfg)
+	hc.Logger = d.log.With("component", "heartbeat")
+	b, err := heartbeat.Start(s.run, hc)
+	if err != nil {
+		// Liveness then comes from gossip alone (slower, but the VIP
+		// still moves); the status says so.
+		s.beater, s.beatErr = nil, err
+		d.log.Error("heartbeat not running; liveness from gossip only", "err", err)
+		return
+	}
+	s.beater, s.beatErr = b, nil
+	rt := b.Realtime()
+	d.log.Info("heartbeat running", "bind", hc.Bind, "interval", hc.Interval, "misses", hc.Misses,
+		"realtime", rt.InEffect, "priority", rt.Priority, "reason", rt.Reason)
+}
+
+// loop is the decision loop; it returns when ctx ends.
+func (d *Daemon) loop(ctx context.Context, s *state) {
+	tick := time.NewTicker(DefaultTick)
+	defer tick.Stop()
+	leaseTick := time.NewTicker(dataplane.DefaultLeaseRenew)
+	defer leaseTick.Stop()
+	var beatChanges <-chan struct{}
+	if s.beater != nil {
+		beatChanges = s.beater.Changes()
+	}
+	d.onProbes(s)
+	d.decide(s)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.opts.Reload:
+			d.reload(s)
+			if s.beater != nil {
+				beatChanges = s.beater.Changes()
+			} else {
+				beatChanges = nil
+			}
+		case <-s.probeCh:
+			d.onProbes(s)
+		case ev := <-s.eventsCh:
+			d.onClusterEvent(ev)
+		case <-beatChanges:
+		case <-leaseTick.C:
+			d.renewLease(s)
+			continue
+		case <-tick.C:
+			if up := ifacesUp(s.cfg); up != s.ifaceUp {
+				s.ifaceUp = up
+				d.log.Info("VIP interface", "up", up)
+			}
+		}
+		d.decide(s)
+	}
+}
+
+// onProbes applies the monitor's snapshot: dataplane, gossip, eligibility.
+func (d *Daemon) onProbes(s *state) {
+	healthy, views, settled := health(s.mon.Snapshot())
+	// A backend without a result yet (a restarted monitor after a reload)
+	// keeps what is programmed.
+	for _, v := range views {
+		if v.State == probes.StateUnknown.String() {
+			healthy[v.Name] = s.programmed[v.Name]
+		}
+	}
+	if err := s.cl.SetBackends(views); err != nil && !errors.Is(err, cluster.ErrShutdown) {
+		d.log.Warn("publishing backend views", "err", err)
+	}
+	// The first program waits until every backend had its first probe
+	// (or a bound passed): reconciling with an empty healthy set would
+	// cut the flows an earlier process left forwarding.
+	if !s.reconciled && !settled && time.Since(s.started) < 2*s.cfg.Health.Timeout+time.Second {
+		return
+	}
+	for _, v := range views {
+		was, now := s.programmed[v.Name], healthy[v.Name]
+		switch {
+		case s.reconciled && was == now:
+		case now:
+			d.record(EventBackendUp, v.Name, v.State+": "+v.Reason)
+		case s.reconciled || v.State != probes.StateUnknown.String():
+			d.record(EventBackendDown, v.Name, v.State+": "+v.Reason)
+		}
+	}
+	d.reconcile(s, healthy, false)
+}
+
+func (d *Daemon) reconcile(s *state, healthy map[string]bool, force bool) {
+	if s.reconciled && !force && sameSet(healthy, s.programmed) {
+		return
+	}
+	res, err := s.dp.Reconcile(s.run, desired(s.cfg, healthy))
+	if err != nil {
+		d.log.Error("programming the datapath", "err", err)
+		return
+	}
+	s.reconciled = true
+	s.programmed = healthy
+	for _, f := range res.Families {
+		d.log.Info("datapath", "family", f.Family, "vip", f.VIP, "action", string(f.Action),
+			"slots", f.SlotsPerBackend, "cut", f.Cut, "flows_deleted", f.FlowsDeleted, "committed", res.Committed)
+	}
+}
+
+func (d *Daemon) onClusterEvent(ev cluster.Event) {
+	switch ev.Type {
+	case cluster.EventJoin:
+		d.record(EventPeerJoin, ev.Member, ev.Detail)
+	case cluster.EventLeave:
+		d.record(EventPeerLeave, ev.Member, ev.Detail)
+	case cluster.EventFailed:
+		d.record(EventPeerFailed, ev.Member, ev.Detail)
+	case cluster.EventDigestMismatch:
+		d.record(EventDigestMismatch, ev.Member, ev.Detail)
+	case cluster.EventKeyMismatch:
+		d.record(EventKeyMismatch, ev.Member, fmt.Sprintf("%s %s", ev.Addr, ev.Detail))
+	case cluster.EventBackend:
+		d.record(EventPeerBackend, ev.Member, fmt.Sprintf("%s %s %s", ev.Backend.Name, ev.Backend.State, ev.Backend.Reason))
+	default:
+		d.log.Debug("cluster event", "event", ev.String())
+	}
+}
+
+// view is the cluster view with the heartbeat's liveness laid over it.
+func (d *Daemon) view(s *state) (cluster.View, bool) {
+	v := s.cl.View()
+	if s.beater == nil {
+		return v, true
+	}
+	hv := s.beater.View()
+	return v.WithLiveness(liveness(hv, s.cfg.Node.Name)), !hv.Stale
+}
+
+// complete reports whether every configured peer is heard (fresh, with
+// metadata): the view then holds every claim there is.
+func complete(v cluster.View) bool {
+	for _, name := range v.Peers {
+		m, ok := v.Member(name)
+		if !ok || !m.Fresh || m.Meta.Name == "" {
+			return false
+		}
+	}
+	return true
+}
+
+// decide runs the election and carries its decision out.
+func (d *Daemon) decide(s *state) {
+	eligible := !s.leaving && s.ifaceUp && countHealthy(s.programmed) > 0 && s.reconciled
+	if eligible != s.eligible {
+		s.eligible = eligible
+		d.log.Info("eligibility", "eligible", eligible, "healthy_backends", countHealthy(s.programmed), "interface_up", s.ifaceUp)
+	}
+	d.publish(s, s.last) // eligibility into the metadata before deciding
+	v, _ := d.view(s)
+	dec := cluster.Elect(v, s.cfg.Node.Name)
+	if s.waiting {
+		if time.Since(s.started) < d.opts.StartupWait && !complete(v) {
+			// Learn the owner before claiming: publish only what we hear.
+			dec.Hold = false
+			if dec.Owner == s.cfg.Node.Name {
+				dec.Owner = ""
+			}
+			s.last = dec
+			d.publish(s, dec)
+			return
+		}
+		s.waiting = false
+		d.log.Info("startup wait over", "after", time.Since(s.started).Round(time.Millisecond), "view_complete", complete(v))
+	}
+	if dec.Owner != s.last.Owner || dec.Hold != s.last.Hold || dec.Elected != s.last.Elected || dec.Epoch != s.last.Epoch {
+		d.log.Info("decision", "hold", dec.Hold, "owner", dec.Owner, "epoch", dec.Epoch, "elected", dec.Elected,
+			"reason", dec.Reason, "quorum", dec.Quorum.String(), "mismatch", dec.Mismatch)
+	}
+	s.last = dec
+	d.apply(s, dec)
+	d.publish(s, dec)
+}
+
+// publish puts the decision's owner belief into the metadata and the beats.
+func (d *Daemon) publish(s *state, dec cluster.Decision) {
+	err := s.cl.SetLocal(cluster.Local{
+		Priority: s.cfg.Node.Priority, Eligible: s.eligible, Preempt: s.cfg.Node.Preempt,
+		Owner: dec.Owner, Epoch: dec.Epoch, Digest: s.cfg.Digest(),
+	})
+	if err != nil && !errors.Is(err, cluster.ErrShutdown) {
+		d.log.Warn("publishing metadata", "err", err)
+	}
+	if s.beater != nil {
+		a := heartbeat.Advert{Owner: dec.Owner, Epoch: dec.Epoch}
+		if s.holding {
+			a.Flags |= heartbeat.FlagHolding
+		}
+		if s.leaving {
+			a.Flags |= heartbeat.FlagLeaving
+		}
+		if err := s.beater.Refresh(a); err != nil && s.beatErr == nil {
+			s.beatErr = err
+			d.log.Error("heartbeat stopped", "err", err, "loop_err", s.beater.Err())
+		}
+	}
+}
+
+// apply moves the VIP address and the lease as dec says.
+func (d *Daemon) apply(s *state, dec cluster.Decision) {
+	switch {
+	case dec.Hold && !s.holding:
+		d.acquire(s, dec.Reason)
+	case dec.Hold && s.holding:
+		// Places may have changed with a reload.
+		if !samePlaces(s.held, vipPlaces(s.cfg)) {
+			d.release(s, "VIP configuration changed")
+			d.acquire(s, dec.Reason)
+		}
+	case !dec.Hold && s.holding:
+		d.release(s, dec.Reason)
+	}
+}
+
+func samePlaces(a, b []vipPlace) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func (d *Daemon) acquire(s *state, reason string) {
+	// Lease first: the announcements and ARP replies need it.
+	if err := s.lease.Renew(s.run, dataplane.DefaultLeaseTTL); err != nil {
+		d.log.Error("renewing the owner lease", "err", err)
+	}
+	places := vipPlaces(s.cfg)
+	for _, p := range places {
+		if err := s.vip.Add(s.run, p.Iface, p.Addr); err != nil {
+			d.log.Error("adding the VIP", "vip", p.Addr, "interface", p.Iface, "err", err)
+			continue
+		}
+		d.record(EventVIPAcquired, p.Addr.String(), reason)
+	}
+	s.held = places
+	s.holding = true
+}
+
+func (d *Daemon) release(s *state, reason string) {
+	for _, p := range s.held {
+		if err := s.vip.Remove(s.run, p.Iface, p.Addr); err != nil {
+			d.log.Error("removing the VIP", "vip", p.Addr, "interface", p.Iface, "err", err)
+			continue
+		}
+		d.record(EventVIPReleased, p.Addr.String(), reason)
+	}
+	if err := s.lease.Drop(s.run); err != nil {
+		d.log.Warn("dropping the owner lease", "err", err)
+	}
+	s.held = nil
+	s.holding = false
+}
+
+// renewLease keeps the kernel-side lease alive while holding. Without a
+// majority (or beats) the decision releases the VIP, so the lease follows.
+func (d *Daemon) renewLease(s *state) {
+	if !s.holding {
+		return
+	}
+	if err := s.lease.Renew(s.run, dataplane.DefaultLeaseTTL); err != nil {
+		d.log.Warn("renewing the owner lease", "err", err)
+	}
+}
+
+// handoff hands the VIP over on a graceful stop, then leaves the cluster.
+func (d *Daemon) handoff(s *state) {
+	d.record(EventStopping, s.cfg.Node.Name, "graceful stop")
+	s.leaving = true
+	deadline := time.Now().Add(d.opts.HandoffTimeout)
+	tick := time.NewTicker(5 * time.Millisecond)
+	leaseTick := time.NewTicker(dataplane.DefaultLeaseRenew)
+	for s.holding && time.Now().Before(deadline) {
+		d.decide(s) // ineligible now: Elect keeps us until the successor's claim is seen
+		if !s.holding {
+			break
+		}
+		select {
+		case <-tick.C:
+		case <-leaseTick.C:
+			d.renewLease(s)
+		case ev := <-s.eventsCh:
+			d.onClusterEvent(ev)
+		}
+	}
+	tick.Stop()
+	leaseTick.Stop()
+	if s.holding {
+		d.log.Warn("no successor claimed the VIP in time; releasing it anyway", "timeout", d.opts.HandoffTimeout)
+		d.release(s, "graceful stop: no successor in time")
+	}
+	d.publish(s, cluster.Decision{Epoch: s.last.Epoch})
+	lctx, cancel := context.WithTimeout(s.run, time.Second)
+	defer cancel()
+	if err := s.cl.Leave(lctx); err != nil {
+		d.log.Warn("leaving the cluster", "err", err)
+	}
+	d.log.Info("stopped")
+}
+
+// reload re-reads the config: an invalid one is rejected with its
+// diagnostics and nothing changes; a valid one is applied.
+func (d *Daemon) reload(s *state) {
+	cfg, diags := config.Load(d.opts.ConfigPath)
+	if diags.HasErrors() || cfg == nil {
+		var b bytes.Buffer
+		_ = config.WriteDiagnostics(&b, diags, nil)
+		var first []string
+		for _, dg := range diags {
+			if dg.Severity == hcl.DiagError {
+				first = append(first, config.DiagnosticLine(dg))
+			}
+		}
+		d.log.Error("config reload rejected; running state unchanged", "config", d.opts.ConfigPath, "diagnostics", b.String())
+		d.record(EventReloadRejected, d.opts.ConfigPath, strings.Join(first, "; "))
+		return
+	}
+	if why := restartNeeded(s.cfg, cfg); why != "" {
+		d.log.Error("config reload rejected; running state unchanged", "config", d.opts.ConfigPath, "reason", why+": restart the daemon to apply it")
+		d.record(EventReloadRejected, d.opts.ConfigPath, why+" (needs a restart)")
+		return
+	}
+	old := s.cfg
+	s.cfg = cfg
+	if err := s.lease.Install(s.run, desired(cfg, nil).VIPs); err != nil {
+		d.log.Error("installing the owner lease tables", "err", err)
+	}
+	if s.holding {
+		d.renewLease(s)
+	}
+	// Probes: restart the monitor with the new targets and settings.
+	s.monStop()
+	<-s.monDone
+	if err := d.startMonitor(s); err != nil {
+		d.log.Error("restarting the probes; keeping the old ones' last view", "err", err)
+	}
+	var peers []cluster.Peer
+	for _, p := range cfg.Peers {
+		peers = append(peers, cluster.Peer{Name: p.Name, Addr: p.Address})
+	}
+	if err := s.cl.SetPeers(peers); err != nil {
+		d.log.Error("updating peers", "err", err)
+	}
+	if err := s.cl.SetKeys(cfg.Gossip.Keys); err != nil {
+		d.log.Error("updating gossip keys", "err", err)
+	}
+	if !sameHeartbeat(old, cfg) {
+		if s.beater != nil {
+			s.beater.Close()
+		}
+		d.startBeater(s)
+	}
+	// Reconcile with the last healthy set restricted to the new backends
+	// (new ones count as down until probed).
+	healthy := map[string]bool{}
+	for _, b := range cfg.Backends {
+		healthy[b.Name] = s.programmed[b.Name]
+	}
+	d.reconcile(s, healthy, true)
+	d.record(EventReloadOK, d.opts.ConfigPath, "config digest "+cluster.ShortDigest(cfg.Digest()))
+}
+
+// ifacesUp reports whether every VIP interface is up with a carrier.
+func ifacesUp(cfg *config.Config) bool {
+	seen := map[string]bool{}
+	for _, v := range cfg.VIPs {
+		if seen[v.Interface] {
+			continue
+		}
+		seen[v.Interface] = true
+		l, err := netlink.LinkByName(v.Interface)
+		if err != nil {
+			return false
+		}
+		a := l.Attrs()
+		if a.Flags&net.FlagUp == 0 {
+			return false
+		}
+		switch a.OperState {
+		case netlink.OperUp, netlink.OperUnknown:
+		default:
+			return false
+		}
+	}
+	return true
+}

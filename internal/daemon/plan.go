@@ -1,0 +1,171 @@
+package daemon
+
+import (
+	"net/netip"
+
+	"github.com/epconsole/epconsole/cluster"
+	"github.com/epconsole/epconsole/cluster/heartbeat"
+	"github.com/epconsole/epconsole/dataplane"
+	"github.com/epconsole/epconsole/internal/config"
+	"github.com/epconsole/epconsole/probes"
+)
+
+// The pure half of the daemon: what to ask of the dataplane, the cluster and
+// the election, from the config, the probes and the heartbeat. No I/O here.
+
+// desired is the dataplane state for cfg with healthy as the healthy set.
+func desired(cfg *config.Config, healthy map[string]bool) dataplane.Desired {
+	d := dataplane.Desired{
+		Healthy: healthy,
+		Mode:    dataplane.BalanceMode(cfg.Balance.Mode),
+		Seed:    cfg.Balance.Seed,
+		Slots:   cfg.Balance.Slots,
+	}
+	for _, v := range cfg.VIPs {
+		d.VIPs = append(d.VIPs, v.Address)
+		d.Port = v.Port
+	}
+	for _, b := range cfg.Backends {
+		d.Backends = append(d.Backends, dataplane.Backend{Name: b.Name, Addr: b.AddrPort()})
+	}
+	return d
+}
+
+// targets are the probe targets of cfg's backends, in config order.
+func targets(cfg *config.Config) []probes.Target {
+	ts := make([]probes.Target, 0, len(cfg.Backends))
+	for _, b := range cfg.Backends {
+		ts = append(ts, probes.Target{Name: b.Name, Address: b.AddrPort()})
+	}
+	return ts
+}
+
+// health folds a probe snapshot into the healthy set (Up and Falling are
+// serving; 401/403 count as passes in the probes already), the backend
+// views to gossip, and whether every backend has had its first result.
+func health(snap []probes.BackendStatus) (healthy map[string]bool, views []cluster.BackendView, settled bool) {
+	healthy = make(map[string]bool, len(snap))
+	settled = true
+	for _, s := range snap {
+		name := s.Target.Name
+		if s.Tracker.State == probes.StateUnknown {
+			settled = false
+		}
+		healthy[name] = s.Tracker.Serving()
+		reason := s.Last.Error
+		if reason == "" && s.Last.Outcome != "" {
+			reason = string(s.Last.Outcome)
+		}
+		views = append(views, cluster.BackendView{
+			Name: name, State: s.Tracker.State.String(), Latency: s.Last.Latency,
+			Reason: reason, Since: s.Since,
+		})
+	}
+	return healthy, views, settled
+}
+
+// countHealthy counts the true entries of a healthy set.
+func countHealthy(healthy map[string]bool) int {
+	n := 0
+	for _, ok := range healthy {
+		if ok {
+			n++
+		}
+	}
+	return n
+}
+
+// sameSet reports whether two healthy sets hold the same true entries.
+func sameSet(a, b map[string]bool) bool {
+	if countHealthy(a) != countHealthy(b) {
+		return false
+	}
+	for k, v := range a {
+		if v && !b[k] {
+			return false
+		}
+	}
+	return true
+}
+
+// liveness turns the heartbeat's picture into Elect's liveness input.
+// A stale picture (the beat loop stuck or gone) makes every peer and this
+// node itself not fresh: without beats it must not hold the VIP.
+func liveness(hv heartbeat.View, self string) map[string]cluster.Liveness {
+	live := make(map[string]cluster.Liveness, len(hv.Peers)+1)
+	for _, p := range hv.Peers {
+		fresh := p.Alive && !hv.Stale
+		l := cluster.Liveness{Fresh: fresh}
+		if fresh && p.Seen {
+			l.HasOwner, l.Owner, l.Epoch = true, p.Owner, p.Epoch
+		}
+		live[p.Name] = l
+	}
+	if hv.Stale {
+		live[self] = cluster.Liveness{Fresh: false}
+	}
+	return live
+}
+
+// heartbeatConfig is the heartbeat part of cfg.
+func heartbeatConfig(cfg *config.Config) heartbeat.Config {
+	hc := heartbeat.Config{
+		Self:     cfg.Node.Name,
+		Bind:     cfg.HeartbeatBind(),
+		Keys:     cfg.Gossip.Keys,
+		Interval: cfg.Gossip.HeartbeatInterval,
+		Misses:   cfg.Gossip.HeartbeatMisses,
+	}
+	for _, p := range cfg.Peers {
+		hc.Peers = append(hc.Peers, heartbeat.Peer{Name: p.Name, Addr: cfg.HeartbeatAddr(p)})
+	}
+	return hc
+}
+
+// sameHeartbeat reports whether two configs need the same beat loop.
+func sameHeartbeat(a, b *config.Config) bool {
+	x, y := heartbeatConfig(a), heartbeatConfig(b)
+	if x.Self != y.Self || x.Bind != y.Bind || x.Interval != y.Interval || x.Misses != y.Misses ||
+		len(x.Peers) != len(y.Peers) || len(x.Keys) != len(y.Keys) {
+		return false
+	}
+	for i := range x.Peers {
+		if x.Peers[i] != y.Peers[i] {
+			return false
+		}
+	}
+	for i := range x.Keys {
+		if string(x.Keys[i]) != string(y.Keys[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// vipPlaces lists the VIPs with their interfaces.
+type vipPlace struct {
+	Iface string
+	Addr  netip.Addr
+}
+
+func vipPlaces(cfg *config.Config) []vipPlace {
+	out := make([]vipPlace, 0, len(cfg.VIPs))
+	for _, v := range cfg.VIPs {
+		out = append(out, vipPlace{Iface: v.Interface, Addr: v.Address})
+	}
+	return out
+}
+
+// restartNeeded says which changes of a reload the running daemon cannot
+// apply (the node's identity and its gossip sockets), or "".
+func restartNeeded(old, cur *config.Config) string {
+	switch {
+	case old.Node.Name != cur.Node.Name:
+		return "node.name changed"
+	case old.Node.GossipBind != cur.Node.GossipBind:
+		return "node.gossip_bind changed"
+	case old.Node.GossipAdvertise != cur.Node.GossipAdvertise:
+		return "node.gossip_advertise changed"
+	}
+	return ""
+}

@@ -1,0 +1,204 @@
+package daemon
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/epconsole/epconsole/cluster"
+	"github.com/epconsole/epconsole/cluster/heartbeat"
+	"github.com/epconsole/epconsole/internal/config"
+	"github.com/epconsole/epconsole/probes"
+)
+
+func TestEventLogRing(t *testing.T) {
+	l := NewEventLog(3)
+	if got := l.Events(); len(got) != 0 {
+		t.Fatalf("empty log: %v", got)
+	}
+	for i := range 5 {
+		l.Add(Event{Kind: EventPeerJoin, Subject: fmt.Sprint(i)})
+	}
+	got := l.Events()
+	if len(got) != 3 || got[0].Subject != "2" || got[2].Subject != "4" {
+		t.Fatalf("after 5 adds to a ring of 3: %+v, want subjects 2,3,4", got)
+	}
+	if got[0].Time.IsZero() {
+		t.Error("Add did not set the time")
+	}
+	if l.Total() != 5 {
+		t.Errorf("Total %d, want 5", l.Total())
+	}
+}
+
+func TestHealth(t *testing.T) {
+	now := time.Now()
+	st := func(name string, s probes.State, outcome probes.Outcome, errText string) probes.BackendStatus {
+		return probes.BackendStatus{Target: probes.Target{Name: name}, Tracker: probes.Tracker{State: s},
+			Last: probes.HealthResult{Outcome: outcome, Error: errText}, Since: now}
+	}
+	tests := []struct {
+		desc        string
+		snap        []probes.BackendStatus
+		wantHealthy map[string]bool
+		wantSettled bool
+	}{
+		{"all up", []probes.BackendStatus{st("a", probes.StateUp, probes.OutcomePass, ""), st("b", probes.StateUp, probes.OutcomePass, "")},
+			map[string]bool{"a": true, "b": true}, true},
+		{"falling still serves, rising does not", []probes.BackendStatus{st("a", probes.StateFalling, probes.OutcomeFail, "refused"), st("b", probes.StateRising, probes.OutcomePass, "")},
+			map[string]bool{"a": true, "b": false}, true},
+		{"readiness unknown is up", []probes.BackendStatus{st("a", probes.StateUp, probes.OutcomeReadinessUnknown, "")},
+			map[string]bool{"a": true}, true},
+		{"not probed yet", []probes.BackendStatus{st("a", probes.StateUp, probes.OutcomePass, ""), st("b", probes.StateUnknown, "", "")},
+			map[string]bool{"a": true, "b": false}, false},
+		{"down", []probes.BackendStatus{st("a", probes.StateDown, probes.OutcomeFail, "connection refused")},
+			map[string]bool{"a": false}, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.desc, func(t *testing.T) {
+			h, views, settled := health(tc.snap)
+			if settled != tc.wantSettled {
+				t.Errorf("settled %v, want %v", settled, tc.wantSettled)
+			}
+			if len(h) != len(tc.wantHealthy) {
+				t.Errorf("healthy %v, want %v", h, tc.wantHealthy)
+			}
+			for k, v := range tc.wantHealthy {
+				if h[k] != v {
+					t.Errorf("healthy[%s] = %v, want %v", k, h[k], v)
+				}
+			}
+			if len(views) != len(tc.snap) {
+				t.Fatalf("%d views for %d backends", len(views), len(tc.snap))
+			}
+			for i, v := range views {
+				if v.Name != tc.snap[i].Target.Name || v.State != tc.snap[i].Tracker.State.String() {
+					t.Errorf("view %d = %+v", i, v)
+				}
+			}
+		})
+	}
+}
+
+func TestSameSet(t *testing.T) {
+	tests := []struct {
+		a, b map[string]bool
+		want bool
+	}{
+		{nil, map[string]bool{}, true},
+		{map[string]bool{"a": true, "b": false}, map[string]bool{"a": true}, true},
+		{map[string]bool{"a": true}, map[string]bool{"b": true}, false},
+		{map[string]bool{"a": true}, map[string]bool{"a": true, "b": true}, false},
+	}
+	for i, tc := range tests {
+		if got := sameSet(tc.a, tc.b); got != tc.want {
+			t.Errorf("%d: sameSet(%v, %v) = %v, want %v", i, tc.a, tc.b, got, tc.want)
+		}
+	}
+}
+
+func TestLiveness(t *testing.T) {
+	hv := heartbeat.View{Peers: []heartbeat.PeerView{
+		{Name: "lb2", Alive: true, Seen: true, Owner: "lb2", Epoch: 7},
+		{Name: "lb3", Alive: false, Seen: true, Owner: "lb3", Epoch: 9},
+	}}
+	live := liveness(hv, "lb1")
+	if l := live["lb2"]; !l.Fresh || !l.HasOwner || l.Owner != "lb2" || l.Epoch != 7 {
+		t.Errorf("lb2 %+v", l)
+	}
+	if l := live["lb3"]; l.Fresh || l.HasOwner {
+		t.Errorf("dead lb3 %+v: a dead peer's last claim must not count", l)
+	}
+	if _, ok := live["lb1"]; ok {
+		t.Error("self in the liveness map of a fresh view")
+	}
+	hv.Stale = true
+	live = liveness(hv, "lb1")
+	if live["lb2"].Fresh || live["lb1"].Fresh {
+		t.Errorf("stale view: %+v, want nobody fresh, self included", live)
+	}
+	if _, ok := live["lb1"]; !ok {
+		t.Error("stale view must mark self not fresh")
+	}
+	// Elect with a stale heartbeat never holds.
+	v := cluster.View{Self: "lb1", Peers: []string{"lb1"}, Members: []cluster.Member{
+		{Name: "lb1", Configured: true, Fresh: true, State: cluster.StateAlive, Meta: cluster.Meta{Name: "lb1", Priority: 100, Eligible: true}},
+	}}
+	if d := cluster.Elect(v, "lb1"); !d.Hold {
+		t.Fatalf("control: a lone eligible node should hold: %+v", d)
+	}
+	if d := cluster.Elect(v.WithLiveness(live), "lb1"); d.Hold {
+		t.Errorf("stale heartbeat, still holds: %+v", d)
+	}
+}
+
+func testConfig(t *testing.T) *config.Config {
+	t.Helper()
+	src := `cluster_name = "t"
+vip "198.18.5.100" {
+  interface = "eth0"
+}
+node {
+  name        = "lb1"
+  gossip_bind = "198.18.5.11:7946"
+}
+peer "lb2" {
+  address = "198.18.5.12:7946"
+}
+peer "lb3" {
+  address = "198.18.5.13:8000"
+}
+gossip {
+  key_file = "k"
+}
+backend "cp1" {
+  address = "198.18.5.21"
+}
+backend "cp2" {
+  address = "198.18.5.22"
+  port = 8443
+}
+`
+	key := "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n"
+	c, diags := config.Parse([]byte(src), "/cfg/config.hcl", config.WithReadFile(func(string) ([]byte, error) { return []byte(key), nil }))
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	return c
+}
+
+func TestPlanFromConfig(t *testing.T) {
+	c := testConfig(t)
+	d := desired(c, map[string]bool{"cp2": true})
+	if len(d.VIPs) != 1 || d.VIPs[0] != netip.MustParseAddr("198.18.5.100") || d.Port != 6443 {
+		t.Errorf("VIPs %v port %d", d.VIPs, d.Port)
+	}
+	if len(d.Backends) != 2 || d.Backends[1].Addr != netip.MustParseAddrPort("198.18.5.22:8443") || d.Backends[0].Name != "cp1" {
+		t.Errorf("backends %+v, want config order", d.Backends)
+	}
+	if d.Seed != 0x5eed || d.Slots != 1021 || d.Mode != "connection" || !d.Healthy["cp2"] {
+		t.Errorf("desired %+v", d)
+	}
+	hc := heartbeatConfig(c)
+	if hc.Bind != netip.MustParseAddrPort("198.18.5.11:7947") {
+		t.Errorf("heartbeat bind %v, want the gossip IP on port 7947", hc.Bind)
+	}
+	want := []heartbeat.Peer{{Name: "lb2", Addr: netip.MustParseAddrPort("198.18.5.12:7947")}, {Name: "lb3", Addr: netip.MustParseAddrPort("198.18.5.13:7947")}}
+	if len(hc.Peers) != 2 || hc.Peers[0] != want[0] || hc.Peers[1] != want[1] {
+		t.Errorf("heartbeat peers %v, want %v (the same heartbeat port on every peer)", hc.Peers, want)
+	}
+	if !sameHeartbeat(c, c) {
+		t.Error("sameHeartbeat(c, c) = false")
+	}
+	c2 := testConfig(t)
+	c2.Gossip.HeartbeatMisses = 8
+	if sameHeartbeat(c, c2) {
+		t.Error("a changed heartbeat_misses went unnoticed")
+	}
+	c3 := testConfig(t)
+	c3.Node.Name = "lbx"
+	if restartNeeded(c, c3) == "" || restartNeeded(c, c2) != "" {
+		t.Error("restartNeeded: a node rename must need a restart, a heartbeat change not")
+	}
+}
