@@ -71,6 +71,27 @@ type Snapshot struct {
 	Findings []Finding `json:"findings"`
 	// Events are the most recent events, oldest first.
 	Events []Event `json:"events"`
+	// Counters are the daemon's running totals since it started (nil in a
+	// "direct" snapshot). Metrics export them as counters.
+	Counters *Counters `json:"counters,omitempty"`
+}
+
+// Counters are running totals kept by the daemon since it started; they
+// only grow (a restart begins again at zero, as Prometheus expects).
+type Counters struct {
+	// Failovers counts the VIP owner changes this node has seen: a VIP
+	// going to another owner, or to an owner after having none.
+	Failovers uint64 `json:"failovers"`
+	// ProbeFailures counts this node's failed backend probes by reason
+	// (connect, tls, readyz, timeout, ...).
+	ProbeFailures map[string]uint64 `json:"probe_failures,omitempty"`
+	// Reconciles counts dataplane reconciles, ReconcileErrors the failed ones.
+	Reconciles      uint64 `json:"reconciles"`
+	ReconcileErrors uint64 `json:"reconcile_errors"`
+	// ReconcileTime is the time spent in all reconciles, LastReconcile the
+	// duration of the latest one.
+	ReconcileTime time.Duration `json:"reconcile_time_ns"`
+	LastReconcile time.Duration `json:"last_reconcile_ns"`
 }
 
 // VIP is one virtual address.
