@@ -1,0 +1,283 @@
+package status
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// expectedMetrics derives, independently of the collector, what each
+// epconsole_ sample must be for s, keyed like sampleKey.
+func expectedMetrics(s Snapshot) map[string]float64 {
+	b01 := func(b bool) float64 {
+		if b {
+			return 1
+		}
+		return 0
+	}
+	m := map[string]float64{}
+	m[fmt.Sprintf(`epconsole_info{cluster=%q,node=%q,source=%q,version=%q}`, s.Cluster, s.Node, s.Source, s.Version)] = 1
+	m["epconsole_snapshot_timestamp_seconds"] = float64(s.Generated.Unix())
+	for _, b := range s.Backends {
+		for _, v := range b.Views {
+			up := v.State == "up" || v.State == "falling"
+			m[fmt.Sprintf(`epconsole_backend_up{backend=%q,peer=%q}`, b.Name, v.Peer)] = b01(up)
+			m[fmt.Sprintf(`epconsole_backend_latency_seconds{backend=%q,peer=%q}`, b.Name, v.Peer)] = float64(v.Latency) / float64(time.Second)
+		}
+		m[fmt.Sprintf(`epconsole_backend_drained{backend=%q}`, b.Name)] = b01(b.Drained)
+		m[fmt.Sprintf(`epconsole_backend_connections{backend=%q}`, b.Name)] = float64(b.Connections)
+	}
+	for _, v := range s.VIPs {
+		m[fmt.Sprintf(`epconsole_vip_owner{vip=%q}`, v.Address)] = b01(v.Here)
+		m[fmt.Sprintf(`epconsole_vip_has_owner{vip=%q}`, v.Address)] = b01(v.Owner != "")
+	}
+	alive := 0
+	for _, p := range s.Peers {
+		m[fmt.Sprintf(`epconsole_peer_alive{peer=%q}`, p.Name)] = b01(p.State == "alive")
+		if p.State == "alive" {
+			alive++
+		}
+	}
+	m["epconsole_peers"] = float64(len(s.Peers))
+	m["epconsole_peers_alive"] = float64(alive)
+	m["epconsole_election_quorum_need"] = float64(s.Election.QuorumNeed)
+	m["epconsole_election_quorum_have"] = float64(s.Election.QuorumHave)
+	m["epconsole_election_quorum_ok"] = b01(!s.Election.QuorumRequired || s.Election.QuorumHave >= s.Election.QuorumNeed)
+	m["epconsole_election_epoch"] = float64(s.Election.Epoch)
+	m["epconsole_heartbeat_realtime"] = b01(s.Election.Realtime)
+	if k := s.Counters; k != nil {
+		m["epconsole_failovers_total"] = float64(k.Failovers)
+		for r, n := range k.ProbeFailures {
+			m[fmt.Sprintf(`epconsole_probe_failures_total{reason=%q}`, r)] = float64(n)
+		}
+		m["epconsole_reconciles_total"] = float64(k.Reconciles)
+		m["epconsole_reconcile_errors_total"] = float64(k.ReconcileErrors)
+		m["epconsole_reconcile_last_duration_seconds"] = k.LastReconcile.Seconds()
+		m["epconsole_reconcile_duration_seconds_count"] = float64(k.Reconciles)
+		m["epconsole_reconcile_duration_seconds_sum"] = k.ReconcileTime.Seconds()
+	}
+	for _, c := range s.Certificates {
+		if c.NotAfter.IsZero() {
+			continue
+		}
+		missing := 0
+		for _, n := range c.SANs {
+			if !n.Present {
+				missing++
+			}
+		}
+		m[fmt.Sprintf(`epconsole_tls_days_to_expiry{backend=%q}`, c.Backend)] = float64(c.DaysLeft)
+		m[fmt.Sprintf(`epconsole_tls_not_after_timestamp_seconds{backend=%q}`, c.Backend)] = float64(c.NotAfter.Unix())
+		m[fmt.Sprintf(`epconsole_tls_chain_ok{backend=%q}`, c.Backend)] = b01(c.ChainOK)
+		m[fmt.Sprintf(`epconsole_tls_sans_missing{backend=%q}`, c.Backend)] = float64(missing)
+	}
+	if e := s.Etcd; e != nil {
+		m["epconsole_etcd_members"] = float64(len(e.Members))
+		m["epconsole_etcd_members_healthy"] = float64(e.Healthy)
+		m["epconsole_etcd_quorum"] = float64(e.Quorum)
+		m["epconsole_etcd_failure_tolerance"] = float64(e.Tolerance)
+		m["epconsole_etcd_has_leader"] = b01(e.Leader != "")
+		m["epconsole_etcd_alarms"] = float64(len(e.Alarms))
+	}
+	for _, v := range s.Verdicts {
+		m[fmt.Sprintf(`epconsole_area_severity{area=%q}`, v.Area)] = float64(v.Severity.Rank())
+	}
+	for _, sev := range []Severity{OK, Warning, Unknown, Critical} {
+		n := 0
+		for _, f := range s.Findings {
+			if f.Severity == sev {
+				n++
+			}
+		}
+		m[fmt.Sprintf(`epconsole_findings{severity=%q}`, sev)] = float64(n)
+	}
+	return m
+}
+
+// scrape fetches url and returns its epconsole_ samples, keyed
+// name{label="value",...} with labels sorted, and the families.
+func scrape(t *testing.T, url string) (map[string]float64, map[string]*dto.MetricFamily) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.Header.Set("Accept", "text/plain")
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatalf("scrape: %v", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("scrape: %d %v %s", resp.StatusCode, err, body)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(strings.NewReader(string(body)))
+	if err != nil {
+		t.Fatalf("parsing the scrape: %v\n%s", err, body)
+	}
+	got := map[string]float64{}
+	add := func(name string, labels []*dto.LabelPair, v float64) {
+		var ls []string
+		for _, l := range labels {
+			ls = append(ls, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
+		}
+		sort.Strings(ls)
+		key := name
+		if len(ls) > 0 {
+			key += "{" + strings.Join(ls, ",") + "}"
+		}
+		if _, dup := got[key]; dup {
+			t.Errorf("scrape: %s twice", key)
+		}
+		got[key] = v
+	}
+	for name, f := range fams {
+		if !strings.HasPrefix(name, "epconsole_") {
+			continue
+		}
+		for _, m := range f.Metric {
+			switch f.GetType() {
+			case dto.MetricType_GAUGE:
+				add(name, m.Label, m.GetGauge().GetValue())
+			case dto.MetricType_COUNTER:
+				add(name, m.Label, m.GetCounter().GetValue())
+			case dto.MetricType_SUMMARY:
+				add(name+"_count", m.Label, float64(m.GetSummary().GetSampleCount()))
+				add(name+"_sum", m.Label, m.GetSummary().GetSampleSum())
+			default:
+				t.Errorf("%s: unexpected type %v", name, f.GetType())
+			}
+		}
+	}
+	return got, fams
+}
+
+// compareMetrics reports every sample that differs, is missing or extra.
+func compareMetrics(t *testing.T, got, want map[string]float64) {
+	t.Helper()
+	for k, w := range want {
+		g, ok := got[k]
+		switch {
+		case !ok:
+			t.Errorf("missing %s (want %v)", k, w)
+		case g != w && !(approx(g, w)):
+			t.Errorf("%s = %v, want %v", k, g, w)
+		}
+	}
+	for k, g := range got {
+		if _, ok := want[k]; !ok {
+			t.Errorf("unexpected %s = %v", k, g)
+		}
+	}
+}
+
+func approx(a, b float64) bool {
+	d := a - b
+	return d < 1e-9 && d > -1e-9
+}
+
+func TestMetricsMatchSnapshot(t *testing.T) {
+	snap := sampleSnapshot(1)
+	pub := NewPublisher(snap)
+	ms, err := ListenMetrics("127.0.0.1:0", pub, MetricsOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ms.Serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("metrics Serve: %v", err)
+		}
+	})
+	url := "http://" + ms.Addr().String() + "/metrics"
+
+	got, fams := scrape(t, url)
+	compareMetrics(t, got, expectedMetrics(snap))
+	if f := fams["epconsole_failovers_total"]; f.GetType() != dto.MetricType_COUNTER {
+		t.Errorf("epconsole_failovers_total is a %v, want a counter", f.GetType())
+	}
+	if _, ok := fams["go_goroutines"]; !ok {
+		t.Errorf("no Go runtime metrics")
+	}
+
+	// Docs list every metric.
+	doc, err := os.ReadFile("../../docs/metrics.md")
+	if err != nil {
+		t.Fatalf("docs/metrics.md: %v", err)
+	}
+	for name := range fams {
+		if strings.HasPrefix(name, "epconsole_") && !strings.Contains(string(doc), "`"+name+"`") {
+			t.Errorf("docs/metrics.md does not list %s", name)
+		}
+	}
+
+	// The next scrape follows a new snapshot: a backend down, the VIP gone
+	// to another peer, a peer dead, more failovers.
+	next := sampleSnapshot(2)
+	next.Backends[0].Views[0].State = "down"
+	next.VIPs[0].Here, next.VIPs[0].Owner = false, "lb2"
+	next.Peers[1].State = "suspect"
+	next.Etcd.Leader = ""
+	pub.Publish(next)
+	got, _ = scrape(t, url)
+	compareMetrics(t, got, expectedMetrics(next))
+	for key, want := range map[string]float64{
+		`epconsole_backend_up{backend="cp1",peer="lb1"}`: 0,
+		`epconsole_vip_owner{vip="198.18.9.10"}`:         0,
+		`epconsole_peers_alive`:                          1,
+		`epconsole_failovers_total`:                      4,
+		`epconsole_etcd_has_leader`:                      0,
+	} {
+		if got[key] != want {
+			t.Errorf("after the change %s = %v, want %v", key, got[key], want)
+		}
+	}
+
+	// A direct snapshot has no counters and no etcd: those are absent.
+	direct := Snapshot{Schema: Schema, Source: "direct", Node: "lb1", Generated: time.Unix(1700000000, 0)}
+	pub.Publish(direct)
+	got, _ = scrape(t, url)
+	compareMetrics(t, got, expectedMetrics(direct))
+}
+
+func TestCheckMetricsListen(t *testing.T) {
+	tests := []struct {
+		listen string
+		allow  bool
+		ok     bool
+	}{
+		{"127.0.0.1:9642", false, true},
+		{"127.3.4.5:9642", false, true},
+		{"[::1]:9642", false, true},
+		{"localhost:9642", false, true},
+		{":9642", false, false},
+		{"0.0.0.0:9642", false, false},
+		{"[::]:9642", false, false},
+		{"198.18.0.1:9642", false, false},
+		{"198.18.0.1:9642", true, true},
+		{":9642", true, true},
+		{"127.0.0.1", false, false},
+		{"", true, false},
+	}
+	for _, tc := range tests {
+		err := CheckMetricsListen(tc.listen, tc.allow)
+		if (err == nil) != tc.ok {
+			t.Errorf("CheckMetricsListen(%q, %v) = %v, want ok=%v", tc.listen, tc.allow, err, tc.ok)
+		}
+	}
+	if _, err := ListenMetrics("0.0.0.0:0", NewPublisher(Snapshot{}), MetricsOptions{}); err == nil || !strings.Contains(err.Error(), "not a loopback address") {
+		t.Errorf("ListenMetrics on all addresses: err = %v, want refused", err)
+	}
+}
