@@ -404,15 +404,28 @@ func (d *Daemon) view(s *state) (cluster.View, bool) {
 }
 
 // complete reports whether every configured peer is heard (fresh, with
-// metadata): the view then holds every claim there is.
+// metadata) and past its own start (eligible, or claiming): the view then
+// holds every claim there is, and peers starting at the same time agree on
+// the election instead of each claiming while the others still settle.
 func complete(v cluster.View) bool {
 	for _, name := range v.Peers {
 		m, ok := v.Member(name)
-		if !ok || !m.Fresh || m.Meta.Name == "" {
+		if !ok || !m.Fresh || m.Meta.Name == "" || !(m.Meta.Eligible || m.Meta.Claims()) {
 			return false
 		}
 	}
 	return true
+}
+
+// highestOtherEpoch is the highest epoch another member publishes.
+func highestOtherEpoch(v cluster.View) uint64 {
+	var e uint64
+	for _, m := range v.Members {
+		if m.Name != v.Self && m.Meta.Epoch > e {
+			e = m.Meta.Epoch
+		}
+	}
+	return e
 }
 
 // decide runs the election and carries its decision out.
@@ -425,13 +438,22 @@ func (d *Daemon) decide(s *state) {
 	d.publish(s, s.last) // eligibility into the metadata before deciding
 	v, _ := d.view(s)
 	dec := cluster.Elect(v, s.cfg.Node.Name)
+	if !dec.Hold && dec.Owner != s.last.Owner && !s.waiting {
+		// Our own published belief (the old owner) is part of the view;
+		// once it is corrected, decide again rather than a tick later.
+		s.last.Owner, s.last.Epoch = dec.Owner, dec.Epoch
+		d.publish(s, s.last)
+		v, _ = d.view(s)
+		dec = cluster.Elect(v, s.cfg.Node.Name)
+	}
 	if s.waiting {
 		if time.Since(s.started) < d.opts.StartupWait && !complete(v) {
-			// Learn the owner before claiming: publish only what we hear.
-			dec.Hold = false
-			if dec.Owner == s.cfg.Node.Name {
-				dec.Owner = ""
+			// Learn the owner before claiming: publish only what we hear,
+			// and no epoch of a claim we do not make.
+			if dec.Hold || dec.Owner == s.cfg.Node.Name {
+				dec.Owner, dec.Epoch = "", highestOtherEpoch(v)
 			}
+			dec.Hold = false
 			s.last = dec
 			d.publish(s, dec)
 			return

@@ -1,0 +1,216 @@
+package drills
+
+import (
+	"os"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/epconsole/epconsole/internal/netlab"
+)
+
+// TestOneOwner: three daemons elect exactly one VIP owner (the highest
+// priority), it stays the only one, and fresh TLS connections through the
+// VIP all succeed and reach every backend.
+func TestOneOwner(t *testing.T) {
+	c, owner := newCluster(t, "cla", 60*time.Second)
+	if owner != "lb1" {
+		t.Errorf("owner %s, want lb1 (the highest priority)", owner)
+	}
+	// Exactly one owner, checked repeatedly for a second.
+	for i := 0; i < 20; i++ {
+		if o := c.owners(); len(o) != 1 || o[0] != owner {
+			t.Fatalf("owners %v at check %d, want only %s", o, i, owner)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	res, err := c.client.RunClient(c.ctx, c.loadOpts(300, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("300 fresh TLS connections through the VIP: ok %d failed %d backends %v latency %+v", res.OK, res.Failed, res.Backends, res.Latency)
+	if res.Failed != 0 || res.OK != 300 {
+		t.Errorf("ok %d failed %d, want 300 ok: %v", res.OK, res.Failed, res.Errors)
+	}
+	for _, b := range []string{"cp1", "cp2", "cp3"} {
+		if res.Backends[b] == 0 {
+			t.Errorf("backend %s answered none of the connections: %v", b, res.Backends)
+		}
+	}
+	if !logHas(c.daemons[owner], `"kind":"vip-acquired"`) {
+		t.Errorf("the owner's event log has no vip-acquired event")
+	}
+	for _, lb := range []string{"lb2", "lb3"} {
+		if logHas(c.daemons[lb], `"kind":"vip-acquired"`) {
+			t.Errorf("%s acquired the VIP at some point; only %s should have", lb, owner)
+		}
+	}
+}
+
+// TestOwnerLinkDown: the owner's cable is pulled; the VIP moves to the next
+// LB and a TCP connect loop through the VIP (every 5 ms, 20 ms timeout) is
+// dark for well under a second. The old owner, alone and with no carrier,
+// drops the VIP.
+func TestOwnerLinkDown(t *testing.T) {
+	c, owner := newCluster(t, "clb", 60*time.Second)
+	loop, err := c.client.StartTCPConnect(c.ctx, netlab.TCPConnectOpts{
+		Target: netipPort(c), Every: 5 * time.Millisecond, Timeout: 20 * time.Millisecond, Duration: 4 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1 * time.Second)
+	// Watch the old owner's address from the moment of the pull.
+	released := make(chan time.Duration, 1)
+	pulled := time.Now()
+	go func() {
+		defer close(released)
+		for time.Since(pulled) < 5*time.Second {
+			if has, err := c.checks[owner].Has(c.ctx, netlab.HostLink, c.vip); err == nil && !has {
+				released <- time.Since(pulled)
+				return
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	if err := c.lab.Host(owner).SetCable(false); err != nil {
+		t.Fatal(err)
+	}
+	res, err := loop.Wait(c.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newOwner := c.waitOneOwnerAmong(5*time.Second, owner)
+	t.Logf("owner %s cable pulled; new owner %s; client dark time %s (gap from %s into the loop), %d of %d connects failed",
+		owner, newOwner, res.LongestGap.Round(time.Millisecond), res.GapStart.Round(time.Millisecond), res.Failures, res.Attempts)
+	if newOwner == owner {
+		t.Fatalf("VIP still on %s", owner)
+	}
+	if res.LongestGap >= time.Second {
+		t.Errorf("client dark time %s, want < 1 s; errors %v", res.LongestGap, res.Errors)
+	}
+	if res.LastSuccess <= res.LastFailure {
+		t.Errorf("the loop never reached the VIP again after its last failure (%s): %v", res.LastFailure, res.Errors)
+	}
+	// The old owner, cut off, must let go of the VIP (no majority, no carrier).
+	if took, ok := <-released; ok {
+		t.Logf("old owner %s released the VIP %s after the pull", owner, took.Round(time.Millisecond))
+	} else {
+		c.dumpLog(c.daemons[owner])
+		t.Errorf("old owner %s still had the VIP 5 s after its cable was pulled", owner)
+	}
+}
+
+// strictHandoffEnv makes TestGracefulHandoff demand zero failed requests.
+// Until the owner's conntrack entries are synced to the peers (a later
+// issue; DESIGN.md "Established connections across a VIP move"), a
+// connection in flight at the moment the successor's gratuitous ARP flips
+// the hosts' caches can lose the backend's next packet (the successor has
+// no entry for it and drops it, and an idle client never sends the packet
+// that would let the successor pick the flow up): so by default the test
+// allows at most the connections in flight at that one moment.
+const strictHandoffEnv = "EPCONSOLE_DRILL_STRICT_HANDOFF"
+
+// TestGracefulHandoff: SIGTERM on the owner hands the VIP to its successor
+// before it leaves (the successor claims, then the old owner releases); a
+// bounded loop of fresh TLS connections runs across it, and the daemon
+// exits cleanly.
+func TestGracefulHandoff(t *testing.T) {
+	c, owner := newCluster(t, "clc", 60*time.Second)
+	const inFlight = 2
+	o := c.loadOpts(400, 10*time.Millisecond)
+	o.Concurrency = inFlight
+	job, err := c.client.StartClient(c.ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	c.signal(owner, syscall.SIGTERM)
+	if err := c.waitExit(c.daemons[owner], 10*time.Second); err != nil {
+		c.dumpLog(c.daemons[owner])
+		t.Fatalf("daemon %s after SIGTERM: %v, want a clean exit", owner, err)
+	}
+	res, err := job.Wait(c.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newOwner := c.waitOneOwnerAmong(5*time.Second, owner)
+	t.Logf("SIGTERM on %s; new owner %s; client: %d attempts, ok %d, failed %d, latency %+v", owner, newOwner, res.Attempts, res.OK, res.Failed, res.Latency)
+	allowed := inFlight
+	if os.Getenv(strictHandoffEnv) == "1" {
+		allowed = 0
+	}
+	if res.Failed > allowed || res.Incomplete {
+		t.Errorf("failed %d (incomplete %v) across the handoff, want at most %d (the connections in flight at the ARP flip; %s=1: 0): %v",
+			res.Failed, res.Incomplete, allowed, strictHandoffEnv, res.Errors)
+	} else if res.Failed > 0 {
+		t.Logf("%d connection(s) in flight at the VIP move failed: %v (no conntrack sync yet)", res.Failed, res.Errors)
+	}
+	if res.Attempts < 300 {
+		t.Errorf("only %d attempts: the load did not run across the handoff", res.Attempts)
+	}
+	if !logHas(c.daemons[owner], `"kind":"vip-released"`, "graceful stop") && !logHas(c.daemons[owner], `"kind":"vip-released"`) {
+		t.Errorf("%s logged no vip-released event", owner)
+	}
+	if logHas(c.daemons[owner], "no successor claimed the VIP in time") {
+		t.Errorf("%s released the VIP without seeing a successor's claim", owner)
+	}
+}
+
+// TestReloadBrokenConfig: SIGHUP with a broken config on the owner is
+// rejected (the log says so), the VIP stays and traffic is unaffected; a
+// valid config reloaded afterwards is accepted (the control that the log
+// tells the two apart).
+func TestReloadBrokenConfig(t *testing.T) {
+	c, owner := newCluster(t, "cld", 60*time.Second)
+	d := c.daemons[owner]
+	good, err := readFile(d.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	job, err := c.client.StartClient(c.ctx, c.loadOpts(300, 5*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := strings.Replace(good, "cluster_name = \"drill\"", "cluster_name = \"drill\"\nbackend \"cp9\" {\n  address = \"not-an-ip\"\n}\n", 1)
+	if err := writeFile(d.cfgPath, broken); err != nil {
+		t.Fatal(err)
+	}
+	c.signal(owner, syscall.SIGHUP)
+	c.waitLog(d, 5*time.Second, "config reload rejected", "not-an-ip")
+	if logHas(d, `"kind":"reload-ok"`) {
+		t.Errorf("a broken config was reported as reloaded")
+	}
+	res, err := job.Wait(c.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("SIGHUP with a broken config on %s: client ok %d failed %d", owner, res.OK, res.Failed)
+	if res.Failed != 0 {
+		t.Errorf("failed %d across the rejected reload, want 0: %v", res.Failed, res.Errors)
+	}
+	if o := c.owners(); !slices.Equal(o, []string{owner}) {
+		t.Errorf("owners %v after the rejected reload, want [%s]", o, owner)
+	}
+	if err := c.waitExit(d, 0); err == nil || err.Error() != "still running" {
+		t.Fatalf("daemon %s ended after the rejected reload: %v", owner, err)
+	}
+	// Control: the good config again is accepted, and the VIP stays.
+	if err := writeFile(d.cfgPath, good); err != nil {
+		t.Fatal(err)
+	}
+	c.signal(owner, syscall.SIGHUP)
+	c.waitLog(d, 5*time.Second, `"kind":"reload-ok"`)
+	if o := c.owners(); !slices.Equal(o, []string{owner}) {
+		t.Errorf("owners %v after the valid reload, want [%s]", o, owner)
+	}
+	res, err = c.client.RunClient(c.ctx, c.loadOpts(100, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Failed != 0 {
+		t.Errorf("failed %d after the valid reload: %v", res.Failed, res.Errors)
+	}
+}

@@ -1,0 +1,337 @@
+package drills
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/epconsole/epconsole/dataplane"
+	"github.com/epconsole/epconsole/internal/netlab"
+)
+
+// The address slice of this package; every test's lab is its own segment.
+var (
+	net4 = netip.MustParsePrefix("198.18.5.0/24")
+	net6 = netip.MustParsePrefix("fd00:198:18:5::/64")
+)
+
+const servicePort = 6443
+
+// priorities of lb1..lb3: lb1 is the first owner, lb2 its successor.
+var priorities = map[string]int{"lb1": 150, "lb2": 120, "lb3": 100}
+
+// cluster is one test's lab: a client, three LB hosts each running the
+// epconsole daemon, three backends running stand-in apiservers.
+type cluster struct {
+	t       *testing.T
+	ctx     context.Context
+	lab     *netlab.Lab
+	client  *netlab.Host
+	lbs     []*netlab.Host
+	dir     string
+	vip     netip.Addr
+	daemons map[string]*daemonProc
+	checks  map[string]*dataplane.VIP
+}
+
+// daemonProc is one running `epconsole --daemon`.
+type daemonProc struct {
+	name    string
+	cmd     *exec.Cmd
+	cfgPath string
+	logPath string
+	done    chan struct{}
+	err     error
+}
+
+// newCluster builds the lab, starts the stand-ins and the three daemons,
+// and waits until exactly one LB owns the VIP. It returns that owner.
+func newCluster(t *testing.T, prefix string, timeout time.Duration) (*cluster, string) {
+	t.Helper()
+	if epconsoleBin == "" {
+		t.Fatal("no epconsole binary (TestMain did not build one)")
+	}
+	hosts := []netlab.HostSpec{{Name: "client", Role: netlab.RoleClient}}
+	for i := 1; i <= 3; i++ {
+		hosts = append(hosts, netlab.HostSpec{Name: fmt.Sprintf("lb%d", i), Role: netlab.RoleLB})
+	}
+	for i := 1; i <= 3; i++ {
+		hosts = append(hosts, netlab.HostSpec{Name: fmt.Sprintf("cp%d", i), Role: netlab.RoleBackend})
+	}
+	lab := netlab.New(t, netlab.Spec{Prefix: prefix, IPv4: net4, IPv6: net6, Hosts: hosts})
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(cancel)
+	c := &cluster{
+		t: t, ctx: ctx, lab: lab, client: lab.Host("client"), lbs: lab.HostsByRole(netlab.RoleLB),
+		dir: t.TempDir(), vip: lab.VIP4(), daemons: map[string]*daemonProc{}, checks: map[string]*dataplane.VIP{},
+	}
+	for _, h := range lab.HostsByRole(netlab.RoleBackend) {
+		if _, err := h.StartStandin(ctx, netlab.StandinOpts{Name: h.Name()}); err != nil {
+			t.Fatalf("stand-in on %s: %v", h.Name(), err)
+		}
+	}
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	keyFile := filepath.Join(c.dir, "gossip.key")
+	if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range c.lbs {
+		v, err := dataplane.NewVIP(dataplane.WithNetNS(h.Namespace()))
+		if err != nil {
+			t.Fatalf("VIP check for %s: %v", h.Name(), err)
+		}
+		t.Cleanup(func() { v.Close() })
+		c.checks[h.Name()] = v
+		path := filepath.Join(c.dir, h.Name()+".hcl")
+		if err := os.WriteFile(path, []byte(c.config(h, keyFile)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, h := range c.lbs {
+		c.start(h)
+	}
+	owner := c.waitOneOwner(15*time.Second, "")
+	return c, owner
+}
+
+// config is the config.hcl of LB h.
+func (c *cluster) config(h *netlab.Host, keyFile string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "cluster_name = \"drill\"\nstate_dir = %q\n", filepath.Join(c.dir, h.Name()+"-state"))
+	fmt.Fprintf(&b, "vip %q {\n  interface = %q\n  port = %d\n}\n", c.vip, netlab.HostLink, servicePort)
+	fmt.Fprintf(&b, "node {\n  name = %q\n  gossip_bind = \"%s:7946\"\n  priority = %d\n}\n", h.Name(), h.IPv4(), priorities[h.Name()])
+	for _, p := range c.lbs {
+		if p != h {
+			fmt.Fprintf(&b, "peer %q {\n  address = \"%s:7946\"\n}\n", p.Name(), p.IPv4())
+		}
+	}
+	fmt.Fprintf(&b, "gossip {\n  key_file = %q\n}\n", keyFile)
+	for _, be := range c.lab.HostsByRole(netlab.RoleBackend) {
+		fmt.Fprintf(&b, "backend %q {\n  address = %q\n  port = %d\n}\n", be.Name(), be.IPv4().String(), servicePort)
+	}
+	fmt.Fprintf(&b, "health {\n  interval = \"500ms\"\n  fast_interval = \"100ms\"\n  timeout = \"400ms\"\n}\n")
+	fmt.Fprintf(&b, "tls {\n  ca_file = %q\n}\n", c.lab.CAFile())
+	fmt.Fprintf(&b, "status {\n  socket = %q\n  metrics_listen = \"\"\n}\n", filepath.Join(c.dir, h.Name()+".sock"))
+	return b.String()
+}
+
+// start starts the daemon on h, logging to a file kept with the test.
+func (c *cluster) start(h *netlab.Host) *daemonProc {
+	c.t.Helper()
+	d := &daemonProc{
+		name: h.Name(), cfgPath: filepath.Join(c.dir, h.Name()+".hcl"),
+		logPath: filepath.Join(c.dir, h.Name()+".log"), done: make(chan struct{}),
+	}
+	f, err := os.OpenFile(d.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	d.cmd = h.Command(c.ctx, epconsoleBin, "--daemon", "-c", d.cfgPath, "--log-level", "debug")
+	d.cmd.Stdout, d.cmd.Stderr = f, f
+	if err := d.cmd.Start(); err != nil {
+		f.Close()
+		c.t.Fatalf("starting the daemon on %s: %v", h.Name(), err)
+	}
+	go func() {
+		d.err = d.cmd.Wait()
+		f.Close()
+		close(d.done)
+	}()
+	c.daemons[h.Name()] = d
+	c.t.Cleanup(func() {
+		select {
+		case <-d.done:
+		default:
+			_ = d.cmd.Process.Signal(syscall.SIGKILL)
+			<-d.done
+		}
+		if c.t.Failed() || os.Getenv("EPCONSOLE_DRILL_LOGS") != "" {
+			c.dumpLog(d)
+		}
+	})
+	return d
+}
+
+// dumpLog prints the tail of a daemon's log into the test output.
+func (c *cluster) dumpLog(d *daemonProc) {
+	b, err := os.ReadFile(d.logPath)
+	if err != nil {
+		c.t.Logf("%s log: %v", d.name, err)
+		return
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	var keep []string
+	for _, l := range lines {
+		// The decision, VIP and reload lines tell the story; probe and
+		// gossip chatter does not.
+		if strings.Contains(l, `"level":"DEBUG"`) {
+			continue
+		}
+		keep = append(keep, l)
+	}
+	if n := 60; len(keep) > n && os.Getenv("EPCONSOLE_DRILL_LOGS") == "" {
+		keep = keep[len(keep)-n:]
+	}
+	c.t.Logf("%s log (%s), last %d lines:\n%s", d.name, d.logPath, len(keep), strings.Join(keep, "\n"))
+}
+
+// signal sends sig to the daemon on name.
+func (c *cluster) signal(name string, sig syscall.Signal) {
+	c.t.Helper()
+	if err := c.daemons[name].cmd.Process.Signal(sig); err != nil {
+		c.t.Fatalf("signal %v to %s: %v", sig, name, err)
+	}
+}
+
+// owners lists the LBs that have the VIP address on their link now.
+func (c *cluster) owners() []string {
+	c.t.Helper()
+	var out []string
+	for _, h := range c.lbs {
+		has, err := c.checks[h.Name()].Has(c.ctx, netlab.HostLink, c.vip)
+		if err != nil {
+			c.t.Fatalf("VIP on %s: %v", h.Name(), err)
+		}
+		if has {
+			out = append(out, h.Name())
+		}
+	}
+	return out
+}
+
+// waitOneOwner waits until exactly one LB other than not has the VIP, and
+// stays so for 300 ms; it returns that LB.
+func (c *cluster) waitOneOwner(timeout time.Duration, not string) string {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last []string
+	var since time.Time
+	for time.Now().Before(deadline) {
+		o := c.owners()
+		if len(o) == 1 && o[0] != not {
+			if !slices.Equal(o, last) {
+				since = time.Now()
+			}
+			if time.Since(since) >= 300*time.Millisecond {
+				return o[0]
+			}
+		}
+		last = o
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, d := range c.daemons {
+		c.dumpLog(d)
+	}
+	c.t.Fatalf("no single VIP owner (other than %q) within %s; owners now %v", not, timeout, last)
+	return ""
+}
+
+// load runs n fresh TLS connections from the client through the VIP.
+func (c *cluster) loadOpts(n int, interval time.Duration) netlab.ClientOpts {
+	return netlab.ClientOpts{
+		Target: netip.AddrPortFrom(c.vip, servicePort), Count: n, Interval: interval, Concurrency: 4,
+		RequestTimeout: 3 * time.Second, Timeout: 45 * time.Second,
+	}
+}
+
+// logHas reports whether the daemon's log holds a line containing every
+// one of parts.
+func logHas(d *daemonProc, parts ...string) bool {
+	b, err := os.ReadFile(d.logPath)
+	if err != nil {
+		return false
+	}
+	for _, l := range bytes.Split(b, []byte("\n")) {
+		ok := true
+		for _, p := range parts {
+			if !bytes.Contains(l, []byte(p)) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+// waitLog waits until the daemon's log holds a line with every part.
+func (c *cluster) waitLog(d *daemonProc, timeout time.Duration, parts ...string) {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if logHas(d, parts...) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.dumpLog(d)
+	c.t.Fatalf("%s log: no line with %q within %s", d.name, parts, timeout)
+}
+
+// waitExit waits for the daemon to end and returns how it ended.
+func (c *cluster) waitExit(d *daemonProc, timeout time.Duration) error {
+	c.t.Helper()
+	select {
+	case <-d.done:
+		return d.err
+	case <-time.After(timeout):
+		return errors.New("still running")
+	}
+}
+
+func netipPort(c *cluster) netip.AddrPort { return netip.AddrPortFrom(c.vip, servicePort) }
+
+// waitOneOwnerAmong waits until one LB other than not owns the VIP, and
+// only it among the others (not may still hold it, cut off).
+func (c *cluster) waitOneOwnerAmong(timeout time.Duration, not string) string {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last []string
+	for time.Now().Before(deadline) {
+		var others []string
+		for _, o := range c.owners() {
+			if o != not {
+				others = append(others, o)
+			}
+		}
+		if len(others) == 1 {
+			return others[0]
+		}
+		last = others
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, d := range c.daemons {
+		c.dumpLog(d)
+	}
+	c.t.Fatalf("no single new owner among the LBs other than %s within %s: %v", not, timeout, last)
+	return ""
+}
+
+func readFile(p string) (string, error) {
+	b, err := os.ReadFile(p)
+	return string(b), err
+}
+
+// writeFile replaces p atomically (the daemon may read it at any time).
+func writeFile(p, s string) error {
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, []byte(s), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, p)
+}
