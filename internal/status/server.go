@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 )
@@ -172,9 +173,29 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /v1/undrain/{backend}", s.action("undrain", "backend", Actions.Undrain))
 	mux.HandleFunc("POST /v1/handoff/{peer}", s.action("handoff", "peer", Actions.Handoff))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if allow := allowedMethod(r.URL.Path); allow != "" {
+			w.Header().Set("Allow", allow)
+			writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s %s: use %s", r.Method, r.URL.Path, allow))
+			return
+		}
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s (see docs/status.md)", r.Method, r.URL.Path))
 	})
 	return mux
+}
+
+// allowedMethod returns the method an endpoint takes ("" if there is no
+// such endpoint).
+func allowedMethod(path string) string {
+	switch path {
+	case "/healthz", "/v1/status", "/v1/stream":
+		return http.MethodGet
+	}
+	for _, p := range []string{"/v1/drain/", "/v1/undrain/", "/v1/handoff/"} {
+		if rest, ok := strings.CutPrefix(path, p); ok && rest != "" && !strings.Contains(rest, "/") {
+			return http.MethodPost
+		}
+	}
+	return ""
 }
 
 // guard refuses connections from anyone but root and the daemon's user.

@@ -326,6 +326,9 @@ func TestActions(t *testing.T) {
 	if code, body := rawPost(t, sock, "/v1/frobnicate/x"); code != http.StatusNotFound || body.Error == "" {
 		t.Errorf("unknown endpoint = %d %q, want 404 with an error", code, body.Error)
 	}
+	if code, body := rawPost(t, sock, "/v1/status"); code != http.StatusMethodNotAllowed || body.Error != "POST /v1/status: use GET" {
+		t.Errorf("POST /v1/status = %d %q, want 405 with an error", code, body.Error)
+	}
 	if len(acts.calls) != 3 {
 		t.Errorf("failed actions were recorded as done: %q", acts.calls)
 	}
