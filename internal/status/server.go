@@ -132,6 +132,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	select {
 	case err := <-errc:
 		s.Close()
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil // Close was called
+		}
 		return fmt.Errorf("status server: %w", err)
 	case <-ctx.Done():
 	}

@@ -77,6 +77,39 @@ func TestSocketFileAndDirectory(t *testing.T) {
 	}
 }
 
+// TestLongSocketPath: with no room for the private bind directory the
+// socket is bound in place, still 0600; Close without Serve removes it.
+func TestLongSocketPath(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, strings.Repeat("d", maxSocketPath-len(dir)-13), "status.sock")
+	if len(sock) > maxSocketPath || len(filepath.Join(filepath.Dir(sock), ".s1234567890", "s")) <= maxSocketPath {
+		t.Fatalf("test path of %d bytes does not exercise the fallback", len(sock))
+	}
+	srv, err := NewServer(ServerOptions{Socket: sock, Source: NewPublisher(sampleSnapshot(4))})
+	if err != nil {
+		t.Fatalf("NewServer(%d-byte path): %v", len(sock), err)
+	}
+	fi, err := os.Stat(sock)
+	if err != nil || fi.Mode().Perm() != 0o600 || fi.Mode().Type() != os.ModeSocket {
+		t.Errorf("socket: %v, %v; want a 0600 socket", fi.Mode(), err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	defer cancel()
+	s, err := NewClient(sock).Status(ctx)
+	if err != nil || s.Version != "v0.4" {
+		t.Errorf("Status: %v, version %q", err, s.Version)
+	}
+	srv.Close()
+	if err := <-done; err != nil {
+		t.Errorf("Serve after Close: %v", err)
+	}
+	if _, err := os.Lstat(sock); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("socket still there after Close: %v", err)
+	}
+}
+
 func TestStaleSocketReplacedLiveRefused(t *testing.T) {
 	sock := socketPath(t)
 	if err := os.MkdirAll(filepath.Dir(sock), 0o755); err != nil {
