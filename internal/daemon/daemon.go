@@ -61,6 +61,11 @@ type Options struct {
 	HandoffTimeout time.Duration
 	// EventLogSize is the number of events kept (DefaultEventLogSize).
 	EventLogSize int
+	// NoHeartbeat runs without the direct heartbeat: liveness comes from
+	// gossip alone (about a second to notice a dead owner instead of tens
+	// of milliseconds). For comparison runs that show what the heartbeat
+	// is for, not for production.
+	NoHeartbeat bool
 }
 
 // Daemon is one running LB node. Its Events method may be called while Run
@@ -268,6 +273,11 @@ func (d *Daemon) startMonitor(s *state) error {
 }
 
 func (d *Daemon) startBeater(s *state) {
+	if d.opts.NoHeartbeat {
+		s.beater, s.beatErr = nil, errors.New("heartbeat switched off")
+		d.log.Warn("heartbeat switched off; liveness from gossip only (slow failover)")
+		return
+	}
 	hc := heartbeatConfig(s.cfg)
 	hc.Logger = d.log.With("component", "heartbeat")
 	b, err := heartbeat.Start(s.run, hc)

@@ -41,6 +41,7 @@ type cluster struct {
 	client  *netlab.Host
 	lbs     []*netlab.Host
 	dir     string
+	args    []string
 	vip     netip.Addr
 	daemons map[string]*daemonProc
 	checks  map[string]*dataplane.VIP
@@ -58,7 +59,7 @@ type daemonProc struct {
 
 // newCluster builds the lab, starts the stand-ins and the three daemons,
 // and waits until exactly one LB owns the VIP. It returns that owner.
-func newCluster(t *testing.T, prefix string, timeout time.Duration) (*cluster, string) {
+func newCluster(t *testing.T, prefix string, timeout time.Duration, extraArgs ...string) (*cluster, string) {
 	t.Helper()
 	if epconsoleBin == "" {
 		t.Fatal("no epconsole binary (TestMain did not build one)")
@@ -75,7 +76,7 @@ func newCluster(t *testing.T, prefix string, timeout time.Duration) (*cluster, s
 	t.Cleanup(cancel)
 	c := &cluster{
 		t: t, ctx: ctx, lab: lab, client: lab.Host("client"), lbs: lab.HostsByRole(netlab.RoleLB),
-		dir: t.TempDir(), vip: lab.VIP4(), daemons: map[string]*daemonProc{}, checks: map[string]*dataplane.VIP{},
+		dir: t.TempDir(), args: extraArgs, vip: lab.VIP4(), daemons: map[string]*daemonProc{}, checks: map[string]*dataplane.VIP{},
 	}
 	for _, h := range lab.HostsByRole(netlab.RoleBackend) {
 		if _, err := h.StartStandin(ctx, netlab.StandinOpts{Name: h.Name()}); err != nil {
@@ -139,7 +140,7 @@ func (c *cluster) start(h *netlab.Host) *daemonProc {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	d.cmd = h.Command(c.ctx, epconsoleBin, "--daemon", "-c", d.cfgPath, "--log-level", "debug")
+	d.cmd = h.Command(c.ctx, append([]string{epconsoleBin, "--daemon", "-c", d.cfgPath, "--log-level", "debug"}, c.args...)...)
 	d.cmd.Stdout, d.cmd.Stderr = f, f
 	if err := d.cmd.Start(); err != nil {
 		f.Close()
