@@ -10,7 +10,8 @@ type Provider interface {
 	Snapshot() Snapshot
 	// Changed returns a channel that is closed when a newer snapshot is
 	// published. Take the channel before reading the Snapshot, so no
-	// change can slip between the two.
+	// change can slip between the two. A nil channel means the snapshot
+	// never changes.
 	Changed() <-chan struct{}
 }
 

@@ -5,6 +5,12 @@
 //
 // The JSON form is versioned by Schema; fields are only ever added within
 // a version. docs/status.md documents it.
+//
+// The package also serves the model: Server (HTTP over the daemon's unix
+// socket, with a server-sent-event stream and the operator's actions),
+// Client (for the TUI and `check`) and the Prometheus metrics derived from
+// the current snapshot (docs/metrics.md). The daemon feeds all of them
+// through a Publisher.
 package status
 
 import "time"
