@@ -307,6 +307,9 @@ func (m *Model) bodyHeight() int {
 	if m.confirm != nil {
 		h -= lipgloss.Height(m.dialogView())
 	}
+	if m.alert && m.notice != "" {
+		h--
+	}
 	return max(h, 1)
 }
 
@@ -325,6 +328,10 @@ func (m Model) View() string {
 	}
 	if m.confirm != nil {
 		parts = append(parts, m.dialogView())
+	}
+	if m.alert && m.notice != "" {
+		// An error gets a line of its own: it must be read whole.
+		parts = append(parts, m.common.Styles.Severity.Critical.Render("✘ "+m.notice))
 	}
 	parts = append(parts, m.statusView(), m.help.View(&m))
 	return fit(strings.Join(parts, "\n"), w, h)
@@ -379,7 +386,11 @@ func (m Model) statusView() string {
 	case Connected:
 		left = st.Status.Normal.Render("● connected · waiting for a snapshot")
 	case Live:
-		left = st.Status.Normal.Render("● live · " + m.snap.Source + " · " + age)
+		src := ""
+		if m.snap.Source != "daemon" {
+			src = m.snap.Source + " · "
+		}
+		left = st.Status.Normal.Render("● live · " + src + age)
 	case Reconnecting:
 		s := "✘ daemon unreachable — reconnecting"
 		if m.snap != nil {
@@ -400,12 +411,8 @@ func (m Model) statusView() string {
 	if f := m.filters[m.active]; f != "" && !m.filtering {
 		extra = append(extra, st.Status.Notice.Render("filter: "+f))
 	}
-	if m.notice != "" {
-		if m.alert {
-			extra = append(extra, st.Severity.Critical.Render(m.notice))
-		} else {
-			extra = append(extra, st.Status.Notice.Render(m.notice))
-		}
+	if m.notice != "" && !m.alert {
+		extra = append(extra, st.Status.Notice.Render(m.notice))
 	}
 	if len(extra) > 0 {
 		left += st.Faint.Render(" │ ") + strings.Join(extra, st.Faint.Render(" │ "))
