@@ -146,6 +146,7 @@ type state struct {
 
 	reconciled bool
 	programmed map[string]bool
+	drained    map[string]bool
 	ifaceUp    bool
 	eligible   bool
 	holding    bool
@@ -187,7 +188,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return fmt.Errorf("lease: %w", err)
 	}
 	defer s.lease.Close()
-	if err := s.lease.Install(run, desired(cfg, nil).VIPs); err != nil {
+	if err := s.lease.Install(run, desired(cfg, nil, nil).VIPs); err != nil {
 		return fmt.Errorf("installing the owner lease tables: %w", err)
 	}
 	// A VIP address left by an earlier process: adopt it for now; the first
@@ -337,12 +338,12 @@ func (d *Daemon) loop(ctx context.Context, s *state) {
 
 // onProbes applies the monitor's snapshot: dataplane, gossip, eligibility.
 func (d *Daemon) onProbes(s *state) {
-	healthy, views, settled := health(s.mon.Snapshot())
+	healthy, drain, views, settled := health(s.mon.Snapshot())
 	// A backend without a result yet (a restarted monitor after a reload)
 	// keeps what is programmed.
 	for _, v := range views {
 		if v.State == probes.StateUnknown.String() {
-			healthy[v.Name] = s.programmed[v.Name]
+			healthy[v.Name], drain[v.Name] = s.programmed[v.Name], s.drained[v.Name]
 		}
 	}
 	if err := s.cl.SetBackends(views); err != nil && !errors.Is(err, cluster.ErrShutdown) {
@@ -361,23 +362,27 @@ func (d *Daemon) onProbes(s *state) {
 		case now:
 			d.record(EventBackendUp, v.Name, v.State+": "+v.Reason)
 		case s.reconciled || v.State != probes.StateUnknown.String():
-			d.record(EventBackendDown, v.Name, v.State+": "+v.Reason)
+			how := "dead"
+			if drain[v.Name] {
+				how = "draining"
+			}
+			d.record(EventBackendDown, v.Name, v.State+" ("+how+"): "+v.Reason)
 		}
 	}
-	d.reconcile(s, healthy, false)
+	d.reconcile(s, healthy, drain, false)
 }
 
-func (d *Daemon) reconcile(s *state, healthy map[string]bool, force bool) {
-	if s.reconciled && !force && sameSet(healthy, s.programmed) {
+func (d *Daemon) reconcile(s *state, healthy, drain map[string]bool, force bool) {
+	if s.reconciled && !force && sameSet(healthy, s.programmed) && sameSet(drain, s.drained) {
 		return
 	}
-	res, err := s.dp.Reconcile(s.run, desired(s.cfg, healthy))
+	res, err := s.dp.Reconcile(s.run, desired(s.cfg, healthy, drain))
 	if err != nil {
 		d.log.Error("programming the datapath", "err", err)
 		return
 	}
 	s.reconciled = true
-	s.programmed = healthy
+	s.programmed, s.drained = healthy, drain
 	for _, f := range res.Families {
 		d.log.Info("datapath", "family", f.Family, "vip", f.VIP, "action", string(f.Action),
 			"slots", f.SlotsPerBackend, "cut", f.Cut, "flows_deleted", f.FlowsDeleted, "committed", res.Committed)
@@ -634,7 +639,7 @@ func (d *Daemon) reload(s *state) {
 	}
 	old := s.cfg
 	s.cfg = cfg
-	if err := s.lease.Install(s.run, desired(cfg, nil).VIPs); err != nil {
+	if err := s.lease.Install(s.run, desired(cfg, nil, nil).VIPs); err != nil {
 		d.log.Error("installing the owner lease tables", "err", err)
 	}
 	if s.holding {
@@ -664,11 +669,11 @@ func (d *Daemon) reload(s *state) {
 	}
 	// Reconcile with the last healthy set restricted to the new backends
 	// (new ones count as down until probed).
-	healthy := map[string]bool{}
+	healthy, drain := map[string]bool{}, map[string]bool{}
 	for _, b := range cfg.Backends {
-		healthy[b.Name] = s.programmed[b.Name]
+		healthy[b.Name], drain[b.Name] = s.programmed[b.Name], s.drained[b.Name]
 	}
-	d.reconcile(s, healthy, true)
+	d.reconcile(s, healthy, drain, true)
 	d.record(EventReloadOK, d.opts.ConfigPath, "config digest "+cluster.ShortDigest(cfg.Digest()))
 }
 

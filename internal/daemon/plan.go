@@ -13,10 +13,11 @@ import (
 // The pure half of the daemon: what to ask of the dataplane, the cluster and
 // the election, from the config, the probes and the heartbeat. No I/O here.
 
-// desired is the dataplane state for cfg with healthy as the healthy set.
-func desired(cfg *config.Config, healthy map[string]bool) dataplane.Desired {
+// desired is the dataplane state for cfg with the healthy and drain sets.
+func desired(cfg *config.Config, healthy, drain map[string]bool) dataplane.Desired {
 	d := dataplane.Desired{
 		Healthy: healthy,
+		Drain:   drain,
 		Mode:    dataplane.BalanceMode(cfg.Balance.Mode),
 		Seed:    cfg.Balance.Seed,
 		Slots:   cfg.Balance.Slots,
@@ -41,10 +42,16 @@ func targets(cfg *config.Config) []probes.Target {
 }
 
 // health folds a probe snapshot into the healthy set (Up and Falling are
-// serving; 401/403 count as passes in the probes already), the backend
-// views to gossip, and whether every backend has had its first result.
-func health(snap []probes.BackendStatus) (healthy map[string]bool, views []cluster.BackendView, settled bool) {
+// serving; 401/403 count as passes in the probes already), the drain set,
+// the backend views to gossip, and whether every backend has had its first
+// result. A backend out of rotation that still answers (its /readyz says
+// not ready, as kube-apiserver's graceful shutdown does first, or it passes
+// again while rising) drains: no new flows, its established ones kept. One
+// that does not answer at all (refused, timeout, TLS failure) is dead, and
+// the dataplane cuts its flows.
+func health(snap []probes.BackendStatus) (healthy, drain map[string]bool, views []cluster.BackendView, settled bool) {
 	healthy = make(map[string]bool, len(snap))
+	drain = make(map[string]bool, len(snap))
 	settled = true
 	for _, s := range snap {
 		name := s.Target.Name
@@ -52,6 +59,9 @@ func health(snap []probes.BackendStatus) (healthy map[string]bool, views []clust
 			settled = false
 		}
 		healthy[name] = s.Tracker.Serving()
+		if !healthy[name] && s.Tracker.State != probes.StateUnknown && answers(s.Last) {
+			drain[name] = true
+		}
 		reason := s.Last.Error
 		if reason == "" && s.Last.Outcome != "" {
 			reason = string(s.Last.Outcome)
@@ -61,7 +71,17 @@ func health(snap []probes.BackendStatus) (healthy map[string]bool, views []clust
 			Reason: reason, Since: s.Since,
 		})
 	}
-	return healthy, views, settled
+	return healthy, drain, views, settled
+}
+
+// answers reports whether a probe result shows a backend that is alive:
+// it passed, or it answered /readyz with a status (not ready).
+func answers(r probes.HealthResult) bool {
+	switch r.Outcome {
+	case probes.OutcomePass, probes.OutcomeReadinessUnknown:
+		return true
+	}
+	return r.Stage == probes.StageDone && r.StatusCode != 0
 }
 
 // countHealthy counts the true entries of a healthy set.

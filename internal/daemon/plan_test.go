@@ -35,29 +35,49 @@ func TestEventLogRing(t *testing.T) {
 func TestHealth(t *testing.T) {
 	now := time.Now()
 	st := func(name string, s probes.State, outcome probes.Outcome, errText string) probes.BackendStatus {
-		return probes.BackendStatus{Target: probes.Target{Name: name}, Tracker: probes.Tracker{State: s},
-			Last: probes.HealthResult{Outcome: outcome, Error: errText}, Since: now}
+		r := probes.HealthResult{Outcome: outcome, Error: errText, Stage: probes.StageConnect}
+		if outcome != probes.OutcomeFail {
+			r.Stage = probes.StageDone
+		}
+		return probes.BackendStatus{Target: probes.Target{Name: name}, Tracker: probes.Tracker{State: s}, Last: r, Since: now}
+	}
+	unready := func(name string, s probes.State) probes.BackendStatus {
+		b := st(name, s, probes.OutcomeFail, "/readyz answered 500")
+		b.Last.Stage, b.Last.StatusCode = probes.StageDone, 500
+		return b
 	}
 	tests := []struct {
 		desc        string
 		snap        []probes.BackendStatus
 		wantHealthy map[string]bool
 		wantSettled bool
+		wantDrain   []string
 	}{
 		{"all up", []probes.BackendStatus{st("a", probes.StateUp, probes.OutcomePass, ""), st("b", probes.StateUp, probes.OutcomePass, "")},
-			map[string]bool{"a": true, "b": true}, true},
-		{"falling still serves, rising does not", []probes.BackendStatus{st("a", probes.StateFalling, probes.OutcomeFail, "refused"), st("b", probes.StateRising, probes.OutcomePass, "")},
-			map[string]bool{"a": true, "b": false}, true},
+			map[string]bool{"a": true, "b": true}, true, nil},
+		{"falling still serves, rising does not (and drains)", []probes.BackendStatus{st("a", probes.StateFalling, probes.OutcomeFail, "refused"), st("b", probes.StateRising, probes.OutcomePass, "")},
+			map[string]bool{"a": true, "b": false}, true, []string{"b"}},
+		{"unready but answering drains", []probes.BackendStatus{unready("a", probes.StateDown), unready("b", probes.StateFalling)},
+			map[string]bool{"a": false, "b": true}, true, []string{"a"}},
 		{"readiness unknown is up", []probes.BackendStatus{st("a", probes.StateUp, probes.OutcomeReadinessUnknown, "")},
-			map[string]bool{"a": true}, true},
+			map[string]bool{"a": true}, true, nil},
 		{"not probed yet", []probes.BackendStatus{st("a", probes.StateUp, probes.OutcomePass, ""), st("b", probes.StateUnknown, "", "")},
-			map[string]bool{"a": true, "b": false}, false},
-		{"down", []probes.BackendStatus{st("a", probes.StateDown, probes.OutcomeFail, "connection refused")},
-			map[string]bool{"a": false}, true},
+			map[string]bool{"a": true, "b": false}, false, nil},
+		{"refused is dead, not draining", []probes.BackendStatus{st("a", probes.StateDown, probes.OutcomeFail, "connection refused")},
+			map[string]bool{"a": false}, true, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
-			h, views, settled := health(tc.snap)
+			h, drain, views, settled := health(tc.snap)
+			var gotDrain []string
+			for _, b := range tc.snap {
+				if drain[b.Target.Name] {
+					gotDrain = append(gotDrain, b.Target.Name)
+				}
+			}
+			if fmt.Sprint(gotDrain) != fmt.Sprint(tc.wantDrain) {
+				t.Errorf("drain %v, want %v", gotDrain, tc.wantDrain)
+			}
 			if settled != tc.wantSettled {
 				t.Errorf("settled %v, want %v", settled, tc.wantSettled)
 			}
@@ -170,14 +190,14 @@ backend "cp2" {
 
 func TestPlanFromConfig(t *testing.T) {
 	c := testConfig(t)
-	d := desired(c, map[string]bool{"cp2": true})
+	d := desired(c, map[string]bool{"cp2": true}, map[string]bool{"cp1": true})
 	if len(d.VIPs) != 1 || d.VIPs[0] != netip.MustParseAddr("198.18.5.100") || d.Port != 6443 {
 		t.Errorf("VIPs %v port %d", d.VIPs, d.Port)
 	}
 	if len(d.Backends) != 2 || d.Backends[1].Addr != netip.MustParseAddrPort("198.18.5.22:8443") || d.Backends[0].Name != "cp1" {
 		t.Errorf("backends %+v, want config order", d.Backends)
 	}
-	if d.Seed != 0x5eed || d.Slots != 1021 || d.Mode != "connection" || !d.Healthy["cp2"] {
+	if d.Seed != 0x5eed || d.Slots != 1021 || d.Mode != "connection" || !d.Healthy["cp2"] || !d.Drain["cp1"] {
 		t.Errorf("desired %+v", d)
 	}
 	hc := heartbeatConfig(c)
