@@ -110,6 +110,13 @@ func New(opts Options) Model {
 	return m
 }
 
+// WithContext returns m with ctx for its commands: the Source's stream and
+// the actions end with it.
+func (m Model) WithContext(ctx context.Context) Model {
+	m.ctx = ctx
+	return m
+}
+
 // Init starts the Source and the clock.
 func (m Model) Init() tea.Cmd {
 	if m.src == nil {

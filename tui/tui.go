@@ -73,8 +73,7 @@ func Run(ctx context.Context, opts Options) error {
 		}
 		opts.Styles = styles.FromEnv(r, getenv)
 	}
-	m := New(opts)
-	m.ctx = ctx
+	m := New(opts).WithContext(ctx)
 	p := tea.NewProgram(m, tea.WithContext(ctx), tea.WithInput(in), tea.WithOutput(out), tea.WithAltScreen())
 	_, err := p.Run()
 	if errors.Is(err, tea.ErrProgramKilled) && ctx.Err() != nil {
