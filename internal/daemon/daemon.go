@@ -130,16 +130,17 @@ func load(path string) (*config.Config, error) {
 
 // state is what the decision loop owns.
 type state struct {
-	cfg     *config.Config
-	dp      *dataplane.Dataplane
-	vip     *dataplane.VIP
-	lease   *dataplane.Lease
-	cl      *cluster.Cluster
-	beater  *heartbeat.Beater
-	beatErr error
-	mon     *probes.Monitor
-	monStop context.CancelFunc
-	monDone chan struct{}
+	cfg         *config.Config
+	dp          *dataplane.Dataplane
+	vip         *dataplane.VIP
+	lease       *dataplane.Lease
+	cl          *cluster.Cluster
+	beater      *heartbeat.Beater
+	beatErr     error
+	beaterRetry time.Time
+	mon         *probes.Monitor
+	monStop     context.CancelFunc
+	monDone     chan struct{}
 
 	// run outlives the caller's ctx through the handoff; cancelled last.
 	run context.Context
@@ -295,6 +296,32 @@ func (d *Daemon) startBeater(s *state) {
 		"realtime", rt.InEffect, "priority", rt.Priority, "reason", rt.Reason)
 }
 
+// restartBeater starts the beat loop again when it died (its view is then
+// stale, and this node holds nothing), at most once a second. It reports
+// whether a new loop runs.
+func (d *Daemon) restartBeater(s *state) bool {
+	if s.beater == nil || d.opts.NoHeartbeat {
+		return false
+	}
+	select {
+	case <-s.beater.Done():
+	default:
+		return false
+	}
+	if time.Since(s.beaterRetry) < time.Second {
+		return false
+	}
+	s.beaterRetry = time.Now()
+	d.log.Error("heartbeat loop ended; restarting it", "err", s.beater.Err())
+	old := s.beater
+	d.startBeater(s)
+	if s.beater == nil {
+		s.beater = old // keep the stale view (nobody fresh) and retry later
+		return false
+	}
+	return true
+}
+
 // loop is the decision loop; it returns when ctx ends.
 func (d *Daemon) loop(ctx context.Context, s *state) {
 	tick := time.NewTicker(DefaultTick)
@@ -330,6 +357,9 @@ func (d *Daemon) loop(ctx context.Context, s *state) {
 			if up := ifacesUp(s.cfg); up != s.ifaceUp {
 				s.ifaceUp = up
 				d.log.Info("VIP interface", "up", up)
+			}
+			if d.restartBeater(s) {
+				beatChanges = s.beater.Changes()
 			}
 		}
 		d.decide(s)
@@ -496,7 +526,7 @@ func (d *Daemon) publish(s *state, dec cluster.Decision) {
 	}
 	if s.beater != nil {
 		a := heartbeat.Advert{Owner: dec.Owner, Epoch: dec.Epoch}
-		if s.holding {
+		if s.holding && !s.waiting {
 			a.Flags |= heartbeat.FlagHolding
 		}
 		if s.leaving {
