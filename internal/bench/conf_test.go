@@ -1,0 +1,231 @@
+package bench
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+)
+
+// lbNode is one LB host as the generated configs see it.
+type lbNode struct {
+	Name     string
+	Addr     netip.Addr
+	Priority int
+}
+
+// vrrpParams is one LB's keepalived setup.
+type vrrpParams struct {
+	Self      lbNode
+	Peers     []lbNode // the other LBs (unicast peers)
+	Interface string
+	VIP       netip.Addr
+	RouterID  int
+	// AdvertInt is keepalived's advert_int as written in the config
+	// ("0.01": 10 ms, only valid with VRRPv3).
+	AdvertInt string
+	// Master makes the node start in state MASTER (the highest priority,
+	// as in seed 001); the others start as BACKUP.
+	Master bool
+}
+
+// keepalivedConf is the keepalived.conf of one LB: seed 001's instance
+// (unicast peers, MASTER/BACKUP by priority, preempt by default) tuned to
+// VRRPv3 with a 10 ms advert interval. VRRPv3 has no authentication, so
+// the seed's PASS block is left out.
+func keepalivedConf(p vrrpParams) string {
+	var b strings.Builder
+	state := "BACKUP"
+	if p.Master {
+		state = "MASTER"
+	}
+	fmt.Fprintf(&b, "global_defs {\n  router_id bn-%s\n  vrrp_version 3\n}\n\n", p.Self.Name)
+	fmt.Fprintf(&b, "vrrp_instance bench {\n")
+	fmt.Fprintf(&b, "  state %s\n  interface %s\n  virtual_router_id %d\n  priority %d\n  advert_int %s\n",
+		state, p.Interface, p.RouterID, p.Self.Priority, p.AdvertInt)
+	fmt.Fprintf(&b, "  unicast_src_ip %s\n  unicast_peer {\n", p.Self.Addr)
+	for _, peer := range p.Peers {
+		fmt.Fprintf(&b, "    %s\n", peer.Addr)
+	}
+	fmt.Fprintf(&b, "  }\n  virtual_ipaddress {\n    %s/%d dev %s\n  }\n}\n", p.VIP, p.VIP.BitLen(), p.Interface)
+	return b.String()
+}
+
+// haproxyConf is seed 002's HAProxy: a `mode tcp` frontend bound to
+// VIP:port (needs net.ipv4.ip_nonlocal_bind=1 on the peers that do not own
+// the VIP) and a round-robin backend with TCP checks. It runs in the
+// foreground (-db), as root, without chroot.
+func haproxyConf(vip netip.Addr, port uint16, backends map[string]netip.AddrPort) string {
+	var b strings.Builder
+	b.WriteString("global\n  maxconn 4096\n\n")
+	b.WriteString("defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 1h\n  timeout server 1h\n\n")
+	fmt.Fprintf(&b, "frontend kubernetes-api\n  mode tcp\n  bind %s\n  default_backend kube-apiservers\n\n", netip.AddrPortFrom(vip, port))
+	b.WriteString("backend kube-apiservers\n  mode tcp\n  balance roundrobin\n  option tcp-check\n  default-server inter 3s fall 3 rise 2\n")
+	names := make([]string, 0, len(backends))
+	for n := range backends {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		fmt.Fprintf(&b, "  server %s %s check\n", n, backends[n])
+	}
+	return b.String()
+}
+
+// epconsoleParams is one LB's epconsole config.
+type epconsoleParams struct {
+	Self      lbNode
+	Peers     []lbNode
+	Interface string
+	VIP       netip.Addr
+	Port      uint16
+	Backends  map[string]netip.Addr
+	KeyFile   string
+	CAFile    string
+	StateDir  string
+	Socket    string
+}
+
+// epconsoleConf is the config.hcl of one LB. The heartbeat keeps its
+// defaults (5 ms, 4 misses); preempt is on so that the first owner takes
+// the VIP back after a heal, as keepalived does by default, and every run
+// moves the VIP from the same LB to the same successor.
+func epconsoleConf(p epconsoleParams) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "cluster_name = \"bench\"\nstate_dir = %q\n", p.StateDir)
+	fmt.Fprintf(&b, "vip %q {\n  interface = %q\n  port = %d\n}\n", p.VIP, p.Interface, p.Port)
+	fmt.Fprintf(&b, "node {\n  name = %q\n  gossip_bind = \"%s:7946\"\n  priority = %d\n  preempt = true\n}\n", p.Self.Name, p.Self.Addr, p.Self.Priority)
+	for _, peer := range p.Peers {
+		fmt.Fprintf(&b, "peer %q {\n  address = \"%s:7946\"\n}\n", peer.Name, peer.Addr)
+	}
+	fmt.Fprintf(&b, "gossip {\n  key_file = %q\n}\n", p.KeyFile)
+	names := make([]string, 0, len(p.Backends))
+	for n := range p.Backends {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		fmt.Fprintf(&b, "backend %q {\n  address = %q\n  port = %d\n}\n", n, p.Backends[n], p.Port)
+	}
+	b.WriteString("health {\n  interval = \"500ms\"\n  fast_interval = \"100ms\"\n  timeout = \"400ms\"\n}\n")
+	fmt.Fprintf(&b, "tls {\n  ca_file = %q\n}\n", p.CAFile)
+	fmt.Fprintf(&b, "status {\n  socket = %q\n  metrics_listen = \"\"\n}\n", p.Socket)
+	return b.String()
+}
+
+// runResult is one link-down run of one side.
+type runResult struct {
+	// Dark is the client's longest time without a successful connect.
+	Dark time.Duration
+	// Failures of Attempts connects failed.
+	Failures, Attempts int
+	// NewOwner is the LB holding the VIP after the pull.
+	NewOwner string
+	// Recovered: a connect succeeded after the last failed one.
+	Recovered bool
+}
+
+// stats are the figures of one side's runs.
+type stats struct {
+	Runs                int
+	Median, Worst, Best time.Duration
+	MedianFailures      int
+	Unrecovered         int
+}
+
+// summarize computes the median (the mean of the two middle runs for an
+// even count), worst and best dark time of runs.
+func summarize(runs []runResult) stats {
+	s := stats{Runs: len(runs)}
+	if len(runs) == 0 {
+		return s
+	}
+	darks := make([]time.Duration, len(runs))
+	fails := make([]int, len(runs))
+	for i, r := range runs {
+		darks[i], fails[i] = r.Dark, r.Failures
+		if !r.Recovered {
+			s.Unrecovered++
+		}
+	}
+	slices.Sort(darks)
+	slices.Sort(fails)
+	n := len(darks)
+	if n%2 == 1 {
+		s.Median, s.MedianFailures = darks[n/2], fails[n/2]
+	} else {
+		s.Median, s.MedianFailures = (darks[n/2-1]+darks[n/2])/2, (fails[n/2-1]+fails[n/2])/2
+	}
+	s.Best, s.Worst = darks[0], darks[n-1]
+	return s
+}
+
+// ms formats d in milliseconds with one decimal.
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d)/float64(time.Millisecond)) }
+
+// side is the results of one contender.
+type side struct {
+	Name string
+	Runs []runResult
+}
+
+// report is one benchmark run, rendered into docs/BENCHMARKS.md.
+type report struct {
+	Date    time.Time
+	Machine string // nproc, CPU model, kernel
+	Setup   []string
+	Sides   []side
+}
+
+// markdown renders the report: a context list, the side-by-side table and
+// every run's dark time.
+func (r report) markdown() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Measured %s on %s.\n\n", r.Date.UTC().Format("2006-01-02 15:04 MST"), r.Machine)
+	for _, s := range r.Setup {
+		fmt.Fprintf(&b, "- %s\n", s)
+	}
+	b.WriteString("\n| side | runs | median dark | worst dark | best dark | failed connects (median) | not recovered |\n")
+	b.WriteString("|---|---|---|---|---|---|---|\n")
+	for _, sd := range r.Sides {
+		st := summarize(sd.Runs)
+		fmt.Fprintf(&b, "| %s | %d | %s ms | %s ms | %s ms | %d | %d |\n",
+			sd.Name, st.Runs, ms(st.Median), ms(st.Worst), ms(st.Best), st.MedianFailures, st.Unrecovered)
+	}
+	b.WriteString("\nEach run's dark time (ms), in run order:\n\n")
+	for _, sd := range r.Sides {
+		parts := make([]string, len(sd.Runs))
+		for i, run := range sd.Runs {
+			parts[i] = ms(run.Dark)
+			if !run.Recovered {
+				parts[i] += " (not recovered)"
+			}
+		}
+		fmt.Fprintf(&b, "- %s: %s\n", sd.Name, strings.Join(parts, ", "))
+	}
+	return b.String()
+}
+
+// The markers around the generated section of docs/BENCHMARKS.md.
+const (
+	sectionBegin = "<!-- bench:failover:begin -->"
+	sectionEnd   = "<!-- bench:failover:end -->"
+)
+
+// replaceSection replaces what lies between the begin and end markers of
+// doc with body (markers kept, each on its own line).
+func replaceSection(doc, body string) (string, error) {
+	i := strings.Index(doc, sectionBegin)
+	j := strings.Index(doc, sectionEnd)
+	switch {
+	case i < 0 || j < 0:
+		return "", fmt.Errorf("markers %q and %q not found", sectionBegin, sectionEnd)
+	case j < i:
+		return "", errors.New("end marker before begin marker")
+	case strings.Count(doc, sectionBegin) > 1 || strings.Count(doc, sectionEnd) > 1:
+		return "", errors.New("markers appear more than once")
+	}
+	return doc[:i+len(sectionBegin)] + "\n" + strings.TrimSpace(body) + "\n" + doc[j:], nil
+}
