@@ -295,6 +295,14 @@ func TestUpdate(t *testing.T) {
 				t.Errorf("command gave %#v", msgs)
 			}
 		}},
+		{"keys before any snapshot are harmless", false, keys("2 d u enter j 3 4 5 / x esc 6 h"), func(t *testing.T, m tui.Model, _ tea.Cmd, acts *calls) {
+			if _, ok := m.Confirming(); ok || len(acts.done) > 0 || !strings.Contains(m.View(), "waiting for the first snapshot") {
+				t.Errorf("screen:\n%s", m.View())
+			}
+		}},
+		{"a tiny terminal still fits", false, []tea.Msg{snap(healthy), tea.WindowSizeMsg{Width: 20, Height: 5}, key("2"), key("d")}, func(t *testing.T, m tui.Model, _ tea.Cmd, _ *calls) {
+			checkFits(t, m.View(), 20, 5)
+		}},
 		{"a resize redraws to the new size", false, []tea.Msg{snap(healthy), tea.WindowSizeMsg{Width: 100, Height: 30}}, func(t *testing.T, m tui.Model, _ tea.Cmd, _ *calls) {
 			checkFits(t, m.View(), 100, 30)
 			if n := strings.Count(m.View(), "\n") + 1; n != 30 {
