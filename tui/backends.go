@@ -112,14 +112,19 @@ func stateCell(state string) string {
 	return "?"
 }
 
-// split says whether the peers disagree about b.
+// split says whether the peers disagree about b: some see it serving (up,
+// falling) and some not (down, rising). Unknown views take no side.
 func split(b status.Backend) bool {
-	for _, v := range b.Views[min(1, len(b.Views)):] {
-		if v.State != b.Views[0].State {
-			return true
+	var serving, not bool
+	for _, v := range b.Views {
+		switch v.State {
+		case "up", "falling":
+			serving = true
+		case "down", "rising":
+			not = true
 		}
 	}
-	return false
+	return serving && not
 }
 
 // view returns peer's view of b.
