@@ -16,7 +16,7 @@ import (
 // backends is the table of backends × peers: every peer's view of every
 // apiserver, so that split views stand out, with drain and undrain.
 type backends struct {
-	common  Common
+	common  shared
 	snap    *status.Snapshot
 	table   table.Model
 	shown   []status.Backend
@@ -25,7 +25,7 @@ type backends struct {
 	details bool
 }
 
-func newBackends(c Common) *backends {
+func newBackends(c shared) *backends {
 	return &backends{common: c, table: newTable(c), details: true}
 }
 

@@ -14,9 +14,9 @@ import (
 	"github.com/epconsole/epconsole/tui/styles"
 )
 
-// Common is what every pane shares: its size, the styles, the keys and the
+// shared is what every pane holds: its size, the styles, the keys and the
 // clock. No pane reaches for globals.
-type Common struct {
+type shared struct {
 	Width, Height int
 	Styles        *styles.Styles
 	Keys          *keymap.KeyMap
@@ -168,7 +168,7 @@ func contains(filter string, s ...string) bool {
 
 // findings renders the findings of area (and subject, when not empty),
 // worst first as the snapshot has them, with their fixes wrapped to width.
-func findings(c Common, snap *status.Snapshot, area, subject string) []string {
+func findings(c shared, snap *status.Snapshot, area, subject string) []string {
 	st := c.Styles
 	wrap := st.Value.Width(max(c.Width-7, 10))
 	var out []string

@@ -15,12 +15,12 @@ import (
 // etcdView is the etcd quorum check: members with the leader marked, raft
 // term and index, database size, alarms, and how many may still fail.
 type etcdView struct {
-	common Common
+	common shared
 	snap   *status.Snapshot
 	table  table.Model
 }
 
-func newEtcd(c Common) *etcdView { return &etcdView{common: c, table: newTable(c)} }
+func newEtcd(c shared) *etcdView { return &etcdView{common: c, table: newTable(c)} }
 
 func (p *etcdView) Title() string { return "etcd" }
 

@@ -14,14 +14,14 @@ import (
 // events is the daemon's event log, scrollable and filtered with `/`. It
 // follows new events while scrolled to the bottom.
 type events struct {
-	common Common
+	common shared
 	snap   *status.Snapshot
 	vp     viewport.Model
 	filter string
 	shown  int
 }
 
-func newEvents(c Common) *events {
+func newEvents(c shared) *events {
 	vp := viewport.New(c.Width, c.Height)
 	vp.KeyMap = c.Keys.Viewport()
 	return &events{common: c, vp: vp}

@@ -43,9 +43,10 @@ const (
 	Closed
 )
 
-// Model is the root model of the TUI.
+// Model is the root model of the TUI. Its panes live behind pointers: use
+// the Model that Update returns, not an older copy.
 type Model struct {
-	common Common
+	common shared
 	ctx    context.Context
 	src    Source
 	acts   Actions
@@ -70,7 +71,7 @@ type Model struct {
 // New returns the TUI's model for opts, sized 80×24 until the terminal
 // says otherwise.
 func New(opts Options) Model {
-	c := Common{Width: 80, Height: 24, Styles: opts.Styles, Keys: opts.Keys, Now: opts.Now}
+	c := shared{Width: 80, Height: 24, Styles: opts.Styles, Keys: opts.Keys, Now: opts.Now}
 	if c.Styles == nil {
 		c.Styles = styles.DefaultStyles(lipgloss.DefaultRenderer())
 	}

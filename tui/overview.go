@@ -14,11 +14,11 @@ import (
 // overview is the default view: VIPs and owners, election, peers, one
 // verdict per area and the latest events.
 type overview struct {
-	common Common
+	common shared
 	snap   *status.Snapshot
 }
 
-func newOverview(c Common) *overview { return &overview{common: c} }
+func newOverview(c shared) *overview { return &overview{common: c} }
 
 func (p *overview) Title() string { return "Overview" }
 
@@ -140,14 +140,14 @@ func (p *overview) election() string {
 }
 
 // eventLine is one event: time, kind, subject, message.
-func eventLine(c Common, e status.Event) string {
+func eventLine(c shared, e status.Event) string {
 	st := c.Styles
 	return fmt.Sprintf("  %s %s %s %s", st.Faint.Render(clock(c.Now(), e.Time)),
 		eventStyle(c, e.Kind).Render(pad(e.Kind, 15)), st.Value.Render(pad(e.Subject, 6)), e.Message)
 }
 
 // eventStyle colours an event by what it means for the endpoint.
-func eventStyle(c Common, kind string) lipgloss.Style {
+func eventStyle(c shared, kind string) lipgloss.Style {
 	st := c.Styles
 	switch kind {
 	case "backend-down", "peer-failed", "reload-rejected":

@@ -16,14 +16,14 @@ import (
 // peersView lists the LB nodes and the VIPs, and hands the VIP to the
 // selected peer.
 type peersView struct {
-	common Common
+	common shared
 	snap   *status.Snapshot
 	table  table.Model
 	shown  []status.Peer
 	filter string
 }
 
-func newPeers(c Common) *peersView { return &peersView{common: c, table: newTable(c)} }
+func newPeers(c shared) *peersView { return &peersView{common: c, table: newTable(c)} }
 
 func (p *peersView) Title() string { return "Peers/VIP" }
 

@@ -5,7 +5,7 @@ import (
 )
 
 // newTable is a focused bubbles table in the TUI's styles and keys.
-func newTable(c Common) table.Model {
+func newTable(c shared) table.Model {
 	st := c.Styles
 	return table.New(
 		table.WithFocused(true),

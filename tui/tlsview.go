@@ -17,14 +17,14 @@ import (
 // backend, then issuer, expiry and chain per backend, and the fix for the
 // selected one.
 type tlsView struct {
-	common Common
+	common shared
 	snap   *status.Snapshot
 	table  table.Model
 	shown  []status.Certificate
 	filter string
 }
 
-func newTLS(c Common) *tlsView { return &tlsView{common: c, table: newTable(c)} }
+func newTLS(c shared) *tlsView { return &tlsView{common: c, table: newTable(c)} }
 
 func (p *tlsView) Title() string { return "TLS" }
 
