@@ -438,24 +438,29 @@ func (d *Daemon) onClusterEvent(ev cluster.Event) {
 	}
 }
 
-// view is the cluster view with the heartbeat's liveness laid over it.
-func (d *Daemon) view(s *state) (cluster.View, bool) {
+// view is the cluster view with the heartbeat's liveness laid over it, and
+// the gossip view under it.
+func (d *Daemon) view(s *state) (live, gossip cluster.View) {
 	v := s.cl.View()
 	if s.beater == nil {
-		return v, true
+		return v, v
 	}
-	hv := s.beater.View()
-	return v.WithLiveness(liveness(hv, s.cfg.Node.Name)), !hv.Stale
+	return v.WithLiveness(liveness(s.beater.View(), s.cfg.Node.Name)), v
 }
 
 // complete reports whether every configured peer is heard (fresh, with
-// metadata) and past its own start (eligible, or claiming): the view then
-// holds every claim there is, and peers starting at the same time agree on
-// the election instead of each claiming while the others still settle.
-func complete(v cluster.View) bool {
-	for _, name := range v.Peers {
-		m, ok := v.Member(name)
-		if !ok || !m.Fresh || m.Meta.Name == "" || !(m.Meta.Eligible || m.Meta.Claims()) {
+// metadata) and past its own start: its gossiped metadata says eligible,
+// or claims the VIP. The view then holds every claim there is, and peers
+// starting together agree on the election instead of each claiming while
+// the others still settle. The gossiped metadata is read, not the beats'
+// owner belief laid over it: a claim travels in beats within milliseconds,
+// its eligibility with gossip only later, and a claim whose eligibility is
+// not yet visible looks like an ineligible owner to be replaced.
+func complete(live, gossip cluster.View) bool {
+	for _, name := range live.Peers {
+		m, ok := live.Member(name)
+		g, gok := gossip.Member(name)
+		if !ok || !gok || !m.Fresh || g.Meta.Name == "" || !(g.Meta.Eligible || g.Meta.Claims()) {
 			return false
 		}
 	}
@@ -481,18 +486,18 @@ func (d *Daemon) decide(s *state) {
 		d.log.Info("eligibility", "eligible", eligible, "healthy_backends", countHealthy(s.programmed), "interface_up", s.ifaceUp)
 	}
 	d.publish(s, s.last) // eligibility into the metadata before deciding
-	v, _ := d.view(s)
+	v, gv := d.view(s)
 	dec := cluster.Elect(v, s.cfg.Node.Name)
 	if !dec.Hold && dec.Owner != s.last.Owner && !s.waiting {
 		// Our own published belief (the old owner) is part of the view;
 		// once it is corrected, decide again rather than a tick later.
 		s.last.Owner, s.last.Epoch = dec.Owner, dec.Epoch
 		d.publish(s, s.last)
-		v, _ = d.view(s)
+		v, gv = d.view(s)
 		dec = cluster.Elect(v, s.cfg.Node.Name)
 	}
 	if s.waiting {
-		if time.Since(s.started) < d.opts.StartupWait && !complete(v) {
+		if time.Since(s.started) < d.opts.StartupWait && !complete(v, gv) {
 			// Learn the owner before claiming: publish only what we hear,
 			// and no epoch of a claim we do not make.
 			if dec.Hold || dec.Owner == s.cfg.Node.Name {
@@ -504,7 +509,7 @@ func (d *Daemon) decide(s *state) {
 			return
 		}
 		s.waiting = false
-		d.log.Info("startup wait over", "after", time.Since(s.started).Round(time.Millisecond), "view_complete", complete(v))
+		d.log.Info("startup wait over", "after", time.Since(s.started).Round(time.Millisecond), "view_complete", complete(v, gv))
 	}
 	if dec.Owner != s.last.Owner || dec.Hold != s.last.Hold || dec.Elected != s.last.Elected || dec.Epoch != s.last.Epoch {
 		d.log.Info("decision", "hold", dec.Hold, "owner", dec.Owner, "epoch", dec.Epoch, "elected", dec.Elected,
