@@ -21,12 +21,21 @@ func TestOneOwner(t *testing.T) {
 		// to become eligible (a loaded machine): no preemption by default.
 		t.Logf("owner %s, not lb1 (the highest priority): lb1 was late", owner)
 	}
-	// Exactly one owner, checked repeatedly for a second.
-	for i := 0; i < 20; i++ {
+	// Exactly one owner, checked repeatedly for a second, by the addresses
+	// on the LBs and by who answers ARP for the VIP on the client's segment.
+	probe := newARPProbe(t, c.client)
+	ownerMAC := macOf(t, c.lab.Host(owner))
+	for i := 0; i < 10; i++ {
 		if o := c.owners(); len(o) != 1 || o[0] != owner {
 			t.Fatalf("owners %v at check %d, want only %s", o, i, owner)
 		}
-		time.Sleep(50 * time.Millisecond)
+		macs, err := probe.answer(c.vip, 100*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(macs, []string{ownerMAC}) {
+			t.Fatalf("ARP for the VIP answered by %v at check %d, want only %s (%s)", macs, i, owner, ownerMAC)
+		}
 	}
 	res, err := c.client.RunClient(c.ctx, c.loadOpts(300, 0))
 	if err != nil {
