@@ -170,6 +170,14 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			m.notice, m.alert = msg.Action.done(), false
 		}
 	case tea.KeyMsg:
+		// Keys typed quickly (or over a slow link) arrive as one message of
+		// several runes: each is a key of its own.
+		if msg.Type == tea.KeyRunes && len(msg.Runes) > 1 && !msg.Paste {
+			for _, r := range msg.Runes {
+				cmds = append(cmds, m.key(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune{r}, Alt: msg.Alt}))
+			}
+			break
+		}
 		cmds = append(cmds, m.key(msg))
 	default:
 		cmds = append(cmds, m.route(msg))

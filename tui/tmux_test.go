@@ -40,14 +40,15 @@ func runChild(sock string) int {
 	return 0
 }
 
-// tmux runs a tmux command on the test's own server.
+// tmux runs tmux commands on the test's own server (its socket in a
+// temporary directory).
 type tmux struct {
 	t      *testing.T
 	server string
 }
 
 func (x tmux) run(args ...string) (string, error) {
-	out, err := exec.Command("tmux", append([]string{"-L", x.server}, args...)...).CombinedOutput()
+	out, err := exec.Command("tmux", append([]string{"-S", x.server}, args...)...).CombinedOutput()
 	return string(out), err
 }
 
@@ -102,7 +103,7 @@ func TestTmux(t *testing.T) {
 	d := &daemonSide{pub: pub, acted: make(chan tui.Action, 4)}
 	stop := serve(t, sock, pub, d)
 
-	x := tmux{t: t, server: fmt.Sprintf("epconsole-tui-%d", os.Getpid())}
+	x := tmux{t: t, server: filepath.Join(t.TempDir(), "tmux.sock")}
 	t.Cleanup(func() { x.run("kill-server") })
 	cmd := fmt.Sprintf("env %s=%s NO_COLOR=1 TERM=xterm-256color %s -test.run=^$", childEnv, sock, exe)
 	if out, err := x.run("new-session", "-d", "-s", "tui", "-x", "80", "-y", "24", cmd); err != nil {

@@ -295,6 +295,16 @@ func TestUpdate(t *testing.T) {
 				t.Errorf("command gave %#v", msgs)
 			}
 		}},
+		{"keys read together act one by one", false, []tea.Msg{snap(healthy), tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("2jd")}}, func(t *testing.T, m tui.Model, _ tea.Cmd, _ *calls) {
+			if a, ok := m.Confirming(); !ok || a != (tui.Action{Kind: tui.Drain, Target: "cp2"}) {
+				t.Errorf("confirming %v %+v", ok, a)
+			}
+		}},
+		{"a filter typed in one go", false, []tea.Msg{snap(healthy), tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("5/cp3")}}, func(t *testing.T, m tui.Model, _ tea.Cmd, _ *calls) {
+			if f, typing := m.Filter(); f != "cp3" || !typing {
+				t.Errorf("filter %q typing %v", f, typing)
+			}
+		}},
 		{"keys before any snapshot are harmless", false, keys("2 d u enter j 3 4 5 / x esc 6 h"), func(t *testing.T, m tui.Model, _ tea.Cmd, acts *calls) {
 			if _, ok := m.Confirming(); ok || len(acts.done) > 0 || !strings.Contains(m.View(), "waiting for the first snapshot") {
 				t.Errorf("screen:\n%s", m.View())
