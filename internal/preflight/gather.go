@@ -1,0 +1,326 @@
+package preflight
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+
+	"github.com/google/nftables"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// ownTablePrefix starts the names of epconsole's own tables, which the
+// checks ignore.
+const ownTablePrefix = "epconsole"
+
+// Gather reads the facts of the namespace named by o. It only reads:
+// sysctls and /proc files from a thread that joined the namespace (and is
+// retired afterwards, never unlocked), links, addresses and routes over
+// netlink, and the nftables ruleset (read-only listing). What cannot be
+// read is recorded in Facts.Errors.
+func Gather(ctx context.Context, o Options) Facts {
+	f := Facts{
+		Sysctls:       map[string]string{},
+		Links:         map[string]Link{},
+		BackendRoutes: map[netip.Addr]string{},
+		Errors:        map[string]string{},
+	}
+	ns, closeNs, err := openNetns(o)
+	if err != nil {
+		f.Errors["netns"] = err.Error()
+		return f
+	}
+	defer closeNs()
+
+	if err := ctx.Err(); err != nil {
+		f.Errors["netns"] = err.Error()
+		return f
+	}
+	var routeIfaces []string
+	if err := gatherNetlink(ns, o, &f); err != nil {
+		f.Errors["link"] = err.Error()
+	}
+	for _, i := range f.BackendRoutes {
+		routeIfaces = append(routeIfaces, i)
+	}
+	sort.Strings(routeIfaces)
+
+	if err := ctx.Err(); err != nil {
+		f.Errors["sysctl"] = err.Error()
+		return f
+	}
+	if err := gatherProc(ns, sysctlKeys(o, routeIfaces), &f); err != nil {
+		f.Errors["sysctl"] = err.Error()
+	}
+
+	if err := ctx.Err(); err != nil {
+		f.Errors["nftables"] = err.Error()
+		return f
+	}
+	tables, err := gatherTables(ns)
+	if err != nil {
+		f.Errors["nftables"] = err.Error()
+	} else {
+		f.Tables, f.TablesRead = tables, true
+	}
+	return f
+}
+
+// openNetns resolves o's namespace to a handle and a function releasing it.
+func openNetns(o Options) (netns.NsHandle, func(), error) {
+	switch {
+	case o.NetnsPath != "":
+		h, err := netns.GetFromPath(o.NetnsPath)
+		if err != nil {
+			return 0, nil, fmt.Errorf("opening network namespace %s: %w", o.NetnsPath, err)
+		}
+		return h, func() { h.Close() }, nil
+	case o.NetnsFd > 0:
+		return netns.NsHandle(o.NetnsFd), func() {}, nil
+	}
+	// The process's own namespace: every thread of a daemon that never
+	// switches namespaces is in it; ask the main thread's view.
+	h, err := netns.GetFromPath(fmt.Sprintf("/proc/%d/ns/net", os.Getpid()))
+	if err != nil {
+		return 0, nil, fmt.Errorf("opening own network namespace: %w", err)
+	}
+	return h, func() { h.Close() }, nil
+}
+
+// inNetns runs fn on a locked OS thread that joined ns. The thread is
+// never unlocked: when the goroutine ends Go retires it instead of reusing
+// a thread whose namespace changed.
+func inNetns(ns netns.NsHandle, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if err := netns.Set(ns); err != nil {
+			errc <- fmt.Errorf("joining network namespace: %w", err)
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
+}
+
+// gatherProc reads the sysctls in keys and the iptables-legacy table
+// lists, as seen from ns. A missing key is left out (the conntrack keys
+// exist only once nf_conntrack is loaded).
+func gatherProc(ns netns.NsHandle, keys []string, f *Facts) error {
+	sysctls := map[string]string{}
+	var legacy []string
+	err := inNetns(ns, func() error {
+		var errs []error
+		for _, k := range keys {
+			b, err := os.ReadFile(filepath.Join("/proc/sys", k))
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("reading %s: %w", SysctlName(k), err))
+				continue
+			}
+			sysctls[k] = strings.TrimSpace(string(b))
+		}
+		// /proc/thread-self/net is this thread's namespace (/proc/net
+		// follows the thread-group leader's).
+		for _, l := range []struct{ file, family string }{{"ip_tables_names", "ip"}, {"ip6_tables_names", "ip6"}} {
+			b, err := os.ReadFile(filepath.Join("/proc/thread-self/net", l.file))
+			if err != nil {
+				continue // module not loaded: no legacy tables
+			}
+			for _, name := range strings.Fields(string(b)) {
+				legacy = append(legacy, l.family+" "+name)
+			}
+		}
+		return errors.Join(errs...)
+	})
+	for k, v := range sysctls {
+		f.Sysctls[k] = v
+	}
+	sort.Strings(legacy)
+	f.LegacyTables = legacy
+	return err
+}
+
+// gatherNetlink reads the VIP interfaces and the routes to the backends.
+func gatherNetlink(ns netns.NsHandle, o Options, f *Facts) error {
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return fmt.Errorf("netlink handle: %w", err)
+	}
+	defer h.Close()
+	var errs []error
+	for _, v := range o.VIPs {
+		if v.Interface == "" {
+			continue
+		}
+		if _, done := f.Links[v.Interface]; done {
+			continue
+		}
+		l, err := readLink(h, v.Interface)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		f.Links[v.Interface] = l
+	}
+	for _, b := range o.Backends {
+		a := b.Addr().Unmap()
+		rs, err := h.RouteGet(a.AsSlice())
+		if err != nil || len(rs) == 0 {
+			f.BackendRoutes[a] = ""
+			continue
+		}
+		name := ""
+		if l, err := h.LinkByIndex(rs[0].LinkIndex); err == nil {
+			name = l.Attrs().Name
+		}
+		f.BackendRoutes[a] = name
+	}
+	return errors.Join(errs...)
+}
+
+func readLink(h *netlink.Handle, name string) (Link, error) {
+	out := Link{Name: name}
+	l, err := h.LinkByName(name)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return out, nil
+		}
+		return out, fmt.Errorf("link %s: %w", name, err)
+	}
+	out.Exists = true
+	a := l.Attrs()
+	out.Up = a.RawFlags&unix.IFF_UP != 0
+	out.Carrier = a.RawFlags&unix.IFF_LOWER_UP != 0
+	addrs, err := h.AddrList(l, netlink.FAMILY_ALL)
+	if err != nil {
+		return out, fmt.Errorf("addresses of %s: %w", name, err)
+	}
+	for _, ad := range addrs {
+		ip, ok := netip.AddrFromSlice(ad.IP)
+		if !ok {
+			continue
+		}
+		ones, _ := ad.Mask.Size()
+		out.Addrs = append(out.Addrs, LinkAddr{
+			Prefix:  netip.PrefixFrom(ip.Unmap(), ones),
+			Dynamic: ip.Is6() && !ip.Is4In6() && ad.Flags&unix.IFA_F_PERMANENT == 0,
+		})
+	}
+	routes, err := h.RouteList(l, netlink.FAMILY_V6)
+	if err != nil {
+		return out, fmt.Errorf("routes of %s: %w", name, err)
+	}
+	for _, r := range routes {
+		if r.Protocol == unix.RTPROT_RA {
+			out.RARoutes++
+		}
+	}
+	return out, nil
+}
+
+// gatherTables lists the foreign nftables tables with their chains and
+// rules (read-only).
+func gatherTables(ns netns.NsHandle) ([]Table, error) {
+	c, err := nftables.New(nftables.WithNetNSFd(int(ns)))
+	if err != nil {
+		return nil, fmt.Errorf("nftables connection: %w", err)
+	}
+	defer c.CloseLasting()
+	tables, err := c.ListTables()
+	if err != nil {
+		return nil, fmt.Errorf("listing nftables tables: %w", err)
+	}
+	chains, err := c.ListChains()
+	if err != nil {
+		return nil, fmt.Errorf("listing nftables chains: %w", err)
+	}
+	var out []Table
+	for _, t := range tables {
+		if strings.HasPrefix(t.Name, ownTablePrefix) {
+			continue
+		}
+		ot := Table{Family: familyName(t.Family), Name: t.Name}
+		for _, ch := range chains {
+			if ch.Table == nil || ch.Table.Name != t.Name || ch.Table.Family != t.Family {
+				continue
+			}
+			oc := Chain{Name: ch.Name, Type: string(ch.Type)}
+			if ch.Hooknum != nil {
+				oc.Hook = hookName(t.Family, *ch.Hooknum)
+				oc.Policy = "accept"
+				if ch.Policy != nil && *ch.Policy == nftables.ChainPolicyDrop {
+					oc.Policy = "drop"
+				}
+				if ch.Priority != nil {
+					oc.Priority = int32(*ch.Priority)
+				}
+			} else {
+				oc.Type = ""
+			}
+			rules, err := c.GetRules(t, ch)
+			if err != nil {
+				return nil, fmt.Errorf("listing rules of %s: %w", ot.Ref(ch.Name), err)
+			}
+			for _, r := range rules {
+				oc.Rules = append(oc.Rules, DecodeRule(r.Handle, r.Exprs))
+			}
+			ot.Chains = append(ot.Chains, oc)
+		}
+		out = append(out, ot)
+	}
+	return out, nil
+}
+
+func familyName(f nftables.TableFamily) string {
+	switch f {
+	case nftables.TableFamilyIPv4:
+		return "ip"
+	case nftables.TableFamilyIPv6:
+		return "ip6"
+	case nftables.TableFamilyINet:
+		return "inet"
+	case nftables.TableFamilyARP:
+		return "arp"
+	case nftables.TableFamilyBridge:
+		return "bridge"
+	case nftables.TableFamilyNetdev:
+		return "netdev"
+	}
+	return fmt.Sprintf("family%d", f)
+}
+
+func hookName(f nftables.TableFamily, h nftables.ChainHook) string {
+	if f == nftables.TableFamilyNetdev {
+		switch h {
+		case *nftables.ChainHookIngress:
+			return "ingress"
+		case *nftables.ChainHookEgress:
+			return "egress"
+		}
+	}
+	switch h {
+	case *nftables.ChainHookPrerouting:
+		return "prerouting"
+	case *nftables.ChainHookInput:
+		return "input"
+	case *nftables.ChainHookForward:
+		return "forward"
+	case *nftables.ChainHookOutput:
+		return "output"
+	case *nftables.ChainHookPostrouting:
+		return "postrouting"
+	}
+	return fmt.Sprintf("hook%d", h)
+}

@@ -1,0 +1,127 @@
+// Package preflight checks that a host can carry epconsole's datapath
+// before the daemon starts and in `epconsole check`: IP forwarding (and
+// what IPv6 forwarding does to router advertisements), reverse-path
+// filtering, the conntrack table's size, foreign nftables or iptables rules
+// that would drop the forwarded traffic (ufw's forward policy), the VIP
+// interface, and its ARP settings.
+//
+// Gather reads the host (inside a given network namespace) into Facts, and
+// never changes anything; Judge is a pure function of Facts and the
+// expected traffic (Options), made of one small pure check per topic. Each
+// Finding carries a stable code and the fix. docs/preflight.md lists them.
+package preflight
+
+import (
+	"context"
+	"net/netip"
+
+	"github.com/epconsole/epconsole/internal/config"
+	"github.com/epconsole/epconsole/internal/status"
+)
+
+// Area is the status area of preflight findings.
+const Area = "preflight"
+
+// DefaultFlowsPerClient and DefaultClients give DefaultExpectedFlows.
+const (
+	// DefaultClients is Kubernetes' supported maximum of nodes per
+	// cluster (5000): each node's kubelet, kube-proxy and agents hold
+	// connections to the endpoint.
+	DefaultClients = 5000
+	// DefaultFlowsPerClient is a generous count of long-lived
+	// connections per node (kubelet, kube-proxy, CNI and CSI agents,
+	// monitoring) plus the controllers' share.
+	DefaultFlowsPerClient = 10
+	// DefaultExpectedFlows is the number of concurrent flows assumed when
+	// Options.ExpectedFlows is zero: the largest supported cluster.
+	DefaultExpectedFlows = DefaultClients * DefaultFlowsPerClient
+)
+
+// Options say where to look and what traffic to expect.
+type Options struct {
+	// NetnsPath is the network namespace to inspect (/run/netns/NAME or
+	// /proc/PID/ns/net). Empty and NetnsFd 0: the caller's own namespace.
+	NetnsPath string
+	// NetnsFd is an open network namespace descriptor, used when NetnsPath
+	// is empty (0 = unset). It is not closed.
+	NetnsFd int
+	// VIPs are the virtual addresses with their interface and port.
+	VIPs []VIP
+	// Backends are the apiservers the VIP forwards to.
+	Backends []netip.AddrPort
+	// ExpectedFlows is the number of concurrent flows through the VIP the
+	// conntrack table must hold (0 = DefaultExpectedFlows). The table
+	// should hold twice that: closed flows stay in TIME_WAIT for two
+	// minutes, and a failover makes every client reconnect at once.
+	ExpectedFlows int
+}
+
+// VIP is one virtual address served on Port through Interface.
+type VIP struct {
+	Address   netip.Addr
+	Interface string
+	Port      uint16
+}
+
+// OptionsFromConfig derives the options from a loaded config.hcl; the
+// namespace is the caller's own (set NetnsPath to look elsewhere).
+func OptionsFromConfig(c *config.Config) Options {
+	var o Options
+	for _, v := range c.VIPs {
+		o.VIPs = append(o.VIPs, VIP{Address: v.Address, Interface: v.Interface, Port: v.Port})
+	}
+	for _, b := range c.Backends {
+		o.Backends = append(o.Backends, b.AddrPort())
+	}
+	return o
+}
+
+// expectedFlows is o.ExpectedFlows with its default.
+func (o Options) expectedFlows() int {
+	if o.ExpectedFlows > 0 {
+		return o.ExpectedFlows
+	}
+	return DefaultExpectedFlows
+}
+
+// Finding is one preflight result, good or bad.
+type Finding struct {
+	// Severity is status.OK, Warning, Unknown or Critical.
+	Severity status.Severity `json:"severity"`
+	// Code is stable, for scripts ("ip-forward-off").
+	Code string `json:"code"`
+	// Subject is what the finding is about (an interface, a table), or "".
+	Subject string `json:"subject,omitempty"`
+	// Message says what was found and why it matters, in one or two sentences.
+	Message string `json:"message"`
+	// Fix says what to do; an OK finding may carry an optional improvement.
+	Fix string `json:"fix,omitempty"`
+}
+
+// Status converts f to the status model's finding (area "preflight").
+func (f Finding) Status() status.Finding {
+	sf := status.Finding{Area: Area, Severity: f.Severity, Subject: f.Subject, Code: f.Code, Message: f.Message}
+	if f.Fix != "" {
+		sf.Fixes = []string{f.Fix}
+	}
+	return sf
+}
+
+// Worst returns the worst severity of fs (OK for none).
+func Worst(fs []Finding) status.Severity {
+	w := status.OK
+	for _, f := range fs {
+		if f.Severity.Rank() > w.Rank() {
+			w = f.Severity
+		}
+	}
+	return w
+}
+
+// Run gathers the facts of the namespace in o and judges them. A fact
+// that could not be read becomes an UNKNOWN finding; Run never fails and
+// never changes the host.
+func Run(ctx context.Context, o Options) []Finding {
+	facts := Gather(ctx, o)
+	return Judge(facts, o)
+}
