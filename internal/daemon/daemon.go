@@ -24,6 +24,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -68,12 +69,116 @@ type Options struct {
 	NoHeartbeat bool
 }
 
-// Daemon is one running LB node. Its Events method may be called while Run
-// runs.
+// Daemon is one running LB node. Its Events, Status, ClusterView, Probes
+// and Heartbeat methods may be called while Run runs (the status API).
 type Daemon struct {
 	opts   Options
 	log    *slog.Logger
 	events *EventLog
+
+	mu     sync.Mutex
+	status Status
+	st     *state // set while Run runs
+}
+
+// Status is the daemon's own part of the status: what it decided and why.
+type Status struct {
+	Node         string    `json:"node"`
+	Version      string    `json:"version"`
+	Started      time.Time `json:"started"`
+	ConfigPath   string    `json:"config_path"`
+	ConfigDigest string    `json:"config_digest"`
+	// Waiting: still in the startup wait (listening before any claim).
+	Waiting bool `json:"waiting"`
+	// Holding: the VIP address is on this host.
+	Holding     bool `json:"holding"`
+	Eligible    bool `json:"eligible"`
+	InterfaceUp bool `json:"interface_up"`
+	// Decision is the latest election result.
+	Decision cluster.Decision `json:"decision"`
+	// Healthy and Drain are the sets programmed into the dataplane.
+	Healthy map[string]bool `json:"healthy"`
+	Drain   map[string]bool `json:"drain"`
+	// Heartbeat says whether the beat loop runs and at which priority.
+	HeartbeatRunning  bool               `json:"heartbeat_running"`
+	HeartbeatError    string             `json:"heartbeat_error,omitempty"`
+	HeartbeatRealtime heartbeat.Realtime `json:"heartbeat_realtime"`
+	// LastReload is when SIGHUP was last handled; LastReloadError why it
+	// was rejected ("" if accepted).
+	LastReload      time.Time `json:"last_reload,omitzero"`
+	LastReloadError string    `json:"last_reload_error,omitempty"`
+}
+
+// Status returns the daemon's latest status (zero before Run started).
+func (d *Daemon) Status() Status {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.status
+}
+
+// ClusterView returns the cluster view with the heartbeat's liveness laid
+// over it, as the election sees it; false when Run is not running.
+func (d *Daemon) ClusterView() (cluster.View, bool) {
+	d.mu.Lock()
+	if d.st == nil {
+		d.mu.Unlock()
+		return cluster.View{}, false
+	}
+	cl, name, beater := d.st.cl, d.st.cfg.Node.Name, d.st.beater
+	d.mu.Unlock()
+	v := cl.View()
+	if beater != nil {
+		v = v.WithLiveness(liveness(beater.View(), name))
+	}
+	return v, true
+}
+
+// Probes returns the local probe monitor's snapshot; nil when Run is not
+// running.
+func (d *Daemon) Probes() []probes.BackendStatus {
+	d.mu.Lock()
+	var mon *probes.Monitor
+	if d.st != nil {
+		mon = d.st.mon
+	}
+	d.mu.Unlock()
+	if mon == nil {
+		return nil
+	}
+	return mon.Snapshot()
+}
+
+// Heartbeat returns the beat loop's view; false when it does not run.
+func (d *Daemon) Heartbeat() (heartbeat.View, bool) {
+	d.mu.Lock()
+	var b *heartbeat.Beater
+	if d.st != nil {
+		b = d.st.beater
+	}
+	d.mu.Unlock()
+	if b == nil {
+		return heartbeat.View{}, false
+	}
+	return b.View(), true
+}
+
+// updateStatus copies the loop's state into the status (under the lock,
+// which also guards the component pointers the accessors read).
+func (d *Daemon) updateStatus(s *state) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	st := &d.status
+	st.Node, st.Version, st.Started, st.ConfigPath = s.cfg.Node.Name, d.opts.Version, s.started, d.opts.ConfigPath
+	st.ConfigDigest = cluster.ShortDigest(s.cfg.Digest())
+	st.Waiting, st.Holding, st.Eligible, st.InterfaceUp = s.waiting, s.holding, s.eligible, s.ifaceUp
+	st.Decision, st.Healthy, st.Drain = s.last, s.programmed, s.drained
+	st.HeartbeatRunning, st.HeartbeatError = s.beater != nil && s.beatErr == nil, ""
+	if s.beatErr != nil {
+		st.HeartbeatError = s.beatErr.Error()
+	}
+	if s.beater != nil {
+		st.HeartbeatRealtime = s.beater.Realtime()
+	}
 }
 
 // New returns a daemon for opts; Run starts it.
@@ -99,9 +204,9 @@ func Run(ctx context.Context, opts Options) error {
 func (d *Daemon) Events() []Event { return d.events.Events() }
 
 // record adds an event and logs it.
-func (d *Daemon) record(kind EventKind, subject, detail string) {
-	d.events.Add(Event{Kind: kind, Subject: subject, Detail: detail})
-	d.log.Info("event", "kind", string(kind), "subject", subject, "detail", detail)
+func (d *Daemon) record(kind EventKind, subject, message string) {
+	d.events.Add(Event{Kind: kind, Subject: subject, Message: message})
+	d.log.Info("event", "kind", string(kind), "subject", subject, "message", message)
 }
 
 // LoadError is returned by Run when the config cannot be loaded.
@@ -225,8 +330,17 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}()
 
 	d.record(EventStarted, cfg.Node.Name, fmt.Sprintf("version %s, config digest %s", d.opts.Version, cluster.ShortDigest(cfg.Digest())))
+	d.mu.Lock()
+	d.st = s
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		d.st = nil
+		d.mu.Unlock()
+	}()
 	d.loop(ctx, s)
 	d.handoff(s)
+	d.updateStatus(s)
 	return nil
 }
 
@@ -270,13 +384,17 @@ func (d *Daemon) startMonitor(s *state) error {
 	mctx, stop := context.WithCancel(s.run)
 	done := make(chan struct{})
 	go func() { defer close(done); _ = mon.Run(mctx) }()
+	d.mu.Lock()
 	s.mon, s.monStop, s.monDone = mon, stop, done
+	d.mu.Unlock()
 	return nil
 }
 
 func (d *Daemon) startBeater(s *state) {
 	if d.opts.NoHeartbeat {
+		d.mu.Lock()
 		s.beater, s.beatErr = nil, errors.New("heartbeat switched off")
+		d.mu.Unlock()
 		d.log.Warn("heartbeat switched off; liveness from gossip only (slow failover)")
 		return
 	}
@@ -286,11 +404,15 @@ func (d *Daemon) startBeater(s *state) {
 	if err != nil {
 		// Liveness then comes from gossip alone (slower, but the VIP
 		// still moves); the status says so.
+		d.mu.Lock()
 		s.beater, s.beatErr = nil, err
+		d.mu.Unlock()
 		d.log.Error("heartbeat not running; liveness from gossip only", "err", err)
 		return
 	}
+	d.mu.Lock()
 	s.beater, s.beatErr = b, nil
+	d.mu.Unlock()
 	rt := b.Realtime()
 	d.log.Info("heartbeat running", "bind", hc.Bind, "interval", hc.Interval, "misses", hc.Misses,
 		"realtime", rt.InEffect, "priority", rt.Priority, "reason", rt.Reason)
@@ -316,7 +438,9 @@ func (d *Daemon) restartBeater(s *state) bool {
 	old := s.beater
 	d.startBeater(s)
 	if s.beater == nil {
+		d.mu.Lock()
 		s.beater = old // keep the stale view (nobody fresh) and retry later
+		d.mu.Unlock()
 		return false
 	}
 	return true
@@ -480,6 +604,7 @@ func highestOtherEpoch(v cluster.View) uint64 {
 
 // decide runs the election and carries its decision out.
 func (d *Daemon) decide(s *state) {
+	defer d.updateStatus(s)
 	eligible := !s.leaving && s.ifaceUp && countHealthy(s.programmed) > 0 && s.reconciled
 	if eligible != s.eligible {
 		s.eligible = eligible
@@ -617,7 +742,7 @@ func (d *Daemon) renewLease(s *state) {
 
 // handoff hands the VIP over on a graceful stop, then leaves the cluster.
 func (d *Daemon) handoff(s *state) {
-	d.record(EventStopping, s.cfg.Node.Name, "graceful stop")
+	d.record(EventHandoff, s.cfg.Node.Name, fmt.Sprintf("graceful stop: holding the VIP %v, handing it over (at most %s)", s.holding, d.opts.HandoffTimeout))
 	s.leaving = true
 	deadline := time.Now().Add(d.opts.HandoffTimeout)
 	tick := time.NewTicker(5 * time.Millisecond)
@@ -650,6 +775,13 @@ func (d *Daemon) handoff(s *state) {
 	d.log.Info("stopped")
 }
 
+// reloaded notes a reload in the status ("" accepted, else why not).
+func (d *Daemon) reloaded(rejected string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.status.LastReload, d.status.LastReloadError = time.Now(), rejected
+}
+
 // reload re-reads the config: an invalid one is rejected with its
 // diagnostics and nothing changes; a valid one is applied.
 func (d *Daemon) reload(s *state) {
@@ -665,15 +797,19 @@ func (d *Daemon) reload(s *state) {
 		}
 		d.log.Error("config reload rejected; running state unchanged", "config", d.opts.ConfigPath, "diagnostics", b.String())
 		d.record(EventReloadRejected, d.opts.ConfigPath, strings.Join(first, "; "))
+		d.reloaded(strings.Join(first, "; "))
 		return
 	}
 	if why := restartNeeded(s.cfg, cfg); why != "" {
 		d.log.Error("config reload rejected; running state unchanged", "config", d.opts.ConfigPath, "reason", why+": restart the daemon to apply it")
 		d.record(EventReloadRejected, d.opts.ConfigPath, why+" (needs a restart)")
+		d.reloaded(why + " (needs a restart)")
 		return
 	}
 	old := s.cfg
+	d.mu.Lock()
 	s.cfg = cfg
+	d.mu.Unlock()
 	if err := s.lease.Install(s.run, desired(cfg, nil, nil).VIPs); err != nil {
 		d.log.Error("installing the owner lease tables", "err", err)
 	}
@@ -710,6 +846,7 @@ func (d *Daemon) reload(s *state) {
 	}
 	d.reconcile(s, healthy, drain, true)
 	d.record(EventReloadOK, d.opts.ConfigPath, "config digest "+cluster.ShortDigest(cfg.Digest()))
+	d.reloaded("")
 }
 
 // ifacesUp reports whether every VIP interface is up with a carrier.

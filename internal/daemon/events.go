@@ -8,7 +8,7 @@ import (
 // EventKind says what an Event is about.
 type EventKind string
 
-// Event kinds recorded in the event log.
+// Event kinds recorded in the event log (the names internal/status uses).
 const (
 	EventVIPAcquired    EventKind = "vip-acquired"
 	EventVIPReleased    EventKind = "vip-released"
@@ -19,12 +19,12 @@ const (
 	EventPeerLeave      EventKind = "peer-leave"
 	EventPeerFailed     EventKind = "peer-failed"
 	EventPeerUpdate     EventKind = "peer-update"
-	EventDigestMismatch EventKind = "config-digest-mismatch"
+	EventDigestMismatch EventKind = "config-mismatch"
 	EventKeyMismatch    EventKind = "gossip-key-mismatch"
 	EventReloadOK       EventKind = "reload-ok"
 	EventReloadRejected EventKind = "reload-rejected"
 	EventStarted        EventKind = "started"
-	EventStopping       EventKind = "stopping"
+	EventHandoff        EventKind = "handoff"
 )
 
 // Event is one entry of the daemon's event log.
@@ -34,8 +34,8 @@ type Event struct {
 	// Subject is what the event concerns: a backend, a peer, a VIP
 	// ("" for the daemon as a whole).
 	Subject string `json:"subject,omitempty"`
-	// Detail says why, or what changed.
-	Detail string `json:"detail,omitempty"`
+	// Message says what happened and why.
+	Message string `json:"message"`
 }
 
 // DefaultEventLogSize is how many events the log keeps.
