@@ -41,20 +41,32 @@ func waitOutput(t *testing.T, out *syncBuffer, sub string) {
 	}
 }
 
-// runTUI starts Run on pipes and returns the input, the output and Run's
-// result.
-func runTUI(t *testing.T, ctx context.Context) (io.WriteCloser, *syncBuffer, <-chan error) {
+// watchedSource is a channel source that hands over the context of its
+// subscription.
+type watchedSource struct {
+	ch  chan status.Update
+	ctx chan context.Context
+}
+
+func (w watchedSource) Subscribe(ctx context.Context) <-chan status.Update {
+	w.ctx <- ctx
+	return w.ch
+}
+
+// runTUI starts Run on pipes and returns the input, the output, Run's
+// result and the context of the subscription.
+func runTUI(t *testing.T, ctx context.Context) (io.WriteCloser, *syncBuffer, <-chan error, <-chan context.Context) {
 	t.Helper()
-	ch := make(chan status.Update, 1)
-	ch <- status.Update{Kind: status.SnapshotUpdate, Snapshot: loadSnapshot(t, "healthy")}
+	src := watchedSource{ch: make(chan status.Update, 1), ctx: make(chan context.Context, 1)}
+	src.ch <- status.Update{Kind: status.SnapshotUpdate, Snapshot: loadSnapshot(t, "healthy")}
 	inR, inW := io.Pipe()
 	t.Cleanup(func() { inW.Close() })
 	out := &syncBuffer{}
-	opts := options(tui.SourceChan(ch), nil)
+	opts := options(src, nil)
 	opts.Input, opts.Output = inR, out
 	done := make(chan error, 1)
 	go func() { done <- tui.Run(ctx, opts) }()
-	return inW, out, done
+	return inW, out, done, src.ctx
 }
 
 func wait(t *testing.T, done <-chan error) error {
@@ -69,9 +81,9 @@ func wait(t *testing.T, done <-chan error) error {
 }
 
 // TestRunQuit: Run draws the snapshot on its output and returns nil when
-// the operator presses q.
+// the operator presses q, ending the subscription.
 func TestRunQuit(t *testing.T) {
-	in, out, done := runTUI(t, context.Background())
+	in, out, done, sub := runTUI(t, context.Background())
 	waitOutput(t, out, "owner lb1 since")
 	if _, err := in.Write([]byte("q")); err != nil {
 		t.Fatal(err)
@@ -79,12 +91,17 @@ func TestRunQuit(t *testing.T) {
 	if err := wait(t, done); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
+	select {
+	case <-(<-sub).Done():
+	default:
+		t.Error("the subscription outlives Run")
+	}
 }
 
 // TestRunContext: Run returns nil when its context ends.
 func TestRunContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	_, out, done := runTUI(t, ctx)
+	_, out, done, _ := runTUI(t, ctx)
 	waitOutput(t, out, "owner lb1 since")
 	cancel()
 	if err := wait(t, done); err != nil {

@@ -51,8 +51,11 @@ type Options struct {
 	Getenv func(string) string
 }
 
-// Run runs the TUI on the terminal until the operator quits or ctx ends.
+// Run runs the TUI on the terminal until the operator quits or ctx ends;
+// the Source's subscription ends with it.
 func Run(ctx context.Context, opts Options) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	out := opts.Output
 	if out == nil {
 		out = os.Stdout
