@@ -744,6 +744,9 @@ func (d *Daemon) renewLease(s *state) {
 func (d *Daemon) handoff(s *state) {
 	d.record(EventHandoff, s.cfg.Node.Name, fmt.Sprintf("graceful stop: holding the VIP %v, handing it over (at most %s)", s.holding, d.opts.HandoffTimeout))
 	s.leaving = true
+	// A stop during the startup wait: this process claimed nothing; an
+	// address it found (an earlier process's) goes by the election now.
+	s.waiting = false
 	deadline := time.Now().Add(d.opts.HandoffTimeout)
 	tick := time.NewTicker(5 * time.Millisecond)
 	leaseTick := time.NewTicker(dataplane.DefaultLeaseRenew)
