@@ -53,6 +53,13 @@ type LinkAddr struct {
 	Dynamic bool         `json:"dynamic,omitempty"`
 }
 
+// unreadable reports whether topic (or the namespace itself) could not be read.
+func (f Facts) unreadable(topic string) bool {
+	_, t := f.Errors[topic]
+	_, n := f.Errors["netns"]
+	return t || n
+}
+
 // sysctl returns the integer value of key and whether it exists and parses.
 func (f Facts) sysctl(key string) (int, bool) {
 	v, ok := f.Sysctls[key]

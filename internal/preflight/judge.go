@@ -286,7 +286,7 @@ func conntrackTarget(o Options) int {
 func CheckConntrack(f Facts, o Options) []Finding {
 	maxv, okMax := f.sysctl(keyConntrackMax)
 	if !okMax {
-		if _, broken := f.Errors["sysctl"]; broken {
+		if f.unreadable("sysctl") {
 			return nil
 		}
 		return []Finding{{Severity: status.OK, Code: CodeConntrackNotLoaded,
@@ -454,8 +454,8 @@ func CheckFirewall(f Facts, o Options) []Finding {
 				sev, code, verb = status.Warning, CodeFirewallMayDrop, "may drop"
 			}
 			out = append(out, Finding{Severity: sev, Code: code, Subject: ref,
-				Message: fmt.Sprintf("%s chain %s (hook %s, priority %d) %s the VIP's traffic: %s; decided by %s. An accept in epconsole's own table does not override it",
-					t.Family, ref, c.Hook, c.Priority, verb, strings.Join(traffic, "; "), strings.Join(where, "; ")),
+				Message: fmt.Sprintf("chain %s (hook %s, priority %d) %s the VIP's traffic: %s; decided by %s. An accept in epconsole's own table does not override it",
+					ref, c.Hook, c.Priority, verb, strings.Join(traffic, "; "), strings.Join(where, "; ")),
 				Fix: firewallFix(t, c, backends)})
 		}
 	}
