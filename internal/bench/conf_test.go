@@ -119,6 +119,9 @@ func epconsoleConf(p epconsoleParams) string {
 type runResult struct {
 	// Dark is the client's longest time without a successful connect.
 	Dark time.Duration
+	// Takeover is the time from the pull until the VIP address was added
+	// on another LB (a netlink address event; zero: not seen).
+	Takeover time.Duration
 	// Failures of Attempts connects failed.
 	Failures, Attempts int
 	// NewOwner is the LB holding the VIP after the pull.
@@ -131,8 +134,10 @@ type runResult struct {
 type stats struct {
 	Runs                int
 	Median, Worst, Best time.Duration
-	MedianFailures      int
-	Unrecovered         int
+	// TakeoverMedian and TakeoverWorst summarize runResult.Takeover.
+	TakeoverMedian, TakeoverWorst time.Duration
+	MedianFailures                int
+	Unrecovered                   int
 }
 
 // summarize computes the median (the mean of the two middle runs for an
@@ -143,23 +148,36 @@ func summarize(runs []runResult) stats {
 		return s
 	}
 	darks := make([]time.Duration, len(runs))
+	takes := make([]time.Duration, len(runs))
 	fails := make([]int, len(runs))
 	for i, r := range runs {
-		darks[i], fails[i] = r.Dark, r.Failures
+		darks[i], takes[i], fails[i] = r.Dark, r.Takeover, r.Failures
 		if !r.Recovered {
 			s.Unrecovered++
 		}
 	}
-	slices.Sort(darks)
+	s.Median, s.Best, s.Worst = median(darks)
+	s.TakeoverMedian, _, s.TakeoverWorst = median(takes)
 	slices.Sort(fails)
-	n := len(darks)
-	if n%2 == 1 {
-		s.Median, s.MedianFailures = darks[n/2], fails[n/2]
+	if n := len(fails); n%2 == 1 {
+		s.MedianFailures = fails[n/2]
 	} else {
-		s.Median, s.MedianFailures = (darks[n/2-1]+darks[n/2])/2, (fails[n/2-1]+fails[n/2])/2
+		s.MedianFailures = (fails[n/2-1] + fails[n/2]) / 2
 	}
-	s.Best, s.Worst = darks[0], darks[n-1]
 	return s
+}
+
+// median sorts ds (not empty) and returns its median (the mean of the two
+// middle values for an even count), minimum and maximum.
+func median(ds []time.Duration) (med, lo, hi time.Duration) {
+	slices.Sort(ds)
+	n := len(ds)
+	if n%2 == 1 {
+		med = ds[n/2]
+	} else {
+		med = (ds[n/2-1] + ds[n/2]) / 2
+	}
+	return med, ds[0], ds[n-1]
 }
 
 // ms formats d in milliseconds with one decimal.
@@ -187,12 +205,12 @@ func (r report) markdown() string {
 	for _, s := range r.Setup {
 		fmt.Fprintf(&b, "- %s\n", s)
 	}
-	b.WriteString("\n| side | runs | median dark | worst dark | best dark | failed connects (median) | not recovered |\n")
-	b.WriteString("|---|---|---|---|---|---|---|\n")
+	b.WriteString("\n| side | runs | median dark | worst dark | best dark | failed connects (median) | not recovered | VIP on the successor after (median / worst) |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|\n")
 	for _, sd := range r.Sides {
 		st := summarize(sd.Runs)
-		fmt.Fprintf(&b, "| %s | %d | %s ms | %s ms | %s ms | %d | %d |\n",
-			sd.Name, st.Runs, ms(st.Median), ms(st.Worst), ms(st.Best), st.MedianFailures, st.Unrecovered)
+		fmt.Fprintf(&b, "| %s | %d | %s ms | %s ms | %s ms | %d | %d | %s / %s ms |\n",
+			sd.Name, st.Runs, ms(st.Median), ms(st.Worst), ms(st.Best), st.MedianFailures, st.Unrecovered, ms(st.TakeoverMedian), ms(st.TakeoverWorst))
 	}
 	b.WriteString("\nEach run's dark time (ms), in run order:\n\n")
 	for _, sd := range r.Sides {

@@ -118,7 +118,7 @@ func TestSummarize(t *testing.T) {
 	d := func(msec ...int) []runResult {
 		var out []runResult
 		for i, m := range msec {
-			out = append(out, runResult{Dark: time.Duration(m) * time.Millisecond, Failures: i, Recovered: m < 1000})
+			out = append(out, runResult{Dark: time.Duration(m) * time.Millisecond, Takeover: time.Duration(m) * time.Millisecond / 2, Failures: i, Recovered: m < 1000})
 		}
 		return out
 	}
@@ -136,7 +136,8 @@ func TestSummarize(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := summarize(tc.runs)
-			if s.Runs != len(tc.runs) || s.Median != tc.median || s.Worst != tc.worst || s.Best != tc.best || s.Unrecovered != tc.unrecovered {
+			if s.Runs != len(tc.runs) || s.Median != tc.median || s.Worst != tc.worst || s.Best != tc.best || s.Unrecovered != tc.unrecovered ||
+				s.TakeoverMedian != tc.median/2 || s.TakeoverWorst != tc.worst/2 {
 				t.Errorf("summarize = %+v, want median %v worst %v best %v unrecovered %d", s, tc.median, tc.worst, tc.best, tc.unrecovered)
 			}
 		})
@@ -169,7 +170,7 @@ func TestMarkdown(t *testing.T) {
 		Sides: []side{{Name: "a", Runs: []runResult{{Dark: 40 * time.Millisecond, Recovered: true}, {Dark: 2 * time.Second}}}},
 	}
 	md := r.markdown()
-	for _, w := range []string{"2026-11-24 22:00 UTC", "| a | 2 | 1020.0 ms | 2000.0 ms | 40.0 ms | 0 | 1 |", "- a: 40.0, 2000.0 (not recovered)"} {
+	for _, w := range []string{"2026-11-24 22:00 UTC", "| a | 2 | 1020.0 ms | 2000.0 ms | 40.0 ms | 0 | 1 | 0.0 / 0.0 ms |", "- a: 40.0, 2000.0 (not recovered)"} {
 		if !strings.Contains(md, w) {
 			t.Errorf("markdown lacks %q:\n%s", w, md)
 		}
