@@ -28,3 +28,8 @@ fuzz TIME="60s":
 # build the binary into ./bin
 build:
     mkdir -p bin && go build -o bin/epconsole ./cmd/epconsole
+
+# failover dark time: keepalived (VRRPv3, advert_int 0.01) + HAProxy / + nft DNAT vs epconsole, RUNS link-down runs each (root; installs keepalived and haproxy from Debian's packages if missing; writes docs/BENCHMARKS.md)
+bench RUNS="10":
+    command -v keepalived >/dev/null && command -v haproxy >/dev/null || (apt-get update && apt-get install -y keepalived haproxy)
+    EPCONSOLE_BENCH=1 EPCONSOLE_BENCH_RUNS={{RUNS}} EPCONSOLE_BENCH_DOC="$PWD/docs/BENCHMARKS.md" go test -run '^$' -bench Failover -benchtime 1x -timeout 30m ./internal/bench/

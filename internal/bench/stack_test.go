@@ -417,7 +417,11 @@ func machine() string {
 	if err := syscall.Uname(&u); err == nil {
 		kernel = "Linux " + utsString(u.Release[:])
 	}
-	return fmt.Sprintf("%d cores (%s), %s", runtime.NumCPU(), cpu, kernel)
+	load := "unknown"
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		load = strings.Join(strings.Fields(string(b))[:3], " ")
+	}
+	return fmt.Sprintf("%d cores (%s), %s, load average at the start %s (the machine is shared)", runtime.NumCPU(), cpu, kernel, load)
 }
 
 func utsString(b []int8) string {
