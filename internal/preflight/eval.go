@@ -9,6 +9,9 @@ type Table struct {
 	Family string  `json:"family"`
 	Name   string  `json:"name"`
 	Chains []Chain `json:"chains"`
+	// Sets are the table's plain sets by name (the rules already refer
+	// to them; kept for inspection).
+	Sets map[string]*SetFacts `json:"-"`
 }
 
 // Chain is one chain of a Table with its decoded rules.

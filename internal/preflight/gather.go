@@ -1,6 +1,7 @@
 package preflight
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 
@@ -252,6 +254,9 @@ func gatherTables(ns netns.NsHandle) ([]Table, error) {
 			continue
 		}
 		ot := Table{Family: familyName(t.Family), Name: t.Name}
+		if ot.Sets, err = readSets(c, t); err != nil {
+			return nil, fmt.Errorf("listing sets of %s %s: %w", ot.Family, ot.Name, err)
+		}
 		for _, ch := range chains {
 			if ch.Table == nil || ch.Table.Name != t.Name || ch.Table.Family != t.Family {
 				continue
@@ -274,13 +279,77 @@ func gatherTables(ns netns.NsHandle) ([]Table, error) {
 				return nil, fmt.Errorf("listing rules of %s: %w", ot.Ref(ch.Name), err)
 			}
 			for _, r := range rules {
-				oc.Rules = append(oc.Rules, DecodeRule(r.Handle, r.Exprs))
+				oc.Rules = append(oc.Rules, DecodeRuleSets(r.Handle, r.Exprs, ot.Sets))
 			}
 			ot.Chains = append(ot.Chains, oc)
 		}
 		out = append(out, ot)
 	}
 	return out, nil
+}
+
+// readSets reads t's plain sets (not maps, not concatenations) with their
+// elements; the others stay undecidable.
+func readSets(c *nftables.Conn, t *nftables.Table) (map[string]*SetFacts, error) {
+	sets, err := c.GetSets(t)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]*SetFacts{}
+	for _, s := range sets {
+		if s.IsMap || s.Concatenation {
+			continue
+		}
+		elems, err := c.GetSetElements(s)
+		if err != nil {
+			return nil, fmt.Errorf("elements of set %s: %w", s.Name, err)
+		}
+		out[s.Name] = SetFromElements(s.Name, s.Interval, elems)
+	}
+	return out, nil
+}
+
+// SetFromElements turns a set's elements as the kernel lists them into
+// values, or for an interval set into inclusive ranges: each start
+// element is followed (in key order) by an end element holding the first
+// key after the range.
+func SetFromElements(name string, interval bool, elems []nftables.SetElement) *SetFacts {
+	s := &SetFacts{Name: name}
+	if !interval {
+		for _, e := range elems {
+			s.Values = append(s.Values, e.Key)
+		}
+		return s
+	}
+	sorted := slices.Clone(elems)
+	slices.SortStableFunc(sorted, func(a, b nftables.SetElement) int { return bytes.Compare(a.Key, b.Key) })
+	for i, e := range sorted {
+		if e.IntervalEnd {
+			continue
+		}
+		if len(e.KeyEnd) > 0 {
+			s.Ranges = append(s.Ranges, [2][]byte{e.Key, e.KeyEnd})
+			continue
+		}
+		end := bytes.Repeat([]byte{0xff}, len(e.Key))
+		if i+1 < len(sorted) && sorted[i+1].IntervalEnd {
+			end = minusOne(sorted[i+1].Key)
+		}
+		s.Ranges = append(s.Ranges, [2][]byte{e.Key, end})
+	}
+	return s
+}
+
+// minusOne returns the big-endian number b - 1 (b > 0).
+func minusOne(b []byte) []byte {
+	out := slices.Clone(b)
+	for i := len(out) - 1; i >= 0; i-- {
+		out[i]--
+		if out[i] != 0xff {
+			break
+		}
+	}
+	return out
 }
 
 func familyName(f nftables.TableFamily) string {

@@ -333,8 +333,9 @@ func CheckConntrack(f Facts, o Options) []Finding {
 type hookPacket struct {
 	desc string
 	p    Packet
-	// backend is the backend the packet belongs to (for fixes).
-	backend netip.AddrPort
+	// dest is the destination a rule must accept for this traffic: the
+	// backend, or the VIP before DNAT (for fixes).
+	dest netip.AddrPort
 }
 
 // natDstPriority is NF_IP_PRI_NAT_DST: chains before it see the VIP as
@@ -366,9 +367,13 @@ func packetsFor(f Facts, o Options, hook string, prio int32) []hookPacket {
 					req.Dst, req.Dport = vip, v.Port
 					rep.Dst = vip // SNATed to the VIP, not yet translated back
 				}
+				dest := b
+				if preDNAT {
+					dest = netip.AddrPortFrom(vip, v.Port)
+				}
 				out = append(out,
-					hookPacket{fmt.Sprintf("new connections to VIP %s (for %s)", netip.AddrPortFrom(vip, v.Port), b), req, b},
-					hookPacket{fmt.Sprintf("replies from %s to clients", b), rep, b})
+					hookPacket{fmt.Sprintf("new connections to VIP %s (for %s)", netip.AddrPortFrom(vip, v.Port), b), req, dest},
+					hookPacket{fmt.Sprintf("replies from %s to clients", b), rep, dest})
 			}
 		}
 	}
@@ -420,9 +425,8 @@ func CheckFirewall(f Facts, o Options) []Finding {
 				continue
 			}
 			worst := ""
-			var where []string
-			var traffic []string
-			var backends []netip.AddrPort
+			var where, dropped, maybe []string
+			var dests []netip.AddrPort
 			for _, hp := range packetsFor(f, o, c.Hook, c.Priority) {
 				if !familyCarries(t.Family, hp.p.IPv6) {
 					continue
@@ -431,16 +435,28 @@ func CheckFirewall(f Facts, o Options) []Finding {
 				if res.Kind == OutcomeAccept {
 					continue
 				}
-				if worst != OutcomeDrop {
-					worst = res.Kind
+				if res.Kind == OutcomeDrop {
+					worst = OutcomeDrop
+					dropped = append(dropped, hp.desc)
+				} else {
+					if worst == "" {
+						worst = OutcomeMaybe
+					}
+					maybe = append(maybe, hp.desc)
 				}
 				if !slices.Contains(where, res.Where) {
 					where = append(where, res.Where)
 				}
-				traffic = append(traffic, hp.desc)
-				if !slices.Contains(backends, hp.backend) {
-					backends = append(backends, hp.backend)
+				if !slices.Contains(dests, hp.dest) {
+					dests = append(dests, hp.dest)
 				}
+			}
+			var traffic []string
+			if len(dropped) > 0 {
+				traffic = append(traffic, "drops "+strings.Join(dropped, "; "))
+			}
+			if len(maybe) > 0 {
+				traffic = append(traffic, "may drop "+strings.Join(maybe, "; "))
 			}
 			ref := t.Ref(c.Name)
 			if worst == "" {
@@ -449,14 +465,14 @@ func CheckFirewall(f Facts, o Options) []Finding {
 				}
 				continue
 			}
-			sev, code, verb := status.Critical, CodeFirewallDrops, "drops"
+			sev, code := status.Critical, CodeFirewallDrops
 			if worst == OutcomeMaybe {
-				sev, code, verb = status.Warning, CodeFirewallMayDrop, "may drop"
+				sev, code = status.Warning, CodeFirewallMayDrop
 			}
 			out = append(out, Finding{Severity: sev, Code: code, Subject: ref,
-				Message: fmt.Sprintf("chain %s (hook %s, priority %d) %s the VIP's traffic: %s; decided by %s. An accept in epconsole's own table does not override it",
-					ref, c.Hook, c.Priority, verb, strings.Join(traffic, "; "), strings.Join(where, "; ")),
-				Fix: firewallFix(t, c, backends)})
+				Message: fmt.Sprintf("chain %s (hook %s, priority %d) %s; decided by %s. An accept in epconsole's own table does not override it",
+					ref, c.Hook, c.Priority, strings.Join(traffic, "; and "), strings.Join(where, "; ")),
+				Fix: firewallFix(t, c, dests)})
 		}
 	}
 	if len(out) == 0 || (len(out) == 1 && out[0].Code == CodeIptablesLegacy) {

@@ -56,12 +56,17 @@ func TestNftWrittenRules(t *testing.T) {
 		t.Errorf("replies are established and accepted: %s", f.Message)
 	}
 
-	nft(fmt.Sprintf("add rule inet pfnft forward ip6 daddr %s tcp dport 6443 accept\n", cp.IPv6()))
+	// A named set of allowed backends.
+	nft(fmt.Sprintf(`add set inet pfnft b6 { type ipv6_addr; }
+add element inet pfnft b6 { %s }
+add rule inet pfnft forward ip6 daddr @b6 tcp dport 6443 accept
+`, cp.IPv6()))
 	fs = run(t, o)
 	mustNotHave(t, fs, CodeFirewallDrops)
+	mustNotHave(t, fs, CodeFirewallMayDrop)
 	mustHave(t, fs, status.OK, CodeFirewall)
 
-	// An anonymous set: the preflight does not read set elements.
+	// An anonymous set holding the port, before DNAT.
 	nft(`table ip pfraw {
 	chain pre {
 		type filter hook prerouting priority raw; policy accept;
@@ -69,9 +74,26 @@ func TestNftWrittenRules(t *testing.T) {
 	}
 }
 `)
-	f = mustHave(t, run(t, o), status.Warning, CodeFirewallMayDrop)
+	f = mustHave(t, run(t, o), status.Critical, CodeFirewallDrops)
 	t.Logf("%s: %s", f.Code, f.Message)
-	if f.Subject != "ip pfraw pre" || !strings.Contains(f.Message, "set @") {
+	if f.Subject != "ip pfraw pre" || !strings.Contains(f.Message, "th dport @__set") || !strings.Contains(f.Message, "6443") {
+		t.Errorf("finding %+v", f)
+	}
+
+	// An interval set around the port, new connections only: not hit.
+	nft(`flush chain ip pfraw pre
+add rule ip pfraw pre ct state new tcp dport { 6000-6442, 6444-7000 } drop
+`)
+	fs = run(t, o)
+	mustNotHave(t, fs, CodeFirewallDrops)
+	mustNotHave(t, fs, CodeFirewallMayDrop)
+	// The same set with the port inside a range: hit.
+	nft(`flush chain ip pfraw pre
+add rule ip pfraw pre ct state new tcp dport { 22, 6000-7000 } drop
+`)
+	f = mustHave(t, run(t, o), status.Critical, CodeFirewallDrops)
+	t.Logf("%s: %s", f.Code, f.Message)
+	if !strings.Contains(f.Message, "6000-7000") {
 		t.Errorf("finding %+v", f)
 	}
 }

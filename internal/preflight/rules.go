@@ -43,7 +43,32 @@ type Cond struct {
 	Mask, Xor []byte `json:"-"`
 	Data      []byte `json:"-"`
 	From, To  []byte `json:"-"`
-	Unknown   string `json:"unknown,omitempty"`
+	// Set is the set of an "in" / "not in" lookup (with its name).
+	Set     *SetFacts `json:"-"`
+	Unknown string    `json:"unknown,omitempty"`
+}
+
+// SetFacts is a plain (not concatenated, not a map) nftables set's
+// elements: single values and inclusive ranges (from interval sets).
+type SetFacts struct {
+	Name   string
+	Values [][]byte
+	Ranges [][2][]byte
+}
+
+// contains reports whether v is in the set.
+func (s *SetFacts) contains(v []byte) bool {
+	for _, e := range s.Values {
+		if compare(v, e) == 0 {
+			return true
+		}
+	}
+	for _, r := range s.Ranges {
+		if compare(v, r[0]) >= 0 && compare(v, r[1]) <= 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // Verdict kinds of a Rule.
@@ -88,6 +113,27 @@ func (c Cond) String() string {
 		return "<" + c.Unknown + ">"
 	}
 	val := func(b []byte) string { return formatValue(c.Field, b) }
+	if c.Set != nil {
+		var elems []string
+		for _, v := range c.Set.Values {
+			elems = append(elems, val(v))
+		}
+		for _, r := range c.Set.Ranges {
+			if bytes.Equal(r[0], r[1]) {
+				elems = append(elems, val(r[0]))
+				continue
+			}
+			elems = append(elems, val(r[0])+"-"+val(r[1]))
+		}
+		if len(elems) > 8 {
+			elems = append(elems[:8], "...")
+		}
+		neg := ""
+		if c.Op == "not in" {
+			neg = "!= "
+		}
+		return fmt.Sprintf("%s %s@%s { %s }", c.Field, neg, c.Set.Name, strings.Join(elems, ", "))
+	}
 	if c.From != nil {
 		return fmt.Sprintf("%s %s%s-%s", c.Field, opPrefix(c.Op), val(c.From), val(c.To))
 	}
@@ -185,8 +231,13 @@ type regContent struct {
 }
 
 // DecodeRule turns a rule's expressions (as google/nftables reads them
-// back) into conditions and a verdict. It is pure.
-func DecodeRule(handle uint64, exprs []expr.Any) Rule {
+// back) into conditions and a verdict. It is pure. Set lookups are
+// undecidable; DecodeRuleSets resolves them.
+func DecodeRule(handle uint64, exprs []expr.Any) Rule { return DecodeRuleSets(handle, exprs, nil) }
+
+// DecodeRuleSets is DecodeRule with the table's plain sets by name: a
+// lookup in one of them becomes a membership condition.
+func DecodeRuleSets(handle uint64, exprs []expr.Any, sets map[string]*SetFacts) Rule {
 	r := Rule{Handle: handle}
 	regs := map[uint32]regContent{}
 	set := func(reg uint32, c regContent) { regs[normReg(reg)] = c }
@@ -252,7 +303,17 @@ func DecodeRule(handle uint64, exprs []expr.Any) Rule {
 				r.Conds = append(r.Conds, Cond{Unknown: "map @" + e.SetName})
 				continue
 			}
-			r.Conds = append(r.Conds, Cond{Unknown: "set @" + e.SetName})
+			c, ok := get(e.SourceRegister)
+			set := sets[e.SetName]
+			if !ok || c.unknown != "" || set == nil {
+				r.Conds = append(r.Conds, Cond{Unknown: "set @" + e.SetName})
+				continue
+			}
+			op := "in"
+			if e.Invert {
+				op = "not in"
+			}
+			r.Conds = append(r.Conds, Cond{Field: c.field, Op: op, Mask: c.mask, Xor: c.xor, Set: set})
 		case *expr.Match:
 			r.Conds = append(r.Conds, Cond{Unknown: "xt match " + e.Name})
 		case *expr.Limit, *expr.Quota, *expr.Connlimit, *expr.Numgen, *expr.Hash, *expr.Fib, *expr.Rt, *expr.Exthdr, *expr.Socket:
@@ -462,7 +523,9 @@ func (c Cond) eval(p Packet) tri {
 		v = apply(v, c.Mask, c.Xor)
 	}
 	var r bool
-	if c.From != nil {
+	if c.Set != nil {
+		r = c.Set.contains(v) == (c.Op == "in")
+	} else if c.From != nil {
 		in := compare(v, c.From) >= 0 && compare(v, c.To) <= 0
 		r = in == (c.Op == "in")
 	} else {

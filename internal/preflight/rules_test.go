@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 )
@@ -248,5 +249,67 @@ func TestJudgeBaseChainBounded(t *testing.T) {
 	got := JudgeBaseChain(tab, tab.Chains[0], Packet{Dport: 6443})
 	if got.Kind != OutcomeMaybe {
 		t.Fatalf("got %+v, want maybe-drop", got)
+	}
+}
+
+func TestSetFromElements(t *testing.T) {
+	port := func(p uint16) []byte { return binary.BigEndian.AppendUint16(nil, p) }
+	tests := []struct {
+		desc     string
+		interval bool
+		elems    []nftables.SetElement
+		in, out  []uint16
+		want     string
+	}{
+		{desc: "plain", elems: []nftables.SetElement{{Key: port(22)}, {Key: port(6443)}}, in: []uint16{22, 6443}, out: []uint16{23, 6442}, want: "{ 22, 6443 }"},
+		// { 22, 6000-7000 } as the kernel lists it: starts and the first key after each range, in any order.
+		{desc: "interval", interval: true, elems: []nftables.SetElement{
+			{Key: port(7001), IntervalEnd: true}, {Key: port(6000)}, {Key: port(23), IntervalEnd: true}, {Key: port(22)}, {Key: port(0), IntervalEnd: true},
+		}, in: []uint16{22, 6000, 6443, 7000}, out: []uint16{21, 23, 5999, 7001}, want: "{ 22, 6000-7000 }"},
+		{desc: "open interval to the top", interval: true, elems: []nftables.SetElement{{Key: port(1024)}},
+			in: []uint16{1024, 65535}, out: []uint16{1023}, want: "{ 1024-65535 }"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.desc, func(t *testing.T) {
+			s := SetFromElements("s", tt.interval, tt.elems)
+			c := Cond{Field: FieldDport, Op: "in", Set: s}
+			if got := c.String(); !strings.HasSuffix(got, tt.want) {
+				t.Errorf("String = %q, want suffix %q", got, tt.want)
+			}
+			for _, p := range tt.in {
+				if c.eval(Packet{Dport: p}) != yes {
+					t.Errorf("%d not in %s", p, c)
+				}
+			}
+			for _, p := range tt.out {
+				if c.eval(Packet{Dport: p}) != no {
+					t.Errorf("%d in %s", p, c)
+				}
+			}
+			neg := Cond{Field: FieldDport, Op: "not in", Set: s}
+			if len(tt.in) > 0 && neg.eval(Packet{Dport: tt.in[0]}) != no {
+				t.Errorf("not in: %d matched", tt.in[0])
+			}
+		})
+	}
+}
+
+func TestDecodeRuleSets(t *testing.T) {
+	sets := map[string]*SetFacts{"backends": {Name: "backends", Values: [][]byte{netip.MustParseAddr("198.18.7.21").AsSlice()}}}
+	exprs := []expr.Any{
+		&expr.Payload{OperationType: expr.PayloadLoad, DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+		&expr.Lookup{SourceRegister: 1, SetName: "backends"},
+		verdict(expr.VerdictAccept, ""),
+	}
+	r := DecodeRuleSets(1, exprs, sets)
+	if got := r.String(); got != "ip daddr @backends { 198.18.7.21 } accept" {
+		t.Errorf("String = %q", got)
+	}
+	if r.match(Packet{Dst: netip.MustParseAddr("198.18.7.21")}) != yes || r.match(Packet{Dst: netip.MustParseAddr("198.18.7.22")}) != no {
+		t.Error("membership not decided")
+	}
+	// An unknown set stays undecidable.
+	if DecodeRuleSets(1, exprs, nil).match(Packet{Dst: netip.MustParseAddr("198.18.7.21")}) != maybe {
+		t.Error("lookup in an unread set decided")
 	}
 }
