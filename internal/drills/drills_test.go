@@ -151,6 +151,13 @@ func TestGracefulHandoff(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A connect loop shows make before break: no gap at the move.
+	loop, err := c.lab.Host("client").StartTCPConnect(c.ctx, netlab.TCPConnectOpts{
+		Target: netipPort(c), Every: 5 * time.Millisecond, Timeout: 20 * time.Millisecond, Duration: 3 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	time.Sleep(time.Second)
 	c.signal(owner, syscall.SIGTERM)
 	if err := c.waitExit(c.daemons[owner], 10*time.Second); err != nil {
@@ -160,6 +167,18 @@ func TestGracefulHandoff(t *testing.T) {
 	res, err := job.Wait(c.ctx)
 	if err != nil {
 		t.Fatal(err)
+	}
+	cres, err := loop.Wait(c.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("connect loop across the handoff: longest gap %s, %d of %d failed", cres.LongestGap.Round(time.Millisecond), cres.Failures, cres.Attempts)
+	// No connect gap across the handoff (measured: 6-27 ms, about the
+	// loop's own pace, no failure); a few failures are allowed for a
+	// loaded machine.
+	if cres.Failures > 3 || cres.LongestGap >= 500*time.Millisecond {
+		t.Errorf("connect loop across the handoff: %d failed, longest gap %s; want at most 3 failures and a gap < 500 ms: %v",
+			cres.Failures, cres.LongestGap, cres.Errors)
 	}
 	newOwner := c.waitOneOwnerAmong(5*time.Second, owner)
 	t.Logf("SIGTERM on %s; new owner %s; client: %d attempts, ok %d, failed %d, latency %+v", owner, newOwner, res.Attempts, res.OK, res.Failed, res.Latency)
@@ -181,6 +200,17 @@ func TestGracefulHandoff(t *testing.T) {
 	}
 	if logHas(c.daemons[owner], "no successor claimed the VIP in time") {
 		t.Errorf("%s released the VIP without seeing a successor's claim", owner)
+	}
+	// Make before break: the successor added the VIP before the old owner
+	// removed it (both logs are stamped by the same clock).
+	acquired, err1 := lastEventTime(c.daemons[newOwner], "vip-acquired")
+	released, err2 := lastEventTime(c.daemons[owner], "vip-released")
+	if err1 != nil || err2 != nil {
+		t.Fatalf("event times: %v, %v", err1, err2)
+	}
+	t.Logf("%s acquired the VIP %s before %s released it", newOwner, released.Sub(acquired).Round(time.Microsecond), owner)
+	if !acquired.Before(released) {
+		t.Errorf("%s released the VIP at %s, before %s acquired it at %s: break before make", owner, released.Format(time.StampMicro), newOwner, acquired.Format(time.StampMicro))
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -335,4 +336,29 @@ func writeFile(p, s string) error {
 		return err
 	}
 	return os.Rename(tmp, p)
+}
+
+// lastEventTime returns the time of the daemon's last event of kind, from
+// its JSON log.
+func lastEventTime(d *daemonProc, kind string) (time.Time, error) {
+	b, err := os.ReadFile(d.logPath)
+	if err != nil {
+		return time.Time{}, err
+	}
+	var last time.Time
+	for _, l := range bytes.Split(b, []byte("\n")) {
+		var e struct {
+			Time time.Time `json:"time"`
+			Msg  string    `json:"msg"`
+			Kind string    `json:"kind"`
+		}
+		if json.Unmarshal(l, &e) != nil || e.Msg != "event" || e.Kind != kind {
+			continue
+		}
+		last = e.Time
+	}
+	if last.IsZero() {
+		return last, fmt.Errorf("%s log has no %s event", d.name, kind)
+	}
+	return last, nil
 }
