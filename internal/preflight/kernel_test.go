@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/google/nftables/xt"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
@@ -305,7 +306,12 @@ func TestKernel(t *testing.T) {
 		before := c.AddChain(&nftables.Chain{Name: "ufw-before-forward", Table: tab})
 		user := c.AddChain(&nftables.Chain{Name: "ufw-user-forward", Table: tab})
 		c.AddRule(&nftables.Rule{Table: tab, Chain: fwd, Exprs: []expr.Any{&expr.Counter{}, verdict(expr.VerdictJump, "ufw-before-forward")}})
-		c.AddRule(&nftables.Rule{Table: tab, Chain: before, Exprs: join(ctState(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED), []expr.Any{verdict(expr.VerdictAccept, "")})})
+		// -A ufw-before-forward -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT,
+		// an xt match as iptables-nft adds it.
+		ctMatch := &expr.Match{Name: "conntrack", Rev: 3, Info: &xt.ConntrackMtinfo3{ConntrackMtinfo2: xt.ConntrackMtinfo2{
+			ConntrackMtinfoBase: xt.ConntrackMtinfoBase{MatchFlags: uint16(xt.ConntrackState | xt.ConntrackStateAlias)},
+			StateMask:           uint16(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED)}}}
+		c.AddRule(&nftables.Rule{Table: tab, Chain: before, Exprs: []expr.Any{ctMatch, &expr.Counter{}, verdict(expr.VerdictAccept, "")}})
 		c.AddRule(&nftables.Rule{Table: tab, Chain: before, Exprs: []expr.Any{verdict(expr.VerdictJump, "ufw-user-forward")}})
 		if err := c.Flush(); err != nil {
 			t.Fatalf("adding ufw table: %v", err)

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/google/nftables/expr"
+	"github.com/google/nftables/xt"
 	"golang.org/x/sys/unix"
 )
 
@@ -315,6 +316,13 @@ func DecodeRuleSets(handle uint64, exprs []expr.Any, sets map[string]*SetFacts) 
 			}
 			r.Conds = append(r.Conds, Cond{Field: c.field, Op: op, Mask: c.mask, Xor: c.xor, Set: set})
 		case *expr.Match:
+			if e.Name == "comment" {
+				continue
+			}
+			if c, ok := xtCtState(e); ok {
+				r.Conds = append(r.Conds, c)
+				continue
+			}
 			r.Conds = append(r.Conds, Cond{Unknown: "xt match " + e.Name})
 		case *expr.Limit, *expr.Quota, *expr.Connlimit, *expr.Numgen, *expr.Hash, *expr.Fib, *expr.Rt, *expr.Exthdr, *expr.Socket:
 			r.Conds = append(r.Conds, Cond{Unknown: fmt.Sprintf("%T", e)[len("*expr."):]})
@@ -351,6 +359,50 @@ func DecodeRuleSets(handle uint64, exprs []expr.Any, sets map[string]*SetFacts) 
 		}
 	}
 	return r
+}
+
+// xtCtState decodes iptables' `-m conntrack --ctstate S` and `-m state
+// --state S` (as iptables-nft leaves them: xt matches) into a ct state
+// condition; their state bits are nft's (INVALID 1, ESTABLISHED 2, RELATED
+// 4, NEW 8, UNTRACKED 64). Other conntrack options are not decoded.
+func xtCtState(m *expr.Match) (Cond, bool) {
+	var mask uint32
+	var inv bool
+	switch info := m.Info.(type) {
+	case *xt.ConntrackMtinfo1:
+		if !stateOnly(info.ConntrackMtinfoBase) {
+			return Cond{}, false
+		}
+		mask, inv = uint32(info.StateMask), info.InvertFlags&uint16(xt.ConntrackState) != 0
+	case *xt.ConntrackMtinfo2:
+		if !stateOnly(info.ConntrackMtinfoBase) {
+			return Cond{}, false
+		}
+		mask, inv = uint32(info.StateMask), info.InvertFlags&uint16(xt.ConntrackState) != 0
+	case *xt.ConntrackMtinfo3:
+		if !stateOnly(info.ConntrackMtinfoBase) {
+			return Cond{}, false
+		}
+		mask, inv = uint32(info.StateMask), info.InvertFlags&uint16(xt.ConntrackState) != 0
+	case *xt.Unknown:
+		if m.Name != "state" || len(*info) < 4 {
+			return Cond{}, false
+		}
+		mask = binary.NativeEndian.Uint32((*info)[:4])
+	default:
+		return Cond{}, false
+	}
+	op := "!="
+	if inv {
+		op = "=="
+	}
+	return Cond{Field: FieldCtState, Op: op, Mask: binary.NativeEndian.AppendUint32(nil, mask), Xor: make([]byte, 4), Data: make([]byte, 4)}, true
+}
+
+// stateOnly reports whether a conntrack match tests the state and nothing else.
+func stateOnly(b xt.ConntrackMtinfoBase) bool {
+	state := uint16(xt.ConntrackState | xt.ConntrackStateAlias)
+	return b.MatchFlags&state != 0 && b.MatchFlags&^state == 0
 }
 
 // normReg maps the 16-byte registers 1-4 onto the 4-byte registers they

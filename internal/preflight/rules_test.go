@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/google/nftables/xt"
 	"golang.org/x/sys/unix"
 )
 
@@ -92,7 +93,24 @@ func TestDecodeRule(t *testing.T) {
 			"ct state established,related accept"},
 		{"jump", []expr.Any{verdict(expr.VerdictJump, "ufw-before-forward")}, "jump ufw-before-forward"},
 		{"goto", []expr.Any{verdict(expr.VerdictGoto, "x")}, "goto x"},
-		{"xt match is unknown", []expr.Any{&expr.Match{Name: "conntrack"}, verdict(expr.VerdictAccept, "")}, "<xt match conntrack> accept"},
+		{"xt match is unknown", []expr.Any{&expr.Match{Name: "recent"}, verdict(expr.VerdictAccept, "")}, "<xt match recent> accept"},
+		// -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT (iptables-nft, ufw)
+		{"xt conntrack state", []expr.Any{&expr.Match{Name: "conntrack", Rev: 3, Info: &xt.ConntrackMtinfo3{ConntrackMtinfo2: xt.ConntrackMtinfo2{
+			ConntrackMtinfoBase: xt.ConntrackMtinfoBase{MatchFlags: uint16(xt.ConntrackState | xt.ConntrackStateAlias)},
+			StateMask:           uint16(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED)}}}, verdict(expr.VerdictAccept, "")},
+			"ct state established,related accept"},
+		// -m conntrack ! --ctstate NEW
+		{"xt conntrack inverted state", []expr.Any{&expr.Match{Name: "conntrack", Rev: 1, Info: &xt.ConntrackMtinfo1{
+			ConntrackMtinfoBase: xt.ConntrackMtinfoBase{MatchFlags: uint16(xt.ConntrackState), InvertFlags: uint16(xt.ConntrackState)},
+			StateMask:           uint8(expr.CtStateBitNEW)}}, verdict(expr.VerdictDrop, "")},
+			"ct state != new drop"},
+		{"xt conntrack with more than the state", []expr.Any{&expr.Match{Name: "conntrack", Rev: 1, Info: &xt.ConntrackMtinfo1{
+			ConntrackMtinfoBase: xt.ConntrackMtinfoBase{MatchFlags: uint16(xt.ConntrackState | xt.ConntrackOrigDst)},
+			StateMask:           uint8(expr.CtStateBitNEW)}}, verdict(expr.VerdictDrop, "")},
+			"<xt match conntrack> drop"},
+		// -m state --state NEW
+		{"xt state", []expr.Any{&expr.Match{Name: "state", Info: &xt.Unknown{8, 0, 0, 0}}, verdict(expr.VerdictAccept, "")}, "ct state new accept"},
+		{"xt comment", []expr.Any{&expr.Match{Name: "comment", Info: &xt.Unknown{}}, verdict(expr.VerdictAccept, "")}, "accept"},
 		{"set lookup is unknown", join(ipDaddr("198.18.7.21")[:1], []expr.Any{&expr.Lookup{SourceRegister: 1, SetName: "allowed"}, verdict(expr.VerdictAccept, "")}),
 			"<set @allowed> accept"},
 		{"reject is a drop", []expr.Any{&expr.Reject{}}, "drop"},
