@@ -62,6 +62,22 @@ type daemonProc struct {
 // and waits until exactly one LB owns the VIP. It returns that owner.
 func newCluster(t *testing.T, prefix string, timeout time.Duration, extraArgs ...string) (*cluster, string) {
 	t.Helper()
+	return newClusterWith(t, prefix, timeout, clusterOpts{args: extraArgs})
+}
+
+// clusterOpts vary a drill's cluster.
+type clusterOpts struct {
+	// args are extra daemon flags for every LB.
+	args []string
+	// tweak edits an LB's generated config.hcl (nil: none).
+	tweak func(lb, hcl string) string
+	// ownKey lists LBs given a gossip key of their own (not the shared one).
+	ownKey []string
+}
+
+func newClusterWith(t *testing.T, prefix string, timeout time.Duration, o clusterOpts) (*cluster, string) {
+	t.Helper()
+	extraArgs := o.args
 	if epconsoleBin == "" {
 		t.Fatal("no epconsole binary (TestMain did not build one)")
 	}
@@ -84,13 +100,25 @@ func newCluster(t *testing.T, prefix string, timeout time.Duration, extraArgs ..
 			t.Fatalf("stand-in on %s: %v", h.Name(), err)
 		}
 	}
-	key := make([]byte, 32)
-	_, _ = rand.Read(key)
-	keyFile := filepath.Join(c.dir, "gossip.key")
-	if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
-		t.Fatal(err)
+	writeKey := func(name string) string {
+		key := make([]byte, 32)
+		_, _ = rand.Read(key)
+		f := filepath.Join(c.dir, name)
+		if err := os.WriteFile(f, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return f
 	}
+	shared := writeKey("gossip.key")
 	for _, h := range c.lbs {
+		keyFile := shared
+		if slices.Contains(o.ownKey, h.Name()) {
+			keyFile = writeKey(h.Name() + ".key")
+		}
+		cfg := c.config(h, keyFile)
+		if o.tweak != nil {
+			cfg = o.tweak(h.Name(), cfg)
+		}
 		v, err := dataplane.NewVIP(dataplane.WithNetNS(h.Namespace()))
 		if err != nil {
 			t.Fatalf("VIP check for %s: %v", h.Name(), err)
@@ -98,7 +126,7 @@ func newCluster(t *testing.T, prefix string, timeout time.Duration, extraArgs ..
 		t.Cleanup(func() { v.Close() })
 		c.checks[h.Name()] = v
 		path := filepath.Join(c.dir, h.Name()+".hcl")
-		if err := os.WriteFile(path, []byte(c.config(h, keyFile)), 0o600); err != nil {
+		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
