@@ -128,6 +128,9 @@ type runResult struct {
 	NewOwner string
 	// Recovered: a connect succeeded after the last failed one.
 	Recovered bool
+	// Stalled: no connect failed at all, so the longest gap was the
+	// client (or the whole machine) not running, not the VIP being dark.
+	Stalled bool
 }
 
 // stats are the figures of one side's runs.
@@ -138,6 +141,10 @@ type stats struct {
 	TakeoverMedian, TakeoverWorst time.Duration
 	MedianFailures                int
 	Unrecovered                   int
+	// Stalls counts the stalled runs; WorstUnstalled is the worst dark
+	// time of the others.
+	Stalls         int
+	WorstUnstalled time.Duration
 }
 
 // summarize computes the median (the mean of the two middle runs for an
@@ -154,6 +161,11 @@ func summarize(runs []runResult) stats {
 		darks[i], takes[i], fails[i] = r.Dark, r.Takeover, r.Failures
 		if !r.Recovered {
 			s.Unrecovered++
+		}
+		if r.Stalled {
+			s.Stalls++
+		} else {
+			s.WorstUnstalled = max(s.WorstUnstalled, r.Dark)
 		}
 	}
 	s.Median, s.Best, s.Worst = median(darks)
@@ -205,12 +217,13 @@ func (r report) markdown() string {
 	for _, s := range r.Setup {
 		fmt.Fprintf(&b, "- %s\n", s)
 	}
-	b.WriteString("\n| side | runs | median dark | worst dark | best dark | failed connects (median) | not recovered | VIP on the successor after (median / worst) |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("\n| side | runs | median dark | worst dark | best dark | failed connects (median) | not recovered | client stalls | worst dark without stalled runs | VIP on the successor after (median / worst) |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, sd := range r.Sides {
 		st := summarize(sd.Runs)
-		fmt.Fprintf(&b, "| %s | %d | %s ms | %s ms | %s ms | %d | %d | %s / %s ms |\n",
-			sd.Name, st.Runs, ms(st.Median), ms(st.Worst), ms(st.Best), st.MedianFailures, st.Unrecovered, ms(st.TakeoverMedian), ms(st.TakeoverWorst))
+		fmt.Fprintf(&b, "| %s | %d | %s ms | %s ms | %s ms | %d | %d | %d | %s ms | %s / %s ms |\n",
+			sd.Name, st.Runs, ms(st.Median), ms(st.Worst), ms(st.Best), st.MedianFailures, st.Unrecovered, st.Stalls, ms(st.WorstUnstalled),
+			ms(st.TakeoverMedian), ms(st.TakeoverWorst))
 	}
 	b.WriteString("\nEach run's dark time (ms), in run order:\n\n")
 	for _, sd := range r.Sides {
@@ -219,6 +232,9 @@ func (r report) markdown() string {
 			parts[i] = ms(run.Dark)
 			if !run.Recovered {
 				parts[i] += " (not recovered)"
+			}
+			if run.Stalled {
+				parts[i] += " (client stalled: no connect failed)"
 			}
 		}
 		fmt.Fprintf(&b, "- %s: %s\n", sd.Name, strings.Join(parts, ", "))

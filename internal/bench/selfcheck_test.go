@@ -144,6 +144,18 @@ func TestSummarize(t *testing.T) {
 	}
 }
 
+func TestSummarizeStalls(t *testing.T) {
+	runs := []runResult{
+		{Dark: 45 * time.Millisecond, Failures: 2, Recovered: true},
+		{Dark: 714 * time.Millisecond, Recovered: true, Stalled: true},
+		{Dark: 51 * time.Millisecond, Failures: 2, Recovered: true},
+	}
+	s := summarize(runs)
+	if s.Stalls != 1 || s.WorstUnstalled != 51*time.Millisecond || s.Worst != 714*time.Millisecond || s.Median != 51*time.Millisecond {
+		t.Errorf("summarize = %+v, want 1 stall, worst 714ms, worst without stalls 51ms, median 51ms", s)
+	}
+}
+
 func TestReplaceSection(t *testing.T) {
 	for _, tc := range []struct {
 		name, doc, want string
@@ -167,10 +179,11 @@ func TestReplaceSection(t *testing.T) {
 func TestMarkdown(t *testing.T) {
 	r := report{
 		Date: time.Date(2026, 11, 24, 22, 0, 0, 0, time.UTC), Machine: "2 cores",
-		Sides: []side{{Name: "a", Runs: []runResult{{Dark: 40 * time.Millisecond, Recovered: true}, {Dark: 2 * time.Second}}}},
+		Sides: []side{{Name: "a", Runs: []runResult{{Dark: 40 * time.Millisecond, Recovered: true}, {Dark: 2 * time.Second}, {Dark: 700 * time.Millisecond, Recovered: true, Stalled: true}}}},
 	}
 	md := r.markdown()
-	for _, w := range []string{"2026-11-24 22:00 UTC", "| a | 2 | 1020.0 ms | 2000.0 ms | 40.0 ms | 0 | 1 | 0.0 / 0.0 ms |", "- a: 40.0, 2000.0 (not recovered)"} {
+	for _, w := range []string{"2026-11-24 22:00 UTC", "| a | 3 | 700.0 ms | 2000.0 ms | 40.0 ms | 0 | 1 | 1 | 2000.0 ms | 0.0 / 0.0 ms |",
+		"- a: 40.0, 2000.0 (not recovered), 700.0 (client stalled: no connect failed)"} {
 		if !strings.Contains(md, w) {
 			t.Errorf("markdown lacks %q:\n%s", w, md)
 		}

@@ -300,7 +300,7 @@ func (s *stack) linkDownRun() (runResult, error) {
 	}
 	r := runResult{
 		Dark: res.LongestGap, Takeover: took, Failures: res.Failures, Attempts: res.Attempts, NewOwner: newOwner,
-		Recovered: res.LastSuccess > res.LastFailure,
+		Recovered: res.LastSuccess > res.LastFailure, Stalled: res.Failures == 0,
 	}
 	if err := s.waitOwner(firstOwner, time.Second, 30*time.Second); err != nil {
 		return r, fmt.Errorf("after the heal: %w", err)
