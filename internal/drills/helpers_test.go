@@ -73,6 +73,8 @@ type clusterOpts struct {
 	tweak func(lb, hcl string) string
 	// ownKey lists LBs given a gossip key of their own (not the shared one).
 	ownKey []string
+	// before runs after the stand-ins started, before any daemon.
+	before func(c *cluster)
 }
 
 func newClusterWith(t *testing.T, prefix string, timeout time.Duration, o clusterOpts) (*cluster, string) {
@@ -129,6 +131,9 @@ func newClusterWith(t *testing.T, prefix string, timeout time.Duration, o cluste
 		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if o.before != nil {
+		o.before(c)
 	}
 	for _, h := range c.lbs {
 		c.start(h)
