@@ -395,3 +395,21 @@ func lastEventTime(d *daemonProc, kind string) (time.Time, error) {
 	}
 	return last, nil
 }
+
+// logLines returns the daemon's log lines.
+func logLines(d *daemonProc) []string {
+	b, err := os.ReadFile(d.logPath)
+	if err != nil {
+		return nil
+	}
+	return strings.Split(string(b), "\n")
+}
+
+func containsAll(s string, parts ...string) bool {
+	for _, p := range parts {
+		if !strings.Contains(s, p) {
+			return false
+		}
+	}
+	return true
+}
