@@ -128,8 +128,9 @@ type runResult struct {
 	NewOwner string
 	// Recovered: a connect succeeded after the last failed one.
 	Recovered bool
-	// Stalled: no connect failed at all, so the longest gap was the
-	// client (or the whole machine) not running, not the VIP being dark.
+	// Stalled: no connect failed at all and yet the longest gap was more
+	// than three connect timeouts: the client (or the whole machine) was
+	// not running, the VIP was not what was dark.
 	Stalled bool
 }
 
@@ -234,7 +235,7 @@ func (r report) markdown() string {
 				parts[i] += " (not recovered)"
 			}
 			if run.Stalled {
-				parts[i] += " (client stalled: no connect failed)"
+				parts[i] += " (client stalled: no connect failed in a long gap)"
 			}
 		}
 		fmt.Fprintf(&b, "- %s: %s\n", sd.Name, strings.Join(parts, ", "))

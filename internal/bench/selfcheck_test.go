@@ -183,7 +183,7 @@ func TestMarkdown(t *testing.T) {
 	}
 	md := r.markdown()
 	for _, w := range []string{"2026-11-24 22:00 UTC", "| a | 3 | 700.0 ms | 2000.0 ms | 40.0 ms | 0 | 1 | 1 | 2000.0 ms | 0.0 / 0.0 ms |",
-		"- a: 40.0, 2000.0 (not recovered), 700.0 (client stalled: no connect failed)"} {
+		"- a: 40.0, 2000.0 (not recovered), 700.0 (client stalled: no connect failed in a long gap)"} {
 		if !strings.Contains(md, w) {
 			t.Errorf("markdown lacks %q:\n%s", w, md)
 		}
