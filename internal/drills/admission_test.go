@@ -40,8 +40,8 @@ func TestWrongGossipKey(t *testing.T) {
 // elected while a matching peer is eligible. The control, the same cluster
 // with lb3's config matching, elects lb3.
 func TestDigestMismatch(t *testing.T) {
-	prio := func(seed string) func(lb, hcl string) string {
-		return func(lb, hcl string) string {
+	prio := func(seed string) func(c *cluster, lb, hcl string) string {
+		return func(_ *cluster, lb, hcl string) string {
 			if lb != "lb3" {
 				return hcl
 			}
@@ -80,7 +80,7 @@ func TestDigestMismatch(t *testing.T) {
 // the same priority with working probes is elected.
 func TestNoHealthyBackendNotEligible(t *testing.T) {
 	c, owner := newClusterWith(t, "cln", 60*time.Second, clusterOpts{
-		tweak: func(lb, hcl string) string {
+		tweak: func(_ *cluster, lb, hcl string) string {
 			if lb != "lb3" {
 				return hcl
 			}

@@ -1,6 +1,8 @@
 package drills
 
 import (
+	"fmt"
+	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -267,5 +269,68 @@ func TestReloadBrokenConfig(t *testing.T) {
 	}
 	if res.Failed != 0 {
 		t.Errorf("failed %d after the valid reload: %v", res.Failed, res.Errors)
+	}
+}
+
+// TestDualStack: with an IPv4 and an IPv6 VIP (each served by the
+// backends of its family), the owner holds both, the others neither, and
+// fresh TLS connections through the IPv6 VIP all succeed.
+func TestDualStack(t *testing.T) {
+	c, owner := newClusterWith(t, "clv", 60*time.Second, clusterOpts{
+		tweak: func(c6 *cluster, lb, hcl string) string {
+			var b strings.Builder
+			b.WriteString(hcl)
+			fmt.Fprintf(&b, "vip %q {\n  interface = %q\n  port = %d\n}\n", c6.lab.VIP6(), netlab.HostLink, servicePort)
+			for _, be := range c6.lab.HostsByRole(netlab.RoleBackend) {
+				fmt.Fprintf(&b, "backend %q {\n  address = %q\n  port = %d\n}\n", be.Name()+"-v6", be.IPv6().String(), servicePort)
+			}
+			return b.String()
+		},
+	})
+	vip6 := c.lab.VIP6()
+	for _, h := range c.lbs {
+		has6, err := c.checks[h.Name()].Has(c.ctx, netlab.HostLink, vip6)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if has6 != (h.Name() == owner) {
+			t.Errorf("%s has the IPv6 VIP: %v; the owner is %s", h.Name(), has6, owner)
+		}
+	}
+	o := c.loadOpts(200, 0)
+	o.Target = netip.AddrPortFrom(vip6, servicePort)
+	res, err := c.client.RunClient(c.ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("200 fresh TLS connections through [%s]: ok %d failed %d backends %v", vip6, res.OK, res.Failed, res.Backends)
+	if res.Failed != 0 || res.OK != 200 {
+		t.Errorf("IPv6: ok %d failed %d, want 200 ok: %v", res.OK, res.Failed, res.Errors)
+	}
+	if len(res.Backends) != 3 {
+		t.Errorf("IPv6 answers came from %v, want all three backends", res.Backends)
+	}
+	// Both VIPs move together on a graceful handoff.
+	c.signal(owner, syscall.SIGTERM)
+	if err := c.waitExit(c.daemons[owner], 10*time.Second); err != nil {
+		t.Fatalf("daemon %s after SIGTERM: %v", owner, err)
+	}
+	newOwner := c.waitOneOwnerAmong(5*time.Second, owner)
+	for _, h := range c.lbs {
+		has6, err := c.checks[h.Name()].Has(c.ctx, netlab.HostLink, vip6)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if has6 != (h.Name() == newOwner) {
+			t.Errorf("after the handoff %s has the IPv6 VIP: %v; the new owner is %s", h.Name(), has6, newOwner)
+		}
+	}
+	o.Count = 100
+	res, err = c.client.RunClient(c.ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Failed != 0 {
+		t.Errorf("IPv6 after the handoff to %s: failed %d: %v", newOwner, res.Failed, res.Errors)
 	}
 }

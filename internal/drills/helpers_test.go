@@ -70,7 +70,7 @@ type clusterOpts struct {
 	// args are extra daemon flags for every LB.
 	args []string
 	// tweak edits an LB's generated config.hcl (nil: none).
-	tweak func(lb, hcl string) string
+	tweak func(c *cluster, lb, hcl string) string
 	// ownKey lists LBs given a gossip key of their own (not the shared one).
 	ownKey []string
 	// before runs after the stand-ins started, before any daemon.
@@ -119,7 +119,7 @@ func newClusterWith(t *testing.T, prefix string, timeout time.Duration, o cluste
 		}
 		cfg := c.config(h, keyFile)
 		if o.tweak != nil {
-			cfg = o.tweak(h.Name(), cfg)
+			cfg = o.tweak(c, h.Name(), cfg)
 		}
 		v, err := dataplane.NewVIP(dataplane.WithNetNS(h.Namespace()))
 		if err != nil {
