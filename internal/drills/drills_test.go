@@ -88,7 +88,7 @@ func TestOwnerLinkDown(t *testing.T) {
 func ownerLinkDown(t *testing.T, prefix string, args ...string) time.Duration {
 	c, owner := newCluster(t, prefix, 60*time.Second, args...)
 	loop, err := c.client.StartTCPConnect(c.ctx, netlab.TCPConnectOpts{
-		Target: netipPort(c), Every: 5 * time.Millisecond, Timeout: 20 * time.Millisecond, Duration: 5 * time.Second,
+		Target: netipPort(c), Every: 5 * time.Millisecond, Timeout: 20 * time.Millisecond, Duration: 3500 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)
