@@ -34,6 +34,8 @@ import (
 	"github.com/epconsole/epconsole/cluster/heartbeat"
 	"github.com/epconsole/epconsole/dataplane"
 	"github.com/epconsole/epconsole/internal/config"
+	"github.com/epconsole/epconsole/internal/preflight"
+	"github.com/epconsole/epconsole/internal/status"
 	"github.com/epconsole/epconsole/probes"
 )
 
@@ -107,6 +109,8 @@ type Status struct {
 	// was rejected ("" if accepted).
 	LastReload      time.Time `json:"last_reload,omitzero"`
 	LastReloadError string    `json:"last_reload_error,omitempty"`
+	// Preflight are the host checks made at start.
+	Preflight []preflight.Finding `json:"preflight,omitempty"`
 }
 
 // Status returns the daemon's latest status (zero before Run started).
@@ -277,6 +281,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	run, stopRun := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRun()
+	d.preflight(ctx, cfg)
 	s := &state{
 		cfg: cfg, run: run, started: time.Now(), waiting: true,
 		probeCh: make(chan struct{}, 1), eventsCh: make(chan cluster.Event, 256),
@@ -342,6 +347,34 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.handoff(s)
 	d.updateStatus(s)
 	return nil
+}
+
+// preflight checks the host (forwarding, rp_filter, conntrack size,
+// foreign firewall rules, the VIP interface) and logs what it finds, each
+// with its fix. It refuses nothing: a finding may be about traffic this
+// node never carries, and the operator decides.
+func (d *Daemon) preflight(ctx context.Context, cfg *config.Config) {
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	fs := preflight.Run(pctx, preflight.OptionsFromConfig(cfg))
+	bad := 0
+	for _, f := range fs {
+		lv := slog.LevelInfo
+		switch f.Severity {
+		case status.OK:
+			continue
+		case status.Critical:
+			lv = slog.LevelError
+		default:
+			lv = slog.LevelWarn
+		}
+		bad++
+		d.log.Log(ctx, lv, "preflight", "severity", string(f.Severity), "code", f.Code, "subject", f.Subject, "message", f.Message, "fix", f.Fix)
+	}
+	d.log.Info("preflight done", "findings", len(fs), "problems", bad)
+	d.mu.Lock()
+	d.status.Preflight = fs
+	d.mu.Unlock()
 }
 
 func (d *Daemon) startMonitor(s *state) error {
