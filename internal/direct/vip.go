@@ -1,0 +1,41 @@
+package direct
+
+import (
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/epconsole/epconsole/internal/config"
+)
+
+// VIPsHere says, per VIP, whether its address is on its interface in this
+// process's network namespace (read through netlink; a missing interface
+// or an unreadable address list counts as not here).
+func VIPsHere(vips []config.VIP) []bool {
+	out := make([]bool, len(vips))
+	for i, v := range vips {
+		out[i] = addrOnLink(v.Interface, v.Address)
+	}
+	return out
+}
+
+func addrOnLink(name string, a netip.Addr) bool {
+	link, err := netlink.LinkByName(name)
+	if err != nil {
+		return false
+	}
+	family := netlink.FAMILY_V4
+	if a.Is6() && !a.Is4In6() {
+		family = netlink.FAMILY_V6
+	}
+	addrs, err := netlink.AddrList(link, family)
+	if err != nil {
+		return false
+	}
+	for _, x := range addrs {
+		if ip, ok := netip.AddrFromSlice(x.IP); ok && ip.Unmap() == a.Unmap() {
+			return true
+		}
+	}
+	return false
+}
