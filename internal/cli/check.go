@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
@@ -18,6 +17,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/epconsole/epconsole/internal/config"
+	"github.com/epconsole/epconsole/internal/direct"
 	"github.com/epconsole/epconsole/probes"
 )
 
@@ -256,11 +256,7 @@ type waitResult struct {
 // gather runs the requested checks (in parallel) and folds the verdict.
 func gather(ctx context.Context, cfg *config.Config, o checkOptions) checkReport {
 	r := checkReport{Schema: CheckSchema, Config: cfg.File, Cluster: cfg.ClusterName, CheckedAt: o.now().UTC()}
-	targets := make([]probes.Target, len(cfg.Backends))
-	for i, b := range cfg.Backends {
-		targets[i] = probes.Target{Name: b.Name, Address: b.AddrPort()}
-	}
-	clusterCA, caErr := readCerts(cfg.TLS.CAFile)
+	in := direct.ReadInputs(cfg)
 
 	var wg sync.WaitGroup
 	run := func(f func()) {
@@ -273,14 +269,14 @@ func gather(ctx context.Context, cfg *config.Config, o checkOptions) checkReport
 	for _, c := range o.what {
 		switch c {
 		case probes.CheckBackends:
-			run(func() { r.Checks.Backends = checkBackends(ctx, cfg, targets, clusterCA, caErr) })
+			run(func() { r.Checks.Backends = checkBackends(ctx, in) })
 		case probes.CheckTLS:
-			run(func() { r.Checks.TLS = checkTLS(ctx, cfg, targets, clusterCA, caErr) })
+			run(func() { r.Checks.TLS = checkTLS(ctx, in) })
 		case probes.CheckEtcd:
-			run(func() { r.Checks.Etcd = checkEtcd(ctx, cfg, o.explicit) })
+			run(func() { r.Checks.Etcd = checkEtcd(ctx, in, o.explicit) })
 		case probes.CheckKubeconfig:
 			run(func() {
-				r.Checks.Kubeconfig = checkKubeconfig(cfg, targets, clusterCA, o.kubeconfig, o.explicit || o.kubeconfig != "")
+				r.Checks.Kubeconfig = checkKubeconfig(cfg, in.Targets, in.ClusterCA, o.kubeconfig, o.explicit || o.kubeconfig != "")
 			})
 		}
 	}
@@ -364,130 +360,37 @@ func (r *checkReport) write(w io.Writer, asJSON bool) {
 	_, _ = io.WriteString(w, b.String())
 }
 
-func readCerts(path string) ([]*x509.Certificate, error) {
-	if path == "" {
-		return nil, nil
-	}
-	b, err := config.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
-	}
-	cs, err := probes.ParseCertificates(b)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return cs, nil
-}
-
-func pool(cs []*x509.Certificate) *x509.CertPool {
-	if len(cs) == 0 {
-		return nil
-	}
-	p := x509.NewCertPool()
-	for _, c := range cs {
-		p.AddCert(c)
-	}
-	return p
-}
-
-func caUnreadable(check probes.Check, err error) probes.Finding {
-	return probes.Finding{Check: check, Severity: probes.Unknown, Code: "ca-unreadable",
-		Message: "cannot read tls.ca_file", Detail: err.Error(), Fixes: []probes.Fix{{Text: "point tls.ca_file at the cluster CA (kubeadm: /etc/kubernetes/pki/ca.crt; microk8s: /var/snap/microk8s/current/certs/ca.crt)"}}}
-}
-
-func checkBackends(ctx context.Context, cfg *config.Config, targets []probes.Target, ca []*x509.Certificate, caErr error) *backendsSection {
-	s := &backendsSection{Kind: probes.Kind(cfg.Health.Kind)}
-	ho := probes.HealthOptions{Kind: s.Kind, Path: cfg.Health.Path, Timeout: cfg.Health.Timeout, RootCAs: pool(ca)}
-	if caErr != nil {
-		s.findings = append(s.findings, caUnreadable(probes.CheckBackends, caErr))
-	}
-	if cfg.Health.ClientCertFile != "" {
-		c, err := tls.LoadX509KeyPair(cfg.Health.ClientCertFile, cfg.Health.ClientKeyFile)
-		if err != nil {
-			s.findings = append(s.findings, probes.Finding{Check: probes.CheckBackends, Severity: probes.Unknown, Code: "client-cert-unreadable",
-				Message: "cannot load health.client_cert_file / client_key_file", Detail: err.Error()})
-		} else {
-			ho.ClientCert = &c
-		}
-	}
-	s.Backends = make([]probes.HealthResult, len(targets))
+func checkBackends(ctx context.Context, in direct.Inputs) *backendsSection {
+	s := &backendsSection{Kind: in.Health.Kind}
+	s.findings = append(s.findings, in.Problems[probes.CheckBackends]...)
+	s.Backends = make([]probes.HealthResult, len(in.Targets))
 	var wg sync.WaitGroup
-	for i, t := range targets {
+	for i, t := range in.Targets {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.Backends[i] = probes.Probe(ctx, t, ho)
+			s.Backends[i] = probes.Probe(ctx, t, in.Health)
 		}()
 	}
 	wg.Wait()
 	s.findings = append(s.findings, probes.JudgeBackends(s.Backends)...)
-
-	var ready int
-	var unknown, down []string
-	for _, b := range s.Backends {
-		switch b.Outcome {
-		case probes.OutcomePass:
-			ready++
-		case probes.OutcomeReadinessUnknown:
-			unknown = append(unknown, b.Backend)
-		default:
-			down = append(down, b.Backend)
-		}
-	}
-	s.Summary = fmt.Sprintf("%d/%d ready", ready, len(s.Backends))
-	if s.Kind != probes.KindHTTPS {
-		s.Summary = fmt.Sprintf("%d/%d pass %s", ready, len(s.Backends), s.Kind)
-	}
-	if len(unknown) > 0 {
-		s.Summary += ", readiness unknown: " + strings.Join(unknown, ",")
-	}
-	if len(down) > 0 {
-		s.Summary += ", down: " + strings.Join(down, ",")
-	}
+	s.Summary = direct.BackendsSummary(s.Kind, s.Backends)
 	return s
 }
 
-func checkTLS(ctx context.Context, cfg *config.Config, targets []probes.Target, ca []*x509.Certificate, caErr error) *tlsSection {
+func checkTLS(ctx context.Context, in direct.Inputs) *tlsSection {
 	s := &tlsSection{}
-	if caErr != nil {
-		s.findings = append(s.findings, caUnreadable(probes.CheckTLS, caErr))
-	}
-	co := probes.CertOptions{
-		RootCAs: pool(ca), DNSNames: cfg.EndpointDNSNames, ExtraSANs: cfg.TLS.ExtraSANs,
-		WarnDays: cfg.TLS.ExpiryWarnDays, CritDays: cfg.TLS.ExpiryCritDays,
-	}
-	for _, v := range cfg.VIPs {
-		co.VIPs = append(co.VIPs, v.Address)
-	}
+	s.findings = append(s.findings, in.Problems[probes.CheckTLS]...)
 	var fs []probes.Finding
-	s.Certificates, fs = probes.Certificates(ctx, targets, co)
+	s.Certificates, fs = probes.Certificates(ctx, in.Targets, in.Certs)
 	s.findings = append(s.findings, fs...)
-
-	bad := map[string]bool{}
-	for _, f := range fs {
-		if f.Subject != "" && f.Severity != probes.OK {
-			bad[f.Subject] = true
-		}
-	}
-	first := -1
-	for _, c := range s.Certificates {
-		if c.Error == "" && (first < 0 || c.DaysLeft < first) {
-			first = c.DaysLeft
-		}
-	}
-	s.Summary = fmt.Sprintf("%d/%d certificates fine", len(s.Certificates)-len(bad), len(s.Certificates))
-	if first >= 0 {
-		s.Summary += fmt.Sprintf(", first expiry in %d days", first)
-	}
-	if cfg.TLS.CAFile == "" {
-		s.Summary += " (chain not checked: tls.ca_file unset)"
-	}
+	s.Summary = direct.TLSSummary(s.Certificates, fs, in.CAFileSet)
 	return s
 }
 
-func checkEtcd(ctx context.Context, cfg *config.Config, explicit bool) *etcdSection {
+func checkEtcd(ctx context.Context, in direct.Inputs, explicit bool) *etcdSection {
 	s := &etcdSection{}
-	if len(cfg.Etcd.Endpoints) == 0 {
+	if !in.EtcdConfigured {
 		s.Summary, s.Skipped = "not configured (etcd.endpoints is empty)", true
 		if explicit {
 			s.Skipped = false
@@ -496,55 +399,15 @@ func checkEtcd(ctx context.Context, cfg *config.Config, explicit bool) *etcdSect
 		}
 		return s
 	}
-	eo := probes.EtcdOptions{Endpoints: cfg.Etcd.Endpoints}
-	if slices.ContainsFunc(cfg.Etcd.Endpoints, func(e string) bool { return strings.HasPrefix(e, "https://") }) {
-		tc := &tls.Config{MinVersion: tls.VersionTLS12}
-		var problems []string
-		if cfg.Etcd.CAFile != "" {
-			cs, err := readCerts(cfg.Etcd.CAFile)
-			if err != nil {
-				problems = append(problems, err.Error())
-			}
-			tc.RootCAs = pool(cs)
-		}
-		if cfg.Etcd.CertFile != "" {
-			c, err := tls.LoadX509KeyPair(cfg.Etcd.CertFile, cfg.Etcd.KeyFile)
-			if err != nil {
-				problems = append(problems, err.Error())
-			} else {
-				tc.Certificates = []tls.Certificate{c}
-			}
-		}
-		if len(problems) > 0 {
-			s.findings = []probes.Finding{{Check: probes.CheckEtcd, Severity: probes.Unknown, Code: "etcd-credentials-unreadable",
-				Message: "cannot load etcd.ca_file / cert_file / key_file", Detail: strings.Join(problems, "; ")}}
-			s.Summary = "credentials unreadable"
-			return s
-		}
-		eo.TLS = tc
+	if in.Etcd == nil {
+		s.findings = in.Problems[probes.CheckEtcd]
+		s.Summary = "credentials unreadable"
+		return s
 	}
-	rep := probes.Etcd(ctx, eo)
+	rep := probes.Etcd(ctx, *in.Etcd)
 	s.EtcdReport = &rep
 	s.findings = rep.Findings
-	v := rep.Verdict
-	switch {
-	case rep.ListError != "":
-		s.Summary = "unreachable"
-	case v.Healthy < v.Quorum:
-		s.Summary = fmt.Sprintf("%d/%d healthy, quorum %d lost", v.Healthy, v.Members, v.Quorum)
-	default:
-		s.Summary = fmt.Sprintf("%d/%d healthy, quorum %d, can lose %d", v.Healthy, v.Members, v.Quorum, v.Tolerance)
-	}
-	if rep.ListError == "" {
-		if v.Leader != "" {
-			s.Summary += ", leader " + v.Leader
-		} else {
-			s.Summary += ", no leader"
-		}
-	}
-	for _, a := range rep.Alarms {
-		s.Summary += fmt.Sprintf(", alarm %s on %s", a.Alarm, a.Member)
-	}
+	s.Summary = direct.EtcdSummary(rep)
 	return s
 }
 
