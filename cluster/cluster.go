@@ -40,6 +40,10 @@ type Local struct {
 	Epoch uint64
 	// Digest is the config digest; it is shortened with ShortDigest.
 	Digest string
+	// HandoffTo, Drained and DrainGen are published as in Meta.
+	HandoffTo string
+	Drained   string
+	DrainGen  uint64
 }
 
 // Timers tune memberlist and the cluster's background loops. Zero fields
@@ -340,6 +344,7 @@ func New(ctx context.Context, cfg Config) (*Cluster, error) {
 func (m Meta) with(l Local) Meta {
 	m.Priority, m.Eligible, m.Preempt = l.Priority, l.Eligible, l.Preempt
 	m.Owner, m.Epoch, m.Digest = l.Owner, l.Epoch, ShortDigest(l.Digest)
+	m.HandoffTo, m.Drained, m.DrainGen = l.HandoffTo, l.Drained, l.DrainGen
 	return m
 }
 

@@ -92,6 +92,9 @@ func (d Decision) Conflict() bool { return len(d.Claims) > 1 }
 //     keeps it whatever its digest, and a member whose digest differs from
 //     the reference is not chosen as a new owner (or preemptor) while a
 //     matching candidate exists.
+//   - An owner that publishes HandoffTo = X (an operator's handoff) has X
+//     elected while X is a live, eligible candidate, whatever the
+//     priorities and digests; otherwise the request changes nothing.
 //   - With 3 or more peers self holds only while it hears a majority.
 //   - Make before break: an owner that is no longer elected keeps holding
 //     until the elected member's claim (a higher epoch) is visible.
@@ -336,6 +339,13 @@ func (e *election) elect(current *Member, digest string) (*Member, string) {
 		}
 	}
 	if current != nil && current.Meta.candidate() {
+		if to := current.Meta.HandoffTo; to != "" && to != current.Name {
+			for _, m := range eligible {
+				if m.Name == to {
+					return m, fmt.Sprintf("%s hands the VIP to %s on request", current.Name, to)
+				}
+			}
+		}
 		for _, m := range matching { // strongest first
 			if m != current && m.Meta.Preempt && m.Meta.Priority > current.Meta.Priority {
 				return m, fmt.Sprintf("preempts %s: priority %d > %d", current.Name, m.Meta.Priority, current.Meta.Priority)

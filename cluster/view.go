@@ -67,6 +67,17 @@ type Meta struct {
 	// it is no candidate, and its departure is reported as a leave, not a
 	// failure.
 	Leaving bool
+	// HandoffTo names the peer the owner hands the VIP to on an operator's
+	// request (empty: none). Elect then elects that peer while it is a
+	// live, eligible candidate, and the owner releases once its claim is
+	// seen (make before break).
+	HandoffTo string
+	// Drained is the cluster-wide set of backends an operator drained,
+	// comma-separated in config order, and DrainGen its generation: every
+	// node adopts the set with the highest generation (then the greater
+	// name's), so the last drain or undrain wins everywhere.
+	Drained  string
+	DrainGen uint64
 }
 
 // Claims reports whether the node claims the VIP for itself.

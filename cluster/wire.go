@@ -43,6 +43,9 @@ type wireMeta struct {
 	Digest   string `json:"cd,omitempty"`
 	BootID   string `json:"b,omitempty"`
 	Leaving  bool   `json:"lv,omitempty"`
+	Handoff  string `json:"ho,omitempty"`
+	Drained  string `json:"dr,omitempty"`
+	DrainGen uint64 `json:"dg,omitempty"`
 }
 
 // checkMeta validates the fields whose size the encoding depends on.
@@ -50,7 +53,7 @@ func checkMeta(m Meta) error {
 	switch {
 	case m.Name == "" || len(m.Name) > MaxNameLen:
 		return fmt.Errorf("node name %q: must be 1..%d bytes", m.Name, MaxNameLen)
-	case len(m.Owner) > MaxNameLen:
+	case len(m.Owner) > MaxNameLen, len(m.HandoffTo) > MaxNameLen:
 		return fmt.Errorf("owner %q: longer than %d bytes", m.Owner, MaxNameLen)
 	case len(m.Version) > MaxVersionLen:
 		return fmt.Errorf("version %q: longer than %d bytes", m.Version, MaxVersionLen)
@@ -70,7 +73,7 @@ func encodeMeta(m Meta) ([]byte, error) {
 	b, err := json.Marshal(wireMeta{
 		V: metaVersion, Name: m.Name, Priority: m.Priority, Eligible: m.Eligible, Preempt: m.Preempt,
 		Owner: m.Owner, Epoch: m.Epoch, Version: m.Version, Digest: m.Digest, BootID: m.BootID,
-		Leaving: m.Leaving,
+		Leaving: m.Leaving, Handoff: m.HandoffTo, Drained: m.Drained, DrainGen: m.DrainGen,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("encoding node metadata: %w", err)
@@ -96,7 +99,7 @@ func decodeMeta(b []byte) (Meta, error) {
 	return Meta{
 		Name: w.Name, Priority: w.Priority, Eligible: w.Eligible, Preempt: w.Preempt,
 		Owner: w.Owner, Epoch: w.Epoch, Version: w.Version, Digest: w.Digest, BootID: w.BootID,
-		Leaving: w.Leaving,
+		Leaving: w.Leaving, HandoffTo: w.Handoff, Drained: w.Drained, DrainGen: w.DrainGen,
 	}, nil
 }
 
