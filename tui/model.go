@@ -402,11 +402,15 @@ func (m Model) statusView() string {
 	case Connected:
 		left = st.Status.Normal.Render("● connected · waiting for a snapshot")
 	case Live:
-		src := ""
-		if m.snap.Source != "daemon" {
-			src = m.snap.Source + " · "
+		switch m.snap.Source {
+		case "daemon":
+			left = st.Status.Normal.Render("● live · " + age)
+		case "direct":
+			// Probes run by the console itself: no cluster, no actions.
+			left = st.Status.Notice.Render("● direct view · no daemon · read-only · " + age)
+		default:
+			left = st.Status.Normal.Render("● live · " + m.snap.Source + " · " + age)
 		}
-		left = st.Status.Normal.Render("● live · " + src + age)
 	case Reconnecting:
 		s := "✘ daemon unreachable — reconnecting"
 		if m.snap != nil {

@@ -52,6 +52,10 @@ func (p *overview) View() string {
 	for _, v := range s.VIPs {
 		addr := fmt.Sprintf("%s:%d", v.Address, v.Port)
 		owner := st.Bad.Render("✘ no owner")
+		if s.Source == "direct" {
+			// Without the daemon only the local kernel is known.
+			owner = st.Severity.Warning.Render("not known (direct view)")
+		}
 		if v.Owner != "" {
 			owner = st.Good.Render(v.Owner) + st.Faint.Render(" since "+clock(now, v.OwnerSince)+" ("+ago(now, v.OwnerSince)+")")
 		}
@@ -62,7 +66,11 @@ func (p *overview) View() string {
 		add("%s %s %s  %s %s%s", st.Label.Render("VIP"), st.Value.Render(addr),
 			st.Faint.Render(v.Interface), st.Label.Render("owner"), owner, here)
 	}
-	add("%s %s", st.Label.Render("election"), p.election())
+	if s.Source == "direct" {
+		add("%s %s", st.Label.Render("election"), st.Severity.Warning.Render("not known: no daemon, no cluster view"))
+	} else {
+		add("%s %s", st.Label.Render("election"), p.election())
+	}
 	if e := s.Election; e.Reason != "" {
 		add("         %s", st.Faint.Render(e.Reason))
 	}

@@ -71,7 +71,7 @@ func Build(cfg *config.Config, in Inputs, res Results, m Meta) status.Snapshot {
 	s.Election = status.Election{
 		Owner:       ownerIfHere(cfg, here),
 		QuorumPeers: len(cfg.Peers) + 1,
-		Reason:      "direct view (" + noDaemon + "): probes run by this console, read-only; VIP owner and peers not known",
+		Reason:      "direct view: " + noDaemon + "; read-only",
 	}
 	s.Peers = append(s.Peers, status.Peer{Name: cfg.Node.Name, Address: cfg.Node.GossipAdvertise.String(), Self: true,
 		State: "unknown", Priority: cfg.Node.Priority, Preempt: cfg.Node.Preempt, Version: m.Version})
@@ -86,9 +86,9 @@ func Build(cfg *config.Config, in Inputs, res Results, m Meta) status.Snapshot {
 		s.Verdicts = append(s.Verdicts, status.AreaVerdict{Area: area, Severity: severity(sev), Summary: summary})
 	}
 
-	cluster := "direct view, " + noDaemon + ": owner and peers not known"
+	cluster := "no daemon: VIP owner and peers not known (direct view)"
 	if len(here) > 0 {
-		cluster = "direct view, " + noDaemon + ": " + strings.Join(here, ", ") + " on this host; peers not known"
+		cluster = "no daemon: " + strings.Join(here, ", ") + " on this host; peers not known"
 	}
 	s.Verdicts = append(s.Verdicts, status.AreaVerdict{Area: "cluster", Severity: status.Unknown, Summary: cluster})
 	s.Findings = append(s.Findings, status.Finding{Area: "cluster", Severity: status.Unknown, Code: "no-daemon",
