@@ -1,0 +1,152 @@
+package status
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Codes of the cluster findings (ClusterFindings).
+const (
+	CodeNoOwner        = "no-vip-owner"
+	CodeTwoOwners      = "two-owners"
+	CodeQuorumLost     = "election-quorum-lost"
+	CodePeerDown       = "peer-down"
+	CodeSplitView      = "split-view"
+	CodeConfigMismatch = "config-mismatch"
+	CodeDrained        = "backend-drained"
+)
+
+// ClusterFindings judges the cluster part of a daemon's snapshot: no VIP
+// owner or two owners (CRITICAL), the election's majority lost
+// (CRITICAL), a peer down (WARNING), a split view — live peers disagreeing
+// whether a backend is in service (WARNING) —, a config digest mismatch
+// (WARNING) and a drained backend (WARNING: it takes no new connections
+// until undrained). It is a pure function of the snapshot; the findings
+// come worst first. A "direct" snapshot has no cluster view: nil.
+func ClusterFindings(s Snapshot) []Finding {
+	if s.Source != "daemon" {
+		return nil
+	}
+	var fs []Finding
+	add := func(sev Severity, subject, code, msg string, fixes ...string) {
+		fs = append(fs, Finding{Area: "cluster", Severity: sev, Subject: subject, Code: code, Message: msg, Fixes: fixes})
+	}
+	alive := map[string]bool{}
+	var owners, down []string
+	for _, p := range s.Peers {
+		if p.Self || p.State == "alive" && p.Fresh {
+			alive[p.Name] = true
+			if p.Owner == p.Name {
+				owners = append(owners, p.Name)
+			}
+			continue
+		}
+		down = append(down, p.Name)
+	}
+	e := s.Election
+	switch {
+	case len(owners) > 1:
+		add(Critical, strings.Join(owners, ","), CodeTwoOwners,
+			fmt.Sprintf("%s all claim the VIP: clients may reach either host (the higher epoch wins once they hear each other)", strings.Join(owners, " and ")),
+			"check that the peers reach each other on the gossip and heartbeat ports (a partition, or a firewall dropping them)")
+	case e.Owner == "":
+		why := e.Reason
+		if why == "" {
+			why = "no eligible peer"
+		}
+		add(Critical, vipList(s), CodeNoOwner, "no peer holds the VIP: the endpoint is dark ("+why+")",
+			"see which peers are eligible (epconsole check backends on each LB node: an LB whose own probes see no healthy backend is not eligible)",
+			"check the VIP interface is up on the LB nodes")
+	}
+	if e.QuorumRequired && e.QuorumHave < e.QuorumNeed {
+		add(Critical, s.Node, CodeQuorumLost,
+			fmt.Sprintf("%s hears %d of %d peers (needs %d): it may not hold or claim the VIP", s.Node, e.QuorumHave, e.QuorumPeers, e.QuorumNeed),
+			"bring the down peers back, or check the network between the LB nodes (heartbeat and gossip ports)")
+	}
+	for _, name := range down {
+		state := "unknown"
+		for _, p := range s.Peers {
+			if p.Name == name {
+				state = p.State
+				if p.State == "alive" {
+					state = "alive by gossip but its heartbeats do not arrive"
+				}
+			}
+		}
+		add(Warning, name, CodePeerDown, fmt.Sprintf("peer %s is not live (%s): one fewer candidate for the VIP", name, state),
+			"on "+name+": systemctl status epconsole; journalctl -u epconsole")
+	}
+	if len(e.Mismatch) > 0 {
+		add(Warning, strings.Join(e.Mismatch, ","), CodeConfigMismatch,
+			fmt.Sprintf("config digest differs from the cluster's on %s: they are not chosen as a new owner while a matching peer is eligible", strings.Join(e.Mismatch, ", ")),
+			"make config.hcl the same on every LB node, then systemctl reload epconsole on the changed ones")
+	}
+	for _, b := range s.Backends {
+		var in, out []string
+		for _, v := range b.Views {
+			if !alive[v.Peer] || v.State == "unknown" {
+				continue
+			}
+			if BackendInService(v.State) {
+				in = append(in, v.Peer)
+			} else {
+				out = append(out, v.Peer+" ("+v.State+")")
+			}
+		}
+		if len(in) > 0 && len(out) > 0 {
+			add(Warning, b.Name, CodeSplitView,
+				fmt.Sprintf("peers disagree about %s: %s see it down, %s see it up", b.Name, strings.Join(out, ", "), strings.Join(in, ", ")),
+				"check the network path from the disagreeing LB nodes to "+b.Address+" (route, firewall, MTU)")
+		}
+		if b.Drained {
+			add(Warning, b.Name, CodeDrained, fmt.Sprintf("%s is drained by an operator: no new connections go to it", b.Name),
+				"when its maintenance is done: curl --unix-socket /run/epconsole/status.sock -X POST http://epconsole/v1/undrain/"+b.Name)
+		}
+	}
+	slices.SortStableFunc(fs, func(a, b Finding) int { return b.Severity.Rank() - a.Severity.Rank() })
+	return fs
+}
+
+// ClusterVerdict is the "cluster" area's verdict from ClusterFindings:
+// "lb1 owns 198.18.9.10; 3/3 peers live" and the worst severity.
+func ClusterVerdict(s Snapshot, fs []Finding) AreaVerdict {
+	v := AreaVerdict{Area: "cluster", Severity: OK}
+	for _, f := range fs {
+		if f.Severity.Rank() > v.Severity.Rank() {
+			v.Severity = f.Severity
+		}
+	}
+	live := 0
+	var down []string
+	for _, p := range s.Peers {
+		if p.Self || p.State == "alive" && p.Fresh {
+			live++
+		} else {
+			down = append(down, p.Name+" "+p.State)
+		}
+	}
+	parts := []string{}
+	if s.Election.Owner != "" {
+		parts = append(parts, s.Election.Owner+" owns "+vipList(s))
+	} else {
+		parts = append(parts, "no owner of "+vipList(s))
+	}
+	parts = append(parts, fmt.Sprintf("%d/%d peers live", live, len(s.Peers)))
+	if len(down) > 0 {
+		parts = append(parts, strings.Join(down, ", "))
+	}
+	v.Summary = strings.Join(parts, "; ")
+	return v
+}
+
+func vipList(s Snapshot) string {
+	var as []string
+	for _, v := range s.VIPs {
+		as = append(as, v.Address)
+	}
+	if len(as) == 0 {
+		return "the VIP"
+	}
+	return strings.Join(as, ", ")
+}
