@@ -27,6 +27,7 @@ type command struct {
 // commands lists every subcommand; each lives in its own file.
 func commands() []command {
 	return []command{
+		{"console", "the console (the default without a command): live from the daemon, or a direct view", runConsole},
 		{"check", "probe backends, certificates, etcd and kubeconfig; Nagios exit codes", runCheck},
 		{"validate", "check config.hcl and print every problem as file:line:col", runValidate},
 		{"lab", "(root) a demo endpoint in network namespaces; 'lab down' cleans up", runLab},
@@ -41,8 +42,7 @@ var Version = "dev"
 // exit code.
 func Run(ctx context.Context, args []string, stdio IO) int {
 	if len(args) == 0 {
-		fmt.Fprintln(stdio.Err, "epconsole: the console is not built yet; see `epconsole help`")
-		return 2
+		return runConsole(ctx, nil, stdio)
 	}
 	name := args[0]
 	switch name {
@@ -66,7 +66,7 @@ func usage(w io.Writer) {
 	cs := commands()
 	sort.Slice(cs, func(i, j int) bool { return cs[i].name < cs[j].name })
 	var b strings.Builder
-	b.WriteString("usage: epconsole <command> [flags]\n       epconsole --daemon [-c config.hcl]\n\ncommands:\n")
+	b.WriteString("usage: epconsole [console] [-c config.hcl]   (the console)\n       epconsole <command> [flags]\n       epconsole --daemon [-c config.hcl]\n\ncommands:\n")
 	for _, c := range cs {
 		fmt.Fprintf(&b, "  %-10s %s\n", c.name, c.short)
 	}

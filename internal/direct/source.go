@@ -31,8 +31,7 @@ type Options struct {
 	// Interval overrides health.interval (0: the config's); the fast
 	// interval is the config's, at most Interval.
 	Interval time.Duration
-	// SlowInterval is the time between certificate and etcd checks, and
-	// the longest time between two snapshots when nothing changes
+	// SlowInterval is the time between certificate and etcd checks
 	// (DefaultSlowInterval when 0).
 	SlowInterval time.Duration
 	// Now is the clock (time.Now when nil).
@@ -47,7 +46,8 @@ type Options struct {
 
 // Source runs the probes of a config in this process and delivers a
 // direct snapshot at start and on every change: a backend's state or
-// reason, a certificate, etcd, a VIP arriving or leaving this host. It
+// reason, a certificate, etcd, a VIP arriving or leaving this host (and
+// an unchanged one once per health interval, to show it is current). It
 // satisfies the TUI's Source. It changes nothing anywhere.
 type Source struct {
 	cfg  *config.Config
@@ -142,7 +142,9 @@ func (s *Source) run(ctx context.Context, out chan<- status.Update) {
 	start := time.Now()
 	first := time.NewTimer(firstWait)
 	defer first.Stop()
-	refresh := time.NewTicker(s.opts.SlowInterval)
+	// Unchanged snapshots are still sent once per health interval, so the
+	// age the console shows is that of the last probe round.
+	refresh := time.NewTicker(interval)
 	defer refresh.Stop()
 	var last *status.Snapshot
 	var lastSent time.Time
@@ -166,7 +168,7 @@ func (s *Source) run(ctx context.Context, out chan<- status.Update) {
 			continue
 		}
 		snap := Build(cfg, in, res, Meta{Version: s.opts.Version, Socket: s.opts.Socket, Time: s.opts.Now()})
-		if last != nil && Same(*last, snap) && time.Since(lastSent) < s.opts.SlowInterval {
+		if last != nil && Same(*last, snap) && time.Since(lastSent) < interval {
 			continue
 		}
 		last, lastSent = &snap, time.Now()

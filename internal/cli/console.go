@@ -1,0 +1,130 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/epconsole/epconsole/internal/config"
+	"github.com/epconsole/epconsole/internal/direct"
+	"github.com/epconsole/epconsole/internal/status"
+	"github.com/epconsole/epconsole/tui"
+)
+
+const consoleUsage = `usage: epconsole [console] [-c config.hcl] [--socket path]
+
+The console: backends as every peer sees them, VIP ownership, TLS SANs,
+etcd quorum, peers and events, live from this node's daemon over its
+status socket (status.socket in config.hcl), with drain, undrain and VIP
+handoff. Without a daemon it runs the probes itself and shows a direct,
+read-only view of this host (no VIP owner, no peers).
+
+Keys: ? help, tab or 1-6 switch views, / filter, enter details, q quit.
+Needs a terminal; scripts use ` + "`epconsole check [--json]`" + `.
+
+flags:
+`
+
+// dialTimeout bounds the first contact with the daemon.
+const dialTimeout = 3 * time.Second
+
+// consoleOptions are console's parsed arguments.
+type consoleOptions struct {
+	configPath string
+	socket     string
+}
+
+// runConsole is `epconsole` without arguments and `epconsole console`.
+func runConsole(ctx context.Context, args []string, stdio IO) int {
+	o, code, ok := parseConsoleArgs(args, stdio)
+	if !ok {
+		return code
+	}
+	cfg, diags := config.Load(o.configPath)
+	if diags.HasErrors() {
+		_ = config.WriteDiagnostics(stdio.Err, diags, nil)
+		fmt.Fprintf(stdio.Err, "epconsole: cannot use config %s (epconsole validate -c %s)\n", o.configPath, o.configPath)
+		return 1
+	}
+	if !terminal(stdio.In) || !terminal(stdio.Out) {
+		fmt.Fprintln(stdio.Err, "epconsole: the console needs a terminal (stdin and stdout are not one); "+
+			"in scripts use `epconsole check` (or `epconsole check --json`)")
+		return 2
+	}
+	return console(ctx, cfg, o.socket, stdio)
+}
+
+// console runs the TUI for cfg: live on the daemon at socket ("" for
+// status.socket), or on a direct view when no daemon answers.
+func console(ctx context.Context, cfg *config.Config, socket string, stdio IO) int {
+	if socket == "" {
+		socket = cfg.Status.Socket
+	}
+	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	c, err := status.Dial(dctx, socket)
+	cancel()
+	opts := tui.Options{Input: stdio.In, Output: stdio.Out}
+	switch {
+	case err == nil:
+		defer c.Close()
+		opts.Source, opts.Actions = c, c
+	case errors.Is(err, status.ErrNoDaemon):
+		// No daemon: probe from here, read-only (no Actions).
+		opts.Source = direct.New(cfg, direct.Options{Version: Version, Socket: socket})
+	case errors.Is(err, status.ErrPermission):
+		fmt.Fprintf(stdio.Err, "epconsole: %v\n", err)
+		return 1
+	default:
+		fmt.Fprintf(stdio.Err, "epconsole: %v\n(is the daemon hung? `epconsole check` probes without it)\n", err)
+		return 1
+	}
+	if err := tui.Run(ctx, opts); err != nil {
+		fmt.Fprintf(stdio.Err, "epconsole: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func parseConsoleArgs(args []string, stdio IO) (consoleOptions, int, bool) {
+	var o consoleOptions
+	fs := flag.NewFlagSet("console", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&o.configPath, "c", "", "config file (default ./config.hcl if it exists, else "+systemConfig+")")
+	fs.StringVar(&o.socket, "socket", "", "the daemon's status socket (default: status.socket in the config)")
+	usage := func(w io.Writer) {
+		fmt.Fprint(w, consoleUsage)
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			usage(stdio.Out)
+			return o, 0, false
+		}
+		fmt.Fprintf(stdio.Err, "epconsole console: %v\n\n", err)
+		usage(stdio.Err)
+		return o, 2, false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stdio.Err, "epconsole console: unexpected argument %q\n\n", fs.Arg(0))
+		usage(stdio.Err)
+		return o, 2, false
+	}
+	if o.configPath == "" {
+		o.configPath = defaultConfigPath()
+	}
+	return o, 0, true
+}
+
+// terminal reports whether v is a terminal (an *os.File on a tty).
+func terminal(v any) bool {
+	f, ok := v.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}

@@ -1,0 +1,280 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/epconsole/epconsole/internal/config"
+	"github.com/epconsole/epconsole/internal/status"
+	"github.com/epconsole/epconsole/probes/probetest"
+)
+
+// The console tests re-execute this test binary in a tmux pane as
+// `epconsole`: consoleChild (called from TestMain) runs Run with the
+// arguments in consoleArgsEnv on the terminal; with consoleBackendsEnv it
+// loads ./config.hcl and swaps in loopback stand-ins as backends (which
+// config.hcl refuses), then runs the console on it.
+const (
+	consoleChildEnv    = "EPCONSOLE_CLI_CONSOLE_CHILD"
+	consoleArgsEnv     = "EPCONSOLE_CLI_CONSOLE_ARGS"
+	consoleBackendsEnv = "EPCONSOLE_CLI_CONSOLE_BACKENDS"
+)
+
+// consoleChild runs the console and exits when this process is a child of
+// the console tests.
+func consoleChild() {
+	if os.Getenv(consoleChildEnv) == "" {
+		return
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	stdio := IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}
+	var code int
+	if bs := os.Getenv(consoleBackendsEnv); bs != "" {
+		cfg, diags := config.Load("config.hcl")
+		if diags.HasErrors() {
+			fmt.Fprintln(os.Stderr, diags)
+			os.Exit(3)
+		}
+		cfg.Backends = nil
+		for _, b := range strings.Split(bs, ",") {
+			name, addr, _ := strings.Cut(b, "=")
+			ap := netip.MustParseAddrPort(addr)
+			cfg.Backends = append(cfg.Backends, config.Backend{Name: name, Address: ap.Addr(), Port: ap.Port()})
+		}
+		code = console(ctx, cfg, "", stdio)
+	} else {
+		code = Run(ctx, strings.Fields(os.Getenv(consoleArgsEnv)), stdio)
+	}
+	stop()
+	os.Exit(code)
+}
+
+func TestConsoleArgs(t *testing.T) {
+	dir := t.TempDir()
+	good := checkHCL(t, dir, "")
+	bad := filepath.Join(dir, "bad.hcl")
+	if err := os.WriteFile(bad, []byte("cluster_name = \"x\"\nhealth {\n  timeout = \"5 s\"\n}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		args []string
+		code int
+		out  string // in stdout
+		err  string // in stderr
+	}{
+		{"help", []string{"console", "-h"}, 0, "usage: epconsole [console]", ""},
+		{"unexpected argument", []string{"console", "extra"}, 2, "", `unexpected argument "extra"`},
+		{"bad flag", []string{"console", "--nope"}, 2, "", "flag provided but not defined"},
+		{"invalid config", []string{"console", "-c", bad}, 1, "", "bad.hcl:3:"},
+		{"missing config", []string{"console", "-c", filepath.Join(dir, "none.hcl")}, 1, "", "none.hcl"},
+		{"not a terminal", []string{"console", "-c", good}, 2, "", "epconsole check"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out, errs := runCLI(t, tt.args...)
+			if code != tt.code || !strings.Contains(out, tt.out) || !strings.Contains(errs, tt.err) {
+				t.Errorf("exit %d (want %d)\nstdout:\n%s\nstderr:\n%s", code, tt.code, out, errs)
+			}
+		})
+	}
+	// The diagnostics come with the source line they point at.
+	if _, _, errs := runCLI(t, "console", "-c", bad); !strings.Contains(errs, `timeout = "5 s"`) {
+		t.Errorf("no source snippet:\n%s", errs)
+	}
+}
+
+// tmuxPane is a tmux server of the test's own running one pane.
+type tmuxPane struct {
+	t      *testing.T
+	server string
+}
+
+func newPane(t *testing.T, dir, cmd string) tmuxPane {
+	t.Helper()
+	if _, err := exec.LookPath("tmux"); err != nil {
+		t.Skip("tmux is not installed")
+	}
+	x := tmuxPane{t: t, server: filepath.Join(t.TempDir(), "tmux.sock")}
+	t.Cleanup(func() { x.run("kill-server") })
+	if out, err := x.run("new-session", "-d", "-s", "epc", "-x", "80", "-y", "24", "-c", dir, cmd); err != nil {
+		t.Fatalf("tmux new-session: %v: %s", err, out)
+	}
+	return x
+}
+
+func (x tmuxPane) run(args ...string) (string, error) {
+	out, err := exec.Command("tmux", append([]string{"-S", x.server}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+func (x tmuxPane) keys(keys ...string) {
+	x.t.Helper()
+	for _, k := range keys {
+		if out, err := x.run("send-keys", "-t", "epc", k); err != nil {
+			x.t.Fatalf("send-keys %s: %v: %s", k, err, out)
+		}
+	}
+}
+
+// waitScreen polls the pane until it shows every one of want (within
+// limit) and returns it.
+func (x tmuxPane) waitScreen(limit time.Duration, want ...string) string {
+	x.t.Helper()
+	var res []*regexp.Regexp
+	for _, w := range want {
+		res = append(res, regexp.MustCompile(regexp.QuoteMeta(w)))
+	}
+	return x.waitMatch(limit, res...)
+}
+
+// waitMatch polls the pane until every one of res matches (within limit)
+// and returns it.
+func (x tmuxPane) waitMatch(limit time.Duration, want ...*regexp.Regexp) string {
+	x.t.Helper()
+	var screen string
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		out, err := x.run("capture-pane", "-p", "-t", "epc")
+		if err == nil {
+			screen = out
+			ok := true
+			for _, w := range want {
+				ok = ok && w.MatchString(screen)
+			}
+			if ok {
+				return screen
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	x.t.Fatalf("the pane never showed %q; last screen:\n%s", want, screen)
+	return ""
+}
+
+// waitExit waits for the pane's command to end and returns its exit code,
+// which the shell wrapper wrote to file.
+func (x tmuxPane) waitExit(file string) string {
+	x.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if b, err := os.ReadFile(file); err == nil && strings.HasSuffix(string(b), "\n") {
+			return strings.TrimSpace(string(b))
+		}
+		if time.Now().After(deadline) {
+			out, _ := x.run("capture-pane", "-p", "-t", "epc")
+			x.t.Fatalf("the console did not exit; screen:\n%s", out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// childCommand is the shell command that runs this test binary as
+// `epconsole` with env and records its exit code in exitFile.
+func childCommand(t *testing.T, env, exitFile string) string {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("env %s=1 NO_COLOR=1 TERM=xterm-256color %s %s -test.run=^$; echo $? > %s", consoleChildEnv, env, exe, exitFile)
+}
+
+// TestConsoleTmux runs `epconsole` without arguments (./config.hcl, its
+// status.socket) in a real terminal, tmux at 80×24, against a real status
+// server publishing a test snapshot: the overview shows the daemon's live
+// view, `2` switches to the backends, `q` quits with exit code 0.
+func TestConsoleTmux(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(t.TempDir(), "status.sock")
+	checkHCL(t, dir, fmt.Sprintf("status {\n  socket = %q\n}\n", sock))
+	b, err := os.ReadFile("../../tui/testdata/healthy.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var snap status.Snapshot
+	if err := json.Unmarshal(b, &snap); err != nil {
+		t.Fatal(err)
+	}
+	snap.Generated = time.Now()
+	pub := status.NewPublisher(snap)
+	srv, err := status.NewServer(status.ServerOptions{Socket: sock, Source: pub, Coalesce: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("status server: %v", err)
+		}
+	})
+
+	exitFile := filepath.Join(t.TempDir(), "exit")
+	x := newPane(t, dir, childCommand(t, consoleArgsEnv+"=", exitFile))
+	x.waitScreen(10*time.Second, "[1 Overview]", "owner lb1 since", "● live")
+	x.keys("2")
+	screen := x.waitScreen(10*time.Second, "[2 Backends]", "cp1", "cp2", "cp3", "Latency")
+	if lines := strings.Split(strings.TrimRight(screen, "\n"), "\n"); len(lines) != 24 {
+		t.Errorf("the screen has %d lines, want 24:\n%s", len(lines), screen)
+	}
+	x.keys("q")
+	if code := x.waitExit(exitFile); code != "0" {
+		t.Errorf("epconsole exited %s, want 0", code)
+	}
+}
+
+// TestConsoleDirectTmux runs the console where no daemon answers: it shows
+// the direct view of three stand-in apiservers probed with config.hcl's
+// default health settings, read-only; a stand-in stopped shows DOWN on the
+// backends view, and the time from the stop to the screen is logged (the
+// direct-mode figure).
+func TestConsoleDirectTmux(t *testing.T) {
+	f := probetest.NewFixture(t)
+	var bs []*probetest.Backend
+	var list []string
+	for i := 1; i <= 3; i++ {
+		b := f.Backend(t, fmt.Sprintf("cp%d", i), checkIP(50+i), probetest.Healthy)
+		bs = append(bs, b)
+		list = append(list, b.Name+"="+b.Addr.String())
+	}
+	dir := t.TempDir()
+	checkHCL(t, dir, fmt.Sprintf("tls {\n  ca_file = %q\n}\nstatus {\n  socket = %q\n}\n", f.CAFile, filepath.Join(dir, "no-daemon.sock")))
+	exitFile := filepath.Join(t.TempDir(), "exit")
+	x := newPane(t, dir, childCommand(t, consoleBackendsEnv+"="+strings.Join(list, ","), exitFile))
+
+	x.waitScreen(15*time.Second, "● direct view · no daemon · read-only", "owner not known (direct view)", "OK       backends 3/3 ready")
+	x.keys("2")
+	row := func(b, state string) *regexp.Regexp { return regexp.MustCompile(`(?m)^\W*` + b + ` +` + state + ` `) }
+	x.waitMatch(10*time.Second, regexp.MustCompile(`\[2 Backends\]`), row("cp2", "up"))
+	stopped := time.Now()
+	bs[1].Stop()
+	screen := x.waitMatch(10*time.Second, row("cp2", "DOWN"))
+	took := time.Since(stopped)
+	t.Logf("direct mode, config.hcl health defaults (interval 1s, fast 200ms, timeout 500ms, fall 2): stand-in stopped -> DOWN on the screen in %v", took.Round(time.Millisecond))
+	if took > 5*time.Second {
+		t.Errorf("DOWN took %v to show, want < 5s", took)
+	}
+	if !row("cp1", "up").MatchString(screen) || !row("cp3", "up").MatchString(screen) {
+		t.Errorf("the other backends are not up:\n%s", screen)
+	}
+	x.keys("d")
+	x.waitScreen(5*time.Second, "read-only: no daemon to drain through")
+	x.keys("q")
+	if code := x.waitExit(exitFile); code != "0" {
+		t.Errorf("epconsole exited %s, want 0", code)
+	}
+}
