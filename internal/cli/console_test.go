@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -277,4 +278,64 @@ func TestConsoleDirectTmux(t *testing.T) {
 	if code := x.waitExit(exitFile); code != "0" {
 		t.Errorf("epconsole exited %s, want 0", code)
 	}
+}
+
+// TestConsolePermission: a user other than root reaching a daemon's
+// status socket (mode 0600, root's) is told to run as root, and the
+// console does not fall back to a direct view. The console runs as this
+// test binary re-executed as nobody.
+func TestConsolePermission(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run the console as another user")
+	}
+	// A directory nobody may enter, with a copy of this binary.
+	dir, err := os.MkdirTemp("", "epc-console-perm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copyExe := filepath.Join(dir, "epconsole.test")
+	if err := os.WriteFile(copyExe, bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "status.sock")
+	checkHCL(t, dir, fmt.Sprintf("status {\n  socket = %q\n}\n", sock))
+	for _, f := range []string{"config.hcl", "gossip.key"} {
+		if err := os.Chmod(filepath.Join(dir, f), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub := status.NewPublisher(status.Snapshot{Schema: status.Schema, Source: "daemon", Node: "lb1"})
+	srv, err := status.NewServer(status.ServerOptions{Socket: sock, Source: pub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	cctx, ccancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer ccancel()
+	cmd := exec.CommandContext(cctx, copyExe, "-test.run=^$")
+	cmd.Dir = dir
+	cmd.Env = []string{consoleChildEnv + "=1", consoleBackendsEnv + "=cp1=127.0.36.60:6443", "PATH=/usr/bin:/bin"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "run as root") {
+		t.Fatalf("as nobody: %v, output:\n%s", err, out)
+	}
+	t.Logf("as nobody: %s", strings.TrimSpace(string(out)))
 }
