@@ -81,6 +81,19 @@ type Daemon struct {
 	mu     sync.Mutex
 	status Status
 	st     *state // set while Run runs
+	// ownerSince is when the VIP owner (as this node sees it) last changed.
+	ownerSince time.Time
+	lastOwner  string
+
+	// The status API: the published snapshot, the running totals, the
+	// connection counts, a nudge for the status loop and the operator's
+	// actions for the decision loop.
+	pub      *status.Publisher
+	counters counters
+	connMu   sync.Mutex
+	conns    map[string]int
+	poke     chan struct{}
+	actCh    chan action
 }
 
 // Status is the daemon's own part of the status: what it decided and why.
@@ -111,6 +124,11 @@ type Status struct {
 	LastReloadError string    `json:"last_reload_error,omitempty"`
 	// Preflight are the host checks made at start.
 	Preflight []preflight.Finding `json:"preflight,omitempty"`
+	// Drained is the cluster-wide operator drain set (sorted) and its
+	// generation; HandoffTo the peer an operator's handoff goes to.
+	Drained   []string `json:"drained,omitempty"`
+	DrainGen  uint64   `json:"drain_generation,omitempty"`
+	HandoffTo string   `json:"handoff_to,omitempty"`
 }
 
 // Status returns the daemon's latest status (zero before Run started).
@@ -176,6 +194,14 @@ func (d *Daemon) updateStatus(s *state) {
 	st.ConfigDigest = cluster.ShortDigest(s.cfg.Digest())
 	st.Waiting, st.Holding, st.Eligible, st.InterfaceUp = s.waiting, s.holding, s.eligible, s.ifaceUp
 	st.Decision, st.Healthy, st.Drain = s.last, s.programmed, s.drained
+	st.Drained, st.DrainGen, st.HandoffTo = s.opDrain.Backends, s.opDrain.Generation, s.handoffTo
+	if owner := s.last.Owner; !s.waiting && owner != d.lastOwner {
+		if owner != "" {
+			d.counters.add(func(c *status.Counters) { c.Failovers++ })
+		}
+		d.lastOwner, d.ownerSince = owner, time.Now()
+	}
+	defer d.pokeStatus()
 	st.HeartbeatRunning, st.HeartbeatError = s.beater != nil && s.beatErr == nil, ""
 	if s.beatErr != nil {
 		st.HeartbeatError = s.beatErr.Error()
@@ -196,7 +222,9 @@ func New(opts Options) *Daemon {
 	if opts.HandoffTimeout <= 0 {
 		opts.HandoffTimeout = DefaultHandoffTimeout
 	}
-	return &Daemon{opts: opts, log: opts.Logger, events: NewEventLog(opts.EventLogSize)}
+	return &Daemon{opts: opts, log: opts.Logger, events: NewEventLog(opts.EventLogSize),
+		pub:  status.NewPublisher(status.Snapshot{Schema: status.Schema, Source: SourceDaemon}),
+		poke: make(chan struct{}, 1), actCh: make(chan action)}
 }
 
 // Run runs a daemon with opts until ctx ends; see Daemon.Run.
@@ -268,6 +296,12 @@ type state struct {
 	last     cluster.Decision
 	probeCh  chan struct{}
 	eventsCh chan cluster.Event
+
+	// opDrain is the operator's cluster-wide drain set (drain.go);
+	// handoffTo the peer an operator's handoff goes to, asked at handoffAt.
+	opDrain   DrainSet
+	handoffTo string
+	handoffAt time.Time
 }
 
 // Run loads the config, starts the probes, the cluster and the heartbeat,
@@ -312,6 +346,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	}
 	s.ifaceUp = ifacesUp(cfg)
+	if s.opDrain, err = loadDrain(cfg.StateDir); err != nil {
+		d.log.Error("drained backends not restored; starting with none drained", "err", err)
+	} else if len(s.opDrain.Backends) > 0 {
+		d.log.Info("drained backends restored", "backends", s.opDrain.Backends, "generation", s.opDrain.Generation, "file", cfg.StateDir+"/"+DrainFile)
+	}
 
 	if err := d.startMonitor(s); err != nil {
 		return err
@@ -343,6 +382,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.st = nil
 		d.mu.Unlock()
 	}()
+	// The status API serves through the handoff, and stops before Run returns.
+	sctx, stopStatus := context.WithCancel(run)
+	var swg sync.WaitGroup
+	d.serveStatus(sctx, cfg, &swg)
+	defer func() { stopStatus(); swg.Wait() }()
 	d.loop(ctx, s)
 	d.handoff(s)
 	d.updateStatus(s)
@@ -407,7 +451,8 @@ func (d *Daemon) startMonitor(s *state) error {
 		Interval: cfg.Health.Interval, FastInterval: cfg.Health.FastInterval,
 		Rise: cfg.Health.Rise, Fall: cfg.Health.Fall,
 		Logger: d.log.With("component", "probes"),
-		OnUpdate: func(probes.Update) {
+		OnUpdate: func(u probes.Update) {
+			d.counters.probeFailure(u.Result)
 			select {
 			case s.probeCh <- struct{}{}:
 			default:
@@ -506,6 +551,8 @@ func (d *Daemon) loop(ctx context.Context, s *state) {
 			d.onProbes(s)
 		case ev := <-s.eventsCh:
 			d.onClusterEvent(ev)
+		case a := <-d.actCh:
+			a.reply <- d.onAction(s, a)
 		case <-beatChanges:
 		case <-leaseTick.C:
 			d.renewLease(s)
@@ -560,10 +607,21 @@ func (d *Daemon) onProbes(s *state) {
 }
 
 func (d *Daemon) reconcile(s *state, healthy, drain map[string]bool, force bool) {
+	drain = withDrained(drain, drainMap(s.opDrain, s.cfg))
 	if s.reconciled && !force && sameSet(healthy, s.programmed) && sameSet(drain, s.drained) {
 		return
 	}
+	t0 := time.Now()
 	res, err := s.dp.Reconcile(s.run, desired(s.cfg, healthy, drain))
+	took := time.Since(t0)
+	d.counters.add(func(c *status.Counters) {
+		c.Reconciles++
+		c.ReconcileTime += took
+		c.LastReconcile = took
+		if err != nil {
+			c.ReconcileErrors++
+		}
+	})
 	if err != nil {
 		d.log.Error("programming the datapath", "err", err)
 		return
@@ -645,6 +703,8 @@ func (d *Daemon) decide(s *state) {
 	}
 	d.publish(s, s.last) // eligibility into the metadata before deciding
 	v, gv := d.view(s)
+	d.syncDrain(s, v)
+	d.checkHandoff(s)
 	dec := cluster.Elect(v, s.cfg.Node.Name)
 	if !dec.Hold && dec.Owner != s.last.Owner && !s.waiting {
 		// Our own published belief (the old owner) is part of the view;
@@ -681,9 +741,14 @@ func (d *Daemon) decide(s *state) {
 
 // publish puts the decision's owner belief into the metadata and the beats.
 func (d *Daemon) publish(s *state, dec cluster.Decision) {
+	handoffTo := ""
+	if s.holding {
+		handoffTo = s.handoffTo
+	}
 	err := s.cl.SetLocal(cluster.Local{
 		Priority: s.cfg.Node.Priority, Eligible: s.eligible, Preempt: s.cfg.Node.Preempt,
 		Owner: dec.Owner, Epoch: dec.Epoch, Digest: s.cfg.Digest(),
+		HandoffTo: handoffTo, Drained: s.opDrain.key(), DrainGen: s.opDrain.Generation,
 	})
 	if err != nil && !errors.Is(err, cluster.ErrShutdown) {
 		d.log.Warn("publishing metadata", "err", err)

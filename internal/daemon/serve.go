@@ -1,0 +1,348 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/epconsole/epconsole/dataplane"
+	"github.com/epconsole/epconsole/internal/config"
+	"github.com/epconsole/epconsole/internal/direct"
+	"github.com/epconsole/epconsole/internal/status"
+	"github.com/epconsole/epconsole/probes"
+)
+
+// Timers of the status loop.
+const (
+	// DefaultStatusTick is how often the status loop looks for a change.
+	DefaultStatusTick = 100 * time.Millisecond
+	// DefaultRepublish: a snapshot is published at least this often even
+	// when nothing changed (fresh last-seen times and latencies).
+	DefaultRepublish = 5 * time.Second
+	// DefaultConnInterval is the time between conntrack counts of the
+	// connections per backend.
+	DefaultConnInterval = 5 * time.Second
+	// DefaultSlowInterval is the time between certificate and etcd checks.
+	DefaultSlowInterval = 60 * time.Second
+)
+
+// counters are the daemon's running totals (status.Counters).
+type counters struct {
+	mu sync.Mutex
+	c  status.Counters
+}
+
+func (c *counters) add(f func(*status.Counters)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f(&c.c)
+}
+
+func (c *counters) get() status.Counters {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := c.c
+	out.ProbeFailures = cloneCounts(c.c.ProbeFailures)
+	return out
+}
+
+// probeFailure counts a failed probe by its reason.
+func (c *counters) probeFailure(r probes.HealthResult) {
+	if r.Outcome != probes.OutcomeFail {
+		return
+	}
+	reason := string(r.Stage)
+	if r.Stage == probes.StageDone || r.Stage == probes.StageHTTP {
+		reason = "readyz"
+	}
+	if reason == "" {
+		reason = "error"
+	}
+	c.add(func(s *status.Counters) {
+		if s.ProbeFailures == nil {
+			s.ProbeFailures = map[string]uint64{}
+		}
+		s.ProbeFailures[reason]++
+	})
+}
+
+// Snapshot returns the daemon's current status snapshot (the one the
+// socket and the metrics serve); zero before Run starts serving.
+func (d *Daemon) Snapshot() status.Snapshot {
+	return d.pub.Snapshot()
+}
+
+// slowResults are the certificate and etcd checks' latest results.
+type slowResults struct {
+	mu    sync.Mutex
+	certs []probes.CertReport
+	cf    []probes.Finding
+	etcd  *probes.EtcdReport
+}
+
+// serveStatus runs the status loop, the socket and the metrics until ctx
+// ends. Failing to listen is logged, never fatal: the endpoint matters
+// more than its status page.
+func (d *Daemon) serveStatus(ctx context.Context, cfg *config.Config, wg *sync.WaitGroup) {
+	slow := &slowResults{}
+	wg.Add(3)
+	go func() { defer wg.Done(); d.slowLoop(ctx, slow) }()
+	go func() { defer wg.Done(); d.connLoop(ctx) }()
+	go func() { defer wg.Done(); d.statusLoop(ctx, slow) }()
+
+	srv, err := status.NewServer(status.ServerOptions{
+		Socket: cfg.Status.Socket, Source: d.pub, Actions: actions{d},
+		Logger: d.log.With("component", "status"),
+	})
+	if err != nil {
+		d.log.Error("status socket not served", "socket", cfg.Status.Socket, "err", err)
+	} else {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Serve(ctx); err != nil {
+				d.log.Error("status socket", "err", err)
+			}
+		}()
+		d.log.Info("status socket", "socket", srv.Socket())
+	}
+
+	if cfg.Status.MetricsListen == "" {
+		d.log.Info("metrics off (status.metrics_listen is empty)")
+		return
+	}
+	// A non-loopback metrics_listen is only ever there because config.hcl
+	// says so (the default is loopback): honour it, and say so.
+	nonLoop := status.CheckMetricsListen(cfg.Status.MetricsListen, false) != nil
+	if nonLoop {
+		d.log.Warn("metrics served beyond loopback, as status.metrics_listen says: anyone who reaches it learns the cluster's layout", "listen", cfg.Status.MetricsListen)
+	}
+	ms, err := status.ListenMetrics(cfg.Status.MetricsListen, d.pub, status.MetricsOptions{
+		AllowNonLoopback: true, Logger: d.log.With("component", "metrics")})
+	if err != nil {
+		d.log.Error("metrics not served", "listen", cfg.Status.MetricsListen, "err", err)
+		return
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := ms.Serve(ctx); err != nil {
+			d.log.Error("metrics", "err", err)
+		}
+	}()
+	d.log.Info("metrics", "listen", ms.Addr().String())
+}
+
+// config returns the running config (nil when Run is not running).
+func (d *Daemon) config() *config.Config {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.st == nil {
+		return nil
+	}
+	return d.st.cfg
+}
+
+// slowLoop runs the certificate and etcd checks every DefaultSlowInterval.
+func (d *Daemon) slowLoop(ctx context.Context, slow *slowResults) {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if cfg := d.config(); cfg != nil {
+			in := direct.ReadInputs(cfg)
+			certs, cf := probes.Certificates(ctx, in.Targets, in.Certs)
+			var rep *probes.EtcdReport
+			if in.Etcd != nil {
+				r := probes.Etcd(ctx, *in.Etcd)
+				rep = &r
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			slow.mu.Lock()
+			slow.certs, slow.cf, slow.etcd = certs, cf, rep
+			slow.mu.Unlock()
+		}
+		t.Reset(DefaultSlowInterval)
+	}
+}
+
+// connLoop counts the connections per backend in conntrack.
+func (d *Daemon) connLoop(ctx context.Context) {
+	ct, err := dataplane.NewConntrack(dataplane.WithLogger(d.log.With("component", "conntrack")))
+	if err != nil {
+		d.log.Warn("connections per backend not counted", "err", err)
+		return
+	}
+	defer ct.Close()
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if cfg := d.config(); cfg != nil {
+			counts, err := countConns(ctx, ct, cfg)
+			if err != nil && ctx.Err() == nil {
+				d.log.Debug("counting connections", "err", err)
+			}
+			d.connMu.Lock()
+			d.conns = counts
+			d.connMu.Unlock()
+		}
+		t.Reset(DefaultConnInterval)
+	}
+}
+
+// countConns counts the conntrack flows to each VIP by the backend they
+// were DNATed to.
+func countConns(ctx context.Context, ct *dataplane.Conntrack, cfg *config.Config) (map[string]int, error) {
+	byAddr := map[netip.AddrPort]string{}
+	for _, b := range cfg.Backends {
+		byAddr[b.AddrPort()] = b.Name
+	}
+	counts := map[string]int{}
+	var errs []error
+	for _, v := range cfg.VIPs {
+		flows, err := ct.Flows(ctx, netip.AddrPortFrom(v.Address, v.Port))
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, f := range flows {
+			src := netip.AddrPortFrom(f.TupleReply.IP.SourceAddress.Unmap(), f.TupleReply.Proto.SourcePort)
+			if name, ok := byAddr[src]; ok {
+				counts[name]++
+			}
+		}
+	}
+	return counts, errors.Join(errs...)
+}
+
+// statusLoop builds the snapshot every DefaultStatusTick and publishes it
+// when it says something new (or DefaultRepublish passed).
+func (d *Daemon) statusLoop(ctx context.Context, slow *slowResults) {
+	t := time.NewTicker(DefaultStatusTick)
+	defer t.Stop()
+	var last status.Snapshot
+	var lastAt time.Time
+	var in direct.Inputs
+	var inFor *config.Config
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-d.poke:
+		}
+		cfg := d.config()
+		if cfg == nil {
+			continue
+		}
+		if cfg != inFor {
+			in, inFor = direct.ReadInputs(cfg), cfg
+		}
+		x := snapInputs{cfg: cfg, in: in, version: d.opts.Version, now: time.Now(),
+			status: d.Status(), events: d.Events(), counters: d.counters.get()}
+		x.res.Backends = d.Probes()
+		x.res.VIPHere = direct.VIPsHere(cfg.VIPs)
+		slow.mu.Lock()
+		x.res.Certs, x.res.CertFindings, x.res.Etcd = slow.certs, slow.cf, slow.etcd
+		slow.mu.Unlock()
+		x.view, x.viewOK = d.ClusterView()
+		d.connMu.Lock()
+		x.conns = d.conns
+		d.connMu.Unlock()
+		d.mu.Lock()
+		x.ownerSince = d.ownerSince
+		d.mu.Unlock()
+		snap := buildSnapshot(x)
+		if lastAt.IsZero() || !sameSnapshot(snap, last) || time.Since(lastAt) >= DefaultRepublish {
+			d.pub.Publish(snap)
+			last, lastAt = snap, time.Now()
+		}
+	}
+}
+
+// pokeStatus asks the status loop for a snapshot now.
+func (d *Daemon) pokeStatus() {
+	select {
+	case d.poke <- struct{}{}:
+	default:
+	}
+}
+
+// actions carries out the operator's actions in the decision loop.
+type actions struct{ d *Daemon }
+
+func (a actions) Drain(ctx context.Context, backend string) error {
+	return a.d.act(ctx, action{kind: actDrain, name: backend})
+}
+
+func (a actions) Undrain(ctx context.Context, backend string) error {
+	return a.d.act(ctx, action{kind: actUndrain, name: backend})
+}
+
+// Handoff asks the loop to hand the VIP to peer, then waits (at most
+// HandoffTimeout plus a second) until this node sees peer as the owner.
+func (a actions) Handoff(ctx context.Context, peer string) error {
+	d := a.d
+	if err := d.act(ctx, action{kind: actHandoff, name: peer}); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(d.opts.HandoffTimeout + time.Second)
+	for time.Now().Before(deadline) {
+		st := d.Status()
+		if st.Decision.Owner == peer && !st.Holding {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return status.Conflictf("handoff to %s did not complete within %s: this node keeps the VIP (see the events)", peer, d.opts.HandoffTimeout)
+}
+
+type actKind int
+
+const (
+	actDrain actKind = iota + 1
+	actUndrain
+	actHandoff
+)
+
+type action struct {
+	kind  actKind
+	name  string
+	reply chan error
+}
+
+// act hands an action to the decision loop and waits for its answer.
+func (d *Daemon) act(ctx context.Context, a action) error {
+	a.reply = make(chan error, 1)
+	select {
+	case d.actCh <- a:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(5 * time.Second):
+		return fmt.Errorf("the daemon's decision loop did not take the request in 5s")
+	}
+	select {
+	case err := <-a.reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
