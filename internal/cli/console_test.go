@@ -257,7 +257,8 @@ func TestConsoleDirectTmux(t *testing.T) {
 	exitFile := filepath.Join(t.TempDir(), "exit")
 	x := newPane(t, dir, childCommand(t, consoleBackendsEnv+"="+strings.Join(list, ","), exitFile))
 
-	x.waitScreen(15*time.Second, "● direct view · no daemon · read-only", "owner not known (direct view)", "OK       backends 3/3 ready")
+	overview := x.waitScreen(15*time.Second, "● direct view · no daemon · read-only", "owner not known (direct view)", "OK       backends 3/3 ready", "OK       tls")
+	t.Logf("the direct view's overview:\n%s", overview)
 	x.keys("2")
 	row := func(b, state string) *regexp.Regexp { return regexp.MustCompile(`(?m)^\W*` + b + ` +` + state + ` `) }
 	x.waitMatch(10*time.Second, regexp.MustCompile(`\[2 Backends\]`), row("cp2", "up"))

@@ -12,6 +12,7 @@ import (
 	"github.com/epconsole/epconsole/internal/config"
 	"github.com/epconsole/epconsole/internal/direct"
 	"github.com/epconsole/epconsole/internal/status"
+	"github.com/epconsole/epconsole/probes"
 	"github.com/epconsole/epconsole/probes/probetest"
 )
 
@@ -168,6 +169,9 @@ func TestSourceHealthy(t *testing.T) {
 	if s.Etcd == nil || s.Etcd.Healthy != 3 || s.Etcd.Quorum != 2 || s.Etcd.Leader == "" {
 		t.Errorf("etcd %+v, want 3 healthy, quorum 2, a leader", s.Etcd)
 	}
+	if self := s.Peers[0]; !self.Self || !self.Eligible || self.State != "unknown" {
+		t.Errorf("this node %+v: want self, eligible (backends up, lo up), state unknown", self)
+	}
 	if s.VIPs[0].Here || s.VIPs[0].Owner != "" || s.Election.Reason == "" {
 		t.Errorf("VIP %+v election %+v: want not here, no owner claimed, a reason saying direct view", s.VIPs[0], s.Election)
 	}
@@ -246,8 +250,9 @@ func TestSourceFaults(t *testing.T) {
 	}
 }
 
-// TestVIPsHere reads this namespace's addresses: 127.0.0.1 is on lo, a
-// test-range VIP is not, and a missing link is not an error.
+// TestVIPsHere reads this namespace's addresses and links: 127.0.0.1 is on
+// lo, a test-range VIP is not, lo is up, and a missing link is neither
+// (nor an error).
 func TestVIPsHere(t *testing.T) {
 	got := direct.VIPsHere([]config.VIP{
 		{Address: netip.MustParseAddr("127.0.0.1"), Interface: "lo"},
@@ -256,6 +261,10 @@ func TestVIPsHere(t *testing.T) {
 	})
 	if want := []bool{true, false, false}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("VIPsHere = %v, want %v", got, want)
+	}
+	up := direct.LinksUp([]config.VIP{{Interface: "lo"}, {Interface: "nosuchlink0"}})
+	if want := []bool{true, false}; fmt.Sprint(up) != fmt.Sprint(want) {
+		t.Errorf("LinksUp = %v, want %v", up, want)
 	}
 }
 
@@ -272,5 +281,44 @@ func TestSame(t *testing.T) {
 	}
 	if a.Backends[0].Views[0].Latency != time.Millisecond {
 		t.Error("Same modified its argument")
+	}
+}
+
+// TestBuildEligible: this node counts as eligible only with a serving
+// backend and every VIP link up, as the daemon would judge it; a VIP on
+// this host is owned by it, one elsewhere by nobody known.
+func TestBuildEligible(t *testing.T) {
+	cfg := &config.Config{ClusterName: "c", Node: config.Node{Name: "lb1"},
+		VIPs:     []config.VIP{{Address: netip.MustParseAddr("198.18.6.100"), Interface: "eth0", Port: 6443}},
+		Backends: []config.Backend{{Name: "cp1", Address: netip.MustParseAddr("198.18.6.11"), Port: 6443}}}
+	in := direct.Inputs{Targets: []probes.Target{{Name: "cp1", Address: netip.MustParseAddrPort("198.18.6.11:6443")}}, Health: probes.HealthOptions{Kind: probes.KindHTTPS}}
+	st := func(s probes.State) []probes.BackendStatus {
+		return []probes.BackendStatus{{Target: in.Targets[0], Tracker: probes.Tracker{State: s}, Last: probes.HealthResult{Backend: "cp1", Outcome: probes.OutcomePass, Time: time.Unix(1, 0)}}}
+	}
+	tests := []struct {
+		name     string
+		backends []probes.BackendStatus
+		linkUp   bool
+		here     bool
+		eligible bool
+		owner    string
+	}{
+		{"up, link up", st(probes.StateUp), true, false, true, ""},
+		{"falling still serves", st(probes.StateFalling), true, false, true, ""},
+		{"down", st(probes.StateDown), true, false, false, ""},
+		{"rising does not serve yet", st(probes.StateRising), true, false, false, ""},
+		{"link down", st(probes.StateUp), false, false, false, ""},
+		{"VIP here", st(probes.StateUp), true, true, true, "lb1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := direct.Build(cfg, in, direct.Results{Backends: tt.backends, LinksUp: []bool{tt.linkUp}, VIPHere: []bool{tt.here}}, direct.Meta{Time: time.Unix(2, 0)})
+			if s.Peers[0].Eligible != tt.eligible || s.VIPs[0].Owner != tt.owner || s.Election.Owner != tt.owner || s.VIPs[0].Here != tt.here {
+				t.Errorf("self %+v VIP %+v election owner %q", s.Peers[0], s.VIPs[0], s.Election.Owner)
+			}
+			if s.Source != "direct" || s.Verdicts[0].Area != "cluster" || s.Verdicts[0].Severity != status.Unknown {
+				t.Errorf("source %q verdicts %+v", s.Source, s.Verdicts)
+			}
+		})
 	}
 }

@@ -29,6 +29,8 @@ type Results struct {
 	// VIPHere says, per VIP in config order, whether its address is on this
 	// host's interface.
 	VIPHere []bool
+	// LinksUp says, per VIP, whether its interface is up here.
+	LinksUp []bool
 }
 
 // Meta is what a snapshot says about its maker.
@@ -73,8 +75,12 @@ func Build(cfg *config.Config, in Inputs, res Results, m Meta) status.Snapshot {
 		QuorumPeers: len(cfg.Peers) + 1,
 		Reason:      "direct view: " + noDaemon + "; read-only",
 	}
+	// Eligible as the daemon would judge this node from its own view: a
+	// serving backend and every VIP's link up.
+	eligible := len(res.LinksUp) == len(cfg.VIPs) && !slices.Contains(res.LinksUp, false) &&
+		slices.ContainsFunc(res.Backends, func(b probes.BackendStatus) bool { return b.Tracker.Serving() })
 	s.Peers = append(s.Peers, status.Peer{Name: cfg.Node.Name, Address: cfg.Node.GossipAdvertise.String(), Self: true,
-		State: "unknown", Priority: cfg.Node.Priority, Preempt: cfg.Node.Preempt, Version: m.Version})
+		State: "unknown", Priority: cfg.Node.Priority, Preempt: cfg.Node.Preempt, Eligible: eligible, Version: m.Version})
 	for _, p := range cfg.Peers {
 		s.Peers = append(s.Peers, status.Peer{Name: p.Name, Address: p.Address.String(), State: "unknown"})
 	}

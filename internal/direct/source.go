@@ -42,6 +42,8 @@ type Options struct {
 	// VIPsHere says which VIPs are on this host (VIPsHere, netlink, when
 	// nil).
 	VIPsHere func([]config.VIP) []bool
+	// LinksUp says which VIPs' links are up (LinksUp, netlink, when nil).
+	LinksUp func([]config.VIP) []bool
 }
 
 // Source runs the probes of a config in this process and delivers a
@@ -67,6 +69,9 @@ func New(cfg *config.Config, opts Options) *Source {
 	}
 	if opts.VIPsHere == nil {
 		opts.VIPsHere = VIPsHere
+	}
+	if opts.LinksUp == nil {
+		opts.LinksUp = LinksUp
 	}
 	return &Source{cfg: cfg, opts: opts}
 }
@@ -156,7 +161,7 @@ func (s *Source) run(ctx context.Context, out chan<- status.Update) {
 		case <-first.C:
 		case <-refresh.C:
 		}
-		res := Results{Backends: mon.Snapshot(), VIPHere: s.opts.VIPsHere(cfg.VIPs)}
+		res := Results{Backends: mon.Snapshot(), VIPHere: s.opts.VIPsHere(cfg.VIPs), LinksUp: s.opts.LinksUp(cfg.VIPs)}
 		slow.mu.Lock()
 		res.Certs, res.CertFindings, res.Etcd = slow.certs, slow.cf, slow.etcd
 		ready := slow.done

@@ -1,6 +1,7 @@
 package direct
 
 import (
+	"net"
 	"net/netip"
 
 	"github.com/vishvananda/netlink"
@@ -15,6 +16,17 @@ func VIPsHere(vips []config.VIP) []bool {
 	out := make([]bool, len(vips))
 	for i, v := range vips {
 		out[i] = addrOnLink(v.Interface, v.Address)
+	}
+	return out
+}
+
+// LinksUp says, per VIP, whether its interface exists and is up (the
+// daemon's other condition for eligibility besides a healthy backend).
+func LinksUp(vips []config.VIP) []bool {
+	out := make([]bool, len(vips))
+	for i, v := range vips {
+		link, err := netlink.LinkByName(v.Interface)
+		out[i] = err == nil && link.Attrs().Flags&net.FlagUp != 0 && link.Attrs().OperState != netlink.OperDown
 	}
 	return out
 }
