@@ -213,6 +213,7 @@ type checkSections struct {
 	TLS        *tlsSection        `json:"tls,omitempty"`
 	Etcd       *etcdSection       `json:"etcd,omitempty"`
 	Kubeconfig *kubeconfigSection `json:"kubeconfig,omitempty"`
+	Cluster    *clusterSection    `json:"cluster,omitempty"`
 }
 
 // sectionHead is what every check section starts with.
@@ -289,6 +290,9 @@ func gather(ctx context.Context, cfg *config.Config, o checkOptions) checkReport
 	}
 	r.finish()
 	r.Summary = strings.Join(parts, "; ")
+	if !o.explicit {
+		addCluster(ctx, cfg, &r) // check_cluster.go
+	}
 	return r
 }
 
