@@ -46,6 +46,8 @@ type cluster struct {
 	vip     netip.Addr
 	daemons map[string]*daemonProc
 	checks  map[string]*dataplane.VIP
+	// standins are the stand-in apiservers by backend name.
+	standins map[string]*netlab.Standin
 }
 
 // daemonProc is one running `epconsole --daemon`.
@@ -96,11 +98,14 @@ func newClusterWith(t *testing.T, prefix string, timeout time.Duration, o cluste
 	c := &cluster{
 		t: t, ctx: ctx, lab: lab, client: lab.Host("client"), lbs: lab.HostsByRole(netlab.RoleLB),
 		dir: t.TempDir(), args: extraArgs, vip: lab.VIP4(), daemons: map[string]*daemonProc{}, checks: map[string]*dataplane.VIP{},
+		standins: map[string]*netlab.Standin{},
 	}
 	for _, h := range lab.HostsByRole(netlab.RoleBackend) {
-		if _, err := h.StartStandin(ctx, netlab.StandinOpts{Name: h.Name()}); err != nil {
+		s, err := h.StartStandin(ctx, netlab.StandinOpts{Name: h.Name()})
+		if err != nil {
 			t.Fatalf("stand-in on %s: %v", h.Name(), err)
 		}
+		c.standins[h.Name()] = s
 	}
 	writeKey := func(name string) string {
 		key := make([]byte, 32)

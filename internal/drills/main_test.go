@@ -24,6 +24,7 @@ const binEnv = "EPCONSOLE_BIN"
 // internal/e2e).
 func TestMain(m *testing.M) {
 	netlab.RunChild()
+	runGetChild() // status_test.go: an HTTP GET from inside a namespace
 	flag.Parse()
 	code := func() int {
 		if os.Geteuid() != 0 || testing.Short() && !testenv.NetnsRequired() {

@@ -122,6 +122,8 @@ func ClusterVerdict(s Snapshot, fs []Finding) AreaVerdict {
 	for _, p := range s.Peers {
 		if p.Self || p.State == "alive" && p.Fresh {
 			live++
+		} else if p.State == "alive" {
+			down = append(down, p.Name+" without heartbeats")
 		} else {
 			down = append(down, p.Name+" "+p.State)
 		}
