@@ -273,6 +273,14 @@ wait:
 	if stream == nil {
 		t.Fatal("no stream landed on cp1 in 10 tries")
 	}
+	// Control: before the drain, fresh connections do reach cp1.
+	ctl, err := c.client.RunClient(c.ctx, c.loadOpts(60, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ctl.Failed != 0 || ctl.Backends["cp1"] == 0 {
+		t.Fatalf("control before the drain: ok %d failed %d backends %v; want cp1 among them", ctl.OK, ctl.Failed, ctl.Backends)
+	}
 	dcl := status.NewClient(c.socket(other))
 	if err := dcl.Drain(c.ctx, "cp1"); err != nil {
 		t.Fatalf("drain cp1 on %s: %v", other, err)
