@@ -310,12 +310,16 @@ wait:
 	if sres.End != netlab.StreamComplete || sres.Lines != 40 {
 		t.Errorf("the stream established on cp1 before the drain ended %s after %d of 40 lines (%s), want complete", sres.End, sres.Lines, sres.Err)
 	}
-	if err := dcl.Undrain(c.ctx, "cp1"); err != nil {
-		t.Fatalf("undrain cp1: %v", err)
+	drainEvent := false
+	for _, e := range c.waitSnapshot(owner, time.Second, "readable", func(status.Snapshot) bool { return true }).Events {
+		drainEvent = drainEvent || e.Kind == "drain" && e.Subject == "cp1"
 	}
-	c.waitSnapshot(owner, 5*time.Second, "showing cp1 undrained", func(s status.Snapshot) bool { return !s.Backends[0].Drained })
+	if !drainEvent {
+		t.Errorf("the owner's snapshot has no drain event for cp1")
+	}
 
-	// 5. Handoff to the lowest-priority peer, under a bounded load loop.
+	// 5. Handoff to the lowest-priority peer, under a bounded load loop,
+	// with cp1 still drained: the new owner keeps the drain.
 	target := "lb3"
 	if owner == "lb3" {
 		target = "lb2"
@@ -351,7 +355,29 @@ wait:
 	if lres.Failed > allowed || lres.Incomplete {
 		t.Errorf("failed %d (incomplete %v) across the handoff, want at most %d: %v", lres.Failed, lres.Incomplete, allowed, lres.Errors)
 	}
+	if lres.Backends["cp1"] != 0 {
+		t.Errorf("drained cp1 answered %d requests across the handoff: the new owner lost the drain (%v)", lres.Backends["cp1"], lres.Backends)
+	}
+	old := owner
 	owner = target
+
+	// The drain survives a restart: the old owner reads it back from its
+	// state directory.
+	c.signal(old, syscall.SIGTERM)
+	if err := c.waitExit(c.daemons[old], 10*time.Second); err != nil {
+		t.Fatalf("%s after SIGTERM: %v", old, err)
+	}
+	c.start(c.lab.Host(old))
+	c.waitLog(c.daemons[old], 10*time.Second, "drained backends restored", "cp1")
+	c.waitSnapshot(old, 10*time.Second, "showing cp1 drained after the restart", func(s status.Snapshot) bool {
+		return len(s.Backends) > 0 && s.Backends[0].Drained
+	})
+	if err := dcl.Undrain(c.ctx, "cp1"); err != nil {
+		t.Fatalf("undrain cp1: %v", err)
+	}
+	for _, lb := range []string{"lb1", "lb2", "lb3"} {
+		c.waitSnapshot(lb, 5*time.Second, "showing cp1 undrained", func(s status.Snapshot) bool { return len(s.Backends) > 0 && !s.Backends[0].Drained })
+	}
 
 	// 6. Cluster-wide check from the owner's namespace: a peer down. cp3
 	// comes back first, so the check is OK before the fault.
