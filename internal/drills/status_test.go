@@ -61,8 +61,46 @@ func (c *cluster) scrape(h *netlab.Host, url string) (map[string]*dto.MetricFami
 	if err != nil {
 		return nil, fmt.Errorf("GET %s from %s: %w: %s", url, h.Name(), err, stderr.String())
 	}
+	c.artifact("metrics-"+h.Name()+".txt", out)
 	p := expfmt.NewTextParser(model.UTF8Validation)
 	return p.TextToMetricFamilies(strings.NewReader(string(out)))
+}
+
+// artifactsEnv names a directory where the status drill leaves what it
+// saw (a snapshot read with curl --unix-socket, a metrics scrape), for
+// notes and docs.
+const artifactsEnv = "EPCONSOLE_DRILL_ARTIFACTS"
+
+func (c *cluster) artifact(name string, b []byte) {
+	dir := os.Getenv(artifactsEnv)
+	if dir == "" {
+		return
+	}
+	if err := os.MkdirAll(dir, 0o755); err == nil {
+		err = os.WriteFile(filepath.Join(dir, name), b, 0o644)
+		if err != nil {
+			c.t.Logf("artifact %s: %v", name, err)
+		}
+	}
+}
+
+// curlSnapshot keeps `curl --unix-socket SOCKET http://epconsole/v1/status`
+// as an artifact (when asked for and curl is installed; the socket is a
+// file, so no network is involved).
+func (c *cluster) curlSnapshot(lb string) {
+	if os.Getenv(artifactsEnv) == "" {
+		return
+	}
+	if _, err := exec.LookPath("curl"); err != nil {
+		c.t.Logf("no curl for the snapshot artifact: %v", err)
+		return
+	}
+	out, err := exec.CommandContext(c.ctx, "curl", "-s", "--unix-socket", c.socket(lb), "http://epconsole/v1/status").Output()
+	if err != nil {
+		c.t.Logf("curl --unix-socket %s: %v", c.socket(lb), err)
+		return
+	}
+	c.artifact("status-"+lb+".json", out)
 }
 
 // gauge returns the value of the series of family name with labels.
@@ -190,6 +228,7 @@ func TestStatusAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	snap = c.waitSnapshot(owner, time.Second, "readable", func(status.Snapshot) bool { return true })
+	c.curlSnapshot(owner)
 	vip := snap.VIPs[0].Address
 	if v, ok := gauge(fams, "epconsole_vip_owner", "vip", vip); !ok || v != 1 {
 		t.Errorf("epconsole_vip_owner{vip=%s} = %v (%v), want 1 on the owner", vip, v, ok)
