@@ -452,6 +452,15 @@ wait:
 		}
 		return false
 	})
+	ocl := status.NewClient(c.socket(owner))
+	if err := ocl.Handoff(c.ctx, victim); !errors.Is(err, status.ErrConflict) {
+		t.Errorf("handoff to the killed %s: %v, want a conflict", victim, err)
+	} else {
+		t.Logf("handoff to the killed %s refused: %v", victim, err)
+	}
+	if err := ocl.Handoff(c.ctx, "lb9"); !errors.Is(err, status.ErrNotFound) {
+		t.Errorf("handoff to an unknown peer: %v, want not found", err)
+	}
 	code, out = check()
 	t.Logf("check with %s killed: exit %d\n%s", victim, code, out)
 	if code != 1 || !strings.Contains(out, "WARNING cluster/"+victim+": peer "+victim+" is not live") {
