@@ -12,26 +12,31 @@ import (
 	"strings"
 	"time"
 
-	"github.com/epconsole/epconsole/dataplane"
-	"github.com/epconsole/epconsole/internal/netlab"
+	"github.com/epconsole/epconsole/internal/config"
+	"github.com/epconsole/epconsole/internal/lab"
 )
 
-// Lab addresses: a slice of the benchmarking range no test uses.
-var (
-	labPrefix = "lab"
-	labIPv4   = netip.MustParsePrefix("198.19.0.0/24")
-	labIPv6   = netip.MustParsePrefix("fd00:198:18:100::/64")
-)
+// labPrefix names the lab's namespaces ("lab-lb1", ...).
+var labPrefix = lab.DefaultPrefix
 
-const labUsage = `usage: epconsole lab [--duration D] [--rate N]
+const labUsage = `usage: epconsole lab [--peers N] [--backends M] [--headless] [--duration D] [--rate N]
+       epconsole lab fault NAME | epconsole lab heal NAME
        epconsole lab down
 
-Builds a demo control-plane endpoint in network namespaces on this machine
-(as root): a client, an LB node and three stand-in apiservers (real TLS
-servers with certificates from a lab CA). The LB's nftables datapath is
-programmed by epconsole and the VIP added to its interface; the client then
-sends fresh TLS connections through the VIP and the lab prints, every second,
-which backend answered each. Ctrl-C (or --duration) removes everything.
+Builds a whole control-plane endpoint in network namespaces on this machine
+(as root): a client, lb1..lbN each running the real 'epconsole --daemon'
+(generated config.hcl with an IPv4 and an IPv6 VIP, a gossip key, a status
+socket), and cp1..cpM each running a stand-in apiserver (a real TLS server
+with a certificate from a lab CA carrying the VIPs and the endpoint DNS
+name). The client sends fresh TLS connections through the VIP.
+
+On a terminal the console opens, attached to the VIP owner's daemon; quitting
+it removes the lab. With --headless or --duration the lab prints, every
+second, which backend answered each connection. Ctrl-C removes everything.
+
+'lab fault NAME' and 'lab heal NAME' (from another terminal) run a drill on
+the running lab and print what an operator should now see in the console
+and in 'epconsole check'. Drills: ` + "stop-backend, unready-backend, san-missing, slow-backend, partition, kill-owner" + `.
 
 'lab down' removes what a crashed lab left behind.
 
@@ -39,18 +44,37 @@ flags:
 `
 
 func runLab(ctx context.Context, args []string, stdio IO) int {
-	if len(args) > 0 && args[0] == "down" {
-		if err := netlab.Cleanup(labPrefix); err != nil {
-			fmt.Fprintf(stdio.Err, "epconsole lab down: %v\n", err)
-			return 1
+	if len(args) > 0 {
+		switch args[0] {
+		case "down":
+			if err := lab.Down(labPrefix); err != nil {
+				fmt.Fprintf(stdio.Err, "epconsole lab down: %v\n", err)
+				return 1
+			}
+			fmt.Fprintln(stdio.Out, "lab removed")
+			return 0
+		case "fault", "heal":
+			if len(args) != 2 {
+				fmt.Fprintf(stdio.Err, "usage: epconsole lab %s NAME (one of %s)\n", args[0], strings.Join(lab.Faults(), ", "))
+				return 2
+			}
+			text, err := lab.Control(ctx, labPrefix, args[0], args[1])
+			if err != nil {
+				fmt.Fprintf(stdio.Err, "epconsole lab %s: %v\n", args[0], err)
+				return 1
+			}
+			fmt.Fprintln(stdio.Out, text)
+			return 0
 		}
-		fmt.Fprintln(stdio.Out, "lab removed")
-		return 0
 	}
 	fs := flag.NewFlagSet("lab", flag.ContinueOnError)
 	fs.SetOutput(stdio.Err)
-	duration := fs.Duration("duration", 0, "stop after this long (0: run until Ctrl-C)")
+	duration := fs.Duration("duration", 0, "stop after this long, headless (0: run until Ctrl-C or the console quits)")
+	headless := fs.Bool("headless", false, "no console: print the client's results every second")
 	rate := fs.Int("rate", 20, "new TLS connections per second through the VIP, per address family (1..200)")
+	peers := fs.Int("peers", lab.DefaultPeers, fmt.Sprintf("LB peers running the daemon (1..%d)", lab.MaxPeers))
+	backends := fs.Int("backends", lab.DefaultBackends, fmt.Sprintf("control-plane hosts with a stand-in apiserver (1..%d)", lab.MaxBackends))
+	binary := fs.String("binary", "", "the epconsole binary the LB peers run (default: this one)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), labUsage)
 		fs.PrintDefaults()
@@ -65,98 +89,103 @@ func runLab(ctx context.Context, args []string, stdio IO) int {
 		fmt.Fprintf(stdio.Err, "epconsole lab: --rate %d is out of range: use 1 to 200\n", *rate)
 		return 2
 	}
+	if *peers < 1 || *peers > lab.MaxPeers || *backends < 1 || *backends > lab.MaxBackends {
+		fmt.Fprintf(stdio.Err, "epconsole lab: --peers %d --backends %d: use 1 to %d peers and 1 to %d backends\n", *peers, *backends, lab.MaxPeers, lab.MaxBackends)
+		return 2
+	}
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(stdio.Err, "epconsole lab: needs root (it creates network namespaces and nftables tables); run it with sudo")
 		return 1
 	}
-	if *duration > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, *duration)
-		defer cancel()
+	tui := !*headless && *duration == 0 && terminal(stdio.In) && terminal(stdio.Out)
+	opts := lab.Options{
+		Prefix: labPrefix, Peers: *peers, Backends: *backends, Binary: *binary,
+		Logger: slog.New(slog.NewTextHandler(stdio.Err, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
-	if err := runLabDemo(ctx, stdio, *rate); err != nil {
+	if err := runLabDemo(ctx, stdio, opts, *rate, *duration, tui); err != nil {
 		fmt.Fprintf(stdio.Err, "epconsole lab: %v\n", err)
 		return 1
 	}
 	return 0
 }
 
-func runLabDemo(ctx context.Context, stdio IO, rate int) error {
-	spec := netlab.Spec{
-		Prefix: labPrefix, IPv4: labIPv4, IPv6: labIPv6, DNSName: "api.lab.epconsole.test",
-		Hosts: []netlab.HostSpec{
-			{Name: "client", Role: netlab.RoleClient},
-			{Name: "lb1", Role: netlab.RoleLB},
-			{Name: "cp1", Role: netlab.RoleBackend},
-			{Name: "cp2", Role: netlab.RoleBackend},
-			{Name: "cp3", Role: netlab.RoleBackend},
-		},
-	}
+func runLabDemo(ctx context.Context, stdio IO, opts lab.Options, rate int, duration time.Duration, tui bool) error {
 	// A lab whose owner crashed is in the way: remove it, as `lab down` would.
-	if err := netlab.Cleanup(labPrefix); err != nil {
+	if err := lab.Down(opts.Prefix); err != nil {
 		return fmt.Errorf("removing an earlier lab: %w", err)
 	}
 	// Set-up and teardown must not be cut short by Ctrl-C.
-	setup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
+	setup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 90*time.Second)
 	defer cancel()
-	lab, err := netlab.Build(setup, spec)
+	l, err := lab.Up(setup, opts)
 	if err != nil {
-		return fmt.Errorf("building the lab: %w", err)
+		return fmt.Errorf("bringing the lab up (does this kernel have nf_tables?): %w", err)
 	}
 	defer func() {
-		if err := lab.Close(); err != nil {
+		if err := l.Close(); err != nil {
 			fmt.Fprintf(stdio.Err, "removing the lab: %v (run `epconsole lab down`)\n", err)
 			return
 		}
 		fmt.Fprintln(stdio.Out, "lab removed: no namespace, link, table or process left")
 	}()
-
-	var backends []dataplane.Backend
-	healthy := map[string]bool{}
-	for _, h := range lab.HostsByRole(netlab.RoleBackend) {
-		if _, err := h.StartStandin(setup, netlab.StandinOpts{Name: h.Name()}); err != nil {
-			return fmt.Errorf("starting the stand-in apiserver on %s: %w", h.Name(), err)
-		}
-		backends = append(backends,
-			dataplane.Backend{Name: h.Name(), Addr: netip.AddrPortFrom(h.IPv4(), 6443)},
-			dataplane.Backend{Name: h.Name() + "-v6", Addr: netip.AddrPortFrom(h.IPv6(), 6443)})
-		healthy[h.Name()], healthy[h.Name()+"-v6"] = true, true
-	}
-	lb := lab.Host("lb1")
-	quiet := dataplane.WithLogger(slog.New(slog.NewTextHandler(stdio.Err, &slog.HandlerOptions{Level: slog.LevelWarn})))
-	dp, err := dataplane.New(dataplane.WithNetNS(lb.Namespace()), quiet)
+	owner, err := l.Owner(setup)
 	if err != nil {
-		return fmt.Errorf("opening nftables in %s (does this kernel have nf_tables?): %w", lb.Namespace(), err)
+		return err
 	}
-	defer dp.Close()
-	desired := dataplane.Desired{
-		VIPs: []netip.Addr{lab.VIP4(), lab.VIP6()}, Port: 6443,
-		Backends: backends, Healthy: healthy,
-		Mode: dataplane.BalanceConnection, Seed: 0x5eed, Slots: 1021,
-	}
-	if _, err := dp.Reconcile(setup, desired); err != nil {
-		return fmt.Errorf("programming the datapath on %s: %w", lb.Name(), err)
-	}
-	vip, err := dataplane.NewVIP(dataplane.WithNetNS(lb.Namespace()), quiet)
-	if err != nil {
-		return fmt.Errorf("opening %s for the VIP: %w", lb.Name(), err)
-	}
-	defer vip.Close()
-	for _, a := range desired.VIPs {
-		if err := vip.Add(setup, netlab.HostLink, a); err != nil {
-			return fmt.Errorf("adding VIP %s on %s: %w", a, lb.Name(), err)
-		}
-	}
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	ctlDone := make(chan error, 1)
+	go func() { ctlDone <- l.ServeControl(runCtx) }()
+	defer func() { stopRun(); <-ctlDone }()
 
-	fmt.Fprintf(stdio.Out, "lab up: VIP %s and [%s] port 6443 on %s (%s)\n", lab.VIP4(), lab.VIP6(), lb.Name(), lb.IPv4())
-	for _, h := range lab.HostsByRole(netlab.RoleBackend) {
-		fmt.Fprintf(stdio.Out, "  backend %s  %s:6443  [%s]:6443  stand-in apiserver\n", h.Name(), h.IPv4(), h.IPv6())
+	n := l.Net()
+	fmt.Fprintf(stdio.Out, "lab up: VIP %s and [%s] port %d, DNS name %s; owner %s\n", n.VIP4(), n.VIP6(), lab.ServicePort, n.DNSName(), owner)
+	for _, p := range l.Peers() {
+		h := n.Host(p)
+		fmt.Fprintf(stdio.Out, "  peer    %-4s %s  epconsole --daemon -c %s  (status %s, metrics http://%s:%d/metrics)\n", p, h.IPv4(), l.ConfigPath(p), l.Socket(p), h.IPv4(), lab.MetricsPort)
 	}
-	fmt.Fprintf(stdio.Out, "  datapath: nftables tables ip/ip6 epconsole in %s: DNAT VIP:6443 by flow hash into 1021 slots, SNAT to the VIP\n", lb.Namespace())
-	fmt.Fprintf(stdio.Out, "  try: ip netns exec %s curl --cacert %s https://%s:6443/version\n", lab.Host("client").Namespace(), lab.CAFile(), lab.VIP4())
+	for _, b := range l.Backends() {
+		h := n.Host(b)
+		fmt.Fprintf(stdio.Out, "  backend %-4s %s:%d  [%s]:%d  stand-in apiserver\n", b, h.IPv4(), lab.ServicePort, h.IPv6(), lab.ServicePort)
+	}
+	fmt.Fprintf(stdio.Out, "  try: ip netns exec %s curl --cacert %s https://%s:%d/version\n", n.Host("client").Namespace(), n.CAFile(), n.VIP4(), lab.ServicePort)
+	fmt.Fprintf(stdio.Out, "       epconsole lab fault stop-backend   (then: epconsole lab heal stop-backend; drills: %s)\n", strings.Join(lab.Faults(), ", "))
+	fmt.Fprintf(stdio.Out, "       epconsole console -c %s --socket %s\n", l.ConfigPath(owner), l.Socket(owner))
+
+	if tui {
+		cfg, diags := config.Load(l.ConfigPath(owner))
+		if diags.HasErrors() {
+			return fmt.Errorf("the lab's config for %s: %v", owner, diags)
+		}
+		// The client keeps sending fresh connections while the console runs.
+		loadDone := make(chan struct{})
+		go func() {
+			defer close(loadDone)
+			_, _, _ = labLoad(runCtx, l, rate, nil)
+		}()
+		code := console(ctx, cfg, l.Socket(owner), stdio)
+		stopRun()
+		<-loadDone
+		if code != 0 {
+			return fmt.Errorf("console exited with %d", code)
+		}
+		return nil
+	}
+	if duration > 0 {
+		var cancel context.CancelFunc
+		runCtx, cancel = context.WithTimeout(runCtx, duration)
+		defer cancel()
+	}
 	fmt.Fprintln(stdio.Out, "fresh TLS connections from the client through the VIP, per second (Ctrl-C ends):")
+	total, failed, err := labLoad(runCtx, l, rate, &stdio)
+	printLabTotals(stdio, total, failed)
+	return err
+}
 
-	client := lab.Host("client")
+// labLoad sends rate fresh TLS connections per second and family through
+// the VIPs until ctx ends, printing a line a second when stdio is given.
+// Each round is bounded in count and time.
+func labLoad(ctx context.Context, l *lab.Lab, rate int, stdio *IO) (map[string]int, int, error) {
 	total := map[string]int{}
 	failed := 0
 	tick := time.NewTicker(time.Second)
@@ -164,30 +193,31 @@ func runLabDemo(ctx context.Context, stdio IO, rate int) error {
 	for t := 1; ; t++ {
 		var line strings.Builder
 		fmt.Fprintf(&line, "%4ds", t)
-		for _, target := range []netip.Addr{lab.VIP4(), lab.VIP6()} {
-			res, err := client.RunClient(ctx, netlab.ClientOpts{
-				Target: netip.AddrPortFrom(target, 6443), Count: rate, Concurrency: 4,
-				Timeout: 900 * time.Millisecond, RequestTimeout: 500 * time.Millisecond,
-			})
+		for _, v6 := range []bool{false, true} {
+			res, err := l.Load(ctx, rate, v6, 900*time.Millisecond)
 			if ctx.Err() != nil {
-				printLabTotals(stdio, total, failed)
-				return nil
+				return total, failed, nil
 			}
 			if err != nil {
-				return fmt.Errorf("client through %s: %w", target, err)
+				return total, failed, fmt.Errorf("client through the VIP: %w", err)
 			}
 			failed += res.Failed
-			fmt.Fprintf(&line, "  %s ok %d failed %d:", familyName(target), res.OK, res.Failed)
+			fam := l.Net().VIP4()
+			if v6 {
+				fam = l.Net().VIP6()
+			}
+			fmt.Fprintf(&line, "  %s ok %d failed %d:", familyName(fam), res.OK, res.Failed)
 			for _, name := range sortedKeys(res.Backends) {
 				fmt.Fprintf(&line, " %s=%d", name, res.Backends[name])
 				total[name] += res.Backends[name]
 			}
 		}
-		fmt.Fprintln(stdio.Out, line.String())
+		if stdio != nil {
+			fmt.Fprintln(stdio.Out, line.String())
+		}
 		select {
 		case <-ctx.Done():
-			printLabTotals(stdio, total, failed)
-			return nil
+			return total, failed, nil
 		case <-tick.C:
 		}
 	}

@@ -4,27 +4,107 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/epconsole/epconsole/internal/testenv"
 )
 
-// TestLabDemo runs the README's main command for a few seconds: requests
-// through the VIP must reach every backend over IPv4 and IPv6 with no
-// failure, and the lab must leave no namespace behind.
+// labBinary returns the epconsole binary the lab's LB peers run: this test
+// binary cannot be the daemon. CI builds it once (EPCONSOLE_BIN).
+func labBinary(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("EPCONSOLE_BIN"); p != "" {
+		return p
+	}
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	bin := filepath.Join(t.TempDir(), "epconsole")
+	cmd := exec.Command(goTool, "build", "-o", bin, "github.com/epconsole/epconsole/cmd/epconsole")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building epconsole: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestLabDemo runs the README's main command headless for a few seconds:
+// three daemons elect an owner, requests through the VIP reach every
+// backend over IPv4 and IPv6 with no failure, a drill started from
+// "another terminal" (`lab fault partition`, then `lab heal partition`)
+// answers with what to look for, and the lab leaves no namespace behind.
 func TestLabDemo(t *testing.T) {
 	testenv.NeedNetns(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	bin := labBinary(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	var out, errb bytes.Buffer
-	code := Run(ctx, []string{"lab", "--duration", "3s", "--rate", "30"}, IO{Out: &out, Err: &errb})
+	var out, errb syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- Run(ctx, []string{"lab", "--duration", "5s", "--rate", "30", "--binary", bin}, IO{Out: &out, Err: &errb})
+	}()
+
+	// `lab fault` from another terminal: refused until the lab is up.
+	var fault, ferr bytes.Buffer
+	code := -1
+	deadline := time.Now().Add(90 * time.Second)
+	for time.Now().Before(deadline) && !strings.Contains(out.String(), "lab removed") {
+		fault.Reset()
+		ferr.Reset()
+		if code = Run(ctx, []string{"lab", "fault", "partition"}, IO{Out: &fault, Err: &ferr}); code == 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if code != 0 {
+		t.Errorf("lab fault partition: exit %d, stderr %q", code, ferr.String())
+	} else {
+		t.Logf("lab fault partition: %s", fault.String())
+		if !strings.Contains(fault.String(), "not fresh") || !strings.Contains(fault.String(), "cut off") {
+			t.Errorf("lab fault partition does not say what to look for: %q", fault.String())
+		}
+		var heal, herr bytes.Buffer
+		if c := Run(ctx, []string{"lab", "heal", "partition"}, IO{Out: &heal, Err: &herr}); c != 0 {
+			t.Errorf("lab heal partition: exit %d, stderr %q", c, herr.String())
+		}
+		if c := Run(ctx, []string{"lab", "heal", "partition"}, IO{Out: &heal, Err: &herr}); c != 1 || !strings.Contains(herr.String(), "not in place") {
+			t.Errorf("a second heal: exit %d, stderr %q; want 1, not in place", c, herr.String())
+		}
+	}
+
+	code = <-done
 	t.Logf("lab output:\n%s\nstderr:\n%s", out.String(), errb.String())
 	if code != 0 {
 		t.Fatalf("lab exit code %d", code)
+	}
+	if !regexp.MustCompile(`lab up: .* owner lb[123]\n`).MatchString(out.String()) {
+		t.Errorf("no 'lab up' line naming the VIP owner")
 	}
 	m := regexp.MustCompile(`totals: cp1=(\d+) cp2=(\d+) cp3=(\d+) failed=(\d+)`).FindStringSubmatch(out.String())
 	if m == nil {
@@ -50,6 +130,10 @@ func TestLabDemo(t *testing.T) {
 			t.Errorf("namespace %s left behind", e.Name())
 		}
 	}
+	var fo, fe bytes.Buffer
+	if c := Run(ctx, []string{"lab", "fault", "stop-backend"}, IO{Out: &fo, Err: &fe}); c != 1 || !strings.Contains(fe.String(), "no running lab") {
+		t.Errorf("lab fault without a lab: exit %d, stderr %q; want 1 and 'no running lab'", c, fe.String())
+	}
 }
 
 func TestLabRefusesBadRate(t *testing.T) {
@@ -59,5 +143,9 @@ func TestLabRefusesBadRate(t *testing.T) {
 	}
 	if !strings.Contains(errb.String(), "--rate 0 is out of range") {
 		t.Errorf("stderr %q does not say what is wrong", errb.String())
+	}
+	errb.Reset()
+	if code := Run(context.Background(), []string{"lab", "--peers", "6"}, IO{Out: &out, Err: &errb}); code != 2 {
+		t.Errorf("--peers 6: exit %d, want 2", code)
 	}
 }
