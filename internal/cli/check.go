@@ -40,9 +40,12 @@ type checkOptions struct {
 	every      time.Duration
 	kubeconfig string
 	now        func() time.Time
+	// netnsPath is where `check preflight` looks (empty: this process's
+	// own namespace); tests point it at a lab host.
+	netnsPath string
 }
 
-const checkUsage = `usage: epconsole check [backends|tls|etcd|kubeconfig|all] [-c config.hcl] [--json]
+const checkUsage = `usage: epconsole check [backends|tls|etcd|kubeconfig|preflight|all] [-c config.hcl] [--json]
                        [--wait-for ok|warning [--timeout 2m] [--every 2s]] [--kubeconfig file]
 
 Probes the control plane named in config.hcl directly (read-only) and prints
@@ -54,8 +57,11 @@ a one-line summary, then one line per finding with its fix.
   etcd        member list, status, leader, alarms, quorum (etcd.endpoints)
   kubeconfig  the kubeconfig kubectl would use points at a VIP or endpoint
               DNS name and trusts the cluster CA
-  all         all of them (default); etcd without endpoints and an absent
-              kubeconfig are skipped
+  preflight   this LB host: forwarding, rp_filter, conntrack table size,
+              firewalls that would drop the forwarded traffic, the VIP
+              interface (run it on each LB node; only when named)
+  all         backends, tls, etcd and kubeconfig (default); etcd without
+              endpoints and an absent kubeconfig are skipped
 
 Exit codes (Nagios): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (cannot decide,
 e.g. config unreadable). --wait-for polls until the verdict is at least as
@@ -109,10 +115,10 @@ func parseCheckArgs(args []string, stdio IO) (checkOptions, int, bool) {
 	switch {
 	case len(names) == 0 || names[0] == "all":
 		o.what = checkOrder
-	case slices.Contains(checkOrder, probes.Check(names[0])):
+	case slices.Contains(checkOrder, probes.Check(names[0])) || probes.Check(names[0]) == checkPreflight:
 		o.what, o.explicit = []probes.Check{probes.Check(names[0])}, true
 	default:
-		return bad("unknown check %q (want backends, tls, etcd, kubeconfig or all)", names[0])
+		return bad("unknown check %q (want backends, tls, etcd, kubeconfig, preflight or all)", names[0])
 	}
 	if *waitFor != "" {
 		s, err := probes.ParseSeverity(*waitFor)
@@ -213,6 +219,7 @@ type checkSections struct {
 	TLS        *tlsSection        `json:"tls,omitempty"`
 	Etcd       *etcdSection       `json:"etcd,omitempty"`
 	Kubeconfig *kubeconfigSection `json:"kubeconfig,omitempty"`
+	Preflight  *preflightSection  `json:"preflight,omitempty"`
 	Cluster    *clusterSection    `json:"cluster,omitempty"`
 }
 
@@ -279,6 +286,8 @@ func gather(ctx context.Context, cfg *config.Config, o checkOptions) checkReport
 			run(func() {
 				r.Checks.Kubeconfig = checkKubeconfig(cfg, in.Targets, in.ClusterCA, o.kubeconfig, o.explicit || o.kubeconfig != "")
 			})
+		case checkPreflight:
+			run(func() { r.Checks.Preflight = runPreflightCheck(ctx, cfg, o.netnsPath) }) // check_preflight.go
 		}
 	}
 	wg.Wait()
@@ -315,6 +324,9 @@ func (c *checkSections) heads() []namedHead {
 	}
 	if c.Kubeconfig != nil {
 		out = append(out, namedHead{"kubeconfig", &c.Kubeconfig.sectionHead})
+	}
+	if c.Preflight != nil {
+		out = append(out, namedHead{"preflight", &c.Preflight.sectionHead})
 	}
 	return out
 }
