@@ -27,7 +27,7 @@ func TestSaturatedNoFailover(t *testing.T) {
 	if err != nil || d <= 0 || d > 10*time.Minute {
 		t.Fatalf("%s=%q: want a duration up to 10m", saturateEnv, v)
 	}
-	c, owner := newCluster(t, "cls", d+60*time.Second)
+	c, owner := newCluster(t, "clz", d+60*time.Second)
 	before := map[string]int{}
 	for name, dp := range c.daemons {
 		before[name] = countEvents(dp, "vip-acquired") + countEvents(dp, "vip-released")
