@@ -27,9 +27,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/google/nftables"
 
 	"github.com/epconsole/epconsole/internal/netlab"
 	"github.com/epconsole/epconsole/internal/status"
@@ -162,6 +166,9 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 			_ = l.Close()
 		}
 	}()
+	if err := nftablesWorks(nl.HostsByRole(netlab.RoleLB)[0]); err != nil {
+		return nil, err
+	}
 	for _, h := range nl.HostsByRole(netlab.RoleBackend) {
 		s, err := h.StartStandin(ctx, netlab.StandinOpts{Name: h.Name()})
 		if err != nil {
@@ -188,11 +195,45 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 	}
 	owner, err := l.WaitOwner(ctx, "")
 	if err != nil {
-		return nil, err
+		return nil, l.explainDead(err)
 	}
 	l.log.Info("lab up", "owner", owner, "vip4", nl.VIP4(), "vip6", nl.VIP6())
 	ok = true
 	return l, nil
+}
+
+// nftablesWorks lists the tables in h's namespace: a kernel without
+// nf_tables fails here, before any daemon starts.
+func nftablesWorks(h *netlab.Host) error {
+	ns, err := h.OpenNetNS()
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	conn, err := nftables.New(nftables.WithNetNSFd(int(ns)))
+	if err == nil {
+		_, err = conn.ListTables()
+	}
+	if err != nil {
+		return fmt.Errorf("lab: nftables does not work in %s (does this kernel have nf_tables? try modprobe nf_tables): %w", h.Namespace(), err)
+	}
+	return nil
+}
+
+// explainDead adds, to err, the last log lines of every daemon that exited.
+func (l *Lab) explainDead(err error) error {
+	for _, p := range l.Peers() {
+		if l.daemonRunning(p) {
+			continue
+		}
+		b, _ := os.ReadFile(l.LogPath(p))
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		if len(lines) > 5 {
+			lines = lines[len(lines)-5:]
+		}
+		err = fmt.Errorf("%w\nthe daemon on %s exited; its log (%s) ends:\n%s", err, p, l.LogPath(p), strings.Join(lines, "\n"))
+	}
+	return err
 }
 
 func writeKey(path string) (string, error) {
@@ -360,6 +401,9 @@ func (l *Lab) WaitOwner(ctx context.Context, not string) (string, error) {
 			return o, nil
 		} else if err == nil {
 			err = fmt.Errorf("lab: the owner is still %s", o)
+		}
+		if !slices.ContainsFunc(l.Peers(), l.daemonRunning) {
+			return "", errors.New("lab: no daemon is running")
 		}
 		select {
 		case <-wctx.Done():

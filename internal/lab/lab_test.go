@@ -124,13 +124,7 @@ func TestLabDrills(t *testing.T) {
 			for _, p := range l.Peers() {
 				if b, err := os.ReadFile(l.LogPath(p)); err == nil {
 					lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-					var vip []string
-					for _, line := range lines {
-						if strings.Contains(line, `"kind":"vip-`) || strings.Contains(line, `"msg":"decision"`) {
-							vip = append(vip, line)
-						}
-					}
-					t.Logf("%s daemon VIP events and decisions:\n%s", p, strings.Join(vip, "\n"))
+					t.Logf("%s daemon VIP events and decisions:\n%s", p, strings.Join(vipLines(l.LogPath(p)), "\n"))
 					if len(lines) > 40 {
 						lines = lines[len(lines)-40:]
 					}
@@ -165,14 +159,16 @@ func TestLabDrills(t *testing.T) {
 	up := func(b string) func(status.Snapshot) bool {
 		return func(s status.Snapshot) bool { return view(s, b).State == "up" }
 	}
-	checkCode := func(area string, wantOK bool, what string) {
+	// check's exit codes (Nagios): one backend of three down is WARNING
+	// (1), a certificate without the VIP SANs CRITICAL (2), healed OK (0).
+	checkCode := func(area string, want int, what string) {
 		t.Helper()
 		code, out, err := l.Check(ctx, owner, area)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if (code == 0) != wantOK {
-			t.Errorf("%s: check %s exit %d, want ok=%v:\n%s", what, area, code, wantOK, out)
+		if code != want {
+			t.Errorf("%s: check %s exit %d, want %d:\n%s", what, area, code, want, out)
 		}
 	}
 	detected := map[string]time.Duration{}
@@ -187,6 +183,9 @@ func TestLabDrills(t *testing.T) {
 			t.Fatal(err)
 		} else if o != owner {
 			t.Logf("NOTE: the VIP moved from %s to %s with no fault in place", owner, o)
+			for _, p := range l.Peers() {
+				t.Logf("%s VIP events and decisions:\n%s", p, strings.Join(vipLines(l.LogPath(p)), "\n"))
+			}
 			owner = o
 		}
 		target, err := l.FaultTarget(ctx, name)
@@ -202,15 +201,15 @@ func TestLabDrills(t *testing.T) {
 		switch name {
 		case FaultStopBackend, FaultSlowBackend:
 			d = waitStatus(t, ctx, l, owner, 10*time.Second, name, func(s status.Snapshot) bool { return view(s, target).State == "down" })
-			checkCode("backends", false, name)
+			checkCode("backends", 1, name)
 		case FaultUnreadyBackend:
 			d = waitStatus(t, ctx, l, owner, 10*time.Second, name, func(s status.Snapshot) bool {
 				v := view(s, target)
 				return v.State == "down" && strings.Contains(v.Reason, "etcd")
 			})
-			checkCode("backends", false, name)
+			checkCode("backends", 1, name)
 		case FaultSANMissing:
-			checkCode("tls", false, name)
+			checkCode("tls", 2, name)
 			// The daemon checks certificates every 60 s.
 			d = waitStatus(t, ctx, l, owner, 75*time.Second, name, func(s status.Snapshot) bool {
 				p, known := sanPresent(s, target, l.Net().VIP4().String())
@@ -242,9 +241,9 @@ func TestLabDrills(t *testing.T) {
 		case FaultStopBackend, FaultSlowBackend, FaultUnreadyBackend:
 			h := waitStatus(t, ctx, l, owner, 10*time.Second, name+" healed", up(target))
 			t.Logf("healed %s: %s up after %s", name, target, h.Round(time.Millisecond))
-			checkCode("backends", true, name+" healed")
+			checkCode("backends", 0, name+" healed")
 		case FaultSANMissing:
-			checkCode("tls", true, name+" healed")
+			checkCode("tls", 0, name+" healed")
 		case FaultPartition:
 			waitStatus(t, ctx, l, owner, 10*time.Second, name+" healed", func(s status.Snapshot) bool { return peerFresh(s, target) })
 			if o, err := l.Owner(ctx); err != nil || o != owner {
@@ -292,10 +291,55 @@ func TestLabDrills(t *testing.T) {
 	}
 }
 
+// vipLines returns a daemon log's VIP events and election decisions.
+func vipLines(path string) []string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, `"kind":"vip-`) || strings.Contains(line, `"msg":"decision"`) || strings.Contains(line, `"kind":"peer-`) && !strings.Contains(line, "peer-backend") {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
 // testWriter sends the lab's log lines to the test log.
 type testWriter struct{ t *testing.T }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
+}
+
+// TestUpDaemonFails: when the LBs' daemons cannot run, Up fails at once
+// saying so (not after the owner wait) and removes everything it built.
+func TestUpDaemonFails(t *testing.T) {
+	testenv.NeedNetns(t)
+	if err := Down(testPrefix); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	start := time.Now()
+	l, err := Up(ctx, Options{Prefix: testPrefix, IPv4: testIPv4, IPv6: testIPv6, Peers: 1, Backends: 1, Binary: "/bin/false"})
+	if err == nil {
+		l.Close()
+		t.Fatal("Up succeeded with a binary that exits at once")
+	}
+	t.Logf("Up failed after %s: %v", time.Since(start).Round(time.Millisecond), err)
+	if !strings.Contains(err.Error(), "no daemon is running") || !strings.Contains(err.Error(), "the daemon on lb1 exited") {
+		t.Errorf("the error does not say the daemons exited: %v", err)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("Up took %s to fail, want well under the 60 s owner wait", d)
+	}
+	ents, _ := os.ReadDir("/run/netns")
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), testPrefix+"-") {
+			t.Errorf("namespace %s left behind", e.Name())
+		}
+	}
 }
