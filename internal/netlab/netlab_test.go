@@ -385,28 +385,36 @@ func TestLinkDown(t *testing.T) {
 	}
 	check("link up, IPv6", s.Addr6, true)
 
-	// The connect loop measures the dark time of a 400 ms cable pull.
-	job, err := cl.StartTCPConnect(ctx, TCPConnectOpts{Target: s.Addr4, Every: 5 * time.Millisecond, Timeout: 50 * time.Millisecond, Duration: 1500 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(300 * time.Millisecond)
-	if err := b1.SetCable(false); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(400 * time.Millisecond)
-	if err := b1.SetCable(true); err != nil {
-		t.Fatal(err)
-	}
-	tr, err := job.Wait(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("connect loop: %d attempts, %d failures, longest gap %v at %v", tr.Attempts, tr.Failures, tr.LongestGap, tr.GapStart)
-	// Functional bounds only: the gap covers most of the pull, and the
-	// target was reachable again after the last failure.
-	if tr.Failures == 0 || tr.LongestGap < 300*time.Millisecond || tr.LastSuccess <= tr.LastFailure {
-		t.Errorf("connect loop through a 400 ms cable pull: %+v", tr)
+	// The connect loop measures the dark time of a 400 ms cable pull, one
+	// attempt at a time and with overlapping attempts.
+	for _, overlap := range []bool{false, true} {
+		job, err := cl.StartTCPConnect(ctx, TCPConnectOpts{Target: s.Addr4, Every: 5 * time.Millisecond, Timeout: 50 * time.Millisecond, Duration: 1500 * time.Millisecond, Overlap: overlap})
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(300 * time.Millisecond)
+		if err := b1.SetCable(false); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(400 * time.Millisecond)
+		if err := b1.SetCable(true); err != nil {
+			t.Fatal(err)
+		}
+		tr, err := job.Wait(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("connect loop (overlap %v): %d attempts, %d failures, longest gap %v at %v", overlap, tr.Attempts, tr.Failures, tr.LongestGap, tr.GapStart)
+		// Functional bounds only: the gap covers most of the pull, and the
+		// target was reachable again after the last failure.
+		if tr.Failures == 0 || tr.LongestGap < 300*time.Millisecond || tr.LastSuccess <= tr.LastFailure {
+			t.Errorf("connect loop (overlap %v) through a 400 ms cable pull: %+v", overlap, tr)
+		}
+		// Overlapping attempts keep their schedule through the pull: 400 ms
+		// of 50 ms timeouts would cost one-at-a-time attempts 80 slots of 5 ms.
+		if overlap && tr.Attempts < 200 {
+			t.Errorf("overlapping connect loop made %d attempts in 1.5 s at 5 ms, want at least 200 (the pull must not stall it)", tr.Attempts)
+		}
 	}
 }
 

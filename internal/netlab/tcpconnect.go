@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"time"
 )
 
@@ -19,6 +20,11 @@ type TCPConnectOpts struct {
 	Timeout time.Duration `json:"timeout,omitempty"`
 	// Duration is how long the loop runs (required, at most 10 min).
 	Duration time.Duration `json:"duration"`
+	// Overlap starts an attempt every Every on schedule even while earlier
+	// ones are still waiting (at most Timeout/Every+2 in flight), so a
+	// failing connect does not hide the attempts behind it: the longest
+	// gap then has the resolution of Every instead of Timeout.
+	Overlap bool `json:"overlap,omitempty"`
 }
 
 // TCPConnectResult reports a connect loop. Durations count from its start.
@@ -81,6 +87,9 @@ func runTCPConnect(ctx context.Context, o TCPConnectOpts, out *eventWriter) erro
 	if err := o.defaults(); err != nil {
 		return err
 	}
+	if o.Overlap {
+		return runTCPConnectOverlap(ctx, o, out)
+	}
 	start := time.Now()
 	end := start.Add(o.Duration)
 	var res TCPConnectResult
@@ -92,7 +101,7 @@ func runTCPConnect(ctx context.Context, o TCPConnectOpts, out *eventWriter) erro
 			break
 		}
 		t0 := time.Now()
-		conn, err := d.DialContext(context.Background(), "tcp", o.Target.String()) // bounded by d.Timeout; Stop never fails an attempt
+		err := connectOnce(&d, o.Target)
 		t1 := time.Now()
 		res.Attempts++
 		if err != nil {
@@ -102,10 +111,6 @@ func runTCPConnect(ctx context.Context, o TCPConnectOpts, out *eventWriter) erro
 				res.Errors = append(res.Errors, TimedError{At: t0.Sub(start), Err: err.Error()})
 			}
 		} else {
-			if tc, ok := conn.(*net.TCPConn); ok {
-				_ = tc.SetLinger(0) // close with RST: no TIME_WAIT pile-up
-			}
-			conn.Close()
 			if gap := t1.Sub(lastOK); gap > res.LongestGap {
 				res.LongestGap, res.GapStart = gap, lastOK.Sub(start)
 			}
@@ -123,6 +128,104 @@ func runTCPConnect(ctx context.Context, o TCPConnectOpts, out *eventWriter) erro
 		}
 	}
 	stop := time.Now()
+	if gap := stop.Sub(lastOK); gap > res.LongestGap {
+		res.LongestGap, res.GapStart = gap, lastOK.Sub(start)
+	}
+	res.Elapsed = stop.Sub(start)
+	return out.emit(evResult, res)
+}
+
+// connectOnce makes one connect and closes it with a RST (no TIME_WAIT
+// pile-up); Stop never fails an attempt, the dialer's timeout bounds it.
+func connectOnce(d *net.Dialer, target netip.AddrPort) error {
+	conn, err := d.DialContext(context.Background(), "tcp", target.String())
+	if err != nil {
+		return err
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	_ = conn.Close() // the connect succeeded; how it closes is not measured
+	return nil
+}
+
+// runTCPConnectOverlap is the Overlap variant: attempts start on a fixed
+// schedule, each on its own goroutine; the gaps are taken between the
+// completions of successful attempts, in completion order.
+func runTCPConnectOverlap(ctx context.Context, o TCPConnectOpts, out *eventWriter) error {
+	type attempt struct {
+		t0, t1 time.Time
+		err    error
+	}
+	start := time.Now()
+	end := start.Add(o.Duration)
+	d := net.Dialer{Timeout: o.Timeout, KeepAlive: -1}
+	maxInFlight := int(o.Timeout/o.Every) + 2
+	results := make(chan attempt, maxInFlight)
+	var done []attempt
+	inFlight := 0
+	collect := func(a attempt) {
+		inFlight--
+		done = append(done, a)
+	}
+	emitted := false
+	for next := start; ctx.Err() == nil && next.Before(end); next = next.Add(o.Every) {
+		if err := sleepUntil(ctx, next); err != nil {
+			break
+		}
+		for drained := false; !drained; {
+			select {
+			case a := <-results:
+				collect(a)
+			default:
+				drained = true
+			}
+		}
+		if !emitted && len(done) > 0 {
+			if err := out.emit(evStarted, struct{}{}); err != nil {
+				return err
+			}
+			emitted = true
+		}
+		if inFlight >= maxInFlight {
+			continue // every slot waits on a connect: this tick is skipped
+		}
+		inFlight++
+		go func(t0 time.Time) {
+			err := connectOnce(&d, o.Target)
+			results <- attempt{t0: t0, t1: time.Now(), err: err}
+		}(time.Now())
+	}
+	for inFlight > 0 {
+		collect(<-results)
+	}
+	if !emitted {
+		if err := out.emit(evStarted, struct{}{}); err != nil {
+			return err
+		}
+	}
+	stop := time.Now()
+	slices.SortFunc(done, func(a, b attempt) int { return a.t1.Compare(b.t1) })
+	var res TCPConnectResult
+	lastOK := start
+	for _, a := range done {
+		res.Attempts++
+		if a.err != nil {
+			res.Failures++
+			if at := a.t0.Sub(start); at > res.LastFailure {
+				res.LastFailure = at
+			}
+			if len(res.Errors) < maxErrors {
+				res.Errors = append(res.Errors, TimedError{At: a.t0.Sub(start), Err: a.err.Error()})
+			}
+			continue
+		}
+		if gap := a.t1.Sub(lastOK); gap > res.LongestGap {
+			res.LongestGap, res.GapStart = gap, lastOK.Sub(start)
+		}
+		lastOK = a.t1
+		res.LastSuccess = a.t1.Sub(start)
+	}
 	if gap := stop.Sub(lastOK); gap > res.LongestGap {
 		res.LongestGap, res.GapStart = gap, lastOK.Sub(start)
 	}
