@@ -61,7 +61,7 @@ func BenchmarkFailover(b *testing.B) {
 	}
 	rep := report{Date: time.Now(), Machine: machine()}
 	rep.Setup = append(rep.Setup,
-		fmt.Sprintf("each run: a TCP connect from the client to VIP:%d every %s (%s timeout) for %s; the owner's (lb1) cable is pulled %s in; dark time = the longest time between two successful connects",
+		fmt.Sprintf("each run: a TCP connect from the client to VIP:%d every %s (%s timeout; attempts overlap, so a failing one does not delay the next) for %s; the owner's (lb1) cable is pulled %s in; dark time = the longest time between two successful connects",
 			servicePort, connectEvery, connectTimeout, loopDuration, pullAfter),
 		"between runs the cable is plugged back and lb1 takes the VIP back (both sides preempt); the sides run one after the other in the order of the table, each alone in a lab of its own with the same topology (client, lb1..lb3, three stand-in apiservers on one bridge)")
 	kaDesc := func(s *stack, datapath string) []string {
