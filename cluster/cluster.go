@@ -229,6 +229,9 @@ type Cluster struct {
 	stopCtx   func() bool
 	wg        sync.WaitGroup
 
+	// userMsg receives the payloads of SendTo (usermsg.go); nil: dropped.
+	userMsg atomic.Pointer[func([]byte)]
+
 	eventsDropped atomic.Uint64
 	keyMismatches atomic.Uint64
 	decodeErrors  atomic.Uint64

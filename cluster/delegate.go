@@ -219,6 +219,10 @@ func (c *Cluster) handleConflict(existing, other *memberlist.Node) {
 
 // handleMsg takes a gossiped backend view; a new one is passed on.
 func (c *Cluster) handleMsg(b []byte) {
+	if len(b) > 0 && b[0] == msgUser {
+		c.handleUserMsg(b[1:])
+		return
+	}
 	w, err := decodeMsg(b)
 	if err != nil {
 		c.decodeErrors.Add(1)
