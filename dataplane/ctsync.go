@@ -286,8 +286,10 @@ const defaultSyncTimeout = 120
 // the reply tuple as the plain inverse of the original, the NAT as
 // CTA_NAT_DST (e.ReplySrc, the backend) and CTA_NAT_SRC (e.ReplyDst, the
 // VIP and port), status ASSURED|SEEN_REPLY, e's TCP state, timeout and
-// mark. If the entry exists already its TCP state and timeout are
-// refreshed (the NAT of an existing entry cannot change).
+// mark, and the TCP flags the kernel gives a flow it picks up mid-stream
+// (SACK_PERM|BE_LIBERAL: the entry has no window history). If the entry
+// exists already its TCP state and timeout are refreshed (the NAT of an
+// existing entry cannot change).
 func (c *Conntrack) CreateSynced(ctx context.Context, e SyncEntry) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -300,7 +302,7 @@ func (c *Conntrack) CreateSynced(ctx context.Context, e SyncEntry) error {
 		return err
 	}
 	defer conn.Close()
-	msg, err := createSyncedMessage(e)
+	msg, err := syncedMessage(e, true)
 	if err != nil {
 		return err
 	}
@@ -327,16 +329,16 @@ func (c *Conntrack) CreateSynced(ctx context.Context, e SyncEntry) error {
 
 // refreshSynced updates the TCP state and timeout of an existing entry.
 func (c *Conntrack) refreshSynced(e SyncEntry) error {
-	conn, err := c.dial()
+	conn, err := c.dialNetfilter()
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	f := conntrack.NewFlow(unix.IPPROTO_TCP, 0, e.OrigSrc.Addr(), e.OrigDst.Addr(), e.OrigSrc.Port(), e.OrigDst.Port(), syncTimeout(e), 0)
-	if e.TCPState != 0 {
-		f.ProtoInfo.TCP = &conntrack.ProtoInfoTCP{State: e.TCPState}
+	msg, err := syncedMessage(e, false)
+	if err != nil {
+		return err
 	}
-	if err := conn.Update(f); err != nil && !errors.Is(err, unix.ENOENT) {
+	if _, err := conn.Query(msg); err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("refreshing synced entry %v -> %v: %w", e.OrigSrc, e.OrigDst, err)
 	}
 	return nil
@@ -382,8 +384,16 @@ const (
 	ctaProtoSrc   = 2
 	ctaProtoDst   = 3
 
-	ctaProtoInfoTCP      = 1
-	ctaProtoInfoTCPState = 1
+	ctaProtoInfoTCP              = 1
+	ctaProtoInfoTCPState         = 1
+	ctaProtoInfoTCPFlagsOriginal = 4
+	ctaProtoInfoTCPFlagsReply    = 5
+
+	// tcpFlagsLiberal are IP_CT_TCP_FLAG_SACK_PERM|IP_CT_TCP_FLAG_BE_LIBERAL,
+	// what the kernel sets on a TCP flow it picks up mid-stream: a synced
+	// entry has no window history (td_maxwin 0), so its first packets must
+	// not be judged out of window (INVALID, not NATed, then reset).
+	tcpFlagsLiberal = 0x02 | 0x08
 
 	ctaNatV4MinIP  = 1
 	ctaNatV4MaxIP  = 2
@@ -395,8 +405,11 @@ const (
 	ctnetlinkNewCT = 0 // IPCTNL_MSG_CT_NEW
 )
 
-// createSyncedMessage builds the IPCTNL_MSG_CT_NEW request for e.
-func createSyncedMessage(e SyncEntry) (netlink.Message, error) {
+// syncedMessage builds the IPCTNL_MSG_CT_NEW request for e: a create
+// (tuples, status, NAT, timeout, TCP state and flags, mark) or, for an
+// existing entry, an update of its timeout and TCP state and flags (the
+// kernel refuses NAT changes on an existing entry).
+func syncedMessage(e SyncEntry, create bool) (netlink.Message, error) {
 	is4 := e.OrigSrc.Addr().Unmap().Is4()
 	fam := netfilter.ProtoIPv6
 	if is4 {
@@ -404,27 +417,35 @@ func createSyncedMessage(e SyncEntry) (netlink.Message, error) {
 	}
 	attrs := []netfilter.Attribute{
 		tupleAttr(ctaTupleOrig, e.OrigSrc, e.OrigDst),
-		tupleAttr(ctaTupleReply, e.OrigDst, e.OrigSrc), // the plain inverse
-		u32Attr(ctaStatus, uint32(syncedStatus)),
 		u32Attr(ctaTimeout, syncTimeout(e)),
-		natAttr(ctaNatDst, e.ReplySrc),
-		natAttr(ctaNatSrc, e.ReplyDst),
+	}
+	flags := netlink.Request | netlink.Acknowledge
+	if create {
+		flags |= netlink.Excl | netlink.Create
+		attrs = append(attrs,
+			tupleAttr(ctaTupleReply, e.OrigDst, e.OrigSrc), // the plain inverse
+			u32Attr(ctaStatus, uint32(syncedStatus)),
+			natAttr(ctaNatDst, e.ReplySrc),
+			natAttr(ctaNatSrc, e.ReplyDst))
+		if e.Mark != 0 {
+			attrs = append(attrs, u32Attr(ctaMark, e.Mark))
+		}
+	}
+	tcp := []netfilter.Attribute{
+		{Type: ctaProtoInfoTCPFlagsOriginal, Data: []byte{tcpFlagsLiberal, tcpFlagsLiberal}},
+		{Type: ctaProtoInfoTCPFlagsReply, Data: []byte{tcpFlagsLiberal, tcpFlagsLiberal}},
 	}
 	if e.TCPState != 0 {
-		attrs = append(attrs, netfilter.Attribute{Type: ctaProtoInfo, Nested: true, Children: []netfilter.Attribute{
-			{Type: ctaProtoInfoTCP, Nested: true, Children: []netfilter.Attribute{
-				{Type: ctaProtoInfoTCPState, Data: []byte{e.TCPState}},
-			}},
-		}})
+		tcp = append([]netfilter.Attribute{{Type: ctaProtoInfoTCPState, Data: []byte{e.TCPState}}}, tcp...)
 	}
-	if e.Mark != 0 {
-		attrs = append(attrs, u32Attr(ctaMark, e.Mark))
-	}
+	attrs = append(attrs, netfilter.Attribute{Type: ctaProtoInfo, Nested: true, Children: []netfilter.Attribute{
+		{Type: ctaProtoInfoTCP, Nested: true, Children: tcp},
+	}})
 	msg, err := netfilter.MarshalNetlink(netfilter.Header{
 		SubsystemID: netfilter.NFSubsysCTNetlink,
 		MessageType: ctnetlinkNewCT,
 		Family:      fam,
-		Flags:       netlink.Request | netlink.Acknowledge | netlink.Excl | netlink.Create,
+		Flags:       flags,
 	}, attrs)
 	if err != nil {
 		return netlink.Message{}, fmt.Errorf("encoding synced entry: %w", err)

@@ -145,7 +145,7 @@ func TestDcsCreateSynced(t *testing.T) {
 	ns := newNS(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
-	opts := []dataplane.Option{dataplane.WithNetNSFd(int(ns))}
+	opts := []dataplane.Option{dataplane.WithNetNSFd(int(ns)), dataplane.WithLogger(quietLogger(t, "b"))}
 
 	vip4, vip6 := netip.MustParseAddr("198.18.1.200"), netip.MustParseAddr("fd00:198:18:1:c000::200")
 	b4, b6 := netip.MustParseAddrPort("198.18.1.221:6443"), netip.MustParseAddrPort("[fd00:198:18:1:c000::221]:6443")
@@ -219,6 +219,11 @@ func TestDcsCreateSynced(t *testing.T) {
 		}
 		if f.ProtoInfo.TCP == nil || f.ProtoInfo.TCP.State != e.TCPState {
 			t.Errorf("%v: TCP protoinfo %+v, want state %d", e.OrigSrc, f.ProtoInfo.TCP, e.TCPState)
+		}
+		// BE_LIBERAL (0x08) in both directions, as for a flow picked up
+		// mid-stream (the dump gives {flags, mask} as one big-endian u16).
+		if tcp := f.ProtoInfo.TCP; tcp == nil || tcp.OriginalFlags>>8&0x08 == 0 || tcp.ReplyFlags>>8&0x08 == 0 {
+			t.Errorf("%v: TCP protoinfo %+v, want BE_LIBERAL in both directions", e.OrigSrc, f.ProtoInfo.TCP)
 		}
 		if f.Mark != e.Mark {
 			t.Errorf("%v: mark %#x, want %#x", e.OrigSrc, f.Mark, e.Mark)
