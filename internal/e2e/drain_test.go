@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"maps"
 	"net/netip"
 	"slices"
 	"testing"
@@ -94,7 +95,31 @@ func TestDeDrainedBackend(t *testing.T) {
 	for _, vip := range vips {
 		before = append(before, e.slowLoop(e.cl, vip, 3*time.Second))
 	}
+	// Drain once requests to b2 are in flight through each VIP (besides
+	// its stream): counted from the LB's conntrack table right before the
+	// drain, waiting for them at most 5 s on a busy machine.
+	inFlight := map[netip.AddrPort]int{}
+	countInFlight := func() {
+		for _, vip := range vips {
+			inFlight[vip] = 0
+			for _, f := range e.flows(d, vip) {
+				if slices.Contains(b2Addrs, replySrc(f)) && f.ProtoInfo.TCP != nil && f.ProtoInfo.TCP.State == tcpEstablished {
+					inFlight[vip]++
+				}
+			}
+		}
+	}
 	time.Sleep(time.Second)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		countInFlight()
+		enough := true
+		for _, vip := range vips {
+			enough = enough && inFlight[vip] >= 2
+		}
+		if enough || time.Now().After(deadline) {
+			break
+		}
+	}
 	drain := e.desired(e.backends...)
 	drain.Drain = healthyOf(b2)
 	res := e.reconcile(d, drain)
@@ -108,14 +133,6 @@ func TestDeDrainedBackend(t *testing.T) {
 	}
 	if !slices.Equal(withdrawn, b2Addrs) {
 		t.Errorf("withdrawn %v, want b2's addresses %v", withdrawn, b2Addrs)
-	}
-	inFlight := map[netip.AddrPort]int{}
-	for _, vip := range vips {
-		for _, f := range e.flows(d, vip) {
-			if slices.Contains(b2Addrs, replySrc(f)) && f.ProtoInfo.TCP != nil && f.ProtoInfo.TCP.State == tcpEstablished {
-				inFlight[vip]++
-			}
-		}
 	}
 	var after []*netlab.Job[netlab.ClientResult]
 	for _, vip := range vips {
@@ -191,6 +208,17 @@ func TestDeDrainedBackend(t *testing.T) {
 		ctl = append(ctl, e.slowLoop(e.cl, vip, 1500*time.Millisecond))
 	}
 	time.Sleep(time.Second)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		countInFlight() // requests to b2 in flight right before the withdraw
+		enough := true
+		for _, vip := range vips {
+			enough = enough && inFlight[vip] >= 2
+		}
+		if enough || time.Now().After(deadline) {
+			break
+		}
+	}
+	ctlInFlight := maps.Clone(inFlight)
 	res = e.reconcile(d, dead)
 	deleted = 0
 	for _, fr := range res.Families {
@@ -202,7 +230,8 @@ func TestDeDrainedBackend(t *testing.T) {
 		t.Logf("%v across a withdraw without drain (%d conntrack entries deleted in all): %s", vip, deleted, summary(rc[i]))
 		failedOnB2, other := failedBackends(rc[i], all)
 		if rc[i].Failed == 0 || failedOnB2 == 0 || len(other) > 0 {
-			t.Errorf("%v across a withdraw without drain: %s, %d failures on b2, others %q; want failures, all on b2", vip, summary(rc[i]), failedOnB2, other)
+			t.Errorf("%v across a withdraw without drain (%d requests to b2 in flight at the withdraw, %d conntrack entries deleted in all): %s, %d failures on b2, others %q; want failures, all on b2",
+				vip, ctlInFlight[vip], deleted, summary(rc[i]), failedOnB2, other)
 		}
 	}
 }
