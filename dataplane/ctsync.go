@@ -291,6 +291,16 @@ const defaultSyncTimeout = 120
 // exists already its TCP state and timeout are refreshed (the NAT of an
 // existing entry cannot change).
 func (c *Conntrack) CreateSynced(ctx context.Context, e SyncEntry) error {
+	err := c.createSynced(ctx, e)
+	if errors.Is(err, unix.EEXIST) {
+		return c.refreshSynced(e)
+	}
+	return err
+}
+
+// createSynced sends the create; an existing entry is an error wrapping
+// EEXIST.
+func (c *Conntrack) createSynced(ctx context.Context, e SyncEntry) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -318,13 +328,21 @@ func (c *Conntrack) CreateSynced(ctx context.Context, e SyncEntry) error {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	if errors.Is(err, unix.EEXIST) {
-		return c.refreshSynced(e)
-	}
 	if err != nil {
 		return fmt.Errorf("creating synced entry %v -> %v via %v: %w", e.OrigSrc, e.OrigDst, e.ReplySrc, err)
 	}
 	return nil
+}
+
+// AddSynced creates e like CreateSynced but leaves an existing entry
+// as it is: for a node that forwards the flows itself (the VIP owner),
+// whose own entries a peer's copy must not overwrite.
+func (c *Conntrack) AddSynced(ctx context.Context, e SyncEntry) error {
+	err := c.createSynced(ctx, e)
+	if errors.Is(err, unix.EEXIST) {
+		return nil
+	}
+	return err
 }
 
 // refreshSynced updates the TCP state and timeout of an existing entry.

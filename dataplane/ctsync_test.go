@@ -263,6 +263,16 @@ func TestDcsCreateSynced(t *testing.T) {
 		t.Errorf("after refresh: %v (found %t), want timeout <= 600 and the NAT kept", f, ok)
 	}
 
+	// AddSynced leaves an existing entry alone (the owner's own).
+	keep := entries[0]
+	keep.Timeout = 60
+	if err := ct.AddSynced(ctx, keep); err != nil {
+		t.Fatalf("AddSynced on an existing entry: %v", err)
+	}
+	if f, ok := find(keep); !ok || f.Timeout <= 60 {
+		t.Errorf("after AddSynced: %v (found %t), want the timeout (<= 600, > 60) unchanged", f, ok)
+	}
+
 	for _, e := range entries {
 		e.Op = dataplane.SyncDelete
 		if err := ct.ApplySynced(ctx, e); err != nil {
