@@ -16,7 +16,7 @@ import (
 	"github.com/epconsole/epconsole/internal/daemon"
 )
 
-const daemonUsage = `usage: epconsole --daemon [-c config.hcl] [--log-level LEVEL] [--no-heartbeat]
+const daemonUsage = `usage: epconsole --daemon [-c config.hcl] [--log-level LEVEL] [--no-heartbeat] [--no-conn-sync]
 
 Runs this LB node's agent: probes the backends, gossips with the peers,
 elects the VIP owner, programs nftables and moves the VIP. Logs go to
@@ -34,6 +34,7 @@ func runDaemon(ctx context.Context, args []string, stdio IO) int {
 	path := fs.String("c", "", "config file (default ./config.hcl if it exists, else "+systemConfig+")")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	noHeartbeat := fs.Bool("no-heartbeat", false, "liveness from gossip only (slow failover; for comparison runs, not production)")
+	noConnSync := fs.Bool("no-conn-sync", false, "do not sync established connections to the peers (they die when the VIP moves; for comparison runs, not production)")
 	usage := func(w io.Writer) {
 		fmt.Fprint(w, daemonUsage)
 		fs.SetOutput(w)
@@ -83,7 +84,7 @@ func runDaemon(ctx context.Context, args []string, stdio IO) int {
 		}
 	}()
 
-	err := daemon.Run(ctx, daemon.Options{ConfigPath: file, Logger: log, Version: Version, Reload: reload, NoHeartbeat: *noHeartbeat})
+	err := daemon.Run(ctx, daemon.Options{ConfigPath: file, Logger: log, Version: Version, Reload: reload, NoHeartbeat: *noHeartbeat, NoConnSync: *noConnSync})
 	if err != nil {
 		log.Error("daemon failed", "err", err)
 		return 1

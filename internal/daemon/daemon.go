@@ -69,6 +69,10 @@ type Options struct {
 	// of milliseconds). For comparison runs that show what the heartbeat
 	// is for, not for production.
 	NoHeartbeat bool
+	// NoConnSync switches the connection sync off (ctsync.go): the owner's
+	// established flows then die when the VIP moves. For control runs that
+	// show what the sync is for, not for production.
+	NoConnSync bool
 }
 
 // Daemon is one running LB node. Its Events, Status, ClusterView, Probes
@@ -278,6 +282,7 @@ type state struct {
 	mon         *probes.Monitor
 	monStop     context.CancelFunc
 	monDone     chan struct{}
+	sync        *connSync // nil with Options.NoConnSync
 
 	// run outlives the caller's ctx through the handoff; cancelled last.
 	run context.Context
@@ -365,6 +370,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return fmt.Errorf("cluster: %w", err)
 	}
 	defer s.cl.Shutdown()
+
+	if !d.opts.NoConnSync {
+		if s.sync, err = startConnSync(run, d.log.With("component", "connsync"), s.cl, cfg.Node.Name, syncVIPs(desired(cfg, nil, nil))); err != nil {
+			return err
+		}
+		defer s.sync.close()
+		s.sync.setHolding(s.holding)
+	}
 
 	d.startBeater(s)
 	defer func() {
@@ -801,6 +814,7 @@ func (d *Daemon) acquire(s *state, reason string) {
 	if err := s.lease.Renew(s.run, dataplane.DefaultLeaseTTL); err != nil {
 		d.log.Error("renewing the owner lease", "err", err)
 	}
+	s.sync.setHolding(true)
 	places := vipPlaces(s.cfg)
 	for _, p := range places {
 		if err := s.vip.Add(s.run, p.Iface, p.Addr); err != nil {
@@ -826,6 +840,7 @@ func (d *Daemon) release(s *state, reason string) {
 	}
 	s.held = nil
 	s.holding = false
+	s.sync.setHolding(false)
 }
 
 // renewLease keeps the kernel-side lease alive while holding. Without a
@@ -912,6 +927,7 @@ func (d *Daemon) reload(s *state) {
 	d.mu.Lock()
 	s.cfg = cfg
 	d.mu.Unlock()
+	s.sync.setVIPs(syncVIPs(desired(cfg, nil, nil)))
 	if err := s.lease.Install(s.run, desired(cfg, nil, nil).VIPs); err != nil {
 		d.log.Error("installing the owner lease tables", "err", err)
 	}

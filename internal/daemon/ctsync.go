@@ -1,0 +1,408 @@
+package daemon
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/epconsole/epconsole/cluster"
+	"github.com/epconsole/epconsole/dataplane"
+)
+
+// Connection sync (DESIGN.md "Established connections across a VIP
+// move"): while this node holds the VIP it streams its conntrack changes
+// of flows through the VIP (new, TCP state changes, destroy) to every
+// alive peer, and a full dump to a peer that appears (and to all when it
+// takes the VIP over); every node applies what it receives to its own
+// table. The channel is cluster.SendTo: memberlist's reliable stream,
+// encrypted and authenticated with the gossip keyring.
+
+// Bounds of the sync.
+const (
+	syncBatchMax    = 1024                   // entries per message
+	syncPeerCheck   = 250 * time.Millisecond // how often new peers are looked for
+	syncQueue       = 8192                   // events buffered before a resync
+	syncApplyQueue  = 64                     // received batches buffered
+	syncPeerQueue   = 256                    // messages buffered per peer
+	syncWatchRetry  = time.Second
+	syncBatchHeader = 3 // version, count (u16)
+	syncBatchV1     = 1
+)
+
+// encodeSyncBatch packs entries into one message: a version byte, the
+// count, then each entry's wire form preceded by its length.
+func encodeSyncBatch(entries []dataplane.SyncEntry) ([]byte, error) {
+	if len(entries) == 0 || len(entries) > syncBatchMax {
+		return nil, fmt.Errorf("sync batch of %d entries: want 1 to %d", len(entries), syncBatchMax)
+	}
+	b := make([]byte, syncBatchHeader, syncBatchHeader+len(entries)*40)
+	b[0] = syncBatchV1
+	binary.BigEndian.PutUint16(b[1:], uint16(len(entries)))
+	for _, e := range entries {
+		w, err := e.MarshalBinary()
+		if err != nil {
+			return nil, err
+		}
+		b = append(b, byte(len(w)))
+		b = append(b, w...)
+	}
+	return b, nil
+}
+
+// decodeSyncBatch reads a message made by encodeSyncBatch.
+func decodeSyncBatch(b []byte) ([]dataplane.SyncEntry, error) {
+	if len(b) < syncBatchHeader {
+		return nil, fmt.Errorf("sync batch: %d bytes, too short", len(b))
+	}
+	if b[0] != syncBatchV1 {
+		return nil, fmt.Errorf("sync batch: version %d, want %d", b[0], syncBatchV1)
+	}
+	n := int(binary.BigEndian.Uint16(b[1:]))
+	if n == 0 || n > syncBatchMax {
+		return nil, fmt.Errorf("sync batch: %d entries", n)
+	}
+	out := make([]dataplane.SyncEntry, 0, n)
+	p := b[syncBatchHeader:]
+	for i := range n {
+		if len(p) < 1 || len(p) < 1+int(p[0]) {
+			return nil, fmt.Errorf("sync batch: entry %d truncated", i)
+		}
+		var e dataplane.SyncEntry
+		if err := e.UnmarshalBinary(p[1 : 1+int(p[0])]); err != nil {
+			return nil, fmt.Errorf("sync batch: entry %d: %w", i, err)
+		}
+		out = append(out, e)
+		p = p[1+int(p[0]):]
+	}
+	if len(p) != 0 {
+		return nil, fmt.Errorf("sync batch: %d bytes after the last entry", len(p))
+	}
+	return out, nil
+}
+
+// connSync runs the connection sync of one daemon.
+type connSync struct {
+	log  *slog.Logger
+	ct   *dataplane.Conntrack
+	cl   *cluster.Cluster
+	self string
+
+	holding atomic.Bool
+	resync  atomic.Bool // the event queue overflowed: send full dumps
+	events  chan dataplane.SyncEntry
+	recv    chan []byte
+
+	mu        sync.Mutex
+	vips      []netip.AddrPort
+	restartFn context.CancelFunc // restarts the watch (new VIPs)
+
+	sent, applied, failed atomic.Uint64
+
+	// peerQ are the per-peer send queues (owned by sendLoop), so a peer
+	// that does not answer delays no other.
+	peerQ map[string]chan []byte
+
+	stop context.CancelFunc
+	wg   sync.WaitGroup
+}
+
+// startConnSync starts the sync for vips; stop it with close.
+func startConnSync(ctx context.Context, log *slog.Logger, cl *cluster.Cluster, self string, vips []netip.AddrPort) (*connSync, error) {
+	ct, err := dataplane.NewConntrack(dataplane.WithLogger(log))
+	if err != nil {
+		return nil, fmt.Errorf("connection sync: %w", err)
+	}
+	ctx, stop := context.WithCancel(ctx)
+	s := &connSync{
+		log: log, ct: ct, cl: cl, self: self, vips: slices.Clone(vips),
+		events: make(chan dataplane.SyncEntry, syncQueue), recv: make(chan []byte, syncApplyQueue), stop: stop,
+		peerQ: map[string]chan []byte{},
+	}
+	cl.SetMessageHandler(func(b []byte) {
+		select {
+		case s.recv <- b:
+		default:
+			s.failed.Add(1)
+			s.log.Warn("connection sync: receive queue full; batch dropped")
+		}
+	})
+	s.wg.Add(3)
+	go s.watchLoop(ctx)
+	go s.sendLoop(ctx)
+	go s.applyLoop(ctx)
+	log.Info("connection sync started", "vips", vips)
+	return s, nil
+}
+
+// close stops the sync and waits for its goroutines.
+func (s *connSync) close() {
+	if s == nil {
+		return
+	}
+	s.cl.SetMessageHandler(nil)
+	s.stop()
+	s.wg.Wait()
+	s.ct.Close()
+	s.log.Info("connection sync stopped", "batches_sent", s.sent.Load(), "entries_applied", s.applied.Load(), "failures", s.failed.Load())
+}
+
+// setHolding says whether this node holds the VIP (and so streams).
+func (s *connSync) setHolding(on bool) {
+	if s == nil {
+		return
+	}
+	s.holding.Store(on)
+}
+
+// setVIPs changes the VIPs whose flows are synced (a reload).
+func (s *connSync) setVIPs(vips []netip.AddrPort) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if slices.Equal(s.vips, vips) {
+		return
+	}
+	s.vips = slices.Clone(vips)
+	if s.restartFn != nil {
+		s.restartFn()
+	}
+	s.resync.Store(true)
+}
+
+// watchLoop follows the local conntrack events, restarting the
+// subscription when it fails (a full dump then covers the gap).
+func (s *connSync) watchLoop(ctx context.Context) {
+	defer s.wg.Done()
+	for ctx.Err() == nil {
+		wctx, cancel := context.WithCancel(ctx)
+		s.mu.Lock()
+		vips := slices.Clone(s.vips)
+		s.restartFn = cancel
+		s.mu.Unlock()
+		err := s.ct.WatchSync(wctx, vips, func(e dataplane.SyncEntry) {
+			if !s.holding.Load() {
+				return
+			}
+			select {
+			case s.events <- e:
+			default:
+				s.resync.Store(true)
+			}
+		})
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			s.log.Warn("connection sync: conntrack events; resubscribing", "err", err)
+			s.resync.Store(true)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(syncWatchRetry):
+			}
+		}
+	}
+}
+
+// alivePeers lists the other members that gossip hears now.
+func (s *connSync) alivePeers() []string {
+	var out []string
+	for _, m := range s.cl.View().Members {
+		if m.Name != s.self && m.State == cluster.StateAlive {
+			out = append(out, m.Name)
+		}
+	}
+	return out
+}
+
+// sendLoop batches the events to every alive peer and sends full dumps
+// to peers that appear (and to all after a takeover or a lost event).
+func (s *connSync) sendLoop(ctx context.Context) {
+	defer s.wg.Done()
+	check := time.NewTicker(syncPeerCheck)
+	defer check.Stop()
+	known := map[string]bool{} // peers that got a full dump while holding
+	wasHolding := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e := <-s.events:
+			// No waiting: what is queued goes along, the rest follows in
+			// the next batch (a peer that takes over needs each entry before
+			// the flow's next packet reaches it).
+			batch := []dataplane.SyncEntry{e}
+		gather:
+			for len(batch) < syncBatchMax {
+				select {
+				case e := <-s.events:
+					batch = append(batch, e)
+				default:
+					break gather
+				}
+			}
+			b, err := encodeSyncBatch(batch)
+			if err != nil {
+				s.log.Error("connection sync: encoding", "err", err)
+				continue
+			}
+			for _, p := range s.alivePeers() {
+				if !s.enqueue(ctx, p, b) {
+					delete(known, p) // lost an update: a full dump again
+				}
+			}
+		case <-check.C:
+		}
+		holding := s.holding.Load()
+		if !holding {
+			wasHolding = false
+			continue
+		}
+		if !wasHolding || s.resync.Swap(false) {
+			clear(known)
+		}
+		wasHolding = true
+		peers := s.alivePeers()
+		for name := range known {
+			if !slices.Contains(peers, name) {
+				delete(known, name) // gone: a full dump when it is back
+			}
+		}
+		for _, p := range peers {
+			if !known[p] {
+				if s.fullDump(ctx, p) {
+					known[p] = true
+				}
+			}
+		}
+	}
+}
+
+// enqueue queues a message for peer, starting its sender on first use;
+// false if the queue is full (the message is dropped).
+func (s *connSync) enqueue(ctx context.Context, peer string, msg []byte) bool {
+	q := s.peerQ[peer]
+	if q == nil {
+		q = make(chan []byte, syncPeerQueue)
+		s.peerQ[peer] = q
+		s.wg.Add(1)
+		go s.peerLoop(ctx, peer, q)
+	}
+	select {
+	case q <- msg:
+		return true
+	default:
+		s.failed.Add(1)
+		return false
+	}
+}
+
+// peerLoop sends one peer's messages in order.
+func (s *connSync) peerLoop(ctx context.Context, peer string, q <-chan []byte) {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case msg := <-q:
+			if err := s.cl.SendTo(peer, msg); err != nil {
+				if !errors.Is(err, cluster.ErrNoMember) && !errors.Is(err, cluster.ErrShutdown) {
+					s.failed.Add(1)
+					s.log.Warn("connection sync: sending", "peer", peer, "bytes", len(msg), "err", err)
+				}
+				continue
+			}
+			s.sent.Add(1)
+		}
+	}
+}
+
+// fullDump queues every synced entry for peer; false if it failed.
+func (s *connSync) fullDump(ctx context.Context, peer string) bool {
+	s.mu.Lock()
+	vips := slices.Clone(s.vips)
+	s.mu.Unlock()
+	entries, err := s.ct.SyncDump(ctx, vips)
+	if err != nil {
+		s.log.Warn("connection sync: dumping conntrack", "err", err)
+		return false
+	}
+	for chunk := range slices.Chunk(entries, syncBatchMax) {
+		b, err := encodeSyncBatch(chunk)
+		if err != nil {
+			s.log.Error("connection sync: encoding", "err", err)
+			return false
+		}
+		if !s.enqueue(ctx, peer, b) {
+			return false
+		}
+	}
+	s.log.Debug("connection sync: full dump queued", "peer", peer, "entries", len(entries))
+	return true
+}
+
+// applyLoop applies received batches to the local table. While this node
+// holds the VIP it forwards the flows itself: it then only adds entries it
+// lacks, and ignores refreshes and deletes (so two holders during a
+// handoff do not echo refreshes at each other).
+func (s *connSync) applyLoop(ctx context.Context) {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case b := <-s.recv:
+			entries, err := decodeSyncBatch(b)
+			if err != nil {
+				s.failed.Add(1)
+				s.log.Warn("connection sync: batch dropped", "err", err)
+				continue
+			}
+			for _, e := range entries {
+				var err error
+				switch {
+				case !s.holding.Load():
+					err = s.ct.ApplySynced(ctx, e)
+				case e.Op == dataplane.SyncUpsert:
+					// Forwarding them now: add what is missing (a flow a
+					// former owner started at the move), touch nothing else.
+					err = s.ct.AddSynced(ctx, e)
+				default:
+					continue
+				}
+				if err != nil {
+					if ctx.Err() != nil {
+						return
+					}
+					s.failed.Add(1)
+					s.log.Debug("connection sync: applying", "op", e.Op.String(), "client", e.OrigSrc, "err", err)
+					continue
+				}
+				s.applied.Add(1)
+			}
+		}
+	}
+}
+
+// syncVIPs are the VIP:port pairs of cfg whose flows are synced.
+func syncVIPs(d dataplane.Desired) []netip.AddrPort {
+	port := d.Port
+	if port == 0 {
+		port = dataplane.DefaultPort
+	}
+	var out []netip.AddrPort
+	for _, a := range d.VIPs {
+		out = append(out, netip.AddrPortFrom(a, port))
+	}
+	return out
+}
