@@ -140,6 +140,7 @@ type proc struct {
 	host   *Host
 	cmd    *exec.Cmd
 	stderr *tailBuffer
+	seq    int // start order within the lab
 
 	mu      sync.Mutex
 	events  map[string]json.RawMessage
@@ -224,6 +225,7 @@ func (h *Host) startChild(role string, args any) (*proc, error) {
 		logf.Close()
 		return nil, fmt.Errorf("starting %s in %s: %w", role, h.ns, err)
 	}
+	p.seq = l.seq
 	l.procs[p] = struct{}{}
 	go p.readEvents(pr)
 	return p, nil

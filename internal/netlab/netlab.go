@@ -27,6 +27,7 @@
 package netlab
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -314,6 +315,10 @@ func (l *Lab) close() error {
 	namespaces := slices.Clone(l.namespaces)
 	l.mu.Unlock()
 
+	// Newest first: load roles (clients, streams) are started after the
+	// servers they talk to, so they die before they can see a server die
+	// and report that as their result.
+	slices.SortFunc(procs, func(a, b *proc) int { return cmp.Compare(b.seq, a.seq) })
 	var errs []error
 	for _, p := range procs {
 		p.signal(unix.SIGKILL)
