@@ -27,6 +27,10 @@ const (
 	Drain ActionKind = iota + 1
 	Undrain
 	Handoff
+	// Fault and Heal start and undo a lab drill (Target is its name, From
+	// the host a heal acts on); they run through Drills, not Actions.
+	Fault
+	Heal
 )
 
 // Action is one action waiting for, or past, its confirmation.
@@ -50,6 +54,13 @@ func (a Action) String() string {
 			return fmt.Sprintf("hand the VIP to %s", a.Target)
 		}
 		return fmt.Sprintf("hand the VIP from %s to %s", a.From, a.Target)
+	case Fault:
+		return fmt.Sprintf("start the lab drill %s (a real fault in the lab)", a.Target)
+	case Heal:
+		if a.From == "" {
+			return fmt.Sprintf("heal the lab drill %s", a.Target)
+		}
+		return fmt.Sprintf("heal the lab drill %s on %s", a.Target, a.From)
 	}
 	return "nothing"
 }
@@ -103,6 +114,10 @@ func (k ActionKind) String() string {
 		return "undrain"
 	case Handoff:
 		return "handoff"
+	case Fault:
+		return "fault"
+	case Heal:
+		return "heal"
 	}
 	return "unknown"
 }

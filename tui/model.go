@@ -50,6 +50,7 @@ type Model struct {
 	ctx    context.Context
 	src    Source
 	acts   Actions
+	drills Drills
 	ch     <-chan status.Update
 
 	panes   []pane
@@ -60,6 +61,9 @@ type Model struct {
 	input     textinput.Model
 	filtering bool
 	confirm   *Action
+	menu      *drillMenu
+	drillHead string
+	drillText string
 
 	snap    *status.Snapshot
 	state   ConnState
@@ -100,6 +104,7 @@ func New(opts Options) Model {
 		ctx:    context.Background(),
 		src:    opts.Source,
 		acts:   opts.Actions,
+		drills: opts.Drills,
 		panes: []pane{
 			newOverview(c), newBackends(c), newTLS(c), newEtcd(c), newEvents(c), newPeers(c),
 		},
@@ -163,6 +168,26 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.ch = nil
 	case TickMsg:
 		cmds = append(cmds, tick())
+	case DrillsListedMsg:
+		if m.menu != nil {
+			m.menu.loading, m.menu.list, m.menu.err = false, msg.Drills, msg.Err
+			if msg.Err != nil {
+				m.menu.list = nil
+			}
+			m.menu.cursor = min(m.menu.cursor, max(len(msg.Drills)-1, 0))
+		}
+	case DrillDoneMsg:
+		if msg.Err != nil {
+			m.notice, m.alert = msg.Err.Error(), true
+			break
+		}
+		m.drillHead = "lab " + msg.Verb + " " + msg.Name + " · what to look for (esc closes)"
+		m.drillText = msg.Text
+		if msg.Verb == VerbHeal {
+			m.notice, m.alert = "healed "+msg.Name, false
+		} else {
+			m.notice, m.alert = "fault "+msg.Name+" in place", false
+		}
 	case ActionDoneMsg:
 		if msg.Err != nil {
 			m.notice, m.alert = msg.Err.Error(), true
@@ -196,6 +221,11 @@ func (m *Model) key(msg tea.KeyMsg) tea.Cmd {
 			a := *m.confirm
 			m.confirm = nil
 			m.notice, m.alert = a.Kind.String()+" "+a.Target+"…", false
+			if a.Kind == Fault || a.Kind == Heal {
+				// The menu closes so that the views show the drill's effect.
+				m.menu = nil
+				return runDrill(m.ctx, m.drills, a)
+			}
 			return run(m.ctx, m.acts, a)
 		case key.Matches(msg, k.Cancel):
 			m.confirm = nil
@@ -204,6 +234,9 @@ func (m *Model) key(msg tea.KeyMsg) tea.Cmd {
 			return tea.Quit
 		}
 		return nil
+	}
+	if m.menu != nil {
+		return m.menuKey(msg)
 	}
 	if m.filtering {
 		switch {
@@ -244,6 +277,12 @@ func (m *Model) key(msg tea.KeyMsg) tea.Cmd {
 			m.input.CursorEnd()
 			return m.input.Focus()
 		}
+	case key.Matches(msg, k.Lab) && m.drills != nil:
+		m.menu = &drillMenu{loading: true}
+		m.notice, m.alert = "", false
+		return listDrills(m.ctx, m.drills)
+	case key.Matches(msg, k.Close) && m.drillText != "":
+		m.drillText, m.drillHead = "", ""
 	case key.Matches(msg, k.Back) && m.filters[m.active] != "":
 		m.setFilter("")
 	case key.Matches(msg, k.Drain):
@@ -254,6 +293,41 @@ func (m *Model) key(msg tea.KeyMsg) tea.Cmd {
 		m.ask(Handoff)
 	default:
 		return m.route(msg)
+	}
+	return nil
+}
+
+// menuKey handles a key while the drill menu is open: it takes every
+// key but quit and help.
+func (m *Model) menuKey(msg tea.KeyMsg) tea.Cmd {
+	k := m.common.Keys
+	d := m.menu
+	switch {
+	case key.Matches(msg, k.Quit):
+		return tea.Quit
+	case key.Matches(msg, k.Help):
+		m.help.ShowAll = !m.help.ShowAll
+	case key.Matches(msg, k.Close), key.Matches(msg, k.Lab):
+		m.menu = nil
+	case key.Matches(msg, k.Up):
+		d.cursor = max(d.cursor-1, 0)
+	case key.Matches(msg, k.Down):
+		d.cursor = min(d.cursor+1, max(len(d.list)-1, 0))
+	case key.Matches(msg, k.GotoTop):
+		d.cursor = 0
+	case key.Matches(msg, k.GotoBottom):
+		d.cursor = max(len(d.list)-1, 0)
+	case key.Matches(msg, k.RunDrill):
+		x, ok := d.selected()
+		if !ok {
+			return nil
+		}
+		a := Action{Kind: Fault, Target: x.Name}
+		if x.Active {
+			a = Action{Kind: Heal, Target: x.Name, From: x.Target}
+		}
+		m.confirm = &a
+		m.notice, m.alert = "", false
 	}
 	return nil
 }
@@ -323,6 +397,9 @@ func (m *Model) bodyHeight() int {
 	if m.confirm != nil {
 		h -= lipgloss.Height(m.dialogView())
 	}
+	if m.drillText != "" {
+		h -= lipgloss.Height(m.drillBoxView())
+	}
 	if m.alert && m.notice != "" {
 		h--
 	}
@@ -333,7 +410,11 @@ func (m *Model) bodyHeight() int {
 // status line and help.
 func (m Model) View() string {
 	w, h := m.common.Width, m.common.Height
-	body := fit(m.panes[m.active].View(), w, m.bodyHeight())
+	view := m.panes[m.active].View()
+	if m.menu != nil {
+		view = m.menuView()
+	}
+	body := fit(view, w, m.bodyHeight())
 	if n := lipgloss.Height(body); n < m.bodyHeight() {
 		body += strings.Repeat("\n", m.bodyHeight()-n)
 	}
@@ -341,6 +422,9 @@ func (m Model) View() string {
 	if m.filtering {
 		m.input.Width = max(w-3, 1)
 		parts = append(parts, m.input.View())
+	}
+	if m.drillText != "" {
+		parts = append(parts, m.drillBoxView())
 	}
 	if m.confirm != nil {
 		parts = append(parts, m.dialogView())
@@ -454,10 +538,15 @@ func (m *Model) ShortHelp() []key.Binding {
 		return []key.Binding{k.Confirm, k.Cancel}
 	case m.filtering:
 		return []key.Binding{k.Apply, k.Back}
+	case m.menu != nil:
+		return []key.Binding{k.Up, k.Down, k.RunDrill, k.Close, k.Quit}
 	}
 	b := append([]key.Binding{k.Help}, m.panes[m.active].ShortHelp()...)
 	if _, ok := m.panes[m.active].(filterable); ok {
 		b = append(b, k.Filter)
+	}
+	if m.drills != nil {
+		b = append(b, k.Lab)
 	}
 	return append(b, k.Quit)
 }
@@ -468,11 +557,20 @@ func (m *Model) FullHelp() [][]key.Binding {
 	if m.confirm != nil || m.filtering {
 		return [][]key.Binding{m.ShortHelp()}
 	}
+	if m.menu != nil {
+		return [][]key.Binding{{k.Up, k.Down, k.GotoTop, k.GotoBottom}, {k.RunDrill, k.Close, k.Help, k.Quit}}
+	}
 	cols := [][]key.Binding{{k.NextTab, k.PrevTab, k.Views}}
 	cols = append(cols, m.panes[m.active].FullHelp()...)
 	g := []key.Binding{}
 	if _, ok := m.panes[m.active].(filterable); ok {
 		g = append(g, k.Filter, k.Back)
+	}
+	if m.drills != nil {
+		g = append(g, k.Lab)
+	}
+	if m.drillText != "" {
+		g = append(g, k.Close)
 	}
 	return append(cols, append(g, k.Help, k.Quit))
 }
@@ -493,6 +591,19 @@ func (m Model) Confirming() (Action, bool) {
 	}
 	return *m.confirm, true
 }
+
+// Drilling returns the drills listed in the open drill menu and whether
+// the menu is open.
+func (m Model) Drilling() ([]Drill, bool) {
+	if m.menu == nil {
+		return nil, false
+	}
+	return m.menu.list, true
+}
+
+// DrillText returns the text of the last drill run from the TUI (what to
+// look for), until the operator closes it.
+func (m Model) DrillText() string { return m.drillText }
 
 // Filter returns the filter of the view shown and whether it is being
 // typed.

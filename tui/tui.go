@@ -35,6 +35,9 @@ type Options struct {
 	// Actions performs drain, undrain and handoff; nil makes the TUI
 	// read-only.
 	Actions Actions
+	// Drills are the fault drills of the lab the console runs under; nil
+	// (a real cluster) hides the lab key.
+	Drills Drills
 	// Now is the clock (time.Now when nil); tests fix it.
 	Now func() time.Time
 	// Styles are the styles (chosen by Run from the environment, or

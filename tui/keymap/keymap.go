@@ -42,6 +42,17 @@ type KeyMap struct {
 	// Confirm and Cancel answer a confirmation dialog.
 	Confirm key.Binding
 	Cancel  key.Binding
+
+	// Lab opens the drill menu (only under `epconsole lab`); RunDrill
+	// faults or heals the selected drill there, after confirmation; Close
+	// closes the menu or the drill's text.
+	Lab      key.Binding
+	RunDrill key.Binding
+	Close    key.Binding
+
+	// Return goes back to the preferred daemon after the console fell
+	// over to another peer's status socket.
+	Return key.Binding
 }
 
 // DefaultKeyMap returns the default bindings.
@@ -71,6 +82,12 @@ func DefaultKeyMap() *KeyMap {
 
 		Confirm: key.NewBinding(key.WithKeys("y"), key.WithHelp("y", "yes")),
 		Cancel:  key.NewBinding(key.WithKeys("n", "esc"), key.WithHelp("n/esc", "no")),
+
+		Lab:      key.NewBinding(key.WithKeys("L"), key.WithHelp("L", "lab drills")),
+		RunDrill: key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "fault/heal")),
+		Close:    key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "close")),
+
+		Return: key.NewBinding(key.WithKeys("r"), key.WithHelp("r", "back to first daemon")),
 	}
 }
 

@@ -24,7 +24,7 @@ func TestBindingsHaveHelp(t *testing.T) {
 }
 
 // TestScrollingLeavesActionKeys: tables and the viewport scroll with the
-// same keys as the rest and never take d, u or h (bubbles binds d and u
+// same keys as the rest and never take d, u, h, L or r (bubbles binds d and u
 // to half pages by default).
 func TestScrollingLeavesActionKeys(t *testing.T) {
 	k := keymap.DefaultKeyMap()
@@ -41,7 +41,7 @@ func TestScrollingLeavesActionKeys(t *testing.T) {
 		if !b.Enabled() {
 			continue
 		}
-		for _, a := range [][]string{k.Drain.Keys(), k.Undrain.Keys(), k.Handoff.Keys(), k.Quit.Keys(), k.Filter.Keys()} {
+		for _, a := range [][]string{k.Drain.Keys(), k.Undrain.Keys(), k.Handoff.Keys(), k.Quit.Keys(), k.Filter.Keys(), k.Lab.Keys(), k.Return.Keys()} {
 			for _, x := range a {
 				if slices.Contains(b.Keys(), x) {
 					t.Errorf("scrolling binding %q takes %q", b.Keys(), x)
