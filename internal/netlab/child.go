@@ -30,6 +30,8 @@ const (
 	roleClient     = "client"
 	roleStream     = "stream"
 	roleTCPConnect = "tcpconnect"
+	roleEtcd       = "etcd"
+	roleEtcdStatus = "etcdstatus"
 )
 
 // Child events, one JSON object a line on the child's stdout.
@@ -104,6 +106,18 @@ func runRole(ctx context.Context, role string, args []byte, out *eventWriter, lo
 			return err
 		}
 		return runTCPConnect(ctx, o, out)
+	case roleEtcd:
+		var a etcdArgs
+		if err := decode(&a); err != nil {
+			return err
+		}
+		return runEtcd(ctx, a, out, log)
+	case roleEtcdStatus:
+		var a etcdStatusArgs
+		if err := decode(&a); err != nil {
+			return err
+		}
+		return runEtcdStatus(ctx, a, out)
 	}
 	return fmt.Errorf("unknown netlab role %q", role)
 }

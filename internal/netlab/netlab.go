@@ -13,8 +13,11 @@
 // running binary re-executes itself with `ip netns exec`, and RunChild,
 // called first thing from TestMain or main, runs the requested role there.
 // The roles are a stand-in apiserver (StartStandin), a load client of fresh
-// TLS connections (RunClient), one long-lived stream (StartStream) and a
-// TCP connect loop measuring dark time (RunTCPConnect).
+// TLS connections (RunClient), one long-lived stream (StartStream), a
+// TCP connect loop measuring dark time (RunTCPConnect), a member of a real
+// etcd cluster (Lab.StartEtcd: embedded etcd, TLS with client certificates
+// from the lab CA, data under the lab directory) and a one-shot etcd
+// status request (EtcdCluster.Status).
 //
 // Sysctls of a host (forwarding on LB hosts, Host.WriteSysctl) are
 // written through /proc/sys from a locked thread that has joined the
@@ -71,6 +74,7 @@ type Lab struct {
 	mu         sync.Mutex
 	namespaces []string // created by this lab, switch first
 	procs      map[*proc]struct{}
+	removeDirs []string // removed by Close even when the lab directory stays (etcd data)
 	seq        int
 	closed     bool
 
@@ -338,6 +342,14 @@ func (l *Lab) close() error {
 	for _, ns := range slices.Backward(namespaces) {
 		if err := deleteNamedNetns(ns); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	l.mu.Lock()
+	removeDirs := slices.Clone(l.removeDirs)
+	l.mu.Unlock()
+	for _, d := range removeDirs {
+		if err := os.RemoveAll(d); err != nil {
+			errs = append(errs, fmt.Errorf("removing %s: %w", d, err))
 		}
 	}
 	if l.ownDir && l.dir != "" {
