@@ -202,6 +202,9 @@ type Update struct {
 	// Err is why the stream is down (Disconnected only); ErrDaemonStopping
 	// when the daemon said it stops.
 	Err error
+	// Route says which daemon the update comes through (Failover only;
+	// nil from a Client).
+	Route *Route
 }
 
 // Subscribe streams the daemon's snapshots until ctx ends, then closes the
