@@ -112,6 +112,12 @@ func TestGoldenStates(t *testing.T) {
 			ch <- status.Update{Kind: status.Disconnected, Err: errors.New("dial unix /run/epconsole/status.sock: connect: connection refused")}
 			waitFor(t, tm, "reconnecting")
 		}},
+		{"fell-over", healthy, nil, func(t *testing.T, tm *teatest.TestModel, ch chan<- status.Update) {
+			lb2 := *healthy
+			lb2.Node = "lb2"
+			ch <- status.Update{Kind: status.SnapshotUpdate, Snapshot: &lb2, Route: &status.Route{Via: "lb2", Preferred: "lb1", Unreachable: []string{"lb1"}}}
+			waitFor(t, tm, "unreachable)")
+		}},
 		{"confirm-drain", split, recorder{}, func(t *testing.T, tm *teatest.TestModel, _ chan<- status.Update) {
 			typeKeys(tm, "2", "j", "d")
 			waitFor(t, tm, "Really")

@@ -66,6 +66,7 @@ type Model struct {
 	drillText string
 
 	snap    *status.Snapshot
+	via     *status.Route
 	state   ConnState
 	lastErr error
 	notice  string
@@ -143,6 +144,7 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	case SnapshotMsg:
 		if msg.Snapshot != nil {
 			m.snap = msg.Snapshot
+			m.via = msg.Route
 			m.state = Live
 			m.lastErr = nil
 			cmds = append(cmds, m.broadcast(msg)...)
@@ -157,12 +159,15 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			cmds = append(cmds, next(m.ch))
 		}
 	case ConnectedMsg:
+		m.via = msg.Route
 		if m.state != Live {
 			m.state, m.lastErr = Connected, nil
 		}
 		if m.ch != nil {
 			cmds = append(cmds, next(m.ch))
 		}
+	case ReturnedMsg:
+		m.notice, m.alert = "back to "+msg.To+"…", false
 	case SourceClosedMsg:
 		m.state = Closed
 		m.ch = nil
@@ -277,6 +282,8 @@ func (m *Model) key(msg tea.KeyMsg) tea.Cmd {
 			m.input.CursorEnd()
 			return m.input.Focus()
 		}
+	case key.Matches(msg, k.Return) && m.canReturn():
+		return goBack(m.src.(Returner), m.via.Preferred)
 	case key.Matches(msg, k.Lab) && m.drills != nil:
 		m.menu = &drillMenu{loading: true}
 		m.notice, m.alert = "", false
@@ -295,6 +302,26 @@ func (m *Model) key(msg tea.KeyMsg) tea.Cmd {
 		return m.route(msg)
 	}
 	return nil
+}
+
+// canReturn says the console fell over to another daemon, the preferred
+// one answers again and the Source can go back to it.
+func (m *Model) canReturn() bool {
+	_, ok := m.src.(Returner)
+	return ok && m.via.FellOver() && len(m.via.Unreachable) == 0
+}
+
+// viaText says through which daemon the console sees the cluster when it
+// fell over from the preferred one ("" when it did not).
+func (m Model) viaText() string {
+	r := m.via
+	if !r.FellOver() {
+		return ""
+	}
+	if len(r.Unreachable) > 0 {
+		return "via " + r.Via + " (" + strings.Join(r.Unreachable, ", ") + " unreachable)"
+	}
+	return "via " + r.Via + " (" + r.Preferred + " is back · r returns)"
 }
 
 // menuKey handles a key while the drill menu is open: it takes every
@@ -488,7 +515,12 @@ func (m Model) statusView() string {
 	case Live:
 		switch m.snap.Source {
 		case "daemon":
-			left = st.Status.Normal.Render("● live · " + age)
+			if via := m.viaText(); via != "" {
+				// Fell over to another peer: live, but say through whom.
+				left = st.Status.Notice.Render("● live · " + via + " · " + age)
+			} else {
+				left = st.Status.Normal.Render("● live · " + age)
+			}
 		case "direct":
 			// Probes run by the console itself: no cluster, no actions.
 			left = st.Status.Notice.Render("● direct view · no daemon · read-only · " + age)
@@ -548,6 +580,9 @@ func (m *Model) ShortHelp() []key.Binding {
 	if m.drills != nil {
 		b = append(b, k.Lab)
 	}
+	if m.canReturn() {
+		b = append(b, k.Return)
+	}
 	return append(b, k.Quit)
 }
 
@@ -569,6 +604,9 @@ func (m *Model) FullHelp() [][]key.Binding {
 	if m.drills != nil {
 		g = append(g, k.Lab)
 	}
+	if m.canReturn() {
+		g = append(g, k.Return)
+	}
 	if m.drillText != "" {
 		g = append(g, k.Close)
 	}
@@ -580,6 +618,10 @@ func (m Model) Snapshot() *status.Snapshot { return m.snap }
 
 // Active returns the number of the view shown (ViewOverview …).
 func (m Model) Active() int { return m.active }
+
+// Route returns through which daemon the snapshots come (nil unless the
+// Source is a status.Failover).
+func (m Model) Route() *status.Route { return m.via }
 
 // Conn returns the state of the link to the daemon.
 func (m Model) Conn() ConnState { return m.state }

@@ -25,10 +25,24 @@ type SourceChan <-chan status.Update
 func (c SourceChan) Subscribe(context.Context) <-chan status.Update { return c }
 
 // ConnectedMsg says the Source reached the daemon; snapshots follow.
-type ConnectedMsg struct{}
+// Route (from a status.Failover) says through which daemon.
+type ConnectedMsg struct{ Route *status.Route }
 
-// SnapshotMsg carries a new snapshot from the Source.
-type SnapshotMsg struct{ Snapshot *status.Snapshot }
+// SnapshotMsg carries a new snapshot from the Source, and through which
+// daemon (Route, from a status.Failover) it came.
+type SnapshotMsg struct {
+	Snapshot *status.Snapshot
+	Route    *status.Route
+}
+
+// Returner is a Source over several daemons (status.Failover) that can go
+// back to the preferred one after falling over to another.
+type Returner interface {
+	Return()
+}
+
+// ReturnedMsg says the Source was asked to go back to the preferred daemon.
+type ReturnedMsg struct{ To string }
 
 // DisconnectedMsg says the daemon is unreachable and the Source is
 // reconnecting.
@@ -65,9 +79,17 @@ func updateMsg(u status.Update) tea.Msg {
 	case u.Kind == status.Disconnected || u.Err != nil:
 		return DisconnectedMsg{Err: u.Err}
 	case u.Snapshot != nil:
-		return SnapshotMsg{Snapshot: u.Snapshot}
+		return SnapshotMsg{Snapshot: u.Snapshot, Route: u.Route}
 	}
-	return ConnectedMsg{}
+	return ConnectedMsg{Route: u.Route}
+}
+
+// goBack asks the Source to go back to the preferred daemon.
+func goBack(r Returner, to string) tea.Cmd {
+	return func() tea.Msg {
+		r.Return()
+		return ReturnedMsg{To: to}
+	}
 }
 
 // tick asks for a TickMsg in a second.
