@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"encoding/binary"
 	"fmt"
 	"maps"
 	"net"
@@ -435,6 +436,17 @@ func TestDpForwardedFlowsSNATToVIP(t *testing.T) {
 			if err := connectOutcome(t, other, 500*time.Millisecond); err != unix.ETIMEDOUT {
 				t.Errorf("connect to VIP port 22: %v, want no answer (dropped)", err)
 			}
+			// A segment conntrack calls invalid (no flags at all) to the
+			// service port is dropped, not answered with a RST: that is how
+			// a moved flow whose synced state lags survives. The control:
+			// the same segment to the LB's own address is reset.
+			lbAddr := netip.MustParseAddr(gw)
+			if rst := invalidSegmentReset(t, cl, netip.AddrPortFrom(client, 42002), vip); rst {
+				t.Errorf("invalid segment to %v was answered with a RST, want it dropped", vip)
+			}
+			if rst := invalidSegmentReset(t, cl, netip.AddrPortFrom(client, 42003), netip.AddrPortFrom(lbAddr, DefaultPort)); !rst {
+				t.Errorf("control: invalid segment to the LB's own %v:%d was not reset; the probe cannot tell", lbAddr, DefaultPort)
+			}
 			// The service port with no healthy backend is not DNATed and is
 			// accepted by the filter: the host itself answers with RST.
 			want.Healthy = nil
@@ -539,4 +551,86 @@ func TestDpDrainKeepsFlowsDeathCuts(t *testing.T) {
 			step("Y dead without draining", d2, want, expect{true, []netip.AddrPort{y.Addr}, []netip.AddrPort{y.Addr}, perBackend[y.Addr], without(perBackend, x.Addr, y.Addr)})
 		})
 	}
+}
+
+// invalidSegmentReset sends, from ns, one TCP segment without any flag
+// (conntrack calls it invalid) from src to dst on a raw socket, and
+// reports whether a RST for it comes back within 500 ms.
+func invalidSegmentReset(t *testing.T, ns netns.NsHandle, src, dst netip.AddrPort) bool {
+	t.Helper()
+	family := unix.AF_INET
+	if dst.Addr().Is6() {
+		family = unix.AF_INET6
+	}
+	fd := -1
+	err := netNS{fd: int(ns)}.do(func() error {
+		s, err := unix.Socket(family, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+		fd = s
+		return err
+	})
+	if fd >= 0 {
+		defer unix.Close(fd)
+	}
+	if err != nil {
+		t.Fatalf("raw socket: %v", err)
+	}
+	seg := make([]byte, 20)
+	binary.BigEndian.PutUint16(seg[0:], src.Port())
+	binary.BigEndian.PutUint16(seg[2:], dst.Port())
+	binary.BigEndian.PutUint32(seg[4:], 0x01020304) // seq
+	seg[12] = 5 << 4                                // data offset, no flags
+	binary.BigEndian.PutUint16(seg[14:], 64240)     // window
+	binary.BigEndian.PutUint16(seg[16:], tcpChecksum(src.Addr(), dst.Addr(), seg))
+	if err := unix.Sendto(fd, seg, 0, sockaddr(netip.AddrPortFrom(dst.Addr(), 0))); err != nil {
+		t.Fatalf("sending a raw segment to %v: %v", dst, err)
+	}
+	deadline := time.Now().Add(500 * time.Millisecond)
+	buf := make([]byte, 2048)
+	for time.Now().Before(deadline) {
+		tv := unix.NsecToTimeval(time.Until(deadline).Nanoseconds())
+		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+			t.Fatal(err)
+		}
+		n, _, err := unix.Recvfrom(fd, buf, 0)
+		if err != nil {
+			return false // timed out: nothing came back
+		}
+		tcp := buf[:n]
+		if family == unix.AF_INET { // IPv4 raw sockets deliver the IP header too
+			if n < 20 {
+				continue
+			}
+			tcp = buf[int(buf[0]&0x0f)*4 : n]
+		}
+		if len(tcp) < 20 {
+			continue
+		}
+		sport, dport, flags := binary.BigEndian.Uint16(tcp[0:]), binary.BigEndian.Uint16(tcp[2:]), tcp[13]
+		if sport == dst.Port() && dport == src.Port() && flags&0x04 != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// tcpChecksum is the TCP checksum of seg (checksum field zero) between
+// src and dst, pseudo-header included.
+func tcpChecksum(src, dst netip.Addr, seg []byte) uint16 {
+	var sum uint32
+	add := func(b []byte) {
+		for i := 0; i+1 < len(b); i += 2 {
+			sum += uint32(binary.BigEndian.Uint16(b[i:]))
+		}
+		if len(b)%2 == 1 {
+			sum += uint32(b[len(b)-1]) << 8
+		}
+	}
+	add(src.AsSlice())
+	add(dst.AsSlice())
+	sum += unix.IPPROTO_TCP + uint32(len(seg))
+	add(seg)
+	for sum>>16 != 0 {
+		sum = sum&0xffff + sum>>16
+	}
+	return ^uint16(sum)
 }

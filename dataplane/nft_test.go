@@ -168,8 +168,8 @@ func TestDpReconcileInstallsTable(t *testing.T) {
 		}
 	}
 	t.Logf("slots per backend: %v", res.Families[0].SlotsPerBackend)
-	if len(st.comments) != 8 {
-		t.Errorf("%d rules, want 8: %q", len(st.comments), st.comments)
+	if len(st.comments) != 9 {
+		t.Errorf("%d rules, want 9: %q", len(st.comments), st.comments)
 	}
 	for _, c := range st.comments {
 		if !strings.HasPrefix(c, "epconsole: ") {

@@ -94,7 +94,8 @@ func buildTable(p familyPlan) tableSpec {
 	add(post, "masquerade local flows of "+svc+" from the VIP", masqExprs(p))
 
 	// Input: on the VIP only the service port (plus replies to the host's
-	// own connections from the VIP, and ICMP, which NDP and PMTU need).
+	// own connections from the VIP, and ICMP, which NDP and PMTU need);
+	// conntrack-invalid packets dropped, not reset.
 	matchVIP := daddrExprs(p.is6(), vip)
 	add(in, "vip "+p.vip.String()+": established", concat(matchVIP, ctStateExprs(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED), verdict(expr.VerdictAccept)))
 	icmp := byte(unix.IPPROTO_ICMP)
@@ -102,6 +103,12 @@ func buildTable(p familyPlan) tableSpec {
 		icmp = unix.IPPROTO_ICMPV6
 	}
 	add(in, "vip "+p.vip.String()+": icmp", concat(matchVIP, l4protoExprs(icmp), verdict(expr.VerdictAccept)))
+	// A packet conntrack calls invalid was not DNATed; accepted, the host
+	// would answer it with a RST. During a VIP move that is a flow of the
+	// old owner whose synced state is a step behind here (an ACK while
+	// the entry still says SYN_SENT): dropped, TCP retransmits once the
+	// state has caught up, and the connection lives.
+	add(in, "vip "+p.vip.String()+": drop invalid, never reset", concat(matchVIP, ctStateExprs(expr.CtStateBitINVALID), verdict(expr.VerdictDrop)))
 	add(in, "vip "+svc+": service port", concat(matchVIP, l4protoExprs(unix.IPPROTO_TCP), dportExprs(p.port), verdict(expr.VerdictAccept)))
 	add(in, "vip "+p.vip.String()+": drop other traffic", concat(matchVIP, verdict(expr.VerdictDrop)))
 	return spec

@@ -241,7 +241,7 @@ func TestBuildTableShape(t *testing.T) {
 		ChainPrerouting:  {nftables.ChainTypeNAT, *nftables.ChainHookPrerouting, -100, 1},
 		ChainOutput:      {nftables.ChainTypeNAT, *nftables.ChainHookOutput, -100, 1},
 		ChainPostrouting: {nftables.ChainTypeNAT, *nftables.ChainHookPostrouting, 100, 2},
-		ChainInput:       {nftables.ChainTypeFilter, *nftables.ChainHookInput, 0, 4},
+		ChainInput:       {nftables.ChainTypeFilter, *nftables.ChainHookInput, 0, 5},
 	}
 	if len(spec.chains) != len(want) {
 		t.Fatalf("%d chains", len(spec.chains))
@@ -264,15 +264,15 @@ func TestBuildTableShape(t *testing.T) {
 			t.Errorf("chain %s: %d rules, want %d", c.Name, n, w.rules)
 		}
 	}
-	// The input chain: established, icmp, service port accepted; the rest
-	// to the VIP dropped, in that order.
+	// The input chain: established, icmp accepted; invalid dropped;
+	// service port accepted; the rest to the VIP dropped, in that order.
 	var verdicts []expr.VerdictKind
 	for _, r := range spec.rules {
 		if r.Chain.Name == ChainInput {
 			verdicts = append(verdicts, r.Exprs[len(r.Exprs)-1].(*expr.Verdict).Kind)
 		}
 	}
-	if !slices.Equal(verdicts, []expr.VerdictKind{expr.VerdictAccept, expr.VerdictAccept, expr.VerdictAccept, expr.VerdictDrop}) {
+	if !slices.Equal(verdicts, []expr.VerdictKind{expr.VerdictAccept, expr.VerdictAccept, expr.VerdictDrop, expr.VerdictAccept, expr.VerdictDrop}) {
 		t.Errorf("input verdicts %v", verdicts)
 	}
 	// Elements: one per slot, keys in host order, values addr . port.
