@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -18,6 +19,15 @@ type ConfigInput struct {
 	Dir      string
 	Peers    []PeerInput
 	Backends []BackendInput
+	// Etcd is the lab's etcd cluster (no etcd block when it has no
+	// endpoints).
+	Etcd EtcdInput
+}
+
+// EtcdInput is how the daemons reach etcd.
+type EtcdInput struct {
+	Endpoints                 []string
+	CAFile, CertFile, KeyFile string
 }
 
 // PeerInput is one LB.
@@ -67,6 +77,14 @@ func ConfigHCL(in ConfigInput, self string) string {
 	}
 	b.WriteString("\nhealth {\n  interval = \"500ms\"\n  fast_interval = \"100ms\"\n  timeout = \"400ms\"\n}\n")
 	fmt.Fprintf(&b, "\ntls {\n  ca_file = %q\n}\n", in.CAFile)
+	if e := in.Etcd; len(e.Endpoints) > 0 {
+		eps := make([]string, len(e.Endpoints))
+		for i, ep := range e.Endpoints {
+			eps[i] = strconv.Quote(ep)
+		}
+		fmt.Fprintf(&b, "\netcd {\n  endpoints = [%s]\n  ca_file = %q\n  cert_file = %q\n  key_file = %q\n}\n",
+			strings.Join(eps, ", "), e.CAFile, e.CertFile, e.KeyFile)
+	}
 	fmt.Fprintf(&b, "\nstatus {\n  socket = %q\n  metrics_listen = \"%s:%d\"\n}\n", socketPath(in.Dir, self), me.Addr4, MetricsPort)
 	return b.String()
 }

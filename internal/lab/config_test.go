@@ -13,7 +13,8 @@ import (
 
 // TestConfigHCL: every peer's generated config is valid, has the same
 // cluster-wide digest, and names this node, the dual-stack VIPs, the DNS
-// name and every backend of both families.
+// name, every backend of both families and the etcd members (at most three)
+// with the client certificate.
 func TestConfigHCL(t *testing.T) {
 	dir := t.TempDir()
 	ca, err := pki.NewCA("lab test CA")
@@ -21,6 +22,14 @@ func TestConfigHCL(t *testing.T) {
 		t.Fatal(err)
 	}
 	caFile, _, err := ca.WriteFiles(dir, "ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := ca.Issue(pki.LeafOptions{CommonName: "epconsole-etcd-client", Client: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile, err := client.WriteFiles(dir, "client")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +49,12 @@ func TestConfigHCL(t *testing.T) {
 			for i := 1; i <= tc.backends; i++ {
 				in.Backends = append(in.Backends, BackendInput{Name: fmt.Sprintf("cp%d", i),
 					Addr4: netip.MustParseAddr(fmt.Sprintf("198.19.0.%d", 20+i)), Addr6: netip.MustParseAddr(fmt.Sprintf("fd00:198:18:100::%d", 20+i))})
+				if i <= MaxEtcdMembers {
+					in.Etcd.Endpoints = append(in.Etcd.Endpoints, fmt.Sprintf("https://198.19.0.%d:2379", 20+i))
+				}
 			}
+			in.Etcd.CAFile, in.Etcd.CertFile, in.Etcd.KeyFile = caFile, certFile, keyFile
+			wantEtcd := min(tc.backends, MaxEtcdMembers)
 			digest := ""
 			for _, p := range in.Peers {
 				src := ConfigHCL(in, p.Name)
@@ -66,6 +80,9 @@ func TestConfigHCL(t *testing.T) {
 				}
 				if len(cfg.EndpointDNSNames) != 1 || cfg.EndpointDNSNames[0] != in.DNSName {
 					t.Errorf("%s: endpoint DNS names %v", p.Name, cfg.EndpointDNSNames)
+				}
+				if len(cfg.Etcd.Endpoints) != wantEtcd || cfg.Etcd.CAFile != caFile || cfg.Etcd.CertFile != certFile || cfg.Etcd.KeyFile != keyFile {
+					t.Errorf("%s: etcd %+v, want %d endpoints and the client certificate", p.Name, cfg.Etcd, wantEtcd)
 				}
 				if cfg.Status.Socket != socketPath(dir, p.Name) {
 					t.Errorf("%s: socket %s", p.Name, cfg.Status.Socket)

@@ -24,11 +24,49 @@ const (
 	FaultKillOwner      = "kill-owner"
 	FaultPartition      = "partition"
 	FaultSlowBackend    = "slow-backend"
+	FaultEtcdStopOne    = "etcd-stop-one"
+	FaultEtcdQuorumLost = "etcd-quorum-lost"
 )
 
 // Faults lists the drills in the order a tour runs them.
 func Faults() []string {
-	return []string{FaultStopBackend, FaultUnreadyBackend, FaultSANMissing, FaultSlowBackend, FaultPartition, FaultKillOwner}
+	return []string{FaultStopBackend, FaultUnreadyBackend, FaultSANMissing, FaultSlowBackend,
+		FaultEtcdStopOne, FaultEtcdQuorumLost, FaultPartition, FaultKillOwner}
+}
+
+// etcdDrill reports whether name is one of the etcd drills (they stop
+// members of the same cluster, so one at a time).
+func etcdDrill(name string) bool { return name == FaultEtcdStopOne || name == FaultEtcdQuorumLost }
+
+// EtcdStopTargets returns the etcd members drill name stops, out of
+// members (in host order): etcd-stop-one the last one; etcd-quorum-lost as
+// many of the last ones as it takes to lose quorum (two of three, one of
+// two, the only one). It is pure.
+func EtcdStopTargets(name string, members []string) []string {
+	n := len(members)
+	if n == 0 {
+		return nil
+	}
+	k := 1
+	if name == FaultEtcdQuorumLost {
+		k = n - (n/2 + 1) + 1
+	}
+	return members[n-k:]
+}
+
+// EtcdVerdict is what `epconsole check etcd` concludes with stopped of
+// members stopped: the healthy count, the quorum, how many more may fail,
+// and the exit code (0 OK, 1 WARNING, 2 CRITICAL). It is pure.
+func EtcdVerdict(members, stopped int) (healthy, quorum, tolerance, exit int) {
+	healthy, quorum = members-stopped, members/2+1
+	switch {
+	case healthy < quorum:
+		return healthy, quorum, 0, 2
+	case stopped > 0 || members%2 == 0:
+		// An unreachable member, or an even member count, is a warning.
+		return healthy, quorum, healthy - quorum, 1
+	}
+	return healthy, quorum, healthy - quorum, 0
 }
 
 // SlowDelay is what slow-backend adds to every health answer: above the
@@ -60,6 +98,8 @@ func (l *Lab) FaultTarget(ctx context.Context, name string) (string, error) {
 		return pick(2), nil
 	case FaultSlowBackend:
 		return bs[len(bs)-1], nil
+	case FaultEtcdStopOne, FaultEtcdQuorumLost:
+		return strings.Join(EtcdStopTargets(name, l.EtcdMembers()), ","), nil
 	case FaultKillOwner:
 		return l.Owner(ctx)
 	case FaultPartition:
@@ -84,9 +124,18 @@ func (l *Lab) FaultTarget(ctx context.Context, name string) (string, error) {
 func (l *Lab) Fault(ctx context.Context, name string) (string, error) {
 	l.mu.Lock()
 	_, active := l.faults[name]
+	var otherEtcd string
+	for n := range l.faults {
+		if etcdDrill(name) && etcdDrill(n) {
+			otherEtcd = n
+		}
+	}
 	l.mu.Unlock()
 	if active {
 		return "", fmt.Errorf("lab: %s is already in place; heal it first", name)
+	}
+	if otherEtcd != "" {
+		return "", fmt.Errorf("lab: %s is in place; heal it before %s (both stop etcd members)", otherEtcd, name)
 	}
 	target, err := l.FaultTarget(ctx, name)
 	if err != nil {
@@ -109,6 +158,8 @@ func (l *Lab) Fault(ctx context.Context, name string) (string, error) {
 		heal, see, err = l.killOwner(ctx, target)
 	case FaultPartition:
 		heal, see, err = l.partition(target)
+	case FaultEtcdStopOne, FaultEtcdQuorumLost:
+		heal, see, err = l.stopEtcd(ctx, strings.Split(target, ","))
 	}
 	if err != nil {
 		return "", fmt.Errorf("lab: fault %s on %s: %w", name, target, err)
@@ -143,6 +194,11 @@ func (l *Lab) Heal(ctx context.Context, name string) (string, error) {
 		return fmt.Sprintf("the daemon on %s runs again: it rejoins as a standby (no preempt), the VIP stays where it is. TUI: %s alive and fresh. check: OK.", f.target, f.target), nil
 	case FaultPartition:
 		return fmt.Sprintf("%s hears its peers again: fresh in the TUI, no VIP move. check: OK.", f.target), nil
+	case FaultEtcdStopOne, FaultEtcdQuorumLost:
+		n := len(l.EtcdMembers())
+		healthy, quorum, tol, code := EtcdVerdict(n, 0)
+		return fmt.Sprintf("the etcd member(s) on %s run again from their data directories and have rejoined: %d/%d healthy, quorum %d, can lose %d, a leader. check etcd: %s (exit %d). TUI: the etcd panel shows it at the daemon's next etcd check (every 60 s).",
+			strings.ReplaceAll(f.target, ",", " and "), healthy, n, quorum, tol, severityWord(code), code), nil
 	}
 	return fmt.Sprintf("%s is back: UP on every peer after rise (2 probes); check: OK.", f.target), nil
 }
@@ -296,4 +352,42 @@ func nftPartition(h *netlab.Host, peers []netip.Addr, on bool) error {
 		return fmt.Errorf("partitioning %s: %w", h.Namespace(), err)
 	}
 	return nil
+}
+
+// stopEtcd stops the etcd members names (gracefully, as systemctl stop
+// etcd would: a leader hands over first); the heal starts them again, all
+// at once, and waits until they have rejoined.
+func (l *Lab) stopEtcd(ctx context.Context, names []string) (func(context.Context) error, string, error) {
+	if l.etcd == nil || len(names) == 0 || names[0] == "" {
+		return nil, "", errors.New("the lab runs no etcd")
+	}
+	if err := l.etcd.Stop(ctx, names...); err != nil {
+		return nil, "", err
+	}
+	heal := func(ctx context.Context) error { return l.etcd.Start(ctx, names...) }
+	n := len(l.EtcdMembers())
+	healthy, quorum, tol, code := EtcdVerdict(n, len(names))
+	who := strings.Join(names, " and ")
+	var see string
+	if code == 2 {
+		see = fmt.Sprintf("the etcd member(s) on %s are stopped: %d of %d left, quorum needs %d, so etcd has no leader and refuses writes (a real apiserver's /readyz etcd check fails; the lab's stand-ins do not use etcd, and the VIP stays: epconsole's data path does not depend on etcd). check etcd: CRITICAL (exit 2) within about a second: quorum-lost and no-leader, %s unreachable, with the fix (bring a member back). TUI: the etcd panel shows quorum lost at the daemon's next etcd check (every 60 s).",
+			who, healthy, n, quorum, who)
+	} else {
+		see = fmt.Sprintf("the etcd member on %s is stopped: %d of %d healthy, quorum %d holds (a new leader within about a second if it led), it can lose %d more. check etcd: %s (exit %d): member-unreachable %s and no-tolerance (one more failure loses quorum). TUI: the etcd panel shows %s unreachable and tolerance %d at the daemon's next etcd check (every 60 s).",
+			who, healthy, n, quorum, tol, severityWord(code), code, who, who, tol)
+	}
+	return heal, see, nil
+}
+
+// severityWord names check's exit code.
+func severityWord(code int) string {
+	switch code {
+	case 0:
+		return "OK"
+	case 1:
+		return "WARNING"
+	case 2:
+		return "CRITICAL"
+	}
+	return "UNKNOWN"
 }

@@ -6,13 +6,18 @@
 // cp1..cpM each running a stand-in apiserver whose certificate comes from
 // the lab CA with both VIPs and the DNS name in its SANs.
 //
-// Fault and Heal run the operator drills (stop-backend, unready-backend,
-// san-missing, kill-owner, partition, slow-backend); each says what an
-// operator should now see in the TUI and in `epconsole check`. Down removes
-// what a crashed lab left behind.
+// The first three control-plane hosts (all of them with --backends 1 or 2)
+// each run a member of a real etcd cluster (embedded etcd, netlab's etcd
+// role): TLS with client certificate auth on ports 2379 (client) and 2380
+// (peer) of the host's IPv4 address, every certificate from the lab CA,
+// data under the lab's directory. The daemons' config.hcl names it in its
+// etcd block, so their etcd check and `epconsole check` report its quorum.
+// The stand-in apiservers do not use it.
 //
-// The first version has no etcd: netlab has no etcd child role, so the
-// etcd drills of issue 8 are not here yet.
+// Fault and Heal run the operator drills (stop-backend, unready-backend,
+// san-missing, slow-backend, etcd-stop-one, etcd-quorum-lost, partition,
+// kill-owner); each says what an operator should now see in the TUI and in
+// `epconsole check`. Down removes what a crashed lab left behind.
 package lab
 
 import (
@@ -50,6 +55,9 @@ const (
 	ServicePort = 6443
 	// MetricsPort is where each daemon serves /metrics on its LB address.
 	MetricsPort = 9642
+	// MaxEtcdMembers: the etcd cluster runs on the first (at most) three
+	// control-plane hosts.
+	MaxEtcdMembers = 3
 )
 
 // The lab's address slice (reserved for `epconsole lab`).
@@ -123,6 +131,7 @@ type Lab struct {
 	cancel context.CancelFunc
 
 	mu       sync.Mutex
+	etcd     *netlab.EtcdCluster
 	standins map[string]*netlab.Standin
 	daemons  map[string]*daemonProc
 	faults   map[string]*activeFault
@@ -169,7 +178,20 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 	if err := nftablesWorks(nl.HostsByRole(netlab.RoleLB)[0]); err != nil {
 		return nil, err
 	}
-	for _, h := range nl.HostsByRole(netlab.RoleBackend) {
+	cps := nl.HostsByRole(netlab.RoleBackend)
+	if l.etcd, err = nl.NewEtcd(netlab.EtcdOpts{Hosts: cps[:min(len(cps), MaxEtcdMembers)]}); err != nil {
+		return nil, fmt.Errorf("lab: preparing etcd: %w", err)
+	}
+	// etcd elects its leader while the stand-ins and daemons start.
+	etcdUp := make(chan error, 1)
+	go func() { etcdUp <- l.etcd.Start(ctx, l.etcd.Names()...) }()
+	etcdWaited := false
+	defer func() {
+		if !etcdWaited {
+			<-etcdUp
+		}
+	}()
+	for _, h := range cps {
 		s, err := h.StartStandin(ctx, netlab.StandinOpts{Name: h.Name()})
 		if err != nil {
 			return nil, fmt.Errorf("starting the stand-in apiserver on %s: %w", h.Name(), err)
@@ -193,11 +215,15 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 			return nil, err
 		}
 	}
+	etcdWaited = true
+	if err := <-etcdUp; err != nil {
+		return nil, fmt.Errorf("lab: starting etcd on %s: %w", strings.Join(l.etcd.Names(), ", "), err)
+	}
 	owner, err := l.WaitOwner(ctx, "")
 	if err != nil {
 		return nil, l.explainDead(err)
 	}
-	l.log.Info("lab up", "owner", owner, "vip4", nl.VIP4(), "vip6", nl.VIP6())
+	l.log.Info("lab up", "owner", owner, "vip4", nl.VIP4(), "vip6", nl.VIP6(), "etcd", l.etcd.Names())
 	ok = true
 	return l, nil
 }
@@ -251,6 +277,9 @@ func (l *Lab) configInput() ConfigInput {
 		Cluster: l.opts.Prefix, VIP4: l.net.VIP4(), VIP6: l.net.VIP6(), DNSName: l.net.DNSName(),
 		CAFile: l.net.CAFile(), KeyFile: l.key, Dir: l.net.Dir(),
 	}
+	if l.etcd != nil {
+		in.Etcd = EtcdInput{Endpoints: l.etcd.Endpoints(), CAFile: l.etcd.CAFile, CertFile: l.etcd.ClientCertFile, KeyFile: l.etcd.ClientKeyFile}
+	}
 	for i, h := range l.net.HostsByRole(netlab.RoleLB) {
 		in.Peers = append(in.Peers, PeerInput{Name: h.Name(), Addr4: h.IPv4(), Priority: 150 - 10*i})
 	}
@@ -280,6 +309,14 @@ func (l *Lab) Backends() []string {
 	}
 	return out
 }
+
+// EtcdMembers returns the names of the control-plane hosts that run an
+// etcd member, in order.
+func (l *Lab) EtcdMembers() []string { return l.etcd.Names() }
+
+// Etcd returns the lab's etcd cluster (endpoints, client certificate,
+// members).
+func (l *Lab) Etcd() *netlab.EtcdCluster { return l.etcd }
 
 // ConfigPath returns the config.hcl of LB peer.
 func (l *Lab) ConfigPath(peer string) string { return filepath.Join(l.net.Dir(), peer+".hcl") }

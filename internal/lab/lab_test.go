@@ -2,10 +2,12 @@ package lab
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/epconsole/epconsole/internal/status"
 	"github.com/epconsole/epconsole/internal/testenv"
+	"github.com/epconsole/epconsole/probes"
 )
 
 // The test's own prefix and address slice, so it can run beside a real lab
@@ -87,11 +90,72 @@ func waitStatus(t *testing.T, ctx context.Context, l *Lab, peer string, bound ti
 	return 0
 }
 
+// checkDoc is the part of `epconsole check --json` the tests read.
+type checkDoc struct {
+	ExitCode int    `json:"exit_code"`
+	Summary  string `json:"summary"`
+	Checks   struct {
+		Etcd *struct {
+			Summary string              `json:"summary"`
+			Members []probes.EtcdMember `json:"members"`
+			Verdict probes.EtcdVerdict  `json:"verdict"`
+		} `json:"etcd"`
+	} `json:"checks"`
+	Findings []probes.Finding `json:"findings"`
+}
+
+// has reports whether the document has a finding of check with code
+// (about subject, unless subject is "").
+func (d checkDoc) has(check probes.Check, code, subject string) bool {
+	return slices.ContainsFunc(d.Findings, func(f probes.Finding) bool {
+		return f.Check == check && f.Code == code && (subject == "" || f.Subject == subject)
+	})
+}
+
+// etcdVerdict returns the etcd section's verdict (zero when absent).
+func (d checkDoc) etcdVerdict() probes.EtcdVerdict {
+	if d.Checks.Etcd == nil {
+		return probes.EtcdVerdict{}
+	}
+	return d.Checks.Etcd.Verdict
+}
+
+// waitCheck runs `epconsole check <area> --json` in peer's namespace until
+// it exits with want and cond holds, and returns how long that took.
+func waitCheck(t *testing.T, ctx context.Context, l *Lab, peer, area string, want int, bound time.Duration, what string, cond func(checkDoc) bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	var lastCode int
+	var lastOut []byte
+	for time.Since(start) < bound {
+		code, out, err := l.Check(ctx, peer, area)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d checkDoc
+		if err := json.Unmarshal(out, &d); err != nil {
+			t.Fatalf("%s: check %s --json: %v\n%s", what, area, err, out)
+		}
+		if d.ExitCode != code {
+			t.Errorf("%s: check %s: exit %d but exit_code %d in the JSON", what, area, code, d.ExitCode)
+		}
+		if code == want && (cond == nil || cond(d)) {
+			return time.Since(start)
+		}
+		lastCode, lastOut = code, out
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s: check %s on %s did not exit %d with the expected findings within %s; last exit %d:\n%s", what, area, peer, want, bound, lastCode, lastOut)
+	return 0
+}
+
 // TestLabDrills brings a lab up headless, waits for one owner, runs every
 // drill and checks that the owner's status socket (a survivor's, for
 // kill-owner) shows the fault, that `epconsole check` in the owner's
 // namespace turns non-OK where it probes the fault and OK after the heal,
-// and that teardown leaves no namespace or process.
+// and that teardown leaves no namespace or process. The etcd drills are
+// judged by check etcd alone (the daemons check etcd every 60 s), the
+// partition and kill-owner by the cluster part of check all (peer-down).
 func TestLabDrills(t *testing.T) {
 	testenv.NeedNetns(t)
 	if epconsoleBin == "" {
@@ -155,6 +219,19 @@ func TestLabDrills(t *testing.T) {
 	if code, out, err := l.Check(ctx, owner, "all"); err != nil || code != 0 {
 		t.Fatalf("check before any fault: exit %d (%v): %s", code, err, out)
 	}
+	// A real three-member etcd cluster on cp1..cp3, with a leader.
+	members := l.EtcdMembers()
+	if !slices.Equal(members, []string{"cp1", "cp2", "cp3"}) {
+		t.Fatalf("etcd members %v, want cp1..cp3", members)
+	}
+	if pids := l.Etcd().Pids(); len(pids) != 3 {
+		t.Fatalf("etcd member processes %v, want 3", pids)
+	}
+	waitCheck(t, ctx, l, owner, "etcd", 0, 10*time.Second, "etcd after lab up", func(d checkDoc) bool {
+		v := d.etcdVerdict()
+		t.Logf("check etcd: %s", d.Summary)
+		return v.Members == 3 && v.Healthy == 3 && v.Quorum == 2 && v.Tolerance == 1 && slices.Contains(members, v.Leader)
+	})
 
 	up := func(b string) func(status.Snapshot) bool {
 		return func(s status.Snapshot) bool { return view(s, b).State == "up" }
@@ -234,6 +311,10 @@ func TestLabDrills(t *testing.T) {
 			if o, err := l.Owner(ctx); err != nil || o != owner {
 				t.Logf("NOTE: during the partition of %s the owner is %q (%v), was %s", target, o, err, owner)
 			}
+			// check all on the owner: the cut-off peer is down (WARNING).
+			waitCheck(t, ctx, l, owner, "all", 1, 10*time.Second, name, func(d checkDoc) bool {
+				return d.has("cluster", "peer-down", target)
+			})
 		case FaultKillOwner:
 			start := time.Now()
 			newOwner, err := l.WaitOwner(ctx, target)
@@ -242,6 +323,34 @@ func TestLabDrills(t *testing.T) {
 			}
 			d = time.Since(start)
 			t.Logf("kill-owner: %s owns the VIP now", newOwner)
+			// check all on the new owner: the killed peer is down (WARNING).
+			waitCheck(t, ctx, l, newOwner, "all", 1, 10*time.Second, name, func(d checkDoc) bool {
+				return d.has("cluster", "peer-down", target)
+			})
+		case FaultEtcdStopOne:
+			if target != "cp3" {
+				t.Fatalf("etcd-stop-one stops %q, want cp3", target)
+			}
+			if r := l.Etcd().Running(); !slices.Equal(r, []string{"cp1", "cp2"}) {
+				t.Fatalf("etcd members running %v, want cp1 and cp2", r)
+			}
+			// Quorum holds, no more failures tolerated: WARNING.
+			d = waitCheck(t, ctx, l, owner, "etcd", 1, 15*time.Second, name, func(d checkDoc) bool {
+				v := d.etcdVerdict()
+				return v.Healthy == 2 && v.Quorum == 2 && v.Tolerance == 0 && v.Leader != "" && v.Leader != target &&
+					d.has(probes.CheckEtcd, "member-unreachable", target) && d.has(probes.CheckEtcd, "no-tolerance", "") &&
+					!d.has(probes.CheckEtcd, "quorum-lost", "")
+			})
+		case FaultEtcdQuorumLost:
+			if target != "cp2,cp3" {
+				t.Fatalf("etcd-quorum-lost stops %q, want cp2,cp3", target)
+			}
+			// Quorum lost, no leader: CRITICAL.
+			d = waitCheck(t, ctx, l, owner, "etcd", 2, 15*time.Second, name, func(d checkDoc) bool {
+				v := d.etcdVerdict()
+				return v.Healthy < v.Quorum && v.Leader == "" && d.has(probes.CheckEtcd, "quorum-lost", "") &&
+					d.has(probes.CheckEtcd, "member-unreachable", "cp2") && d.has(probes.CheckEtcd, "member-unreachable", "cp3")
+			})
 		}
 		detected[name] = d
 		t.Logf("detected %s on %s in %s", name, target, d.Round(time.Millisecond))
@@ -258,6 +367,7 @@ func TestLabDrills(t *testing.T) {
 			checkCode("tls", 0, name+" healed")
 		case FaultPartition:
 			waitStatus(t, ctx, l, owner, 10*time.Second, name+" healed", func(s status.Snapshot) bool { return peerFresh(s, target) })
+			waitCheck(t, ctx, l, owner, "all", 0, 10*time.Second, name+" healed", nil)
 			if o, err := l.Owner(ctx); err != nil || o == target {
 				t.Errorf("after healing the partition: owner %q (%v); the healed %s must not take it", o, err, target)
 			}
@@ -273,6 +383,17 @@ func TestLabDrills(t *testing.T) {
 				t.Errorf("after restarting %s: owner %q (%v), want %s to keep it", target, o, err, newOwner)
 			}
 			owner = newOwner
+			waitCheck(t, ctx, l, owner, "all", 0, 20*time.Second, name+" healed", nil)
+		case FaultEtcdStopOne, FaultEtcdQuorumLost:
+			// Heal waited until the members rejoined: quorum is back.
+			if r := l.Etcd().Running(); len(r) != 3 {
+				t.Fatalf("etcd members running after the heal: %v", r)
+			}
+			h := waitCheck(t, ctx, l, owner, "etcd", 0, 10*time.Second, name+" healed", func(d checkDoc) bool {
+				v := d.etcdVerdict()
+				return v.Healthy == 3 && v.Tolerance == 1 && v.Leader != ""
+			})
+			t.Logf("healed %s: check etcd OK after %s", name, h.Round(time.Millisecond))
 		}
 	}
 	res, err := l.Load(ctx, 150, false, 30*time.Second)
@@ -286,7 +407,18 @@ func TestLabDrills(t *testing.T) {
 		t.Logf("detection time %-16s %s", name, detected[name].Round(time.Millisecond))
 	}
 
+	etcdPids, etcdDir, labDir := l.Etcd().Pids(), l.Etcd().Dir, l.Net().Dir()
 	closeLab()
+	for _, pid := range etcdPids {
+		if syscall.Kill(pid, 0) == nil {
+			t.Errorf("etcd member process %d left behind", pid)
+		}
+	}
+	for _, d := range []string{etcdDir, labDir} {
+		if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s left behind (%v)", d, err)
+		}
+	}
 	ents, err := os.ReadDir("/run/netns")
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		t.Fatal(err)
