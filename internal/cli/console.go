@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"golang.org/x/term"
@@ -17,7 +18,7 @@ import (
 	"github.com/epconsole/epconsole/tui"
 )
 
-const consoleUsage = `usage: epconsole [console] [-c config.hcl] [--socket path]
+const consoleUsage = `usage: epconsole [console] [-c config.hcl] [--socket path[,path...]]
 
 The console: backends as every peer sees them, VIP ownership, TLS SANs,
 etcd quorum, peers and events, live from this node's daemon over its
@@ -25,7 +26,15 @@ status socket (status.socket in config.hcl), with drain, undrain and VIP
 handoff. Without a daemon it runs the probes itself and shows a direct,
 read-only view of this host (no VIP owner, no peers).
 
-Keys: ? help, tab or 1-6 switch views, / filter, enter details, q quit.
+With several sockets (peers' daemons whose sockets this host reaches, as
+under 'epconsole lab') the console follows the first that answers and,
+when that daemon dies, falls over at once to the next, saying so in the
+status line ("via lb2 (lb1 unreachable)"). It stays there, as keepalived
+without preemption keeps the VIP, until that daemon fails too; once the
+first one answers again, r goes back to it.
+
+Keys: ? help, tab or 1-6 switch views, / filter, enter details, q quit
+(L lab drills under 'epconsole lab', r back to the first daemon).
 Needs a terminal; scripts use ` + "`epconsole check [--json]`" + `.
 
 flags:
@@ -57,23 +66,48 @@ func runConsole(ctx context.Context, args []string, stdio IO) int {
 			"in scripts use `epconsole check` (or `epconsole check --json`)")
 		return 2
 	}
-	return console(ctx, cfg, o.socket, stdio)
+	var eps []status.Endpoint
+	for _, s := range strings.Split(o.socket, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			eps = append(eps, status.Endpoint{Socket: s})
+		}
+	}
+	return console(ctx, cfg, eps, nil, stdio)
 }
 
-// console runs the TUI for cfg: live on the daemon at socket ("" for
-// status.socket), or on a direct view when no daemon answers.
-func console(ctx context.Context, cfg *config.Config, socket string, stdio IO) int {
-	if socket == "" {
-		socket = cfg.Status.Socket
+// console runs the TUI for cfg: live on the daemons at eps (status.socket
+// when empty; several: a status.Failover over them, in order), or on a
+// direct view when none answers. drills (nil but under a lab) are the
+// lab's fault drills.
+func console(ctx context.Context, cfg *config.Config, eps []status.Endpoint, drills tui.Drills, stdio IO) int {
+	if len(eps) == 0 {
+		eps = []status.Endpoint{{Socket: cfg.Status.Socket}}
 	}
+	socket := eps[0].Socket
 	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
-	c, err := status.Dial(dctx, socket)
+	var src interface {
+		tui.Source
+		tui.Actions
+		Close()
+	}
+	var err error
+	if len(eps) == 1 {
+		var c *status.Client
+		if c, err = status.Dial(dctx, socket); err == nil {
+			src = c
+		}
+	} else {
+		var f *status.Failover
+		if f, err = status.DialFailover(dctx, eps); err == nil {
+			src = f
+		}
+	}
 	cancel()
-	opts := tui.Options{Input: stdio.In, Output: stdio.Out}
+	opts := tui.Options{Input: stdio.In, Output: stdio.Out, Drills: drills}
 	switch {
 	case err == nil:
-		defer c.Close()
-		opts.Source, opts.Actions = c, c
+		defer src.Close()
+		opts.Source, opts.Actions = src, src
 	case errors.Is(err, status.ErrNoDaemon):
 		// No daemon: probe from here, read-only (no Actions).
 		opts.Source = direct.New(cfg, direct.Options{Version: Version, Socket: socket})
@@ -96,7 +130,7 @@ func parseConsoleArgs(args []string, stdio IO) (consoleOptions, int, bool) {
 	fs := flag.NewFlagSet("console", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&o.configPath, "c", "", "config file (default ./config.hcl if it exists, else "+systemConfig+")")
-	fs.StringVar(&o.socket, "socket", "", "the daemon's status socket (default: status.socket in the config)")
+	fs.StringVar(&o.socket, "socket", "", "the daemon's status socket (default: status.socket in the config); several, comma-separated, to fall over between peers")
 	usage := func(w io.Writer) {
 		fmt.Fprint(w, consoleUsage)
 		fs.SetOutput(w)

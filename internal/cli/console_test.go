@@ -53,7 +53,7 @@ func consoleChild() {
 			ap := netip.MustParseAddrPort(addr)
 			cfg.Backends = append(cfg.Backends, config.Backend{Name: name, Address: ap.Addr(), Port: ap.Port()})
 		}
-		code = console(ctx, cfg, "", stdio)
+		code = console(ctx, cfg, nil, nil, stdio)
 	} else {
 		code = Run(ctx, strings.Fields(os.Getenv(consoleArgsEnv)), stdio)
 	}
@@ -168,7 +168,13 @@ func (x tmuxPane) waitMatch(limit time.Duration, want ...*regexp.Regexp) string 
 // which the shell wrapper wrote to file.
 func (x tmuxPane) waitExit(file string) string {
 	x.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	return x.waitExitWithin(file, 10*time.Second)
+}
+
+// waitExitWithin is waitExit with its own limit.
+func (x tmuxPane) waitExitWithin(file string, limit time.Duration) string {
+	x.t.Helper()
+	deadline := time.Now().Add(limit)
 	for {
 		if b, err := os.ReadFile(file); err == nil && strings.HasSuffix(string(b), "\n") {
 			return strings.TrimSpace(string(b))

@@ -14,6 +14,8 @@ import (
 
 	"github.com/epconsole/epconsole/internal/config"
 	"github.com/epconsole/epconsole/internal/lab"
+	"github.com/epconsole/epconsole/internal/status"
+	"github.com/epconsole/epconsole/tui"
 )
 
 // labPrefix names the lab's namespaces ("lab-lb1", ...).
@@ -150,7 +152,13 @@ func runLabDemo(ctx context.Context, stdio IO, opts lab.Options, rate int, durat
 	}
 	fmt.Fprintf(stdio.Out, "  try: ip netns exec %s curl --cacert %s https://%s:%d/version\n", n.Host("client").Namespace(), n.CAFile(), n.VIP4(), lab.ServicePort)
 	fmt.Fprintf(stdio.Out, "       epconsole lab fault stop-backend   (then: epconsole lab heal stop-backend; drills: %s)\n", strings.Join(lab.Faults(), ", "))
-	fmt.Fprintf(stdio.Out, "       epconsole console -c %s --socket %s\n", l.ConfigPath(owner), l.Socket(owner))
+	socks := []string{l.Socket(owner)}
+	for _, p := range l.Peers() {
+		if p != owner {
+			socks = append(socks, l.Socket(p))
+		}
+	}
+	fmt.Fprintf(stdio.Out, "       epconsole console -c %s --socket %s\n", l.ConfigPath(owner), strings.Join(socks, ","))
 
 	if tui {
 		cfg, diags := config.Load(l.ConfigPath(owner))
@@ -163,7 +171,15 @@ func runLabDemo(ctx context.Context, stdio IO, opts lab.Options, rate int, durat
 			defer close(loadDone)
 			_, _, _ = labLoad(runCtx, l, rate, nil)
 		}()
-		code := console(ctx, cfg, l.Socket(owner), stdio)
+		// The owner's daemon first, then the others: when the owner dies
+		// (kill-owner) the console falls over to the next peer.
+		eps := []status.Endpoint{{Name: owner, Socket: l.Socket(owner)}}
+		for _, p := range l.Peers() {
+			if p != owner {
+				eps = append(eps, status.Endpoint{Name: p, Socket: l.Socket(p)})
+			}
+		}
+		code := console(ctx, cfg, eps, labDrills{prefix: opts.Prefix}, stdio)
 		stopRun()
 		<-loadDone
 		if code != 0 {
@@ -180,6 +196,36 @@ func runLabDemo(ctx context.Context, stdio IO, opts lab.Options, rate int, durat
 	total, failed, err := labLoad(runCtx, l, rate, &stdio)
 	printLabTotals(stdio, total, failed)
 	return err
+}
+
+// labDrills are the running lab's drills for the console's lab key, over
+// the lab's control socket.
+type labDrills struct{ prefix string }
+
+// drillTimeout bounds one drill asked from the console (the lab bounds
+// each drill at 30 s).
+const drillTimeout = 45 * time.Second
+
+// List returns the lab's drills and which are in place.
+func (d labDrills) List(ctx context.Context) ([]tui.Drill, error) {
+	ctx, cancel := context.WithTimeout(ctx, drillTimeout)
+	defer cancel()
+	fs, err := lab.ListFaults(ctx, d.prefix)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]tui.Drill, 0, len(fs))
+	for _, f := range fs {
+		out = append(out, tui.Drill{Name: f.Name, Active: f.Active, Target: f.Target})
+	}
+	return out, nil
+}
+
+// Run faults or heals drill name and returns what to look for.
+func (d labDrills) Run(ctx context.Context, verb, name string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, drillTimeout)
+	defer cancel()
+	return lab.Control(ctx, d.prefix, verb, name)
 }
 
 // labLoad sends rate fresh TLS connections per second and family through

@@ -149,3 +149,106 @@ func TestLabRefusesBadRate(t *testing.T) {
 		t.Errorf("--peers 6: exit %d, want 2", code)
 	}
 }
+
+// TestLabConsoleTmux runs `epconsole lab` on a real terminal (tmux,
+// 80×24): the console opens on the VIP owner; L lists the lab's drills;
+// stop-backend started from the menu, confirmed, says what to look for and
+// the backends view shows cp1 DOWN; kill-owner from the menu kills the
+// daemon the console is attached to and the console falls over to another
+// peer, saying so; healing it brings the owner's daemon back and r returns
+// to it; q removes the lab.
+func TestLabConsoleTmux(t *testing.T) {
+	testenv.NeedNetns(t)
+	bin := labBinary(t)
+	dir := t.TempDir()
+	exitFile := filepath.Join(t.TempDir(), "exit")
+	x := newPane(t, dir, childCommand(t, consoleArgsEnv+"='lab --rate 5 --binary "+bin+"'", exitFile))
+	t.Cleanup(func() {
+		// On a failure: quit the console (it removes the lab), then make sure.
+		if _, err := os.Stat(exitFile); err != nil {
+			x.run("send-keys", "-t", "epc", "q")
+			for end := time.Now().Add(60 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+				if _, err := os.Stat(exitFile); err == nil {
+					break
+				}
+			}
+		}
+		var out, errb bytes.Buffer
+		if Run(context.Background(), []string{"lab", "down"}, IO{Out: &out, Err: &errb}) != 0 {
+			t.Errorf("lab down: %s", errb.String())
+		}
+	})
+	screen := x.waitMatch(120*time.Second, regexp.MustCompile(`\[1 Overview\]`), regexp.MustCompile(`● live`), regexp.MustCompile(`owner (lb\d) since`))
+	owner := regexp.MustCompile(`owner (lb\d) since`).FindStringSubmatch(screen)[1]
+	if !strings.Contains(screen, "L lab drills") {
+		t.Errorf("the help does not offer the lab key:\n%s", screen)
+	}
+
+	// stop-backend from the menu.
+	x.keys("L")
+	x.waitScreen(10*time.Second, "Lab drills", "stop-backend", "kill-owner", "ready")
+	x.selectDrill("stop-backend")
+	x.keys("Enter")
+	x.waitScreen(5*time.Second, "Really start the lab drill stop-backend")
+	x.keys("y")
+	x.waitScreen(30*time.Second, "lab fault stop-backend · what to look for", "fault stop-backend in place")
+	started := time.Now()
+	x.keys("2")
+	x.waitMatch(15*time.Second, regexp.MustCompile(`cp1 +DOWN +DOWN +DOWN`))
+	t.Logf("stop-backend confirmed in the console -> cp1 DOWN on every peer's view in %v", time.Since(started).Round(time.Millisecond))
+	x.keys("Escape", "L")
+	x.waitMatch(10*time.Second, regexp.MustCompile(`stop-backend +ACTIVE on cp1`))
+
+	// kill-owner: the console's own daemon dies; it falls over.
+	x.selectDrill("kill-owner")
+	x.keys("Enter")
+	x.waitScreen(5*time.Second, "Really start the lab drill kill-owner")
+	x.keys("y")
+	killed := time.Now()
+	screen = x.waitMatch(30*time.Second, regexp.MustCompile(`via lb\d \(`+owner+` unreachable\)`))
+	t.Logf("kill-owner on %s -> the console via another peer in %v:\n%s", owner, time.Since(killed).Round(time.Millisecond), screen)
+
+	// Heal it: the owner's daemon is back; r returns to it.
+	x.keys("Escape", "L")
+	x.waitMatch(10*time.Second, regexp.MustCompile(`kill-owner +ACTIVE on `+owner))
+	x.selectDrill("kill-owner")
+	x.keys("Enter")
+	x.waitScreen(5*time.Second, "Really heal the lab drill kill-owner on "+owner)
+	x.keys("y")
+	x.waitScreen(30*time.Second, "healed kill-owner")
+	x.waitScreen(30*time.Second, owner+" is back · r returns")
+	x.keys("Escape", "r")
+	x.waitMatch(15*time.Second, regexp.MustCompile(`● live · snapshot`))
+
+	x.keys("q")
+	if code := x.waitExitWithin(exitFile, 60*time.Second); code != "0" {
+		t.Errorf("epconsole lab exited %s, want 0", code)
+	}
+	ents, err := os.ReadDir("/run/netns")
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), labPrefix+"-") {
+			t.Errorf("namespace %s left behind", e.Name())
+		}
+	}
+}
+
+// selectDrill moves the drill menu's cursor to name.
+func (x tmuxPane) selectDrill(name string) {
+	x.t.Helper()
+	for range 20 {
+		out, _ := x.run("capture-pane", "-p", "-t", "epc")
+		if strings.Contains(out, "> "+name) {
+			return
+		}
+		if !strings.Contains(out, "Lab drills") {
+			x.t.Fatalf("no drill menu on the screen:\n%s", out)
+		}
+		x.keys("j")
+		time.Sleep(50 * time.Millisecond)
+	}
+	out, _ := x.run("capture-pane", "-p", "-t", "epc")
+	x.t.Fatalf("cannot select drill %s:\n%s", name, out)
+}
