@@ -3,8 +3,10 @@ package probes
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -110,6 +112,11 @@ type HealthResult struct {
 	FailingChecks []string `json:"failing_checks,omitempty"`
 	// ClientCert says whether a client certificate was offered.
 	ClientCert bool `json:"client_cert"`
+	// CertSHA256 is the hex SHA-256 of the certificate the backend
+	// presented (kinds tls and https, once the handshake completed): a
+	// change means the backend's certificate was reissued, and its SANs
+	// and expiry are worth checking again now.
+	CertSHA256 string `json:"cert_sha256,omitempty"`
 	// Error is why the probe failed, if it did.
 	Error   string        `json:"error,omitempty"`
 	Latency time.Duration `json:"-"`
@@ -155,6 +162,7 @@ func Probe(ctx context.Context, t Target, o HealthOptions) HealthResult {
 		r.Stage = StageTLS
 		c := tls.Client(raw, clientTLS(o))
 		err = c.HandshakeContext(ctx)
+		r.CertSHA256 = leafSHA256(c.ConnectionState().PeerCertificates)
 		c.Close()
 		if err != nil {
 			r.fail(err)
@@ -197,6 +205,15 @@ func clientTLS(o HealthOptions) *tls.Config {
 	return c
 }
 
+// leafSHA256 is the hex SHA-256 of chain[0]'s DER ("" without one).
+func leafSHA256(chain []*x509.Certificate) string {
+	if len(chain) == 0 {
+		return ""
+	}
+	sum := sha256.Sum256(chain[0].Raw)
+	return hex.EncodeToString(sum[:])
+}
+
 // verifyChain checks that chain[0] verifies to roots through chain[1:].
 func verifyChain(chain []*x509.Certificate, roots *x509.CertPool) error {
 	if len(chain) == 0 {
@@ -230,18 +247,25 @@ func probeHTTPS(ctx context.Context, t Target, o HealthOptions, r *HealthResult)
 	// Track how far we got, so a failure says connect, tls or http. The
 	// trace hooks run on the transport's dialing goroutine.
 	var reached atomic.Int32
+	var fp atomic.Value // the leaf's fingerprint, set by the handshake hook
 	trace := &httptrace.ClientTrace{
 		ConnectDone: func(_, _ string, err error) {
 			if err == nil {
 				reached.CompareAndSwap(0, 1)
 			}
 		},
-		TLSHandshakeDone: func(_ tls.ConnectionState, err error) {
+		TLSHandshakeDone: func(cs tls.ConnectionState, err error) {
 			if err == nil {
 				reached.Store(2)
+				fp.Store(leafSHA256(cs.PeerCertificates))
 			}
 		},
 	}
+	defer func() {
+		if v, ok := fp.Load().(string); ok {
+			r.CertSHA256 = v
+		}
+	}()
 	url := "https://" + t.Address.String() + o.Path
 	status, body, err := get(httptrace.WithClientTrace(ctx, trace), client, url)
 	if err != nil {

@@ -104,6 +104,29 @@ func TestProbeCases(t *testing.T) {
 			t.Errorf("with a client certificate: outcome %s status %d error %q", r.Outcome, r.StatusCode, r.Error)
 		}
 	})
+	t.Run("cert-fingerprint", func(t *testing.T) {
+		// The presented certificate's fingerprint: the same through tls and
+		// https, another for another backend's certificate, none for tcp or
+		// a refused connection.
+		fp := func(c probetest.Case, k probes.Kind) string {
+			b := backends[c]
+			return probes.Probe(context.Background(), probes.Target{Name: b.Name, Address: b.Addr},
+				probes.HealthOptions{Kind: k, Timeout: probeTimeout, RootCAs: f.CA.Pool()}).CertSHA256
+		}
+		healthy, other := fp(probetest.Healthy, probes.KindHTTPS), fp(probetest.SANMissingVIP, probes.KindHTTPS)
+		if len(healthy) != 64 || healthy != fp(probetest.Healthy, probes.KindTLS) {
+			t.Errorf("fingerprint %q over https, %q over tls; want the same 64 hex digits", healthy, fp(probetest.Healthy, probes.KindTLS))
+		}
+		if other == "" || other == healthy {
+			t.Errorf("another backend's certificate: fingerprint %q (first backend %q)", other, healthy)
+		}
+		if got := fp(probetest.Healthy, probes.KindTCP); got != "" {
+			t.Errorf("tcp probe has a fingerprint %q", got)
+		}
+		if got := fp(probetest.Refused, probes.KindHTTPS); got != "" {
+			t.Errorf("refused probe has a fingerprint %q", got)
+		}
+	})
 	t.Run("unverified-without-ca", func(t *testing.T) {
 		b := backends[probetest.OtherCA]
 		r := probes.Probe(context.Background(), probes.Target{Name: b.Name, Address: b.Addr},

@@ -98,6 +98,12 @@ type Daemon struct {
 	conns    map[string]int
 	poke     chan struct{}
 	actCh    chan action
+
+	// certKick asks the certificate check to run now: a backend presented
+	// another certificate than before (certSeen, by backend).
+	certKick chan struct{}
+	certMu   sync.Mutex
+	certSeen map[string]string
 }
 
 // Status is the daemon's own part of the status: what it decided and why.
@@ -228,7 +234,8 @@ func New(opts Options) *Daemon {
 	}
 	return &Daemon{opts: opts, log: opts.Logger, events: NewEventLog(opts.EventLogSize),
 		pub:  status.NewPublisher(status.Snapshot{Schema: status.Schema, Source: SourceDaemon}),
-		poke: make(chan struct{}, 1), actCh: make(chan action)}
+		poke: make(chan struct{}, 1), actCh: make(chan action),
+		certKick: make(chan struct{}, 1), certSeen: map[string]string{}}
 }
 
 // Run runs a daemon with opts until ctx ends; see Daemon.Run.
@@ -466,6 +473,7 @@ func (d *Daemon) startMonitor(s *state) error {
 		Logger: d.log.With("component", "probes"),
 		OnUpdate: func(u probes.Update) {
 			d.counters.probeFailure(u.Result)
+			d.certPresented(u.Result)
 			select {
 			case s.probeCh <- struct{}{}:
 			default:

@@ -25,6 +25,7 @@ const (
 	EventReloadRejected EventKind = "reload-rejected"
 	EventStarted        EventKind = "started"
 	EventHandoff        EventKind = "handoff"
+	EventCertChanged    EventKind = "cert-changed"
 )
 
 // Event is one entry of the daemon's event log.

@@ -25,8 +25,13 @@ const (
 	// DefaultConnInterval is the time between conntrack counts of the
 	// connections per backend.
 	DefaultConnInterval = 5 * time.Second
-	// DefaultSlowInterval is the time between certificate and etcd checks.
+	// DefaultSlowInterval is the time between certificate checks; a
+	// backend presenting another certificate is checked at once.
 	DefaultSlowInterval = 60 * time.Second
+	// DefaultEtcdInterval is the time between etcd quorum checks (as cheap
+	// as `etcdctl endpoint status`; a lost quorum must show within
+	// seconds).
+	DefaultEtcdInterval = 5 * time.Second
 )
 
 // counters are the daemon's running totals (status.Counters).
@@ -88,8 +93,9 @@ type slowResults struct {
 // more than its status page.
 func (d *Daemon) serveStatus(ctx context.Context, cfg *config.Config, wg *sync.WaitGroup) {
 	slow := &slowResults{}
-	wg.Add(3)
-	go func() { defer wg.Done(); d.slowLoop(ctx, slow) }()
+	wg.Add(4)
+	go func() { defer wg.Done(); d.certLoop(ctx, slow) }()
+	go func() { defer wg.Done(); d.etcdLoop(ctx, slow) }()
 	go func() { defer wg.Done(); d.connLoop(ctx) }()
 	go func() { defer wg.Done(); d.statusLoop(ctx, slow) }()
 
@@ -146,8 +152,56 @@ func (d *Daemon) config() *config.Config {
 	return d.st.cfg
 }
 
-// slowLoop runs the certificate and etcd checks every DefaultSlowInterval.
-func (d *Daemon) slowLoop(ctx context.Context, slow *slowResults) {
+// certPresented notes the certificate a probe saw and asks for a
+// certificate check now when a backend presents another one than before
+// (a reissued apiserver certificate: its SANs and expiry are news).
+func (d *Daemon) certPresented(r probes.HealthResult) {
+	if r.CertSHA256 == "" {
+		return
+	}
+	d.certMu.Lock()
+	prev := d.certSeen[r.Backend]
+	d.certSeen[r.Backend] = r.CertSHA256
+	d.certMu.Unlock()
+	if prev == "" || prev == r.CertSHA256 {
+		return
+	}
+	d.record(EventCertChanged, r.Backend, fmt.Sprintf("presents another certificate (sha256 %s…, was %s…): checking it now", r.CertSHA256[:12], prev[:12]))
+	select {
+	case d.certKick <- struct{}{}:
+	default:
+	}
+}
+
+// certLoop runs the certificate checks every DefaultSlowInterval, and at
+// once when certPresented asks.
+func (d *Daemon) certLoop(ctx context.Context, slow *slowResults) {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-d.certKick:
+		}
+		if cfg := d.config(); cfg != nil {
+			in := direct.ReadInputs(cfg)
+			certs, cf := probes.Certificates(ctx, in.Targets, in.Certs)
+			if ctx.Err() != nil {
+				return
+			}
+			slow.mu.Lock()
+			slow.certs, slow.cf = certs, cf
+			slow.mu.Unlock()
+			d.pokeStatus()
+		}
+		t.Reset(DefaultSlowInterval)
+	}
+}
+
+// etcdLoop runs the etcd quorum check every DefaultEtcdInterval.
+func (d *Daemon) etcdLoop(ctx context.Context, slow *slowResults) {
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
@@ -157,10 +211,8 @@ func (d *Daemon) slowLoop(ctx context.Context, slow *slowResults) {
 		case <-t.C:
 		}
 		if cfg := d.config(); cfg != nil {
-			in := direct.ReadInputs(cfg)
-			certs, cf := probes.Certificates(ctx, in.Targets, in.Certs)
 			var rep *probes.EtcdReport
-			if in.Etcd != nil {
+			if in := direct.ReadInputs(cfg); in.Etcd != nil {
 				r := probes.Etcd(ctx, *in.Etcd)
 				rep = &r
 			}
@@ -168,10 +220,11 @@ func (d *Daemon) slowLoop(ctx context.Context, slow *slowResults) {
 				return
 			}
 			slow.mu.Lock()
-			slow.certs, slow.cf, slow.etcd = certs, cf, rep
+			slow.etcd = rep
 			slow.mu.Unlock()
+			d.pokeStatus()
 		}
-		t.Reset(DefaultSlowInterval)
+		t.Reset(DefaultEtcdInterval)
 	}
 }
 
