@@ -55,18 +55,20 @@ func EtcdStopTargets(name string, members []string) []string {
 }
 
 // EtcdVerdict is what `epconsole check etcd` concludes with stopped of
-// members stopped: the healthy count, the quorum, how many more may fail,
-// and the exit code (0 OK, 1 WARNING, 2 CRITICAL). It is pure.
-func EtcdVerdict(members, stopped int) (healthy, quorum, tolerance, exit int) {
-	healthy, quorum = members-stopped, members/2+1
+// members stopped: the members still running, the quorum, how many more
+// may fail, and the exit code (0 OK, 1 WARNING, 2 CRITICAL). While quorum
+// holds the running members are the healthy ones; without it none knows a
+// leader and check counts 0 healthy. It is pure.
+func EtcdVerdict(members, stopped int) (running, quorum, tolerance, exit int) {
+	running, quorum = members-stopped, members/2+1
 	switch {
-	case healthy < quorum:
-		return healthy, quorum, 0, 2
+	case running < quorum:
+		return running, quorum, 0, 2
 	case stopped > 0 || members%2 == 0:
 		// An unreachable member, or an even member count, is a warning.
-		return healthy, quorum, healthy - quorum, 1
+		return running, quorum, running - quorum, 1
 	}
-	return healthy, quorum, healthy - quorum, 0
+	return running, quorum, running - quorum, 0
 }
 
 // SlowDelay is what slow-backend adds to every health answer: above the
@@ -366,15 +368,18 @@ func (l *Lab) stopEtcd(ctx context.Context, names []string) (func(context.Contex
 	}
 	heal := func(ctx context.Context) error { return l.etcd.Start(ctx, names...) }
 	n := len(l.EtcdMembers())
-	healthy, quorum, tol, code := EtcdVerdict(n, len(names))
+	running, quorum, tol, code := EtcdVerdict(n, len(names))
 	who := strings.Join(names, " and ")
 	var see string
-	if code == 2 {
+	switch {
+	case running == 0:
+		see = fmt.Sprintf("every etcd member (%s) is stopped: etcd is down. check etcd: CRITICAL (exit 2): etcd-unreachable, no endpoint answers. TUI: the etcd panel shows it unreachable at the daemon's next etcd check (every 60 s).", who)
+	case code == 2:
 		see = fmt.Sprintf("the etcd member(s) on %s are stopped: %d of %d left, quorum needs %d, so etcd has no leader and refuses writes (a real apiserver's /readyz etcd check fails; the lab's stand-ins do not use etcd, and the VIP stays: epconsole's data path does not depend on etcd). check etcd: CRITICAL (exit 2) within about a second: quorum-lost and no-leader, %s unreachable, with the fix (bring a member back). TUI: the etcd panel shows quorum lost at the daemon's next etcd check (every 60 s).",
-			who, healthy, n, quorum, who)
-	} else {
-		see = fmt.Sprintf("the etcd member on %s is stopped: %d of %d healthy, quorum %d holds (a new leader within about a second if it led), it can lose %d more. check etcd: %s (exit %d): member-unreachable %s and no-tolerance (one more failure loses quorum). TUI: the etcd panel shows %s unreachable and tolerance %d at the daemon's next etcd check (every 60 s).",
-			who, healthy, n, quorum, tol, severityWord(code), code, who, who, tol)
+			who, running, n, quorum, who)
+	default:
+		see = fmt.Sprintf("the etcd member on %s is stopped: %d of %d running, quorum %d holds (a new leader within about a second if it led), it can lose %d more. check etcd: %s (exit %d): member-unreachable %s and no-tolerance (one more failure loses quorum). TUI: the etcd panel shows %s unreachable and tolerance %d at the daemon's next etcd check (every 60 s).",
+			who, running, n, quorum, tol, severityWord(code), code, who, who, tol)
 	}
 	return heal, see, nil
 }

@@ -188,6 +188,9 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 	etcdWaited := false
 	defer func() {
 		if !etcdWaited {
+			if !ok {
+				_ = l.Close() // kills the members, so Start returns at once
+			}
 			<-etcdUp
 		}
 	}()
@@ -486,8 +489,9 @@ func (l *Lab) Check(ctx context.Context, peer string, what ...string) (int, []by
 }
 
 // Close heals nothing: it stops the daemons (SIGTERM, then SIGKILL),
-// kills every other process of the lab and removes its namespaces and (when
-// the lab made it) its directory.
+// kills every other process of the lab (the etcd members too) and removes
+// its namespaces, etcd's data and certificates, and (when the lab made it)
+// its directory.
 func (l *Lab) Close() error {
 	l.mu.Lock()
 	daemons := make([]*daemonProc, 0, len(l.daemons))
