@@ -152,10 +152,35 @@ func (e *SyncEntry) UnmarshalBinary(b []byte) error {
 	return nil
 }
 
+// Conntrack TCP states (TCP_CONNTRACK_*) that matter to the sync.
+const (
+	tcpStateSynSent  = 1
+	tcpStateSynRecv  = 2
+	tcpStateSynSent2 = 9
+)
+
+// Syncable reports whether an entry in TCP state st is worth creating on
+// a peer. A flow still in its handshake (SYN_SENT, SYN_RECV, SYN_SENT2)
+// is not, as conntrackd does not sync those either: created in that
+// state on a peer, every packet of the now established flow is invalid
+// there, and if the update that says ESTABLISHED never comes (the owner
+// died) or comes first (reordered), the flow is dead after a VIP move.
+// Left alone, the peer picks the flow up from its next packet with the
+// same NAT (the same slot map, SNAT to the VIP), and the owner's update
+// to ESTABLISHED brings the entry anyway. An unknown state (0) is
+// syncable: the owner did not say.
+func Syncable(st uint8) bool {
+	return st != tcpStateSynSent && st != tcpStateSynRecv && st != tcpStateSynSent2
+}
+
 // syncEntryOf turns an owner's flow into a SyncEntry if it is a TCP flow
-// to one of vips that was DNATed (its reply comes from elsewhere).
+// to one of vips that was DNATed (its reply comes from elsewhere) and,
+// for an upsert, Syncable.
 func syncEntryOf(op SyncOp, f conntrack.Flow, vips []netip.AddrPort) (SyncEntry, bool) {
 	if f.TupleOrig.Proto.Protocol != unix.IPPROTO_TCP || !slices.Contains(vips, origDst(f)) || replySrc(f) == origDst(f) {
+		return SyncEntry{}, false
+	}
+	if op == SyncUpsert && f.ProtoInfo.TCP != nil && !Syncable(f.ProtoInfo.TCP.State) {
 		return SyncEntry{}, false
 	}
 	e := SyncEntry{
@@ -290,7 +315,13 @@ const defaultSyncTimeout = 120
 // (SACK_PERM|BE_LIBERAL: the entry has no window history). If the entry
 // exists already its TCP state and timeout are refreshed (the NAT of an
 // existing entry cannot change).
+//
+// An entry in a handshake state (not Syncable) is ignored: never created,
+// and never the state an existing entry is refreshed to.
 func (c *Conntrack) CreateSynced(ctx context.Context, e SyncEntry) error {
+	if !Syncable(e.TCPState) {
+		return nil
+	}
 	err := c.createSynced(ctx, e)
 	if errors.Is(err, unix.EEXIST) {
 		return c.refreshSynced(e)
@@ -338,6 +369,9 @@ func (c *Conntrack) createSynced(ctx context.Context, e SyncEntry) error {
 // as it is: for a node that forwards the flows itself (the VIP owner),
 // whose own entries a peer's copy must not overwrite.
 func (c *Conntrack) AddSynced(ctx context.Context, e SyncEntry) error {
+	if !Syncable(e.TCPState) {
+		return nil
+	}
 	err := c.createSynced(ctx, e)
 	if errors.Is(err, unix.EEXIST) {
 		return nil

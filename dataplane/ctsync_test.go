@@ -273,6 +273,28 @@ func TestDcsCreateSynced(t *testing.T) {
 		t.Errorf("after AddSynced: %v (found %t), want the timeout (<= 600, > 60) unchanged", f, ok)
 	}
 
+	// A handshake state is never synced: a late (reordered) SYN_SENT
+	// upsert leaves the established entry established, and a flow still
+	// in its handshake gets no entry (the peer picks it up itself).
+	stale := entries[0]
+	stale.TCPState = 1 // SYN_SENT
+	if err := ct.ApplySynced(ctx, stale); err != nil {
+		t.Fatalf("ApplySynced of a SYN_SENT upsert: %v", err)
+	}
+	if f, ok := find(stale); !ok || f.ProtoInfo.TCP == nil || f.ProtoInfo.TCP.State != 3 {
+		t.Errorf("after a stale SYN_SENT upsert: %v (found %t), want still ESTABLISHED", f, ok)
+	}
+	fresh := entries[0]
+	fresh.OrigSrc = netip.MustParseAddrPort("198.18.1.210:40002")
+	fresh.ReplyDst = netip.AddrPortFrom(vip4, 40002)
+	fresh.TCPState = 2 // SYN_RECV
+	if err := ct.ApplySynced(ctx, fresh); err != nil {
+		t.Fatalf("ApplySynced of a SYN_RECV upsert: %v", err)
+	}
+	if f, ok := find(fresh); ok {
+		t.Errorf("a flow in its handshake was created on the peer: %v", f)
+	}
+
 	for _, e := range entries {
 		e.Op = dataplane.SyncDelete
 		if err := ct.ApplySynced(ctx, e); err != nil {
@@ -283,6 +305,14 @@ func TestDcsCreateSynced(t *testing.T) {
 		}
 		if err := ct.DeleteSynced(ctx, e); err != nil {
 			t.Errorf("deleting a missing entry: %v", err)
+		}
+	}
+}
+
+func TestDcsSyncable(t *testing.T) {
+	for st, want := range map[uint8]bool{0: true, 1: false, 2: false, 3: true, 4: true, 5: true, 6: true, 7: true, 8: true, 9: false} {
+		if got := dataplane.Syncable(st); got != want {
+			t.Errorf("Syncable(%d) = %v, want %v", st, got, want)
 		}
 	}
 }
