@@ -12,6 +12,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 
+	"github.com/epconsole/epconsole/internal/daemon"
 	"github.com/epconsole/epconsole/internal/netlab"
 	"github.com/epconsole/epconsole/internal/standin"
 )
@@ -199,8 +200,8 @@ func (l *Lab) Heal(ctx context.Context, name string) (string, error) {
 	case FaultEtcdStopOne, FaultEtcdQuorumLost:
 		n := len(l.EtcdMembers())
 		healthy, quorum, tol, code := EtcdVerdict(n, 0)
-		return fmt.Sprintf("the etcd member(s) on %s run again from their data directories and have rejoined: %d/%d healthy, quorum %d, can lose %d, a leader. check etcd: %s (exit %d). TUI: the etcd panel shows it at the daemon's next etcd check (every 60 s).",
-			strings.ReplaceAll(f.target, ",", " and "), healthy, n, quorum, tol, severityWord(code), code), nil
+		return fmt.Sprintf("the etcd member(s) on %s run again from their data directories and have rejoined: %d/%d healthy, quorum %d, can lose %d, a leader. check etcd: %s (exit %d). TUI: the etcd panel shows it at the daemon's next etcd check (every %s).",
+			strings.ReplaceAll(f.target, ",", " and "), healthy, n, quorum, tol, severityWord(code), code, daemon.DefaultEtcdInterval), nil
 	}
 	return fmt.Sprintf("%s is back: UP on every peer after rise (2 probes); check: OK.", f.target), nil
 }
@@ -282,7 +283,7 @@ func (l *Lab) sanMissing(ctx context.Context, target string) (func(context.Conte
 		}
 		return s.Reload(ctx)
 	}
-	see := fmt.Sprintf("%s serves a certificate without the VIPs %s and %s in its SANs: clients through the VIP that reach it fail verification. TUI (certificates view, refreshed every 60 s by the daemon): %s with the VIP SANs ✘. check tls: CRITICAL now, naming %s and the missing SAN, with the kubeadm fix (--apiserver-cert-extra-sans).", target, l.net.VIP4(), l.net.VIP6(), target, target)
+	see := fmt.Sprintf("%s serves a certificate without the VIPs %s and %s in its SANs: clients through the VIP that reach it fail verification. TUI (certificates view; the daemons re-check a certificate as soon as their probes see a new one, else every 60 s): %s with the VIP SANs ✘. check tls: CRITICAL now, naming %s and the missing SAN, with the kubeadm fix (--apiserver-cert-extra-sans).", target, l.net.VIP4(), l.net.VIP6(), target, target)
 	return heal, see, nil
 }
 
@@ -373,13 +374,13 @@ func (l *Lab) stopEtcd(ctx context.Context, names []string) (func(context.Contex
 	var see string
 	switch {
 	case running == 0:
-		see = fmt.Sprintf("every etcd member (%s) is stopped: etcd is down. check etcd: CRITICAL (exit 2): etcd-unreachable, no endpoint answers. TUI: the etcd panel shows it unreachable at the daemon's next etcd check (every 60 s).", who)
+		see = fmt.Sprintf("every etcd member (%s) is stopped: etcd is down. check etcd: CRITICAL (exit 2): etcd-unreachable, no endpoint answers. TUI: the etcd panel shows it unreachable at the daemon's next etcd check (every %s).", who, daemon.DefaultEtcdInterval)
 	case code == 2:
-		see = fmt.Sprintf("the etcd member(s) on %s are stopped: %d of %d left, quorum needs %d, so etcd has no leader and refuses writes (a real apiserver's /readyz etcd check fails; the lab's stand-ins do not use etcd, and the VIP stays: epconsole's data path does not depend on etcd). check etcd: CRITICAL (exit 2) within about a second: quorum-lost and no-leader, %s unreachable, with the fix (bring a member back). TUI: the etcd panel shows quorum lost at the daemon's next etcd check (every 60 s).",
-			who, running, n, quorum, who)
+		see = fmt.Sprintf("the etcd member(s) on %s are stopped: %d of %d left, quorum needs %d, so etcd has no leader and refuses writes (a real apiserver's /readyz etcd check fails; the lab's stand-ins do not use etcd, and the VIP stays: epconsole's data path does not depend on etcd). check etcd: CRITICAL (exit 2) within about a second: quorum-lost and no-leader, %s unreachable, with the fix (bring a member back). TUI: the etcd panel shows quorum lost at the daemon's next etcd check (every %s).",
+			who, running, n, quorum, who, daemon.DefaultEtcdInterval)
 	default:
-		see = fmt.Sprintf("the etcd member on %s is stopped: %d of %d running, quorum %d holds (a new leader within about a second if it led), it can lose %d more. check etcd: %s (exit %d): member-unreachable %s and no-tolerance (one more failure loses quorum). TUI: the etcd panel shows %s unreachable and tolerance %d at the daemon's next etcd check (every 60 s).",
-			who, running, n, quorum, tol, severityWord(code), code, who, who, tol)
+		see = fmt.Sprintf("the etcd member on %s is stopped: %d of %d running, quorum %d holds (a new leader within about a second if it led), it can lose %d more. check etcd: %s (exit %d): member-unreachable %s and no-tolerance (one more failure loses quorum). TUI: the etcd panel shows %s unreachable and tolerance %d at the daemon's next etcd check (every %s).",
+			who, running, n, quorum, tol, severityWord(code), code, who, who, tol, daemon.DefaultEtcdInterval)
 	}
 	return heal, see, nil
 }

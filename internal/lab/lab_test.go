@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/epconsole/epconsole/internal/daemon"
 	"github.com/epconsole/epconsole/internal/status"
 	"github.com/epconsole/epconsole/internal/testenv"
 	"github.com/epconsole/epconsole/probes"
@@ -49,6 +50,15 @@ func peerFresh(s status.Snapshot, name string) bool {
 		}
 	}
 	return false
+}
+
+// etcdView reports the owner's etcd check as its status socket shows it
+// (the TUI's etcd panel): healthy members, quorum, tolerance, leader.
+func etcdView(s status.Snapshot) (healthy, quorum, tolerance int, leader string, ok bool) {
+	if s.Etcd == nil {
+		return 0, 0, 0, "", false
+	}
+	return s.Etcd.Healthy, s.Etcd.Quorum, s.Etcd.Tolerance, s.Etcd.Leader, true
 }
 
 func sanPresent(s status.Snapshot, backend, san string) (present, known bool) {
@@ -232,6 +242,13 @@ func TestLabDrills(t *testing.T) {
 		t.Logf("check etcd: %s", d.Summary)
 		return v.Members == 3 && v.Healthy == 3 && v.Quorum == 2 && v.Tolerance == 1 && slices.Contains(members, v.Leader)
 	})
+	// The daemons check etcd too (every daemon.DefaultEtcdInterval): the
+	// owner's status socket, which the TUI shows, has the same quorum.
+	etcdBound := 2*daemon.DefaultEtcdInterval + 5*time.Second
+	waitStatus(t, ctx, l, owner, etcdBound, "etcd 3/3 on the status socket", func(s status.Snapshot) bool {
+		h, q, tol, lead, ok := etcdView(s)
+		return ok && h == 3 && q == 2 && tol == 1 && slices.Contains(members, lead)
+	})
 
 	up := func(b string) func(status.Snapshot) bool {
 		return func(s status.Snapshot) bool { return view(s, b).State == "up" }
@@ -341,6 +358,11 @@ func TestLabDrills(t *testing.T) {
 					d.has(probes.CheckEtcd, "member-unreachable", target) && d.has(probes.CheckEtcd, "no-tolerance", "") &&
 					!d.has(probes.CheckEtcd, "quorum-lost", "")
 			})
+			sd := waitStatus(t, ctx, l, owner, etcdBound, name+" on the status socket", func(s status.Snapshot) bool {
+				h, q, tol, lead, ok := etcdView(s)
+				return ok && h == 2 && q == 2 && tol == 0 && lead != "" && lead != target
+			})
+			t.Logf("%s: the owner's status socket shows 2/3 after %s", name, sd.Round(time.Millisecond))
 		case FaultEtcdQuorumLost:
 			if target != "cp2,cp3" {
 				t.Fatalf("etcd-quorum-lost stops %q, want cp2,cp3", target)
@@ -351,6 +373,11 @@ func TestLabDrills(t *testing.T) {
 				return v.Healthy < v.Quorum && v.Leader == "" && d.has(probes.CheckEtcd, "quorum-lost", "") &&
 					d.has(probes.CheckEtcd, "member-unreachable", "cp2") && d.has(probes.CheckEtcd, "member-unreachable", "cp3")
 			})
+			sd := waitStatus(t, ctx, l, owner, etcdBound, name+" on the status socket", func(s status.Snapshot) bool {
+				h, q, _, lead, ok := etcdView(s)
+				return ok && h < q && lead == ""
+			})
+			t.Logf("%s: the owner's status socket shows quorum lost after %s", name, sd.Round(time.Millisecond))
 		}
 		detected[name] = d
 		t.Logf("detected %s on %s in %s", name, target, d.Round(time.Millisecond))
@@ -394,6 +421,10 @@ func TestLabDrills(t *testing.T) {
 				return v.Healthy == 3 && v.Tolerance == 1 && v.Leader != ""
 			})
 			t.Logf("healed %s: check etcd OK after %s", name, h.Round(time.Millisecond))
+			waitStatus(t, ctx, l, owner, etcdBound, name+" healed on the status socket", func(s status.Snapshot) bool {
+				h, _, tol, lead, ok := etcdView(s)
+				return ok && h == 3 && tol == 1 && lead != ""
+			})
 		}
 	}
 	res, err := l.Load(ctx, 150, false, 30*time.Second)
