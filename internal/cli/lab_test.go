@@ -196,7 +196,8 @@ func TestLabConsoleTmux(t *testing.T) {
 	x.keys("2")
 	x.waitMatch(15*time.Second, regexp.MustCompile(`cp1 +DOWN +DOWN +DOWN`))
 	t.Logf("stop-backend confirmed in the console -> cp1 DOWN on every peer's view in %v", time.Since(started).Round(time.Millisecond))
-	x.keys("Escape", "L")
+	x.closeText()
+	x.keys("L")
 	x.waitMatch(10*time.Second, regexp.MustCompile(`stop-backend +ACTIVE on cp1`))
 
 	// kill-owner: the console's own daemon dies; it falls over.
@@ -209,7 +210,8 @@ func TestLabConsoleTmux(t *testing.T) {
 	t.Logf("kill-owner on %s -> the console via another peer in %v:\n%s", owner, time.Since(killed).Round(time.Millisecond), screen)
 
 	// Heal it: the owner's daemon is back; r returns to it.
-	x.keys("Escape", "L")
+	x.closeText()
+	x.keys("L")
 	x.waitMatch(10*time.Second, regexp.MustCompile(`kill-owner +ACTIVE on `+owner))
 	x.selectDrill("kill-owner")
 	x.keys("Enter")
@@ -217,7 +219,8 @@ func TestLabConsoleTmux(t *testing.T) {
 	x.keys("y")
 	x.waitScreen(30*time.Second, "healed kill-owner")
 	x.waitScreen(30*time.Second, owner+" is back · r returns")
-	x.keys("Escape", "r")
+	x.closeText()
+	x.keys("r")
 	x.waitMatch(15*time.Second, regexp.MustCompile(`● live · snapshot`))
 
 	x.keys("q")
@@ -233,6 +236,22 @@ func TestLabConsoleTmux(t *testing.T) {
 			t.Errorf("namespace %s left behind", e.Name())
 		}
 	}
+}
+
+// closeText waits for the drill's text, closes it with esc and waits until
+// it is gone
+// (esc and the next key sent together would read as alt+key).
+func (x tmuxPane) closeText() {
+	x.t.Helper()
+	x.waitScreen(30*time.Second, "what to look for")
+	x.keys("Escape")
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if out, _ := x.run("capture-pane", "-p", "-t", "epc"); !strings.Contains(out, "what to look for") {
+			return
+		}
+	}
+	out, _ := x.run("capture-pane", "-p", "-t", "epc")
+	x.t.Fatalf("esc did not close the drill's text:\n%s", out)
 }
 
 // selectDrill moves the drill menu's cursor to name.
