@@ -751,7 +751,10 @@ func (d *Daemon) decide(s *state) {
 		d.log.Info("startup wait over", "after", time.Since(s.started).Round(time.Millisecond), "view_complete", complete(v, gv))
 		s.last = cluster.Decision{Reason: "startup wait"} // log the first real decision
 	}
-	if dec.Owner != s.last.Owner || dec.Reason != s.last.Reason && s.last.Reason == "startup wait" || dec.Hold != s.last.Hold || dec.Elected != s.last.Elected || dec.Epoch != s.last.Epoch {
+	// Logged whenever what it says changes, the reason included: losing
+	// the majority may change nothing else (a follower that already had
+	// no owner to follow) and must still show.
+	if dec.Owner != s.last.Owner || dec.Reason != s.last.Reason || dec.Hold != s.last.Hold || dec.Elected != s.last.Elected || dec.Epoch != s.last.Epoch {
 		d.log.Info("decision", "hold", dec.Hold, "owner", dec.Owner, "epoch", dec.Epoch, "elected", dec.Elected,
 			"reason", dec.Reason, "quorum", dec.Quorum.String(), "mismatch", dec.Mismatch)
 	}

@@ -363,6 +363,10 @@ wait:
 	if owner == "lb3" {
 		target = "lb2"
 	}
+	// Precondition: the target already holds the drain (gossiped).
+	c.waitSnapshot(target, 5*time.Second, "showing cp1 drained", func(s status.Snapshot) bool {
+		return s.Backends[0].Name == "cp1" && s.Backends[0].Drained
+	})
 	if err := status.NewClient(c.socket(target)).Handoff(c.ctx, target); !errors.Is(err, status.ErrConflict) {
 		t.Errorf("handoff asked of a non-owner: %v, want a conflict", err)
 	}
@@ -395,6 +399,7 @@ wait:
 		t.Errorf("failed %d (incomplete %v) across the handoff, want at most %d: %v", lres.Failed, lres.Incomplete, allowed, lres.Errors)
 	}
 	if lres.Backends["cp1"] != 0 {
+		c.dumpLog(c.daemons[target])
 		t.Errorf("drained cp1 answered %d requests across the handoff: the new owner lost the drain (%v)", lres.Backends["cp1"], lres.Backends)
 	}
 	old := owner
