@@ -171,6 +171,15 @@ func TestDrillMenu(t *testing.T) {
 				t.Error("d in the menu asked to drain")
 			}
 		}},
+		{"a drill ending while the menu is open again refreshes it", false, nil, append([]tea.Msg{snap}, keys("L")...), func(t *testing.T, m tui.Model, _ tea.Cmd, f *fakeDrills) {
+			if _, err := f.Run(context.Background(), tui.VerbFault, "stop-backend"); err != nil {
+				t.Fatal(err)
+			}
+			m, _ = drive(m, tui.DrillDoneMsg{Verb: tui.VerbFault, Name: "stop-backend", Text: "cp1 DOWN"})
+			if list, _ := m.Drilling(); len(list) == 0 || !list[0].Active {
+				t.Errorf("menu not refreshed: %+v", list)
+			}
+		}},
 		{"q quits from the menu", false, nil, append([]tea.Msg{snap}, keys("L q")...), func(t *testing.T, m tui.Model, cmd tea.Cmd, _ *fakeDrills) {
 			if msgs := messages(cmd); len(msgs) != 1 || msgs[0] != tea.Quit() {
 				t.Errorf("command gave %#v", msgs)

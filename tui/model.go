@@ -182,6 +182,10 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			m.menu.cursor = min(m.menu.cursor, max(len(msg.Drills)-1, 0))
 		}
 	case DrillDoneMsg:
+		if m.menu != nil && m.drills != nil {
+			// Reopened meanwhile: show the drill's new state.
+			cmds = append(cmds, listDrills(m.ctx, m.drills))
+		}
 		if msg.Err != nil {
 			m.notice, m.alert = msg.Err.Error(), true
 			break
