@@ -30,8 +30,9 @@ var (
 
 const servicePort = 6443
 
-// priorities of lb1..lb3: lb1 is the first owner, lb2 its successor.
-var priorities = map[string]int{"lb1": 150, "lb2": 120, "lb3": 100}
+// priorities of lb1..lb5: lb1 is the first owner, lb2 its successor (lb4
+// and lb5 only in clusters of five, clusterOpts.peers).
+var priorities = map[string]int{"lb1": 150, "lb2": 120, "lb3": 100, "lb4": 80, "lb5": 60}
 
 // cluster is one test's lab: a client, three LB hosts each running the
 // epconsole daemon, three backends running stand-in apiservers.
@@ -77,6 +78,8 @@ type clusterOpts struct {
 	ownKey []string
 	// before runs after the stand-ins started, before any daemon.
 	before func(c *cluster)
+	// peers is the number of LBs (0: three; at most five).
+	peers int
 }
 
 func newClusterWith(t *testing.T, prefix string, timeout time.Duration, o clusterOpts) (*cluster, string) {
@@ -86,7 +89,11 @@ func newClusterWith(t *testing.T, prefix string, timeout time.Duration, o cluste
 		t.Fatal("no epconsole binary (TestMain did not build one)")
 	}
 	hosts := []netlab.HostSpec{{Name: "client", Role: netlab.RoleClient}}
-	for i := 1; i <= 3; i++ {
+	peers := o.peers
+	if peers == 0 {
+		peers = 3
+	}
+	for i := 1; i <= peers; i++ {
 		hosts = append(hosts, netlab.HostSpec{Name: fmt.Sprintf("lb%d", i), Role: netlab.RoleLB})
 	}
 	for i := 1; i <= 3; i++ {
