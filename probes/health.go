@@ -116,7 +116,7 @@ type HealthResult struct {
 	// presented (kinds tls and https, once the handshake completed): a
 	// change means the backend's certificate was reissued, and its SANs
 	// and expiry are worth checking again now.
-	CertSHA256 string `json:"cert_sha256,omitempty"`
+	CertSHA256 string `json:"-"`
 	// Error is why the probe failed, if it did.
 	Error   string        `json:"error,omitempty"`
 	Latency time.Duration `json:"-"`
