@@ -432,7 +432,7 @@ func TestLossSaturatedNoFailover(t *testing.T) {
 		if after := countEvents(dp, "vip-acquired") + countEvents(dp, "vip-released"); after != before[name] {
 			t.Errorf("%s: %d VIP moves under loss and saturation, want 0", name, after-before[name])
 		}
-		t.Logf("%s: %d decision changes during the drill (a peer's heartbeats going stale and fresh again)", name, countDecisions(dp)-decisions[name])
+		t.Logf("%s: %d changes of decision (owner, hold or reason, e.g. \"no majority\") during the drill", name, countDecisions(dp)-decisions[name])
 	}
 }
 
