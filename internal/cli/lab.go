@@ -30,15 +30,16 @@ Builds a whole control-plane endpoint in network namespaces on this machine
 (generated config.hcl with an IPv4 and an IPv6 VIP, a gossip key, a status
 socket), and cp1..cpM each running a stand-in apiserver (a real TLS server
 with a certificate from a lab CA carrying the VIPs and the endpoint DNS
-name). The client sends fresh TLS connections through the VIP.
+name), the first three also a member of a real etcd cluster (TLS, client
+certificates). The client sends fresh TLS connections through the VIP.
 
-On a terminal the console opens, attached to the VIP owner's daemon; quitting
-it removes the lab. With --headless or --duration the lab prints, every
+On a terminal the console opens, attached to the VIP owner's daemon (and to
+the next peer's when that one dies); quitting it removes the lab. With --headless or --duration the lab prints, every
 second, which backend answered each connection. Ctrl-C removes everything.
 
 'lab fault NAME' and 'lab heal NAME' (from another terminal) run a drill on
 the running lab and print what an operator should now see in the console
-and in 'epconsole check'. Drills: ` + "stop-backend, unready-backend, san-missing, slow-backend, partition, kill-owner" + `.
+and in 'epconsole check'. Drills: %s.
 
 'lab down' removes what a crashed lab left behind.
 
@@ -78,7 +79,7 @@ func runLab(ctx context.Context, args []string, stdio IO) int {
 	backends := fs.Int("backends", lab.DefaultBackends, fmt.Sprintf("control-plane hosts with a stand-in apiserver (1..%d)", lab.MaxBackends))
 	binary := fs.String("binary", "", "the epconsole binary the LB peers run (default: this one)")
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), labUsage)
+		fmt.Fprintf(fs.Output(), labUsage, strings.Join(lab.Faults(), ", "))
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -149,6 +150,9 @@ func runLabDemo(ctx context.Context, stdio IO, opts lab.Options, rate int, durat
 	for _, b := range l.Backends() {
 		h := n.Host(b)
 		fmt.Fprintf(stdio.Out, "  backend %-4s %s:%d  [%s]:%d  stand-in apiserver\n", b, h.IPv4(), lab.ServicePort, h.IPv6(), lab.ServicePort)
+	}
+	if e := l.Etcd(); e != nil {
+		fmt.Fprintf(stdio.Out, "  etcd    %s  %s  (TLS; client cert %s)\n", strings.Join(e.Names(), ","), strings.Join(e.Endpoints(), " "), e.ClientCertFile)
 	}
 	fmt.Fprintf(stdio.Out, "  try: ip netns exec %s curl --cacert %s https://%s:%d/version\n", n.Host("client").Namespace(), n.CAFile(), n.VIP4(), lab.ServicePort)
 	fmt.Fprintf(stdio.Out, "       epconsole lab fault stop-backend   (then: epconsole lab heal stop-backend; drills: %s)\n", strings.Join(lab.Faults(), ", "))

@@ -118,6 +118,9 @@ func TestLabDemo(t *testing.T) {
 	if m[4] != "0" {
 		t.Errorf("%s requests failed through the VIP, want 0", m[4])
 	}
+	if !regexp.MustCompile(`\n  etcd    cp1,cp2,cp3  https://`).MatchString(out.String()) {
+		t.Errorf("no line naming the lab's etcd members and endpoints")
+	}
 	if !strings.Contains(out.String(), "IPv6 ok") {
 		t.Errorf("no IPv6 requests in the output")
 	}
