@@ -391,12 +391,8 @@ wait:
 		t.Fatal(err)
 	}
 	t.Logf("load across the handoff: %d attempts, ok %d, failed %d", lres.Attempts, lres.OK, lres.Failed)
-	allowed := inFlight
-	if os.Getenv(strictHandoffEnv) == "1" {
-		allowed = 0
-	}
-	if lres.Failed > allowed || lres.Incomplete {
-		t.Errorf("failed %d (incomplete %v) across the handoff, want at most %d: %v", lres.Failed, lres.Incomplete, allowed, lres.Errors)
+	if lres.Failed > 0 || lres.Incomplete {
+		t.Errorf("failed %d (incomplete %v) across the handoff, want 0: %v", lres.Failed, lres.Incomplete, lres.Errors)
 	}
 	if lres.Backends["cp1"] != 0 {
 		c.dumpLog(c.daemons[target])
