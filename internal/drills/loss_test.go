@@ -359,6 +359,7 @@ func TestLossSaturatedNoFailover(t *testing.T) {
 		}
 	}
 	c, owner := newClusterWith(t, "cll", d+90*time.Second, clusterOpts{before: control})
+	c.keepLogs()
 	before := map[string]int{}
 	decisions := map[string]int{}
 	for name, dp := range c.daemons {

@@ -3,6 +3,7 @@ package drills
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"syscall"
@@ -46,6 +47,28 @@ func (c *cluster) waitOwners(timeout time.Duration, want ...string) time.Duratio
 	return 0
 }
 
+// keepLogs copies the daemons' full logs (debug lines included) out of
+// the test's temporary directory when the test fails (or with
+// EPCONSOLE_DRILL_LOGS set), and says where.
+func (c *cluster) keepLogs() {
+	c.t.Cleanup(func() {
+		if !c.t.Failed() && os.Getenv("EPCONSOLE_DRILL_LOGS") == "" {
+			return
+		}
+		dst, err := os.MkdirTemp("", "epconsole-"+c.t.Name()+"-")
+		if err != nil {
+			c.t.Logf("keeping the logs: %v", err)
+			return
+		}
+		for name, d := range c.daemons {
+			if b, err := os.ReadFile(d.logPath); err == nil {
+				_ = os.WriteFile(filepath.Join(dst, name+".log"), b, 0o644)
+			}
+		}
+		c.t.Logf("the daemons' full logs are kept in %s", dst)
+	})
+}
+
 // acquired counts every LB's vip-acquired events.
 func (c *cluster) acquired() map[string]int {
 	out := map[string]int{}
@@ -68,6 +91,7 @@ func TestFivePeers(t *testing.T) {
 		t.Skipf("set %s=1 for the five-peer drill; off by default (nine namespaces, three faults)", peers5Env)
 	}
 	c, owner := newClusterWith(t, "cl5", 120*time.Second, clusterOpts{peers: 5})
+	c.keepLogs()
 	order := byPriority(c)
 	if owner != order[0] {
 		t.Skipf("owner %s, not %s (a late start); the drill's order assumes the highest priority first", owner, order[0])
@@ -100,14 +124,15 @@ func TestFivePeers(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	// The killed daemon's address stays in its kernel (TestOwnerCrash):
 	// the takeover is when the successor has it too.
+	killed := time.Now()
 	c.signal(owner, syscall.SIGKILL)
 	took := c.waitOwners(5*time.Second, owner, next)
 	res, err := loop.Wait(c.ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("kill -9 of %s: %s holds the VIP %s later; client dark time %s (%d of %d connects failed)",
-		owner, next, took.Round(time.Millisecond), res.LongestGap.Round(time.Millisecond), res.Failures, res.Attempts)
+	t.Logf("kill -9 of %s at %s: %s holds the VIP %s later; client dark time %s (%d of %d connects failed)",
+		owner, killed.UTC().Format("15:04:05.000"), next, took.Round(time.Millisecond), res.LongestGap.Round(time.Millisecond), res.Failures, res.Attempts)
 	if res.LongestGap >= time.Second || res.LastSuccess <= res.LastFailure {
 		t.Errorf("client dark time %s (last success %s, last failure %s), want < 1 s and recovered", res.LongestGap, res.LastSuccess, res.LastFailure)
 	}
@@ -143,10 +168,11 @@ func TestFivePeers(t *testing.T) {
 	}
 	c.waitLog(c.daemons[owner], 10*time.Second, `"msg":"decision"`, `"owner":"`+next+`"`)
 	before = c.acquired()
+	cut := time.Now()
 	heal := []func(){partition(t, c.lab.Host(next), majority...), partition(t, c.lab.Host(owner), majority...)}
 	elected := order[2]
 	took = c.waitOwners(5*time.Second, elected)
-	t.Logf("%v cut off from %v: %s owns the VIP alone %s later", minority, order[2:], elected, took.Round(time.Millisecond))
+	t.Logf("%v cut off from %v at %s: %s owns the VIP alone %s later", minority, order[2:], cut.UTC().Format("15:04:05.000"), elected, took.Round(time.Millisecond))
 	if !logHas(c.daemons[next], `"kind":"vip-released"`, "no majority") {
 		t.Errorf("%s did not release the VIP for want of a majority", next)
 	}
