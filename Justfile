@@ -33,3 +33,8 @@ build:
 bench RUNS="10":
     command -v keepalived >/dev/null && command -v haproxy >/dev/null || (apt-get update && apt-get install -y keepalived haproxy)
     EPCONSOLE_BENCH=1 EPCONSOLE_BENCH_RUNS={{RUNS}} EPCONSOLE_BENCH_DOC="$PWD/docs/BENCHMARKS.md" go test -run '^$' -bench Failover -benchtime 1x -timeout 30m ./internal/bench/
+
+# the long drills (root): 1 % loss between the LB peers with both cores saturated for LOSS, and the five-peer cluster (kill -9, 2 against 3); not in CI
+drills-long LOSS="60s":
+    go build -o /tmp/epconsole-drills ./cmd/epconsole
+    EPCONSOLE_BIN=/tmp/epconsole-drills EPCONSOLE_REQUIRE_NETNS=1 EPCONSOLE_DRILL_LOSS={{LOSS}} EPCONSOLE_DRILL_PEERS5=1 go test -count=1 -p 1 -v -timeout 20m -run 'TestLossSaturatedNoFailover|TestFivePeers' ./internal/drills/
