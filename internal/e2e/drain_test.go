@@ -202,10 +202,15 @@ func TestDeDrainedBackend(t *testing.T) {
 
 	// Control: the same withdraw without a drain first cuts the requests
 	// in flight to b2 (they time out: the answer is dropped at the LB).
+	// b2 answers 1 s late here, so a withdraw slowed by a loaded machine
+	// still finds its requests in flight.
+	if err := e.standins["b2"].SetBehavior(e.ctx, standin.Behavior{Delay: time.Second}); err != nil {
+		t.Fatal(err)
+	}
 	e.reconcile(d, e.desired(e.backends...))
 	var ctl []*netlab.Job[netlab.ClientResult]
 	for _, vip := range vips {
-		ctl = append(ctl, e.slowLoop(e.cl, vip, 1500*time.Millisecond))
+		ctl = append(ctl, e.slowLoop(e.cl, vip, 2500*time.Millisecond))
 	}
 	time.Sleep(time.Second)
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
