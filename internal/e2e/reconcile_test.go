@@ -91,7 +91,7 @@ func TestDeRemovedBackend(t *testing.T) {
 		after = append(after, e.loop(e.cl, vip))
 	}
 	rb := e.stop(before...)
-	time.Sleep(1500 * time.Millisecond)
+	time.Sleep(2 * time.Second)
 	ra := e.stop(after...)
 
 	for i, vip := range vips {
@@ -108,9 +108,10 @@ func TestDeRemovedBackend(t *testing.T) {
 		if onB2 > 0 {
 			t.Logf("%v across the withdraw: %d requests in flight to b2 were cut by its withdraw", vip, onB2)
 		}
-		// After: no failure, never b2, the others serving.
-		if ra[i].Failed != 0 || ra[i].OK < 150 {
-			t.Errorf("%v after the withdraw: %s; want no failure, at least 150 answers", vip, summary(ra[i]))
+		// After: no failure, never b2, the others serving (the count is
+		// loose: a loaded 2-core machine made 114 in 1.5 s once).
+		if ra[i].Failed != 0 || ra[i].OK < 100 {
+			t.Errorf("%v after the withdraw: %s; want no failure, at least 100 answers", vip, summary(ra[i]))
 		}
 		if ra[i].Backends["b2"] != 0 || ra[i].Backends["b1"] < 30 || ra[i].Backends["b3"] < 30 {
 			t.Errorf("%v after the withdraw: backends %s; want none from b2, b1 and b3 serving", vip, counts(ra[i].Backends))
