@@ -95,7 +95,10 @@ func (d Decision) Conflict() bool { return len(d.Claims) > 1 }
 //   - An owner that publishes HandoffTo = X (an operator's handoff) has X
 //     elected while X is a live, eligible candidate, whatever the
 //     priorities and digests; otherwise the request changes nothing.
-//   - With 3 or more peers self holds only while it hears a majority.
+//   - With 3 or more peers self holds only while it hears a majority, and
+//     makes no new claim while a fresh member says it hears no majority
+//     (Member.NoMajority: a partition is forming, and what self hears of
+//     the other side may be about to go stale as well).
 //   - Make before break: an owner that is no longer elected keeps holding
 //     until the elected member's claim (a higher epoch) is visible.
 //   - A holder yields to a stronger claim it hears of only through another
@@ -163,6 +166,10 @@ func Elect(v View, self string) Decision {
 				hidden.reporter, hidden.claim.Name, hidden.claim.Epoch)
 			break
 		}
+		if w := e.withoutMajority(self); w != nil && d.Quorum.Required {
+			d.Reason = fmt.Sprintf("elected, but waits: %s hears no majority (a partition may be forming; this node may be on its small side too)", w.Name)
+			break
+		}
 		d.Hold, d.Epoch = true, maxEpoch+1
 		d.Reason = "claims the VIP: " + why
 	case elected != nil:
@@ -214,6 +221,17 @@ func newElection(v View) *election {
 	}
 	slices.SortFunc(e.live, func(a, b *Member) int { return -compareRank(a, b) })
 	return e
+}
+
+// withoutMajority returns the first fresh member other than self that
+// says it hears no majority, or nil.
+func (e *election) withoutMajority(self string) *Member {
+	for _, m := range e.live {
+		if m.Name != self && m.NoMajority {
+			return m
+		}
+	}
+	return nil
 }
 
 // metaOK reports whether the member's metadata was read and names it.

@@ -27,6 +27,9 @@ func dead(m *Member)    { m.Fresh, m.State = false, StateDead }
 func inelig(m *Member)  { m.Meta.Eligible = false }
 func preempt(m *Member) { m.Meta.Preempt = true }
 
+// noMajority: the member's beats say it hears no majority.
+func noMajority(m *Member) { m.NoMajority = true }
+
 // claims makes the member claim the VIP with epoch e.
 func claims(e uint64) mod { return func(m *Member) { m.Meta.Owner, m.Meta.Epoch = m.Name, e } }
 
@@ -78,6 +81,33 @@ func TestElect(t *testing.T) {
 			self: "lb1",
 			hold: false, owner: "", epoch: 0, elected: "lb2",
 			reason: "lb2 is elected",
+		},
+		{
+			desc: "a forming partition: the old owner released for want of a majority; a fresh peer saying it hears no majority holds the claim back",
+			view: view(node("lb1", 150), node("lb2", 120, noMajority), node("lb3", 100), node("lb4", 80), node("lb5", 60)),
+			self: "lb1",
+			hold: false, owner: "", epoch: 0, elected: "lb1",
+			reason: "elected, but waits: lb2 hears no majority",
+		},
+		{
+			desc: "a forming partition, control: the same view without the sign claims",
+			view: view(node("lb1", 150), node("lb2", 120), node("lb3", 100), node("lb4", 80), node("lb5", 60)),
+			self: "lb1",
+			hold: true, owner: "lb1", epoch: 1, elected: "lb1",
+			reason: "claims the VIP",
+		},
+		{
+			desc: "a forming partition: an owner keeps holding whatever a peer says",
+			view: view(node("lb1", 150, claims(3)), node("lb2", 120, noMajority), node("lb3", 100)),
+			self: "lb1",
+			hold: true, owner: "lb1", epoch: 3, elected: "lb1",
+			reason: "owner: keeps the VIP",
+		},
+		{
+			desc: "a forming partition: with two peers there is no majority rule to wait for",
+			view: view(node("lb1", 150), node("lb2", 120, noMajority)),
+			self: "lb1",
+			hold: true, owner: "lb1", epoch: 1, elected: "lb1",
 		},
 		{
 			desc: "name tie-break: at equal priority the greater name wins",

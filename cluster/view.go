@@ -131,6 +131,13 @@ type Member struct {
 	// it with the heartbeat layer's verdict (View.WithLiveness). This node
 	// is always fresh in its own View.
 	Fresh bool
+	// NoMajority: the member is fresh but says it does not hear a
+	// majority: a partition is forming around it. Elect makes no new
+	// claim meanwhile (what it sees of the other side may be a beat or two
+	// from going stale too). The daemon sets it from the beats for at
+	// most a short hold-off, so that a peer with a partial view cannot
+	// block an election for long.
+	NoMajority bool
 	// Meta is the member's published metadata (zero if not yet known or
 	// undecodable).
 	Meta Meta
@@ -174,6 +181,10 @@ func (v View) Member(name string) (Member, bool) {
 type Liveness struct {
 	// Fresh: beats from the peer arrived within the threshold.
 	Fresh bool
+	// NoMajority: the peer is fresh and its beats say it does not hear a
+	// majority itself (it is on the small side of a partition that is
+	// forming). The caller keeps it only briefly (see Member.NoMajority).
+	NoMajority bool
 	// HasOwner: the latest beat carried the peer's owner belief (Owner,
 	// Epoch), which is newer than its gossiped Meta.
 	HasOwner bool
@@ -194,6 +205,7 @@ func (v View) WithLiveness(live map[string]Liveness) View {
 			continue
 		}
 		m.Fresh = l.Fresh
+		m.NoMajority = l.Fresh && l.NoMajority
 		if l.Fresh && l.HasOwner {
 			m.Meta.Owner, m.Meta.Epoch = l.Owner, l.Epoch
 		}

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"net/netip"
+	"time"
 
 	"github.com/epconsole/epconsole/cluster"
 	"github.com/epconsole/epconsole/cluster/heartbeat"
@@ -108,14 +109,42 @@ func sameSet(a, b map[string]bool) bool {
 	return true
 }
 
+// majorityWatch remembers since when each peer's beats say it hears no
+// majority (cluster.Member.NoMajority).
+type majorityWatch map[string]heartbeat.Mono
+
+// noMajority returns the fresh peers whose beats say they hear no
+// majority, for at most holdOff since that was first seen: long enough
+// for a partition that is forming to reach this node too (its own
+// majority then goes stale), short enough that a peer with a partial view
+// cannot hold an election back. It updates w.
+func (w majorityWatch) noMajority(hv heartbeat.View, now heartbeat.Mono, holdOff time.Duration) map[string]bool {
+	out := map[string]bool{}
+	for _, p := range hv.Peers {
+		if !p.Alive || hv.Stale || p.Flags&heartbeat.FlagMajority != 0 {
+			delete(w, p.Name)
+			continue
+		}
+		since, ok := w[p.Name]
+		if !ok {
+			w[p.Name], since = now, now
+		}
+		if now.Sub(since) <= holdOff {
+			out[p.Name] = true
+		}
+	}
+	return out
+}
+
 // liveness turns the heartbeat's picture into Elect's liveness input.
 // A stale picture (the beat loop stuck or gone) makes every peer and this
 // node itself not fresh: without beats it must not hold the VIP.
-func liveness(hv heartbeat.View, self string) map[string]cluster.Liveness {
+// noMajority (nil: none) marks the peers that say they hear no majority.
+func liveness(hv heartbeat.View, self string, noMajority map[string]bool) map[string]cluster.Liveness {
 	live := make(map[string]cluster.Liveness, len(hv.Peers)+1)
 	for _, p := range hv.Peers {
 		fresh := p.Alive && !hv.Stale
-		l := cluster.Liveness{Fresh: fresh}
+		l := cluster.Liveness{Fresh: fresh, NoMajority: fresh && noMajority[p.Name]}
 		if fresh && p.Seen {
 			l.HasOwner, l.Owner, l.Epoch = true, p.Owner, p.Epoch
 		}

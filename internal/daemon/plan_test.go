@@ -123,9 +123,12 @@ func TestLiveness(t *testing.T) {
 		{Name: "lb2", Alive: true, Seen: true, Owner: "lb2", Epoch: 7},
 		{Name: "lb3", Alive: false, Seen: true, Owner: "lb3", Epoch: 9},
 	}}
-	live := liveness(hv, "lb1")
+	live := liveness(hv, "lb1", map[string]bool{"lb2": true, "lb3": true})
 	if l := live["lb2"]; !l.Fresh || !l.HasOwner || l.Owner != "lb2" || l.Epoch != 7 {
 		t.Errorf("lb2 %+v", l)
+	}
+	if !live["lb2"].NoMajority || live["lb3"].NoMajority {
+		t.Errorf("NoMajority: lb2 %v (fresh, marked), lb3 %v (dead): want true, false", live["lb2"].NoMajority, live["lb3"].NoMajority)
 	}
 	if l := live["lb3"]; l.Fresh || l.HasOwner {
 		t.Errorf("dead lb3 %+v: a dead peer's last claim must not count", l)
@@ -134,7 +137,7 @@ func TestLiveness(t *testing.T) {
 		t.Error("self in the liveness map of a fresh view")
 	}
 	hv.Stale = true
-	live = liveness(hv, "lb1")
+	live = liveness(hv, "lb1", nil)
 	if live["lb2"].Fresh || live["lb1"].Fresh {
 		t.Errorf("stale view: %+v, want nobody fresh, self included", live)
 	}
@@ -220,5 +223,42 @@ func TestPlanFromConfig(t *testing.T) {
 	c3.Node.Name = "lbx"
 	if restartNeeded(c, c3) == "" || restartNeeded(c, c2) != "" {
 		t.Error("restartNeeded: a node rename must need a restart, a heartbeat change not")
+	}
+}
+
+// TestMajorityWatch: a fresh peer whose beats lack FlagMajority is
+// reported for the hold-off after it was first seen so, then no longer;
+// regaining the flag (or going dead, or a stale view) resets it.
+func TestMajorityWatch(t *testing.T) {
+	const ms = heartbeat.Mono(time.Millisecond)
+	holdOff := 40 * time.Millisecond
+	view := func(flags heartbeat.Flags, alive, stale bool) heartbeat.View {
+		return heartbeat.View{Stale: stale, Peers: []heartbeat.PeerView{
+			{Name: "lb2", Alive: alive, Seen: true, Flags: flags},
+			{Name: "lb3", Alive: true, Seen: true, Flags: heartbeat.FlagMajority},
+		}}
+	}
+	w := majorityWatch{}
+	steps := []struct {
+		at           heartbeat.Mono
+		flags        heartbeat.Flags
+		alive, stale bool
+		want         bool
+	}{
+		{0, heartbeat.FlagMajority, true, false, false},
+		{10 * ms, 0, true, false, true},  // first seen without the flag
+		{45 * ms, 0, true, false, true},  // within the hold-off
+		{51 * ms, 0, true, false, false}, // hold-off over: it no longer holds the election back
+		{60 * ms, heartbeat.FlagMajority, true, false, false},
+		{70 * ms, 0, true, false, true},   // again: a new hold-off
+		{80 * ms, 0, false, false, false}, // dead: not fresh, forgotten
+		{85 * ms, 0, true, false, true},
+		{90 * ms, 0, true, true, false}, // stale view: nobody
+	}
+	for i, st := range steps {
+		got := w.noMajority(view(st.flags, st.alive, st.stale), st.at, holdOff)
+		if got["lb2"] != st.want || got["lb3"] {
+			t.Errorf("step %d at %v: %v, want lb2 %v and never lb3", i, time.Duration(st.at), got, st.want)
+		}
 	}
 }
