@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -14,6 +15,10 @@ import (
 // by default: saturating the cores under a parallel `go test ./...` would
 // disturb other packages' timing tests.
 const saturateEnv = "EPCONSOLE_DRILL_SATURATE"
+
+// saturateLoopsEnv sets how many busy loops saturate the cores (default:
+// one per core; DESIGN.md's keepalived figure used 16).
+const saturateLoopsEnv = "EPCONSOLE_DRILL_SATURATE_LOOPS"
 
 // TestSaturatedNoFailover: every core busy with bounded busy loops (normal
 // priority, as a loaded host would be): the heartbeat (SCHED_FIFO helper)
@@ -35,6 +40,11 @@ func TestSaturatedNoFailover(t *testing.T) {
 	ctx, cancel := context.WithTimeout(c.ctx, d)
 	defer cancel()
 	n := runtime.NumCPU()
+	if v := os.Getenv(saturateLoopsEnv); v != "" {
+		if n, err = strconv.Atoi(v); err != nil || n < 1 || n > 64 {
+			t.Fatalf("%s=%q: want 1 to 64 busy loops", saturateLoopsEnv, v)
+		}
+	}
 	for i := 0; i < n; i++ {
 		cmd := exec.CommandContext(ctx, "sh", "-c", "while :; do :; done")
 		if err := cmd.Start(); err != nil {
