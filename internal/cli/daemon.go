@@ -65,6 +65,11 @@ func runDaemon(ctx context.Context, args []string, stdio IO) int {
 		file = defaultConfigPath()
 	}
 	log := daemonLogger(stdio.Err, lv)
+	if n, err := daemon.RaisePriority(daemon.DefaultNice); err != nil {
+		log.Warn("daemon priority unchanged: claiming the VIP may wait behind other work on a busy host", "nice", daemon.DefaultNice, "err", err)
+	} else {
+		log.Info("daemon priority", "nice", daemon.DefaultNice, "threads", n)
+	}
 
 	reload := make(chan struct{}, 1)
 	hup := make(chan os.Signal, 1)
