@@ -124,15 +124,7 @@ func TestLabDemo(t *testing.T) {
 	if !strings.Contains(out.String(), "IPv6 ok") {
 		t.Errorf("no IPv6 requests in the output")
 	}
-	ents, err := os.ReadDir("/run/netns")
-	if err != nil && !os.IsNotExist(err) {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), labPrefix+"-") {
-			t.Errorf("namespace %s left behind", e.Name())
-		}
-	}
+	testenv.NoNamespacesLeft(t, labPrefix)
 	var fo, fe bytes.Buffer
 	if c := Run(ctx, []string{"lab", "fault", "stop-backend"}, IO{Out: &fo, Err: &fe}); c != 1 || !strings.Contains(fe.String(), "no running lab") {
 		t.Errorf("lab fault without a lab: exit %d, stderr %q; want 1 and 'no running lab'", c, fe.String())
@@ -230,15 +222,7 @@ func TestLabConsoleTmux(t *testing.T) {
 	if code := x.waitExitWithin(exitFile, 60*time.Second); code != "0" {
 		t.Errorf("epconsole lab exited %s, want 0", code)
 	}
-	ents, err := os.ReadDir("/run/netns")
-	if err != nil && !os.IsNotExist(err) {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), labPrefix+"-") {
-			t.Errorf("namespace %s left behind", e.Name())
-		}
-	}
+	testenv.NoNamespacesLeft(t, labPrefix)
 }
 
 // closeText waits for the drill's text, closes it with esc and waits until

@@ -173,9 +173,9 @@ func (d *Daemon) certPresented(r probes.HealthResult) {
 	}
 }
 
-// certLoop runs the certificate checks every DefaultSlowInterval, and at
-// once when certPresented asks.
-func (d *Daemon) certLoop(ctx context.Context, slow *slowResults) {
+// every runs fn with the running config at once, then every interval
+// and whenever kick (nil: never) asks, until ctx ends.
+func (d *Daemon) every(ctx context.Context, interval time.Duration, kick <-chan struct{}, fn func(*config.Config)) {
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
@@ -183,49 +183,50 @@ func (d *Daemon) certLoop(ctx context.Context, slow *slowResults) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-		case <-d.certKick:
+		case <-kick:
 		}
 		if cfg := d.config(); cfg != nil {
-			in := direct.ReadInputs(cfg)
-			certs, cf := probes.Certificates(ctx, in.Targets, in.Certs)
-			if ctx.Err() != nil {
-				return
-			}
-			slow.mu.Lock()
-			slow.certs, slow.cf = certs, cf
-			slow.mu.Unlock()
-			d.pokeStatus()
+			fn(cfg)
 		}
-		t.Reset(DefaultSlowInterval)
+		if ctx.Err() != nil {
+			return
+		}
+		t.Reset(interval)
 	}
+}
+
+// certLoop runs the certificate checks every DefaultSlowInterval, and at
+// once when certPresented asks.
+func (d *Daemon) certLoop(ctx context.Context, slow *slowResults) {
+	d.every(ctx, DefaultSlowInterval, d.certKick, func(cfg *config.Config) {
+		in := direct.ReadInputs(cfg)
+		certs, cf := probes.Certificates(ctx, in.Targets, in.Certs)
+		if ctx.Err() != nil {
+			return
+		}
+		slow.mu.Lock()
+		slow.certs, slow.cf = certs, cf
+		slow.mu.Unlock()
+		d.pokeStatus()
+	})
 }
 
 // etcdLoop runs the etcd quorum check every DefaultEtcdInterval.
 func (d *Daemon) etcdLoop(ctx context.Context, slow *slowResults) {
-	t := time.NewTimer(0)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
+	d.every(ctx, DefaultEtcdInterval, nil, func(cfg *config.Config) {
+		var rep *probes.EtcdReport
+		if in := direct.ReadInputs(cfg); in.Etcd != nil {
+			r := probes.Etcd(ctx, *in.Etcd)
+			rep = &r
+		}
+		if ctx.Err() != nil {
 			return
-		case <-t.C:
 		}
-		if cfg := d.config(); cfg != nil {
-			var rep *probes.EtcdReport
-			if in := direct.ReadInputs(cfg); in.Etcd != nil {
-				r := probes.Etcd(ctx, *in.Etcd)
-				rep = &r
-			}
-			if ctx.Err() != nil {
-				return
-			}
-			slow.mu.Lock()
-			slow.etcd = rep
-			slow.mu.Unlock()
-			d.pokeStatus()
-		}
-		t.Reset(DefaultEtcdInterval)
-	}
+		slow.mu.Lock()
+		slow.etcd = rep
+		slow.mu.Unlock()
+		d.pokeStatus()
+	})
 }
 
 // connLoop counts the connections per backend in conntrack.
@@ -236,25 +237,15 @@ func (d *Daemon) connLoop(ctx context.Context) {
 		return
 	}
 	defer ct.Close()
-	t := time.NewTimer(0)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+	d.every(ctx, DefaultConnInterval, nil, func(cfg *config.Config) {
+		counts, err := countConns(ctx, ct, cfg)
+		if err != nil && ctx.Err() == nil {
+			d.log.Debug("counting connections", "err", err)
 		}
-		if cfg := d.config(); cfg != nil {
-			counts, err := countConns(ctx, ct, cfg)
-			if err != nil && ctx.Err() == nil {
-				d.log.Debug("counting connections", "err", err)
-			}
-			d.connMu.Lock()
-			d.conns = counts
-			d.connMu.Unlock()
-		}
-		t.Reset(DefaultConnInterval)
-	}
+		d.connMu.Lock()
+		d.conns = counts
+		d.connMu.Unlock()
+	})
 }
 
 // countConns counts the conntrack flows to each VIP by the backend they

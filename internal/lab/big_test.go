@@ -2,10 +2,7 @@ package lab
 
 import (
 	"context"
-	"errors"
 	"log/slog"
-	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -109,13 +106,5 @@ func TestLabBiggest(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatalf("lab close: %v", err)
 	}
-	ents, err := os.ReadDir("/run/netns")
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), testPrefix+"-") {
-			t.Errorf("namespace %s left behind", e.Name())
-		}
-	}
+	testenv.NoNamespacesLeft(t, testPrefix)
 }

@@ -450,15 +450,7 @@ func TestLabDrills(t *testing.T) {
 			t.Errorf("%s left behind (%v)", d, err)
 		}
 	}
-	ents, err := os.ReadDir("/run/netns")
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), testPrefix+"-") {
-			t.Errorf("namespace %s left behind", e.Name())
-		}
-	}
+	testenv.NoNamespacesLeft(t, testPrefix)
 	for _, pid := range pids {
 		if pid != 0 && syscall.Kill(pid, 0) == nil {
 			t.Errorf("daemon process %d left behind", pid)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/vishvananda/netns"
@@ -62,4 +63,20 @@ func probeNetns() error {
 		errc <- err
 	}()
 	return <-errc
+}
+
+// NoNamespacesLeft fails t for every named network namespace whose name
+// starts with prefix+"-" (what a lab or topology with that prefix
+// creates), as a test checks after its teardown.
+func NoNamespacesLeft(t testing.TB, prefix string) {
+	t.Helper()
+	ents, err := os.ReadDir("/run/netns")
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), prefix+"-") {
+			t.Errorf("namespace %s left behind", e.Name())
+		}
+	}
 }
