@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"runtime"
 	"strings"
 	"sync"
@@ -380,14 +379,7 @@ func TestLossSaturatedNoFailover(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, d)
 	defer cancel()
-	n := runtime.NumCPU()
-	for i := 0; i < n; i++ {
-		cmd := exec.CommandContext(ctx, "sh", "-c", "while :; do :; done")
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		go func() { _ = cmd.Wait() }()
-	}
+	n := busyLoops(t, ctx)
 	start := time.Now()
 	t.Logf("1 %% loss between the LBs and %d busy loops for %s; owner %s", n, d, owner)
 	checks, halfway := 0, false

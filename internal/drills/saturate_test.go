@@ -39,19 +39,7 @@ func TestSaturatedNoFailover(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, d)
 	defer cancel()
-	n := runtime.NumCPU()
-	if v := os.Getenv(saturateLoopsEnv); v != "" {
-		if n, err = strconv.Atoi(v); err != nil || n < 1 || n > 64 {
-			t.Fatalf("%s=%q: want 1 to 64 busy loops", saturateLoopsEnv, v)
-		}
-	}
-	for i := 0; i < n; i++ {
-		cmd := exec.CommandContext(ctx, "sh", "-c", "while :; do :; done")
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		go func() { _ = cmd.Wait() }()
-	}
+	n := busyLoops(t, ctx)
 	t.Logf("%d busy loops for %s; owner %s", n, d, owner)
 	for ctx.Err() == nil {
 		if o := c.owners(); len(o) != 1 || o[0] != owner {
@@ -64,4 +52,26 @@ func TestSaturatedNoFailover(t *testing.T) {
 			t.Errorf("%s: %d VIP moves while the cores were saturated, want 0", name, after-before[name])
 		}
 	}
+}
+
+// busyLoops starts bounded busy loops (normal priority, ending with ctx):
+// one per core, or EPCONSOLE_DRILL_SATURATE_LOOPS of them. It returns how
+// many.
+func busyLoops(t *testing.T, ctx context.Context) int {
+	t.Helper()
+	n := runtime.NumCPU()
+	if v := os.Getenv(saturateLoopsEnv); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 || n > 64 {
+			t.Fatalf("%s=%q: want 1 to 64 busy loops", saturateLoopsEnv, v)
+		}
+	}
+	for i := 0; i < n; i++ {
+		cmd := exec.CommandContext(ctx, "sh", "-c", "while :; do :; done")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go func() { _ = cmd.Wait() }()
+	}
+	return n
 }
