@@ -3,7 +3,6 @@ package drills
 import (
 	"net"
 	"net/netip"
-	"runtime"
 	"slices"
 	"sort"
 	"syscall"
@@ -11,7 +10,6 @@ import (
 	"time"
 
 	"github.com/mdlayher/arp"
-	"github.com/vishvananda/netns"
 
 	"github.com/epconsole/epconsole/internal/netlab"
 )
@@ -27,36 +25,15 @@ type arpProbe struct {
 
 func newARPProbe(t *testing.T, h *netlab.Host) *arpProbe {
 	t.Helper()
-	ns, err := h.OpenNetNS()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
-	type result struct {
-		c   *arp.Client
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := netns.Set(ns); err != nil {
-			ch <- result{err: err}
-			return
-		}
+	c := inHost(t, h, "ARP socket", func() (*arp.Client, error) {
 		ifi, err := net.InterfaceByName(netlab.HostLink)
 		if err != nil {
-			ch <- result{err: err}
-			return
+			return nil, err
 		}
-		c, err := arp.Dial(ifi)
-		ch <- result{c, err}
-	}()
-	r := <-ch
-	if r.err != nil {
-		t.Fatalf("ARP socket in %s: %v", h.Namespace(), r.err)
-	}
-	t.Cleanup(func() { r.c.Close() })
-	return &arpProbe{c: r.c, self: h.IPv4()}
+		return arp.Dial(ifi)
+	})
+	t.Cleanup(func() { c.Close() })
+	return &arpProbe{c: c, self: h.IPv4()}
 }
 
 // answer sends one ARP request for target and returns the hardware

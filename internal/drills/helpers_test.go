@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/epconsole/epconsole/dataplane"
 	"github.com/epconsole/epconsole/internal/netlab"
+	"github.com/vishvananda/netns"
 )
 
 // The address slice of this package; every test's lab is its own segment.
@@ -424,4 +426,35 @@ func containsAll(s string, parts ...string) bool {
 		}
 	}
 	return true
+}
+
+// inHost runs open on a thread moved into h's namespace and never
+// unlocked (the runtime retires it with its goroutine), so the socket it
+// opens stays in that namespace; what names the socket in a failure.
+func inHost[T any](t *testing.T, h *netlab.Host, what string, open func() (T, error)) T {
+	t.Helper()
+	ns, err := h.OpenNetNS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	type result struct {
+		v   T
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		if err := netns.Set(ns); err != nil {
+			ch <- result{err: err}
+			return
+		}
+		v, err := open()
+		ch <- result{v, err}
+	}()
+	r := <-ch
+	if r.err != nil {
+		t.Fatalf("%s in %s: %v", what, h.Namespace(), r.err)
+	}
+	return r.v
 }

@@ -8,17 +8,14 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/epconsole/epconsole/internal/netlab"
@@ -60,15 +57,7 @@ func (l lossCount) ratio() float64 {
 }
 
 // lossTable is a host's "drillloss" table.
-type lossTable struct {
-	t      *testing.T
-	host   *netlab.Host
-	conn   *nftables.Conn
-	ns     netns.NsHandle
-	table  *nftables.Table
-	chains []*nftables.Chain
-	done   bool
-}
+type lossTable struct{ *peerTable }
 
 // addLoss makes h drop packets between it and peers at random, in its own
 // "drillloss" table: for UDP and TCP in either direction, the output and
@@ -78,75 +67,38 @@ type lossTable struct {
 // at cleanup) deletes the table.
 func addLoss(t *testing.T, h *netlab.Host, peers ...*netlab.Host) *lossTable {
 	t.Helper()
-	ns, err := h.OpenNetNS()
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := nftables.New(nftables.WithNetNSFd(int(ns)))
-	if err != nil {
-		ns.Close()
-		t.Fatal(err)
-	}
-	l := &lossTable{t: t, host: h, conn: conn, ns: ns}
-	l.table = conn.AddTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: "drillloss"})
-	for _, hook := range []struct {
-		name   string
-		hook   *nftables.ChainHook
-		offset uint32 // 12: ip saddr (input), 16: ip daddr (output)
-	}{{"input", nftables.ChainHookInput, 12}, {"output", nftables.ChainHookOutput, 16}} {
-		ch := conn.AddChain(&nftables.Chain{Name: hook.name, Table: l.table, Type: nftables.ChainTypeFilter,
-			Hooknum: hook.hook, Priority: nftables.ChainPriorityFilter})
-		l.chains = append(l.chains, ch)
-		for _, p := range peers {
-			a := p.IPv4().As4()
-			peer := []expr.Any{
-				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: hook.offset, Len: 4},
-				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: a[:]},
-			}
-			proto := func(p byte) []expr.Any {
-				return []expr.Any{
-					&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
-					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{p}},
-				}
-			}
-			heartbeat := append(proto(unix.IPPROTO_UDP),
-				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
-				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(heartbeatPort)},
-			)
-			// numgen random mod lossModulus == 0 (0 reads the same in
-			// either byte order).
-			random := []expr.Any{
-				&expr.Numgen{Register: 1, Modulus: lossModulus, Type: unix.NFT_NG_RANDOM},
-				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0, 0, 0, 0}},
-			}
-			rule := func(tag string, parts ...[]expr.Any) {
-				var exprs []expr.Any
-				for _, p := range parts {
-					exprs = append(exprs, p...)
-				}
-				conn.AddRule(&nftables.Rule{Table: l.table, Chain: ch, Exprs: exprs, UserData: []byte(tag)})
-			}
-			counter := []expr.Any{&expr.Counter{}}
-			drop := []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}}
-			// The heartbeat: counted, dropped at random, and accepted
-			// (in this chain only) so the rules below draw no second
-			// number for it.
-			rule("seen "+string(classHeartbeat), peer, heartbeat, counter)
-			rule("dropped "+string(classHeartbeat), peer, heartbeat, random, counter, drop)
-			rule("", peer, heartbeat, []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}})
-			// Everything else in UDP or TCP (memberlist's gossip).
-			for _, pr := range []byte{unix.IPPROTO_UDP, unix.IPPROTO_TCP} {
-				rule("seen "+string(classOther), peer, proto(pr), counter)
-				rule("dropped "+string(classOther), peer, proto(pr), random, counter, drop)
-			}
+	proto := func(p byte) []expr.Any {
+		return []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{p}},
 		}
 	}
-	if err := conn.Flush(); err != nil {
-		ns.Close()
-		t.Fatalf("loss rules on %s: %v", h.Name(), err)
+	heartbeat := append(proto(unix.IPPROTO_UDP),
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(heartbeatPort)},
+	)
+	// numgen random mod lossModulus == 0 (0 reads the same in either byte
+	// order).
+	random := []expr.Any{
+		&expr.Numgen{Register: 1, Modulus: lossModulus, Type: unix.NFT_NG_RANDOM},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0, 0, 0, 0}},
 	}
-	t.Cleanup(l.remove)
-	return l
+	counter := []expr.Any{&expr.Counter{}}
+	drop := []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}}
+	pt := addPeerTable(t, h, "drillloss", "loss rules", peers, func(rule func(tag string, parts ...[]expr.Any), peer []expr.Any) {
+		// The heartbeat: counted, dropped at random, and accepted (in
+		// this chain only) so the rules below draw no second number for
+		// it.
+		rule("seen "+string(classHeartbeat), peer, heartbeat, counter)
+		rule("dropped "+string(classHeartbeat), peer, heartbeat, random, counter, drop)
+		rule("", peer, heartbeat, []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}})
+		// Everything else in UDP or TCP (memberlist's gossip).
+		for _, pr := range []byte{unix.IPPROTO_UDP, unix.IPPROTO_TCP} {
+			rule("seen "+string(classOther), peer, proto(pr), counter)
+			rule("dropped "+string(classOther), peer, proto(pr), random, counter, drop)
+		}
+	})
+	return &lossTable{pt}
 }
 
 // counts reads the counters, by chain name and class.
@@ -182,47 +134,13 @@ func (l *lossTable) counts() (map[string]map[lossClass]lossCount, error) {
 	return out, nil
 }
 
-func (l *lossTable) remove() {
-	if l.done {
-		return
-	}
-	l.done = true
-	l.conn.DelTable(l.table)
-	if err := l.conn.Flush(); err != nil {
-		l.t.Errorf("removing the loss rules on %s: %v", l.host.Name(), err)
-	}
-	l.ns.Close()
-}
-
-// udpIn opens a UDP socket in h's namespace on a thread moved there and
-// never unlocked (it dies with its goroutine); the socket stays there.
+// udpIn opens a UDP socket in h's namespace (closed at the end of the
+// test).
 func udpIn(t *testing.T, h *netlab.Host, open func() (*net.UDPConn, error)) *net.UDPConn {
 	t.Helper()
-	ns, err := h.OpenNetNS()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
-	type result struct {
-		c   *net.UDPConn
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := netns.Set(ns); err != nil {
-			ch <- result{err: err}
-			return
-		}
-		c, err := open()
-		ch <- result{c, err}
-	}()
-	r := <-ch
-	if r.err != nil {
-		t.Fatalf("UDP socket in %s: %v", h.Namespace(), r.err)
-	}
-	t.Cleanup(func() { r.c.Close() })
-	return r.c
+	c := inHost(t, h, "UDP socket", open)
+	t.Cleanup(func() { c.Close() })
+	return c
 }
 
 // sendUDP sends n numbered datagrams from one host to another's port

@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/vishvananda/netns"
 
 	"github.com/epconsole/epconsole/internal/netlab"
 )
@@ -17,6 +18,34 @@ import (
 // returned function heals it.
 func partition(t *testing.T, h *netlab.Host, peers ...*netlab.Host) (heal func()) {
 	t.Helper()
+	pt := addPeerTable(t, h, "drillpart", "partition", peers, func(rule func(tag string, parts ...[]expr.Any), peer []expr.Any) {
+		rule("", peer, []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}})
+	})
+	return pt.remove
+}
+
+// peerTable is a drill's own IPv4 table in a host's namespace, with an
+// input and an output filter chain.
+type peerTable struct {
+	t      *testing.T
+	host   *netlab.Host
+	what   string
+	conn   *nftables.Conn
+	ns     netns.NsHandle
+	table  *nftables.Table
+	chains []*nftables.Chain
+	done   bool
+}
+
+// addPeerTable adds table name in h's namespace, with an input and an
+// output filter chain, and lets rules fill both for each peer: peer
+// matches that peer's packets (ip saddr in input, ip daddr in output),
+// and rule adds a rule of the concatenated parts (tag is its user data).
+// remove (also run at cleanup) deletes the table; what names it in
+// failures.
+func addPeerTable(t *testing.T, h *netlab.Host, name, what string, peers []*netlab.Host,
+	rules func(rule func(tag string, parts ...[]expr.Any), peer []expr.Any)) *peerTable {
+	t.Helper()
 	ns, err := h.OpenNetNS()
 	if err != nil {
 		t.Fatal(err)
@@ -26,42 +55,54 @@ func partition(t *testing.T, h *netlab.Host, peers ...*netlab.Host) (heal func()
 		ns.Close()
 		t.Fatal(err)
 	}
-	table := conn.AddTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: "drillpart"})
+	pt := &peerTable{t: t, host: h, what: what, conn: conn, ns: ns}
+	pt.table = conn.AddTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: name})
 	for _, hook := range []struct {
 		name   string
 		hook   *nftables.ChainHook
 		offset uint32 // 12: ip saddr (input), 16: ip daddr (output)
 	}{{"input", nftables.ChainHookInput, 12}, {"output", nftables.ChainHookOutput, 16}} {
-		ch := conn.AddChain(&nftables.Chain{Name: hook.name, Table: table, Type: nftables.ChainTypeFilter,
+		ch := conn.AddChain(&nftables.Chain{Name: hook.name, Table: pt.table, Type: nftables.ChainTypeFilter,
 			Hooknum: hook.hook, Priority: nftables.ChainPriorityFilter})
+		pt.chains = append(pt.chains, ch)
+		rule := func(tag string, parts ...[]expr.Any) {
+			var exprs []expr.Any
+			for _, p := range parts {
+				exprs = append(exprs, p...)
+			}
+			var ud []byte
+			if tag != "" {
+				ud = []byte(tag)
+			}
+			conn.AddRule(&nftables.Rule{Table: pt.table, Chain: ch, Exprs: exprs, UserData: ud})
+		}
 		for _, p := range peers {
 			a := p.IPv4().As4()
-			// ip saddr|daddr PEER drop
-			conn.AddRule(&nftables.Rule{Table: table, Chain: ch, Exprs: []expr.Any{
+			rules(rule, []expr.Any{
 				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: hook.offset, Len: 4},
 				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: a[:]},
-				&expr.Verdict{Kind: expr.VerdictDrop},
-			}})
+			})
 		}
 	}
 	if err := conn.Flush(); err != nil {
 		ns.Close()
-		t.Fatalf("partitioning %s: %v", h.Name(), err)
+		t.Fatalf("%s on %s: %v", what, h.Name(), err)
 	}
-	healed := false
-	heal = func() {
-		if healed {
-			return
-		}
-		healed = true
-		conn.DelTable(table)
-		if err := conn.Flush(); err != nil {
-			t.Errorf("healing %s: %v", h.Name(), err)
-		}
-		ns.Close()
+	t.Cleanup(pt.remove)
+	return pt
+}
+
+// remove deletes the table (once).
+func (pt *peerTable) remove() {
+	if pt.done {
+		return
 	}
-	t.Cleanup(heal)
-	return heal
+	pt.done = true
+	pt.conn.DelTable(pt.table)
+	if err := pt.conn.Flush(); err != nil {
+		pt.t.Errorf("removing the %s on %s: %v", pt.what, pt.host.Name(), err)
+	}
+	pt.ns.Close()
 }
 
 // holdsOnly checks for d that owners stay exactly [want].
