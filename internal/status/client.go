@@ -215,14 +215,7 @@ func (c *Client) Subscribe(ctx context.Context) <-chan Update {
 	out := make(chan Update)
 	go func() {
 		defer close(out)
-		emit := func(u Update) bool {
-			select {
-			case out <- u:
-				return true
-			case <-ctx.Done():
-				return false
-			}
-		}
+		emit := sendUpdate(ctx, out)
 		backoff := minBackoff
 		lastErr := ""
 		for {
@@ -350,5 +343,18 @@ func readLine(r *bufio.Reader) ([]byte, error) {
 			return nil, err
 		}
 		return bytes.TrimRight(line, "\r\n"), nil
+	}
+}
+
+// sendUpdate returns a function that hands an Update to out, and reports
+// false instead when ctx ends first.
+func sendUpdate(ctx context.Context, out chan<- Update) func(Update) bool {
+	return func(u Update) bool {
+		select {
+		case out <- u:
+			return true
+		case <-ctx.Done():
+			return false
+		}
 	}
 }

@@ -178,14 +178,7 @@ func (f *Failover) Subscribe(ctx context.Context) <-chan Update {
 	out := make(chan Update)
 	go func() {
 		defer close(out)
-		emit := func(u Update) bool {
-			select {
-			case out <- u:
-				return true
-			case <-ctx.Done():
-				return false
-			}
-		}
+		emit := sendUpdate(ctx, out)
 		f.mu.Lock()
 		order := f.order(f.cur, false)
 		f.mu.Unlock()
