@@ -2,7 +2,6 @@ package lab
 
 import (
 	"context"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -16,24 +15,10 @@ import (
 // through the VIP (IPv4 and IPv6), `check all` OK with three etcd members
 // (the first three backends), and nothing left after Close.
 func TestLabBiggest(t *testing.T) {
-	testenv.NeedNetns(t)
-	if epconsoleBin == "" {
-		t.Fatal("no epconsole binary (TestMain did not build one)")
-	}
-	if err := Down(testPrefix); err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	start := time.Now()
-	l, err := Up(ctx, Options{
-		Prefix: testPrefix, IPv4: testIPv4, IPv6: testIPv6, Binary: epconsoleBin,
-		Peers: MaxPeers, Backends: MaxBackends,
-		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil)),
-	})
-	if err != nil {
-		t.Fatalf("lab up --peers %d --backends %d: %v", MaxPeers, MaxBackends, err)
-	}
+	l := upTestLab(t, ctx, MaxPeers, MaxBackends)
 	t.Cleanup(func() { _ = l.Close() })
 	owner, err := l.Owner(ctx)
 	if err != nil {

@@ -75,6 +75,29 @@ func sanPresent(s status.Snapshot, backend, san string) (present, known bool) {
 	return false, false
 }
 
+// upTestLab brings up a lab with the tests' prefix and address slice
+// (peers and backends 0: the defaults), after removing one a crashed test
+// left. The caller closes it.
+func upTestLab(t *testing.T, ctx context.Context, peers, backends int) *Lab {
+	t.Helper()
+	testenv.NeedNetns(t)
+	if epconsoleBin == "" {
+		t.Fatal("no epconsole binary (TestMain did not build one)")
+	}
+	if err := Down(testPrefix); err != nil {
+		t.Fatal(err)
+	}
+	l, err := Up(ctx, Options{
+		Prefix: testPrefix, IPv4: testIPv4, IPv6: testIPv6, Binary: epconsoleBin,
+		Peers: peers, Backends: backends,
+		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil)),
+	})
+	if err != nil {
+		t.Fatalf("lab up (--peers %d --backends %d): %v", peers, backends, err)
+	}
+	return l
+}
+
 // waitStatus polls peer's status socket until cond holds and returns how
 // long it took.
 func waitStatus(t *testing.T, ctx context.Context, l *Lab, peer string, bound time.Duration, what string, cond func(status.Snapshot) bool) time.Duration {
@@ -167,23 +190,10 @@ func waitCheck(t *testing.T, ctx context.Context, l *Lab, peer, area string, wan
 // judged by check etcd alone (the daemons check etcd every 60 s), the
 // partition and kill-owner by the cluster part of check all (peer-down).
 func TestLabDrills(t *testing.T) {
-	testenv.NeedNetns(t)
-	if epconsoleBin == "" {
-		t.Fatal("no epconsole binary (TestMain did not build one)")
-	}
-	if err := Down(testPrefix); err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	started := time.Now()
-	l, err := Up(ctx, Options{
-		Prefix: testPrefix, IPv4: testIPv4, IPv6: testIPv6, Binary: epconsoleBin,
-		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil)),
-	})
-	if err != nil {
-		t.Fatalf("lab up: %v", err)
-	}
+	l := upTestLab(t, ctx, 0, 0)
 	var pids []int
 	closed := false
 	closeLab := func() {
