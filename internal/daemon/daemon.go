@@ -336,6 +336,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	s := &state{
 		cfg: cfg, run: run, started: time.Now(), waiting: true,
 		probeCh: make(chan struct{}, 1), eventsCh: make(chan cluster.Event, 256),
+		noMajority: majorityWatch{},
 	}
 	dpOpt := dataplane.WithLogger(d.log.With("component", "dataplane"))
 	if s.dp, err = dataplane.New(dpOpt); err != nil {
@@ -688,9 +689,6 @@ func (d *Daemon) view(s *state) (live, gossip cluster.View) {
 	}
 	hv := s.beater.View()
 	d.noteHeartbeat(s, hv)
-	if s.noMajority == nil {
-		s.noMajority = majorityWatch{}
-	}
 	nm := s.noMajority.noMajority(hv, heartbeat.MonoNow(), 2*hv.Threshold)
 	return v.WithLiveness(liveness(hv, s.cfg.Node.Name, nm)), v
 }

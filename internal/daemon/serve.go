@@ -213,9 +213,16 @@ func (d *Daemon) certLoop(ctx context.Context, slow *slowResults) {
 
 // etcdLoop runs the etcd quorum check every DefaultEtcdInterval.
 func (d *Daemon) etcdLoop(ctx context.Context, slow *slowResults) {
+	// The inputs (etcd endpoints, CA and client certificate) are read once
+	// per config, as the status loop does, not every 5 s.
+	var in direct.Inputs
+	var inFor *config.Config
 	d.every(ctx, DefaultEtcdInterval, nil, func(cfg *config.Config) {
+		if cfg != inFor {
+			in, inFor = direct.ReadInputs(cfg), cfg
+		}
 		var rep *probes.EtcdReport
-		if in := direct.ReadInputs(cfg); in.Etcd != nil {
+		if in.Etcd != nil {
 			r := probes.Etcd(ctx, *in.Etcd)
 			rep = &r
 		}
