@@ -16,17 +16,16 @@ import (
 // backends is the table of backends × peers: every peer's view of every
 // apiserver, so that split views stand out, with drain and undrain.
 type backends struct {
-	common  shared
-	snap    *status.Snapshot
-	table   table.Model
-	shown   []status.Backend
+	tablePane[status.Backend]
 	peers   []string
-	filter  string
+	split   map[string]bool
 	details bool
 }
 
 func newBackends(c shared) *backends {
-	return &backends{common: c, table: newTable(c), details: true}
+	p := &backends{details: true}
+	p.tablePane = newTablePane(c, p.layout)
+	return p
 }
 
 func (p *backends) Title() string { return "Backends" }
@@ -41,29 +40,15 @@ func (p *backends) FullHelp() [][]key.Binding {
 	return [][]key.Binding{{k.Up, k.Down, k.PageUp, k.PageDown, k.GotoTop, k.GotoBottom}, {k.Drain, k.Undrain, k.Details}}
 }
 
-func (p *backends) SetFilter(f string) { p.filter = f; p.rebuild() }
-
-func (p *backends) SetSize(w, h int) {
-	p.common.Width, p.common.Height = w, h
-	p.rebuild()
-}
+func (p *backends) SetFilter(f string) { p.setFilter(f) }
 
 func (p *backends) Update(msg tea.Msg) (pane, tea.Cmd) {
-	switch msg := msg.(type) {
-	case SnapshotMsg:
-		p.snap = msg.Snapshot
+	if msg, ok := msg.(tea.KeyMsg); ok && key.Matches(msg, p.common.Keys.Details) {
+		p.details = !p.details
 		p.rebuild()
 		return p, nil
-	case tea.KeyMsg:
-		if key.Matches(msg, p.common.Keys.Details) {
-			p.details = !p.details
-			p.rebuild()
-			return p, nil
-		}
 	}
-	var cmd tea.Cmd
-	p.table, cmd = p.table.Update(msg)
-	return p, cmd
+	return p, p.update(msg)
 }
 
 // Action drains or undrains the selected backend.
@@ -87,14 +72,6 @@ func (p *backends) Action(kind ActionKind) (Action, error) {
 	return Action{Kind: kind, Target: b.Name}, nil
 }
 
-func (p *backends) selected() (status.Backend, bool) {
-	i := p.table.Cursor()
-	if i < 0 || i >= len(p.shown) {
-		return status.Backend{}, false
-	}
-	return p.shown[i], true
-}
-
 // stateCell is a state in a few letters; down is loud.
 func stateCell(state string) string {
 	switch state {
@@ -112,19 +89,17 @@ func stateCell(state string) string {
 	return "?"
 }
 
-// split says whether the peers disagree about b: some see it serving (up,
-// falling) and some not (down, rising). Unknown views take no side.
-func split(b status.Backend) bool {
-	var serving, not bool
-	for _, v := range b.Views {
-		switch v.State {
-		case "up", "falling":
-			serving = true
-		case "down", "rising":
-			not = true
+// splitView names the backends that live peers disagree about (some see
+// it in service, some not), as the status model judges it: its split-view
+// finding.
+func splitView(snap *status.Snapshot) map[string]bool {
+	split := map[string]bool{}
+	for _, f := range status.ClusterFindings(*snap) {
+		if f.Code == status.CodeSplitView {
+			split[f.Subject] = true
 		}
 	}
-	return serving && not
+	return split
 }
 
 // view returns peer's view of b.
@@ -147,10 +122,8 @@ func reason(b status.Backend) string {
 	return ""
 }
 
-func (p *backends) rebuild() {
-	if p.snap == nil {
-		return
-	}
+func (p *backends) layout() (tableLayout[status.Backend], bool) {
+	p.split = splitView(p.snap)
 	p.peers = p.peers[:0]
 	for _, peer := range p.snap.Peers {
 		p.peers = append(p.peers, peer.Name)
@@ -174,15 +147,15 @@ func (p *backends) rebuild() {
 	cols := columns(p.common.Width, fixed, table.Column{Title: "Reason"}, 8)
 	self := selfName(p.snap)
 
-	p.shown = p.shown[:0]
+	var shown []status.Backend
 	var rows []table.Row
 	for _, b := range p.snap.Backends {
 		if !contains(p.filter, b.Name, b.Address) {
 			continue
 		}
-		p.shown = append(p.shown, b)
+		shown = append(shown, b)
 		mark := "  "
-		if split(b) {
+		if p.split[b.Name] {
 			mark = "! "
 		}
 		r := table.Row{mark + b.Name}
@@ -211,19 +184,17 @@ func (p *backends) rebuild() {
 		}
 		rows = append(rows, r)
 	}
-	fill(&p.table, cols, rows)
-	p.table.SetWidth(p.common.Width)
 	limit := p.common.Height - 1
 	if p.details {
 		limit = p.common.Height - 2 - len(p.peers) - 2
 	}
-	p.table.SetHeight(tableHeight(len(rows), max(limit, 3)))
+	return tableLayout[status.Backend]{Columns: cols, Rows: rows, Items: shown, MaxHeight: limit}, true
 }
 
 func (p *backends) View() string {
 	st := p.common.Styles
 	if p.snap == nil {
-		return st.Faint.Render("waiting for the first snapshot…")
+		return waiting(p.common)
 	}
 	if len(p.snap.Backends) == 0 {
 		return st.Faint.Render("no backends configured")
@@ -251,7 +222,7 @@ func (p *backends) detail(b status.Backend) string {
 		drained = st.Severity.Warning.Render("drained")
 	}
 	head := fmt.Sprintf("%s %s · %d connections · %s", st.Title.Render(b.Name), b.Address, b.Connections, drained)
-	if split(b) {
+	if p.split[b.Name] {
 		head += " · " + st.Severity.Warning.Render("! split view")
 	}
 	lines := []string{head}

@@ -46,6 +46,9 @@ type acting interface {
 	Action(kind ActionKind) (Action, error)
 }
 
+// waiting is what a pane shows before the first snapshot.
+func waiting(c shared) string { return c.Styles.Faint.Render("waiting for the first snapshot…") }
+
 // fit cuts s to at most w columns per line and h lines, so that nothing
 // wraps or scrolls the terminal.
 func fit(s string, w, h int) string {

@@ -3,7 +3,6 @@ package tui
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	tea "github.com/charmbracelet/bubbletea"
 )
@@ -48,22 +47,6 @@ type DrillDoneMsg struct {
 	Err        error
 }
 
-// drillMenu is the open drill menu.
-type drillMenu struct {
-	loading bool
-	list    []Drill
-	cursor  int
-	err     error
-}
-
-// selected returns the drill under the cursor.
-func (d *drillMenu) selected() (Drill, bool) {
-	if d.loading || d.cursor < 0 || d.cursor >= len(d.list) {
-		return Drill{}, false
-	}
-	return d.list[d.cursor], true
-}
-
 // listDrills asks the lab for its drills.
 func listDrills(ctx context.Context, d Drills) tea.Cmd {
 	return func() tea.Msg {
@@ -88,54 +71,4 @@ func runDrill(ctx context.Context, d Drills, a Action) tea.Cmd {
 		}
 		return DrillDoneMsg{Verb: verb, Name: a.Target, Text: text, Err: err}
 	}
-}
-
-// menuView draws the drill menu in the body's place.
-func (m Model) menuView() string {
-	st := m.common.Styles
-	d := m.menu
-	lines := []string{st.Title.Render("Lab drills") + st.Faint.Render(" · faults in the running lab, healed the same way"), ""}
-	switch {
-	case d.loading:
-		lines = append(lines, st.Faint.Render("asking the lab…"))
-	case d.err != nil:
-		lines = append(lines, st.Bad.Render("✘ "+oneLine(d.err)))
-	case len(d.list) == 0:
-		lines = append(lines, st.Faint.Render("the lab has no drills"))
-	}
-	w := 0
-	for _, x := range d.list {
-		w = max(w, len(x.Name))
-	}
-	for i, x := range d.list {
-		state := st.Faint.Render("ready")
-		if x.Active {
-			s := "ACTIVE"
-			if x.Target != "" {
-				s += " on " + x.Target
-			}
-			state = st.Bad.Render(s)
-		}
-		row := pad(x.Name, w+2) + state
-		if i == d.cursor && !d.loading {
-			lines = append(lines, st.Table.Selected.Render("> "+row))
-		} else {
-			lines = append(lines, "  "+row)
-		}
-	}
-	if _, ok := d.selected(); ok {
-		lines = append(lines, "", st.Faint.Render("enter starts the selected fault, or heals it when active (asks first)"))
-	}
-	return strings.Join(lines, "\n")
-}
-
-// drillBoxView draws the last drill's text: what to look for now.
-func (m Model) drillBoxView() string {
-	if m.drillText == "" {
-		return ""
-	}
-	st := m.common.Styles
-	w := max(m.common.Width-4, 10)
-	body := st.Title.Render(m.drillHead) + "\n" + st.Value.Width(w).Render(m.drillText)
-	return st.Dialog.MaxWidth(m.common.Width).Render(body)
 }

@@ -15,12 +15,14 @@ import (
 // etcdView is the etcd quorum check: members with the leader marked, raft
 // term and index, database size, alarms, and how many may still fail.
 type etcdView struct {
-	common shared
-	snap   *status.Snapshot
-	table  table.Model
+	tablePane[status.EtcdMember]
 }
 
-func newEtcd(c shared) *etcdView { return &etcdView{common: c, table: newTable(c)} }
+func newEtcd(c shared) *etcdView {
+	p := &etcdView{}
+	p.tablePane = newTablePane(c, p.layout)
+	return p
+}
 
 func (p *etcdView) Title() string { return "etcd" }
 
@@ -31,25 +33,11 @@ func (p *etcdView) FullHelp() [][]key.Binding {
 	return [][]key.Binding{{k.Up, k.Down}}
 }
 
-func (p *etcdView) SetSize(w, h int) {
-	p.common.Width, p.common.Height = w, h
-	p.rebuild()
-}
+func (p *etcdView) Update(msg tea.Msg) (pane, tea.Cmd) { return p, p.update(msg) }
 
-func (p *etcdView) Update(msg tea.Msg) (pane, tea.Cmd) {
-	if msg, ok := msg.(SnapshotMsg); ok {
-		p.snap = msg.Snapshot
-		p.rebuild()
-		return p, nil
-	}
-	var cmd tea.Cmd
-	p.table, cmd = p.table.Update(msg)
-	return p, cmd
-}
-
-func (p *etcdView) rebuild() {
-	if p.snap == nil || p.snap.Etcd == nil {
-		return
+func (p *etcdView) layout() (tableLayout[status.EtcdMember], bool) {
+	if p.snap.Etcd == nil {
+		return tableLayout[status.EtcdMember]{}, false
 	}
 	wide := p.common.Width >= 110
 	fixed := []table.Column{{Title: "Member", Width: 8}, {Title: "Ldr", Width: 3}, {Title: "Health", Width: 7}}
@@ -82,15 +70,14 @@ func (p *etcdView) rebuild() {
 	for i := range rows {
 		rows[i] = rows[i][:len(cols)]
 	}
-	fill(&p.table, cols, rows)
-	p.table.SetWidth(p.common.Width)
-	p.table.SetHeight(tableHeight(len(rows), max(p.common.Height-7, 3)))
+	return tableLayout[status.EtcdMember]{Columns: cols, Rows: rows, Items: p.snap.Etcd.Members,
+		MaxHeight: p.common.Height - 7}, true
 }
 
 func (p *etcdView) View() string {
 	st := p.common.Styles
 	if p.snap == nil {
-		return st.Faint.Render("waiting for the first snapshot…")
+		return waiting(p.common)
 	}
 	e := p.snap.Etcd
 	if e == nil {
@@ -112,8 +99,7 @@ func (p *etcdView) View() string {
 		alarms = st.Bad.Render(strings.Join(e.Alarms, ", "))
 	}
 	out = append(out, fmt.Sprintf("%s %s  %s %s", st.Label.Render("leader"), leader, st.Label.Render("alarms"), alarms))
-	if i := p.table.Cursor(); i >= 0 && i < len(e.Members) && e.Members[i].Error != "" {
-		m := e.Members[i]
+	if m, ok := p.selected(); ok && m.Error != "" {
 		out = append(out, "", st.Title.Render(m.Name)+" "+st.Bad.Render(m.Error))
 	}
 	if f := findings(p.common, p.snap, "etcd", ""); len(f) > 0 {

@@ -93,7 +93,7 @@ func (p *events) refill(follow bool) {
 func (p *events) View() string {
 	st := p.common.Styles
 	if p.snap == nil {
-		return st.Faint.Render("waiting for the first snapshot…")
+		return waiting(p.common)
 	}
 	head := fmt.Sprintf("%d events", len(p.snap.Events))
 	if p.filter != "" {

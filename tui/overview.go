@@ -39,7 +39,7 @@ func (p *overview) View() string {
 	st := p.common.Styles
 	s := p.snap
 	if s == nil {
-		return st.Faint.Render("waiting for the first snapshot…")
+		return waiting(p.common)
 	}
 	now := p.common.Now()
 	var b []string

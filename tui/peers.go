@@ -16,14 +16,14 @@ import (
 // peersView lists the LB nodes and the VIPs, and hands the VIP to the
 // selected peer.
 type peersView struct {
-	common shared
-	snap   *status.Snapshot
-	table  table.Model
-	shown  []status.Peer
-	filter string
+	tablePane[status.Peer]
 }
 
-func newPeers(c shared) *peersView { return &peersView{common: c, table: newTable(c)} }
+func newPeers(c shared) *peersView {
+	p := &peersView{}
+	p.tablePane = newTablePane(c, p.layout)
+	return p
+}
 
 func (p *peersView) Title() string { return "Peers/VIP" }
 
@@ -34,34 +34,19 @@ func (p *peersView) FullHelp() [][]key.Binding {
 	return [][]key.Binding{{k.Up, k.Down, k.GotoTop, k.GotoBottom}, {k.Handoff}}
 }
 
-func (p *peersView) SetFilter(f string) { p.filter = f; p.rebuild() }
+func (p *peersView) SetFilter(f string) { p.setFilter(f) }
 
-func (p *peersView) SetSize(w, h int) {
-	p.common.Width, p.common.Height = w, h
-	p.rebuild()
-}
-
-func (p *peersView) Update(msg tea.Msg) (pane, tea.Cmd) {
-	if msg, ok := msg.(SnapshotMsg); ok {
-		p.snap = msg.Snapshot
-		p.rebuild()
-		return p, nil
-	}
-	var cmd tea.Cmd
-	p.table, cmd = p.table.Update(msg)
-	return p, cmd
-}
+func (p *peersView) Update(msg tea.Msg) (pane, tea.Cmd) { return p, p.update(msg) }
 
 // Action hands the VIP to the selected peer, if it could take it.
 func (p *peersView) Action(kind ActionKind) (Action, error) {
 	if kind != Handoff {
 		return Action{}, errors.New("drain and undrain a backend from the Backends view (2)")
 	}
-	i := p.table.Cursor()
-	if i < 0 || i >= len(p.shown) {
+	peer, ok := p.selected()
+	if !ok {
 		return Action{}, errors.New("no peer selected")
 	}
-	peer := p.shown[i]
 	owner := p.snap.Election.Owner
 	switch {
 	case owner == "":
@@ -76,10 +61,7 @@ func (p *peersView) Action(kind ActionKind) (Action, error) {
 	return Action{Kind: Handoff, Target: peer.Name, From: owner}, nil
 }
 
-func (p *peersView) rebuild() {
-	if p.snap == nil {
-		return
-	}
+func (p *peersView) layout() (tableLayout[status.Peer], bool) {
 	now := p.common.Now()
 	wide := p.common.Width >= 110
 	fixed := []table.Column{{Title: "Own", Width: 3}, {Title: "Peer", Width: 8}, {Title: "State", Width: 7},
@@ -90,13 +72,13 @@ func (p *peersView) rebuild() {
 	}
 	fixed = append(fixed, table.Column{Title: "Seen", Width: 9}, table.Column{Title: "RTT", Width: 6})
 	cols := columns(p.common.Width, fixed, table.Column{Title: "Address"}, 10)
-	p.shown = p.shown[:0]
+	var shown []status.Peer
 	var rows []table.Row
 	for _, peer := range p.snap.Peers {
 		if !contains(p.filter, peer.Name, peer.Address) {
 			continue
 		}
-		p.shown = append(p.shown, peer)
+		shown = append(shown, peer)
 		own := ""
 		if peer.Name == p.snap.Election.Owner {
 			own = "★"
@@ -120,15 +102,14 @@ func (p *peersView) rebuild() {
 		r = append(r, strings.TrimSuffix(seen, " ago"), rtt, peer.Address)
 		rows = append(rows, r[:len(cols)])
 	}
-	fill(&p.table, cols, rows)
-	p.table.SetWidth(p.common.Width)
-	p.table.SetHeight(tableHeight(len(rows), max(p.common.Height-len(p.snap.VIPs)-6, 3)))
+	return tableLayout[status.Peer]{Columns: cols, Rows: rows, Items: shown,
+		MaxHeight: p.common.Height - len(p.snap.VIPs) - 6}, true
 }
 
 func (p *peersView) View() string {
 	st := p.common.Styles
 	if p.snap == nil {
-		return st.Faint.Render("waiting for the first snapshot…")
+		return waiting(p.common)
 	}
 	now := p.common.Now()
 	var out []string
@@ -145,8 +126,7 @@ func (p *peersView) View() string {
 		line += " · " + st.Faint.Render(e.Reason)
 	}
 	out = append(out, line, "", p.table.View())
-	if i := p.table.Cursor(); i >= 0 && i < len(p.shown) {
-		peer := p.shown[i]
+	if peer, ok := p.selected(); ok {
 		hint := st.Faint.Render("h hands the VIP to " + peer.Name)
 		if _, err := p.Action(Handoff); err != nil {
 			hint = st.Faint.Render(err.Error())

@@ -17,14 +17,14 @@ import (
 // backend, then issuer, expiry and chain per backend, and the fix for the
 // selected one.
 type tlsView struct {
-	common shared
-	snap   *status.Snapshot
-	table  table.Model
-	shown  []status.Certificate
-	filter string
+	tablePane[status.Certificate]
 }
 
-func newTLS(c shared) *tlsView { return &tlsView{common: c, table: newTable(c)} }
+func newTLS(c shared) *tlsView {
+	p := &tlsView{}
+	p.tablePane = newTablePane(c, p.layout)
+	return p
+}
 
 func (p *tlsView) Title() string { return "TLS" }
 
@@ -35,23 +35,9 @@ func (p *tlsView) FullHelp() [][]key.Binding {
 	return [][]key.Binding{{k.Up, k.Down, k.GotoTop, k.GotoBottom}}
 }
 
-func (p *tlsView) SetFilter(f string) { p.filter = f; p.rebuild() }
+func (p *tlsView) SetFilter(f string) { p.setFilter(f) }
 
-func (p *tlsView) SetSize(w, h int) {
-	p.common.Width, p.common.Height = w, h
-	p.rebuild()
-}
-
-func (p *tlsView) Update(msg tea.Msg) (pane, tea.Cmd) {
-	if msg, ok := msg.(SnapshotMsg); ok {
-		p.snap = msg.Snapshot
-		p.rebuild()
-		return p, nil
-	}
-	var cmd tea.Cmd
-	p.table, cmd = p.table.Update(msg)
-	return p, cmd
-}
+func (p *tlsView) Update(msg tea.Msg) (pane, tea.Cmd) { return p, p.update(msg) }
 
 // ownName is the SAN that is backend's own address.
 func ownName(snap *status.Snapshot, backend string) string {
@@ -66,17 +52,14 @@ func ownName(snap *status.Snapshot, backend string) string {
 	return ""
 }
 
-func (p *tlsView) rebuild() {
-	if p.snap == nil {
-		return
-	}
-	p.shown = p.shown[:0]
+func (p *tlsView) layout() (tableLayout[status.Certificate], bool) {
+	var shown []status.Certificate
 	var rows []table.Row
 	for _, c := range p.snap.Certificates {
 		if !contains(p.filter, c.Backend, c.Issuer, c.Subject) {
 			continue
 		}
-		p.shown = append(p.shown, c)
+		shown = append(shown, c)
 		days, chain := strconv.Itoa(c.DaysLeft), "ok"
 		if !c.ChainOK {
 			chain = "BAD"
@@ -105,9 +88,8 @@ func (p *tlsView) rebuild() {
 	for i := range rows {
 		rows[i] = rows[i][:len(cols)]
 	}
-	fill(&p.table, cols, rows)
-	p.table.SetWidth(p.common.Width)
-	p.table.SetHeight(tableHeight(len(rows), max(p.common.Height-len(p.gridRows())-7, 3)))
+	return tableLayout[status.Certificate]{Columns: cols, Rows: rows, Items: shown,
+		MaxHeight: p.common.Height - len(p.gridRows()) - 7}, true
 }
 
 // gridRow is one expected SAN and, per backend, whether its certificate
@@ -155,7 +137,7 @@ func (p *tlsView) gridRows() []gridRow {
 func (p *tlsView) View() string {
 	st := p.common.Styles
 	if p.snap == nil {
-		return st.Faint.Render("waiting for the first snapshot…")
+		return waiting(p.common)
 	}
 	if len(p.snap.Certificates) == 0 {
 		return st.Faint.Render("no certificates checked")
@@ -194,14 +176,6 @@ func (p *tlsView) View() string {
 		out = append(out, "", p.fix(c))
 	}
 	return strings.Join(out, "\n")
-}
-
-func (p *tlsView) selected() (status.Certificate, bool) {
-	i := p.table.Cursor()
-	if i < 0 || i >= len(p.shown) {
-		return status.Certificate{}, false
-	}
-	return p.shown[i], true
 }
 
 // fix is the selected certificate's finding and its fixes.

@@ -4,10 +4,15 @@
 // peers and events — from the status model (internal/status) that the
 // daemon serves.
 //
-// The root Model owns the tabs, the status line, help, the filter and the
-// confirmation dialog; each view is a pane sized and fed by it. Update is
-// pure: snapshots arrive as messages from a Source, actions leave as
-// commands through Actions, and nothing else does I/O.
+// The root Model owns the tabs, the status line, help, the filter, the
+// confirmation dialog and the drill menu; each view is a pane (a tea model
+// with its own help, sized by the root) that holds the shared state —
+// size, styles, keys, clock — and is fed by it. The panes built around one
+// table (Backends, TLS, etcd, Peers) embed one base, tablePane. Derived
+// facts, such as which backends are in a split view, come from the status
+// model, not from the views. Update is pure: snapshots arrive as messages
+// from a Source, actions leave as commands through Actions, and nothing
+// else does I/O.
 package tui
 
 import (
