@@ -97,7 +97,8 @@ func newRoot(a *app, cmds ...*cobra.Command) *cobra.Command {
 		Short: "one HA endpoint for a Kubernetes control plane, and a console that tells the truth about it",
 		Annotations: map[string]string{synopsisKey: "epconsole [console] [-c config.hcl] [--socket path[,path...]]   (the console)\n" +
 			"epconsole <command> [flags]\n" +
-			"epconsole --daemon [-c config.hcl]   (the same as epconsole daemon)"},
+			"epconsole --daemon [-c config.hcl]   (the same as epconsole daemon)\n" +
+			"epconsole --version"},
 		Args:                       nil, // unknown commands get cobra's "did you mean" suggestions
 		SilenceErrors:              true,
 		SilenceUsage:               true,
