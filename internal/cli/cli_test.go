@@ -155,9 +155,9 @@ func TestResolveVersion(t *testing.T) {
 	}
 }
 
-// TestLabMoved: `epconsole lab ...` says where the demo went, whatever
+// TestMovedLab: `epconsole lab ...` says where the demo went, whatever
 // followed it, and exits 2.
-func TestLabMoved(t *testing.T) {
+func TestMovedLab(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
 		want string
