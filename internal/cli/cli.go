@@ -1,13 +1,19 @@
 // Package cli wires epconsole's subcommands. It is importable so tests can
 // run commands with their own writers; cmd/epconsole only calls Run.
+//
+// Every command is a github.com/spf13/cobra command whose flags are
+// declared once, with pflag, on the command itself (new*Cmd in each
+// command's file); the root command is the console.
 package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
+
+	"github.com/spf13/cobra"
 )
 
 // IO is where a command reads and writes; tests swap in buffers.
@@ -17,64 +23,119 @@ type IO struct {
 	Err io.Writer
 }
 
-// command is one subcommand. run returns the process exit code.
-type command struct {
-	name  string
-	short string
-	run   func(ctx context.Context, args []string, stdio IO) int
-}
+// Exit codes every command shares; check's own are the Nagios codes.
+const (
+	exitOK    = 0
+	exitUsage = 2
+)
 
-// commands lists every subcommand; each lives in its own file.
-func commands() []command {
-	return []command{
-		{"console", "the console (the default without a command): live from the daemon, or a direct view", runConsole},
-		{"check", "probe backends, certificates, etcd and kubeconfig; Nagios exit codes", runCheck},
-		{"validate", "check config.hcl and print every problem as file:line:col", runValidate},
-		{"lab", "(root) a demo endpoint in network namespaces; 'lab down' cleans up", runLab},
-		{"version", "print the version", runVersion},
-	}
+// app is one run of epconsole: where its commands read and write, and
+// the exit code the command that ran chose.
+type app struct {
+	stdio IO
+	code  int
 }
-
-// Version is set at build time with -ldflags "-X .../internal/cli.Version=...".
-var Version = "dev"
 
 // Run runs epconsole with args (without the program name) and returns the
 // exit code.
 func Run(ctx context.Context, args []string, stdio IO) int {
-	if len(args) == 0 {
-		return runConsole(ctx, nil, stdio)
-	}
-	name := args[0]
-	switch name {
-	case "-h", "--help", "help":
-		usage(stdio.Out)
-		return 0
-	case "--daemon", "-daemon":
-		return runDaemon(ctx, args[1:], stdio)
-	}
-	for _, c := range commands() {
-		if c.name == name {
-			return c.run(ctx, args[1:], stdio)
-		}
-	}
-	fmt.Fprintf(stdio.Err, "epconsole: unknown command %q\n\n", name)
-	usage(stdio.Err)
-	return 2
+	a := &app{stdio: stdio}
+	root := newRoot(a,
+		newConsoleCmd(a),
+		newCheckCmd(a, runCheck),
+		newValidateCmd(a),
+		newDaemonCmd(a),
+		newVersionCmd(a),
+		newLabCmd(a),
+	)
+	return a.execute(ctx, root, daemonAlias(args))
 }
 
-func usage(w io.Writer) {
-	cs := commands()
-	sort.Slice(cs, func(i, j int) bool { return cs[i].name < cs[j].name })
-	var b strings.Builder
-	b.WriteString("usage: epconsole [console] [-c config.hcl]   (the console)\n       epconsole <command> [flags]\n       epconsole --daemon [-c config.hcl]\n\ncommands:\n")
-	for _, c := range cs {
-		fmt.Fprintf(&b, "  %-10s %s\n", c.name, c.short)
+// daemonAlias turns `epconsole --daemon ...` (how systemd units, the lab
+// and the drills start a node's agent) into `epconsole daemon ...`.
+func daemonAlias(args []string) []string {
+	if len(args) > 0 && (args[0] == "--daemon" || args[0] == "-daemon") {
+		return append([]string{"daemon"}, args[1:]...)
 	}
-	b.WriteString("\nRun `epconsole <command> -h` for a command's flags.\n")
-	io.WriteString(w, b.String())
+	return args
 }
 
-func runVersion(_ context.Context, _ []string, stdio IO) int {
-	fmt.Fprintln(stdio.Out, "epconsole", Version)
-	return 0
+// execute runs root with args and returns the exit code: the one the
+// command chose, or its usage error's code.
+func (a *app) execute(ctx context.Context, root *cobra.Command, args []string) int {
+	if args == nil {
+		args = []string{} // nil would make cobra read os.Args
+	}
+	root.SetArgs(args)
+	root.SetIn(a.stdio.In)
+	root.SetOut(a.stdio.Out)
+	root.SetErr(a.stdio.Err)
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return a.code
+	}
+	if cmd == nil {
+		cmd = root
+	}
+	fmt.Fprintf(a.stdio.Err, "%s: %s\nRun '%s --help' for usage.\n", cmd.CommandPath(), strings.TrimRight(err.Error(), "\n"), cmd.CommandPath())
+	var ue usageError
+	if errors.As(err, &ue) {
+		return ue.code
+	}
+	return exitUsage // cobra's own: an unknown command
+}
+
+// newRoot is `epconsole`: the console (its flags are console's), with
+// cmds as subcommands.
+func newRoot(a *app, cmds ...*cobra.Command) *cobra.Command {
+	var (
+		o           consoleOptions
+		showVersion bool
+	)
+	root := &cobra.Command{
+		Use:   "epconsole [console] [-c config.hcl] [--socket path[,path...]]",
+		Short: "one HA endpoint for a Kubernetes control plane, and a console that tells the truth about it",
+		Annotations: map[string]string{synopsisKey: "epconsole [console] [-c config.hcl] [--socket path[,path...]]   (the console)\n" +
+			"epconsole <command> [flags]\n" +
+			"epconsole --daemon [-c config.hcl]   (the same as epconsole daemon)\n" +
+			"epconsole --version"},
+		Args:                       nil, // unknown commands get cobra's "did you mean" suggestions
+		SilenceErrors:              true,
+		SilenceUsage:               true,
+		DisableFlagsInUseLine:      true,
+		SuggestionsMinimumDistance: 2,
+		CompletionOptions:          cobra.CompletionOptions{DisableDefaultCmd: true},
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if showVersion {
+				writeVersion(a.stdio.Out, readVersion())
+				return nil
+			}
+			a.code = runConsole(cmd.Context(), o, a.stdio)
+			return nil
+		},
+	}
+	consoleFlags(root.Flags(), &o)
+	root.Flags().BoolVarP(&showVersion, "version", "v", false, "print the version, commit, build date and Go version")
+	root.SetFlagErrorFunc(flagError(exitUsage))
+	root.SetHelpFunc(func(c *cobra.Command, _ []string) { writeHelp(c.OutOrStdout(), c) })
+	root.AddCommand(cmds...)
+	return root
+}
+
+// newLabCmd is `epconsole lab`: the demo left this binary (it links an
+// etcd server and stand-in apiservers no LB node needs), so it says
+// where the demo is now and exits 2.
+func newLabCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:                "lab",
+		Short:              "moved: the demo is its own binary (go run ./cmd/epconsole-lab)",
+		DisableFlagParsing: true, // every old lab command line gets the pointer
+		RunE: func(_ *cobra.Command, args []string) error {
+			line := strings.TrimSpace("go run ./cmd/epconsole-lab " + strings.Join(args, " "))
+			fmt.Fprintf(a.stdio.Err, "epconsole lab: the demo is not part of the epconsole binary; "+
+				"it lives in its own binary, from a source checkout (as root):\n  %s\n", line)
+			a.code = exitUsage
+			return nil
+		},
+	}
 }

@@ -3,13 +3,13 @@ package cli
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
 	"github.com/epconsole/epconsole/internal/config"
@@ -18,27 +18,24 @@ import (
 	"github.com/epconsole/epconsole/tui"
 )
 
-const consoleUsage = `usage: epconsole [console] [-c config.hcl] [--socket path[,path...]]
-
-The console: backends as every peer sees them, VIP ownership, TLS SANs,
+// consoleLong is the console's help text.
+const consoleLong = `The console: backends as every peer sees them, VIP ownership, TLS SANs,
 etcd quorum, peers and events, live from this node's daemon over its
 status socket (status.socket in config.hcl), with drain, undrain and VIP
 handoff. Without a daemon it runs the probes itself and shows a direct,
-read-only view of this host (no VIP owner, no peers).
+read-only view of this host (no VIP owner, no peers). It is also what
+` + "`epconsole`" + ` without a command runs, with the same flags.
 
 With several sockets (peers' daemons whose sockets this host reaches, as
-under 'epconsole lab') the console follows the first that answers and,
-when that daemon dies, falls over at once to the next, saying so in the
-status line ("via lb2 (lb1 unreachable)"). It stays there, as keepalived
-without preemption keeps the VIP, until that daemon fails too; once the
-first one answers again, r goes back to it.
+in the lab) the console follows the first that answers and, when that
+daemon dies, falls over at once to the next, saying so in the status line
+("via lb2 (lb1 unreachable)"). It stays there, as keepalived without
+preemption keeps the VIP, until that daemon fails too; once the first one
+answers again, r goes back to it.
 
 Keys: ? help, tab or 1-6 switch views, / filter, enter details, q quit
-(L lab drills under 'epconsole lab', r back to the first daemon).
-Needs a terminal; scripts use ` + "`epconsole check [--json]`" + `.
-
-flags:
-`
+(L lab drills in the lab, r back to the first daemon).
+Needs a terminal; scripts use ` + "`epconsole check [--json]`" + `.`
 
 // dialTimeout bounds the first contact with the daemon.
 const dialTimeout = 3 * time.Second
@@ -49,11 +46,36 @@ type consoleOptions struct {
 	socket     string
 }
 
-// runConsole is `epconsole` without arguments and `epconsole console`.
-func runConsole(ctx context.Context, args []string, stdio IO) int {
-	o, code, ok := parseConsoleArgs(args, stdio)
-	if !ok {
-		return code
+// newConsoleCmd is `epconsole console`.
+func newConsoleCmd(a *app) *cobra.Command {
+	var o consoleOptions
+	cmd := &cobra.Command{
+		Use:                   "console [-c config.hcl] [--socket path[,path...]]",
+		Short:                 "the console (the default without a command): live from the daemon, or a direct view",
+		Long:                  consoleLong,
+		Annotations:           map[string]string{synopsisKey: "epconsole [console] [-c config.hcl] [--socket path[,path...]]"},
+		Args:                  noArgs(""),
+		DisableFlagsInUseLine: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			a.code = runConsole(cmd.Context(), o, a.stdio)
+			return nil
+		},
+	}
+	consoleFlags(cmd.Flags(), &o)
+	return cmd
+}
+
+// consoleFlags declares the console's flags, on `console` and on the
+// root command alike.
+func consoleFlags(fs *pflag.FlagSet, o *consoleOptions) {
+	configFlag(fs, &o.configPath)
+	fs.StringVar(&o.socket, "socket", "", "the daemon's status `socket` (default: status.socket in the config); several, comma-separated, to fall over between peers")
+}
+
+// runConsole is `epconsole` without a command and `epconsole console`.
+func runConsole(ctx context.Context, o consoleOptions, stdio IO) int {
+	if o.configPath == "" {
+		o.configPath = defaultConfigPath()
 	}
 	cfg, diags := config.Load(o.configPath)
 	if diags.HasErrors() {
@@ -73,6 +95,12 @@ func runConsole(ctx context.Context, args []string, stdio IO) int {
 		}
 	}
 	return console(ctx, cfg, eps, nil, stdio)
+}
+
+// Console is console for a program that brings its own daemons and
+// drills: the lab binary runs it on the lab's peers' sockets.
+func Console(ctx context.Context, cfg *config.Config, eps []status.Endpoint, drills tui.Drills, stdio IO) int {
+	return console(ctx, cfg, eps, drills, stdio)
 }
 
 // console runs the TUI for cfg: live on the daemons at eps (status.socket
@@ -110,7 +138,7 @@ func console(ctx context.Context, cfg *config.Config, eps []status.Endpoint, dri
 		opts.Source, opts.Actions = src, src
 	case errors.Is(err, status.ErrNoDaemon):
 		// No daemon: probe from here, read-only (no Actions).
-		opts.Source = direct.New(cfg, direct.Options{Version: Version, Socket: socket})
+		opts.Source = direct.New(cfg, direct.Options{Version: readVersion().Version, Socket: socket})
 	case errors.Is(err, status.ErrPermission):
 		fmt.Fprintf(stdio.Err, "epconsole: %v\n", err)
 		return 1
@@ -123,38 +151,6 @@ func console(ctx context.Context, cfg *config.Config, eps []status.Endpoint, dri
 		return 1
 	}
 	return 0
-}
-
-func parseConsoleArgs(args []string, stdio IO) (consoleOptions, int, bool) {
-	var o consoleOptions
-	fs := flag.NewFlagSet("console", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.StringVar(&o.configPath, "c", "", "config file (default ./config.hcl if it exists, else "+systemConfig+")")
-	fs.StringVar(&o.socket, "socket", "", "the daemon's status socket (default: status.socket in the config); several, comma-separated, to fall over between peers")
-	usage := func(w io.Writer) {
-		fmt.Fprint(w, consoleUsage)
-		fs.SetOutput(w)
-		fs.PrintDefaults()
-		fs.SetOutput(io.Discard)
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			usage(stdio.Out)
-			return o, 0, false
-		}
-		fmt.Fprintf(stdio.Err, "epconsole console: %v\n\n", err)
-		usage(stdio.Err)
-		return o, 2, false
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stdio.Err, "epconsole console: unexpected argument %q\n\n", fs.Arg(0))
-		usage(stdio.Err)
-		return o, 2, false
-	}
-	if o.configPath == "" {
-		o.configPath = defaultConfigPath()
-	}
-	return o, 0, true
 }
 
 // terminal reports whether v is a terminal (an *os.File on a tty).

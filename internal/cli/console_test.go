@@ -81,6 +81,12 @@ func TestConsoleArgs(t *testing.T) {
 		{"invalid config", []string{"console", "-c", bad}, 1, "", "bad.hcl:3:"},
 		{"missing config", []string{"console", "-c", filepath.Join(dir, "none.hcl")}, 1, "", "none.hcl"},
 		{"not a terminal", []string{"console", "-c", good}, 2, "", "epconsole check"},
+		// Without a command, the console's flags open the console.
+		{"root -c, invalid config", []string{"-c", bad}, 1, "", "bad.hcl:3:"},
+		{"root --config, not a terminal", []string{"--config", good}, 2, "", "the console needs a terminal"},
+		{"root -c --socket, not a terminal", []string{"-c", good, "--socket", filepath.Join(dir, "a.sock") + "," + filepath.Join(dir, "b.sock")}, 2, "", "the console needs a terminal"},
+		{"root --config=", []string{"--config=" + bad}, 1, "", "bad.hcl:3:"},
+		{"root stray argument", []string{"-c", good, "extra"}, 2, "", `unknown command "extra"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -206,6 +212,44 @@ func TestConsoleTmux(t *testing.T) {
 	dir := t.TempDir()
 	sock := filepath.Join(t.TempDir(), "status.sock")
 	checkHCL(t, dir, fmt.Sprintf("status {\n  socket = %q\n}\n", sock))
+	serveTestSnapshot(t, sock)
+
+	exitFile := filepath.Join(t.TempDir(), "exit")
+	x := newPane(t, dir, childCommand(t, consoleArgsEnv+"=", exitFile))
+	x.waitScreen(10*time.Second, "[1 Overview]", "owner lb1 since", "● live")
+	x.keys("2")
+	screen := x.waitScreen(10*time.Second, "[2 Backends]", "cp1", "cp2", "cp3", "Latency")
+	if lines := strings.Split(strings.TrimRight(screen, "\n"), "\n"); len(lines) != 24 {
+		t.Errorf("the screen has %d lines, want 24:\n%s", len(lines), screen)
+	}
+	x.keys("q")
+	if code := x.waitExit(exitFile); code != "0" {
+		t.Errorf("epconsole exited %s, want 0", code)
+	}
+}
+
+// TestConsoleConfigFlagTmux runs `epconsole -c FILE` (no command) from a
+// directory without a config.hcl: the console opens live on FILE's
+// status.socket.
+func TestConsoleConfigFlagTmux(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(t.TempDir(), "status.sock")
+	cfg := checkHCL(t, dir, fmt.Sprintf("status {\n  socket = %q\n}\n", sock))
+	serveTestSnapshot(t, sock)
+
+	exitFile := filepath.Join(t.TempDir(), "exit")
+	x := newPane(t, t.TempDir(), childCommand(t, consoleArgsEnv+"='-c "+cfg+"'", exitFile))
+	x.waitScreen(10*time.Second, "[1 Overview]", "owner lb1 since", "● live")
+	x.keys("q")
+	if code := x.waitExit(exitFile); code != "0" {
+		t.Errorf("epconsole -c %s exited %s, want 0", cfg, code)
+	}
+}
+
+// serveTestSnapshot serves tui/testdata/healthy.json on a status server
+// at sock until the test ends.
+func serveTestSnapshot(t *testing.T, sock string) {
+	t.Helper()
 	b, err := os.ReadFile("../../tui/testdata/healthy.json")
 	if err != nil {
 		t.Fatal(err)
@@ -229,19 +273,6 @@ func TestConsoleTmux(t *testing.T) {
 			t.Errorf("status server: %v", err)
 		}
 	})
-
-	exitFile := filepath.Join(t.TempDir(), "exit")
-	x := newPane(t, dir, childCommand(t, consoleArgsEnv+"=", exitFile))
-	x.waitScreen(10*time.Second, "[1 Overview]", "owner lb1 since", "● live")
-	x.keys("2")
-	screen := x.waitScreen(10*time.Second, "[2 Backends]", "cp1", "cp2", "cp3", "Latency")
-	if lines := strings.Split(strings.TrimRight(screen, "\n"), "\n"); len(lines) != 24 {
-		t.Errorf("the screen has %d lines, want 24:\n%s", len(lines), screen)
-	}
-	x.keys("q")
-	if code := x.waitExit(exitFile); code != "0" {
-		t.Errorf("epconsole exited %s, want 0", code)
-	}
 }
 
 // TestConsoleDirectTmux runs the console where no daemon answers: it shows

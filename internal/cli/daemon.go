@@ -3,68 +3,78 @@ package cli
 import (
 	"context"
 	"errors"
-	"flag"
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
+	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
 	"github.com/epconsole/epconsole/internal/daemon"
 )
 
-const daemonUsage = `usage: epconsole --daemon [-c config.hcl] [--log-level LEVEL] [--no-heartbeat] [--no-conn-sync]
-
-Runs this LB node's agent: probes the backends, gossips with the peers,
+// daemonLong is the daemon's help text.
+const daemonLong = `Runs this LB node's agent: probes the backends, gossips with the peers,
 elects the VIP owner, programs nftables and moves the VIP. Logs go to
 stderr (JSON when stderr is not a terminal).
 SIGHUP reloads the config (an invalid one is rejected, nothing changes);
-SIGTERM or SIGINT hands the VIP to a peer, then leaves.
+SIGTERM or SIGINT hands the VIP to a peer, then leaves.`
 
-flags:
-`
+// daemonOptions are the daemon's parsed arguments.
+type daemonOptions struct {
+	configPath  string
+	level       slog.Level
+	noHeartbeat bool
+	noConnSync  bool
+}
 
-// runDaemon is `epconsole --daemon`; args are those after --daemon.
-func runDaemon(ctx context.Context, args []string, stdio IO) int {
-	fs := flag.NewFlagSet("daemon", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	path := fs.String("c", "", "config file (default ./config.hcl if it exists, else "+systemConfig+")")
-	level := fs.String("log-level", "info", "debug, info, warn or error")
-	noHeartbeat := fs.Bool("no-heartbeat", false, "liveness from gossip only (slow failover; for comparison runs, not production)")
-	noConnSync := fs.Bool("no-conn-sync", false, "do not sync established connections to the peers (they die when the VIP moves; for comparison runs, not production)")
-	usage := func(w io.Writer) {
-		fmt.Fprint(w, daemonUsage)
-		fs.SetOutput(w)
-		fs.PrintDefaults()
-		fs.SetOutput(io.Discard)
+// newDaemonCmd is `epconsole daemon`, also spelled `epconsole --daemon`.
+func newDaemonCmd(a *app) *cobra.Command {
+	o := daemonOptions{level: slog.LevelInfo}
+	cmd := &cobra.Command{
+		Use:   "daemon [-c config.hcl] [--log-level LEVEL] [--no-heartbeat] [--no-conn-sync]",
+		Short: "this LB node's agent: probes, gossip, VIP election, nftables, the VIP (also --daemon)",
+		Long:  daemonLong,
+		Annotations: map[string]string{synopsisKey: "epconsole --daemon [-c config.hcl] [--log-level LEVEL] [--no-heartbeat] [--no-conn-sync]\n" +
+			"epconsole daemon ...   (the same)"},
+		Args:                  noArgs(""),
+		DisableFlagsInUseLine: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			a.code = runDaemon(cmd.Context(), o, a.stdio)
+			return nil
+		},
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			usage(stdio.Out)
-			return 0
-		}
-		fmt.Fprintf(stdio.Err, "epconsole --daemon: %v\n", err)
-		usage(stdio.Err)
-		return 2
+	fs := cmd.Flags()
+	configFlag(fs, &o.configPath)
+	fs.Var(logLevel{&o.level}, "log-level", "log `level`: debug, info, warn or error")
+	fs.BoolVar(&o.noHeartbeat, "no-heartbeat", false, "liveness from gossip only (slow failover; for comparison runs, not production)")
+	fs.BoolVar(&o.noConnSync, "no-conn-sync", false, "do not sync established connections to the peers (they die when the VIP moves; for comparison runs, not production)")
+	return cmd
+}
+
+// logLevel is --log-level: a slog.Level by its name.
+type logLevel struct{ l *slog.Level }
+
+func (v logLevel) String() string { return strings.ToLower(v.l.String()) }
+func (v logLevel) Type() string   { return "level" }
+
+func (v logLevel) Set(s string) error {
+	if err := v.l.UnmarshalText([]byte(s)); err != nil {
+		return errors.New("use debug, info, warn or error")
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stdio.Err, "epconsole --daemon: unexpected argument %q\n", fs.Arg(0))
-		usage(stdio.Err)
-		return 2
-	}
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(*level)); err != nil {
-		fmt.Fprintf(stdio.Err, "epconsole --daemon: --log-level %q: use debug, info, warn or error\n", *level)
-		return 2
-	}
-	file := *path
+	return nil
+}
+
+// runDaemon is `epconsole daemon`: it runs until ctx ends.
+func runDaemon(ctx context.Context, o daemonOptions, stdio IO) int {
+	file := o.configPath
 	if file == "" {
 		file = defaultConfigPath()
 	}
-	log := daemonLogger(stdio.Err, lv)
+	log := daemonLogger(stdio.Err, o.level)
 	if n, err := daemon.RaisePriority(daemon.DefaultNice); err != nil {
 		log.Warn("daemon priority unchanged: claiming the VIP may wait behind other work on a busy host", "nice", daemon.DefaultNice, "err", err)
 	} else {
@@ -89,7 +99,7 @@ func runDaemon(ctx context.Context, args []string, stdio IO) int {
 		}
 	}()
 
-	err := daemon.Run(ctx, daemon.Options{ConfigPath: file, Logger: log, Version: Version, Reload: reload, NoHeartbeat: *noHeartbeat, NoConnSync: *noConnSync})
+	err := daemon.Run(ctx, daemon.Options{ConfigPath: file, Logger: log, Version: readVersion().Version, Reload: reload, NoHeartbeat: o.noHeartbeat, NoConnSync: o.noConnSync})
 	if err != nil {
 		log.Error("daemon failed", "err", err)
 		return 1

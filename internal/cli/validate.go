@@ -2,11 +2,10 @@ package cli
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"os"
+
+	"github.com/spf13/cobra"
 
 	"github.com/epconsole/epconsole/internal/config"
 )
@@ -25,41 +24,31 @@ func defaultConfigPath() string {
 	return systemConfig
 }
 
-// runValidate checks a config file. Exit codes: 0 valid, 1 problems found
-// (each printed to stdout as "file:line:col: message" plus the source
-// snippet), 2 usage error.
-func runValidate(_ context.Context, args []string, stdio IO) int {
-	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
-	fs.SetOutput(io.Discard) // usage is printed below, to the right stream
-	path := fs.String("c", "", "config file (default ./config.hcl if it exists, else "+systemConfig+")")
-	usage := func(w io.Writer) {
-		fmt.Fprint(w, `usage: epconsole validate [-c config.hcl]
-
-Checks a config file and prints OK, or every problem as
+// newValidateCmd is `epconsole validate`. Exit codes: 0 valid, 1
+// problems found (each printed to stdout as "file:line:col: message" plus
+// the source snippet), 2 usage error.
+func newValidateCmd(a *app) *cobra.Command {
+	var path string
+	cmd := &cobra.Command{
+		Use:   "validate [-c config.hcl]",
+		Short: "check config.hcl and print every problem as file:line:col",
+		Long: `Checks a config file and prints OK, or every problem as
 file:line:col: message, followed by the source it points at.
-Exit code 0: valid; 1: problems found; 2: usage error.
+Exit code 0: valid; 1: problems found; 2: usage error.`,
+		Args:                  noArgs(" (the config file goes after -c)"),
+		DisableFlagsInUseLine: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			a.code = runValidate(cmd.Context(), path, a.stdio)
+			return nil
+		},
+	}
+	configFlag(cmd.Flags(), &path)
+	return cmd
+}
 
-flags:
-`)
-		fs.SetOutput(w)
-		fs.PrintDefaults()
-		fs.SetOutput(io.Discard)
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			usage(stdio.Out)
-			return 0
-		}
-		fmt.Fprintf(stdio.Err, "epconsole validate: %v\n", err)
-		usage(stdio.Err)
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stdio.Err, "epconsole validate: unexpected argument %q (the config file goes after -c)\n", fs.Arg(0))
-		usage(stdio.Err)
-		return 2
-	}
-	file := *path
+// runValidate checks the config file at path (empty: defaultConfigPath).
+func runValidate(_ context.Context, path string, stdio IO) int {
+	file := path
 	if file == "" {
 		file = defaultConfigPath()
 	}
