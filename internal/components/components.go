@@ -1,6 +1,7 @@
 package components
 
 import (
+	"github.com/epconsole/epconsole/cluster"
 	"github.com/epconsole/epconsole/dataplane"
 	"github.com/epconsole/epconsole/internal/config"
 )
@@ -30,4 +31,25 @@ func Desired(cfg *config.Config, healthy, drain map[string]bool) dataplane.Desir
 		d.Backends = append(d.Backends, dataplane.Backend{Name: b.Name, Addr: b.AddrPort()})
 	}
 	return d
+}
+
+// Cluster is the cluster's config for cfg. Events, Logger, Timers and
+// Local.Eligible/Owner/Epoch are left for the caller.
+func Cluster(cfg *config.Config, version string) cluster.Config {
+	cc := cluster.Config{
+		Name:      cfg.Node.Name,
+		Bind:      cfg.Node.GossipBind,
+		Advertise: cfg.Node.GossipAdvertise,
+		Keys:      cfg.Gossip.Keys,
+		Version:   version,
+		Local: cluster.Local{
+			Priority: cfg.Node.Priority,
+			Preempt:  cfg.Node.Preempt,
+			Digest:   cluster.ShortDigest(cfg.Digest()),
+		},
+	}
+	for _, p := range cfg.Peers {
+		cc.Peers = append(cc.Peers, cluster.Peer{Name: p.Name, Addr: p.Address})
+	}
+	return cc
 }

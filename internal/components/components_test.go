@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/epconsole/epconsole/cluster"
 	"github.com/epconsole/epconsole/dataplane"
 	"github.com/epconsole/epconsole/internal/config"
 )
@@ -93,5 +94,21 @@ func TestDesired(t *testing.T) {
 	}
 	if d := Desired(c, nil, nil); d.Healthy != nil || d.Drain != nil || len(d.VIPs) != 2 {
 		t.Errorf("nil sets: %+v", d)
+	}
+}
+
+func TestCluster(t *testing.T) {
+	c := dualStack(t)
+	cc := Cluster(c, "v1.2.3")
+	want := cluster.ShortDigest(c.Digest())
+	if cc.Name != "lb1" || cc.Bind != c.Node.GossipBind || cc.Advertise != c.Node.GossipAdvertise ||
+		cc.Local.Priority != 150 || !cc.Local.Preempt || cc.Local.Digest != want || len(want) != cluster.ShortDigestLen ||
+		cc.Version != "v1.2.3" || len(cc.Keys) != 1 ||
+		len(cc.Peers) != 1 || cc.Peers[0] != (cluster.Peer{Name: "lb2", Addr: c.Peers[0].Address}) {
+		t.Errorf("Cluster = %+v", cc)
+	}
+	c.Backends[0].Port = 443
+	if Cluster(c, "").Local.Digest == want {
+		t.Error("the digest does not follow the cluster-wide config")
 	}
 }

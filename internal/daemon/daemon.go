@@ -376,7 +376,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	defer func() { s.monStop(); <-s.monDone }()
 
-	ccfg := cluster.ConfigFrom(cfg, d.opts.Version)
+	ccfg := components.Cluster(cfg, d.opts.Version)
 	ccfg.Events = s.eventsCh
 	ccfg.Logger = d.log.With("component", "cluster")
 	ccfg.Local.Eligible = false
