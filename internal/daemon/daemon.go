@@ -22,13 +22,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
-	"github.com/vishvananda/netlink"
 
 	"github.com/epconsole/epconsole/cluster"
 	"github.com/epconsole/epconsole/cluster/heartbeat"
@@ -364,7 +362,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.log.Info("found the VIP on this host (earlier process); keeping it until the election says otherwise", "vip", p.Addr, "interface", p.Interface)
 		}
 	}
-	s.ifaceUp = ifacesUp(cfg)
+	s.ifaceUp = dataplane.InterfacesUp(components.VIPs(cfg))
 	if s.opDrain, err = loadDrain(cfg.StateDir); err != nil {
 		d.log.Error("drained backends not restored; starting with none drained", "err", err)
 	} else if len(s.opDrain.Backends) > 0 {
@@ -586,7 +584,7 @@ func (d *Daemon) loop(ctx context.Context, s *state) {
 			d.renewLease(s)
 			continue
 		case <-tick.C:
-			if up := ifacesUp(s.cfg); up != s.ifaceUp {
+			if up := dataplane.InterfacesUp(components.VIPs(s.cfg)); up != s.ifaceUp {
 				s.ifaceUp = up
 				d.log.Info("VIP interface", "up", up)
 			}
@@ -1024,29 +1022,4 @@ func (d *Daemon) reload(s *state) {
 	d.reconcile(s, healthy, drain, true)
 	d.record(EventReloadOK, d.opts.ConfigPath, "config digest "+cluster.ShortDigest(cfg.Digest()))
 	d.reloaded("")
-}
-
-// ifacesUp reports whether every VIP interface is up with a carrier.
-func ifacesUp(cfg *config.Config) bool {
-	seen := map[string]bool{}
-	for _, v := range cfg.VIPs {
-		if seen[v.Interface] {
-			continue
-		}
-		seen[v.Interface] = true
-		l, err := netlink.LinkByName(v.Interface)
-		if err != nil {
-			return false
-		}
-		a := l.Attrs()
-		if a.Flags&net.FlagUp == 0 {
-			return false
-		}
-		switch a.OperState {
-		case netlink.OperUp, netlink.OperUnknown:
-		default:
-			return false
-		}
-	}
-	return true
 }
