@@ -112,3 +112,35 @@ func TestCluster(t *testing.T) {
 		t.Error("the digest does not follow the cluster-wide config")
 	}
 }
+
+// TestDesiredDefaults: a lone VIP without a port is served on 6443, with
+// the balance section's defaults.
+func TestDesiredDefaults(t *testing.T) {
+	src := `cluster_name = "t"
+vip "198.18.44.100" {
+  interface = "eth0"
+}
+node {
+  name        = "lb1"
+  gossip_bind = "198.18.44.11:7946"
+}
+gossip {
+  key_file = "k"
+}
+backend "cp1" {
+  address = "198.18.44.21"
+}
+`
+	key := "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n"
+	c, diags := config.Parse([]byte(src), "/cfg/config.hcl", config.WithReadFile(func(string) ([]byte, error) { return []byte(key), nil }))
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	d := Desired(c, nil, nil)
+	if len(d.VIPs) != 1 || d.VIPs[0] != (dataplane.ServiceVIP{Addr: netip.MustParseAddr("198.18.44.100"), Port: 6443, Interface: "eth0"}) {
+		t.Errorf("VIPs %+v, want 198.18.44.100:6443 on eth0", d.VIPs)
+	}
+	if d.Mode != dataplane.BalanceConnection || d.Seed != dataplane.DefaultSeed || d.Slots != 1021 {
+		t.Errorf("balance defaults: mode %q seed %#x slots %d", d.Mode, d.Seed, d.Slots)
+	}
+}
