@@ -16,8 +16,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
-
-	"github.com/epconsole/epconsole/internal/config"
 )
 
 // ErrShutdown is returned by methods called after Shutdown.
@@ -142,27 +140,6 @@ type Config struct {
 	Events chan<- Event
 	// Logger receives the cluster's and memberlist's logs (default slog.Default()).
 	Logger *slog.Logger
-}
-
-// ConfigFrom fills a Config from a loaded config.hcl. Events, Logger,
-// Timers and Local.Eligible/Owner/Epoch are left for the caller.
-func ConfigFrom(c *config.Config, version string) Config {
-	cfg := Config{
-		Name:      c.Node.Name,
-		Bind:      c.Node.GossipBind,
-		Advertise: c.Node.GossipAdvertise,
-		Keys:      c.Gossip.Keys,
-		Version:   version,
-		Local: Local{
-			Priority: c.Node.Priority,
-			Preempt:  c.Node.Preempt,
-			Digest:   ShortDigest(c.Digest()),
-		},
-	}
-	for _, p := range c.Peers {
-		cfg.Peers = append(cfg.Peers, Peer{Name: p.Name, Addr: p.Address})
-	}
-	return cfg
 }
 
 // Stats counts what the cluster dropped or rejected.

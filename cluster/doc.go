@@ -17,7 +17,7 @@
 //     snapshot of all of it.
 //
 // memberlist keeps membership, metadata and probe results; it is not the
-// failure detector that moves the VIP (see DESIGN.md, "Detecting a dead
-// owner fast without flapping"). Cluster acts on nothing: the daemon feeds
-// Elect's Decision to a VIPAnnouncer.
+// failure detector that moves the VIP (package heartbeat is). Cluster acts
+// on nothing: the daemon carries out Elect's Decision, putting the VIP on
+// this host or taking it off.
 package cluster

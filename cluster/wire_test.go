@@ -4,15 +4,12 @@ import (
 	"io"
 	"log/slog"
 	"math"
-	"net/netip"
 	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
 
 	"github.com/hashicorp/memberlist"
-
-	"github.com/epconsole/epconsole/internal/config"
 )
 
 func TestMetaEncoding(t *testing.T) {
@@ -265,30 +262,5 @@ func TestMemberlistLogLines(t *testing.T) {
 		if ok != tt.match || addr != tt.addr {
 			t.Errorf("keyMismatchAddr(%q) = %q %v, want %q %v", tt.msg, addr, ok, tt.addr, tt.match)
 		}
-	}
-}
-
-func TestConfigFrom(t *testing.T) {
-	c := &config.Config{
-		ClusterName: "prod",
-		Node: config.Node{
-			Name: "lb1", GossipBind: netip.MustParseAddrPort("198.18.5.1:7946"),
-			GossipAdvertise: netip.MustParseAddrPort("198.18.5.1:7946"), Priority: 150, Preempt: true,
-		},
-		Peers:    []config.Peer{{Name: "lb2", Address: netip.MustParseAddrPort("198.18.5.2:7946")}},
-		Gossip:   config.Gossip{Keys: config.Keyring{testKey}},
-		Backends: []config.Backend{{Name: "cp1", Address: netip.MustParseAddr("198.18.5.21"), Port: 6443}},
-	}
-	cfg := ConfigFrom(c, "v1.2.3")
-	want := ShortDigest(c.Digest())
-	if cfg.Name != "lb1" || cfg.Bind != c.Node.GossipBind || cfg.Advertise != c.Node.GossipAdvertise ||
-		cfg.Local.Priority != 150 || !cfg.Local.Preempt || cfg.Local.Digest != want || len(want) != ShortDigestLen ||
-		cfg.Version != "v1.2.3" || len(cfg.Keys) != 1 ||
-		len(cfg.Peers) != 1 || cfg.Peers[0] != (Peer{Name: "lb2", Addr: c.Peers[0].Address}) {
-		t.Errorf("ConfigFrom = %+v", cfg)
-	}
-	c.Backends[0].Port = 443
-	if ConfigFrom(c, "").Local.Digest == want {
-		t.Error("the digest does not follow the cluster-wide config")
 	}
 }

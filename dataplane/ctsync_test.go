@@ -155,8 +155,7 @@ func TestDcsCreateSynced(t *testing.T) {
 	}
 	t.Cleanup(func() { d.Close() })
 	if _, err := d.Reconcile(ctx, dataplane.Desired{
-		VIPs:     []netip.Addr{vip4, vip6},
-		Port:     6443,
+		VIPs:     []dataplane.ServiceVIP{{Addr: vip4, Port: 6443}, {Addr: vip6, Port: 6443}},
 		Backends: []dataplane.Backend{{Name: "b4", Addr: b4}, {Name: "b6", Addr: b6}},
 		Healthy:  map[string]bool{"b4": true, "b6": true},
 	}); err != nil {
@@ -349,7 +348,7 @@ func streamsAcrossMove(t *testing.T, prefix string, withSync bool) {
 	t.Cleanup(cancel)
 	const port = 6443
 	vips := []netip.AddrPort{netip.AddrPortFrom(lab.VIP4(), port), netip.AddrPortFrom(lab.VIP6(), port)}
-	want := dataplane.Desired{VIPs: []netip.Addr{lab.VIP4(), lab.VIP6()}, Port: port, Healthy: map[string]bool{}}
+	want := dataplane.Desired{VIPs: []dataplane.ServiceVIP{{Addr: lab.VIP4(), Port: port}, {Addr: lab.VIP6(), Port: port}}, Healthy: map[string]bool{}}
 	for _, h := range lab.HostsByRole(netlab.RoleBackend) {
 		if _, err := h.StartStandin(ctx, netlab.StandinOpts{}); err != nil {
 			t.Fatal(err)
@@ -386,7 +385,7 @@ func streamsAcrossMove(t *testing.T, prefix string, withSync bool) {
 		t.Cleanup(func() { v.Close() })
 		lbs = append(lbs, lb{ct, v})
 	}
-	for _, a := range want.VIPs {
+	for _, a := range dataplane.Addresses(want.VIPs) {
 		if err := lbs[0].vip.Add(ctx, netlab.HostLink, a); err != nil {
 			t.Fatal(err)
 		}
@@ -461,7 +460,7 @@ func streamsAcrossMove(t *testing.T, prefix string, withSync bool) {
 
 	// The move: lb1 lets go, lb2 takes over (address + announcements).
 	moved := time.Now()
-	for _, a := range want.VIPs {
+	for _, a := range dataplane.Addresses(want.VIPs) {
 		if err := lbs[0].vip.Remove(ctx, netlab.HostLink, a); err != nil {
 			t.Fatal(err)
 		}

@@ -31,21 +31,70 @@ const (
 	DefaultCtMark uint32 = 0x20000000
 )
 
+// ServiceVIP is one VIP as the dataplane serves it: the address, the
+// service port clients connect to on it, and the interface it is put on.
+// Each VIP has its own port: an IPv4 VIP on 6443 and an IPv6 VIP on 7443
+// are both served.
+type ServiceVIP struct {
+	// Addr is the VIP's address; its family picks the table.
+	Addr netip.Addr
+	// Port is the service port on the VIP (0: DefaultPort).
+	Port uint16
+	// Interface is the link the VIP is put on and announced from. The
+	// nftables rules match the address on any link and do not read it.
+	Interface string
+}
+
+// AddrPort is the VIP's address and service port, the default port
+// filled in.
+func (v ServiceVIP) AddrPort() netip.AddrPort {
+	port := v.Port
+	if port == 0 {
+		port = DefaultPort
+	}
+	return netip.AddrPortFrom(v.Addr.Unmap(), port)
+}
+
+// Family names the VIP's address family: "ipv4" or "ipv6".
+func (v ServiceVIP) Family() string {
+	if v.Addr.Unmap().Is4() {
+		return "ipv4"
+	}
+	return "ipv6"
+}
+
+// Addresses lists the VIPs' addresses in order.
+func Addresses(vips []ServiceVIP) []netip.Addr {
+	out := make([]netip.Addr, 0, len(vips))
+	for _, v := range vips {
+		out = append(out, v.Addr)
+	}
+	return out
+}
+
+// AddrPorts lists the VIPs' addresses and service ports in order.
+func AddrPorts(vips []ServiceVIP) []netip.AddrPort {
+	out := make([]netip.AddrPort, 0, len(vips))
+	for _, v := range vips {
+		out = append(out, v.AddrPort())
+	}
+	return out
+}
+
 // Backend is one apiserver behind the VIP.
 type Backend struct {
 	// Name identifies the backend in the healthy set; unique.
 	Name string
-	// Addr is the backend's address and port; port 0 means Desired.Port.
+	// Addr is the backend's address and port; port 0 means the service
+	// port of the VIP of its family.
 	Addr netip.AddrPort
 }
 
 // Desired is the whole state Reconcile puts in the kernel.
 type Desired struct {
-	// VIPs holds at most one IPv4 and one IPv6 address. A family without a
-	// VIP has no table.
-	VIPs []netip.Addr
-	// Port is the service port on the VIP (0: DefaultPort).
-	Port uint16
+	// VIPs holds at most one IPv4 and one IPv6 VIP, each with its own
+	// service port. A family without a VIP has no table.
+	VIPs []ServiceVIP
 	// Backends in config order; the order is part of the slot map's input.
 	// Each VIP is served by the backends of its own family.
 	Backends []Backend
@@ -94,10 +143,6 @@ func (p familyPlan) is6() bool { return p.vip.Is6() }
 // element 1 IPv6; a family without a VIP has an invalid vip.
 func plan(d Desired) ([2]familyPlan, error) {
 	var plans [2]familyPlan
-	port := d.Port
-	if port == 0 {
-		port = DefaultPort
-	}
 	mode := d.Mode
 	switch mode {
 	case "":
@@ -117,8 +162,11 @@ func plan(d Desired) ([2]familyPlan, error) {
 	if mark&(mark-1) != 0 {
 		return plans, fmt.Errorf("ct mark %#x: want a single bit", mark)
 	}
-	for _, v := range d.VIPs {
-		v = v.Unmap()
+	for i := range plans {
+		plans[i].port = DefaultPort
+	}
+	for _, sv := range d.VIPs {
+		v := sv.Addr.Unmap()
 		if !v.IsValid() || v.IsUnspecified() || v.Zone() != "" {
 			return plans, fmt.Errorf("invalid VIP %v", v)
 		}
@@ -126,7 +174,7 @@ func plan(d Desired) ([2]familyPlan, error) {
 		if plans[i].vip.IsValid() {
 			return plans, fmt.Errorf("two VIPs of one family: %v and %v", plans[i].vip, v)
 		}
-		plans[i].vip = v
+		plans[i].vip, plans[i].port = v, sv.AddrPort().Port()
 	}
 	names := make(map[string]bool, len(d.Backends))
 	addrs := make(map[netip.AddrPort]string, len(d.Backends))
@@ -142,16 +190,16 @@ func plan(d Desired) ([2]familyPlan, error) {
 		if !a.IsValid() || a.IsUnspecified() {
 			return plans, fmt.Errorf("backend %q: invalid address %v", b.Name, b.Addr)
 		}
+		i := familyIndex(a)
 		bp := b.Addr.Port()
 		if bp == 0 {
-			bp = port
+			bp = plans[i].port
 		}
 		ap := netip.AddrPortFrom(a, bp)
 		if other, dup := addrs[ap]; dup {
 			return plans, fmt.Errorf("backends %q and %q share address %v", other, b.Name, ap)
 		}
 		addrs[ap] = b.Name
-		i := familyIndex(a)
 		plans[i].backends = append(plans[i].backends, Backend{Name: b.Name, Addr: ap})
 	}
 	// The slot map's healthy set: healthy and not draining.
@@ -163,7 +211,7 @@ func plan(d Desired) ([2]familyPlan, error) {
 	}
 	for i := range plans {
 		p := &plans[i]
-		p.port, p.mode, p.seed, p.mark = port, mode, seed, mark
+		p.mode, p.seed, p.mark = mode, seed, mark
 		if !p.vip.IsValid() {
 			continue
 		}

@@ -207,7 +207,7 @@ func TestDpLocalFlowsFollowSlotMap(t *testing.T) {
 				client = netip.MustParseAddr("fd00:198:18:1::1")
 			}
 			names := []string{fam.backends[0].Name, fam.backends[1].Name, fam.backends[2].Name}
-			want := Desired{VIPs: []netip.Addr{fam.vip}, Backends: fam.backends, Healthy: healthySet(names...), Mode: tc.mode}
+			want := Desired{VIPs: serviceVIPs(fam.vip), Backends: fam.backends, Healthy: healthySet(names...), Mode: tc.mode}
 			d := newDataplane(t, ns)
 			if _, err := d.Reconcile(ctx, want); err != nil {
 				t.Fatal(err)
@@ -303,7 +303,7 @@ func TestDpLocalFlowsFromVIPMasqueraded(t *testing.T) {
 			if fam.vip.Is6() {
 				own = netip.MustParseAddr("fd00:198:18:1::1")
 			}
-			want := Desired{VIPs: []netip.Addr{fam.vip}, Backends: fam.backends,
+			want := Desired{VIPs: serviceVIPs(fam.vip), Backends: fam.backends,
 				Healthy: healthySet(fam.backends[0].Name, fam.backends[1].Name, fam.backends[2].Name)}
 			d := newDataplane(t, ns)
 			if _, err := d.Reconcile(ctx, want); err != nil {
@@ -387,7 +387,7 @@ func TestDpForwardedFlowsSNATToVIP(t *testing.T) {
 			writeSysctl(t, lb, "/proc/sys/net/ipv4/ip_forward", "1")
 			writeSysctl(t, lb, "/proc/sys/net/ipv6/conf/all/forwarding", "1")
 
-			want := Desired{VIPs: []netip.Addr{fam.vip}, Backends: backends, Healthy: healthySet("cp1", "cp2", "cp3")}
+			want := Desired{VIPs: serviceVIPs(fam.vip), Backends: backends, Healthy: healthySet("cp1", "cp2", "cp3")}
 			d := newDataplane(t, lb)
 			if _, err := d.Reconcile(ctx, want); err != nil {
 				t.Fatal(err)
@@ -481,7 +481,7 @@ func TestDpDrainKeepsFlowsDeathCuts(t *testing.T) {
 				client = netip.MustParseAddr("fd00:198:18:1::1")
 			}
 			all := []string{fam.backends[0].Name, fam.backends[1].Name, fam.backends[2].Name}
-			want := Desired{VIPs: []netip.Addr{fam.vip}, Backends: fam.backends, Healthy: healthySet(all...)}
+			want := Desired{VIPs: serviceVIPs(fam.vip), Backends: fam.backends, Healthy: healthySet(all...)}
 			d := newDataplane(t, ns)
 			if _, err := d.Reconcile(ctx, want); err != nil {
 				t.Fatal(err)

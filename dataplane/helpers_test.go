@@ -136,3 +136,12 @@ func (w tWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
 }
+
+// serviceVIPs makes VIPs on the default port.
+func serviceVIPs(addrs ...netip.Addr) []ServiceVIP {
+	out := make([]ServiceVIP, 0, len(addrs))
+	for _, a := range addrs {
+		out = append(out, ServiceVIP{Addr: a})
+	}
+	return out
+}

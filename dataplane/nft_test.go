@@ -114,8 +114,7 @@ func ruleHandles(st *kernelState) map[string][]uint64 {
 
 func desired4() Desired {
 	return Desired{
-		VIPs:     []netip.Addr{vip4},
-		Port:     6443,
+		VIPs:     []ServiceVIP{{Addr: vip4, Port: 6443}},
 		Backends: backends4(),
 		Healthy:  healthySet("cp1", "cp2", "cp3"),
 	}
@@ -324,7 +323,7 @@ func TestDpForeignTablesUntouched(t *testing.T) {
 	}
 	d := newDataplane(t, ns)
 	want := desired4()
-	want.VIPs = append(want.VIPs, vip6)
+	want.VIPs = append(want.VIPs, ServiceVIP{Addr: vip6})
 	want.Backends = append(want.Backends, backends6()...)
 	want.Healthy = healthySet("cp1", "cp2", "cp3", "cp1v6", "cp2v6")
 	if _, err := d.Reconcile(ctx, want); err != nil {
@@ -390,7 +389,7 @@ func TestDpAdoptsExistingTable(t *testing.T) {
 
 	// A changed rule (another service port) replaces the table: delete and
 	// add in one batch, one commit.
-	want.Port = 7443
+	want.VIPs[0].Port = 7443
 	want.Mode = BalanceSource
 	res, err = d.Reconcile(ctx, want)
 	if err != nil {
@@ -420,7 +419,7 @@ func TestDpDualStack(t *testing.T) {
 	ns, ctx := kernelTest(t)
 	d := newDataplane(t, ns)
 	want := Desired{
-		VIPs:     []netip.Addr{vip4, vip6},
+		VIPs:     serviceVIPs(vip4, vip6),
 		Backends: append(backends4(), backends6()...),
 		Healthy:  healthySet("cp1", "cp2", "cp1v6", "cp2v6", "cp3v6"),
 		Slots:    509,
@@ -455,7 +454,7 @@ func TestDpDualStack(t *testing.T) {
 
 	// Dropping the IPv4 VIP removes the ip table and leaves ip6 alone.
 	before6 := ruleHandles(st6)
-	want.VIPs = []netip.Addr{vip6}
+	want.VIPs = serviceVIPs(vip6)
 	res, err = d.Reconcile(ctx, want)
 	if err != nil {
 		t.Fatal(err)
@@ -538,7 +537,7 @@ func TestDpLargeSlotMap(t *testing.T) {
 	ns, ctx := kernelTest(t)
 	d := newDataplane(t, ns)
 	want := Desired{
-		VIPs:     []netip.Addr{vip4, vip6},
+		VIPs:     serviceVIPs(vip4, vip6),
 		Backends: append(backends4(), backends6()...),
 		Healthy:  healthySet("cp1", "cp2", "cp3", "cp1v6", "cp2v6", "cp3v6"),
 		Slots:    8191,
@@ -548,7 +547,9 @@ func TestDpLargeSlotMap(t *testing.T) {
 		case "cp2 down":
 			want.Healthy = healthySet("cp1", "cp3", "cp1v6", "cp3v6")
 		case "replace":
-			want.Port = 7443
+			for i := range want.VIPs {
+				want.VIPs[i].Port = 7443
+			}
 		}
 		gen := generation(t, ctx, d)
 		if _, err := d.Reconcile(ctx, want); err != nil {
@@ -557,7 +558,7 @@ func TestDpLargeSlotMap(t *testing.T) {
 		if g := generation(t, ctx, d); g != gen+1 {
 			t.Errorf("%s: generation %d -> %d, want one commit", step, gen, g)
 		}
-		for _, vip := range want.VIPs {
+		for _, vip := range Addresses(want.VIPs) {
 			st := readKernel(t, ns, tableFamily(vip.Is6()))
 			if len(st.elems) != 8191 || !reflect.DeepEqual(st.elems, wantElems(t, want, vip)) {
 				t.Errorf("%s: %v map (%d elements) differs from BuildSlots", step, vip, len(st.elems))

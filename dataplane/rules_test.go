@@ -110,7 +110,7 @@ func TestPostroutingExprs(t *testing.T) {
 		{vip6, backends6(), 8, 16, unix.NFPROTO_IPV6},
 	} {
 		t.Run(tc.vip.String(), func(t *testing.T) {
-			p := mustPlan(t, Desired{VIPs: []netip.Addr{tc.vip}, Backends: tc.backends})[familyIndex(tc.vip)]
+			p := mustPlan(t, Desired{VIPs: serviceVIPs(tc.vip), Backends: tc.backends})[familyIndex(tc.vip)]
 			snat := concat([]expr.Any{
 				// [ ct load mark => reg 1 ]
 				&expr.Ct{Register: 1, Key: expr.CtKeyMARK},
@@ -182,7 +182,7 @@ func TestDnatExprsVariants(t *testing.T) {
 		{"ipv6 per source", vip6, backends6(), BalanceSource, 16, 2, false, unix.NFPROTO_IPV6, 20},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
-			d := Desired{VIPs: []netip.Addr{tc.vip}, Backends: tc.backends, Mode: tc.mode, Healthy: healthySet(tc.backends[0].Name)}
+			d := Desired{VIPs: serviceVIPs(tc.vip), Backends: tc.backends, Mode: tc.mode, Healthy: healthySet(tc.backends[0].Name)}
 			p := mustPlan(t, d)[familyIndex(tc.vip)]
 			e := dnatExprs(p, true)
 			var hash *expr.Hash
@@ -301,17 +301,17 @@ func TestPlanRejectsBadDesired(t *testing.T) {
 		desc string
 		d    Desired
 	}{
-		{"two IPv4 VIPs", Desired{VIPs: []netip.Addr{vip4, netip.MustParseAddr("198.18.1.101")}}},
-		{"two IPv6 VIPs", Desired{VIPs: []netip.Addr{vip6, netip.MustParseAddr("fd00:198:18:1::101")}}},
-		{"unspecified VIP", Desired{VIPs: []netip.Addr{netip.IPv4Unspecified()}}},
-		{"invalid VIP", Desired{VIPs: []netip.Addr{{}}}},
+		{"two IPv4 VIPs", Desired{VIPs: serviceVIPs(vip4, netip.MustParseAddr("198.18.1.101"))}},
+		{"two IPv6 VIPs", Desired{VIPs: serviceVIPs(vip6, netip.MustParseAddr("fd00:198:18:1::101"))}},
+		{"unspecified VIP", Desired{VIPs: serviceVIPs(netip.IPv4Unspecified())}},
+		{"invalid VIP", Desired{VIPs: []ServiceVIP{{}}}},
 		{"unnamed backend", Desired{Backends: []Backend{{Addr: backends4()[0].Addr}}}},
-		{"duplicate names", Desired{VIPs: []netip.Addr{vip4}, Backends: []Backend{backends4()[0], backends4()[0]}}},
+		{"duplicate names", Desired{VIPs: serviceVIPs(vip4), Backends: []Backend{backends4()[0], backends4()[0]}}},
 		{"duplicate addresses", Desired{Backends: []Backend{{Name: "a", Addr: backends4()[0].Addr}, {Name: "b", Addr: backends4()[0].Addr}}}},
 		{"duplicate after default port", Desired{Backends: []Backend{{Name: "a", Addr: netip.MustParseAddrPort("198.18.1.11:0")}, {Name: "b", Addr: netip.MustParseAddrPort("198.18.1.11:6443")}}}},
-		{"backend is VIP", Desired{VIPs: []netip.Addr{vip4}, Backends: []Backend{{Name: "x", Addr: netip.AddrPortFrom(vip4, 6443)}}}},
-		{"unknown mode", Desired{VIPs: []netip.Addr{vip4}, Mode: "random"}},
-		{"mark of two bits", Desired{VIPs: []netip.Addr{vip4}, CtMark: 3}},
+		{"backend is VIP", Desired{VIPs: serviceVIPs(vip4), Backends: []Backend{{Name: "x", Addr: netip.AddrPortFrom(vip4, 6443)}}}},
+		{"unknown mode", Desired{VIPs: serviceVIPs(vip4), Mode: "random"}},
+		{"mark of two bits", Desired{VIPs: serviceVIPs(vip4), CtMark: 3}},
 	} {
 		if _, err := plan(tc.d); err == nil {
 			t.Errorf("%s: no error", tc.desc)
@@ -322,7 +322,7 @@ func TestPlanRejectsBadDesired(t *testing.T) {
 	}
 	// Defaults and family split.
 	p := mustPlan(t, Desired{
-		VIPs:     []netip.Addr{netip.MustParseAddr("::ffff:198.18.1.100"), vip6},
+		VIPs:     serviceVIPs(netip.MustParseAddr("::ffff:198.18.1.100"), vip6),
 		Backends: append([]Backend{{Name: "p0", Addr: netip.MustParseAddrPort("198.18.1.20:0")}}, backends6()...),
 	})
 	if p[0].vip != vip4 || p[0].port != DefaultPort || p[0].seed != DefaultSeed || p[0].mark != DefaultCtMark || p[0].mode != BalanceConnection {
@@ -415,7 +415,7 @@ var nftMsgNames = map[uint16]string{
 // message is preceded by what it is and, for rules, the rule's comment.
 func TestTableBatchGolden(t *testing.T) {
 	d := Desired{
-		VIPs:     []netip.Addr{vip4, vip6},
+		VIPs:     serviceVIPs(vip4, vip6),
 		Backends: append(backends4(), backends6()...),
 		Healthy:  healthySet("cp1", "cp3", "cp1v6", "cp2v6"),
 		Slots:    7,

@@ -58,7 +58,7 @@ func (s *stack) startKeepalived(dp rivalDatapath) error {
 			if err != nil {
 				return fmt.Errorf("dataplane on %s: %w", h.Name(), err)
 			}
-			_, err = d.Reconcile(s.ctx, dataplane.Desired{VIPs: []netip.Addr{s.vip}, Port: servicePort, Backends: dpBackends, Healthy: healthy})
+			_, err = d.Reconcile(s.ctx, dataplane.Desired{VIPs: []dataplane.ServiceVIP{{Addr: s.vip, Port: servicePort}}, Backends: dpBackends, Healthy: healthy})
 			d.Close()
 			if err != nil {
 				return fmt.Errorf("nft DNAT on %s: %w", h.Name(), err)

@@ -6,13 +6,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/netip"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
 
+	"github.com/epconsole/epconsole/internal/components"
 	"github.com/epconsole/epconsole/internal/config"
 	"github.com/epconsole/epconsole/internal/direct"
 	"github.com/epconsole/epconsole/probes"
@@ -332,8 +332,8 @@ func checkEtcd(ctx context.Context, in direct.Inputs, explicit bool) *etcdSectio
 func checkKubeconfig(cfg *config.Config, targets []probes.Target, ca []*x509.Certificate, path string, explicit bool) *kubeconfigSection {
 	ko := probes.KubeconfigOptions{Path: path, DNSNames: cfg.EndpointDNSNames, Port: config.DefaultPort, Backends: targets,
 		ClusterCA: ca, ClusterCAFile: cfg.TLS.CAFile}
-	for i, v := range cfg.VIPs {
-		ko.VIPs = append(ko.VIPs, netip.AddrPortFrom(v.Address, v.Port))
+	for i, v := range components.VIPs(cfg) {
+		ko.VIPs = append(ko.VIPs, v.AddrPort())
 		if i == 0 && v.Port != 0 {
 			ko.Port = v.Port
 		}

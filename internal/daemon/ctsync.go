@@ -393,16 +393,3 @@ func (s *connSync) applyLoop(ctx context.Context) {
 		}
 	}
 }
-
-// syncVIPs are the VIP:port pairs of cfg whose flows are synced.
-func syncVIPs(d dataplane.Desired) []netip.AddrPort {
-	port := d.Port
-	if port == 0 {
-		port = dataplane.DefaultPort
-	}
-	var out []netip.AddrPort
-	for _, a := range d.VIPs {
-		out = append(out, netip.AddrPortFrom(a, port))
-	}
-	return out
-}

@@ -92,15 +92,3 @@ func TestSyncBatch(t *testing.T) {
 		})
 	}
 }
-
-func TestSyncVIPs(t *testing.T) {
-	d := dataplane.Desired{VIPs: []netip.Addr{netip.MustParseAddr("198.18.5.100"), netip.MustParseAddr("fd00:198:18:5::100")}}
-	want := []netip.AddrPort{netip.MustParseAddrPort("198.18.5.100:6443"), netip.MustParseAddrPort("[fd00:198:18:5::100]:6443")}
-	if got := syncVIPs(d); !slices.Equal(got, want) {
-		t.Errorf("default port: %v, want %v", got, want)
-	}
-	d.Port = 8443
-	if got := syncVIPs(d); got[0].Port() != 8443 || got[1].Port() != 8443 {
-		t.Errorf("port 8443: %v", got)
-	}
-}

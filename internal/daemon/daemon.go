@@ -22,17 +22,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
-	"github.com/vishvananda/netlink"
 
 	"github.com/epconsole/epconsole/cluster"
 	"github.com/epconsole/epconsole/cluster/heartbeat"
 	"github.com/epconsole/epconsole/dataplane"
+	"github.com/epconsole/epconsole/internal/components"
 	"github.com/epconsole/epconsole/internal/config"
 	"github.com/epconsole/epconsole/internal/preflight"
 	"github.com/epconsole/epconsole/internal/status"
@@ -306,7 +305,7 @@ type state struct {
 	eligible   bool
 	holding    bool
 	// held are the VIP places this node put (or found) its address on.
-	held     []vipPlace
+	held     []dataplane.ServiceVIP
 	started  time.Time
 	waiting  bool
 	leaving  bool
@@ -351,19 +350,19 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return fmt.Errorf("lease: %w", err)
 	}
 	defer s.lease.Close()
-	if err := s.lease.Install(run, desired(cfg, nil, nil).VIPs); err != nil {
+	if err := s.lease.Install(run, dataplane.Addresses(components.VIPs(cfg))); err != nil {
 		return fmt.Errorf("installing the owner lease tables: %w", err)
 	}
 	// A VIP address left by an earlier process: adopt it for now; the first
 	// decision after the startup wait removes it unless this node is elected.
-	for _, p := range vipPlaces(cfg) {
-		if has, err := s.vip.Has(run, p.Iface, p.Addr); err == nil && has {
+	for _, p := range components.VIPs(cfg) {
+		if has, err := s.vip.Has(run, p.Interface, p.Addr); err == nil && has {
 			s.held = append(s.held, p)
 			s.holding = true
-			d.log.Info("found the VIP on this host (earlier process); keeping it until the election says otherwise", "vip", p.Addr, "interface", p.Iface)
+			d.log.Info("found the VIP on this host (earlier process); keeping it until the election says otherwise", "vip", p.Addr, "interface", p.Interface)
 		}
 	}
-	s.ifaceUp = ifacesUp(cfg)
+	s.ifaceUp = dataplane.InterfacesUp(components.VIPs(cfg))
 	if s.opDrain, err = loadDrain(cfg.StateDir); err != nil {
 		d.log.Error("drained backends not restored; starting with none drained", "err", err)
 	} else if len(s.opDrain.Backends) > 0 {
@@ -375,7 +374,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	defer func() { s.monStop(); <-s.monDone }()
 
-	ccfg := cluster.ConfigFrom(cfg, d.opts.Version)
+	ccfg := components.Cluster(cfg, d.opts.Version)
 	ccfg.Events = s.eventsCh
 	ccfg.Logger = d.log.With("component", "cluster")
 	ccfg.Local.Eligible = false
@@ -385,7 +384,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer s.cl.Shutdown()
 
 	if !d.opts.NoConnSync {
-		if s.sync, err = startConnSync(run, d.log.With("component", "connsync"), s.cl, cfg.Node.Name, syncVIPs(desired(cfg, nil, nil))); err != nil {
+		if s.sync, err = startConnSync(run, d.log.With("component", "connsync"), s.cl, cfg.Node.Name, dataplane.AddrPorts(components.VIPs(cfg))); err != nil {
 			return err
 		}
 		defer s.sync.close()
@@ -585,7 +584,7 @@ func (d *Daemon) loop(ctx context.Context, s *state) {
 			d.renewLease(s)
 			continue
 		case <-tick.C:
-			if up := ifacesUp(s.cfg); up != s.ifaceUp {
+			if up := dataplane.InterfacesUp(components.VIPs(s.cfg)); up != s.ifaceUp {
 				s.ifaceUp = up
 				d.log.Info("VIP interface", "up", up)
 			}
@@ -639,7 +638,7 @@ func (d *Daemon) reconcile(s *state, healthy, drain map[string]bool, force bool)
 		return
 	}
 	t0 := time.Now()
-	res, err := s.dp.Reconcile(s.run, desired(s.cfg, healthy, drain))
+	res, err := s.dp.Reconcile(s.run, components.Desired(s.cfg, healthy, drain))
 	took := time.Since(t0)
 	d.counters.add(func(c *status.Counters) {
 		c.Reconciles++
@@ -844,7 +843,7 @@ func (d *Daemon) apply(s *state, dec cluster.Decision) {
 		d.acquire(s, dec.Reason)
 	case dec.Hold && s.holding:
 		// Places may have changed with a reload.
-		if !samePlaces(s.held, vipPlaces(s.cfg)) {
+		if !samePlaces(s.held, components.VIPs(s.cfg)) {
 			d.release(s, "VIP configuration changed")
 			d.acquire(s, dec.Reason)
 		}
@@ -853,12 +852,14 @@ func (d *Daemon) apply(s *state, dec cluster.Decision) {
 	}
 }
 
-func samePlaces(a, b []vipPlace) bool {
+// samePlaces reports whether two VIP lists put the same addresses on the
+// same interfaces (a changed port needs no move).
+func samePlaces(a, b []dataplane.ServiceVIP) bool {
 	if len(a) != len(b) {
 		return false
 	}
 	for i := range a {
-		if a[i] != b[i] {
+		if a[i].Addr != b[i].Addr || a[i].Interface != b[i].Interface {
 			return false
 		}
 	}
@@ -871,10 +872,10 @@ func (d *Daemon) acquire(s *state, reason string) {
 		d.log.Error("renewing the owner lease", "err", err)
 	}
 	s.sync.setHolding(true)
-	places := vipPlaces(s.cfg)
+	places := components.VIPs(s.cfg)
 	for _, p := range places {
-		if err := s.vip.Add(s.run, p.Iface, p.Addr); err != nil {
-			d.log.Error("adding the VIP", "vip", p.Addr, "interface", p.Iface, "err", err)
+		if err := s.vip.Add(s.run, p.Interface, p.Addr); err != nil {
+			d.log.Error("adding the VIP", "vip", p.Addr, "interface", p.Interface, "err", err)
 			continue
 		}
 		d.record(EventVIPAcquired, p.Addr.String(), reason)
@@ -885,8 +886,8 @@ func (d *Daemon) acquire(s *state, reason string) {
 
 func (d *Daemon) release(s *state, reason string) {
 	for _, p := range s.held {
-		if err := s.vip.Remove(s.run, p.Iface, p.Addr); err != nil {
-			d.log.Error("removing the VIP", "vip", p.Addr, "interface", p.Iface, "err", err)
+		if err := s.vip.Remove(s.run, p.Interface, p.Addr); err != nil {
+			d.log.Error("removing the VIP", "vip", p.Addr, "interface", p.Interface, "err", err)
 			continue
 		}
 		d.record(EventVIPReleased, p.Addr.String(), reason)
@@ -983,8 +984,8 @@ func (d *Daemon) reload(s *state) {
 	d.mu.Lock()
 	s.cfg = cfg
 	d.mu.Unlock()
-	s.sync.setVIPs(syncVIPs(desired(cfg, nil, nil)))
-	if err := s.lease.Install(s.run, desired(cfg, nil, nil).VIPs); err != nil {
+	s.sync.setVIPs(dataplane.AddrPorts(components.VIPs(cfg)))
+	if err := s.lease.Install(s.run, dataplane.Addresses(components.VIPs(cfg))); err != nil {
 		d.log.Error("installing the owner lease tables", "err", err)
 	}
 	if s.holding {
@@ -1021,29 +1022,4 @@ func (d *Daemon) reload(s *state) {
 	d.reconcile(s, healthy, drain, true)
 	d.record(EventReloadOK, d.opts.ConfigPath, "config digest "+cluster.ShortDigest(cfg.Digest()))
 	d.reloaded("")
-}
-
-// ifacesUp reports whether every VIP interface is up with a carrier.
-func ifacesUp(cfg *config.Config) bool {
-	seen := map[string]bool{}
-	for _, v := range cfg.VIPs {
-		if seen[v.Interface] {
-			continue
-		}
-		seen[v.Interface] = true
-		l, err := netlink.LinkByName(v.Interface)
-		if err != nil {
-			return false
-		}
-		a := l.Attrs()
-		if a.Flags&net.FlagUp == 0 {
-			return false
-		}
-		switch a.OperState {
-		case netlink.OperUp, netlink.OperUnknown:
-		default:
-			return false
-		}
-	}
-	return true
 }

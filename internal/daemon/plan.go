@@ -1,37 +1,16 @@
 package daemon
 
 import (
-	"net/netip"
 	"time"
 
 	"github.com/epconsole/epconsole/cluster"
 	"github.com/epconsole/epconsole/cluster/heartbeat"
-	"github.com/epconsole/epconsole/dataplane"
 	"github.com/epconsole/epconsole/internal/config"
 	"github.com/epconsole/epconsole/probes"
 )
 
 // The pure half of the daemon: what to ask of the dataplane, the cluster and
 // the election, from the config, the probes and the heartbeat. No I/O here.
-
-// desired is the dataplane state for cfg with the healthy and drain sets.
-func desired(cfg *config.Config, healthy, drain map[string]bool) dataplane.Desired {
-	d := dataplane.Desired{
-		Healthy: healthy,
-		Drain:   drain,
-		Mode:    dataplane.BalanceMode(cfg.Balance.Mode),
-		Seed:    cfg.Balance.Seed,
-		Slots:   cfg.Balance.Slots,
-	}
-	for _, v := range cfg.VIPs {
-		d.VIPs = append(d.VIPs, v.Address)
-		d.Port = v.Port
-	}
-	for _, b := range cfg.Backends {
-		d.Backends = append(d.Backends, dataplane.Backend{Name: b.Name, Addr: b.AddrPort()})
-	}
-	return d
-}
 
 // targets are the probe targets of cfg's backends, in config order.
 func targets(cfg *config.Config) []probes.Target {
@@ -189,20 +168,6 @@ func sameHeartbeat(a, b *config.Config) bool {
 		}
 	}
 	return true
-}
-
-// vipPlaces lists the VIPs with their interfaces.
-type vipPlace struct {
-	Iface string
-	Addr  netip.Addr
-}
-
-func vipPlaces(cfg *config.Config) []vipPlace {
-	out := make([]vipPlace, 0, len(cfg.VIPs))
-	for _, v := range cfg.VIPs {
-		out = append(out, vipPlace{Iface: v.Interface, Addr: v.Address})
-	}
-	return out
 }
 
 // restartNeeded says which changes of a reload the running daemon cannot

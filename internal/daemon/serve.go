@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/epconsole/epconsole/dataplane"
+	"github.com/epconsole/epconsole/internal/components"
 	"github.com/epconsole/epconsole/internal/config"
 	"github.com/epconsole/epconsole/internal/direct"
 	"github.com/epconsole/epconsole/internal/status"
@@ -264,8 +265,8 @@ func countConns(ctx context.Context, ct *dataplane.Conntrack, cfg *config.Config
 	}
 	counts := map[string]int{}
 	var errs []error
-	for _, v := range cfg.VIPs {
-		flows, err := ct.Flows(ctx, netip.AddrPortFrom(v.Address, v.Port))
+	for _, v := range components.VIPs(cfg) {
+		flows, err := ct.Flows(ctx, v.AddrPort())
 		if err != nil {
 			errs = append(errs, err)
 			continue

@@ -1,11 +1,11 @@
 package direct
 
 import (
-	"net"
 	"net/netip"
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/epconsole/epconsole/dataplane"
 	"github.com/epconsole/epconsole/internal/config"
 )
 
@@ -20,13 +20,13 @@ func VIPsHere(vips []config.VIP) []bool {
 	return out
 }
 
-// LinksUp says, per VIP, whether its interface exists and is up (the
-// daemon's other condition for eligibility besides a healthy backend).
+// LinksUp says, per VIP, whether its interface exists and is up by the
+// daemon's rule (dataplane.LinkUp), its other condition for eligibility
+// besides a healthy backend.
 func LinksUp(vips []config.VIP) []bool {
 	out := make([]bool, len(vips))
 	for i, v := range vips {
-		link, err := netlink.LinkByName(v.Interface)
-		out[i] = err == nil && link.Attrs().Flags&net.FlagUp != 0 && link.Attrs().OperState != netlink.OperDown
+		out[i] = dataplane.InterfaceUp(v.Interface)
 	}
 	return out
 }

@@ -122,8 +122,7 @@ func healthyOf(hosts ...*netlab.Host) map[string]bool {
 // with the healthy ones given.
 func (e *env) desired(healthy ...*netlab.Host) dataplane.Desired {
 	return dataplane.Desired{
-		VIPs:     []netip.Addr{e.vip4.Addr(), e.vip6.Addr()},
-		Port:     servicePort,
+		VIPs:     []dataplane.ServiceVIP{{Addr: e.vip4.Addr(), Port: servicePort}, {Addr: e.vip6.Addr(), Port: servicePort}},
 		Backends: backendsOf(e.backends...),
 		Healthy:  healthyOf(healthy...),
 	}
@@ -281,7 +280,11 @@ func predict(want dataplane.Desired, client netip.AddrPort) dataplane.Backend {
 	for _, b := range want.Backends {
 		if b.Addr.Addr().Is4() == client.Addr().Is4() {
 			if b.Addr.Port() == 0 {
-				b.Addr = netip.AddrPortFrom(b.Addr.Addr(), want.Port)
+				for _, v := range want.VIPs {
+					if v.Addr.Is4() == client.Addr().Is4() {
+						b.Addr = netip.AddrPortFrom(b.Addr.Addr(), v.AddrPort().Port())
+					}
+				}
 			}
 			fam = append(fam, b)
 		}
