@@ -51,10 +51,10 @@ func (s Severity) ExitCode() int {
 	return int(s)
 }
 
-// rank orders severities from best to worst: OK < WARNING < UNKNOWN <
-// CRITICAL. A verdict that could not be decided must not read as a mere
-// warning, and a known critical outranks everything.
-func (s Severity) rank() int {
+// Rank orders severities from best to worst: OK 0 < WARNING 1 < UNKNOWN 2
+// < CRITICAL 3. A verdict that could not be decided must not read as a
+// mere warning, and a known critical outranks everything.
+func (s Severity) Rank() int {
 	switch s {
 	case OK:
 		return 0
@@ -69,7 +69,7 @@ func (s Severity) rank() int {
 }
 
 // Worse reports whether s is worse than o (OK < WARNING < UNKNOWN < CRITICAL).
-func (s Severity) Worse(o Severity) bool { return s.rank() > o.rank() }
+func (s Severity) Worse(o Severity) bool { return s.Rank() > o.Rank() }
 
 // Worst returns the worst of the severities, OK for none.
 func Worst(ss ...Severity) Severity {
@@ -113,12 +113,16 @@ func (s *Severity) UnmarshalText(b []byte) error {
 // Check names the probe family a finding comes from.
 type Check string
 
-// Checks, as `epconsole check` names them.
+// Checks, as `epconsole check` and the status model's areas name them.
 const (
 	CheckBackends   Check = "backends"
 	CheckTLS        Check = "tls"
 	CheckEtcd       Check = "etcd"
 	CheckKubeconfig Check = "kubeconfig"
+	// CheckPreflight is the LB host's own check (forwarding, firewall, ...).
+	CheckPreflight Check = "preflight"
+	// CheckCluster judges the LB peers' shared view (owner, quorum, peers).
+	CheckCluster Check = "cluster"
 )
 
 // Setup names the kind of cluster a fix hint is for.
@@ -139,7 +143,28 @@ type Fix struct {
 	Text string `json:"text"`
 }
 
-// Finding is one thing a probe found, good or bad.
+// String renders the fix as one line: "[kubeadm] text", or the text alone
+// for any setup.
+func (f Fix) String() string {
+	if f.Setup == SetupAny {
+		return f.Text
+	}
+	return "[" + string(f.Setup) + "] " + f.Text
+}
+
+// ParseFix reads a fix written by Fix.String.
+func ParseFix(s string) Fix {
+	for _, setup := range []Setup{SetupKubeadm, SetupMicrok8s} {
+		if t, ok := strings.CutPrefix(s, "["+string(setup)+"] "); ok {
+			return Fix{Setup: setup, Text: t}
+		}
+	}
+	return Fix{Text: s}
+}
+
+// Finding is one thing a probe found, good or bad. It is the one finding
+// type of epconsole: `check`, the host preflight and the status model
+// all carry it.
 type Finding struct {
 	Check    Check    `json:"check"`
 	Severity Severity `json:"severity"`
@@ -156,6 +181,14 @@ type Finding struct {
 	Fixes []Fix `json:"fixes,omitempty"`
 }
 
+// Text is the message with its detail: "message (detail)".
+func (f Finding) Text() string {
+	if f.Detail == "" {
+		return f.Message
+	}
+	return f.Message + " (" + f.Detail + ")"
+}
+
 // Line renders the finding as one line: severity, check/subject, message,
 // detail and fixes.
 func (f Finding) Line() string {
@@ -168,25 +201,14 @@ func (f Finding) Line() string {
 		b.WriteString(f.Subject)
 	}
 	b.WriteString(": ")
-	b.WriteString(f.Message)
-	if f.Detail != "" {
-		b.WriteString(" (")
-		b.WriteString(f.Detail)
-		b.WriteString(")")
-	}
+	b.WriteString(f.Text())
 	for i, fx := range f.Fixes {
 		if i == 0 {
-			b.WriteString(" -- fix")
+			b.WriteString(" -- fix ")
 		} else {
-			b.WriteString(";")
+			b.WriteString("; ")
 		}
-		if fx.Setup != SetupAny {
-			b.WriteString(" [")
-			b.WriteString(string(fx.Setup))
-			b.WriteString("]")
-		}
-		b.WriteString(" ")
-		b.WriteString(fx.Text)
+		b.WriteString(fx.String())
 	}
 	return b.String()
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/charmbracelet/x/ansi"
 
 	"github.com/epconsole/epconsole/internal/status"
+	"github.com/epconsole/epconsole/probes"
 	"github.com/epconsole/epconsole/tui/keymap"
 	"github.com/epconsole/epconsole/tui/styles"
 )
@@ -138,11 +139,8 @@ func pad(s string, w int) string {
 }
 
 // sevLabel is the fixed-width text of a severity.
-func sevLabel(s status.Severity) string {
-	if s == "" {
-		s = status.Unknown
-	}
-	return pad(string(s), 8)
+func sevLabel(s probes.Severity) string {
+	return pad(s.String(), 8)
 }
 
 // selfName returns the name of the node that made snap.
@@ -176,18 +174,18 @@ func findings(c shared, snap *status.Snapshot, area, subject string) []string {
 	wrap := st.Value.Width(max(c.Width-7, 10))
 	var out []string
 	for _, f := range snap.Findings {
-		if f.Area != area || (subject != "" && f.Subject != subject) {
+		if string(f.Check) != area || (subject != "" && f.Subject != subject) {
 			continue
 		}
-		head := st.SeverityStyle(f.Severity).Render(string(f.Severity))
+		head := st.SeverityStyle(f.Severity).Render(f.Severity.String())
 		if f.Subject != "" {
 			head += " " + st.Title.Render(f.Subject)
 		}
-		for _, l := range strings.Split(st.Value.Width(max(c.Width-1, 10)).Render(head+" "+f.Message), "\n") {
+		for _, l := range strings.Split(st.Value.Width(max(c.Width-1, 10)).Render(head+" "+f.Text()), "\n") {
 			out = append(out, strings.TrimRight(l, " "))
 		}
 		for _, x := range f.Fixes {
-			lines := strings.Split(wrap.Render(x), "\n")
+			lines := strings.Split(wrap.Render(x.String()), "\n")
 			for i, l := range lines {
 				prefix := "       "
 				if i == 0 {

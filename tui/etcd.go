@@ -86,7 +86,7 @@ func (p *etcdView) View() string {
 	out := []string{p.table.View(), ""}
 	q := fmt.Sprintf("need %d · healthy %d of %d · may still fail %d", e.Quorum, e.Healthy, len(e.Members), max(e.Tolerance, 0))
 	out = append(out, fmt.Sprintf("%s %s  %s", st.Label.Render("quorum"),
-		st.SeverityStyle(e.Severity).Render(string(e.Severity)), q))
+		st.SeverityStyle(e.Severity).Render(e.Severity.String()), q))
 	if e.Healthy < e.Quorum {
 		out = append(out, "       "+st.Bad.Render("✘ QUORUM LOST: etcd accepts no writes"))
 	}

@@ -13,7 +13,7 @@ import (
 
 // checkCluster is the name of the cluster part of `check` (from the
 // daemon's snapshot).
-const checkCluster probes.Check = "cluster"
+const checkCluster = probes.CheckCluster
 
 // clusterDialTimeout bounds asking the daemon for its snapshot.
 const clusterDialTimeout = 2 * time.Second
@@ -71,34 +71,15 @@ func daemonCluster(ctx context.Context, socket string) *clusterSection {
 }
 
 // clusterFromSnapshot is the pure part: the section and findings of a
-// daemon's snapshot (status.ClusterFindings, worded as check's findings).
+// daemon's snapshot, judged by the status model (status.ClusterFindings).
 func clusterFromSnapshot(socket string, snap status.Snapshot) *clusterSection {
 	sec := &clusterSection{Source: snap.Source, Socket: socket, Node: snap.Node, Owner: snap.Election.Owner, Peers: snap.Peers}
-	fs := status.ClusterFindings(snap)
-	for _, f := range fs {
-		pf := probes.Finding{Check: checkCluster, Severity: probeSeverity(f.Severity), Subject: f.Subject, Code: f.Code, Message: f.Message}
-		for _, fx := range f.Fixes {
-			pf.Fixes = append(pf.Fixes, probes.Fix{Text: fx})
-		}
-		sec.findings = append(sec.findings, pf)
-	}
-	v := status.ClusterVerdict(snap, fs)
-	sec.Status = probeSeverity(v.Severity)
+	sec.findings = status.ClusterFindings(snap)
+	v := status.ClusterVerdict(snap, sec.findings)
+	sec.Status = v.Severity
 	sec.Summary = fmt.Sprintf("%s (daemon on %s)", v.Summary, snap.Node)
-	if snap.Source != "daemon" {
+	if snap.Source != status.SourceDaemon {
 		sec.Summary = "the socket serves a " + snap.Source + " snapshot, no cluster view"
 	}
 	return sec
-}
-
-func probeSeverity(s status.Severity) probes.Severity {
-	switch s {
-	case status.OK:
-		return probes.OK
-	case status.Warning:
-		return probes.Warning
-	case status.Critical:
-		return probes.Critical
-	}
-	return probes.Unknown
 }

@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/epconsole/epconsole/internal/config"
-	"github.com/epconsole/epconsole/internal/direct"
 	"github.com/epconsole/epconsole/internal/standin"
+	"github.com/epconsole/epconsole/internal/status/build"
 	"github.com/epconsole/epconsole/probes"
 	"github.com/epconsole/epconsole/probes/probetest"
 )
@@ -303,7 +303,8 @@ func TestCheckEtcd(t *testing.T) {
 		// In `all`, an unconfigured etcd is skipped, not UNKNOWN.
 		o, _, _ := parseCheckArgs([]string{"all", "-c", p}, IO{Err: &bytes.Buffer{}})
 		cfg, _ := config.Load(p)
-		if s := checkEtcd(context.Background(), direct.ReadInputs(cfg), o.explicit); !s.Skipped || len(s.findings) != 0 {
+		in := build.ReadInputs(cfg)
+		if s := etcdOf(build.Build(cfg, in, build.Results{}, build.Meta{}, nil), in, build.Results{}, o.explicit); !s.Skipped || len(s.findings) != 0 {
 			t.Errorf("all: etcd section %+v", s)
 		}
 	})

@@ -132,7 +132,7 @@ type Status struct {
 	LastReload      time.Time `json:"last_reload,omitzero"`
 	LastReloadError string    `json:"last_reload_error,omitempty"`
 	// Preflight are the host checks made at start.
-	Preflight []preflight.Finding `json:"preflight,omitempty"`
+	Preflight []probes.Finding `json:"preflight,omitempty"`
 	// Drained is the cluster-wide operator drain set (sorted) and its
 	// generation; HandoffTo the peer an operator's handoff goes to.
 	Drained   []string `json:"drained,omitempty"`
@@ -430,15 +430,15 @@ func (d *Daemon) preflight(ctx context.Context, cfg *config.Config) {
 	for _, f := range fs {
 		lv := slog.LevelInfo
 		switch f.Severity {
-		case status.OK:
+		case probes.OK:
 			continue
-		case status.Critical:
+		case probes.Critical:
 			lv = slog.LevelError
 		default:
 			lv = slog.LevelWarn
 		}
 		bad++
-		d.log.Log(ctx, lv, "preflight", "severity", string(f.Severity), "code", f.Code, "subject", f.Subject, "message", f.Message, "fix", f.Fix)
+		d.log.Log(ctx, lv, "preflight", "severity", f.Severity.String(), "code", f.Code, "subject", f.Subject, "message", f.Message, "fix", f.Fixes)
 	}
 	d.log.Info("preflight done", "findings", len(fs), "problems", bad)
 	d.mu.Lock()

@@ -13,6 +13,7 @@ import (
 	"github.com/epconsole/epconsole/internal/config"
 	"github.com/epconsole/epconsole/internal/direct"
 	"github.com/epconsole/epconsole/internal/status"
+	"github.com/epconsole/epconsole/internal/status/produce"
 	"github.com/epconsole/epconsole/probes"
 )
 
@@ -81,24 +82,13 @@ func (d *Daemon) Snapshot() status.Snapshot {
 	return d.pub.Snapshot()
 }
 
-// slowResults are the certificate and etcd checks' latest results.
-type slowResults struct {
-	mu    sync.Mutex
-	certs []probes.CertReport
-	cf    []probes.Finding
-	etcd  *probes.EtcdReport
-}
-
-// serveStatus runs the status loop, the socket and the metrics until ctx
+// serveStatus runs the status producer, the socket and the metrics until ctx
 // ends. Failing to listen is logged, never fatal: the endpoint matters
 // more than its status page.
 func (d *Daemon) serveStatus(ctx context.Context, cfg *config.Config, wg *sync.WaitGroup) {
-	slow := &slowResults{}
-	wg.Add(4)
-	go func() { defer wg.Done(); d.certLoop(ctx, slow) }()
-	go func() { defer wg.Done(); d.etcdLoop(ctx, slow) }()
+	wg.Add(2)
 	go func() { defer wg.Done(); d.connLoop(ctx) }()
-	go func() { defer wg.Done(); d.statusLoop(ctx, slow) }()
+	go func() { defer wg.Done(); d.produceStatus(ctx) }()
 
 	srv, err := status.NewServer(status.ServerOptions{
 		Socket: cfg.Status.Socket, Source: d.pub, Actions: actions{d},
@@ -174,9 +164,9 @@ func (d *Daemon) certPresented(r probes.HealthResult) {
 	}
 }
 
-// every runs fn with the running config at once, then every interval
-// and whenever kick (nil: never) asks, until ctx ends.
-func (d *Daemon) every(ctx context.Context, interval time.Duration, kick <-chan struct{}, fn func(*config.Config)) {
+// every runs fn with the running config at once, then every interval,
+// until ctx ends.
+func (d *Daemon) every(ctx context.Context, interval time.Duration, fn func(*config.Config)) {
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
@@ -184,7 +174,6 @@ func (d *Daemon) every(ctx context.Context, interval time.Duration, kick <-chan 
 		case <-ctx.Done():
 			return
 		case <-t.C:
-		case <-kick:
 		}
 		if cfg := d.config(); cfg != nil {
 			fn(cfg)
@@ -196,47 +185,6 @@ func (d *Daemon) every(ctx context.Context, interval time.Duration, kick <-chan 
 	}
 }
 
-// certLoop runs the certificate checks every DefaultSlowInterval, and at
-// once when certPresented asks.
-func (d *Daemon) certLoop(ctx context.Context, slow *slowResults) {
-	d.every(ctx, DefaultSlowInterval, d.certKick, func(cfg *config.Config) {
-		in := direct.ReadInputs(cfg)
-		certs, cf := probes.Certificates(ctx, in.Targets, in.Certs)
-		if ctx.Err() != nil {
-			return
-		}
-		slow.mu.Lock()
-		slow.certs, slow.cf = certs, cf
-		slow.mu.Unlock()
-		d.pokeStatus()
-	})
-}
-
-// etcdLoop runs the etcd quorum check every DefaultEtcdInterval.
-func (d *Daemon) etcdLoop(ctx context.Context, slow *slowResults) {
-	// The inputs (etcd endpoints, CA and client certificate) are read once
-	// per config, as the status loop does, not every 5 s.
-	var in direct.Inputs
-	var inFor *config.Config
-	d.every(ctx, DefaultEtcdInterval, nil, func(cfg *config.Config) {
-		if cfg != inFor {
-			in, inFor = direct.ReadInputs(cfg), cfg
-		}
-		var rep *probes.EtcdReport
-		if in.Etcd != nil {
-			r := probes.Etcd(ctx, *in.Etcd)
-			rep = &r
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		slow.mu.Lock()
-		slow.etcd = rep
-		slow.mu.Unlock()
-		d.pokeStatus()
-	})
-}
-
 // connLoop counts the connections per backend in conntrack.
 func (d *Daemon) connLoop(ctx context.Context) {
 	ct, err := dataplane.NewConntrack(dataplane.WithLogger(d.log.With("component", "conntrack")))
@@ -245,7 +193,7 @@ func (d *Daemon) connLoop(ctx context.Context) {
 		return
 	}
 	defer ct.Close()
-	d.every(ctx, DefaultConnInterval, nil, func(cfg *config.Config) {
+	d.every(ctx, DefaultConnInterval, func(cfg *config.Config) {
 		counts, err := countConns(ctx, ct, cfg)
 		if err != nil && ctx.Err() == nil {
 			d.log.Debug("counting connections", "err", err)
@@ -281,52 +229,22 @@ func countConns(ctx context.Context, ct *dataplane.Conntrack, cfg *config.Config
 	return counts, errors.Join(errs...)
 }
 
-// statusLoop builds the snapshot every DefaultStatusTick and publishes it
-// when it says something new (or DefaultRepublish passed).
-func (d *Daemon) statusLoop(ctx context.Context, slow *slowResults) {
-	t := time.NewTicker(DefaultStatusTick)
-	defer t.Stop()
-	var last status.Snapshot
-	var lastAt time.Time
-	var in direct.Inputs
-	var inFor *config.Config
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-d.poke:
-		}
-		cfg := d.config()
-		if cfg == nil {
-			continue
-		}
-		if cfg != inFor {
-			in, inFor = direct.ReadInputs(cfg), cfg
-		}
-		x := snapInputs{cfg: cfg, in: in, version: d.opts.Version, now: time.Now(),
-			status: d.Status(), events: d.Events(), counters: d.counters.get()}
-		x.res.Backends = d.Probes()
-		x.res.VIPHere = direct.VIPsHere(cfg.VIPs)
-		slow.mu.Lock()
-		x.res.Certs, x.res.CertFindings, x.res.Etcd = slow.certs, slow.cf, slow.etcd
-		slow.mu.Unlock()
-		x.view, x.viewOK = d.ClusterView()
-		d.connMu.Lock()
-		x.conns = d.conns
-		d.connMu.Unlock()
-		d.mu.Lock()
-		x.ownerSince = d.ownerSince
-		d.mu.Unlock()
-		snap := buildSnapshot(x)
-		if lastAt.IsZero() || !sameSnapshot(snap, last) || time.Since(lastAt) >= DefaultRepublish {
-			d.pub.Publish(snap)
-			last, lastAt = snap, time.Now()
-		}
-	}
+// produceStatus runs the one status producer with the daemon's state:
+// a round every DefaultStatusTick or when poked, published when it says
+// something new (or DefaultRepublish passed); certificates checked every
+// DefaultSlowInterval and when certPresented asks, etcd every
+// DefaultEtcdInterval.
+func (d *Daemon) produceStatus(ctx context.Context) {
+	produce.Run(ctx, produce.Options{
+		Config: d.config, Probes: d.Probes, VIPsHere: direct.VIPsHere, Daemon: d.snapshotState,
+		Version: d.opts.Version,
+		Wake:    d.poke, Tick: DefaultStatusTick, Republish: DefaultRepublish,
+		CertInterval: DefaultSlowInterval, EtcdInterval: DefaultEtcdInterval, CertKick: d.certKick,
+		Publish: func(s status.Snapshot) bool { d.pub.Publish(s); return true },
+	})
 }
 
-// pokeStatus asks the status loop for a snapshot now.
+// pokeStatus asks the status producer for a snapshot now.
 func (d *Daemon) pokeStatus() {
 	select {
 	case d.poke <- struct{}{}:
@@ -397,4 +315,15 @@ func (d *Daemon) act(ctx context.Context, a action) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+func cloneCounts(m map[string]uint64) map[string]uint64 {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]uint64, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
 }

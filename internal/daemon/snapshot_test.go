@@ -5,18 +5,19 @@ import (
 	"time"
 
 	"github.com/epconsole/epconsole/cluster"
-	"github.com/epconsole/epconsole/internal/direct"
-	"github.com/epconsole/epconsole/internal/preflight"
 	"github.com/epconsole/epconsole/internal/status"
+	"github.com/epconsole/epconsole/internal/status/build"
 	"github.com/epconsole/epconsole/probes"
 )
 
-// TestBuildSnapshot: the cluster view, the decision, drains, connections
-// and counters land in the snapshot, with the cluster findings.
+// TestBuildSnapshot: the daemon's state (snapshotState's stateInputs) —
+// the cluster view, the decision, drains, connections and counters — lands
+// in the snapshot the build package makes, with the cluster findings and
+// without the direct view's "no daemon".
 func TestBuildSnapshot(t *testing.T) {
 	cfg := testConfig(t)
 	now := time.Date(2026, 11, 24, 22, 0, 0, 0, time.UTC)
-	in := direct.ReadInputs(cfg)
+	in := build.ReadInputs(cfg)
 	up := func(name string) probes.BackendStatus {
 		return probes.BackendStatus{Target: probes.Target{Name: name}, Tracker: probes.Tracker{State: probes.StateUp},
 			Last: probes.HealthResult{Time: now, Outcome: probes.OutcomePass}, Since: now}
@@ -33,15 +34,19 @@ func TestBuildSnapshot(t *testing.T) {
 	dec := cluster.Decision{Hold: true, Owner: "lb1", Epoch: 3, Elected: "lb1", Reason: "owner: keeps the VIP",
 		Quorum: cluster.Quorum{Peers: 3, Need: 2, Have: 2, Required: true, Possible: true}}
 	since := now.Add(-time.Minute)
-	x := snapInputs{
-		cfg: cfg, in: in, version: "v1", now: now, view: view, viewOK: true,
-		res:        direct.Results{Backends: []probes.BackendStatus{up("cp1"), up("cp2")}, VIPHere: []bool{true}},
-		status:     Status{Decision: dec, Holding: true, Eligible: true, Drained: []string{"cp1"}, Preflight: []preflight.Finding{{Severity: status.Warning, Code: "rp-filter-strict", Message: "m", Fix: "f"}}},
+	x := stateInputs{
+		view: view, viewOK: true,
+		status: Status{Decision: dec, Holding: true, Eligible: true, Drained: []string{"cp1"},
+			Preflight: []probes.Finding{{Check: probes.CheckPreflight, Severity: probes.Warning, Code: "rp-filter-strict", Message: "m", Fixes: []probes.Fix{{Text: "f"}}}}},
 		ownerSince: since, conns: map[string]int{"cp2": 7},
 		events:   []Event{{Time: now, Kind: EventDrain, Subject: "cp1", Message: "drained"}},
 		counters: status.Counters{Failovers: 1, ProbeFailures: map[string]uint64{"connect": 2}},
 	}
-	s := buildSnapshot(x)
+	res := build.Results{Backends: []probes.BackendStatus{up("cp1"), up("cp2")}, VIPHere: []bool{true}}
+	buildSnapshot := func(x stateInputs, now time.Time) status.Snapshot {
+		return build.Build(cfg, in, res, build.Meta{Version: "v1", Time: now}, x.daemon())
+	}
+	s := buildSnapshot(x, now)
 	if s.Source != "daemon" || s.Node != "lb1" || len(s.VIPs) != 1 || s.VIPs[0].Owner != "lb1" || !s.VIPs[0].Here || !s.VIPs[0].OwnerSince.Equal(since) {
 		t.Fatalf("head/VIPs wrong: source %q node %q vips %+v", s.Source, s.Node, s.VIPs)
 	}
@@ -79,7 +84,7 @@ func TestBuildSnapshot(t *testing.T) {
 			cl = &s.Verdicts[i]
 		}
 	}
-	if cl == nil || cl.Severity != status.Warning {
+	if cl == nil || cl.Severity != probes.Warning {
 		t.Errorf("cluster verdict %+v", cl)
 	}
 	if len(s.Events) != 1 || s.Events[0].Kind != "drain" || s.Counters == nil || s.Counters.Failovers != 1 || s.Counters.ProbeFailures["connect"] != 2 {
@@ -88,14 +93,14 @@ func TestBuildSnapshot(t *testing.T) {
 
 	// Moving values alone are no change; a state change is.
 	y := x
-	y.now = now.Add(time.Second)
+	later := now.Add(time.Second)
 	y.view.Members = append([]cluster.Member(nil), view.Members...)
 	y.view.Members[1].LastSeen, y.view.Members[1].RTT = now, time.Millisecond
-	if !sameSnapshot(s, buildSnapshot(y)) {
+	if !build.Same(s, buildSnapshot(y, later)) {
 		t.Error("a new last-seen time counts as a change")
 	}
 	y.view.Members[1].Backends = []cluster.BackendView{{Name: "cp1", State: "up"}, {Name: "cp2", State: "up"}}
-	if sameSnapshot(s, buildSnapshot(y)) {
+	if build.Same(s, buildSnapshot(y, later)) {
 		t.Error("lb2 seeing cp2 up again is no change")
 	}
 }

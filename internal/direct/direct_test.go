@@ -94,8 +94,8 @@ func next(t *testing.T, ch <-chan status.Update, d time.Duration) *status.Snapsh
 	}
 }
 
-func verdicts(s *status.Snapshot) map[string]status.Severity {
-	m := map[string]status.Severity{}
+func verdicts(s *status.Snapshot) map[string]probes.Severity {
+	m := map[string]probes.Severity{}
 	for _, v := range s.Verdicts {
 		m[v.Area] = v.Severity
 	}
@@ -136,11 +136,11 @@ func TestSourceHealthy(t *testing.T) {
 	}
 	v := verdicts(s)
 	for _, area := range []string{"backends", "tls", "etcd"} {
-		if v[area] != status.OK {
+		if v[area] != probes.OK {
 			t.Errorf("%s verdict %s, want OK; verdicts %+v findings %+v", area, v[area], s.Verdicts, s.Findings)
 		}
 	}
-	if v["cluster"] != status.Unknown {
+	if v["cluster"] != probes.Unknown {
 		t.Errorf("cluster verdict %s, want UNKNOWN (no cluster view)", v["cluster"])
 	}
 	if len(s.Findings) != 1 || s.Findings[0].Code != "no-daemon" {
@@ -196,7 +196,7 @@ func TestSourceHealthy(t *testing.T) {
 	if r := view(s, "cp2").Reason; r == "" {
 		t.Error("cp2 is down without a reason")
 	}
-	if v := verdicts(s); v["backends"] != status.Warning {
+	if v := verdicts(s); v["backends"] != probes.Warning {
 		t.Errorf("backends verdict %s with one of three down, want WARNING", v["backends"])
 	}
 	cancel()
@@ -219,7 +219,7 @@ func TestSourceFaults(t *testing.T) {
 	s := next(t, src.Subscribe(ctx), 10*time.Second)
 
 	v := verdicts(s)
-	if v["tls"] != status.Critical || v["backends"] != status.Warning {
+	if v["tls"] != probes.Critical || v["backends"] != probes.Warning {
 		t.Errorf("verdicts %+v, want tls CRITICAL, backends WARNING", s.Verdicts)
 	}
 	if _, has := v["etcd"]; has || s.Etcd != nil {
@@ -242,7 +242,7 @@ func TestSourceFaults(t *testing.T) {
 	if !codes["san-missing-ip"] || !codes["backend-unready"] || !codes["no-daemon"] {
 		t.Errorf("finding codes %v, want san-missing-ip, backend-unready, no-daemon", codes)
 	}
-	if s.Findings[0].Severity != status.Critical {
+	if s.Findings[0].Severity != probes.Critical {
 		t.Errorf("findings not worst first: %+v", s.Findings)
 	}
 	if !s.VIPs[0].Here || s.VIPs[0].Owner != "lb1" || s.Election.Owner != "lb1" {
@@ -265,60 +265,5 @@ func TestVIPsHere(t *testing.T) {
 	up := direct.LinksUp([]config.VIP{{Interface: "lo"}, {Interface: "nosuchlink0"}})
 	if want := []bool{true, false}; fmt.Sprint(up) != fmt.Sprint(want) {
 		t.Errorf("LinksUp = %v, want %v", up, want)
-	}
-}
-
-// TestSame: time and latency alone are no change; a state is.
-func TestSame(t *testing.T) {
-	a := status.Snapshot{Generated: time.Unix(1, 0), Backends: []status.Backend{{Name: "cp1", Views: []status.BackendView{{State: "up", Latency: time.Millisecond}}}}}
-	b := status.Snapshot{Generated: time.Unix(2, 0), Backends: []status.Backend{{Name: "cp1", Views: []status.BackendView{{State: "up", Latency: 2 * time.Millisecond}}}}}
-	c := status.Snapshot{Generated: time.Unix(2, 0), Backends: []status.Backend{{Name: "cp1", Views: []status.BackendView{{State: "down", Latency: 2 * time.Millisecond}}}}}
-	if !direct.Same(a, b) {
-		t.Error("snapshots differing in time and latency only are not the same")
-	}
-	if direct.Same(a, c) {
-		t.Error("a backend going down is no change")
-	}
-	if a.Backends[0].Views[0].Latency != time.Millisecond {
-		t.Error("Same modified its argument")
-	}
-}
-
-// TestBuildEligible: this node counts as eligible only with a serving
-// backend and every VIP link up, as the daemon would judge it; a VIP on
-// this host is owned by it, one elsewhere by nobody known.
-func TestBuildEligible(t *testing.T) {
-	cfg := &config.Config{ClusterName: "c", Node: config.Node{Name: "lb1"},
-		VIPs:     []config.VIP{{Address: netip.MustParseAddr("198.18.6.100"), Interface: "eth0", Port: 6443}},
-		Backends: []config.Backend{{Name: "cp1", Address: netip.MustParseAddr("198.18.6.11"), Port: 6443}}}
-	in := direct.Inputs{Targets: []probes.Target{{Name: "cp1", Address: netip.MustParseAddrPort("198.18.6.11:6443")}}, Health: probes.HealthOptions{Kind: probes.KindHTTPS}}
-	st := func(s probes.State) []probes.BackendStatus {
-		return []probes.BackendStatus{{Target: in.Targets[0], Tracker: probes.Tracker{State: s}, Last: probes.HealthResult{Backend: "cp1", Outcome: probes.OutcomePass, Time: time.Unix(1, 0)}}}
-	}
-	tests := []struct {
-		name     string
-		backends []probes.BackendStatus
-		linkUp   bool
-		here     bool
-		eligible bool
-		owner    string
-	}{
-		{"up, link up", st(probes.StateUp), true, false, true, ""},
-		{"falling still serves", st(probes.StateFalling), true, false, true, ""},
-		{"down", st(probes.StateDown), true, false, false, ""},
-		{"rising does not serve yet", st(probes.StateRising), true, false, false, ""},
-		{"link down", st(probes.StateUp), false, false, false, ""},
-		{"VIP here", st(probes.StateUp), true, true, true, "lb1"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s := direct.Build(cfg, in, direct.Results{Backends: tt.backends, LinksUp: []bool{tt.linkUp}, VIPHere: []bool{tt.here}}, direct.Meta{Time: time.Unix(2, 0)})
-			if s.Peers[0].Eligible != tt.eligible || s.VIPs[0].Owner != tt.owner || s.Election.Owner != tt.owner || s.VIPs[0].Here != tt.here {
-				t.Errorf("self %+v VIP %+v election owner %q", s.Peers[0], s.VIPs[0], s.Election.Owner)
-			}
-			if s.Source != "direct" || s.Verdicts[0].Area != "cluster" || s.Verdicts[0].Severity != status.Unknown {
-				t.Errorf("source %q verdicts %+v", s.Source, s.Verdicts)
-			}
-		})
 	}
 }

@@ -1,15 +1,23 @@
+// Package direct looks at the control plane without a daemon: it runs the
+// probes of config.hcl in the calling process (read-only) and feeds their
+// results through the one status producer (internal/status/produce), so
+// the console shows the same screens with or without `epconsole --daemon`.
+// A direct snapshot has no cluster view: the VIP owner and the peers are
+// not known, only whether a VIP address sits on this host's interface
+// right now.
 package direct
 
 import (
 	"context"
 	"io"
 	"log/slog"
-	"reflect"
 	"sync"
 	"time"
 
 	"github.com/epconsole/epconsole/internal/config"
 	"github.com/epconsole/epconsole/internal/status"
+	"github.com/epconsole/epconsole/internal/status/build"
+	"github.com/epconsole/epconsole/internal/status/produce"
 	"github.com/epconsole/epconsole/probes"
 )
 
@@ -113,14 +121,9 @@ func (s *Source) run(ctx context.Context, out chan<- status.Update) {
 		return
 	}
 
-	cfg, in := s.cfg, ReadInputs(s.cfg)
+	cfg := s.cfg
+	in := build.ReadInputs(cfg)
 	wake := make(chan struct{}, 1)
-	poke := func() {
-		select {
-		case wake <- struct{}{}:
-		default:
-		}
-	}
 	interval, fast := cfg.Health.Interval, cfg.Health.FastInterval
 	if s.opts.Interval > 0 {
 		interval = s.opts.Interval
@@ -131,113 +134,28 @@ func (s *Source) run(ctx context.Context, out chan<- status.Update) {
 	mon := probes.NewMonitor(probes.MonitorOptions{
 		Targets: in.Targets, Health: in.Health, Interval: interval, FastInterval: fast,
 		Rise: cfg.Health.Rise, Fall: cfg.Health.Fall, Logger: s.opts.Logger,
-		OnUpdate: func(probes.Update) { poke() },
+		OnUpdate: func(probes.Update) {
+			select {
+			case wake <- struct{}{}:
+			default:
+			}
+		},
 	})
-	wg.Add(2)
+	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		_ = mon.Run(ctx)
 	}()
-	slow := &slowResults{}
-	go func() {
-		defer wg.Done()
-		s.slowLoop(ctx, in, slow, poke)
-	}()
-
-	start := time.Now()
-	first := time.NewTimer(firstWait)
-	defer first.Stop()
 	// Unchanged snapshots are still sent once per health interval, so the
 	// age the console shows is that of the last probe round.
-	refresh := time.NewTicker(interval)
-	defer refresh.Stop()
-	var last *status.Snapshot
-	var lastSent time.Time
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-wake:
-		case <-first.C:
-		case <-refresh.C:
-		}
-		res := Results{Backends: mon.Snapshot(), VIPHere: s.opts.VIPsHere(cfg.VIPs), LinksUp: s.opts.LinksUp(cfg.VIPs)}
-		slow.mu.Lock()
-		res.Certs, res.CertFindings, res.Etcd = slow.certs, slow.cf, slow.etcd
-		ready := slow.done
-		slow.mu.Unlock()
-		for _, b := range res.Backends {
-			ready = ready && !b.Last.Time.IsZero()
-		}
-		if last == nil && !ready && time.Since(start) < firstWait {
-			continue
-		}
-		snap := Build(cfg, in, res, Meta{Version: s.opts.Version, Socket: s.opts.Socket, Time: s.opts.Now()})
-		if last != nil && Same(*last, snap) && time.Since(lastSent) < interval {
-			continue
-		}
-		last, lastSent = &snap, time.Now()
-		if !emit(status.Update{Kind: status.SnapshotUpdate, Snapshot: &snap}) {
-			return
-		}
-	}
-}
-
-// slowLoop runs the certificate and etcd checks every SlowInterval.
-func (s *Source) slowLoop(ctx context.Context, in Inputs, slow *slowResults, poke func()) {
-	t := time.NewTimer(0)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		certs, cf := probes.Certificates(ctx, in.Targets, in.Certs)
-		var rep *probes.EtcdReport
-		if in.Etcd != nil {
-			r := probes.Etcd(ctx, *in.Etcd)
-			rep = &r
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		slow.mu.Lock()
-		slow.done, slow.certs, slow.cf, slow.etcd = true, certs, cf, rep
-		slow.mu.Unlock()
-		poke()
-		t.Reset(s.opts.SlowInterval)
-	}
-}
-
-// Same reports whether two snapshots say the same thing: equal but for
-// the time they were taken, probe latencies and etcd's moving counters
-// (raft term and index, database size).
-func Same(a, b status.Snapshot) bool {
-	return reflect.DeepEqual(steady(a), steady(b))
-}
-
-func steady(s status.Snapshot) status.Snapshot {
-	s.Generated = time.Time{}
-	bs := make([]status.Backend, len(s.Backends))
-	for i, b := range s.Backends {
-		vs := make([]status.BackendView, len(b.Views))
-		for j, v := range b.Views {
-			v.Latency = 0
-			vs[j] = v
-		}
-		b.Views = vs
-		bs[i] = b
-	}
-	s.Backends = bs
-	if s.Etcd != nil {
-		e := *s.Etcd
-		e.Members = make([]status.EtcdMember, len(s.Etcd.Members))
-		for i, m := range s.Etcd.Members {
-			m.RaftTerm, m.RaftIndex, m.DBSize = 0, 0, 0
-			e.Members[i] = m
-		}
-		s.Etcd = &e
-	}
-	return s
+	produce.Run(ctx, produce.Options{
+		Config: func() *config.Config { return cfg }, Probes: mon.Snapshot,
+		VIPsHere: s.opts.VIPsHere, LinksUp: s.opts.LinksUp,
+		Version: s.opts.Version, Socket: s.opts.Socket, Now: s.opts.Now,
+		Wake: wake, Tick: interval, Republish: interval, FirstWait: firstWait,
+		CertInterval: s.opts.SlowInterval, EtcdInterval: s.opts.SlowInterval,
+		Publish: func(snap status.Snapshot) bool {
+			return emit(status.Update{Kind: status.SnapshotUpdate, Snapshot: &snap})
+		},
+	})
 }

@@ -7,7 +7,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/epconsole/epconsole/internal/status"
+	"github.com/epconsole/epconsole/probes"
 )
 
 // Finding codes. They are stable: scripts and docs/preflight.md use them.
@@ -44,7 +44,7 @@ const (
 const sysctlFile = "/etc/sysctl.d/90-epconsole.conf"
 
 // Check is one pure preflight check.
-type Check func(Facts, Options) []Finding
+type Check func(Facts, Options) []probes.Finding
 
 // Checks returns the checks Judge runs, in order.
 func Checks() []Check {
@@ -54,8 +54,8 @@ func Checks() []Check {
 
 // Judge runs every check over f and returns the findings, worst first
 // (stable within a severity). It is pure.
-func Judge(f Facts, o Options) []Finding {
-	var out []Finding
+func Judge(f Facts, o Options) []probes.Finding {
+	var out []probes.Finding
 	for _, c := range Checks() {
 		out = append(out, c(f, o)...)
 	}
@@ -114,17 +114,17 @@ func backendInterfaces(f Facts, o Options, v6 bool) []string {
 }
 
 // CheckFacts turns facts that could not be read into UNKNOWN findings.
-func CheckFacts(f Facts, _ Options) []Finding {
-	var out []Finding
+func CheckFacts(f Facts, _ Options) []probes.Finding {
+	var out []probes.Finding
 	topics := make([]string, 0, len(f.Errors))
 	for t := range f.Errors {
 		topics = append(topics, t)
 	}
 	sort.Strings(topics)
 	for _, t := range topics {
-		out = append(out, Finding{Severity: status.Unknown, Code: CodeFactsUnreadable, Subject: t,
+		out = append(out, probes.Finding{Check: probes.CheckPreflight, Severity: probes.Unknown, Code: CodeFactsUnreadable, Subject: t,
 			Message: fmt.Sprintf("could not read %s: %s; the checks that need it are not decided", t, f.Errors[t]),
-			Fix:     "run as root (CAP_NET_ADMIN for nftables, CAP_SYS_ADMIN to enter another network namespace)"})
+			Fixes:   fixes("run as root (CAP_NET_ADMIN for nftables, CAP_SYS_ADMIN to enter another network namespace)")})
 	}
 	return out
 }
@@ -132,7 +132,7 @@ func CheckFacts(f Facts, _ Options) []Finding {
 // CheckForwarding checks IPv4 forwarding: net.ipv4.ip_forward, and the
 // per-interface switch of the interfaces forwarded traffic arrives on (the
 // VIP interface for requests, the backends' for replies).
-func CheckForwarding(f Facts, o Options) []Finding {
+func CheckForwarding(f Facts, o Options) []probes.Finding {
 	if v4, _ := families(o); !v4 {
 		return nil
 	}
@@ -140,11 +140,11 @@ func CheckForwarding(f Facts, o Options) []Finding {
 		return nil // unreadable: CheckFacts reports it
 	}
 	if v, _ := f.sysctl(keyIPForward); v != 1 {
-		return []Finding{{Severity: status.Critical, Code: CodeIPForwardOff, Subject: SysctlName(keyIPForward),
+		return []probes.Finding{{Check: probes.CheckPreflight, Severity: probes.Critical, Code: CodeIPForwardOff, Subject: SysctlName(keyIPForward),
 			Message: fmt.Sprintf("net.ipv4.ip_forward is %s: the kernel drops every packet DNATed from the VIP to a backend", f.Sysctls[keyIPForward]),
-			Fix:     persist(keyIPForward, "1")}}
+			Fixes:   fixes(persist(keyIPForward, "1"))}}
 	}
-	var out []Finding
+	var out []probes.Finding
 	ifaces := append(vipInterfaces(o, false), backendInterfaces(f, o, false)...)
 	seen := map[string]bool{}
 	for _, i := range ifaces {
@@ -154,13 +154,13 @@ func CheckForwarding(f Facts, o Options) []Finding {
 		seen[i] = true
 		k := keyIPv4Conf(i, "forwarding")
 		if v, ok := f.sysctl(k); ok && v != 1 {
-			out = append(out, Finding{Severity: status.Critical, Code: CodeIPForwardIfaceOff, Subject: i,
+			out = append(out, probes.Finding{Check: probes.CheckPreflight, Severity: probes.Critical, Code: CodeIPForwardIfaceOff, Subject: i,
 				Message: fmt.Sprintf("%s is 0: packets arriving on %s are not forwarded although net.ipv4.ip_forward is 1", SysctlName(k), i),
-				Fix:     persist(k, "1")})
+				Fixes:   fixes(persist(k, "1"))})
 		}
 	}
 	if len(out) == 0 {
-		out = append(out, Finding{Severity: status.OK, Code: CodeIPForward, Message: "IPv4 forwarding is on"})
+		out = append(out, probes.Finding{Check: probes.CheckPreflight, Severity: probes.OK, Code: CodeIPForward, Message: "IPv4 forwarding is on"})
 	}
 	return out
 }
@@ -169,14 +169,14 @@ func CheckForwarding(f Facts, o Options) []Finding {
 // and says what forwarding does to router advertisements on the VIP
 // interface: with forwarding on, the kernel ignores RAs unless accept_ra
 // is 2, so a default route or addresses learned from RAs expire.
-func CheckIPv6Forwarding(f Facts, o Options) []Finding {
+func CheckIPv6Forwarding(f Facts, o Options) []probes.Finding {
 	if _, v6 := families(o); !v6 {
 		return nil
 	}
 	if _, read := f.Sysctls[keyIPv6AllForward]; !read {
 		return nil
 	}
-	var out []Finding
+	var out []probes.Finding
 	fwd, _ := f.sysctl(keyIPv6AllForward)
 	for _, i := range vipInterfaces(o, true) {
 		ra, ok := f.sysctl(keyIPv6Conf(i, "accept_ra"))
@@ -194,31 +194,31 @@ func CheckIPv6Forwarding(f Facts, o Options) []Finding {
 		key := keyIPv6Conf(i, "accept_ra")
 		switch {
 		case ra == 2:
-			out = append(out, Finding{Severity: status.OK, Code: CodeIPv6AcceptRA, Subject: i,
+			out = append(out, probes.Finding{Check: probes.CheckPreflight, Severity: probes.OK, Code: CodeIPv6AcceptRA, Subject: i,
 				Message: fmt.Sprintf("%s is 2: router advertisements are still accepted with forwarding on", SysctlName(key))})
 		case usesRA && fwd == 1:
-			out = append(out, Finding{Severity: status.Warning, Code: CodeIPv6RAIgnored, Subject: i,
+			out = append(out, probes.Finding{Check: probes.CheckPreflight, Severity: probes.Warning, Code: CodeIPv6RAIgnored, Subject: i,
 				Message: fmt.Sprintf("IPv6 forwarding is on and %s is %d, so the kernel ignores router advertisements on %s; its %d RA-learned routes and %d autoconfigured addresses will expire",
 					SysctlName(key), ra, i, l.RARoutes, dynamic),
-				Fix: persist(key, "2")})
+				Fixes: fixes(persist(key, "2"))})
 		case usesRA:
-			out = append(out, Finding{Severity: status.Warning, Code: CodeIPv6RAIgnored, Subject: i,
+			out = append(out, probes.Finding{Check: probes.CheckPreflight, Severity: probes.Warning, Code: CodeIPv6RAIgnored, Subject: i,
 				Message: fmt.Sprintf("%s learns %d routes and %d addresses from router advertisements; turning IPv6 forwarding on makes the kernel ignore them unless %s is 2",
 					i, l.RARoutes, dynamic, SysctlName(key)),
-				Fix: persist(key, "2") + " (before turning forwarding on)"})
+				Fixes: fixes(persist(key, "2") + " (before turning forwarding on)")})
 		default:
-			out = append(out, Finding{Severity: status.OK, Code: CodeIPv6AcceptRA, Subject: i,
+			out = append(out, probes.Finding{Check: probes.CheckPreflight, Severity: probes.OK, Code: CodeIPv6AcceptRA, Subject: i,
 				Message: fmt.Sprintf("with forwarding on the kernel ignores router advertisements on %s (%s is %d, not 2); it has no RA-learned route or address, so nothing is lost",
 					i, SysctlName(key), ra)})
 		}
 	}
 	if fwd != 1 {
-		out = append(out, Finding{Severity: status.Critical, Code: CodeIPv6ForwardOff, Subject: SysctlName(keyIPv6AllForward),
+		out = append(out, probes.Finding{Check: probes.CheckPreflight, Severity: probes.Critical, Code: CodeIPv6ForwardOff, Subject: SysctlName(keyIPv6AllForward),
 			Message: fmt.Sprintf("net.ipv6.conf.all.forwarding is %s: the kernel drops every packet DNATed from the IPv6 VIP to a backend", f.Sysctls[keyIPv6AllForward]),
-			Fix: persist(keyIPv6AllForward, "1") + "; forwarding makes the kernel ignore router advertisements on every interface whose accept_ra is not 2: " +
-				"set net.ipv6.conf.<interface>.accept_ra=2 first where the host learns its default route or addresses from RAs"})
+			Fixes: fixes(persist(keyIPv6AllForward, "1") + "; forwarding makes the kernel ignore router advertisements on every interface whose accept_ra is not 2: " +
+				"set net.ipv6.conf.<interface>.accept_ra=2 first where the host learns its default route or addresses from RAs")})
 	} else {
-		out = append(out, Finding{Severity: status.OK, Code: CodeIPv6Forward, Message: "IPv6 forwarding is on"})
+		out = append(out, probes.Finding{Check: probes.CheckPreflight, Severity: probes.OK, Code: CodeIPv6Forward, Message: "IPv6 forwarding is on"})
 	}
 	return out
 }
@@ -227,7 +227,7 @@ func CheckIPv6Forwarding(f Facts, o Options) []Finding {
 // backends' interfaces. The kernel uses the larger of conf.all and the
 // interface's value; strict (1) drops a packet whose source is not routed
 // back out of the interface it arrived on.
-func CheckRPFilter(f Facts, o Options) []Finding {
+func CheckRPFilter(f Facts, o Options) []probes.Finding {
 	v4, _ := families(o)
 	if !v4 {
 		return nil // rp_filter is IPv4 only
@@ -236,7 +236,7 @@ func CheckRPFilter(f Facts, o Options) []Finding {
 	if !okAll {
 		return nil
 	}
-	var out []Finding
+	var out []probes.Finding
 	seen := map[string]bool{}
 	for _, i := range append(vipInterfaces(o, false), backendInterfaces(f, o, false)...) {
 		if seen[i] {
@@ -256,14 +256,14 @@ func CheckRPFilter(f Facts, o Options) []Finding {
 		if all == 1 {
 			fix = persist(keyIPv4Conf("all", "rp_filter"), "2") + " && " + fix
 		}
-		out = append(out, Finding{Severity: status.Warning, Code: CodeRPFilterStrict, Subject: i,
+		out = append(out, probes.Finding{Check: probes.CheckPreflight, Severity: probes.Warning, Code: CodeRPFilterStrict, Subject: i,
 			Message: fmt.Sprintf("rp_filter on %s is strict (all=%d, %s=%d, the kernel uses the larger): a packet whose source is routed out of another interface is dropped. "+
 				"It matters when clients or backends are reached through a different interface than their packets arrive on (several uplinks, policy routing, clients behind a router on another link); with one link it is harmless",
 				i, all, i, v),
-			Fix: fix + " (loose, or 0 to switch it off)"})
+			Fixes: fixes(fix + " (loose, or 0 to switch it off)")})
 	}
 	if len(out) == 0 {
-		out = append(out, Finding{Severity: status.OK, Code: CodeRPFilter, Message: "reverse-path filtering is loose or off on the interfaces the VIP's traffic uses"})
+		out = append(out, probes.Finding{Check: probes.CheckPreflight, Severity: probes.OK, Code: CodeRPFilter, Message: "reverse-path filtering is loose or off on the interfaces the VIP's traffic uses"})
 	}
 	return out
 }
@@ -283,46 +283,46 @@ func conntrackTarget(o Options) int {
 // the current fill of the table. Every flow through the VIP holds one
 // entry; a full table drops new connections ("nf_conntrack: table full,
 // dropping packet").
-func CheckConntrack(f Facts, o Options) []Finding {
+func CheckConntrack(f Facts, o Options) []probes.Finding {
 	maxv, okMax := f.sysctl(keyConntrackMax)
 	if !okMax {
 		if f.unreadable("sysctl") {
 			return nil
 		}
-		return []Finding{{Severity: status.OK, Code: CodeConntrackNotLoaded,
+		return []probes.Finding{{Check: probes.CheckPreflight, Severity: probes.OK, Code: CodeConntrackNotLoaded,
 			Message: fmt.Sprintf("nf_conntrack is not loaded yet (epconsole's NAT rules load it); once loaded, net.netfilter.nf_conntrack_max should be at least %d for %d expected flows",
 				conntrackTarget(o), o.expectedFlows()),
-			Fix: fmt.Sprintf("after the daemon has started, run `epconsole check` again; to preset: echo 'net.netfilter.nf_conntrack_max = %d' >> %s", conntrackTarget(o), sysctlFile)}}
+			Fixes: fixes(fmt.Sprintf("after the daemon has started, run `epconsole check` again; to preset: echo 'net.netfilter.nf_conntrack_max = %d' >> %s", conntrackTarget(o), sysctlFile))}}
 	}
-	var out []Finding
+	var out []probes.Finding
 	want, expected := conntrackTarget(o), o.expectedFlows()
 	fix := persist(keyConntrackMax, fmt.Sprint(want)) + " (in the host's initial namespace: other namespaces can only read it)"
 	switch {
 	case maxv < expected:
-		out = append(out, Finding{Severity: status.Critical, Code: CodeConntrackMaxLow, Subject: SysctlName(keyConntrackMax),
+		out = append(out, probes.Finding{Check: probes.CheckPreflight, Severity: probes.Critical, Code: CodeConntrackMaxLow, Subject: SysctlName(keyConntrackMax),
 			Message: fmt.Sprintf("nf_conntrack_max is %d, below the %d flows expected: new connections are dropped once the table is full", maxv, expected),
-			Fix:     fix})
+			Fixes:   fixes(fix)})
 	case maxv < 2*expected:
-		out = append(out, Finding{Severity: status.Warning, Code: CodeConntrackMaxLow, Subject: SysctlName(keyConntrackMax),
+		out = append(out, probes.Finding{Check: probes.CheckPreflight, Severity: probes.Warning, Code: CodeConntrackMaxLow, Subject: SysctlName(keyConntrackMax),
 			Message: fmt.Sprintf("nf_conntrack_max is %d, less than twice the %d flows expected: closed flows linger in TIME_WAIT and a failover makes every client reconnect at once", maxv, expected),
-			Fix:     fix})
+			Fixes:   fixes(fix)})
 	}
 	if count, ok := f.sysctl(keyConntrackCount); ok && maxv > 0 {
 		pct := 100 * count / maxv
 		switch {
 		case pct >= 90:
-			out = append(out, Finding{Severity: status.Critical, Code: CodeConntrackFull, Subject: SysctlName(keyConntrackCount),
+			out = append(out, probes.Finding{Check: probes.CheckPreflight, Severity: probes.Critical, Code: CodeConntrackFull, Subject: SysctlName(keyConntrackCount),
 				Message: fmt.Sprintf("the conntrack table holds %d of %d entries (%d%%): new connections are about to be dropped", count, maxv, pct),
-				Fix:     fmt.Sprintf("%s; find the flows with `conntrack -L | awk '{print $4}' | sort | uniq -c | sort -n`", persist(keyConntrackMax, fmt.Sprint(max(want, 2*maxv))))})
+				Fixes:   fixes(fmt.Sprintf("%s; find the flows with `conntrack -L | awk '{print $4}' | sort | uniq -c | sort -n`", persist(keyConntrackMax, fmt.Sprint(max(want, 2*maxv)))))})
 		case pct >= 75:
-			out = append(out, Finding{Severity: status.Warning, Code: CodeConntrackFull, Subject: SysctlName(keyConntrackCount),
+			out = append(out, probes.Finding{Check: probes.CheckPreflight, Severity: probes.Warning, Code: CodeConntrackFull, Subject: SysctlName(keyConntrackCount),
 				Message: fmt.Sprintf("the conntrack table holds %d of %d entries (%d%%)", count, maxv, pct),
-				Fix:     persist(keyConntrackMax, fmt.Sprint(max(want, 2*maxv)))})
+				Fixes:   fixes(persist(keyConntrackMax, fmt.Sprint(max(want, 2*maxv))))})
 		}
 	}
 	if len(out) == 0 {
 		count, _ := f.sysctl(keyConntrackCount)
-		out = append(out, Finding{Severity: status.OK, Code: CodeConntrack,
+		out = append(out, probes.Finding{Check: probes.CheckPreflight, Severity: probes.OK, Code: CodeConntrack,
 			Message: fmt.Sprintf("nf_conntrack_max %d holds twice the %d expected flows; %d entries in use", maxv, expected, count)})
 	}
 	return out
@@ -407,13 +407,13 @@ func familyCarries(fam string, v6 bool) bool {
 // where they are. iptables-nft rules appear as tables "filter" with
 // chains "FORWARD"; ufw's as chains "ufw-*" in them. iptables-legacy
 // tables cannot be read and are reported as such.
-func CheckFirewall(f Facts, o Options) []Finding {
-	var out []Finding
+func CheckFirewall(f Facts, o Options) []probes.Finding {
+	var out []probes.Finding
 	if len(f.LegacyTables) > 0 {
-		out = append(out, Finding{Severity: status.Warning, Code: CodeIptablesLegacy, Subject: strings.Join(f.LegacyTables, ", "),
+		out = append(out, probes.Finding{Check: probes.CheckPreflight, Severity: probes.Warning, Code: CodeIptablesLegacy, Subject: strings.Join(f.LegacyTables, ", "),
 			Message: fmt.Sprintf("iptables-legacy tables exist (%s); their rules are invisible to nftables and to this check, and may drop the forwarded traffic",
 				strings.Join(f.LegacyTables, ", ")),
-			Fix: "check them with `iptables-legacy-save` / `ip6tables-legacy-save` (the FORWARD chain's policy and rules); better, move the firewall to iptables-nft (update-alternatives --set iptables /usr/sbin/iptables-nft) so it is checked"})
+			Fixes: fixes("check them with `iptables-legacy-save` / `ip6tables-legacy-save` (the FORWARD chain's policy and rules); better, move the firewall to iptables-nft (update-alternatives --set iptables /usr/sbin/iptables-nft) so it is checked")})
 	}
 	if !f.TablesRead {
 		return out
@@ -465,14 +465,14 @@ func CheckFirewall(f Facts, o Options) []Finding {
 				}
 				continue
 			}
-			sev, code := status.Critical, CodeFirewallDrops
+			sev, code := probes.Critical, CodeFirewallDrops
 			if worst == OutcomeMaybe {
-				sev, code = status.Warning, CodeFirewallMayDrop
+				sev, code = probes.Warning, CodeFirewallMayDrop
 			}
-			out = append(out, Finding{Severity: sev, Code: code, Subject: ref,
+			out = append(out, probes.Finding{Check: probes.CheckPreflight, Severity: sev, Code: code, Subject: ref,
 				Message: fmt.Sprintf("chain %s (hook %s, priority %d) %s; decided by %s. An accept in epconsole's own table does not override it",
 					ref, c.Hook, c.Priority, strings.Join(traffic, "; and "), strings.Join(where, "; ")),
-				Fix: firewallFix(t, c, dests)})
+				Fixes: fixes(firewallFix(t, c, dests))})
 		}
 	}
 	if len(out) == 0 || (len(out) == 1 && out[0].Code == CodeIptablesLegacy) {
@@ -480,7 +480,7 @@ func CheckFirewall(f Facts, o Options) []Finding {
 		if len(judged) > 0 {
 			msg = "the other tables' forward and prerouting chains accept the VIP's traffic (" + strings.Join(judged, ", ") + ")"
 		}
-		out = append(out, Finding{Severity: status.OK, Code: CodeFirewall, Message: msg})
+		out = append(out, probes.Finding{Check: probes.CheckPreflight, Severity: probes.OK, Code: CodeFirewall, Message: msg})
 	}
 	return out
 }
@@ -537,8 +537,8 @@ func firewallFix(t Table, c Chain, backends []netip.AddrPort) string {
 // carrier and has an address whose prefix holds the VIP: the VIP moves by
 // gratuitous ARP / unsolicited NA, which needs a layer-2 segment shared by
 // the peers and the clients' router.
-func CheckVIPInterface(f Facts, o Options) []Finding {
-	var out []Finding
+func CheckVIPInterface(f Facts, o Options) []probes.Finding {
+	var out []probes.Finding
 	if _, broken := f.Errors["link"]; broken && len(f.Links) == 0 {
 		return nil
 	}
@@ -553,19 +553,19 @@ func CheckVIPInterface(f Facts, o Options) []Finding {
 		vip := v.Address.Unmap()
 		switch {
 		case !l.Exists:
-			out = append(out, Finding{Severity: status.Critical, Code: CodeVIPInterfaceMissing, Subject: v.Interface,
+			out = append(out, probes.Finding{Check: probes.CheckPreflight, Severity: probes.Critical, Code: CodeVIPInterfaceMissing, Subject: v.Interface,
 				Message: fmt.Sprintf("interface %s of VIP %s does not exist", v.Interface, vip),
-				Fix:     fmt.Sprintf("set vip %q's interface in config.hcl to the interface on the VIP's layer-2 segment (`ip -br link`)", vip)})
+				Fixes:   fixes(fmt.Sprintf("set vip %q's interface in config.hcl to the interface on the VIP's layer-2 segment (`ip -br link`)", vip))})
 			continue
 		case !l.Up:
-			out = append(out, Finding{Severity: status.Critical, Code: CodeVIPInterfaceDown, Subject: v.Interface,
+			out = append(out, probes.Finding{Check: probes.CheckPreflight, Severity: probes.Critical, Code: CodeVIPInterfaceDown, Subject: v.Interface,
 				Message: fmt.Sprintf("interface %s of VIP %s is administratively down", v.Interface, vip),
-				Fix:     fmt.Sprintf("ip link set %s up (and enable it in the network configuration)", v.Interface)})
+				Fixes:   fixes(fmt.Sprintf("ip link set %s up (and enable it in the network configuration)", v.Interface))})
 			continue
 		case !l.Carrier:
-			out = append(out, Finding{Severity: status.Critical, Code: CodeVIPNoCarrier, Subject: v.Interface,
+			out = append(out, probes.Finding{Check: probes.CheckPreflight, Severity: probes.Critical, Code: CodeVIPNoCarrier, Subject: v.Interface,
 				Message: fmt.Sprintf("interface %s of VIP %s has no carrier: this node cannot serve the VIP", v.Interface, vip),
-				Fix:     fmt.Sprintf("check the cable, switch port or virtual NIC of %s", v.Interface)})
+				Fixes:   fixes(fmt.Sprintf("check the cable, switch port or virtual NIC of %s", v.Interface))})
 			continue
 		}
 		var same []string
@@ -586,17 +586,17 @@ func CheckVIPInterface(f Facts, o Options) []Finding {
 		}
 		switch {
 		case holds != "":
-			out = append(out, Finding{Severity: status.OK, Code: CodeVIPInterface, Subject: v.Interface,
+			out = append(out, probes.Finding{Check: probes.CheckPreflight, Severity: probes.OK, Code: CodeVIPInterface, Subject: v.Interface,
 				Message: fmt.Sprintf("%s is up with carrier; %s holds VIP %s", v.Interface, holds, vip)})
 		case len(same) == 0:
-			out = append(out, Finding{Severity: status.Warning, Code: CodeVIPNoSubnet, Subject: v.Interface,
+			out = append(out, probes.Finding{Check: probes.CheckPreflight, Severity: probes.Warning, Code: CodeVIPNoSubnet, Subject: v.Interface,
 				Message: fmt.Sprintf("%s has no %s address, so VIP %s is on no subnet of it: the VIP needs a layer-2 segment shared with the other peers and the clients' router (gratuitous ARP / unsolicited NA)", v.Interface, fam, vip),
-				Fix:     fmt.Sprintf("give %s an address in the VIP's subnet, or choose a VIP in the subnet of %s", v.Interface, v.Interface)})
+				Fixes:   fixes(fmt.Sprintf("give %s an address in the VIP's subnet, or choose a VIP in the subnet of %s", v.Interface, v.Interface))})
 		default:
-			out = append(out, Finding{Severity: status.Warning, Code: CodeVIPNoSubnet, Subject: v.Interface,
+			out = append(out, probes.Finding{Check: probes.CheckPreflight, Severity: probes.Warning, Code: CodeVIPNoSubnet, Subject: v.Interface,
 				Message: fmt.Sprintf("VIP %s is in none of %s's subnets (%s): neighbours will not ARP for it; the VIP needs a layer-2 segment shared with the other peers and the clients' router (networks that ignore gratuitous ARP, such as most cloud VPCs, cannot carry it)",
 					vip, v.Interface, strings.Join(same, ", ")),
-				Fix: fmt.Sprintf("choose a free VIP inside %s, or set the VIP's interface to the one on its subnet", same[0])})
+				Fixes: fixes(fmt.Sprintf("choose a free VIP inside %s, or set the VIP's interface to the one on its subnet", same[0]))})
 		}
 	}
 	return out
@@ -607,8 +607,8 @@ func CheckVIPInterface(f Facts, o Options) []Finding {
 // arp_ignore 2 answers only requesters inside the VIP's own prefix (a /32:
 // nobody) and 8 never answers; arp_announce 2 (set by epconsole when it
 // adds the VIP) keeps the VIP out of the host's own ARP requests.
-func CheckARP(f Facts, o Options) []Finding {
-	var out []Finding
+func CheckARP(f Facts, o Options) []probes.Finding {
+	var out []probes.Finding
 	for _, i := range vipInterfaces(o, false) {
 		allIg, ok1 := f.sysctl(keyIPv4Conf("all", "arp_ignore"))
 		ig, ok2 := f.sysctl(keyIPv4Conf(i, "arp_ignore"))
@@ -620,14 +620,14 @@ func CheckARP(f Facts, o Options) []Finding {
 		effIg, effAn := max(allIg, ig), max(allAn, an)
 		switch effIg {
 		case 2:
-			out = append(out, Finding{Severity: status.Warning, Code: CodeARPIgnore, Subject: i,
+			out = append(out, probes.Finding{Check: probes.CheckPreflight, Severity: probes.Warning, Code: CodeARPIgnore, Subject: i,
 				Message: fmt.Sprintf("arp_ignore on %s is 2: the host answers ARP only for requesters inside the target address's prefix, and the VIP is added as a /32, so nobody gets an answer for it", i),
-				Fix:     persist(keyIPv4Conf(i, "arp_ignore"), "1") + maybeAll(allIg, "arp_ignore", "1")})
+				Fixes:   fixes(persist(keyIPv4Conf(i, "arp_ignore"), "1") + maybeAll(allIg, "arp_ignore", "1"))})
 			continue
 		case 8:
-			out = append(out, Finding{Severity: status.Warning, Code: CodeARPIgnore, Subject: i,
+			out = append(out, probes.Finding{Check: probes.CheckPreflight, Severity: probes.Warning, Code: CodeARPIgnore, Subject: i,
 				Message: fmt.Sprintf("arp_ignore on %s is 8: the host never answers ARP there, so neighbours that lose the VIP's entry cannot find it again", i),
-				Fix:     persist(keyIPv4Conf(i, "arp_ignore"), "1") + maybeAll(allIg, "arp_ignore", "1")})
+				Fixes:   fixes(persist(keyIPv4Conf(i, "arp_ignore"), "1") + maybeAll(allIg, "arp_ignore", "1"))})
 			continue
 		}
 		msg := fmt.Sprintf("arp_ignore %d and arp_announce %d on %s", effIg, effAn, i)
@@ -638,7 +638,7 @@ func CheckARP(f Facts, o Options) []Finding {
 			msg += "; epconsole sets arp_announce=2 there when it adds the VIP, so the host's own ARP requests never carry the VIP"
 			fix = persist(keyIPv4Conf(i, "arp_announce"), "2") + " (optional: epconsole does it when it adds the VIP)"
 		}
-		out = append(out, Finding{Severity: status.OK, Code: CodeARP, Subject: i, Message: msg, Fix: fix})
+		out = append(out, probes.Finding{Check: probes.CheckPreflight, Severity: probes.OK, Code: CodeARP, Subject: i, Message: msg, Fixes: fixes(fix)})
 	}
 	return out
 }

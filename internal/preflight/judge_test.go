@@ -8,7 +8,7 @@ import (
 
 	"github.com/google/nftables/expr"
 
-	"github.com/epconsole/epconsole/internal/status"
+	"github.com/epconsole/epconsole/probes"
 )
 
 var (
@@ -48,10 +48,10 @@ func with(fn func(*Facts)) Facts {
 	return f
 }
 
-func codes(fs []Finding) []string {
+func codes(fs []probes.Finding) []string {
 	var out []string
 	for _, f := range fs {
-		out = append(out, string(f.Severity)+" "+f.Code)
+		out = append(out, f.Severity.String()+" "+f.Code)
 	}
 	return out
 }
@@ -212,8 +212,8 @@ func TestJudge(t *testing.T) {
 			}
 			if tt.fixPart != "" && len(tt.want) > 0 {
 				i := slices.Index(have, tt.want[0])
-				if i >= 0 && !strings.Contains(got[i].Fix, tt.fixPart) {
-					t.Errorf("fix of %s = %q, want it to contain %q", tt.want[0], got[i].Fix, tt.fixPart)
+				if i >= 0 && !strings.Contains(fixText(got[i]), tt.fixPart) {
+					t.Errorf("fix of %s = %q, want it to contain %q", tt.want[0], fixText(got[i]), tt.fixPart)
 				}
 			}
 			for i := 1; i < len(got); i++ {
@@ -223,7 +223,7 @@ func TestJudge(t *testing.T) {
 				}
 			}
 			for _, f := range got {
-				if f.Severity != status.OK && f.Fix == "" {
+				if f.Severity != probes.OK && fixText(f) == "" {
 					t.Errorf("%s %s has no fix", f.Severity, f.Code)
 				}
 				if f.Message == "" {
@@ -245,16 +245,27 @@ func TestSysctlName(t *testing.T) {
 	}
 }
 
-func TestWorstAndStatus(t *testing.T) {
-	fs := []Finding{{Severity: status.OK, Code: "a"}, {Severity: status.Warning, Code: "b", Fix: "do b"}}
-	if w := Worst(fs); w != status.Warning {
-		t.Errorf("Worst = %s", w)
+// TestFixes: a preflight finding carries its fix as one line, none for
+// an empty fix, and every finding Judge returns is of check "preflight".
+func TestFixes(t *testing.T) {
+	if fs := fixes(""); fs != nil {
+		t.Errorf(`fixes("") = %+v`, fs)
 	}
-	if w := Worst(nil); w != status.OK {
-		t.Errorf("Worst(nil) = %s", w)
+	if fs := fixes("do b"); len(fs) != 1 || fs[0].Text != "do b" || fs[0].Setup != probes.SetupAny {
+		t.Errorf(`fixes("do b") = %+v`, fs)
 	}
-	sf := fs[1].Status()
-	if sf.Area != Area || sf.Code != "b" || len(sf.Fixes) != 1 || sf.Fixes[0] != "do b" {
-		t.Errorf("Status = %+v", sf)
+	for _, f := range Judge(Facts{Errors: map[string]string{"netns": "no"}}, Options{}) {
+		if f.Check != probes.CheckPreflight {
+			t.Errorf("finding %+v: check %q", f, f.Check)
+		}
 	}
+}
+
+// fixText is the text of a finding's fixes, one per line.
+func fixText(f probes.Finding) string {
+	var ts []string
+	for _, fx := range f.Fixes {
+		ts = append(ts, fx.String())
+	}
+	return strings.Join(ts, "\n")
 }

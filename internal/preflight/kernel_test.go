@@ -18,8 +18,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/epconsole/epconsole/internal/netlab"
-	"github.com/epconsole/epconsole/internal/status"
 	"github.com/epconsole/epconsole/internal/testenv"
+	"github.com/epconsole/epconsole/probes"
 )
 
 // rootSysctls are root-namespace settings this package's tests must never
@@ -53,7 +53,7 @@ func kernelLab(t *testing.T) (*netlab.Lab, *netlab.Host, *netlab.Host) {
 }
 
 // run runs the preflight with a bounded context.
-func run(t *testing.T, o Options) []Finding {
+func run(t *testing.T, o Options) []probes.Finding {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -61,8 +61,8 @@ func run(t *testing.T, o Options) []Finding {
 }
 
 // find returns the findings with code.
-func find(fs []Finding, code string) []Finding {
-	var out []Finding
+func find(fs []probes.Finding, code string) []probes.Finding {
+	var out []probes.Finding
 	for _, f := range fs {
 		if f.Code == code {
 			out = append(out, f)
@@ -71,7 +71,7 @@ func find(fs []Finding, code string) []Finding {
 	return out
 }
 
-func mustHave(t *testing.T, fs []Finding, sev status.Severity, code string) Finding {
+func mustHave(t *testing.T, fs []probes.Finding, sev probes.Severity, code string) probes.Finding {
 	t.Helper()
 	for _, f := range find(fs, code) {
 		if f.Severity == sev {
@@ -79,10 +79,10 @@ func mustHave(t *testing.T, fs []Finding, sev status.Severity, code string) Find
 		}
 	}
 	t.Fatalf("no %s %s in %v", sev, code, codes(fs))
-	return Finding{}
+	return probes.Finding{}
 }
 
-func mustNotHave(t *testing.T, fs []Finding, code string) {
+func mustNotHave(t *testing.T, fs []probes.Finding, code string) {
 	t.Helper()
 	if got := find(fs, code); len(got) > 0 {
 		t.Fatalf("unexpected %s: %+v", code, got)
@@ -168,16 +168,16 @@ func TestKernel(t *testing.T) {
 
 	t.Run("ipv4 forwarding", func(t *testing.T) {
 		setSysctl(t, lb, keyIPForward, "0")
-		f := mustHave(t, run(t, o), status.Critical, CodeIPForwardOff)
-		if !strings.Contains(f.Fix, "sysctl -w net.ipv4.ip_forward=1") {
-			t.Errorf("fix %q", f.Fix)
+		f := mustHave(t, run(t, o), probes.Critical, CodeIPForwardOff)
+		if !strings.Contains(fixText(f), "sysctl -w net.ipv4.ip_forward=1") {
+			t.Errorf("fix %q", fixText(f))
 		}
 		setSysctl(t, lb, keyIPForward, "1")
 		fs := run(t, o)
-		mustHave(t, fs, status.OK, CodeIPForward)
+		mustHave(t, fs, probes.OK, CodeIPForward)
 		mustNotHave(t, fs, CodeIPForwardOff)
 		setSysctl(t, lb, keyIPv4Conf("eth0", "forwarding"), "0")
-		mustHave(t, run(t, o), status.Critical, CodeIPForwardIfaceOff)
+		mustHave(t, run(t, o), probes.Critical, CodeIPForwardIfaceOff)
 		setSysctl(t, lb, keyIPv4Conf("eth0", "forwarding"), "1")
 		mustNotHave(t, run(t, o), CodeIPForwardIfaceOff)
 	})
@@ -185,7 +185,7 @@ func TestKernel(t *testing.T) {
 	t.Run("ipv6 forwarding and accept_ra", func(t *testing.T) {
 		setSysctl(t, lb, keyIPv6AllForward, "0")
 		fs := run(t, o)
-		mustHave(t, fs, status.Critical, CodeIPv6ForwardOff)
+		mustHave(t, fs, probes.Critical, CodeIPv6ForwardOff)
 		// Without an IPv6 VIP IPv6 forwarding is not judged.
 		v4only := Options{NetnsPath: o.NetnsPath, VIPs: []VIP{vip4}, Backends: []netip.AddrPort{be4}}
 		fs = run(t, v4only)
@@ -195,8 +195,8 @@ func TestKernel(t *testing.T) {
 		setSysctl(t, lb, keyIPv6AllForward, "1")
 		setSysctl(t, lb, keyIPv6Conf("eth0", "accept_ra"), "1")
 		fs = run(t, o)
-		mustHave(t, fs, status.OK, CodeIPv6Forward)
-		mustHave(t, fs, status.OK, CodeIPv6AcceptRA) // no RA-learned route: nothing lost
+		mustHave(t, fs, probes.OK, CodeIPv6Forward)
+		mustHave(t, fs, probes.OK, CodeIPv6AcceptRA) // no RA-learned route: nothing lost
 
 		// A route as if learned from a router advertisement (proto ra).
 		nh, err := lb.NetlinkHandle()
@@ -214,31 +214,31 @@ func TestKernel(t *testing.T) {
 			t.Fatalf("adding proto ra route: %v", err)
 		}
 		defer nh.RouteDel(ra)
-		f := mustHave(t, run(t, o), status.Warning, CodeIPv6RAIgnored)
-		if !strings.Contains(f.Fix, "net.ipv6.conf.eth0.accept_ra=2") {
-			t.Errorf("fix %q", f.Fix)
+		f := mustHave(t, run(t, o), probes.Warning, CodeIPv6RAIgnored)
+		if !strings.Contains(fixText(f), "net.ipv6.conf.eth0.accept_ra=2") {
+			t.Errorf("fix %q", fixText(f))
 		}
 		setSysctl(t, lb, keyIPv6Conf("eth0", "accept_ra"), "2")
 		fs = run(t, o)
 		mustNotHave(t, fs, CodeIPv6RAIgnored)
-		mustHave(t, fs, status.OK, CodeIPv6AcceptRA)
+		mustHave(t, fs, probes.OK, CodeIPv6AcceptRA)
 	})
 
 	t.Run("rp_filter", func(t *testing.T) {
 		setSysctl(t, lb, keyIPv4Conf("all", "rp_filter"), "0")
 		setSysctl(t, lb, keyIPv4Conf("eth0", "rp_filter"), "1")
-		f := mustHave(t, run(t, o), status.Warning, CodeRPFilterStrict)
-		if f.Subject != "eth0" || !strings.Contains(f.Fix, "net.ipv4.conf.eth0.rp_filter=2") {
+		f := mustHave(t, run(t, o), probes.Warning, CodeRPFilterStrict)
+		if f.Subject != "eth0" || !strings.Contains(fixText(f), "net.ipv4.conf.eth0.rp_filter=2") {
 			t.Errorf("finding %+v", f)
 		}
 		setSysctl(t, lb, keyIPv4Conf("eth0", "rp_filter"), "2")
 		fs := run(t, o)
 		mustNotHave(t, fs, CodeRPFilterStrict)
-		mustHave(t, fs, status.OK, CodeRPFilter)
+		mustHave(t, fs, probes.OK, CodeRPFilter)
 		// Strict through "all": the kernel takes the larger value.
 		setSysctl(t, lb, keyIPv4Conf("eth0", "rp_filter"), "0")
 		setSysctl(t, lb, keyIPv4Conf("all", "rp_filter"), "1")
-		mustHave(t, run(t, o), status.Warning, CodeRPFilterStrict)
+		mustHave(t, run(t, o), probes.Warning, CodeRPFilterStrict)
 		setSysctl(t, lb, keyIPv4Conf("all", "rp_filter"), "0")
 	})
 
@@ -261,10 +261,10 @@ func TestKernel(t *testing.T) {
 			_ = c.Flush()
 		})
 		fs := run(t, o)
-		f := mustHave(t, fs, status.Critical, CodeFirewallDrops)
+		f := mustHave(t, fs, probes.Critical, CodeFirewallDrops)
 		if f.Subject != "inet pffw forward" || !strings.Contains(f.Message, "policy drop") ||
-			!strings.Contains(f.Fix, "ip daddr "+cp.IPv4().String()+" tcp dport 6443 accept") ||
-			!strings.Contains(f.Fix, "ip6 daddr "+cp.IPv6().String()+" tcp dport 6443 accept") {
+			!strings.Contains(fixText(f), "ip daddr "+cp.IPv4().String()+" tcp dport 6443 accept") ||
+			!strings.Contains(fixText(f), "ip6 daddr "+cp.IPv6().String()+" tcp dport 6443 accept") {
 			t.Errorf("finding %+v", f)
 		}
 		for _, f := range find(fs, CodeFirewallDrops) {
@@ -290,7 +290,7 @@ func TestKernel(t *testing.T) {
 		fs = run(t, o)
 		mustNotHave(t, fs, CodeFirewallDrops)
 		mustNotHave(t, fs, CodeFirewallMayDrop)
-		ok := mustHave(t, fs, status.OK, CodeFirewall)
+		ok := mustHave(t, fs, probes.OK, CodeFirewall)
 		if !strings.Contains(ok.Message, "inet pffw forward") {
 			t.Errorf("OK finding %q does not name the judged chain", ok.Message)
 		}
@@ -321,9 +321,9 @@ func TestKernel(t *testing.T) {
 			_ = c.Flush()
 		})
 		fs := run(t, o)
-		f := mustHave(t, fs, status.Critical, CodeFirewallDrops)
-		if f.Subject != "ip filter FORWARD" || !strings.Contains(f.Fix, "ufw route allow proto tcp to "+cp.IPv4().String()+" port 6443") ||
-			!strings.Contains(f.Fix, `DEFAULT_FORWARD_POLICY="ACCEPT"`) {
+		f := mustHave(t, fs, probes.Critical, CodeFirewallDrops)
+		if f.Subject != "ip filter FORWARD" || !strings.Contains(fixText(f), "ufw route allow proto tcp to "+cp.IPv4().String()+" port 6443") ||
+			!strings.Contains(fixText(f), `DEFAULT_FORWARD_POLICY="ACCEPT"`) {
 			t.Errorf("finding %+v", f)
 		}
 		if strings.Contains(f.Message, "replies") {
@@ -353,7 +353,7 @@ func TestKernel(t *testing.T) {
 		}
 		low := o
 		low.ExpectedFlows = maxv + 1
-		f := mustHave(t, run(t, low), status.Critical, CodeConntrackMaxLow)
+		f := mustHave(t, run(t, low), probes.Critical, CodeConntrackMaxLow)
 		if !strings.Contains(f.Message, strconv.Itoa(maxv)) {
 			t.Errorf("message %q lacks the current max %d", f.Message, maxv)
 		}
@@ -361,7 +361,7 @@ func TestKernel(t *testing.T) {
 		fine.ExpectedFlows = max(1, maxv/4)
 		fs := run(t, fine)
 		mustNotHave(t, fs, CodeConntrackMaxLow)
-		mustHave(t, fs, status.OK, CodeConntrack)
+		mustHave(t, fs, probes.OK, CodeConntrack)
 	})
 
 	t.Run("vip interface", func(t *testing.T) {
@@ -370,19 +370,19 @@ func TestKernel(t *testing.T) {
 			t.Errorf("want an OK vip-interface per VIP, got %v", codes(fs))
 		}
 		missing := Options{NetnsPath: o.NetnsPath, VIPs: []VIP{{Address: vip4.Address, Interface: "pfnone0", Port: 6443}}}
-		mustHave(t, run(t, missing), status.Critical, CodeVIPInterfaceMissing)
+		mustHave(t, run(t, missing), probes.Critical, CodeVIPInterfaceMissing)
 
 		if err := lb.SetCable(false); err != nil {
 			t.Fatal(err)
 		}
-		mustHave(t, run(t, o), status.Critical, CodeVIPNoCarrier)
+		mustHave(t, run(t, o), probes.Critical, CodeVIPNoCarrier)
 		if err := lb.SetCable(true); err != nil {
 			t.Fatal(err)
 		}
 		if err := lb.SetLink(false); err != nil {
 			t.Fatal(err)
 		}
-		mustHave(t, run(t, o), status.Critical, CodeVIPInterfaceDown)
+		mustHave(t, run(t, o), probes.Critical, CodeVIPInterfaceDown)
 		if err := lb.SetLink(true); err != nil {
 			t.Fatal(err)
 		}
@@ -402,17 +402,17 @@ func TestKernel(t *testing.T) {
 
 	t.Run("arp", func(t *testing.T) {
 		setSysctl(t, lb, keyIPv4Conf("eth0", "arp_ignore"), "2")
-		mustHave(t, run(t, o), status.Warning, CodeARPIgnore)
+		mustHave(t, run(t, o), probes.Warning, CodeARPIgnore)
 		setSysctl(t, lb, keyIPv4Conf("eth0", "arp_ignore"), "0")
 		setSysctl(t, lb, keyIPv4Conf("eth0", "arp_announce"), "2")
 		fs := run(t, o)
 		mustNotHave(t, fs, CodeARPIgnore)
-		mustHave(t, fs, status.OK, CodeARP)
+		mustHave(t, fs, probes.OK, CodeARP)
 	})
 
 	t.Run("unreadable namespace", func(t *testing.T) {
 		bad := Options{NetnsPath: "/run/netns/pf-absent", VIPs: o.VIPs}
-		f := mustHave(t, run(t, bad), status.Unknown, CodeFactsUnreadable)
+		f := mustHave(t, run(t, bad), probes.Unknown, CodeFactsUnreadable)
 		if f.Subject != "netns" {
 			t.Errorf("finding %+v", f)
 		}

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/epconsole/epconsole/internal/netlab"
-	"github.com/epconsole/epconsole/internal/status"
+	"github.com/epconsole/epconsole/probes"
 )
 
 // TestNftWrittenRules loads rules written in nft's own syntax, as an
@@ -47,8 +47,8 @@ func TestNftWrittenRules(t *testing.T) {
 }
 `, cp.IPv4()))
 	fs := run(t, o)
-	f := mustHave(t, fs, status.Critical, CodeFirewallDrops)
-	t.Logf("%s: %s\nfix: %s", f.Code, f.Message, f.Fix)
+	f := mustHave(t, fs, probes.Critical, CodeFirewallDrops)
+	t.Logf("%s: %s\nfix: %s", f.Code, f.Message, fixText(f))
 	if f.Subject != "inet pfnft forward" || !strings.Contains(f.Message, cp.IPv6().String()) || strings.Contains(f.Message, "to "+cp.IPv4().String()) {
 		t.Errorf("want only the IPv6 backend dropped: %+v", f)
 	}
@@ -64,7 +64,7 @@ add rule inet pfnft forward ip6 daddr @b6 tcp dport 6443 accept
 	fs = run(t, o)
 	mustNotHave(t, fs, CodeFirewallDrops)
 	mustNotHave(t, fs, CodeFirewallMayDrop)
-	mustHave(t, fs, status.OK, CodeFirewall)
+	mustHave(t, fs, probes.OK, CodeFirewall)
 
 	// An anonymous set holding the port, before DNAT.
 	nft(`table ip pfraw {
@@ -74,7 +74,7 @@ add rule inet pfnft forward ip6 daddr @b6 tcp dport 6443 accept
 	}
 }
 `)
-	f = mustHave(t, run(t, o), status.Critical, CodeFirewallDrops)
+	f = mustHave(t, run(t, o), probes.Critical, CodeFirewallDrops)
 	t.Logf("%s: %s", f.Code, f.Message)
 	if f.Subject != "ip pfraw pre" || !strings.Contains(f.Message, "th dport @__set") || !strings.Contains(f.Message, "6443") {
 		t.Errorf("finding %+v", f)
@@ -91,7 +91,7 @@ add rule ip pfraw pre ct state new tcp dport { 6000-6442, 6444-7000 } drop
 	nft(`flush chain ip pfraw pre
 add rule ip pfraw pre ct state new tcp dport { 22, 6000-7000 } drop
 `)
-	f = mustHave(t, run(t, o), status.Critical, CodeFirewallDrops)
+	f = mustHave(t, run(t, o), probes.Critical, CodeFirewallDrops)
 	t.Logf("%s: %s", f.Code, f.Message)
 	if !strings.Contains(f.Message, "6000-7000") {
 		t.Errorf("finding %+v", f)

@@ -8,7 +8,8 @@
 // Gather reads the host (inside a given network namespace) into Facts, and
 // never changes anything; Judge is a pure function of Facts and the
 // expected traffic (Options), made of one small pure check per topic. Each
-// Finding carries a stable code and the fix. docs/preflight.md lists them.
+// finding is a probes.Finding of check "preflight" with a stable code and
+// the fix. docs/preflight.md lists them.
 package preflight
 
 import (
@@ -16,11 +17,8 @@ import (
 	"net/netip"
 
 	"github.com/epconsole/epconsole/internal/config"
-	"github.com/epconsole/epconsole/internal/status"
+	"github.com/epconsole/epconsole/probes"
 )
-
-// Area is the status area of preflight findings.
-const Area = "preflight"
 
 // DefaultFlowsPerClient and DefaultClients give DefaultExpectedFlows.
 const (
@@ -84,44 +82,18 @@ func (o Options) expectedFlows() int {
 	return DefaultExpectedFlows
 }
 
-// Finding is one preflight result, good or bad.
-type Finding struct {
-	// Severity is status.OK, Warning, Unknown or Critical.
-	Severity status.Severity `json:"severity"`
-	// Code is stable, for scripts ("ip-forward-off").
-	Code string `json:"code"`
-	// Subject is what the finding is about (an interface, a table), or "".
-	Subject string `json:"subject,omitempty"`
-	// Message says what was found and why it matters, in one or two sentences.
-	Message string `json:"message"`
-	// Fix says what to do; an OK finding may carry an optional improvement.
-	Fix string `json:"fix,omitempty"`
-}
-
-// Status converts f to the status model's finding (area "preflight").
-func (f Finding) Status() status.Finding {
-	sf := status.Finding{Area: Area, Severity: f.Severity, Subject: f.Subject, Code: f.Code, Message: f.Message}
-	if f.Fix != "" {
-		sf.Fixes = []string{f.Fix}
+// fixes is a preflight finding's fix: one line, none for "".
+func fixes(text string) []probes.Fix {
+	if text == "" {
+		return nil
 	}
-	return sf
-}
-
-// Worst returns the worst severity of fs (OK for none).
-func Worst(fs []Finding) status.Severity {
-	w := status.OK
-	for _, f := range fs {
-		if f.Severity.Rank() > w.Rank() {
-			w = f.Severity
-		}
-	}
-	return w
+	return []probes.Fix{{Text: text}}
 }
 
 // Run gathers the facts of the namespace in o and judges them. A fact
 // that could not be read becomes an UNKNOWN finding; Run never fails and
 // never changes the host.
-func Run(ctx context.Context, o Options) []Finding {
+func Run(ctx context.Context, o Options) []probes.Finding {
 	facts := Gather(ctx, o)
 	return Judge(facts, o)
 }

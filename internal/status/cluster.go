@@ -2,8 +2,9 @@ package status
 
 import (
 	"fmt"
-	"slices"
 	"strings"
+
+	"github.com/epconsole/epconsole/probes"
 )
 
 // Codes of the cluster findings (ClusterFindings).
@@ -24,19 +25,21 @@ const (
 // (WARNING) and a drained backend (WARNING: it takes no new connections
 // until undrained). It is a pure function of the snapshot; the findings
 // come worst first. A "direct" snapshot has no cluster view: nil.
-func ClusterFindings(s Snapshot) []Finding {
-	if s.Source != "daemon" {
+func ClusterFindings(s Snapshot) []probes.Finding {
+	if s.Source != SourceDaemon {
 		return nil
 	}
-	var fs []Finding
-	add := func(sev Severity, subject, code, msg string, fixes ...string) {
-		fs = append(fs, Finding{Area: "cluster", Severity: sev, Subject: subject, Code: code, Message: msg, Fixes: fixes})
+	var fs []probes.Finding
+	add := func(sev probes.Severity, subject, code, msg string, fixes ...string) {
+		f := probes.Finding{Check: probes.CheckCluster, Severity: sev, Subject: subject, Code: code, Message: msg}
+		for _, fx := range fixes {
+			f.Fixes = append(f.Fixes, probes.Fix{Text: fx})
+		}
+		fs = append(fs, f)
 	}
-	alive := map[string]bool{}
 	var owners, down []string
 	for _, p := range s.Peers {
-		if p.Self || p.State == "alive" && p.Fresh {
-			alive[p.Name] = true
+		if p.Live() {
 			if p.Owner == p.Name {
 				owners = append(owners, p.Name)
 			}
@@ -47,7 +50,7 @@ func ClusterFindings(s Snapshot) []Finding {
 	e := s.Election
 	switch {
 	case len(owners) > 1:
-		add(Critical, strings.Join(owners, ","), CodeTwoOwners,
+		add(probes.Critical, strings.Join(owners, ","), CodeTwoOwners,
 			fmt.Sprintf("%s all claim the VIP: clients may reach either host (the higher epoch wins once they hear each other)", strings.Join(owners, " and ")),
 			"check that the peers reach each other on the gossip and heartbeat ports (a partition, or a firewall dropping them)")
 	case e.Owner == "":
@@ -55,12 +58,12 @@ func ClusterFindings(s Snapshot) []Finding {
 		if why == "" {
 			why = "no eligible peer"
 		}
-		add(Critical, vipList(s), CodeNoOwner, "no peer holds the VIP: the endpoint is dark ("+why+")",
+		add(probes.Critical, vipList(s), CodeNoOwner, "no peer holds the VIP: the endpoint is dark ("+why+")",
 			"see which peers are eligible (epconsole check backends on each LB node: an LB whose own probes see no healthy backend is not eligible)",
 			"check the VIP interface is up on the LB nodes")
 	}
 	if e.QuorumRequired && e.QuorumHave < e.QuorumNeed {
-		add(Critical, s.Node, CodeQuorumLost,
+		add(probes.Critical, s.Node, CodeQuorumLost,
 			fmt.Sprintf("%s hears %d of %d peers (needs %d): it may not hold or claim the VIP", s.Node, e.QuorumHave, e.QuorumPeers, e.QuorumNeed),
 			"bring the down peers back, or check the network between the LB nodes (heartbeat and gossip ports)")
 	}
@@ -74,53 +77,41 @@ func ClusterFindings(s Snapshot) []Finding {
 				}
 			}
 		}
-		add(Warning, name, CodePeerDown, fmt.Sprintf("peer %s is not live (%s): one fewer candidate for the VIP", name, state),
+		add(probes.Warning, name, CodePeerDown, fmt.Sprintf("peer %s is not live (%s): one fewer candidate for the VIP", name, state),
 			"on "+name+": systemctl status epconsole; journalctl -u epconsole")
 	}
 	if len(e.Mismatch) > 0 {
-		add(Warning, strings.Join(e.Mismatch, ","), CodeConfigMismatch,
+		add(probes.Warning, strings.Join(e.Mismatch, ","), CodeConfigMismatch,
 			fmt.Sprintf("config digest differs from the cluster's on %s: they are not chosen as a new owner while a matching peer is eligible", strings.Join(e.Mismatch, ", ")),
 			"make config.hcl the same on every LB node, then systemctl reload epconsole on the changed ones")
 	}
 	for _, b := range s.Backends {
-		var in, out []string
-		for _, v := range b.Views {
-			if !alive[v.Peer] || v.State == "unknown" {
-				continue
-			}
-			if BackendInService(v.State) {
-				in = append(in, v.Peer)
-			} else {
+		if sv, ok := s.SplitView(b.Name); ok {
+			var out []string
+			for _, v := range sv.Out {
 				out = append(out, v.Peer+" ("+v.State+")")
 			}
-		}
-		if len(in) > 0 && len(out) > 0 {
-			add(Warning, b.Name, CodeSplitView,
-				fmt.Sprintf("peers disagree about %s: %s see it down, %s see it up", b.Name, strings.Join(out, ", "), strings.Join(in, ", ")),
+			add(probes.Warning, b.Name, CodeSplitView,
+				fmt.Sprintf("peers disagree about %s: %s see it down, %s see it up", b.Name, strings.Join(out, ", "), strings.Join(sv.In, ", ")),
 				"check the network path from the disagreeing LB nodes to "+b.Address+" (route, firewall, MTU)")
 		}
 		if b.Drained {
-			add(Warning, b.Name, CodeDrained, fmt.Sprintf("%s is drained by an operator: no new connections go to it", b.Name),
+			add(probes.Warning, b.Name, CodeDrained, fmt.Sprintf("%s is drained by an operator: no new connections go to it", b.Name),
 				"when its maintenance is done: curl --unix-socket /run/epconsole/status.sock -X POST http://epconsole/v1/undrain/"+b.Name)
 		}
 	}
-	slices.SortStableFunc(fs, func(a, b Finding) int { return b.Severity.Rank() - a.Severity.Rank() })
+	SortWorstFirst(fs)
 	return fs
 }
 
 // ClusterVerdict is the "cluster" area's verdict from ClusterFindings:
 // "lb1 owns 198.18.9.10; 3/3 peers live" and the worst severity.
-func ClusterVerdict(s Snapshot, fs []Finding) AreaVerdict {
-	v := AreaVerdict{Area: "cluster", Severity: OK}
-	for _, f := range fs {
-		if f.Severity.Rank() > v.Severity.Rank() {
-			v.Severity = f.Severity
-		}
-	}
+func ClusterVerdict(s Snapshot, fs []probes.Finding) AreaVerdict {
+	v := AreaVerdict{Area: string(probes.CheckCluster), Severity: probes.Summarize(fs).Severity}
 	live := 0
 	var down []string
 	for _, p := range s.Peers {
-		if p.Self || p.State == "alive" && p.Fresh {
+		if p.Live() {
 			live++
 		} else if p.State == "alive" {
 			down = append(down, p.Name+" without heartbeats")
@@ -151,4 +142,57 @@ func vipList(s Snapshot) string {
 		return "the VIP"
 	}
 	return strings.Join(as, ", ")
+}
+
+// Live reports whether this node counts p as live: itself, or alive by
+// gossip with fresh heartbeats.
+func (p Peer) Live() bool { return p.Self || p.State == "alive" && p.Fresh }
+
+// SplitView is a backend the live peers disagree about: In are the peers
+// that see it in service (up, falling), Out the views of those that do not
+// (down, rising). A dead peer's or an "unknown" view takes no side.
+type SplitView struct {
+	Backend string
+	In      []string
+	Out     []BackendView
+}
+
+// SplitView says whether the live peers disagree about the backend named
+// backend, and how; false when they agree (or it is not in s).
+func (s Snapshot) SplitView(backend string) (SplitView, bool) {
+	live := map[string]bool{}
+	for _, p := range s.Peers {
+		if p.Live() {
+			live[p.Name] = true
+		}
+	}
+	for _, b := range s.Backends {
+		if b.Name != backend {
+			continue
+		}
+		sv := SplitView{Backend: b.Name}
+		for _, v := range b.Views {
+			if !live[v.Peer] || v.State == "unknown" {
+				continue
+			}
+			if BackendInService(v.State) {
+				sv.In = append(sv.In, v.Peer)
+			} else {
+				sv.Out = append(sv.Out, v)
+			}
+		}
+		return sv, len(sv.In) > 0 && len(sv.Out) > 0
+	}
+	return SplitView{}, false
+}
+
+// Verdict returns the verdict of area ("backends", "tls", "etcd",
+// "cluster", ...); false when the snapshot has none for it.
+func (s Snapshot) Verdict(area probes.Check) (AreaVerdict, bool) {
+	for _, v := range s.Verdicts {
+		if v.Area == string(area) {
+			return v, true
+		}
+	}
+	return AreaVerdict{}, false
 }

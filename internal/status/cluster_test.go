@@ -1,6 +1,7 @@
 package status
 
 import (
+	"github.com/epconsole/epconsole/probes"
 	"slices"
 	"testing"
 )
@@ -26,17 +27,17 @@ func healthyCluster() Snapshot {
 func TestClusterFindings(t *testing.T) {
 	type want struct {
 		code    string
-		sev     Severity
+		sev     probes.Severity
 		subject string
 	}
 	tests := []struct {
 		desc  string
 		mod   func(*Snapshot)
 		want  []want
-		worst Severity
+		worst probes.Severity
 	}{
-		{desc: "healthy: nothing", mod: func(*Snapshot) {}, worst: OK},
-		{desc: "direct snapshot: no cluster findings", mod: func(s *Snapshot) { s.Source = "direct"; s.Election.Owner = "" }, worst: OK},
+		{desc: "healthy: nothing", mod: func(*Snapshot) {}, worst: probes.OK},
+		{desc: "direct snapshot: no cluster findings", mod: func(s *Snapshot) { s.Source = "direct"; s.Election.Owner = "" }, worst: probes.OK},
 		{
 			desc: "no owner",
 			mod: func(s *Snapshot) {
@@ -45,22 +46,22 @@ func TestClusterFindings(t *testing.T) {
 					s.Peers[i].Owner = ""
 				}
 			},
-			want: []want{{CodeNoOwner, Critical, "198.18.9.10"}}, worst: Critical,
+			want: []want{{CodeNoOwner, probes.Critical, "198.18.9.10"}}, worst: probes.Critical,
 		},
 		{
 			desc: "two owners",
 			mod:  func(s *Snapshot) { s.Peers[2].Owner = "lb3" },
-			want: []want{{CodeTwoOwners, Critical, "lb1,lb3"}}, worst: Critical,
+			want: []want{{CodeTwoOwners, probes.Critical, "lb1,lb3"}}, worst: probes.Critical,
 		},
 		{
 			desc: "peer down (gossip dead)",
 			mod:  func(s *Snapshot) { s.Peers[2].State, s.Peers[2].Fresh = "dead", false; s.Election.QuorumHave = 2 },
-			want: []want{{CodePeerDown, Warning, "lb3"}}, worst: Warning,
+			want: []want{{CodePeerDown, probes.Warning, "lb3"}}, worst: probes.Warning,
 		},
 		{
 			desc: "peer alive by gossip but without beats is down",
 			mod:  func(s *Snapshot) { s.Peers[1].Fresh = false },
-			want: []want{{CodePeerDown, Warning, "lb2"}}, worst: Warning,
+			want: []want{{CodePeerDown, probes.Warning, "lb2"}}, worst: probes.Warning,
 		},
 		{
 			desc: "quorum lost",
@@ -69,8 +70,8 @@ func TestClusterFindings(t *testing.T) {
 				s.Peers[2].State, s.Peers[2].Fresh = "suspect", false
 				s.Election.QuorumHave = 1
 			},
-			want:  []want{{CodeQuorumLost, Critical, "lb1"}, {CodePeerDown, Warning, "lb2"}, {CodePeerDown, Warning, "lb3"}},
-			worst: Critical,
+			want:  []want{{CodeQuorumLost, probes.Critical, "lb1"}, {CodePeerDown, probes.Warning, "lb2"}, {CodePeerDown, probes.Warning, "lb3"}},
+			worst: probes.Critical,
 		},
 		{
 			desc: "quorum not required with two peers",
@@ -79,12 +80,12 @@ func TestClusterFindings(t *testing.T) {
 				s.Peers[1].State, s.Peers[1].Fresh = "dead", false
 				s.Election = Election{Owner: "lb1", QuorumPeers: 2, QuorumNeed: 2, QuorumHave: 1}
 			},
-			want: []want{{CodePeerDown, Warning, "lb2"}}, worst: Warning,
+			want: []want{{CodePeerDown, probes.Warning, "lb2"}}, worst: probes.Warning,
 		},
 		{
 			desc: "split view: lb2 sees cp2 down while lb1 and lb3 see it up",
 			mod:  func(s *Snapshot) { s.Backends[1].Views[1].State = "down" },
-			want: []want{{CodeSplitView, Warning, "cp2"}}, worst: Warning,
+			want: []want{{CodeSplitView, probes.Warning, "cp2"}}, worst: probes.Warning,
 		},
 		{
 			desc: "all peers see cp2 down: no split view",
@@ -93,7 +94,7 @@ func TestClusterFindings(t *testing.T) {
 					s.Backends[1].Views[i].State = "down"
 				}
 			},
-			worst: OK,
+			worst: probes.OK,
 		},
 		{
 			desc: "a dead peer's stale view is no split view",
@@ -101,22 +102,22 @@ func TestClusterFindings(t *testing.T) {
 				s.Peers[2].State, s.Peers[2].Fresh = "dead", false
 				s.Backends[1].Views[2].State = "down"
 			},
-			want: []want{{CodePeerDown, Warning, "lb3"}}, worst: Warning,
+			want: []want{{CodePeerDown, probes.Warning, "lb3"}}, worst: probes.Warning,
 		},
 		{
 			desc:  "falling counts as in service",
 			mod:   func(s *Snapshot) { s.Backends[0].Views[0].State = "falling" },
-			worst: OK,
+			worst: probes.OK,
 		},
 		{
 			desc: "config mismatch",
 			mod:  func(s *Snapshot) { s.Election.Mismatch = []string{"lb3"} },
-			want: []want{{CodeConfigMismatch, Warning, "lb3"}}, worst: Warning,
+			want: []want{{CodeConfigMismatch, probes.Warning, "lb3"}}, worst: probes.Warning,
 		},
 		{
 			desc: "drained backend",
 			mod:  func(s *Snapshot) { s.Backends[0].Drained = true },
-			want: []want{{CodeDrained, Warning, "cp1"}}, worst: Warning,
+			want: []want{{CodeDrained, probes.Warning, "cp1"}}, worst: probes.Warning,
 		},
 	}
 	for _, tc := range tests {

@@ -55,8 +55,12 @@ func TestDocsExample(t *testing.T) {
 	}
 }
 
-// jsonFields lists the JSON names of t's fields, recursively.
+// jsonFields lists the JSON names of t's fields, recursively (findings as
+// the status schema writes them).
 func jsonFields(t reflect.Type, seen map[reflect.Type]bool) []string {
+	if t == reflect.TypeFor[Findings]() {
+		t = reflect.TypeFor[wireFinding]()
+	}
 	for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Map {
 		t = t.Elem()
 	}

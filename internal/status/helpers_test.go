@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/epconsole/epconsole/probes"
 	"os"
 	"path/filepath"
 	"testing"
@@ -93,17 +94,17 @@ func sampleSnapshot(n int) Snapshot {
 				{Name: "cp2", ID: "91bc3c398fb3c146", Endpoint: "https://198.18.9.22:2379", Error: "context deadline exceeded"},
 				{Name: "cp3", ID: "fd422379fda50e48", Endpoint: "https://198.18.9.23:2379", Healthy: true, RaftTerm: 3, RaftIndex: 1000},
 			},
-			Alarms: []string{"NOSPACE"}, Quorum: 2, Healthy: 2, Tolerance: 0, Leader: "cp1", Severity: Warning,
+			Alarms: []string{"NOSPACE"}, Quorum: 2, Healthy: 2, Tolerance: 0, Leader: "cp1", Severity: probes.Warning,
 		},
 		Verdicts: []AreaVerdict{
-			{Area: "backends", Severity: Warning, Summary: "1 of 2 backends up"},
-			{Area: "tls", Severity: Critical, Summary: "cp1 lacks k8s.example"},
-			{Area: "etcd", Severity: Warning, Summary: "no failure tolerance"},
-			{Area: "cluster", Severity: OK, Summary: "lb1 owns the VIP"},
+			{Area: "backends", Severity: probes.Warning, Summary: "1 of 2 backends up"},
+			{Area: "tls", Severity: probes.Critical, Summary: "cp1 lacks k8s.example"},
+			{Area: "etcd", Severity: probes.Warning, Summary: "no failure tolerance"},
+			{Area: "cluster", Severity: probes.OK, Summary: "lb1 owns the VIP"},
 		},
-		Findings: []Finding{
-			{Area: "tls", Severity: Critical, Subject: "cp1", Code: "tls-san-missing", Message: "k8s.example missing", Fixes: []string{"reissue"}},
-			{Area: "etcd", Severity: Warning, Code: "etcd-tolerance", Message: "no tolerance"},
+		Findings: Findings{
+			{Check: probes.CheckTLS, Severity: probes.Critical, Subject: "cp1", Code: "tls-san-missing", Message: "k8s.example missing", Fixes: []probes.Fix{{Text: "reissue"}}},
+			{Check: probes.CheckEtcd, Severity: probes.Warning, Code: "etcd-tolerance", Message: "no tolerance"},
 		},
 		Events: []Event{
 			{Time: t0.Add(-time.Minute), Kind: "vip-acquired", Subject: "198.18.9.10", Message: "lb1 took the VIP"},

@@ -13,6 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/epconsole/epconsole/probes"
 )
 
 // metric is one metric the snapshot collector exports.
@@ -194,12 +196,12 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, v := range s.Verdicts {
 		emit(c.areaSeverity, float64(v.Severity.Rank()), v.Area)
 	}
-	bySev := map[Severity]int{OK: 0, Warning: 0, Unknown: 0, Critical: 0}
+	bySev := map[probes.Severity]int{probes.OK: 0, probes.Warning: 0, probes.Unknown: 0, probes.Critical: 0}
 	for _, f := range s.Findings {
 		bySev[f.Severity]++
 	}
-	for _, sev := range []Severity{OK, Warning, Unknown, Critical} {
-		emit(c.findings, float64(bySev[sev]), string(sev))
+	for _, sev := range []probes.Severity{probes.OK, probes.Warning, probes.Unknown, probes.Critical} {
+		emit(c.findings, float64(bySev[sev]), sev.String())
 	}
 }
 

@@ -3,6 +3,7 @@ package status
 import (
 	"context"
 	"fmt"
+	"github.com/epconsole/epconsole/probes"
 	"io"
 	"net/http"
 	"os"
@@ -92,14 +93,14 @@ func expectedMetrics(s Snapshot) map[string]float64 {
 	for _, v := range s.Verdicts {
 		m[fmt.Sprintf(`epconsole_area_severity{area=%q}`, v.Area)] = float64(v.Severity.Rank())
 	}
-	for _, sev := range []Severity{OK, Warning, Unknown, Critical} {
+	for _, sev := range []probes.Severity{probes.OK, probes.Warning, probes.Unknown, probes.Critical} {
 		n := 0
 		for _, f := range s.Findings {
 			if f.Severity == sev {
 				n++
 			}
 		}
-		m[fmt.Sprintf(`epconsole_findings{severity=%q}`, sev)] = float64(n)
+		m[fmt.Sprintf(`epconsole_findings{severity=%q}`, sev.String())] = float64(n)
 	}
 	return m
 }

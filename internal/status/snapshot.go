@@ -1,7 +1,10 @@
 // Package status owns epconsole's one status model: the Snapshot the
 // daemon serves on its unix socket and as metrics, and that the TUI and
 // `check` read. It holds plain, JSON-ready values only (no behaviour of the
-// cluster, probes or dataplane), so every reader sees the same truth.
+// cluster, probes or dataplane), so every reader sees the same truth. Its
+// severities and findings are the probes package's (probes.Severity,
+// probes.Finding); the facts derived from a snapshot (the cluster
+// findings and verdict, split views) are computed here, once.
 //
 // The JSON form is versioned by Schema; fields are only ever added within
 // a version. docs/status.md documents it.
@@ -13,36 +16,22 @@
 // through a Publisher.
 package status
 
-import "time"
+import (
+	"time"
+
+	"github.com/epconsole/epconsole/probes"
+)
 
 // Schema is the version of the Snapshot JSON.
 const Schema = "epconsole.status/v1"
 
-// Severity is a verdict in Nagios terms.
-type Severity string
-
-// Severities, from good to bad as `check` ranks them.
+// Sources of a snapshot (Snapshot.Source).
 const (
-	OK       Severity = "OK"
-	Warning  Severity = "WARNING"
-	Unknown  Severity = "UNKNOWN"
-	Critical Severity = "CRITICAL"
+	// SourceDaemon: the node's daemon made it, with the cluster view.
+	SourceDaemon = "daemon"
+	// SourceDirect: the reader ran the probes itself, without a daemon.
+	SourceDirect = "direct"
 )
-
-// Rank orders severities: OK < WARNING < UNKNOWN < CRITICAL.
-func (s Severity) Rank() int {
-	switch s {
-	case OK:
-		return 0
-	case Warning:
-		return 1
-	case Unknown:
-		return 2
-	case Critical:
-		return 3
-	}
-	return 2
-}
 
 // Snapshot is the whole truth about the endpoint as one node sees it.
 type Snapshot struct {
@@ -74,7 +63,7 @@ type Snapshot struct {
 	// "etcd", "cluster".
 	Verdicts []AreaVerdict `json:"verdicts"`
 	// Findings are the problems found, worst first, each with its fix.
-	Findings []Finding `json:"findings"`
+	Findings Findings `json:"findings"`
 	// Events are the most recent events, oldest first.
 	Events []Event `json:"events"`
 	// Counters are the daemon's running totals since it started (nil in a
@@ -206,13 +195,13 @@ type SANCheck struct {
 
 // Etcd is the etcd quorum check.
 type Etcd struct {
-	Members   []EtcdMember `json:"members"`
-	Alarms    []string     `json:"alarms,omitempty"`
-	Quorum    int          `json:"quorum"`
-	Healthy   int          `json:"healthy"`
-	Tolerance int          `json:"tolerance"`
-	Leader    string       `json:"leader,omitempty"`
-	Severity  Severity     `json:"severity"`
+	Members   []EtcdMember    `json:"members"`
+	Alarms    []string        `json:"alarms,omitempty"`
+	Quorum    int             `json:"quorum"`
+	Healthy   int             `json:"healthy"`
+	Tolerance int             `json:"tolerance"`
+	Leader    string          `json:"leader,omitempty"`
+	Severity  probes.Severity `json:"severity"`
 }
 
 // EtcdMember is one etcd member.
@@ -231,19 +220,9 @@ type EtcdMember struct {
 
 // AreaVerdict is one area's verdict.
 type AreaVerdict struct {
-	Area     string   `json:"area"`
-	Severity Severity `json:"severity"`
-	Summary  string   `json:"summary"`
-}
-
-// Finding is one problem with its fixes (the same codes as `check`).
-type Finding struct {
-	Area     string   `json:"area"`
-	Severity Severity `json:"severity"`
-	Subject  string   `json:"subject,omitempty"`
-	Code     string   `json:"code"`
-	Message  string   `json:"message"`
-	Fixes    []string `json:"fixes,omitempty"`
+	Area     string          `json:"area"`
+	Severity probes.Severity `json:"severity"`
+	Summary  string          `json:"summary"`
 }
 
 // Event is one entry of the daemon's event log.

@@ -10,7 +10,7 @@ import (
 	"github.com/charmbracelet/lipgloss"
 	"github.com/muesli/termenv"
 
-	"github.com/epconsole/epconsole/internal/status"
+	"github.com/epconsole/epconsole/probes"
 )
 
 // Styles holds every style the TUI renders with.
@@ -63,13 +63,13 @@ type Styles struct {
 }
 
 // SeverityStyle returns the style of a severity.
-func (s *Styles) SeverityStyle(sev status.Severity) lipgloss.Style {
+func (s *Styles) SeverityStyle(sev probes.Severity) lipgloss.Style {
 	switch sev {
-	case status.OK:
+	case probes.OK:
 		return s.Severity.OK
-	case status.Warning:
+	case probes.Warning:
 		return s.Severity.Warning
-	case status.Critical:
+	case probes.Critical:
 		return s.Severity.Critical
 	}
 	return s.Severity.Unknown

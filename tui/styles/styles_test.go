@@ -8,7 +8,7 @@ import (
 	"github.com/charmbracelet/lipgloss"
 	"github.com/muesli/termenv"
 
-	"github.com/epconsole/epconsole/internal/status"
+	"github.com/epconsole/epconsole/probes"
 	"github.com/epconsole/epconsole/tui/styles"
 )
 
@@ -45,7 +45,7 @@ func TestFromEnv(t *testing.T) {
 			r := lipgloss.NewRenderer(io.Discard)
 			r.SetColorProfile(tt.profile)
 			s := styles.FromEnv(r, tt.getenv)
-			out := s.SeverityStyle(status.Critical).Render("CRITICAL")
+			out := s.SeverityStyle(probes.Critical).Render("CRITICAL")
 			for _, w := range tt.want {
 				if !strings.Contains(out, w) {
 					t.Errorf("%q lacks %q", out, w)
@@ -66,15 +66,15 @@ func TestSeverityStyle(t *testing.T) {
 	r := lipgloss.NewRenderer(io.Discard)
 	r.SetColorProfile(termenv.ANSI)
 	s := styles.ANSI16Styles(r)
-	seen := map[string]status.Severity{}
-	for _, sev := range []status.Severity{status.OK, status.Warning, status.Unknown, status.Critical} {
+	seen := map[string]probes.Severity{}
+	for _, sev := range []probes.Severity{probes.OK, probes.Warning, probes.Unknown, probes.Critical} {
 		out := s.SeverityStyle(sev).Render("x")
 		if other, dup := seen[out]; dup {
 			t.Errorf("%s looks like %s: %q", sev, other, out)
 		}
 		seen[out] = sev
 	}
-	if s.SeverityStyle("bogus").Render("x") != s.SeverityStyle(status.Unknown).Render("x") {
+	if s.SeverityStyle(probes.Severity(42)).Render("x") != s.SeverityStyle(probes.Unknown).Render("x") {
 		t.Error("an unknown severity is not styled as UNKNOWN")
 	}
 }

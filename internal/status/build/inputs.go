@@ -1,14 +1,4 @@
-// Package direct looks at the control plane without a daemon: it runs the
-// probes of config.hcl in the calling process (read-only) and turns their
-// results into status.Snapshot values of Source "direct", so the console
-// shows the same screens with or without `epconsole --daemon`. A direct
-// snapshot has no cluster view: the VIP owner and the peers are not known,
-// only whether a VIP address sits on this host's interface right now.
-//
-// Inputs reads what the probes need from a config (also used by `check`),
-// the summary functions word a check's verdict the same way everywhere,
-// Build is the pure snapshot builder and Source the live feed for the TUI.
-package direct
+package build
 
 import (
 	"crypto/tls"
@@ -154,83 +144,4 @@ func Pool(cs []*x509.Certificate) *x509.CertPool {
 func caUnreadable(check probes.Check, err error) probes.Finding {
 	return probes.Finding{Check: check, Severity: probes.Unknown, Code: "ca-unreadable",
 		Message: "cannot read tls.ca_file", Detail: err.Error(), Fixes: []probes.Fix{{Text: "point tls.ca_file at the cluster CA (kubeadm: /etc/kubernetes/pki/ca.crt; microk8s: /var/snap/microk8s/current/certs/ca.crt)"}}}
-}
-
-// BackendsSummary words the backends check: "2/3 ready, down: cp2"
-// ("pass tcp" / "pass tls" for the other probe kinds).
-func BackendsSummary(kind probes.Kind, rs []probes.HealthResult) string {
-	var ready int
-	var unknown, down []string
-	for _, b := range rs {
-		switch b.Outcome {
-		case probes.OutcomePass:
-			ready++
-		case probes.OutcomeReadinessUnknown:
-			unknown = append(unknown, b.Backend)
-		default:
-			down = append(down, b.Backend)
-		}
-	}
-	s := fmt.Sprintf("%d/%d ready", ready, len(rs))
-	if kind != probes.KindHTTPS {
-		s = fmt.Sprintf("%d/%d pass %s", ready, len(rs), kind)
-	}
-	if len(unknown) > 0 {
-		s += ", readiness unknown: " + strings.Join(unknown, ",")
-	}
-	if len(down) > 0 {
-		s += ", down: " + strings.Join(down, ",")
-	}
-	return s
-}
-
-// TLSSummary words the certificate check from its reports and findings:
-// "3/3 certificates fine, first expiry in 287 days".
-func TLSSummary(reports []probes.CertReport, fs []probes.Finding, caFileSet bool) string {
-	bad := map[string]bool{}
-	for _, f := range fs {
-		if f.Subject != "" && f.Severity != probes.OK {
-			bad[f.Subject] = true
-		}
-	}
-	first := -1
-	for _, c := range reports {
-		if c.Error == "" && (first < 0 || c.DaysLeft < first) {
-			first = c.DaysLeft
-		}
-	}
-	s := fmt.Sprintf("%d/%d certificates fine", len(reports)-len(bad), len(reports))
-	if first >= 0 {
-		s += fmt.Sprintf(", first expiry in %d days", first)
-	}
-	if !caFileSet {
-		s += " (chain not checked: tls.ca_file unset)"
-	}
-	return s
-}
-
-// EtcdSummary words the etcd check: "3/3 healthy, quorum 2, can lose 1,
-// leader etcd-cp1".
-func EtcdSummary(rep probes.EtcdReport) string {
-	v := rep.Verdict
-	var s string
-	switch {
-	case rep.ListError != "":
-		s = "unreachable"
-	case v.Healthy < v.Quorum:
-		s = fmt.Sprintf("%d/%d healthy, quorum %d lost", v.Healthy, v.Members, v.Quorum)
-	default:
-		s = fmt.Sprintf("%d/%d healthy, quorum %d, can lose %d", v.Healthy, v.Members, v.Quorum, v.Tolerance)
-	}
-	if rep.ListError == "" {
-		if v.Leader != "" {
-			s += ", leader " + v.Leader
-		} else {
-			s += ", no leader"
-		}
-	}
-	for _, a := range rep.Alarms {
-		s += fmt.Sprintf(", alarm %s on %s", a.Alarm, a.Member)
-	}
-	return s
 }
