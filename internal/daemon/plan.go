@@ -1,46 +1,16 @@
 package daemon
 
 import (
-	"net/netip"
 	"time"
 
 	"github.com/epconsole/epconsole/cluster"
 	"github.com/epconsole/epconsole/cluster/heartbeat"
-	"github.com/epconsole/epconsole/dataplane"
 	"github.com/epconsole/epconsole/internal/config"
 	"github.com/epconsole/epconsole/probes"
 )
 
 // The pure half of the daemon: what to ask of the dataplane, the cluster and
 // the election, from the config, the probes and the heartbeat. No I/O here.
-
-// desired is the dataplane state for cfg with the healthy and drain sets.
-func desired(cfg *config.Config, healthy, drain map[string]bool) dataplane.Desired {
-	d := dataplane.Desired{
-		Healthy: healthy,
-		Drain:   drain,
-		Mode:    dataplane.BalanceMode(cfg.Balance.Mode),
-		Seed:    cfg.Balance.Seed,
-		Slots:   cfg.Balance.Slots,
-	}
-	for _, v := range cfg.VIPs {
-		d.VIPs = append(d.VIPs, v.Address)
-		d.Port = v.Port
-	}
-	for _, b := range cfg.Backends {
-		d.Backends = append(d.Backends, dataplane.Backend{Name: b.Name, Addr: b.AddrPort()})
-	}
-	return d
-}
-
-// targets are the probe targets of cfg's backends, in config order.
-func targets(cfg *config.Config) []probes.Target {
-	ts := make([]probes.Target, 0, len(cfg.Backends))
-	for _, b := range cfg.Backends {
-		ts = append(ts, probes.Target{Name: b.Name, Address: b.AddrPort()})
-	}
-	return ts
-}
 
 // health folds a probe snapshot into the healthy set (Up and Falling are
 // serving; 401/403 count as passes in the probes already), the drain set,
@@ -154,55 +124,6 @@ func liveness(hv heartbeat.View, self string, noMajority map[string]bool) map[st
 		live[self] = cluster.Liveness{Fresh: false}
 	}
 	return live
-}
-
-// heartbeatConfig is the heartbeat part of cfg.
-func heartbeatConfig(cfg *config.Config) heartbeat.Config {
-	hc := heartbeat.Config{
-		Self:     cfg.Node.Name,
-		Bind:     cfg.HeartbeatBind(),
-		Keys:     cfg.Gossip.Keys,
-		Interval: cfg.Gossip.HeartbeatInterval,
-		Misses:   cfg.Gossip.HeartbeatMisses,
-	}
-	for _, p := range cfg.Peers {
-		hc.Peers = append(hc.Peers, heartbeat.Peer{Name: p.Name, Addr: cfg.HeartbeatAddr(p)})
-	}
-	return hc
-}
-
-// sameHeartbeat reports whether two configs need the same beat loop.
-func sameHeartbeat(a, b *config.Config) bool {
-	x, y := heartbeatConfig(a), heartbeatConfig(b)
-	if x.Self != y.Self || x.Bind != y.Bind || x.Interval != y.Interval || x.Misses != y.Misses ||
-		len(x.Peers) != len(y.Peers) || len(x.Keys) != len(y.Keys) {
-		return false
-	}
-	for i := range x.Peers {
-		if x.Peers[i] != y.Peers[i] {
-			return false
-		}
-	}
-	for i := range x.Keys {
-		if string(x.Keys[i]) != string(y.Keys[i]) {
-			return false
-		}
-	}
-	return true
-}
-
-// vipPlaces lists the VIPs with their interfaces.
-type vipPlace struct {
-	Iface string
-	Addr  netip.Addr
-}
-
-func vipPlaces(cfg *config.Config) []vipPlace {
-	out := make([]vipPlace, 0, len(cfg.VIPs))
-	for _, v := range cfg.VIPs {
-		out = append(out, vipPlace{Iface: v.Interface, Addr: v.Address})
-	}
-	return out
 }
 
 // restartNeeded says which changes of a reload the running daemon cannot

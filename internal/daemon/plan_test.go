@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"fmt"
-	"net/netip"
 	"testing"
 	"time"
 
@@ -189,41 +188,6 @@ backend "cp2" {
 		t.Fatal(diags)
 	}
 	return c
-}
-
-func TestPlanFromConfig(t *testing.T) {
-	c := testConfig(t)
-	d := desired(c, map[string]bool{"cp2": true}, map[string]bool{"cp1": true})
-	if len(d.VIPs) != 1 || d.VIPs[0] != netip.MustParseAddr("198.18.5.100") || d.Port != 6443 {
-		t.Errorf("VIPs %v port %d", d.VIPs, d.Port)
-	}
-	if len(d.Backends) != 2 || d.Backends[1].Addr != netip.MustParseAddrPort("198.18.5.22:8443") || d.Backends[0].Name != "cp1" {
-		t.Errorf("backends %+v, want config order", d.Backends)
-	}
-	if d.Seed != 0x5eed || d.Slots != 1021 || d.Mode != "connection" || !d.Healthy["cp2"] || !d.Drain["cp1"] {
-		t.Errorf("desired %+v", d)
-	}
-	hc := heartbeatConfig(c)
-	if hc.Bind != netip.MustParseAddrPort("198.18.5.11:7947") {
-		t.Errorf("heartbeat bind %v, want the gossip IP on port 7947", hc.Bind)
-	}
-	want := []heartbeat.Peer{{Name: "lb2", Addr: netip.MustParseAddrPort("198.18.5.12:7947")}, {Name: "lb3", Addr: netip.MustParseAddrPort("198.18.5.13:7947")}}
-	if len(hc.Peers) != 2 || hc.Peers[0] != want[0] || hc.Peers[1] != want[1] {
-		t.Errorf("heartbeat peers %v, want %v (the same heartbeat port on every peer)", hc.Peers, want)
-	}
-	if !sameHeartbeat(c, c) {
-		t.Error("sameHeartbeat(c, c) = false")
-	}
-	c2 := testConfig(t)
-	c2.Gossip.HeartbeatMisses = 8
-	if sameHeartbeat(c, c2) {
-		t.Error("a changed heartbeat_misses went unnoticed")
-	}
-	c3 := testConfig(t)
-	c3.Node.Name = "lbx"
-	if restartNeeded(c, c3) == "" || restartNeeded(c, c2) != "" {
-		t.Error("restartNeeded: a node rename must need a restart, a heartbeat change not")
-	}
 }
 
 // TestMajorityWatch: a fresh peer whose beats lack FlagMajority is

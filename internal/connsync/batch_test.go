@@ -1,4 +1,4 @@
-package daemon
+package connsync
 
 import (
 	"fmt"
@@ -90,17 +90,5 @@ func TestSyncBatch(t *testing.T) {
 				t.Errorf("decoded %d entries from %x, want an error", len(got), tc.b)
 			}
 		})
-	}
-}
-
-func TestSyncVIPs(t *testing.T) {
-	d := dataplane.Desired{VIPs: []netip.Addr{netip.MustParseAddr("198.18.5.100"), netip.MustParseAddr("fd00:198:18:5::100")}}
-	want := []netip.AddrPort{netip.MustParseAddrPort("198.18.5.100:6443"), netip.MustParseAddrPort("[fd00:198:18:5::100]:6443")}
-	if got := syncVIPs(d); !slices.Equal(got, want) {
-		t.Errorf("default port: %v, want %v", got, want)
-	}
-	d.Port = 8443
-	if got := syncVIPs(d); got[0].Port() != 8443 || got[1].Port() != 8443 {
-		t.Errorf("port 8443: %v", got)
 	}
 }
