@@ -157,33 +157,7 @@ func TestLiveness(t *testing.T) {
 
 func testConfig(t *testing.T) *config.Config {
 	t.Helper()
-	src := `cluster_name = "t"
-vip "198.18.5.100" {
-  interface = "eth0"
-}
-node {
-  name        = "lb1"
-  gossip_bind = "198.18.5.11:7946"
-}
-peer "lb2" {
-  address = "198.18.5.12:7946"
-}
-peer "lb3" {
-  address = "198.18.5.13:8000"
-}
-gossip {
-  key_file = "k"
-}
-backend "cp1" {
-  address = "198.18.5.21"
-}
-backend "cp2" {
-  address = "198.18.5.22"
-  port = 8443
-}
-`
-	key := "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n"
-	c, diags := config.Parse([]byte(src), "/cfg/config.hcl", config.WithReadFile(func(string) ([]byte, error) { return []byte(key), nil }))
+	c, diags := config.Parse([]byte(testConfigSource), "/cfg/config.hcl", config.WithReadFile(func(string) ([]byte, error) { return []byte(testGossipKey), nil }))
 	if diags.HasErrors() {
 		t.Fatal(diags)
 	}
