@@ -4,9 +4,21 @@
 // Data flows one way: the probe monitor's results give the healthy set,
 // which the dataplane programs (the nftables tables are installed on every
 // peer all the time) and the cluster gossips; the cluster's view, with the
-// heartbeat's liveness laid over it, goes into cluster.Elect; the decision
-// moves the VIP address (dataplane.VIP) and the kernel-side owner lease
-// (dataplane.Lease), and is published back (metadata and beats).
+// heartbeat's liveness laid over it, goes into cluster.Elect (and, at
+// start, the startup-wait rules next to it); the decision moves the VIP
+// address and the kernel-side owner lease, and is published back
+// (metadata and beats).
+//
+// The decision loop acts through small interfaces (parts.go) that the
+// real components satisfy (dataplane.Dataplane, VIP and Lease,
+// cluster.Cluster, heartbeat.Beater, probes.Monitor, connsync.Sync); Run
+// wires those (open.go), the unit tests fakes. One file per job:
+// accessors.go (what the status API reads), workers.go (starting the
+// probes and the beat loop), loop.go, datapath.go (probes to the
+// dataplane), view.go, ownership.go (decide, apply, acquire, release),
+// handoff.go (graceful stop), reload.go, actions.go and drain.go (the
+// operator's actions), components.go (the config projected onto the
+// components), serve.go and snapshot.go (the status API).
 //
 // Run owns no signals: the caller cancels the context for a graceful stop
 // (the VIP is handed over first) and sends on Options.Reload for a config
