@@ -7,7 +7,10 @@
 //   - Elect is a pure, deterministic function of a View: which member owns
 //     the VIP, whether this node should hold it, with which epoch, and why.
 //     It measures nothing; liveness (Member.Fresh) is an input that the
-//     heartbeat layer supplies (View.WithLiveness).
+//     heartbeat layer supplies (View.WithLiveness). Next to it, the
+//     startup-wait rules (startup.go) are pure too: when a node that has
+//     just started may claim (StartupWaitOver, ViewComplete) and what it
+//     publishes until then (StartupDecision, HighestOtherEpoch).
 //   - Cluster wraps memberlist, encrypted and authenticated with the gossip
 //     keyring. Each node publishes its Meta (name, priority, eligibility,
 //     preempt, owner belief and epoch, software version, short config
@@ -17,7 +20,8 @@
 //     snapshot of all of it.
 //
 // memberlist keeps membership, metadata and probe results; it is not the
-// failure detector that moves the VIP (package heartbeat is). Cluster acts
-// on nothing: the daemon carries out Elect's Decision, putting the VIP on
-// this host or taking it off.
+// failure detector that moves the VIP (the heartbeat is: a dead owner must
+// be noticed in tens of milliseconds without flapping). Cluster acts on
+// nothing: the daemon carries Elect's Decision out (the VIP address and
+// the owner lease).
 package cluster

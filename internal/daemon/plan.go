@@ -12,15 +12,6 @@ import (
 // The pure half of the daemon: what to ask of the dataplane, the cluster and
 // the election, from the config, the probes and the heartbeat. No I/O here.
 
-// targets are the probe targets of cfg's backends, in config order.
-func targets(cfg *config.Config) []probes.Target {
-	ts := make([]probes.Target, 0, len(cfg.Backends))
-	for _, b := range cfg.Backends {
-		ts = append(ts, probes.Target{Name: b.Name, Address: b.AddrPort()})
-	}
-	return ts
-}
-
 // health folds a probe snapshot into the healthy set (Up and Falling are
 // serving; 401/403 count as passes in the probes already), the drain set,
 // the backend views to gossip, and whether every backend has had its first
@@ -133,41 +124,6 @@ func liveness(hv heartbeat.View, self string, noMajority map[string]bool) map[st
 		live[self] = cluster.Liveness{Fresh: false}
 	}
 	return live
-}
-
-// heartbeatConfig is the heartbeat part of cfg.
-func heartbeatConfig(cfg *config.Config) heartbeat.Config {
-	hc := heartbeat.Config{
-		Self:     cfg.Node.Name,
-		Bind:     cfg.HeartbeatBind(),
-		Keys:     cfg.Gossip.Keys,
-		Interval: cfg.Gossip.HeartbeatInterval,
-		Misses:   cfg.Gossip.HeartbeatMisses,
-	}
-	for _, p := range cfg.Peers {
-		hc.Peers = append(hc.Peers, heartbeat.Peer{Name: p.Name, Addr: cfg.HeartbeatAddr(p)})
-	}
-	return hc
-}
-
-// sameHeartbeat reports whether two configs need the same beat loop.
-func sameHeartbeat(a, b *config.Config) bool {
-	x, y := heartbeatConfig(a), heartbeatConfig(b)
-	if x.Self != y.Self || x.Bind != y.Bind || x.Interval != y.Interval || x.Misses != y.Misses ||
-		len(x.Peers) != len(y.Peers) || len(x.Keys) != len(y.Keys) {
-		return false
-	}
-	for i := range x.Peers {
-		if x.Peers[i] != y.Peers[i] {
-			return false
-		}
-	}
-	for i := range x.Keys {
-		if string(x.Keys[i]) != string(y.Keys[i]) {
-			return false
-		}
-	}
-	return true
 }
 
 // restartNeeded says which changes of a reload the running daemon cannot

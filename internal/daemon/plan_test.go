@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"fmt"
-	"net/netip"
 	"testing"
 	"time"
 
@@ -158,62 +157,11 @@ func TestLiveness(t *testing.T) {
 
 func testConfig(t *testing.T) *config.Config {
 	t.Helper()
-	src := `cluster_name = "t"
-vip "198.18.5.100" {
-  interface = "eth0"
-}
-node {
-  name        = "lb1"
-  gossip_bind = "198.18.5.11:7946"
-}
-peer "lb2" {
-  address = "198.18.5.12:7946"
-}
-peer "lb3" {
-  address = "198.18.5.13:8000"
-}
-gossip {
-  key_file = "k"
-}
-backend "cp1" {
-  address = "198.18.5.21"
-}
-backend "cp2" {
-  address = "198.18.5.22"
-  port = 8443
-}
-`
-	key := "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n"
-	c, diags := config.Parse([]byte(src), "/cfg/config.hcl", config.WithReadFile(func(string) ([]byte, error) { return []byte(key), nil }))
+	c, diags := config.Parse([]byte(testConfigSource), "/cfg/config.hcl", config.WithReadFile(func(string) ([]byte, error) { return []byte(testGossipKey), nil }))
 	if diags.HasErrors() {
 		t.Fatal(diags)
 	}
 	return c
-}
-
-func TestPlanFromConfig(t *testing.T) {
-	c := testConfig(t)
-	hc := heartbeatConfig(c)
-	if hc.Bind != netip.MustParseAddrPort("198.18.5.11:7947") {
-		t.Errorf("heartbeat bind %v, want the gossip IP on port 7947", hc.Bind)
-	}
-	want := []heartbeat.Peer{{Name: "lb2", Addr: netip.MustParseAddrPort("198.18.5.12:7947")}, {Name: "lb3", Addr: netip.MustParseAddrPort("198.18.5.13:7947")}}
-	if len(hc.Peers) != 2 || hc.Peers[0] != want[0] || hc.Peers[1] != want[1] {
-		t.Errorf("heartbeat peers %v, want %v (the same heartbeat port on every peer)", hc.Peers, want)
-	}
-	if !sameHeartbeat(c, c) {
-		t.Error("sameHeartbeat(c, c) = false")
-	}
-	c2 := testConfig(t)
-	c2.Gossip.HeartbeatMisses = 8
-	if sameHeartbeat(c, c2) {
-		t.Error("a changed heartbeat_misses went unnoticed")
-	}
-	c3 := testConfig(t)
-	c3.Node.Name = "lbx"
-	if restartNeeded(c, c3) == "" || restartNeeded(c, c2) != "" {
-		t.Error("restartNeeded: a node rename must need a restart, a heartbeat change not")
-	}
 }
 
 // TestMajorityWatch: a fresh peer whose beats lack FlagMajority is

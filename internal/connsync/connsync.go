@@ -1,8 +1,18 @@
-package daemon
+// Package connsync streams the VIP owner's connection-tracking entries to
+// its peers, so established connections survive a VIP move.
+//
+// While this node holds the VIP it streams its conntrack changes of flows
+// through the VIP (new, TCP state changes, destroy) to every alive peer,
+// and a full dump to a peer that appears (and to all when it takes the VIP
+// over); every node applies what it receives to its own table. The channel
+// is a Transport: in production the cluster's reliable stream
+// (memberlist's, encrypted and authenticated with the gossip keyring). The
+// daemon says whether this node holds the VIP (SetHolding) and which VIP
+// ports are synced (SetVIPs); the rest runs on its own.
+package connsync
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,82 +26,30 @@ import (
 	"github.com/epconsole/epconsole/dataplane"
 )
 
-// Connection sync (DESIGN.md "Established connections across a VIP
-// move"): while this node holds the VIP it streams its conntrack changes
-// of flows through the VIP (new, TCP state changes, destroy) to every
-// alive peer, and a full dump to a peer that appears (and to all when it
-// takes the VIP over); every node applies what it receives to its own
-// table. The channel is cluster.SendTo: memberlist's reliable stream,
-// encrypted and authenticated with the gossip keyring.
+// Transport carries the sync's messages between the peers: a reliable,
+// authenticated stream to one named peer, a handler for what arrives, and
+// the membership view that says who is alive. *cluster.Cluster is one.
+type Transport interface {
+	SetMessageHandler(fn func(payload []byte))
+	SendTo(name string, payload []byte) error
+	View() cluster.View
+}
 
 // Bounds of the sync.
 const (
-	syncBatchMax    = 1024                   // entries per message
-	syncPeerCheck   = 250 * time.Millisecond // how often new peers are looked for
-	syncQueue       = 8192                   // events buffered before a resync
-	syncApplyQueue  = 64                     // received batches buffered
-	syncPeerQueue   = 256                    // messages buffered per peer
-	syncWatchRetry  = time.Second
-	syncBatchHeader = 3 // version, count (u16)
-	syncBatchV1     = 1
+	syncPeerCheck  = 250 * time.Millisecond // how often new peers are looked for
+	syncQueue      = 8192                   // events buffered before a resync
+	syncApplyQueue = 64                     // received batches buffered
+	syncPeerQueue  = 256                    // messages buffered per peer
+	syncWatchRetry = time.Second
 )
 
-// encodeSyncBatch packs entries into one message: a version byte, the
-// count, then each entry's wire form preceded by its length.
-func encodeSyncBatch(entries []dataplane.SyncEntry) ([]byte, error) {
-	if len(entries) == 0 || len(entries) > syncBatchMax {
-		return nil, fmt.Errorf("sync batch of %d entries: want 1 to %d", len(entries), syncBatchMax)
-	}
-	b := make([]byte, syncBatchHeader, syncBatchHeader+len(entries)*40)
-	b[0] = syncBatchV1
-	binary.BigEndian.PutUint16(b[1:], uint16(len(entries)))
-	for _, e := range entries {
-		w, err := e.MarshalBinary()
-		if err != nil {
-			return nil, err
-		}
-		b = append(b, byte(len(w)))
-		b = append(b, w...)
-	}
-	return b, nil
-}
-
-// decodeSyncBatch reads a message made by encodeSyncBatch.
-func decodeSyncBatch(b []byte) ([]dataplane.SyncEntry, error) {
-	if len(b) < syncBatchHeader {
-		return nil, fmt.Errorf("sync batch: %d bytes, too short", len(b))
-	}
-	if b[0] != syncBatchV1 {
-		return nil, fmt.Errorf("sync batch: version %d, want %d", b[0], syncBatchV1)
-	}
-	n := int(binary.BigEndian.Uint16(b[1:]))
-	if n == 0 || n > syncBatchMax {
-		return nil, fmt.Errorf("sync batch: %d entries", n)
-	}
-	out := make([]dataplane.SyncEntry, 0, n)
-	p := b[syncBatchHeader:]
-	for i := range n {
-		if len(p) < 1 || len(p) < 1+int(p[0]) {
-			return nil, fmt.Errorf("sync batch: entry %d truncated", i)
-		}
-		var e dataplane.SyncEntry
-		if err := e.UnmarshalBinary(p[1 : 1+int(p[0])]); err != nil {
-			return nil, fmt.Errorf("sync batch: entry %d: %w", i, err)
-		}
-		out = append(out, e)
-		p = p[1+int(p[0]):]
-	}
-	if len(p) != 0 {
-		return nil, fmt.Errorf("sync batch: %d bytes after the last entry", len(p))
-	}
-	return out, nil
-}
-
-// connSync runs the connection sync of one daemon.
-type connSync struct {
+// Sync runs the connection sync of one node. Its methods may be called on
+// a nil *Sync (sync switched off): they do nothing.
+type Sync struct {
 	log  *slog.Logger
 	ct   *dataplane.Conntrack
-	cl   *cluster.Cluster
+	cl   Transport
 	self string
 
 	holding atomic.Bool
@@ -113,19 +71,20 @@ type connSync struct {
 	wg   sync.WaitGroup
 }
 
-// startConnSync starts the sync for vips; stop it with close.
-func startConnSync(ctx context.Context, log *slog.Logger, cl *cluster.Cluster, self string, vips []netip.AddrPort) (*connSync, error) {
+// Start starts the sync of the flows through vips over tr, self being
+// this node's name; stop it with Close.
+func Start(ctx context.Context, log *slog.Logger, tr Transport, self string, vips []netip.AddrPort) (*Sync, error) {
 	ct, err := dataplane.NewConntrack(dataplane.WithLogger(log))
 	if err != nil {
 		return nil, fmt.Errorf("connection sync: %w", err)
 	}
 	ctx, stop := context.WithCancel(ctx)
-	s := &connSync{
-		log: log, ct: ct, cl: cl, self: self, vips: slices.Clone(vips),
+	s := &Sync{
+		log: log, ct: ct, cl: tr, self: self, vips: slices.Clone(vips),
 		events: make(chan dataplane.SyncEntry, syncQueue), recv: make(chan []byte, syncApplyQueue), stop: stop,
 		peerQ: map[string]chan []byte{},
 	}
-	cl.SetMessageHandler(func(b []byte) {
+	tr.SetMessageHandler(func(b []byte) {
 		select {
 		case s.recv <- b:
 		default:
@@ -141,8 +100,8 @@ func startConnSync(ctx context.Context, log *slog.Logger, cl *cluster.Cluster, s
 	return s, nil
 }
 
-// close stops the sync and waits for its goroutines.
-func (s *connSync) close() {
+// Close stops the sync and waits for its goroutines.
+func (s *Sync) Close() {
 	if s == nil {
 		return
 	}
@@ -153,16 +112,16 @@ func (s *connSync) close() {
 	s.log.Info("connection sync stopped", "batches_sent", s.sent.Load(), "entries_applied", s.applied.Load(), "failures", s.failed.Load())
 }
 
-// setHolding says whether this node holds the VIP (and so streams).
-func (s *connSync) setHolding(on bool) {
+// SetHolding says whether this node holds the VIP (and so streams).
+func (s *Sync) SetHolding(on bool) {
 	if s == nil {
 		return
 	}
 	s.holding.Store(on)
 }
 
-// setVIPs changes the VIPs whose flows are synced (a reload).
-func (s *connSync) setVIPs(vips []netip.AddrPort) {
+// SetVIPs changes the VIP:port pairs whose flows are synced (a reload).
+func (s *Sync) SetVIPs(vips []netip.AddrPort) {
 	if s == nil {
 		return
 	}
@@ -180,7 +139,7 @@ func (s *connSync) setVIPs(vips []netip.AddrPort) {
 
 // watchLoop follows the local conntrack events, restarting the
 // subscription when it fails (a full dump then covers the gap).
-func (s *connSync) watchLoop(ctx context.Context) {
+func (s *Sync) watchLoop(ctx context.Context) {
 	defer s.wg.Done()
 	for ctx.Err() == nil {
 		wctx, cancel := context.WithCancel(ctx)
@@ -215,7 +174,7 @@ func (s *connSync) watchLoop(ctx context.Context) {
 }
 
 // alivePeers lists the other members that gossip hears now.
-func (s *connSync) alivePeers() []string {
+func (s *Sync) alivePeers() []string {
 	var out []string
 	for _, m := range s.cl.View().Members {
 		if m.Name != s.self && m.State == cluster.StateAlive {
@@ -227,7 +186,7 @@ func (s *connSync) alivePeers() []string {
 
 // sendLoop batches the events to every alive peer and sends full dumps
 // to peers that appear (and to all after a takeover or a lost event).
-func (s *connSync) sendLoop(ctx context.Context) {
+func (s *Sync) sendLoop(ctx context.Context) {
 	defer s.wg.Done()
 	check := time.NewTicker(syncPeerCheck)
 	defer check.Stop()
@@ -290,7 +249,7 @@ func (s *connSync) sendLoop(ctx context.Context) {
 
 // enqueue queues a message for peer, starting its sender on first use;
 // false if the queue is full (the message is dropped).
-func (s *connSync) enqueue(ctx context.Context, peer string, msg []byte) bool {
+func (s *Sync) enqueue(ctx context.Context, peer string, msg []byte) bool {
 	q := s.peerQ[peer]
 	if q == nil {
 		q = make(chan []byte, syncPeerQueue)
@@ -308,7 +267,7 @@ func (s *connSync) enqueue(ctx context.Context, peer string, msg []byte) bool {
 }
 
 // peerLoop sends one peer's messages in order.
-func (s *connSync) peerLoop(ctx context.Context, peer string, q <-chan []byte) {
+func (s *Sync) peerLoop(ctx context.Context, peer string, q <-chan []byte) {
 	defer s.wg.Done()
 	for {
 		select {
@@ -328,7 +287,7 @@ func (s *connSync) peerLoop(ctx context.Context, peer string, q <-chan []byte) {
 }
 
 // fullDump queues every synced entry for peer; false if it failed.
-func (s *connSync) fullDump(ctx context.Context, peer string) bool {
+func (s *Sync) fullDump(ctx context.Context, peer string) bool {
 	s.mu.Lock()
 	vips := slices.Clone(s.vips)
 	s.mu.Unlock()
@@ -355,7 +314,7 @@ func (s *connSync) fullDump(ctx context.Context, peer string) bool {
 // holds the VIP it forwards the flows itself: it then only adds entries it
 // lacks, and ignores refreshes and deletes (so two holders during a
 // handoff do not echo refreshes at each other).
-func (s *connSync) applyLoop(ctx context.Context) {
+func (s *Sync) applyLoop(ctx context.Context) {
 	defer s.wg.Done()
 	for {
 		select {

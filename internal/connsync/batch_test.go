@@ -1,4 +1,4 @@
-package daemon
+package connsync
 
 import (
 	"fmt"

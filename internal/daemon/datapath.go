@@ -1,0 +1,77 @@
+package daemon
+
+import (
+	"errors"
+	"time"
+
+	"github.com/epconsole/epconsole/cluster"
+	"github.com/epconsole/epconsole/internal/status"
+	"github.com/epconsole/epconsole/probes"
+)
+
+// The datapath: the probes' healthy and drain sets (with the operator's
+// drains) programmed into the dataplane, and gossiped to the peers.
+
+// onProbes applies the monitor's snapshot: dataplane, gossip, eligibility.
+func (d *Daemon) onProbes(s *state) {
+	healthy, drain, views, settled := health(s.mon.Snapshot())
+	// A backend without a result yet (a restarted monitor after a reload)
+	// keeps what is programmed.
+	for _, v := range views {
+		if v.State == probes.StateUnknown.String() {
+			healthy[v.Name], drain[v.Name] = s.programmed[v.Name], s.drained[v.Name]
+		}
+	}
+	if err := s.cl.SetBackends(views); err != nil && !errors.Is(err, cluster.ErrShutdown) {
+		d.log.Warn("publishing backend views", "err", err)
+	}
+	// The first program waits until every backend had its first probe
+	// (or a bound passed): reconciling with an empty healthy set would
+	// cut the flows an earlier process left forwarding.
+	if !s.reconciled && !settled && time.Since(s.started) < 2*s.cfg.Health.Timeout+time.Second {
+		return
+	}
+	for _, v := range views {
+		was, now := s.programmed[v.Name], healthy[v.Name]
+		switch {
+		case s.reconciled && was == now:
+		case now:
+			d.record(EventBackendUp, v.Name, v.State+": "+v.Reason)
+		case s.reconciled || v.State != probes.StateUnknown.String():
+			how := "dead"
+			if drain[v.Name] {
+				how = "draining"
+			}
+			d.record(EventBackendDown, v.Name, v.State+" ("+how+"): "+v.Reason)
+		}
+	}
+	d.reconcile(s, healthy, drain, false)
+}
+
+func (d *Daemon) reconcile(s *state, healthy, drain map[string]bool, force bool) {
+	drain = withDrained(drain, drainMap(s.opDrain, s.cfg))
+	if s.reconciled && !force && sameSet(healthy, s.programmed) && sameSet(drain, s.drained) {
+		return
+	}
+	t0 := time.Now()
+	res, err := s.dp.Reconcile(s.run, desired(s.cfg, healthy, drain))
+	took := time.Since(t0)
+	d.counters.add(func(c *status.Counters) {
+		c.Reconciles++
+		c.ReconcileTime += took
+		c.LastReconcile = took
+		if err != nil {
+			c.ReconcileErrors++
+		}
+	})
+	if err != nil {
+		d.log.Error("programming the datapath", "err", err)
+		return
+	}
+	s.reconciled = true
+	s.programmed, s.drained = healthy, drain
+	for _, f := range res.Families {
+		d.log.Info("datapath", "family", f.Family, "vip", f.VIP, "action", string(f.Action),
+			"slots", f.SlotsPerBackend, "cut", f.Cut, "flows_deleted", f.FlowsDeleted, "committed", res.Committed)
+	}
+}

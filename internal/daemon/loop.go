@@ -1,0 +1,134 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/epconsole/epconsole/cluster"
+	"github.com/epconsole/epconsole/dataplane"
+	"github.com/epconsole/epconsole/internal/config"
+)
+
+// The decision loop: what it owns, and what wakes it.
+
+// state is what the decision loop owns.
+type state struct {
+	// noMajority: since when each peer's beats say it hears no majority.
+	noMajority majorityWatch
+	// beatKey is the heartbeat verdict last logged (noteHeartbeat).
+	beatKey string
+
+	cfg *config.Config
+	// The components the loop acts through (parts.go).
+	dp          datapath
+	vip         vipAnnouncer
+	lease       ownerLease
+	cl          peerCluster
+	beater      beatLoop // nil: no beat loop runs (beatErr says why)
+	beatErr     error
+	beaterRetry time.Time
+	mon         prober
+	monStop     context.CancelFunc
+	monDone     chan struct{}
+	sync        connSyncer // noSync with Options.NoConnSync
+
+	// run outlives the caller's ctx through the handoff; cancelled last.
+	run context.Context
+
+	reconciled bool
+	programmed map[string]bool
+	drained    map[string]bool
+	ifaceUp    bool
+	eligible   bool
+	holding    bool
+	// held are the VIP places this node put (or found) its address on.
+	held     []dataplane.ServiceVIP
+	started  time.Time
+	waiting  bool
+	leaving  bool
+	last     cluster.Decision
+	probeCh  chan struct{}
+	eventsCh chan cluster.Event
+
+	// opDrain is the operator's cluster-wide drain set (drain.go);
+	// handoffTo the peer an operator's handoff goes to, asked at handoffAt.
+	opDrain   DrainSet
+	handoffTo string
+	handoffAt time.Time
+}
+
+// newState is the loop's state at start: in the startup wait, holding
+// nothing, with no component yet (open, or a test, sets them).
+func newState(run context.Context, cfg *config.Config) *state {
+	return &state{
+		cfg: cfg, run: run, started: time.Now(), waiting: true,
+		probeCh: make(chan struct{}, 1), eventsCh: make(chan cluster.Event, 256),
+		noMajority: majorityWatch{}, sync: noSync{},
+	}
+}
+
+// loop is the decision loop; it returns when ctx ends.
+func (d *Daemon) loop(ctx context.Context, s *state) {
+	tick := time.NewTicker(DefaultTick)
+	defer tick.Stop()
+	leaseTick := time.NewTicker(dataplane.DefaultLeaseRenew)
+	defer leaseTick.Stop()
+	var beatChanges <-chan struct{}
+	if s.beater != nil {
+		beatChanges = s.beater.Changes()
+	}
+	d.onProbes(s)
+	d.decide(s)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.opts.Reload:
+			d.reload(s)
+			if s.beater != nil {
+				beatChanges = s.beater.Changes()
+			} else {
+				beatChanges = nil
+			}
+		case <-s.probeCh:
+			d.onProbes(s)
+		case ev := <-s.eventsCh:
+			d.onClusterEvent(ev)
+		case a := <-d.actCh:
+			a.reply <- d.onAction(s, a)
+		case <-beatChanges:
+		case <-leaseTick.C:
+			d.renewLease(s)
+			continue
+		case <-tick.C:
+			if up := ifacesUp(s.cfg); up != s.ifaceUp {
+				s.ifaceUp = up
+				d.log.Info("VIP interface", "up", up)
+			}
+			if d.restartBeater(s) {
+				beatChanges = s.beater.Changes()
+			}
+		}
+		d.decide(s)
+	}
+}
+
+func (d *Daemon) onClusterEvent(ev cluster.Event) {
+	switch ev.Type {
+	case cluster.EventJoin:
+		d.record(EventPeerJoin, ev.Member, ev.Detail)
+	case cluster.EventLeave:
+		d.record(EventPeerLeave, ev.Member, ev.Detail)
+	case cluster.EventFailed:
+		d.record(EventPeerFailed, ev.Member, ev.Detail)
+	case cluster.EventDigestMismatch:
+		d.record(EventDigestMismatch, ev.Member, ev.Detail)
+	case cluster.EventKeyMismatch:
+		d.record(EventKeyMismatch, ev.Member, fmt.Sprintf("%s %s", ev.Addr, ev.Detail))
+	case cluster.EventBackend:
+		d.record(EventPeerBackend, ev.Member, fmt.Sprintf("%s %s %s", ev.Backend.Name, ev.Backend.State, ev.Backend.Reason))
+	default:
+		d.log.Debug("cluster event", "event", ev.String())
+	}
+}

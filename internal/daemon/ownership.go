@@ -1,0 +1,163 @@
+package daemon
+
+// Ownership of the VIP: the election's decision carried out (the VIP
+// address and the owner lease) and published (metadata and beats).
+
+import (
+	"errors"
+	"time"
+
+	"github.com/epconsole/epconsole/cluster"
+	"github.com/epconsole/epconsole/cluster/heartbeat"
+	"github.com/epconsole/epconsole/dataplane"
+)
+
+// decide runs the election and carries its decision out.
+func (d *Daemon) decide(s *state) {
+	defer d.updateStatus(s)
+	eligible := !s.leaving && s.ifaceUp && countHealthy(s.programmed) > 0 && s.reconciled
+	if eligible != s.eligible {
+		s.eligible = eligible
+		d.log.Info("eligibility", "eligible", eligible, "healthy_backends", countHealthy(s.programmed), "interface_up", s.ifaceUp)
+	}
+	d.publish(s, s.last) // eligibility into the metadata before deciding
+	v, gv := d.view(s)
+	d.syncDrain(s, v)
+	d.checkHandoff(s)
+	dec := cluster.Elect(v, s.cfg.Node.Name)
+	if !dec.Hold && dec.Owner != s.last.Owner && !s.waiting {
+		// Our own published belief (the old owner) is part of the view;
+		// once it is corrected, decide again rather than a tick later.
+		s.last.Owner, s.last.Epoch = dec.Owner, dec.Epoch
+		d.publish(s, s.last)
+		v, gv = d.view(s)
+		dec = cluster.Elect(v, s.cfg.Node.Name)
+	}
+	if s.waiting {
+		if !cluster.StartupWaitOver(time.Since(s.started), d.opts.StartupWait, v, gv) {
+			// Learn the owner before claiming: publish only what we hear,
+			// and no epoch of a claim we do not make.
+			dec = cluster.StartupDecision(dec, v, s.cfg.Node.Name)
+			s.last = dec
+			d.publish(s, dec)
+			return
+		}
+		s.waiting = false
+		d.log.Info("startup wait over", "after", time.Since(s.started).Round(time.Millisecond), "view_complete", cluster.ViewComplete(v, gv))
+		s.last = cluster.Decision{Reason: "startup wait"} // log the first real decision
+	}
+	// Logged whenever what it says changes, the reason included: losing
+	// the majority may change nothing else (a follower that already had
+	// no owner to follow) and must still show.
+	if dec.Owner != s.last.Owner || dec.Reason != s.last.Reason || dec.Hold != s.last.Hold || dec.Elected != s.last.Elected || dec.Epoch != s.last.Epoch {
+		d.log.Info("decision", "hold", dec.Hold, "owner", dec.Owner, "epoch", dec.Epoch, "elected", dec.Elected,
+			"reason", dec.Reason, "quorum", dec.Quorum.String(), "mismatch", dec.Mismatch)
+	}
+	s.last = dec
+	d.apply(s, dec)
+	d.publish(s, dec)
+}
+
+// publish puts the decision's owner belief into the metadata and the beats.
+func (d *Daemon) publish(s *state, dec cluster.Decision) {
+	handoffTo := ""
+	if s.holding {
+		handoffTo = s.handoffTo
+	}
+	err := s.cl.SetLocal(cluster.Local{
+		Priority: s.cfg.Node.Priority, Eligible: s.eligible, Preempt: s.cfg.Node.Preempt,
+		Owner: dec.Owner, Epoch: dec.Epoch, Digest: s.cfg.Digest(),
+		HandoffTo: handoffTo, Drained: s.opDrain.key(), DrainGen: s.opDrain.Generation,
+	})
+	if err != nil && !errors.Is(err, cluster.ErrShutdown) {
+		d.log.Warn("publishing metadata", "err", err)
+	}
+	if s.beater != nil {
+		a := heartbeat.Advert{Owner: dec.Owner, Epoch: dec.Epoch}
+		if s.holding && !s.waiting {
+			a.Flags |= heartbeat.FlagHolding
+		}
+		if s.leaving {
+			a.Flags |= heartbeat.FlagLeaving
+		}
+		if err := s.beater.Refresh(a); err != nil && s.beatErr == nil {
+			s.beatErr = err
+			d.log.Error("heartbeat stopped", "err", err, "loop_err", s.beater.Err())
+		}
+	}
+}
+
+// apply moves the VIP address and the lease as dec says.
+func (d *Daemon) apply(s *state, dec cluster.Decision) {
+	switch {
+	case dec.Hold && !s.holding:
+		d.acquire(s, dec.Reason)
+	case dec.Hold && s.holding:
+		// Places may have changed with a reload.
+		if !samePlaces(s.held, vipPlaces(s.cfg)) {
+			d.release(s, "VIP configuration changed")
+			d.acquire(s, dec.Reason)
+		}
+	case !dec.Hold && s.holding:
+		d.release(s, dec.Reason)
+	}
+}
+
+// samePlaces compares where the VIPs live (address and interface; a port
+// change alone does not move the VIP).
+func samePlaces(a, b []dataplane.ServiceVIP) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Addr != b[i].Addr || a[i].Interface != b[i].Interface {
+			return false
+		}
+	}
+	return true
+}
+
+func (d *Daemon) acquire(s *state, reason string) {
+	// Lease first: the announcements and ARP replies need it.
+	if err := s.lease.Renew(s.run, dataplane.DefaultLeaseTTL); err != nil {
+		d.log.Error("renewing the owner lease", "err", err)
+	}
+	s.sync.SetHolding(true)
+	places := vipPlaces(s.cfg)
+	for _, p := range places {
+		if err := s.vip.Add(s.run, p.Interface, p.Addr); err != nil {
+			d.log.Error("adding the VIP", "vip", p.Addr, "interface", p.Interface, "err", err)
+			continue
+		}
+		d.record(EventVIPAcquired, p.Addr.String(), reason)
+	}
+	s.held = places
+	s.holding = true
+}
+
+func (d *Daemon) release(s *state, reason string) {
+	for _, p := range s.held {
+		if err := s.vip.Remove(s.run, p.Interface, p.Addr); err != nil {
+			d.log.Error("removing the VIP", "vip", p.Addr, "interface", p.Interface, "err", err)
+			continue
+		}
+		d.record(EventVIPReleased, p.Addr.String(), reason)
+	}
+	if err := s.lease.Drop(s.run); err != nil {
+		d.log.Warn("dropping the owner lease", "err", err)
+	}
+	s.held = nil
+	s.holding = false
+	s.sync.SetHolding(false)
+}
+
+// renewLease keeps the kernel-side lease alive while holding. Without a
+// majority (or beats) the decision releases the VIP, so the lease follows.
+func (d *Daemon) renewLease(s *state) {
+	if !s.holding {
+		return
+	}
+	if err := s.lease.Renew(s.run, dataplane.DefaultLeaseTTL); err != nil {
+		d.log.Warn("renewing the owner lease", "err", err)
+	}
+}

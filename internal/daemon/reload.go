@@ -1,0 +1,86 @@
+package daemon
+
+import (
+	"bytes"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+
+	"github.com/epconsole/epconsole/cluster"
+	"github.com/epconsole/epconsole/internal/config"
+)
+
+// Reload: a new config applied to the running components, or rejected
+// with nothing changed.
+
+// reloaded notes a reload in the status ("" accepted, else why not).
+func (d *Daemon) reloaded(rejected string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.status.LastReload, d.status.LastReloadError = time.Now(), rejected
+}
+
+// reload re-reads the config: an invalid one is rejected with its
+// diagnostics and nothing changes; a valid one is applied.
+func (d *Daemon) reload(s *state) {
+	cfg, diags := config.Load(d.opts.ConfigPath)
+	if diags.HasErrors() || cfg == nil {
+		var b bytes.Buffer
+		_ = config.WriteDiagnostics(&b, diags, nil)
+		var first []string
+		for _, dg := range diags {
+			if dg.Severity == hcl.DiagError {
+				first = append(first, config.DiagnosticLine(dg))
+			}
+		}
+		d.log.Error("config reload rejected; running state unchanged", "config", d.opts.ConfigPath, "diagnostics", b.String())
+		d.record(EventReloadRejected, d.opts.ConfigPath, strings.Join(first, "; "))
+		d.reloaded(strings.Join(first, "; "))
+		return
+	}
+	if why := restartNeeded(s.cfg, cfg); why != "" {
+		d.log.Error("config reload rejected; running state unchanged", "config", d.opts.ConfigPath, "reason", why+": restart the daemon to apply it")
+		d.record(EventReloadRejected, d.opts.ConfigPath, why+" (needs a restart)")
+		d.reloaded(why + " (needs a restart)")
+		return
+	}
+	old := s.cfg
+	d.mu.Lock()
+	s.cfg = cfg
+	d.mu.Unlock()
+	s.sync.SetVIPs(syncVIPs(cfg))
+	if err := s.lease.Install(s.run, leaseVIPs(cfg)); err != nil {
+		d.log.Error("installing the owner lease tables", "err", err)
+	}
+	if s.holding {
+		d.renewLease(s)
+	}
+	// Probes: restart the monitor with the new targets and settings.
+	s.monStop()
+	<-s.monDone
+	if err := d.startMonitor(s); err != nil {
+		d.log.Error("restarting the probes; keeping the old ones' last view", "err", err)
+	}
+	if err := s.cl.SetPeers(clusterPeers(cfg)); err != nil {
+		d.log.Error("updating peers", "err", err)
+	}
+	if err := s.cl.SetKeys(cfg.Gossip.Keys); err != nil {
+		d.log.Error("updating gossip keys", "err", err)
+	}
+	if !sameHeartbeat(old, cfg) {
+		if s.beater != nil {
+			s.beater.Close()
+		}
+		d.startBeater(s)
+	}
+	// Reconcile with the last healthy set restricted to the new backends
+	// (new ones count as down until probed).
+	healthy, drain := map[string]bool{}, map[string]bool{}
+	for _, b := range cfg.Backends {
+		healthy[b.Name], drain[b.Name] = s.programmed[b.Name], s.drained[b.Name]
+	}
+	d.reconcile(s, healthy, drain, true)
+	d.record(EventReloadOK, d.opts.ConfigPath, "config digest "+cluster.ShortDigest(cfg.Digest()))
+	d.reloaded("")
+}
