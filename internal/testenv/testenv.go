@@ -6,11 +6,12 @@ package testenv
 import (
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/vishvananda/netns"
+
+	"github.com/epconsole/epconsole/internal/netnsx"
 )
 
 // RequireNetnsEnv is the environment variable that makes a skipped
@@ -49,20 +50,16 @@ func NeedNetns(t testing.TB) {
 	}
 }
 
-// probeNetns creates and drops an unnamed namespace on a thread of its own;
-// the thread is never unlocked, so Go retires it instead of reusing a thread
-// whose namespace changed.
+// probeNetns creates and drops an unnamed namespace on a thread of its own
+// (netnsx's policy: the thread goes back to its namespace or is retired).
 func probeNetns() error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
+	return netnsx.Locked(func() error {
 		h, err := netns.New()
 		if err == nil {
 			h.Close()
 		}
-		errc <- err
-	}()
-	return <-errc
+		return err
+	})
 }
 
 // NoNamespacesLeft fails t for every named network namespace whose name
