@@ -30,7 +30,6 @@ func commands() []command {
 		{"console", "the console (the default without a command): live from the daemon, or a direct view", runConsole},
 		{"check", "probe backends, certificates, etcd and kubeconfig; Nagios exit codes", runCheck},
 		{"validate", "check config.hcl and print every problem as file:line:col", runValidate},
-		{"lab", "(root) a demo endpoint in network namespaces; 'lab down' cleans up", runLab},
 		{"version", "print the version", runVersion},
 	}
 }
