@@ -1,6 +1,9 @@
-// Package testenv decides whether kernel tests (network namespaces,
-// nftables) can run here, and turns a skip into a failure when CI demands
-// them (EPCONSOLE_REQUIRE_NETNS=1).
+// Package testenv is what epconsole's tests share about their environment:
+// whether kernel tests (network namespaces, nftables) can run here, turning
+// a skip into a failure when CI demands them (EPCONSOLE_REQUIRE_NETNS=1);
+// the binaries multi-process tests run (cmd/epconsole, cmd/epconsole-lab:
+// prebuilt ones from EPCONSOLE_BIN and EPCONSOLE_LAB_BIN, else built once);
+// and a tmux pane for tests that drive a program on a real terminal.
 package testenv
 
 import (
