@@ -16,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/epconsole/epconsole/internal/embedetcd"
 )
 
 // The environment of a child: the role to run and its JSON arguments.
@@ -107,7 +109,7 @@ func runRole(ctx context.Context, role string, args []byte, out *eventWriter, lo
 		}
 		return runTCPConnect(ctx, o, out)
 	case roleEtcd:
-		var a etcdArgs
+		var a embedetcd.Member
 		if err := decode(&a); err != nil {
 			return err
 		}
