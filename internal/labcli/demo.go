@@ -17,7 +17,7 @@ import (
 // (tui) or prints the client's results every second until duration (0:
 // Ctrl-C) is over, and removes the lab.
 func runDemo(ctx context.Context, stdio cli.IO, opts lab.Options, rate int, duration time.Duration, tui bool) error {
-	// A lab whose owner crashed is in the way: remove it, as `lab down` would.
+	// A lab whose owner crashed is in the way: remove it, as `epconsole-lab down` would.
 	if err := lab.Down(opts.Prefix); err != nil {
 		return fmt.Errorf("removing an earlier lab: %w", err)
 	}
