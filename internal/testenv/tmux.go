@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,11 +23,12 @@ type Pane struct {
 const paneName = "epc"
 
 // NewPane starts cmd (a shell command) in dir in a new pane; the server is
-// killed when the test ends. It skips the test when tmux is not installed.
+// killed when the test ends. It skips the test when tmux is not installed
+// (fails it under EPCONSOLE_REQUIRE_NETNS=1, as CI installs tmux).
 func NewPane(t testing.TB, dir, cmd string) Pane {
 	t.Helper()
 	if _, err := exec.LookPath("tmux"); err != nil {
-		t.Skip("tmux is not installed")
+		Skip(t, "tmux is not installed (apt-get install tmux)")
 	}
 	x := Pane{t: t, server: filepath.Join(t.TempDir(), "tmux.sock")}
 	t.Cleanup(func() { _, _ = x.Run("kill-server") })
@@ -73,23 +75,33 @@ func (x Pane) WaitScreen(limit time.Duration, want ...string) string {
 // and returns it; it fails the test with the last screen otherwise.
 func (x Pane) WaitMatch(limit time.Duration, want ...*regexp.Regexp) string {
 	x.t.Helper()
+	return x.WaitFor(limit, fmt.Sprintf("%q", want), func(screen string) bool {
+		for _, w := range want {
+			if !w.MatchString(screen) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// WaitFor polls the pane every 20 ms until ok(screen) holds (within limit)
+// and returns the screen; it fails the test, naming what it waited for,
+// with the last screen otherwise.
+func (x Pane) WaitFor(limit time.Duration, what string, ok func(screen string) bool) string {
+	x.t.Helper()
 	var screen string
 	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
-		out, err := x.Run("capture-pane", "-p", "-t", paneName)
-		if err == nil {
+		if out, err := x.Run("capture-pane", "-p", "-t", paneName); err == nil {
 			screen = out
-			ok := true
-			for _, w := range want {
-				ok = ok && w.MatchString(screen)
-			}
-			if ok {
+			if ok(screen) {
 				return screen
 			}
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	x.t.Fatalf("the pane never showed %q; last screen:\n%s", want, screen)
+	x.t.Fatalf("the pane never showed %s within %s; last screen:\n%s", what, limit, screen)
 	return ""
 }
 
