@@ -4,9 +4,9 @@
 default:
     @just --list
 
-# the demo: a whole endpoint in network namespaces (as root)
+# the demo: a whole endpoint in network namespaces (as root; its own binary, cmd/epconsole-lab)
 lab *ARGS:
-    go run ./cmd/epconsole lab {{ARGS}}
+    go run ./cmd/epconsole-lab {{ARGS}}
 
 # all tests (as root, so the network-namespace tests run)
 test:
@@ -25,9 +25,9 @@ lint:
 fuzz TIME="60s":
     go test -run '^$' -fuzz FuzzParse -fuzztime {{TIME}} ./internal/config
 
-# build the binary into ./bin
+# build the binaries into ./bin: epconsole (what ships) and epconsole-lab (the demo)
 build:
-    mkdir -p bin && go build -o bin/epconsole ./cmd/epconsole
+    mkdir -p bin && go build -o bin/epconsole ./cmd/epconsole && go build -o bin/epconsole-lab ./cmd/epconsole-lab
 
 # failover dark time: keepalived (VRRPv3, advert_int 0.01) + HAProxy / + nft DNAT vs epconsole, RUNS link-down runs each (root; installs keepalived and haproxy from Debian's packages if missing; writes docs/BENCHMARKS.md)
 bench RUNS="10":

@@ -5,9 +5,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 
 	"github.com/vishvananda/netns"
+
+	"github.com/epconsole/epconsole/internal/netnsx"
 )
 
 // Option configures a Dataplane, a VIP or a Conntrack.
@@ -89,34 +90,12 @@ func (n netNS) close() error {
 	return nil
 }
 
-// do runs fn on an OS thread inside the namespace. Sockets opened by fn
-// stay in that namespace after the thread moves back. If the thread cannot
-// be moved back it stays locked, so the runtime retires it instead of
-// reusing a thread in the wrong namespace.
+// do runs fn on an OS thread inside the namespace, with netnsx's thread
+// policy (back to the original namespace afterwards, or retired). Sockets
+// opened by fn stay in that namespace after the thread moves back.
 func (n netNS) do(fn func() error) error {
 	if n.fd < 0 {
 		return fn()
 	}
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- fmt.Errorf("reading current network namespace: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(netns.NsHandle(n.fd)); err != nil {
-			errc <- fmt.Errorf("entering network namespace: %w", err)
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			errc <- fmt.Errorf("leaving network namespace: %w", err)
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
+	return netnsx.Do(netns.NsHandle(n.fd), fn)
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/epconsole/epconsole/internal/testenv"
 )
 
 // The environment of the benchmark.
@@ -21,7 +23,7 @@ const (
 	docEnv = "EPCONSOLE_BENCH_DOC"
 	// binEnv names a prebuilt epconsole binary, binDescEnv describes it
 	// in the results (e.g. the commit it was built from).
-	binEnv     = "EPCONSOLE_BIN"
+	binEnv     = testenv.BinEnv
 	binDescEnv = "EPCONSOLE_BIN_DESC"
 )
 
@@ -55,10 +57,7 @@ func BenchmarkFailover(b *testing.B) {
 	// Bounded: setup plus about 8 s a run and side.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute+time.Duration(runs)*2*30*time.Second)
 	defer cancel()
-	bin, err := buildEpconsole(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
+	bin := testenv.Binary(b)
 	rep := report{Date: time.Now(), Machine: machine()}
 	rep.Setup = append(rep.Setup,
 		fmt.Sprintf("each run: a TCP connect from the client to VIP:%d every %s (%s timeout; attempts overlap, so a failing one does not delay the next) for %s; the owner's (lb1) cable is pulled %s in; dark time = the longest time between two successful connects",

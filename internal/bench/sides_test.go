@@ -142,17 +142,3 @@ func summarizeBeatLine(l string) string {
 	}
 	return strings.Join(keep, " ")
 }
-
-// buildEpconsole builds the binary into dir (or takes EPCONSOLE_BIN).
-func buildEpconsole(dir string) (string, error) {
-	if p := os.Getenv(binEnv); p != "" {
-		return p, nil
-	}
-	bin := filepath.Join(dir, "epconsole")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/epconsole/epconsole/cmd/epconsole")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/epconsole: %w", err)
-	}
-	return bin, nil
-}

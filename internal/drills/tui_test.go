@@ -2,7 +2,6 @@ package drills
 
 import (
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -12,65 +11,6 @@ import (
 
 	"github.com/epconsole/epconsole/internal/testenv"
 )
-
-// consolePane is a tmux server of the test's own (tmux -S, its socket in
-// a temporary directory) running `epconsole console` in one 80×24 pane.
-type consolePane struct {
-	t      *testing.T
-	server string
-}
-
-func (x consolePane) run(args ...string) (string, error) {
-	out, err := exec.Command("tmux", append([]string{"-S", x.server}, args...)...).CombinedOutput()
-	return string(out), err
-}
-
-func (x consolePane) keys(keys ...string) {
-	x.t.Helper()
-	for _, k := range keys {
-		if out, err := x.run("send-keys", "-t", "epc", k); err != nil {
-			x.t.Fatalf("send-keys %s: %v: %s", k, err, out)
-		}
-	}
-}
-
-func (x consolePane) capture() (string, error) { return x.run("capture-pane", "-p", "-t", "epc") }
-
-// wait polls the pane every 20 ms until ok(screen) holds (within limit)
-// and returns the screen.
-func (x consolePane) wait(limit time.Duration, what string, ok func(string) bool) string {
-	x.t.Helper()
-	var screen string
-	deadline := time.Now().Add(limit)
-	for time.Now().Before(deadline) {
-		if out, err := x.capture(); err == nil {
-			screen = out
-			if ok(screen) {
-				return screen
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	x.t.Fatalf("the pane never showed %s within %s; last screen:\n%s", what, limit, screen)
-	return ""
-}
-
-// waitExit waits for the console to end and returns the exit status the
-// shell wrapper wrote to file.
-func (x consolePane) waitExit(file string, limit time.Duration) string {
-	x.t.Helper()
-	deadline := time.Now().Add(limit)
-	for {
-		if b, err := os.ReadFile(file); err == nil && strings.HasSuffix(string(b), "\n") {
-			return strings.TrimSpace(string(b))
-		}
-		if time.Now().After(deadline) {
-			out, _ := x.capture()
-			x.t.Fatalf("the console did not exit within %s; screen:\n%s", limit, out)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // backendStates reads the backends view: backend -> peer -> state cell,
 // the peers taken from the table's header line.
@@ -136,19 +76,14 @@ func TestConsoleOnLiveCluster(t *testing.T) {
 	c, owner := newCluster(t, "clt", 90*time.Second)
 	c.waitSnapshot(owner, 15*time.Second, "complete (3 live peers, 3x3 backend views up)", complete)
 
-	x := consolePane{t: t, server: filepath.Join(t.TempDir(), "tmux.sock")}
-	t.Cleanup(func() { x.run("kill-server") })
 	exitFile := filepath.Join(t.TempDir(), "exit")
 	cfg := filepath.Join(c.dir, owner+".hcl")
-	cmd := fmt.Sprintf("env NO_COLOR=1 TERM=xterm-256color %s console -c %s --socket %s; echo $? > %s",
-		epconsoleBin, cfg, c.socket(owner), exitFile)
-	if out, err := x.run("new-session", "-d", "-s", "epc", "-x", "80", "-y", "24", "-c", c.dir, cmd); err != nil {
-		t.Fatalf("tmux new-session: %v: %s", err, out)
-	}
+	x := testenv.NewPane(t, c.dir, fmt.Sprintf("env NO_COLOR=1 TERM=xterm-256color %s console -c %s --socket %s; echo $? > %s",
+		epconsoleBin, cfg, c.socket(owner), exitFile))
 
 	// The overview: this node owns the VIP, live from the daemon.
 	ownerLine := regexp.MustCompile(`owner ` + owner + ` since .*● on this node`)
-	overview := x.wait(15*time.Second, "the owner "+owner+" live", func(s string) bool {
+	overview := x.WaitFor(15*time.Second, "the owner "+owner+" live", func(s string) bool {
 		return strings.Contains(s, "[1 Overview]") && ownerLine.MatchString(s) && strings.Contains(s, "● live")
 	})
 	if !strings.Contains(overview, "node "+owner) {
@@ -157,8 +92,8 @@ func TestConsoleOnLiveCluster(t *testing.T) {
 	t.Logf("the overview on %s:\n%s", owner, overview)
 
 	// The backends view, every backend up on every peer.
-	x.keys("2")
-	x.wait(15*time.Second, "every backend up on every peer", func(s string) bool {
+	x.Keys("2")
+	x.WaitFor(15*time.Second, "every backend up on every peer", func(s string) bool {
 		st := backendStates(s)
 		return strings.Contains(s, "[2 Backends]") &&
 			allStates(st, "cp1", "up") && allStates(st, "cp2", "up") && allStates(st, "cp3", "up")
@@ -170,7 +105,7 @@ func TestConsoleOnLiveCluster(t *testing.T) {
 		t.Fatalf("stopping cp2's stand-in: %v", err)
 	}
 	var first, ownView time.Duration
-	screen := x.wait(10*time.Second, "cp2 DOWN on every peer", func(s string) bool {
+	screen := x.WaitFor(10*time.Second, "cp2 DOWN on every peer", func(s string) bool {
 		st := backendStates(s)
 		for _, v := range st["cp2"] {
 			if v == "DOWN" && first == 0 {
@@ -198,8 +133,8 @@ func TestConsoleOnLiveCluster(t *testing.T) {
 		t.Errorf("the console lost the daemon:\n%s", screen)
 	}
 
-	x.keys("q")
-	if code := x.waitExit(exitFile, 10*time.Second); code != "0" {
+	x.Keys("q")
+	if code := x.WaitExit(exitFile, 10*time.Second); code != "0" {
 		t.Errorf("epconsole console exited %s, want 0", code)
 	}
 }

@@ -9,7 +9,7 @@ import (
 	"github.com/epconsole/epconsole/internal/testenv"
 )
 
-// TestLabBiggest brings up the largest lab `epconsole lab --peers 5
+// TestLabBiggest brings up the largest lab `epconsole-lab --peers 5
 // --backends 7` builds: one owner among five peers, every peer fresh on
 // the owner, all seven backends up in its view and answering requests
 // through the VIP (IPv4 and IPv6), `check all` OK with three etcd members

@@ -55,7 +55,7 @@ func ConfigHCL(in ConfigInput, self string) string {
 			me = p
 		}
 	}
-	fmt.Fprintf(&b, "# epconsole lab: %s (generated)\n", self)
+	fmt.Fprintf(&b, "# epconsole-lab: %s (generated)\n", self)
 	fmt.Fprintf(&b, "cluster_name = %q\nendpoint_dns_names = [%q]\nstate_dir = %q\n\n", in.Cluster, in.DNSName, filepath.Join(in.Dir, self+"-state"))
 	for _, v := range []netip.Addr{in.VIP4, in.VIP6} {
 		fmt.Fprintf(&b, "vip %q {\n  interface = \"eth0\"\n  port = %d\n}\n", v, ServicePort)

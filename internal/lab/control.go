@@ -108,7 +108,7 @@ func ListFaults(ctx context.Context, prefix string) ([]FaultState, error) {
 	}
 	resp, err := controlClient(path).Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("no running lab answers on %s (start one with `epconsole lab`): %w", path, err)
+		return nil, fmt.Errorf("no running lab answers on %s (start one with `epconsole-lab`): %w", path, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
@@ -139,7 +139,7 @@ func Control(ctx context.Context, prefix, verb, name string) (string, error) {
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return "", fmt.Errorf("no running lab answers on %s (start one with `epconsole lab`): %w", path, err)
+		return "", fmt.Errorf("no running lab answers on %s (start one with `epconsole-lab`): %w", path, err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))

@@ -60,7 +60,7 @@ const (
 	MaxEtcdMembers = 3
 )
 
-// The lab's address slice (reserved for `epconsole lab`).
+// The lab's address slice (reserved for `epconsole-lab`).
 var (
 	DefaultIPv4 = netip.MustParsePrefix("198.19.0.0/24")
 	DefaultIPv6 = netip.MustParsePrefix("fd00:198:18:100::/64")
@@ -524,7 +524,7 @@ func (l *Lab) Close() error {
 }
 
 // Down removes what a lab with this prefix left behind (namespaces and
-// every process in them, netlab-<prefix>-* directories): `epconsole lab
+// every process in them, netlab-<prefix>-* directories): `epconsole-lab
 // down` after a crash, and its control socket.
 func Down(prefix string) error {
 	if err := netlab.ValidPrefix(prefix); err != nil {

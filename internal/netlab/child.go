@@ -16,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/epconsole/epconsole/internal/embedetcd"
 )
 
 // The environment of a child: the role to run and its JSON arguments.
@@ -107,7 +109,7 @@ func runRole(ctx context.Context, role string, args []byte, out *eventWriter, lo
 		}
 		return runTCPConnect(ctx, o, out)
 	case roleEtcd:
-		var a etcdArgs
+		var a embedetcd.Member
 		if err := decode(&a); err != nil {
 			return err
 		}
@@ -211,8 +213,9 @@ func (h *Host) startChild(role string, args any) (*proc, error) {
 	cmd.WaitDelay = 2 * time.Second
 	p.cmd = cmd
 	// Pdeathsig fires when the OS *thread* that started the child exits,
-	// not the process, and Go retires threads (every thread that joined a
-	// namespace is never unlocked and dies with its goroutine). So the
+	// not the process, and Go retires threads (a goroutine that ends still
+	// locked takes its thread with it, as netnsx does with a thread that
+	// cannot return to its namespace). So the
 	// child is started and waited for on a goroutine locked to a thread
 	// that lives exactly as long as the child.
 	started := make(chan error, 1)

@@ -7,21 +7,17 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"net/url"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 
-	"github.com/epconsole/epconsole/internal/pki"
+	"github.com/epconsole/epconsole/internal/embedetcd"
 )
 
 // etcd's well-known ports, used on every member's host address.
@@ -82,25 +78,10 @@ type EtcdMember struct {
 	DataDir string
 
 	c    *EtcdCluster
-	args etcdArgs
+	args embedetcd.Member
 
 	mu sync.Mutex
 	p  *proc // nil before the first start
-}
-
-// etcdArgs are the member child's arguments.
-type etcdArgs struct {
-	Name           string `json:"name"`
-	DataDir        string `json:"data_dir"`
-	ClientURL      string `json:"client_url"`
-	PeerURL        string `json:"peer_url"`
-	InitialCluster string `json:"initial_cluster"`
-	Token          string `json:"token"`
-	CertFile       string `json:"cert_file"`
-	KeyFile        string `json:"key_file"`
-	CAFile         string `json:"ca_file"`
-	TickMs         uint   `json:"tick_ms"`
-	ElectionMs     uint   `json:"election_ms"`
 }
 
 // StartEtcd starts a cluster with one member on each of o.Hosts and waits
@@ -134,67 +115,42 @@ func (l *Lab) NewEtcd(o EtcdOpts) (*EtcdCluster, error) {
 	if o.Election <= 0 {
 		o.Election = DefaultEtcdElection
 	}
-	if o.Election < 5*o.Heartbeat {
-		return nil, fmt.Errorf("netlab: etcd election timeout %s must be at least 5 heartbeats (%s)", o.Election, o.Heartbeat)
-	}
 	if l.isClosed() {
 		return nil, ErrClosed
 	}
 	c := &EtcdCluster{lab: l, Dir: filepath.Join(l.dir, "etcd"), CAFile: l.caFile}
-	certs := filepath.Join(c.Dir, "certs")
-	if err := os.MkdirAll(certs, 0o700); err != nil {
-		return nil, fmt.Errorf("netlab: etcd dir: %w", err)
-	}
 	l.mu.Lock()
 	if !slices.Contains(l.removeDirs, c.Dir) {
 		l.removeDirs = append(l.removeDirs, c.Dir)
 	}
 	l.mu.Unlock()
-	cl, err := l.ca.Issue(pki.LeafOptions{CommonName: "epconsole-etcd-client", Client: true})
-	if err != nil {
-		return nil, fmt.Errorf("netlab: etcd client certificate: %w", err)
+	po := embedetcd.Options{
+		CA: l.ca, CAFile: l.caFile, Dir: c.Dir, Token: "netlab-" + l.spec.Prefix,
+		Heartbeat: o.Heartbeat, Election: o.Election, ClientName: "epconsole-etcd-client",
 	}
-	if c.ClientCertFile, c.ClientKeyFile, err = cl.WriteFiles(certs, "client"); err != nil {
-		return nil, err
-	}
-	var initial []string
-	seen := map[string]bool{}
 	for _, h := range o.Hosts {
 		if h == nil || h.lab != l {
 			return nil, errors.New("netlab: etcd host is not a host of this lab")
 		}
-		if seen[h.name] {
-			return nil, fmt.Errorf("netlab: etcd host %s given twice", h.name)
-		}
-		seen[h.name] = true
-		m := &EtcdMember{
-			Name: h.name, Host: h, c: c,
+		po.Hosts = append(po.Hosts, embedetcd.Host{
+			Name:      h.name,
 			ClientURL: "https://" + netip.AddrPortFrom(h.addr4, EtcdClientPort).String(),
 			PeerURL:   "https://" + netip.AddrPortFrom(h.addr4, EtcdPeerPort).String(),
-			DataDir:   filepath.Join(c.Dir, h.name+".etcd"),
-		}
-		leaf, err := l.ca.Issue(pki.LeafOptions{
-			CommonName: h.name, DNSNames: []string{h.name},
-			IPs:  []netip.Addr{h.addr4, h.addr6, netip.MustParseAddr("127.0.0.1")},
-			Both: true, // a peer is server and client of its peers
+			DNSNames:  []string{h.name},
+			IPs:       []netip.Addr{h.addr4, h.addr6, netip.MustParseAddr("127.0.0.1")},
 		})
-		if err != nil {
-			return nil, fmt.Errorf("netlab: etcd certificate for %s: %w", h.name, err)
-		}
-		certFile, keyFile, err := leaf.WriteFiles(certs, h.name)
-		if err != nil {
-			return nil, err
-		}
-		m.args = etcdArgs{
-			Name: h.name, DataDir: m.DataDir, ClientURL: m.ClientURL, PeerURL: m.PeerURL,
-			Token: "netlab-" + l.spec.Prefix, CertFile: certFile, KeyFile: keyFile, CAFile: l.caFile,
-			TickMs: uint(o.Heartbeat.Milliseconds()), ElectionMs: uint(o.Election.Milliseconds()),
-		}
-		initial = append(initial, h.name+"="+m.PeerURL)
-		c.members = append(c.members, m)
 	}
-	for _, m := range c.members {
-		m.args.InitialCluster = strings.Join(initial, ",")
+	plan, err := embedetcd.NewPlan(po)
+	if err != nil {
+		return nil, fmt.Errorf("netlab: %w", err)
+	}
+	c.ClientCertFile, c.ClientKeyFile = plan.ClientCertFile, plan.ClientKeyFile
+	for i, m := range plan.Members {
+		c.members = append(c.members, &EtcdMember{
+			Name: m.Name, Host: o.Hosts[i], c: c,
+			ClientURL: m.ClientURL, PeerURL: m.PeerURL, DataDir: m.DataDir,
+			args: m,
+		})
 	}
 	return c, nil
 }
@@ -366,38 +322,14 @@ func (p *proc) exited() bool {
 // runEtcd is the child side: run one member until SIGTERM. It reports
 // "ready" once it listens and "joined" once it has published itself
 // through raft.
-func runEtcd(ctx context.Context, a etcdArgs, out *eventWriter, log *slog.Logger) error {
-	peer, err := url.Parse(a.PeerURL)
-	if err != nil {
-		return fmt.Errorf("peer URL: %w", err)
+func runEtcd(ctx context.Context, a embedetcd.Member, out *eventWriter, log *slog.Logger) error {
+	var zl *zap.Logger
+	if z, err := zap.NewProductionConfig().Build(); err == nil {
+		zl = z.WithOptions(zap.IncreaseLevel(zap.WarnLevel))
 	}
-	client, err := url.Parse(a.ClientURL)
+	e, err := embedetcd.Start(a, zl)
 	if err != nil {
-		return fmt.Errorf("client URL: %w", err)
-	}
-	cfg := embed.NewConfig()
-	cfg.Name = a.Name
-	cfg.Dir = a.DataDir
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*peer}, []url.URL{*peer}
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*client}, []url.URL{*client}
-	tlsInfo := transport.TLSInfo{CertFile: a.CertFile, KeyFile: a.KeyFile, TrustedCAFile: a.CAFile, ClientCertAuth: true}
-	cfg.ClientTLSInfo, cfg.PeerTLSInfo = tlsInfo, tlsInfo
-	cfg.InitialCluster = a.InitialCluster
-	cfg.InitialClusterToken = a.Token
-	cfg.ClusterState = embed.ClusterStateFlagNew // ignored once the data directory exists
-	cfg.TickMs, cfg.ElectionMs = a.TickMs, a.ElectionMs
-	// A lab on a shared machine: fsync latency of a busy disk would cost
-	// heartbeats, and the data is thrown away with the lab.
-	cfg.UnsafeNoFsync = true
-	cfg.Metrics = "basic"
-	zl, err := zap.NewProductionConfig().Build()
-	if err == nil {
-		zl = zl.WithOptions(zap.IncreaseLevel(zap.WarnLevel))
-		cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zl)
-	}
-	e, err := embed.StartEtcd(cfg)
-	if err != nil {
-		return fmt.Errorf("starting etcd member %s: %w", a.Name, err)
+		return err
 	}
 	defer e.Close()
 	log.Info("etcd member listening", "name", a.Name, "client", a.ClientURL, "peer", a.PeerURL)

@@ -1,5 +1,5 @@
 // Package netlab builds test hosts out of Linux network namespaces for
-// epconsole's kernel tests, benchmarks and `epconsole lab`.
+// epconsole's kernel tests, benchmarks and the demo, `epconsole-lab`.
 //
 // A Lab is one L2 segment: a switch namespace ("<prefix>-sw") holding a
 // bridge, and one namespace per host ("<prefix>-<host>", named under
@@ -127,7 +127,7 @@ func Build(ctx context.Context, s Spec) (*Lab, error) {
 		return nil, err
 	}
 	if len(left) > 0 {
-		return nil, fmt.Errorf("namespaces %v are left from an earlier run with prefix %q; remove them with netlab.Cleanup (epconsole lab down)", left, s.Prefix)
+		return nil, fmt.Errorf("namespaces %v are left from an earlier run with prefix %q; remove them with netlab.Cleanup (epconsole-lab down)", left, s.Prefix)
 	}
 	sw, err := l.buildSwitch()
 	if err != nil {
@@ -363,7 +363,7 @@ func (l *Lab) close() error {
 // Cleanup removes what a lab with this prefix left behind when its owner
 // died: it kills every process in the namespaces named "<prefix>-*",
 // removes those namespaces and the lab directories netlab-<prefix>-* under
-// os.TempDir. It is what `epconsole lab down` runs.
+// os.TempDir. It is what `epconsole-lab down` runs.
 func Cleanup(prefix string) error {
 	if err := ValidPrefix(prefix); err != nil {
 		return err

@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -14,6 +13,8 @@ import (
 
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/epconsole/epconsole/internal/netnsx"
 )
 
 // netnsDir is where named namespaces live (as with `ip netns add`).
@@ -40,26 +41,22 @@ func ensureNetnsDir() error {
 	}
 }
 
-// createNamedNetns creates /run/netns/name as a new network namespace. The
-// work happens on a thread of its own that is never unlocked, so Go retires
-// it afterwards instead of reusing a thread whose namespace changed.
+// createNamedNetns creates /run/netns/name as a new network namespace, on
+// a thread of its own that returns to its namespace afterwards (or is
+// retired: netnsx's policy).
 func createNamedNetns(name string) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
+	return netnsx.Locked(func() error {
 		h, err := netns.NewNamed(name)
 		if err != nil {
 			if !errors.Is(err, fs.ErrExist) {
 				// NewNamed may leave an empty file behind when the mount fails.
 				_ = os.Remove(filepath.Join(netnsDir, name))
 			}
-			errc <- fmt.Errorf("creating namespace %s: %w", name, err)
-			return
+			return fmt.Errorf("creating namespace %s: %w", name, err)
 		}
 		h.Close()
-		errc <- nil
-	}()
-	return <-errc
+		return nil
+	})
 }
 
 // deleteNamedNetns unmounts and removes /run/netns/name; a missing one is fine.
@@ -75,25 +72,9 @@ func deleteNamedNetns(name string) error {
 }
 
 // inNetns runs fn on a locked thread that has joined the namespace at
-// nsPath. The thread is retired afterwards (never unlocked).
+// nsPath (netnsx's thread policy).
 func inNetns(nsPath string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		h, err := netns.GetFromPath(nsPath)
-		if err != nil {
-			errc <- fmt.Errorf("opening %s: %w", nsPath, err)
-			return
-		}
-		err = netns.Set(h)
-		h.Close()
-		if err != nil {
-			errc <- fmt.Errorf("joining %s: %w", nsPath, err)
-			return
-		}
-		errc <- fn()
-	}()
-	return <-errc
+	return netnsx.DoPath(nsPath, fn)
 }
 
 // writeSysctl writes /proc/sys/<key> as seen from the namespace at nsPath

@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -18,6 +17,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/epconsole/epconsole/internal/netnsx"
 )
 
 // ownTablePrefix starts the names of epconsole's own tables, which the
@@ -25,8 +26,8 @@ import (
 const ownTablePrefix = "epconsole"
 
 // Gather reads the facts of the namespace named by o. It only reads:
-// sysctls and /proc files from a thread that joined the namespace (and is
-// retired afterwards, never unlocked), links, addresses and routes over
+// sysctls and /proc files from a thread that joined the namespace (see
+// netnsx for the thread policy), links, addresses and routes over
 // netlink, and the nftables ruleset (read-only listing). What cannot be
 // read is recorded in Facts.Errors.
 func Gather(ctx context.Context, o Options) Facts {
@@ -98,29 +99,13 @@ func openNetns(o Options) (netns.NsHandle, func(), error) {
 	return h, func() { h.Close() }, nil
 }
 
-// inNetns runs fn on a locked OS thread that joined ns. The thread is
-// never unlocked: when the goroutine ends Go retires it instead of reusing
-// a thread whose namespace changed.
-func inNetns(ns netns.NsHandle, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := netns.Set(ns); err != nil {
-			errc <- fmt.Errorf("joining network namespace: %w", err)
-			return
-		}
-		errc <- fn()
-	}()
-	return <-errc
-}
-
 // gatherProc reads the sysctls in keys and the iptables-legacy table
 // lists, as seen from ns. A missing key is left out (the conntrack keys
 // exist only once nf_conntrack is loaded).
 func gatherProc(ns netns.NsHandle, keys []string, f *Facts) error {
 	sysctls := map[string]string{}
 	var legacy []string
-	err := inNetns(ns, func() error {
+	err := netnsx.Do(ns, func() error {
 		var errs []error
 		for _, k := range keys {
 			b, err := os.ReadFile(filepath.Join("/proc/sys", k))

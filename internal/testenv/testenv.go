@@ -1,16 +1,20 @@
-// Package testenv decides whether kernel tests (network namespaces,
-// nftables) can run here, and turns a skip into a failure when CI demands
-// them (EPCONSOLE_REQUIRE_NETNS=1).
+// Package testenv is what epconsole's tests share about their environment:
+// whether kernel tests (network namespaces, nftables) can run here, turning
+// a skip into a failure when CI demands them (EPCONSOLE_REQUIRE_NETNS=1);
+// the binaries multi-process tests run (cmd/epconsole, cmd/epconsole-lab:
+// prebuilt ones from EPCONSOLE_BIN and EPCONSOLE_LAB_BIN, else built once);
+// and a tmux pane for tests that drive a program on a real terminal.
 package testenv
 
 import (
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/vishvananda/netns"
+
+	"github.com/epconsole/epconsole/internal/netnsx"
 )
 
 // RequireNetnsEnv is the environment variable that makes a skipped
@@ -49,20 +53,16 @@ func NeedNetns(t testing.TB) {
 	}
 }
 
-// probeNetns creates and drops an unnamed namespace on a thread of its own;
-// the thread is never unlocked, so Go retires it instead of reusing a thread
-// whose namespace changed.
+// probeNetns creates and drops an unnamed namespace on a thread of its own
+// (netnsx's policy: the thread goes back to its namespace or is retired).
 func probeNetns() error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
+	return netnsx.Locked(func() error {
 		h, err := netns.New()
 		if err == nil {
 			h.Close()
 		}
-		errc <- err
-	}()
-	return <-errc
+		return err
+	})
 }
 
 // NoNamespacesLeft fails t for every named network namespace whose name

@@ -6,9 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"net/url"
-	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,12 +15,13 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 
+	"github.com/epconsole/epconsole/internal/embedetcd"
 	"github.com/epconsole/epconsole/internal/pki"
 )
 
 // EtcdCluster is a real etcd cluster embedded in the test process: TLS
 // with client certificate auth on the client port, plain peer traffic on
-// loopback, fast raft timers.
+// loopback, fast raft timers (20 ms ticks, 200 ms election).
 type EtcdCluster struct {
 	// Names are etcd1, etcd2, ...; ClientURLs in the same order.
 	Names      []string
@@ -39,7 +37,8 @@ type EtcdCluster struct {
 }
 
 // StartEtcd starts an n-member cluster on loopback address host (e.g.
-// 127.0.3.21; every member uses the same address with its own ports).
+// 127.0.3.21; every member uses the same address with its own ports),
+// planned and run by internal/embedetcd as the lab's are.
 func StartEtcd(t testing.TB, host netip.Addr, n int) *EtcdCluster {
 	t.Helper()
 	dir := t.TempDir()
@@ -51,62 +50,41 @@ func StartEtcd(t testing.TB, host netip.Addr, n int) *EtcdCluster {
 	if c.CAFile, _, err = ca.WriteFiles(dir, "etcd-ca"); err != nil {
 		t.Fatal(err)
 	}
-	cl, err := ca.Issue(pki.LeafOptions{CommonName: "epconsole-probe", Client: true})
+	ports := freePorts(t, host, 2*n)
+	o := embedetcd.Options{
+		CA: ca, CAFile: c.CAFile, Dir: dir, Token: "probetest",
+		Heartbeat: 20 * time.Millisecond, Election: 200 * time.Millisecond,
+		ClientName: "epconsole-probe",
+	}
+	for i := range n {
+		name := fmt.Sprintf("etcd%d", i+1)
+		c.Names = append(c.Names, name)
+		client := "https://" + netip.AddrPortFrom(host, ports[2*i+1]).String()
+		c.ClientURLs = append(c.ClientURLs, client)
+		o.Hosts = append(o.Hosts, embedetcd.Host{
+			Name: name, ClientURL: client, IPs: []netip.Addr{host},
+			PeerURL: "http://" + netip.AddrPortFrom(host, ports[2*i]).String(), // plain peer traffic on loopback
+		})
+	}
+	plan, err := embedetcd.NewPlan(o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.CertFile, c.KeyFile, err = cl.WriteFiles(dir, "client"); err != nil {
-		t.Fatal(err)
-	}
-	clientCert, err := cl.TLSCertificate()
+	c.CertFile, c.KeyFile = plan.ClientCertFile, plan.ClientKeyFile
+	clientCert, err := plan.Client.TLSCertificate()
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.ClientTLS = &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{clientCert}, MinVersion: tls.VersionTLS12}
 
-	ports := freePorts(t, host, 2*n)
-	var initial []string
-	cfgs := make([]*embed.Config, n)
-	for i := 0; i < n; i++ {
-		name := fmt.Sprintf("etcd%d", i+1)
-		c.Names = append(c.Names, name)
-		peer := url.URL{Scheme: "http", Host: netip.AddrPortFrom(host, ports[2*i]).String()}
-		client := url.URL{Scheme: "https", Host: netip.AddrPortFrom(host, ports[2*i+1]).String()}
-		c.ClientURLs = append(c.ClientURLs, client.String())
-		initial = append(initial, name+"="+peer.String())
-
-		srv, err := ca.Issue(pki.LeafOptions{CommonName: name, IPs: []netip.Addr{host}, Both: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		certFile, keyFile, err := srv.WriteFiles(dir, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg := embed.NewConfig()
-		cfg.Name = name
-		cfg.Dir = filepath.Join(dir, name+".etcd")
-		cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
-		cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
-		cfg.ClientTLSInfo.CertFile, cfg.ClientTLSInfo.KeyFile = certFile, keyFile
-		cfg.ClientTLSInfo.TrustedCAFile, cfg.ClientTLSInfo.ClientCertAuth = c.CAFile, true
-		cfg.InitialClusterToken = "probetest"
-		cfg.TickMs, cfg.ElectionMs = 20, 200
-		cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
-		cfgs[i] = cfg
-	}
-	for _, cfg := range cfgs {
-		cfg.InitialCluster = strings.Join(initial, ",")
-	}
-
 	c.members = make([]*embed.Etcd, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
-	for i := range cfgs {
+	for i, m := range plan.Members {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c.members[i], errs[i] = embed.StartEtcd(cfgs[i])
+			c.members[i], errs[i] = embedetcd.Start(m, nil)
 		}()
 	}
 	wg.Wait()

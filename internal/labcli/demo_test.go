@@ -1,40 +1,21 @@
-package cli
+package labcli
 
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/epconsole/epconsole/internal/cli"
 	"github.com/epconsole/epconsole/internal/testenv"
 )
-
-// labBinary returns the epconsole binary the lab's LB peers run: this test
-// binary cannot be the daemon. CI builds it once (EPCONSOLE_BIN).
-func labBinary(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("EPCONSOLE_BIN"); p != "" {
-		return p
-	}
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	bin := filepath.Join(t.TempDir(), "epconsole")
-	cmd := exec.Command(goTool, "build", "-o", bin, "github.com/epconsole/epconsole/cmd/epconsole")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building epconsole: %v\n%s", err, out)
-	}
-	return bin
-}
 
 // syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
 type syncBuffer struct {
@@ -57,27 +38,27 @@ func (s *syncBuffer) String() string {
 // TestLabDemo runs the README's main command headless for a few seconds:
 // three daemons elect an owner, requests through the VIP reach every
 // backend over IPv4 and IPv6 with no failure, a drill started from
-// "another terminal" (`lab fault partition`, then `lab heal partition`)
+// "another terminal" (`epconsole-lab fault partition`, then `heal`)
 // answers with what to look for, and the lab leaves no namespace behind.
 func TestLabDemo(t *testing.T) {
 	testenv.NeedNetns(t)
-	bin := labBinary(t)
+	bin := testenv.Binary(t) // the LB peers' daemon
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var out, errb syncBuffer
 	done := make(chan int, 1)
 	go func() {
-		done <- Run(ctx, []string{"lab", "--duration", "5s", "--rate", "30", "--binary", bin}, IO{Out: &out, Err: &errb})
+		done <- Run(ctx, []string{"--duration", "5s", "--rate", "30", "--binary", bin}, cli.IO{Out: &out, Err: &errb})
 	}()
 
-	// `lab fault` from another terminal: refused until the lab is up.
+	// `epconsole-lab fault` from another terminal: refused until the lab is up.
 	var fault, ferr bytes.Buffer
 	code := -1
 	deadline := time.Now().Add(90 * time.Second)
 	for time.Now().Before(deadline) && !strings.Contains(out.String(), "lab removed") {
 		fault.Reset()
 		ferr.Reset()
-		if code = Run(ctx, []string{"lab", "fault", "partition"}, IO{Out: &fault, Err: &ferr}); code == 0 {
+		if code = Run(ctx, []string{"fault", "partition"}, cli.IO{Out: &fault, Err: &ferr}); code == 0 {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -90,10 +71,10 @@ func TestLabDemo(t *testing.T) {
 			t.Errorf("lab fault partition does not say what to look for: %q", fault.String())
 		}
 		var heal, herr bytes.Buffer
-		if c := Run(ctx, []string{"lab", "heal", "partition"}, IO{Out: &heal, Err: &herr}); c != 0 {
+		if c := Run(ctx, []string{"heal", "partition"}, cli.IO{Out: &heal, Err: &herr}); c != 0 {
 			t.Errorf("lab heal partition: exit %d, stderr %q", c, herr.String())
 		}
-		if c := Run(ctx, []string{"lab", "heal", "partition"}, IO{Out: &heal, Err: &herr}); c != 1 || !strings.Contains(herr.String(), "not in place") {
+		if c := Run(ctx, []string{"heal", "partition"}, cli.IO{Out: &heal, Err: &herr}); c != 1 || !strings.Contains(herr.String(), "not in place") {
 			t.Errorf("a second heal: exit %d, stderr %q; want 1, not in place", c, herr.String())
 		}
 	}
@@ -126,42 +107,42 @@ func TestLabDemo(t *testing.T) {
 	}
 	testenv.NoNamespacesLeft(t, labPrefix)
 	var fo, fe bytes.Buffer
-	if c := Run(ctx, []string{"lab", "fault", "stop-backend"}, IO{Out: &fo, Err: &fe}); c != 1 || !strings.Contains(fe.String(), "no running lab") {
+	if c := Run(ctx, []string{"fault", "stop-backend"}, cli.IO{Out: &fo, Err: &fe}); c != 1 || !strings.Contains(fe.String(), "no running lab") {
 		t.Errorf("lab fault without a lab: exit %d, stderr %q; want 1 and 'no running lab'", c, fe.String())
 	}
 }
 
 func TestLabRefusesBadRate(t *testing.T) {
 	var out, errb bytes.Buffer
-	if code := Run(context.Background(), []string{"lab", "--rate", "0"}, IO{Out: &out, Err: &errb}); code != 2 {
+	if code := Run(context.Background(), []string{"--rate", "0"}, cli.IO{Out: &out, Err: &errb}); code != 2 {
 		t.Errorf("exit %d, want 2", code)
 	}
 	if !strings.Contains(errb.String(), "--rate 0 is out of range") {
 		t.Errorf("stderr %q does not say what is wrong", errb.String())
 	}
 	errb.Reset()
-	if code := Run(context.Background(), []string{"lab", "--peers", "6"}, IO{Out: &out, Err: &errb}); code != 2 {
+	if code := Run(context.Background(), []string{"--peers", "6"}, cli.IO{Out: &out, Err: &errb}); code != 2 {
 		t.Errorf("--peers 6: exit %d, want 2", code)
 	}
 }
 
-// TestLabConsoleTmux runs `epconsole lab` on a real terminal (tmux,
-// 80×24): the console opens on the VIP owner; L lists the lab's drills;
-// stop-backend started from the menu, confirmed, says what to look for and
-// the backends view shows cp1 DOWN; kill-owner from the menu kills the
-// daemon the console is attached to and the console falls over to another
-// peer, saying so; healing it brings the owner's daemon back and r returns
-// to it; q removes the lab.
+// TestLabConsoleTmux runs the demo binary, `epconsole-lab` (which is also
+// the LB peers' daemon), on a real terminal (tmux, 80×24): the console
+// opens on the VIP owner; L lists the lab's drills; stop-backend started
+// from the menu, confirmed, says what to look for and the backends view
+// shows cp1 DOWN; kill-owner from the menu kills the daemon the console is
+// attached to and the console falls over to another peer, saying so;
+// healing it brings the owner's daemon back and r returns to it; q removes
+// the lab.
 func TestLabConsoleTmux(t *testing.T) {
 	testenv.NeedNetns(t)
-	bin := labBinary(t)
-	dir := t.TempDir()
+	bin := testenv.LabBinary(t)
 	exitFile := filepath.Join(t.TempDir(), "exit")
-	x := newPane(t, dir, childCommand(t, consoleArgsEnv+"='lab --rate 5 --binary "+bin+"'", exitFile))
+	x := labPane{testenv.NewPane(t, t.TempDir(), fmt.Sprintf("env NO_COLOR=1 TERM=xterm-256color %s --rate 5; echo $? > %s", bin, exitFile)), t}
 	t.Cleanup(func() {
 		// On a failure: quit the console (it removes the lab), then make sure.
 		if _, err := os.Stat(exitFile); err != nil {
-			x.run("send-keys", "-t", "epc", "q")
+			x.Keys("q")
 			for end := time.Now().Add(60 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
 				if _, err := os.Stat(exitFile); err == nil {
 					break
@@ -169,92 +150,98 @@ func TestLabConsoleTmux(t *testing.T) {
 			}
 		}
 		var out, errb bytes.Buffer
-		if Run(context.Background(), []string{"lab", "down"}, IO{Out: &out, Err: &errb}) != 0 {
-			t.Errorf("lab down: %s", errb.String())
+		if Run(context.Background(), []string{"down"}, cli.IO{Out: &out, Err: &errb}) != 0 {
+			t.Errorf("epconsole-lab down: %s", errb.String())
 		}
 	})
-	screen := x.waitMatch(120*time.Second, regexp.MustCompile(`\[1 Overview\]`), regexp.MustCompile(`● live`), regexp.MustCompile(`owner (lb\d) since`))
+	screen := x.WaitMatch(120*time.Second, regexp.MustCompile(`\[1 Overview\]`), regexp.MustCompile(`● live`), regexp.MustCompile(`owner (lb\d) since`))
 	owner := regexp.MustCompile(`owner (lb\d) since`).FindStringSubmatch(screen)[1]
 	if !strings.Contains(screen, "L lab drills") {
 		t.Errorf("the help does not offer the lab key:\n%s", screen)
 	}
 
 	// stop-backend from the menu.
-	x.keys("L")
-	x.waitScreen(10*time.Second, "Lab drills", "stop-backend", "kill-owner", "ready")
+	x.Keys("L")
+	x.WaitScreen(10*time.Second, "Lab drills", "stop-backend", "kill-owner", "ready")
 	x.selectDrill("stop-backend")
-	x.keys("Enter")
-	x.waitScreen(5*time.Second, "Really start the lab drill stop-backend")
-	x.keys("y")
-	x.waitScreen(30*time.Second, "lab fault stop-backend · what to look for", "fault stop-backend in place")
+	x.Keys("Enter")
+	x.WaitScreen(5*time.Second, "Really start the lab drill stop-backend")
+	x.Keys("y")
+	x.WaitScreen(30*time.Second, "lab fault stop-backend · what to look for", "fault stop-backend in place")
 	started := time.Now()
-	x.keys("2")
-	x.waitMatch(15*time.Second, regexp.MustCompile(`cp1 +DOWN +DOWN +DOWN`))
+	x.Keys("2")
+	x.WaitMatch(15*time.Second, regexp.MustCompile(`cp1 +DOWN +DOWN +DOWN`))
 	t.Logf("stop-backend confirmed in the console -> cp1 DOWN on every peer's view in %v", time.Since(started).Round(time.Millisecond))
 	x.closeText()
-	x.keys("L")
-	x.waitMatch(10*time.Second, regexp.MustCompile(`stop-backend +ACTIVE on cp1`))
+	x.Keys("L")
+	x.WaitMatch(10*time.Second, regexp.MustCompile(`stop-backend +ACTIVE on cp1`))
 
 	// kill-owner: the console's own daemon dies; it falls over.
 	x.selectDrill("kill-owner")
-	x.keys("Enter")
-	x.waitScreen(5*time.Second, "Really start the lab drill kill-owner")
-	x.keys("y")
+	x.Keys("Enter")
+	x.WaitScreen(5*time.Second, "Really start the lab drill kill-owner")
+	x.Keys("y")
 	killed := time.Now()
-	screen = x.waitMatch(30*time.Second, regexp.MustCompile(`via lb\d \(`+owner+` unreachable\)`))
+	screen = x.WaitMatch(30*time.Second, regexp.MustCompile(`via lb\d \(`+owner+` unreachable\)`))
 	t.Logf("kill-owner on %s -> the console via another peer in %v:\n%s", owner, time.Since(killed).Round(time.Millisecond), screen)
 
 	// Heal it: the owner's daemon is back; r returns to it.
 	x.closeText()
-	x.keys("L")
-	x.waitMatch(10*time.Second, regexp.MustCompile(`kill-owner +ACTIVE on `+owner))
+	x.Keys("L")
+	x.WaitMatch(10*time.Second, regexp.MustCompile(`kill-owner +ACTIVE on `+owner))
 	x.selectDrill("kill-owner")
-	x.keys("Enter")
-	x.waitScreen(5*time.Second, "Really heal the lab drill kill-owner on "+owner)
-	x.keys("y")
-	x.waitScreen(30*time.Second, "healed kill-owner")
-	x.waitScreen(30*time.Second, owner+" is back · r returns")
+	x.Keys("Enter")
+	x.WaitScreen(5*time.Second, "Really heal the lab drill kill-owner on "+owner)
+	x.Keys("y")
+	x.WaitScreen(30*time.Second, "healed kill-owner")
+	x.WaitScreen(30*time.Second, owner+" is back · r returns")
 	x.closeText()
-	x.keys("r")
-	x.waitMatch(15*time.Second, regexp.MustCompile(`● live · snapshot`))
+	x.Keys("r")
+	x.WaitMatch(15*time.Second, regexp.MustCompile(`● live · snapshot`))
 
-	x.keys("q")
-	if code := x.waitExitWithin(exitFile, 60*time.Second); code != "0" {
-		t.Errorf("epconsole lab exited %s, want 0", code)
+	x.Keys("q")
+	if code := x.WaitExit(exitFile, 60*time.Second); code != "0" {
+		t.Errorf("epconsole-lab exited %s, want 0", code)
 	}
 	testenv.NoNamespacesLeft(t, labPrefix)
+}
+
+// labPane is the tmux pane running the lab, with the drill menu's moves.
+type labPane struct {
+	testenv.Pane
+	t *testing.T
 }
 
 // closeText waits for the drill's text, closes it with esc and waits until
 // it is gone
 // (esc and the next key sent together would read as alt+key).
-func (x tmuxPane) closeText() {
+func (x labPane) closeText() {
 	x.t.Helper()
-	x.waitScreen(30*time.Second, "what to look for")
-	x.keys("Escape")
+	x.WaitScreen(30*time.Second, "what to look for")
+	x.Keys("Escape")
 	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
-		if out, _ := x.run("capture-pane", "-p", "-t", "epc"); !strings.Contains(out, "what to look for") {
+		if out := x.Screen(); !strings.Contains(out, "what to look for") {
 			return
 		}
 	}
-	out, _ := x.run("capture-pane", "-p", "-t", "epc")
+	out := x.Screen()
 	x.t.Fatalf("esc did not close the drill's text:\n%s", out)
 }
 
 // selectDrill moves the drill menu's cursor to name.
-func (x tmuxPane) selectDrill(name string) {
+func (x labPane) selectDrill(name string) {
 	x.t.Helper()
 	for range 20 {
-		out, _ := x.run("capture-pane", "-p", "-t", "epc")
+		out := x.Screen()
 		if strings.Contains(out, "> "+name) {
 			return
 		}
 		if !strings.Contains(out, "Lab drills") {
 			x.t.Fatalf("no drill menu on the screen:\n%s", out)
 		}
-		x.keys("j")
+		x.Keys("j")
 		time.Sleep(50 * time.Millisecond)
 	}
-	out, _ := x.run("capture-pane", "-p", "-t", "epc")
+	out := x.Screen()
 	x.t.Fatalf("cannot select drill %s:\n%s", name, out)
 }
