@@ -43,7 +43,7 @@ type KeyMap struct {
 	Confirm key.Binding
 	Cancel  key.Binding
 
-	// Lab opens the drill menu (only under `epconsole lab`); RunDrill
+	// Lab opens the drill menu (only under `epconsole-lab`); RunDrill
 	// faults or heals the selected drill there, after confirmation; Close
 	// closes the menu or the drill's text.
 	Lab      key.Binding
