@@ -105,8 +105,8 @@ func TestImportRunbookVariants(t *testing.T) {
 		},
 		{
 			name: "inline-blocks", haproxy: "haproxy-tcp-check.cfg", keepalived: []string{"keepalived-inline-blocks.conf"},
-			opts:      ImportOptions{Nodes: []NodeName{{"lb1", addr("192.168.1.11")}}},
-			golden:    true, wantNodes: []string{"lb1"}, wantVIP: "192.168.1.100", wantPrio: []int{101}, wantKind: config.HealthTCP,
+			opts:   ImportOptions{Nodes: []NodeName{{"lb1", addr("192.168.1.11")}}},
+			golden: true, wantNodes: []string{"lb1"}, wantVIP: "192.168.1.100", wantPrio: []int{101}, wantKind: config.HealthTCP,
 		},
 		{
 			name: "inline-blocks-tcplog", haproxy: "haproxy-tcp-check-tcplog.cfg", keepalived: []string{"keepalived-inline-blocks.conf"},
