@@ -115,7 +115,7 @@ func (c *Config) readScript(s *Stmt, dl *diag.List) {
 		case "interval":
 			sc.Interval = number(k, dl)
 		case "weight":
-			sc.Weight = int(number(k, dl))
+			sc.Weight = int(signed(k, dl))
 		case "fall":
 			sc.Fall = int(number(k, dl))
 		case "rise":
@@ -218,13 +218,24 @@ func arg(k *Stmt, dl *diag.List) string {
 	return k.Args[0]
 }
 
+// number reads the statement's argument as a number of at least 0.
 func number(k *Stmt, dl *diag.List) float64 {
+	f := signed(k, dl)
+	if f < 0 {
+		dl.Errorf(k.Line, "%s %g: expected a number of at least 0", k.Keyword, f)
+		return 0
+	}
+	return f
+}
+
+// signed reads the statement's argument as a number.
+func signed(k *Stmt, dl *diag.List) float64 {
 	s := arg(k, dl)
 	if s == "" {
 		return 0
 	}
 	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || f < 0 {
+	if err != nil {
 		dl.Errorf(k.Line, "%s %q: expected a number", k.Keyword, s)
 		return 0
 	}
