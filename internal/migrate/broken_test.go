@@ -2,6 +2,7 @@ package migrate
 
 import (
 	"errors"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -123,5 +124,18 @@ func TestImportReportsUnknownKeywords(t *testing.T) {
 	}
 	if len(res.Notes) == 0 || !strings.Contains(strings.Join(res.Notes, "\n"), "lb-11 (192.168.1.11) is known only as a unicast_peer") {
 		t.Errorf("notes %q lack the peers without a config", res.Notes)
+	}
+}
+
+// TestImportValidatesWhatItWrites: a config internal/config would refuse
+// is an error of the import, at the generated file's line.
+func TestImportValidatesWhatItWrites(t *testing.T) {
+	opts := ImportOptions{VIPs: []netip.Addr{addr("10.0.1.11")}, Interface: "ens5", Nodes: []NodeName{{"lb-0", addr("10.0.1.5")}}}
+	res, err := Import(source(t, "haproxy-global-tcp-check.cfg"), nil, opts)
+	if err == nil {
+		t.Fatal("an import whose VIP is a backend's address succeeded")
+	}
+	if len(res.Configs) != 0 || !strings.Contains(err.Error(), "lb-0/config.hcl:") || !strings.Contains(err.Error(), "VIP is a backend address") {
+		t.Errorf("error %v", err)
 	}
 }
