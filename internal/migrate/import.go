@@ -56,6 +56,9 @@ func Import(hp Source, kas []Source, opts ImportOptions) (*Result, error) {
 	c.Health, c.CAFile, c.TLSNote = svc.health(hp.Name, hdl)
 	c.BalanceMode, c.BalanceNote = svc.balance(hp.Name, hdl)
 	c.Name, c.NameNote = clusterName(opts.ClusterName, svc, hp.Name)
+	if len(opts.DNSNames) == 0 {
+		c.NameNote = append(c.NameNote, "endpoint_dns_names: add the DNS names clients use for the VIP (kubeadm's controlPlaneEndpoint); the certificate check then requires them as SANs.")
+	}
 	c.Header = header(hp, kas)
 
 	var nodes []*lbNode
@@ -137,8 +140,7 @@ func clusterName(given string, svc *service, file string) (string, []string) {
 	case given != "":
 		return given, []string{"The cluster's name (given to the import). [cluster-wide]"}
 	case svc.front != nil && validName(svc.front.Name):
-		return svc.front.Name, []string{fmt.Sprintf("The cluster's name, from %s %s (%s:%d). [cluster-wide]", svc.front.Kind, svc.front.Name, file, svc.front.Line),
-			"endpoint_dns_names: add the DNS names clients use for the VIP (kubeadm's controlPlaneEndpoint); the certificate check then requires them as SANs."}
+		return svc.front.Name, []string{fmt.Sprintf("The cluster's name, from %s %s (%s:%d). [cluster-wide]", svc.front.Kind, svc.front.Name, file, svc.front.Line)}
 	default:
 		return "k8s-api", []string{"The cluster's name (HAProxy's frontend name is not a valid name). [cluster-wide]"}
 	}

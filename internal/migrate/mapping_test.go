@@ -84,3 +84,32 @@ func TestImportFilesMustAgreeOnTheVIP(t *testing.T) {
 		t.Errorf("VIP mismatch: %v", err)
 	}
 }
+
+func TestImportListenSection(t *testing.T) {
+	hp := "listen k8s-api\n bind :::6443\n mode tcp\n option ssl-hello-chk\n server cp1 10.0.0.1:6443 check\n server cp2 10.0.0.2 check\n"
+	res, err := Import(Source{Name: "h.cfg", Data: []byte(hp)}, []Source{{Name: "k.conf", Data: []byte(mappingKeepalived)}},
+		ImportOptions{ClusterName: "prod", DNSNames: []string{"k8s.example.internal"}, Nodes: []NodeName{{"lb1", addr("10.0.0.11")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := parseGenerated(t, "lb.hcl", res.Configs[0].HCL, DefaultKeyFile)
+	if cfg.ClusterName != "prod" || cfg.EndpointDNSNames[0] != "k8s.example.internal" || cfg.Node.Name != "lb1" || cfg.Health.Kind != "tls" {
+		t.Errorf("config %+v", cfg)
+	}
+	if len(cfg.Backends) != 2 || cfg.Backends[1].Port != 6443 || cfg.Backends[1].Name != "cp2" {
+		t.Errorf("backends %+v", cfg.Backends)
+	}
+}
+
+func TestParseNodeName(t *testing.T) {
+	cases := map[string]string{"lb1=10.0.0.11": "", "lb1=fd00::11": "", "lb1": "want NAME=ADDRESS", "=10.0.0.1": "want NAME=ADDRESS", "lb1=lb1.lan": "not an IP address"}
+	for in, wantErr := range cases {
+		n, err := ParseNodeName(in)
+		switch {
+		case wantErr == "" && (err != nil || n.Name != "lb1" || !n.Addr.IsValid()):
+			t.Errorf("ParseNodeName(%q) = %+v, %v", in, n, err)
+		case wantErr != "" && (err == nil || !strings.Contains(err.Error(), wantErr)):
+			t.Errorf("ParseNodeName(%q) error %v, want %q", in, err, wantErr)
+		}
+	}
+}

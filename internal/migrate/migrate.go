@@ -9,7 +9,9 @@
 package migrate
 
 import (
+	"fmt"
 	"net/netip"
+	"strings"
 
 	"github.com/epconsole/epconsole/internal/migrate/diag"
 )
@@ -25,6 +27,19 @@ type Source struct {
 type NodeName struct {
 	Name string
 	Addr netip.Addr
+}
+
+// ParseNodeName parses "NAME=ADDRESS", the form a command line takes.
+func ParseNodeName(s string) (NodeName, error) {
+	name, ip, ok := strings.Cut(s, "=")
+	if !ok || name == "" {
+		return NodeName{}, fmt.Errorf("%q: want NAME=ADDRESS, like lb1=10.0.0.11", s)
+	}
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return NodeName{}, fmt.Errorf("%q: %q is not an IP address", s, ip)
+	}
+	return NodeName{Name: name, Addr: a}, nil
 }
 
 // DefaultKeyFile is where the generated configs expect the gossip key.
