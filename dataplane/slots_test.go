@@ -106,7 +106,7 @@ func TestBuildSlotsOneLeaves(t *testing.T) {
 						movedOthers++
 					}
 				}
-				// The property DESIGN.md asks for: only the removed
+				// The slot map's promise: only the removed
 				// backend's slots move.
 				if movedOthers != 0 {
 					t.Errorf("%d slots of healthy backends moved, want 0", movedOthers)

@@ -27,11 +27,11 @@ type vrrpParams struct {
 	// ("0.01": 10 ms, only valid with VRRPv3).
 	AdvertInt string
 	// Master makes the node start in state MASTER (the highest priority,
-	// as in seed 001); the others start as BACKUP.
+	// as in the classic runbook); the others start as BACKUP.
 	Master bool
 }
 
-// keepalivedConf is the keepalived.conf of one LB: seed 001's instance
+// keepalivedConf is the keepalived.conf of one LB: the classic runbook's instance
 // (unicast peers, MASTER/BACKUP by priority, preempt by default) tuned to
 // VRRPv3 with a 10 ms advert interval. VRRPv3 has no authentication, so
 // the seed's PASS block is left out.
@@ -53,7 +53,7 @@ func keepalivedConf(p vrrpParams) string {
 	return b.String()
 }
 
-// haproxyConf is seed 002's HAProxy: a `mode tcp` frontend bound to
+// haproxyConf is the classic runbook's HAProxy: a `mode tcp` frontend bound to
 // VIP:port (needs net.ipv4.ip_nonlocal_bind=1 on the peers that do not own
 // the VIP) and a round-robin backend with TCP checks. It runs in the
 // foreground (-db), as root, without chroot.

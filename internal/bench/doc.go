@@ -1,7 +1,7 @@
 // Package bench compares epconsole with its rival on this machine: the
 // owner LB's cable is pulled and a client measures how long the VIP stays
 // dark, for three real `epconsole --daemon` processes and for keepalived
-// (VRRPv3, advert_int 0.01) with HAProxy in `mode tcp` (seed 002), in the
+// (VRRPv3, advert_int 0.01) with HAProxy in `mode tcp` (the classic runbook), in the
 // same netlab topology (a client, three LB hosts with priorities
 // 150/100/50, three stand-in apiservers) and in the same run.
 //

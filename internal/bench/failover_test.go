@@ -34,7 +34,7 @@ const (
 // a lab of its own with the same topology (client, lb1..lb3 with
 // priorities 150/100/50, cp1..cp3):
 //   - keepalived-haproxy: keepalived (VRRPv3, advert_int 0.01) + HAProxy
-//     `mode tcp` (seeds 001/002);
+//     `mode tcp` (the classic runbook);
 //   - keepalived-nft: the same keepalived in front of epconsole's nft DNAT
 //     tables (no daemon), so detection is compared on the same datapath;
 //   - epconsole: three `epconsole --daemon`.
@@ -77,7 +77,7 @@ func BenchmarkFailover(b *testing.B) {
 			if err := s.startKeepalived(viaHAProxy); err != nil {
 				return nil, err
 			}
-			return kaDesc(s, version("haproxy", "-v")+" (`mode tcp`, roundrobin, seed 002)"), nil
+			return kaDesc(s, version("haproxy", "-v")+" (`mode tcp`, roundrobin, as the classic runbook)"), nil
 		}},
 		{"keepalived-nft", "bnn", "keepalived + nft DNAT", func(s *stack) ([]string, error) {
 			if err := s.startKeepalived(viaNftDNAT); err != nil {

@@ -20,7 +20,7 @@ type rivalDatapath int
 
 const (
 	// viaHAProxy: HAProxy in `mode tcp` on every LB, bound to VIP:6443
-	// (ip_nonlocal_bind=1 in the namespace, as seed 002 sets it).
+	// (ip_nonlocal_bind=1 in the namespace, as the classic runbook sets it).
 	viaHAProxy rivalDatapath = iota
 	// viaNftDNAT: epconsole's dataplane tables (nft DNAT to the backends,
 	// SNAT to the VIP) installed on every LB once, with no daemon.
