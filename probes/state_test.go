@@ -37,7 +37,7 @@ func TestNext(t *testing.T) {
 			want: []Tracker{up}},
 		{desc: "rise and fall below 1 count as 1", from: up, results: "FP", rise: 0, fall: -3,
 			want: []Tracker{down, up}},
-		{desc: "seed 002 baseline inter 3s fall 3 rise 2, flapping", from: up, results: "FPFPFFF", rise: 2, fall: 3,
+		{desc: "classic runbook baseline inter 3s fall 3 rise 2, flapping", from: up, results: "FPFPFFF", rise: 2, fall: 3,
 			want: []Tracker{{StateFalling, 1}, up, {StateFalling, 1}, up, {StateFalling, 1}, {StateFalling, 2}, down}},
 	}
 	for _, tc := range tests {

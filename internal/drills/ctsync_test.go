@@ -8,8 +8,8 @@ import (
 	"github.com/epconsole/epconsole/internal/netlab"
 )
 
-// The connection sync drills (DESIGN.md "Established connections across a
-// VIP move"): the owner streams its conntrack entries to the peers, so
+// The connection sync drills (established connections across a
+// VIP move): the owner streams its conntrack entries to the peers, so
 // established connections keep going when the VIP moves. Each has a
 // control with the sync switched off (--no-conn-sync), where they die.
 

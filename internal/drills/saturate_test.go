@@ -17,7 +17,7 @@ import (
 const saturateEnv = "EPCONSOLE_DRILL_SATURATE"
 
 // saturateLoopsEnv sets how many busy loops saturate the cores (default:
-// one per core; DESIGN.md's keepalived figure used 16).
+// one per core; keepalived's figure was measured with 16).
 const saturateLoopsEnv = "EPCONSOLE_DRILL_SATURATE_LOOPS"
 
 // TestSaturatedNoFailover: every core busy with bounded busy loops (normal

@@ -134,7 +134,7 @@ func TestJudge(t *testing.T) {
 			want: []string{"CRITICAL conntrack-full"}},
 		{desc: "conntrack table filling", f: with(func(f *Facts) { f.Sysctls[keyConntrackCount] = "200000" }), o: opts4,
 			want: []string{"WARNING conntrack-full"}},
-		{desc: "ufw forward policy drop (seed 002)", f: with(func(f *Facts) { f.Tables = []Table{ufwTable()} }), o: opts4,
+		{desc: "ufw forward policy drop (the classic runbook)", f: with(func(f *Facts) { f.Tables = []Table{ufwTable()} }), o: opts4,
 			want: []string{"CRITICAL firewall-drops"}, absent: []string{CodeFirewall},
 			fixPart: `ufw route allow proto tcp to 198.18.7.21 port 6443; or set DEFAULT_FORWARD_POLICY="ACCEPT"`},
 		{desc: "ufw with the route allowed", f: with(func(f *Facts) {

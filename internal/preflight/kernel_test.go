@@ -296,7 +296,7 @@ func TestKernel(t *testing.T) {
 		}
 	})
 
-	t.Run("ufw forward policy (seed 002)", func(t *testing.T) {
+	t.Run("ufw forward policy (the classic runbook)", func(t *testing.T) {
 		c := nftConn(t, lb)
 		// iptables-nft as ufw leaves it with DEFAULT_FORWARD_POLICY="DROP".
 		tab := c.AddTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: "filter"})
