@@ -98,7 +98,8 @@ func runConsole(ctx context.Context, o consoleOptions, stdio IO) int {
 }
 
 // Console is console for a program that brings its own daemons and
-// drills: the lab binary runs it on the lab's peers' sockets.
+// drills: the lab binary runs it on the lab's peers' sockets (cfg nil:
+// there is no direct view to fall back to).
 func Console(ctx context.Context, cfg *config.Config, eps []status.Endpoint, drills tui.Drills, stdio IO) int {
 	return console(ctx, cfg, eps, drills, stdio)
 }
@@ -136,7 +137,7 @@ func console(ctx context.Context, cfg *config.Config, eps []status.Endpoint, dri
 	case err == nil:
 		defer src.Close()
 		opts.Source, opts.Actions = src, src
-	case errors.Is(err, status.ErrNoDaemon):
+	case errors.Is(err, status.ErrNoDaemon) && cfg != nil:
 		// No daemon: probe from here, read-only (no Actions).
 		opts.Source = direct.New(cfg, direct.Options{Version: readVersion().Version, Socket: socket})
 	case errors.Is(err, status.ErrPermission):

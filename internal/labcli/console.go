@@ -2,7 +2,6 @@ package labcli
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"time"
 
@@ -14,44 +13,11 @@ import (
 	"github.com/epconsole/epconsole/tui"
 )
 
-// dialTimeout bounds the first contact with the daemons.
-const dialTimeout = 3 * time.Second
-
 // console runs the console live on the lab's daemons at eps, the owner's
-// first: one daemon through a status.Client, several through a
-// status.Failover that falls over to the next when the one it follows
-// dies. drills are the lab's drills for the console's lab key.
+// first (several: it falls over to the next when the one it follows dies).
+// drills are the lab's drills for the console's lab key.
 func console(ctx context.Context, eps []status.Endpoint, drills tui.Drills, stdio cli.IO) int {
-	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
-	var src interface {
-		tui.Source
-		tui.Actions
-		Close()
-	}
-	var err error
-	if len(eps) == 1 {
-		var c *status.Client
-		if c, err = status.Dial(dctx, eps[0].Socket); err == nil {
-			src = c
-		}
-	} else {
-		var f *status.Failover
-		if f, err = status.DialFailover(dctx, eps); err == nil {
-			src = f
-		}
-	}
-	cancel()
-	if err != nil {
-		fmt.Fprintf(stdio.Err, "epconsole-lab: the console cannot reach the lab's daemons: %v\n", err)
-		return 1
-	}
-	defer src.Close()
-	opts := tui.Options{Input: stdio.In, Output: stdio.Out, Source: src, Actions: src, Drills: drills}
-	if err := tui.Run(ctx, opts); err != nil {
-		fmt.Fprintf(stdio.Err, "epconsole-lab: %v\n", err)
-		return 1
-	}
-	return 0
+	return cli.Console(ctx, nil, eps, drills, stdio)
 }
 
 // terminal reports whether v is a terminal (an *os.File on a tty).

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/epconsole/epconsole/internal/config"
 	"github.com/epconsole/epconsole/internal/migrate/diag"
 	"github.com/epconsole/epconsole/internal/migrate/haproxy"
 )
@@ -130,7 +131,7 @@ func (s *service) backends(file string, dl *diag.List) ([]backendPlan, []string)
 	noPort := false
 	for _, sv := range s.back.Servers {
 		name := sv.Name
-		if !validName(name) {
+		if !config.ValidName(name) {
 			name = sanitizeName(name)
 			dl.Notef(sv.Line, "server %s: named %q in epconsole (names are letters, digits, '.', '_' and '-')", sv.Name, name)
 		}
@@ -179,22 +180,6 @@ func (s *service) balance(file string, dl *diag.List) (string, []string) {
 		dl.Warnf(p.BalanceLine, "balance %s: no equivalent (epconsole does not look inside the connection); the slot map hashes each connection instead", p.Balance)
 		return "connection", []string{intro, fmt.Sprintf("balance %s (%s:%d) has no equivalent; mode \"connection\" hashes source address and port. [cluster-wide]", p.Balance, file, p.BalanceLine)}
 	}
-}
-
-// validName is internal/config's rule for cluster, node and backend names.
-func validName(s string) bool {
-	if len(s) == 0 || len(s) > 63 {
-		return false
-	}
-	for i, r := range s {
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
-		case (r == '-' || r == '_' || r == '.') && i > 0:
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // sanitizeName turns s into a valid name.

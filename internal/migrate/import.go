@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/epconsole/epconsole/internal/config"
 	"github.com/epconsole/epconsole/internal/migrate/diag"
 	"github.com/epconsole/epconsole/internal/migrate/haproxy"
 	"github.com/epconsole/epconsole/internal/migrate/keepalived"
@@ -139,7 +140,7 @@ func clusterName(given string, svc *service, file string) (string, []string) {
 	switch {
 	case given != "":
 		return given, []string{"The cluster's name (given to the import). [cluster-wide]"}
-	case svc.front != nil && validName(svc.front.Name):
+	case svc.front != nil && config.ValidName(svc.front.Name):
 		return svc.front.Name, []string{fmt.Sprintf("The cluster's name, from %s %s (%s:%d). [cluster-wide]", svc.front.Kind, svc.front.Name, file, svc.front.Line)}
 	default:
 		return "k8s-api", []string{"The cluster's name (HAProxy's frontend name is not a valid name). [cluster-wide]"}
