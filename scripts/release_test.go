@@ -1,8 +1,10 @@
 package scripts
 
 import (
+	"crypto/sha256"
 	"debug/elf"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -74,5 +76,34 @@ func TestReleaseScriptSyntax(t *testing.T) {
 		if out, err := exec.Command("bash", "-n", s).CombinedOutput(); err != nil {
 			t.Errorf("bash -n %s: %v\n%s", s, err, out)
 		}
+	}
+}
+
+// TestReleaseScript runs scripts/release for linux/amd64 into a temporary
+// directory: it names the binary by the version, checks it (static, says
+// its version) and writes a SHA256SUMS line that matches it.
+func TestReleaseScript(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	dist := t.TempDir()
+	const version = "v0.0.0-scripttest"
+	cmd := exec.Command("./release")
+	cmd.Env = append(os.Environ(), "DIST="+dist, "VERSION="+version, "PLATFORMS=linux/amd64")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("scripts/release: %v\n%s", err, out)
+	}
+	name := "epconsole-" + version + "-linux-amd64"
+	bin, err := os.ReadFile(filepath.Join(dist, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sums, err := os.ReadFile(filepath.Join(dist, "SHA256SUMS"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("%x  %s\n", sha256.Sum256(bin), name)
+	if string(sums) != want {
+		t.Errorf("SHA256SUMS:\n%s\nwant:\n%s", sums, want)
 	}
 }
