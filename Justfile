@@ -38,3 +38,11 @@ bench RUNS="10":
 drills-long LOSS="60s":
     go build -o /tmp/epconsole-drills ./cmd/epconsole
     EPCONSOLE_BIN=/tmp/epconsole-drills EPCONSOLE_REQUIRE_NETNS=1 EPCONSOLE_DRILL_LOSS={{LOSS}} EPCONSOLE_DRILL_PEERS5=1 go test -count=1 -p 1 -v -timeout 20m -run 'TestLossSaturatedNoFailover|TestFivePeers' ./internal/drills/
+
+# release binaries: static linux/amd64 and linux/arm64 into dist/ with SHA256SUMS (version from git describe)
+release:
+    scripts/release
+
+# regenerate THIRD_PARTY_LICENSES from the modules linked into the binary
+licenses:
+    scripts/third-party-licenses
