@@ -11,8 +11,9 @@ import (
 
 // TestThirdPartyLicensesCurrent: every module linked into the epconsole
 // binary (go list -deps ./cmd/epconsole, our own module left out) has a
-// section in THIRD_PARTY_LICENSES at the version built in, and every
-// section holds licence text. Run scripts/third-party-licenses after a
+// section in THIRD_PARTY_LICENSES at the version built in, no section
+// names a module the binary no longer links, and every section holds
+// licence text. Run scripts/third-party-licenses after a
 // dependency change.
 func TestThirdPartyLicensesCurrent(t *testing.T) {
 	checkLicenses(t, filepath.Join("..", "THIRD_PARTY_LICENSES"))
@@ -64,6 +65,9 @@ func checkLicenses(t *testing.T, path string) {
 		}
 	}
 	for m, text := range sections {
+		if !want[m] && !strings.HasPrefix(m, "Go standard library ") {
+			t.Errorf("%s has a section for %s, which the binary does not link: run scripts/third-party-licenses", path, m)
+		}
 		if !strings.Contains(text, "--- ") || len(strings.TrimSpace(text)) < 100 {
 			t.Errorf("the section for %s holds no licence text", m)
 		}
