@@ -14,7 +14,7 @@ import (
 
 // rollbackWindow is each rollback step's connect loop: a keepalived that
 // hears no VRRP advertisement becomes MASTER after 3 × advert_int plus its
-// skew, about 3.8 s at priority 50.
+// skew, about 3.6 s at priority 100.
 const (
 	rollbackWindow = 8 * time.Second
 	rollbackSettle = 6 * time.Second
@@ -80,8 +80,8 @@ func (c *cutLab) removeTables(h *netlab.Host) error {
 }
 
 // TestCutoverRollback (EPCONSOLE_DRILL_CUTOVER=1, about a minute) cuts
-// over in the documented order, then rolls back to keepalived + HAProxy,
-// BACKUPs first. lb3 and lb2 are rolled back as documented; lb1 first
+// over in the documented order, then rolls back to keepalived + HAProxy in
+// the same order. lb2 and lb3 are rolled back as documented; lb1 first
 // without removing epconsole's tables (the control): the `arp epconsole`
 // lease table a stopped daemon leaves drops the host's ARP replies for the
 // VIP, so a client that has to resolve the VIP afresh cannot reach the
@@ -97,8 +97,8 @@ func TestCutoverRollback(t *testing.T) {
 	c, _ := runOrder(t, ctx, testenv.Binary(t), documentedOrder)
 	name := "rollback"
 	c.runSteps(name, []cutStep{
-		toClassic("lb3", true, holds("lb3", rollbackSettle)),
-		toClassic("lb2", true, only(time.Second, rollbackSettle, "lb2")),
+		toClassic("lb2", true, holds("lb2", rollbackSettle)),
+		toClassic("lb3", true, only(time.Second, rollbackSettle, "lb2")),
 		toClassic("lb1", false, only(time.Second, rollbackSettle, "lb1")),
 	}, rollbackWindow)
 	c.checkRunning(name, "classic")

@@ -107,22 +107,25 @@ func only(stable, within time.Duration, hosts ...string) func(c *cutLab) error {
 }
 
 // documentedOrder is the order docs/migration.md gives: the BACKUPs first,
-// lowest priority first, each stopped and then running epconsole at once;
-// the MASTER last. epconsole on one LB alone claims nothing (it hears 1 of
-// 3 peers, no majority); with the second one running the two elect lb2,
-// which then holds the VIP next to keepalived's MASTER until the MASTER's
-// own step; with preempt on (as imported), the VIP ends on lb1.
+// the highest priority first, each stopped and then running epconsole at
+// once; the MASTER last. epconsole on one LB alone claims nothing (it
+// hears 1 of 3 peers, no majority); when the second one starts, the first
+// (past its startup wait, and the higher priority) claims at once and
+// holds the VIP next to keepalived's MASTER until the MASTER's own step;
+// with preempt on (as imported), the VIP ends on lb1. (Lowest priority
+// first, the first LB would claim and the second take the VIP from it
+// two seconds later: one more move.)
 var documentedOrder = cutOrder{short: "documented", name: "documented: BACKUPs first, MASTER last (preempt = true, as imported)", preempt: true, owner: "lb1", steps: []cutStep{
-	toEpconsole("lb3", only(2500*time.Millisecond, stepSettle, "lb1")),
-	toEpconsole("lb2", holds("lb2", stepSettle)),
+	toEpconsole("lb2", only(2500*time.Millisecond, stepSettle, "lb1")),
+	toEpconsole("lb3", holds("lb2", stepSettle)),
 	toEpconsole("lb1", only(time.Second, stepSettle, "lb1")),
 }}
 
 // noPreemptOrder is the documented order with preempt = false: the last
 // step moves nothing, the VIP stays on lb2.
 var noPreemptOrder = cutOrder{short: "nopreempt", name: "documented order with preempt = false", owner: "lb2", steps: []cutStep{
-	toEpconsole("lb3", only(2500*time.Millisecond, stepSettle, "lb1")),
-	toEpconsole("lb2", holds("lb2", stepSettle)),
+	toEpconsole("lb2", only(2500*time.Millisecond, stepSettle, "lb1")),
+	toEpconsole("lb3", holds("lb2", stepSettle)),
 	toEpconsole("lb1", only(2500*time.Millisecond, stepSettle, "lb2")),
 }}
 
