@@ -22,9 +22,10 @@ import (
 	"github.com/epconsole/epconsole/internal/testenv"
 )
 
-// The cut-over drill's lab: namespaces start with "bcv", addresses come
-// from 198.19.77.0/24 and fd00:198:18:77::/64 (one lab at a time: the
-// drill's sub-tests run one after the other).
+// The cut-over drill's lab: namespaces start with "bnc" (so .ci/run's
+// check for left-behind "bn*" namespaces covers them), addresses come from
+// 198.19.77.0/24 and fd00:198:18:77::/64 (one lab at a time: the drill's
+// sub-tests run one after the other).
 var (
 	cutNet4 = netip.MustParsePrefix("198.19.77.0/24")
 	cutNet6 = netip.MustParsePrefix("fd00:198:18:77::/64")
@@ -93,7 +94,7 @@ func newCutLab(t *testing.T, ctx context.Context, bin string) *cutLab {
 	for i := 1; i <= 3; i++ {
 		hosts = append(hosts, netlab.HostSpec{Name: fmt.Sprintf("cp%d", i), Role: netlab.RoleBackend})
 	}
-	lab := netlab.New(t, netlab.Spec{Prefix: "bcv", IPv4: cutNet4, IPv6: cutNet6, Hosts: hosts})
+	lab := netlab.New(t, netlab.Spec{Prefix: "bnc", IPv4: cutNet4, IPv6: cutNet6, Hosts: hosts})
 	c := &cutLab{
 		t: t, ctx: ctx, lab: lab, client: lab.Host("client"), lbs: lab.HostsByRole(netlab.RoleLB),
 		vip: lab.VIP4(), dir: t.TempDir(), bin: bin, checks: map[string]*dataplane.VIP{}, procs: map[string]*proc{}, stopped: map[string]bool{},
@@ -146,7 +147,7 @@ func classicKeepalivedConf(self lbNode, peers []lbNode, iface string, vip netip.
 	if master {
 		state = "MASTER"
 	}
-	fmt.Fprintf(&b, "global_defs {\n  router_id bcv-%s\n  script_user root\n}\n\n", self.Name)
+	fmt.Fprintf(&b, "global_defs {\n  router_id bnc-%s\n  script_user root\n}\n\n", self.Name)
 	fmt.Fprintf(&b, "vrrp_script chk_haproxy {\n  script %q\n  interval 1\n  rise 2\n  fall 2\n}\n\n", checkScript)
 	fmt.Fprintf(&b, "vrrp_instance VI_1 {\n  state %s\n  interface %s\n  virtual_router_id 51\n  priority %d\n  advert_int 1\n", state, iface, self.Priority)
 	fmt.Fprintf(&b, "  unicast_src_ip %s\n  unicast_peer {\n", self.Addr)
