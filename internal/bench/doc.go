@@ -6,10 +6,14 @@
 // 150/100/50, three stand-in apiservers) and in the same run.
 //
 // The package has no code of its own beyond this comment. Plain `go test`
-// runs only cheap self-checks (the generated keepalived and HAProxy configs
-// are accepted by the real programs when they are installed). The
-// comparison is a Go benchmark behind an environment variable, never run
-// by CI:
+// runs self-checks (the generated keepalived and HAProxy configs are
+// accepted by the real programs) and the cut-over drill, TestCutover: a
+// running keepalived + HAProxy pair replaced by epconsole host by host in
+// the documented order, with the client-visible gap measured and the
+// MASTER-first order as its control (docs/migration.md; the full version
+// with several runs and the rollback behind EPCONSOLE_DRILL_CUTOVER=1).
+// The failover comparison is a Go benchmark behind an environment
+// variable, never run by CI:
 //
 //	EPCONSOLE_BENCH=1 go test -run '^$' -bench Failover -benchtime 1x -timeout 30m ./internal/bench/
 //
@@ -20,5 +24,6 @@
 // replaced, EPCONSOLE_BIN a prebuilt epconsole binary.
 //
 // The benchmark needs root and network namespaces. Namespace names start
-// with "bn", addresses come from 198.18.8.0/24 and fd00:198:18:8::/64.
+// with "bn", addresses come from 198.18.8.0/24 and fd00:198:18:8::/64 (the
+// cut-over drill: "bnc", 198.19.77.0/24 and fd00:198:18:77::/64).
 package bench
