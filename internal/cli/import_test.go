@@ -297,7 +297,7 @@ func TestInitWritesAClusterThatValidates(t *testing.T) {
 	if err != nil || len(raw) != 32 {
 		t.Errorf("gossip key %q is not 32 bytes in base64: %v", keyText, err)
 	}
-	var common string
+	var common, digest string
 	for i, n := range []string{"lb1", "lb2", "lb3"} {
 		path := filepath.Join(out, n, "config.hcl")
 		if code, vout, verr := runCLI(t, "validate", "-c", path); code != 0 || vout != "OK: "+path+": cluster prod-cp, 1 VIP, 3 backends, 2 peers\n" {
@@ -313,7 +313,9 @@ func TestInitWritesAClusterThatValidates(t *testing.T) {
 		}
 		rest := nodeBlocks.ReplaceAllString(string(text), "")
 		if i == 0 {
-			common = rest
+			common, digest = rest, cfg.Digest()
+		} else if cfg.Digest() != digest {
+			t.Errorf("%s: config digest %s, lb1's %s", path, cfg.Digest(), digest)
 		} else if rest != common {
 			t.Errorf("%s differs from lb1's config outside the node and peer blocks:\n%s\n--- lb1:\n%s", path, rest, common)
 		}
