@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -91,11 +92,36 @@ func TestImportedConfig(t *testing.T) {
 // owner.
 func importedCluster(t *testing.T, prefix, iface string) *cluster {
 	t.Helper()
+	c := newImportLab(t, prefix, 3)
+	in := importInputs{hp: migrate.Source{Name: filepath.Join(c.dir, "haproxy.cfg"), Data: []byte(renderHAProxy(c))}}
+	for _, h := range c.lbs {
+		in.kas = append(in.kas, migrate.Source{Name: filepath.Join(c.dir, h.Name()+".keepalived.conf"), Data: []byte(renderKeepalived(c, h, iface))})
+		in.opts.Nodes = append(in.opts.Nodes, migrate.NodeName{Name: h.Name(), Addr: h.IPv4()})
+	}
+	c.startImported(in, func(name string, hcl []byte) {
+		// What the daemons run with is the mapping: option httpchk over
+		// check-ssl -> an https probe; ca-file -> tls.ca_file; inter,
+		// fastinter and timeout check -> the health timing.
+		for _, want := range []string{`kind          = "https"`, `path          = "/readyz"`, `interval      = "500ms"`,
+			`fast_interval = "100ms"`, `timeout       = "400ms"`, fmt.Sprintf("ca_file = %q", c.lab.CAFile()), fmt.Sprintf("interface = %q", iface)} {
+			if !strings.Contains(string(hcl), want) {
+				t.Fatalf("%s's imported config lacks %s:\n%s", name, want, hcl)
+			}
+		}
+	})
+	return c
+}
+
+// newImportLab builds a lab of a client, lbs LB hosts and three stand-in
+// apiservers (cp1..cp3), and writes the cluster's gossip key; no daemon
+// runs yet.
+func newImportLab(t *testing.T, prefix string, lbs int) *cluster {
+	t.Helper()
 	if epconsoleBin == "" {
 		t.Fatal("no epconsole binary (TestMain did not build one)")
 	}
 	hosts := []netlab.HostSpec{{Name: "client", Role: netlab.RoleClient}}
-	for i := 1; i <= 3; i++ {
+	for i := 1; i <= lbs; i++ {
 		hosts = append(hosts, netlab.HostSpec{Name: fmt.Sprintf("lb%d", i), Role: netlab.RoleLB})
 	}
 	for i := 1; i <= 3; i++ {
@@ -118,24 +144,39 @@ func importedCluster(t *testing.T, prefix, iface string) *cluster {
 	}
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
-	keyFile := filepath.Join(c.dir, "gossip.key")
-	if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(c.keyFile(), []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return c
+}
 
-	hp := migrate.Source{Name: filepath.Join(c.dir, "haproxy.cfg"), Data: []byte(renderHAProxy(c))}
-	var kas []migrate.Source
-	var nodes []migrate.NodeName
-	for _, h := range c.lbs {
-		kas = append(kas, migrate.Source{Name: filepath.Join(c.dir, h.Name()+".keepalived.conf"), Data: []byte(renderKeepalived(c, h, iface))})
-		nodes = append(nodes, migrate.NodeName{Name: h.Name(), Addr: h.IPv4()})
-	}
-	for _, s := range append(kas, hp) {
+func (c *cluster) keyFile() string { return filepath.Join(c.dir, "gossip.key") }
+
+// importInputs are the files an import reads and the options it is given.
+type importInputs struct {
+	hp   migrate.Source
+	kas  []migrate.Source
+	opts migrate.ImportOptions
+}
+
+// startImported imports in (the gossip key file set to the lab's), checks
+// each config with check and with `epconsole validate`, and starts a
+// daemon with it on the LB host of the node's name. Every LB host must get
+// a config.
+func (c *cluster) startImported(in importInputs, check func(node string, hcl []byte)) {
+	t := c.t
+	t.Helper()
+	for _, s := range append(slices.Clone(in.kas), in.hp) {
+		if err := os.MkdirAll(filepath.Dir(s.Name), 0o755); err != nil {
+			t.Fatal(err)
+		}
 		if err := os.WriteFile(s.Name, s.Data, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	res, err := migrate.Import(hp, kas, migrate.ImportOptions{Nodes: nodes, KeyFile: keyFile, DNSNames: []string{lab.DNSName()}})
+	in.opts.KeyFile = c.keyFile()
+	in.opts.DNSNames = []string{c.lab.DNSName()}
+	res, err := migrate.Import(in.hp, in.kas, in.opts)
 	var lines []string
 	for _, d := range res.Diagnostics {
 		if d.Severity >= diag.Warning {
@@ -153,20 +194,14 @@ func importedCluster(t *testing.T, prefix, iface string) *cluster {
 		t.Fatalf("%d configs, want one per LB (%d)", len(res.Configs), len(c.lbs))
 	}
 	for _, nc := range res.Configs {
-		h := lab.Host(nc.Name)
+		h := c.lab.Host(nc.Name)
 		if h == nil {
 			t.Fatalf("the import named a node %s the lab does not have", nc.Name)
 		}
-		// What the daemons run with is the mapping: option httpchk over
-		// check-ssl -> an https probe; ca-file -> tls.ca_file; inter,
-		// fastinter and timeout check -> the health timing.
-		for _, want := range []string{`kind          = "https"`, `path          = "/readyz"`, `interval      = "500ms"`,
-			`fast_interval = "100ms"`, `timeout       = "400ms"`, fmt.Sprintf("ca_file = %q", lab.CAFile()), fmt.Sprintf("interface = %q", iface)} {
-			if !strings.Contains(string(nc.HCL), want) {
-				t.Fatalf("%s's imported config lacks %s:\n%s", nc.Name, want, nc.HCL)
-			}
+		if check != nil {
+			check(nc.Name, nc.HCL)
 		}
-		// Three nodes share this machine's file system: each gets its own
+		// The nodes share this machine's file system: each gets its own
 		// state directory and status socket, which a real node's defaults
 		// give it.
 		local := fmt.Sprintf("\nstate_dir = %q\nstatus {\n  socket = %q\n  metrics_listen = \"\"\n}\n",
@@ -175,7 +210,7 @@ func importedCluster(t *testing.T, prefix, iface string) *cluster {
 		if err := os.WriteFile(path, append(nc.HCL, local...), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		out, err := exec.CommandContext(ctx, epconsoleBin, "validate", "-c", path).CombinedOutput()
+		out, err := exec.CommandContext(c.ctx, epconsoleBin, "validate", "-c", path).CombinedOutput()
 		if err != nil {
 			t.Fatalf("epconsole validate -c %s: %v\n%s", path, err, out)
 		}
@@ -189,7 +224,6 @@ func importedCluster(t *testing.T, prefix, iface string) *cluster {
 	for _, h := range c.lbs {
 		c.start(h)
 	}
-	return c
 }
 
 // renderHAProxy is the runbook's haproxy.cfg for the lab: the VIP bound
