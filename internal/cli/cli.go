@@ -48,6 +48,7 @@ func Run(ctx context.Context, args []string, stdio IO) int {
 		newVersionCmd(a),
 		newKeygenCmd(a), newUninstallCmd(a),
 		newLabCmd(a),
+		newImportCmd(a), newInitCmd(a),
 	)
 	return a.execute(ctx, root, daemonAlias(args))
 }

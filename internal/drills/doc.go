@@ -2,8 +2,9 @@
 // hosts in network namespaces (internal/netlab), with three stand-in
 // apiservers and a client, and drills what the cluster promises: exactly one
 // VIP owner, a fast takeover when the owner's link dies, a graceful handoff
-// on SIGTERM with no failed request, and a SIGHUP with a broken config that
-// changes nothing.
+// on SIGTERM with no failed request, a SIGHUP with a broken config that
+// changes nothing, and a cluster run with the configs `epconsole import`
+// makes from the lab written as haproxy.cfg + keepalived.conf.
 //
 // The package has no code of its own beyond this comment. TestMain builds
 // the binary once (or takes EPCONSOLE_BIN); every test builds its own lab:

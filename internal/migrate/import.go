@@ -164,7 +164,7 @@ func nodesFromOptions(c *clusterPlan, opts ImportOptions, dl *diag.List) []*lbNo
 	var out []*lbNode
 	for _, n := range opts.Nodes {
 		out = append(out, &lbNode{name: n.Name, addr: n.Addr, iface: opts.Interface, priority: 100,
-			note: []string{"This node (given to the import). With no keepalived priorities, every node has priority 100; the lowest name wins a tie. preempt = false: a returning node does not take the VIP back."}})
+			note: []string{"This node (given to the import). With no keepalived priorities, every node has priority 100; at equal priority the greatest name (in byte order) wins a new election. preempt = false: a returning node does not take the VIP back."}})
 	}
 	return out
 }

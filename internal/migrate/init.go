@@ -75,7 +75,7 @@ func Init(opts InitOptions) (map[string][]byte, error) {
 	var errs []error
 	for _, n := range opts.Nodes {
 		np := &nodePlan{Name: n.Name, Addr: n.Addr, Interface: opts.Interface, Priority: 100,
-			Note: []string{"This node. Every node has priority 100, so the lowest name wins a tie; preempt = false: the owner keeps the VIP when another node returns."}}
+			Note: []string{"This node. Every node has priority 100, so of the nodes that are up the greatest name (in byte order) wins a new election; preempt = false: the owner keeps the VIP when another node returns."}}
 		for _, o := range opts.Nodes {
 			if o != n {
 				np.Peers = append(np.Peers, peerPlan{Name: o.Name, Addr: o.Addr})
