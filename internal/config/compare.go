@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
@@ -123,6 +124,7 @@ func Compare(cfgs []*Config) []Difference {
 			}
 		}
 	}
+	paths = orderLast(paths)
 	var out []Difference
 	skip := map[string]bool{} // blocks reported as missing: not their settings
 	sameBackends := true
@@ -145,7 +147,7 @@ func Compare(cfgs []*Config) []Difference {
 		if block {
 			if absent {
 				skip[p] = true
-				if strings.HasPrefix(p, "backend ") {
+				if strings.HasPrefix(p, `backend "`) {
 					sameBackends = false
 				}
 				out = append(out, Difference{Path: p, Why: whyOf(p), Values: vals})
@@ -167,6 +169,23 @@ func Compare(cfgs []*Config) []Difference {
 		}
 	}
 	return append(out, comparePeers(cfgs)...)
+}
+
+// orderLast moves "backend order" after the last backend's settings, so
+// the order is compared once every backend's presence is known.
+func orderLast(paths []string) []string {
+	out := make([]string, 0, len(paths))
+	last := -1
+	for _, p := range paths {
+		if p == "backend order" {
+			continue
+		}
+		if strings.HasPrefix(p, `backend "`) {
+			last = len(out)
+		}
+		out = append(out, p)
+	}
+	return slices.Insert(out, last+1, "backend order")
 }
 
 // blockOf is the block a setting path is in (`backend "cp2"` for
