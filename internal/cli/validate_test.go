@@ -311,6 +311,10 @@ func TestValidateOffline(t *testing.T) {
 				"health {\n  client_cert_file = \"no-such-probe.crt\"\n  client_key_file = \"no-such-probe.key\"\n}\n"
 		},
 	})
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
 	// A key others can read is also not looked at offline.
 	if err := os.Chmod("gossip.key", 0o644); err != nil {
 		t.Fatal(err)
@@ -336,7 +340,7 @@ func TestValidateOffline(t *testing.T) {
 		"Cannot read certificate; etcd.cert_file",
 		"Cannot read key; health.client_key_file",
 		"b.hcl:19:14: Gossip key file open to others; gossip.key has mode 0644: group and others may read or change it",
-		"chmod 600 gossip.key",
+		"chmod 600 " + filepath.Join(dir, "gossip.key"),
 		"a.hcl: 7 problems",
 	} {
 		if !strings.Contains(out, want) {

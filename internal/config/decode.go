@@ -304,7 +304,7 @@ func (d *decoder) decodeGossip(raw *rawConfig, c *Config) {
 		d.errf(rng, "Cannot read gossip key file", "%v. %s", unwrapPath(err), how)
 		return
 	}
-	if !d.keyPrivate(rng, shown) {
+	if !d.keyPrivate(rng, shown, abs) {
 		return
 	}
 	keys, err := parseKeyring(b)

@@ -23,7 +23,8 @@ func Offline() Option {
 // write, as ssh refuses such a private key: whoever reads the key can join
 // the gossip and forge heartbeats. It reports the problem at rng with the
 // chmod that fixes it and returns false.
-func (d *decoder) keyPrivate(rng hcl.Range, shown string) bool {
+// The fix names the absolute path, right whatever directory it is run in.
+func (d *decoder) keyPrivate(rng hcl.Range, shown, abs string) bool {
 	if d.statFile == nil {
 		return true
 	}
@@ -44,6 +45,6 @@ func (d *decoder) keyPrivate(rng hcl.Range, shown string) bool {
 		who = "the group"
 	}
 	d.errf(rng, "Gossip key file open to others", "%s has mode %04o: %s may read or change it, and whoever has the key can join the cluster and forge heartbeats. Make it private to its owner: chmod 600 %s",
-		shown, mode, who, shown)
+		shown, mode, who, abs)
 	return false
 }
