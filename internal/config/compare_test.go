@@ -48,8 +48,12 @@ func TestCompare(t *testing.T) {
 	}{
 		{desc: "the same"},
 		{desc: "node-local differences",
-			b: func(s string) string { return edit(s, `interface = "eth0"`, `interface = "bond0"`) + "health {\n  interval = \"2s\"\n}\n" },
-			c: func(s string) string { return edit(s, `gossip_bind = "198.18.6.13:7946"`, "gossip_bind = \"198.18.6.13:7946\"\npriority = 7") }},
+			b: func(s string) string {
+				return edit(s, `interface = "eth0"`, `interface = "bond0"`) + "health {\n  interval = \"2s\"\n}\n"
+			},
+			c: func(s string) string {
+				return edit(s, `gossip_bind = "198.18.6.13:7946"`, "gossip_bind = \"198.18.6.13:7946\"\npriority = 7")
+			}},
 		{desc: "defaults written out",
 			b: func(s string) string { return s + "balance {\n  mode = \"connection\"\n  slots = 1021\n}\n" }},
 		{desc: "backend address",
@@ -97,7 +101,7 @@ func TestCompare(t *testing.T) {
 			b:    func(s string) string { return edit(s, "peer \"lb3\" {\n  address = \"198.18.6.13:7946\"\n}\n", "") },
 			want: []string{`peer "lb3": c.hcl:6 lb3 (node.name), b.hcl (none)`}},
 		{desc: "the same node twice",
-			c: func(s string) string { return node(1) },
+			c:    func(s string) string { return node(1) },
 			want: []string{`node.name: a.hcl:6 lb1 (node.name), c.hcl:6 lb1 (node.name)`}},
 	}
 	for _, tc := range tests {
