@@ -102,11 +102,15 @@ func sourcesOf(raw *rawConfig, file string) *sources {
 	return s
 }
 
-func vipKey(a netip.Addr) string    { return "vip (" + family(a) + ")" }
+// vipKey names a VIP by its family: the files of one cluster have the same
+// VIPs, so a VIP with another address is the same setting with another value.
+func vipKey(a netip.Addr) string { return "vip (" + family(a) + ")" }
+
+// backendKey names a backend block by its label.
 func backendKey(name string) string { return fmt.Sprintf("backend %q", name) }
-func (s *sources) top() hcl.Range {
-	return hcl.Range{Filename: s.file, Start: hcl.InitialPos, End: hcl.InitialPos}
-}
+
+// setting is c's Setting at path with value: where it is written, or, for
+// a default, the innermost block it is in (or the file's start).
 func (c *Config) setting(path, value string) Setting {
 	s := c.src
 	if s == nil {
@@ -126,7 +130,7 @@ func (c *Config) setting(path, value string) Setting {
 			return Setting{Path: path, Value: value, At: r, Default: true}
 		}
 	}
-	return Setting{Path: path, Value: value, At: s.top(), Default: true}
+	return Setting{Path: path, Value: value, At: fileStart(s.file), Default: true}
 }
 
 // block is the presence Setting of the block key.
