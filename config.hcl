@@ -52,6 +52,7 @@ gossip {
   # first; further lines are still accepted (key rotation); # comments allowed.
   # The same file on every peer. Make one with:
   #   head -c 32 /dev/urandom | base64 > /etc/epconsole/gossip.key; chmod 600 /etc/epconsole/gossip.key
+  # A key file group or others may read or write is refused (as ssh does).
   key_file = "/etc/epconsole/gossip.key" # default "/etc/epconsole/gossip.key"
 
   # Every peer beats to every peer this often; a peer that misses
@@ -124,7 +125,7 @@ etcd {
 # Where the daemon serves its status (tui and check read it).
 status {
   socket         = "/run/epconsole/status.sock" # default "/run/epconsole/status.sock"; mode 0600
-  metrics_listen = "127.0.0.1:9642"             # default "127.0.0.1:9642"; Prometheus /metrics; "" = off
+  metrics_listen = "127.0.0.1:9642"             # default "127.0.0.1:9642"; Prometheus /metrics; "" = off; every address: "0.0.0.0:9642" written out
 }
 
 # How flows are spread over backends: a hash of each flow picks one of

@@ -37,7 +37,9 @@ type checkOptions struct {
 
 // runCheck implements `epconsole check` with its parsed options.
 func runCheck(ctx context.Context, o checkOptions, stdio IO) int {
-	cfg, diags := config.Load(o.configPath)
+	// check never gossips: it does not open the gossip key, which a
+	// monitoring user cannot (and must not) read.
+	cfg, diags := config.Load(o.configPath, config.WithoutSecrets())
 	if diags.HasErrors() {
 		r := checkReport{Schema: CheckSchema, Config: o.configPath, CheckedAt: o.now().UTC()}
 		for _, d := range diags {

@@ -24,7 +24,7 @@ func TestCheckPreflight(t *testing.T) {
 		IPv6:   netip.MustParsePrefix("fd00:198:18:6::/64"),
 		Hosts:  []netlab.HostSpec{{Name: "lb1", Role: netlab.RoleLB}},
 	})
-	cfg, diags := config.Load("../../testdata/config/good/minimal.hcl")
+	cfg, diags := config.Load("../../testdata/config/good/minimal.hcl", config.WithoutSecrets())
 	if diags.HasErrors() {
 		t.Fatal(diags)
 	}

@@ -77,7 +77,8 @@ func runConsole(ctx context.Context, o consoleOptions, stdio IO) int {
 	if o.configPath == "" {
 		o.configPath = defaultConfigPath()
 	}
-	cfg, diags := config.Load(o.configPath)
+	// The console reads the daemon's socket; it never needs the gossip key.
+	cfg, diags := config.Load(o.configPath, config.WithoutSecrets())
 	if diags.HasErrors() {
 		_ = config.WriteDiagnostics(stdio.Err, diags, nil)
 		fmt.Fprintf(stdio.Err, "epconsole: cannot use config %s (epconsole validate -c %s)\n", o.configPath, o.configPath)

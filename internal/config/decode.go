@@ -109,6 +109,9 @@ func (d *decoder) decodeVIPs(raw *rawConfig, c *Config) []hcl.Range {
 	byFamily := map[bool]int{} // Is4 -> index in c.VIPs
 	for _, rv := range raw.VIPs {
 		addr, okAddr := d.ip(rv.AddressRange, "VIP", rv.Address)
+		if okAddr && !d.vipUsable(rv.AddressRange, addr) {
+			okAddr = false
+		}
 		iface := ""
 		if rv.Interface == nil {
 			d.errf(rv.DefRange, "Missing VIP interface", `vip %q needs interface = "eth0": the link the VIP is added to on the node that owns it.`, rv.Address)
@@ -293,9 +296,15 @@ func (d *decoder) decodeGossip(raw *rawConfig, c *Config) {
 	if rg.KeyFile == nil {
 		how = fmt.Sprintf("key_file defaults to %s. %s", defaultKeyFile, how)
 	}
+	if d.noSecrets {
+		return
+	}
 	b, err := d.readFile(shown)
 	if err != nil {
 		d.errf(rng, "Cannot read gossip key file", "%v. %s", unwrapPath(err), how)
+		return
+	}
+	if !d.keyPrivate(rng, shown, abs) {
 		return
 	}
 	keys, err := parseKeyring(b)
@@ -539,6 +548,9 @@ func (d *decoder) certPair(block string, certA, keyA *hcl.Attribute, certName, k
 	}
 	certShown, certAbs := d.path(certP)
 	keyShown, keyAbs := d.path(keyP)
+	if d.offline {
+		return certAbs, keyAbs
+	}
 	certPEM, errC := d.readFile(certShown)
 	if errC != nil {
 		d.errf(certA.Expr.Range(), "Cannot read certificate", "%s.%s: %v. Fix the path or the file's permissions.", block, certName, unwrapPath(errC))
@@ -563,6 +575,9 @@ func (d *decoder) caFile(a *hcl.Attribute, path string) string {
 		return ""
 	}
 	shown, abs := d.path(p)
+	if d.offline {
+		return abs
+	}
 	b, err := d.readFile(shown)
 	if err != nil {
 		d.errf(a.Expr.Range(), "Cannot read CA file", "%s: %v. Fix the path or the file's permissions, or remove the line to skip this check.", path, unwrapPath(err))
@@ -670,9 +685,13 @@ func (d *decoder) decodeStatus(raw *rawConfig, c *Config) {
 		}
 	}
 	if l, ok := d.str(rs.MetricsListen, "status.metrics_listen", defaultMetricsListen, `"127.0.0.1:9642"`); ok {
-		if l != "" && !validListen(l) {
-			d.errf(rs.MetricsListen.Expr.Range(), "Invalid metrics_listen", `status.metrics_listen = %q must be "address:port" with an IP address (or empty host for all addresses) and a port from 1 to 65535, like "127.0.0.1:9642"; "" turns metrics off.`, l)
-		} else {
+		switch {
+		case l == "":
+			s.MetricsListen = l
+		case !validListen(l):
+			d.errf(rs.MetricsListen.Expr.Range(), "Invalid metrics_listen", `status.metrics_listen = %q must be "address:port" with an IP address and a port from 1 to 65535, like "127.0.0.1:9642"; "" turns metrics off.`, l)
+		case !d.metricsHostWritten(d.where(rs.MetricsListen, rs.DefRange), l):
+		default:
 			s.MetricsListen = l
 		}
 	}

@@ -22,6 +22,12 @@ type Option func(*options)
 
 type options struct {
 	readFile func(path string) ([]byte, error)
+	// statFile gives a key file's mode; nil (with WithReadFile) skips the
+	// mode check, as the files are not on disk then.
+	statFile func(path string) (os.FileInfo, error)
+	// noSecrets skips the gossip key file; offline also skips certificate,
+	// key and CA files (see WithoutSecrets and Offline).
+	noSecrets, offline bool
 }
 
 // WithReadFile makes the config read the files it refers to (gossip key,
@@ -29,7 +35,7 @@ type options struct {
 // the path after relative paths were resolved against the config file's
 // directory. Tests use it to check a config that names production paths.
 func WithReadFile(fn func(path string) ([]byte, error)) Option {
-	return func(o *options) { o.readFile = fn }
+	return func(o *options) { o.readFile, o.statFile = fn, nil }
 }
 
 // ReadFile reads a regular file of at most 1 MiB. It refuses FIFOs, devices
@@ -89,7 +95,7 @@ func unwrapPath(err error) error {
 // diagnostics and to resolve relative paths. It returns the config only
 // when there is no error. Parse never panics, whatever src holds.
 func Parse(src []byte, filename string, opts ...Option) (*Config, hcl.Diagnostics) {
-	o := options{readFile: ReadFile}
+	o := options{readFile: ReadFile, statFile: os.Stat}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -100,15 +106,19 @@ func Parse(src []byte, filename string, opts ...Option) (*Config, hcl.Diagnostic
 	var raw rawConfig
 	diags = append(diags, gohcl.DecodeBody(file.Body, nil, &raw)...)
 	d := &decoder{
-		file:     filename,
-		dir:      filepath.Dir(filename),
-		readFile: o.readFile,
+		file:      filename,
+		dir:       filepath.Dir(filename),
+		readFile:  o.readFile,
+		statFile:  o.statFile,
+		noSecrets: o.noSecrets || o.offline,
+		offline:   o.offline,
 		// A structural error (unknown argument, block without its label,
 		// duplicate block) drops that part from raw: check the rest, but
 		// do not also report the dropped part as missing.
 		partial: diags.HasErrors(),
 	}
 	cfg := d.decode(&raw)
+	cfg.src = sourcesOf(&raw, filename)
 	diags = finish(append(diags, d.diags...), filename)
 	if diags.HasErrors() {
 		return nil, diags

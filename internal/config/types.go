@@ -48,6 +48,10 @@ type Config struct {
 	Balance Balance
 	// StateDir keeps state that must survive a restart (drained backends).
 	StateDir string
+
+	// src records where settings were written (for ClusterWide and Where);
+	// nil for a Config not made by Load or Parse.
+	src *sources
 }
 
 // VIP is one virtual address served on Port.

@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/big"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -20,6 +21,10 @@ type decoder struct {
 	file     string // config file name as given (used in messages)
 	dir      string // its directory: relative paths resolve against it
 	readFile func(path string) ([]byte, error)
+	statFile func(path string) (os.FileInfo, error)
+	// noSecrets: the gossip key file is not read; offline: neither are
+	// certificate, key and CA files (only their paths are checked).
+	noSecrets, offline bool
 	// partial is set when HCL already reported a structural error, which
 	// drops the broken block or argument: "missing" checks are skipped then.
 	partial bool
