@@ -63,9 +63,15 @@ func (c *Conntrack) Flows(ctx context.Context, vip netip.AddrPort) ([]conntrack.
 // destination. It returns how many entries it deleted; entries that vanish
 // meanwhile are not an error.
 func (c *Conntrack) DeleteBackendFlows(ctx context.Context, vip, backend netip.AddrPort) (int, error) {
-	flows, err := c.match(ctx, func(f conntrack.Flow) bool {
+	return c.deleteMatching(ctx, func(f conntrack.Flow) bool {
 		return (!vip.IsValid() || origDst(f) == vip) && replySrc(f) == backend
 	})
+}
+
+// deleteMatching deletes the entries keep selects and returns how many it
+// deleted; entries that vanish meanwhile are not an error.
+func (c *Conntrack) deleteMatching(ctx context.Context, keep func(conntrack.Flow) bool) (int, error) {
+	flows, err := c.match(ctx, keep)
 	if err != nil || len(flows) == 0 {
 		return 0, err
 	}
@@ -81,9 +87,9 @@ func (c *Conntrack) DeleteBackendFlows(ctx context.Context, vip, backend netip.A
 		}
 		if err := conn.Delete(f); err != nil {
 			if errors.Is(err, unix.ENOENT) {
-				continue
+				continue // gone meanwhile
 			}
-			return n, fmt.Errorf("deleting %v: %w", f.TupleOrig, err)
+			return n, fmt.Errorf("deleting conntrack entry %v: %w", f.TupleOrig, err)
 		}
 		n++
 	}

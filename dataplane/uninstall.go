@@ -10,7 +10,6 @@ import (
 	"github.com/google/nftables"
 	"github.com/ti-mo/conntrack"
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // Removed is what Uninstall took out of the kernel.
@@ -165,29 +164,7 @@ func removeVIPFlows(ctx context.Context, vips []ServiceVIP, opts []Option) (int,
 	}
 	defer ct.Close()
 	services := AddrPorts(vips)
-	flows, err := ct.match(ctx, func(f conntrack.Flow) bool {
+	return ct.deleteMatching(ctx, func(f conntrack.Flow) bool {
 		return slices.Contains(services, origDst(f)) && replySrc(f) != origDst(f)
 	})
-	if err != nil || len(flows) == 0 {
-		return 0, err
-	}
-	conn, err := ct.dial()
-	if err != nil {
-		return 0, err
-	}
-	defer conn.Close()
-	n := 0
-	for _, f := range flows {
-		if err := ctx.Err(); err != nil {
-			return n, err
-		}
-		if err := conn.Delete(f); err != nil {
-			if errors.Is(err, unix.ENOENT) {
-				continue // gone meanwhile
-			}
-			return n, fmt.Errorf("deleting conntrack entry %v: %w", f.TupleOrig, err)
-		}
-		n++
-	}
-	return n, nil
 }
