@@ -46,6 +46,7 @@ func Run(ctx context.Context, args []string, stdio IO) int {
 		newValidateCmd(a),
 		newDaemonCmd(a),
 		newVersionCmd(a),
+		newEventsCmd(a),
 		newLabCmd(a),
 	)
 	return a.execute(ctx, root, daemonAlias(args))

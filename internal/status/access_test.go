@@ -213,7 +213,7 @@ func TestSocketRoles(t *testing.T) {
 	acts := &recordingActions{}
 	var logs lockedBuffer
 	startServer(t, ServerOptions{Socket: sock, Source: NewPublisher(sampleSnapshot(3)), Actions: acts,
-		History: &memHistory{evs: []Event{{Time: time.Now(), Kind: "started", Message: "x"}}},
+		History:     &memHistory{evs: []Event{{Time: time.Now(), Kind: "started", Message: "x"}}},
 		SocketGroup: "4242001", OperatorGroup: "4242002", Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
 
 	reader := &syscall.Credential{Uid: 65534, Gid: 65534, Groups: []uint32{testReadGID}}
