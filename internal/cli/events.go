@@ -24,10 +24,10 @@ in state_dir/events.jsonl (rotated at 4 MiB, one older file kept) and
 serves it on its status socket; root and the members of
 status.socket_group may read it.
 
-Lines are TIME (UTC)  KIND  SUBJECT  MESSAGE; --json writes one JSON object a
-line instead. --since takes a duration back from now (90m, 1h, 24h) or
-an RFC 3339 time (2026-01-02T03:04:05Z). --follow keeps printing new
-events as they happen, and waits for a restarting daemon.
+Lines are TIME (UTC)  KIND  SUBJECT  MESSAGE; --json writes one JSON
+object a line instead. --since takes a duration back from now (90m, 1h,
+24h) or an RFC 3339 time (2026-01-02T03:04:05Z). --follow keeps printing
+new events as they happen, and waits for a restarting daemon.
 
 Exit code 0: printed; 1: no daemon, no permission or another error;
 2: usage error.`
@@ -69,7 +69,7 @@ func newEventsCmd(a *app) *cobra.Command {
 	fs := cmd.Flags()
 	configFlag(fs, &o.configPath)
 	fs.StringVar(&o.socket, "socket", "", "the daemon's status `socket` (default: status.socket in the config)")
-	fs.StringVar(&o.since, "since", "", "only events after this: a `duration` back from now (1h) or an RFC 3339 time")
+	fs.StringVar(&o.since, "since", "", "only events at or after this: a `duration` back from now (1h) or an RFC 3339 time")
 	fs.BoolVarP(&o.follow, "follow", "f", false, "keep printing new events as they happen")
 	fs.BoolVar(&o.json, "json", false, "one JSON object a line (time, kind, subject, message)")
 	return cmd
