@@ -124,8 +124,10 @@ etcd {
 
 # Where the daemon serves its status (tui and check read it).
 status {
-  socket         = "/run/epconsole/status.sock" # default "/run/epconsole/status.sock"; mode 0600
+  socket         = "/run/epconsole/status.sock" # default "/run/epconsole/status.sock"; mode 0600 (0660 with a group below)
   metrics_listen = "127.0.0.1:9642"             # default "127.0.0.1:9642"; Prometheus /metrics; "" = off; every address: "0.0.0.0:9642" written out
+  socket_group   = ""                           # default "" (root only); a group (name or gid) whose members may read status and events
+  operator_group = ""                           # default "" (root only); a group whose members may also drain, undrain and hand off
 }
 
 # How flows are spread over backends: a hash of each flow picks one of

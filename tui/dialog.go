@@ -21,6 +21,8 @@ func (m *Model) ask(kind ActionKind) {
 		m.notice, m.alert = err.Error(), true
 	case m.acts == nil:
 		m.notice, m.alert = "read-only: no daemon to "+kind.String()+" through", true
+	case refusedActions(m.acts) != "":
+		m.notice, m.alert = refusedActions(m.acts), true
 	default:
 		m.confirm = &a
 		m.notice = ""
@@ -69,4 +71,13 @@ func (m Model) dialogView() string {
 		st.Help.Key.Render("y") + st.Help.Desc.Render(" yes  ") +
 		st.Help.Key.Render("n") + st.Help.Desc.Render(" no")
 	return st.Dialog.MaxWidth(m.common.Width).Render(q)
+}
+
+// refusedActions is why acts may not act ("" when they may): the status
+// client says so when the daemon grants this user reading only.
+func refusedActions(acts Actions) string {
+	if r, ok := acts.(interface{ ActionsRefused() string }); ok {
+		return r.ActionsRefused()
+	}
+	return ""
 }

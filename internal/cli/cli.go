@@ -47,6 +47,7 @@ func Run(ctx context.Context, args []string, stdio IO) int {
 		newDaemonCmd(a),
 		newVersionCmd(a),
 		newKeygenCmd(a), newUninstallCmd(a),
+		newEventsCmd(a),
 		newLabCmd(a),
 		newImportCmd(a), newInitCmd(a),
 	)

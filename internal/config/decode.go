@@ -695,6 +695,8 @@ func (d *decoder) decodeStatus(raw *rawConfig, c *Config) {
 			s.MetricsListen = l
 		}
 	}
+	s.SocketGroup, _ = d.str(rs.SocketGroup, "status.socket_group", "", `"epconsole"`)
+	s.OperatorGroup, _ = d.str(rs.OperatorGroup, "status.operator_group", "", `"epconsole-admin"`)
 }
 
 // validListen accepts "ip:port", "[ipv6]:port", ":port" and "localhost:port".

@@ -106,6 +106,8 @@ type rawStatus struct {
 
 	Socket        *hcl.Attribute `hcl:"socket"`
 	MetricsListen *hcl.Attribute `hcl:"metrics_listen"`
+	SocketGroup   *hcl.Attribute `hcl:"socket_group"`
+	OperatorGroup *hcl.Attribute `hcl:"operator_group"`
 }
 
 type rawBalance struct {

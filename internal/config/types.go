@@ -166,6 +166,9 @@ type Etcd struct {
 type Status struct {
 	Socket        string
 	MetricsListen string
+	// SocketGroup may read the socket (0660, this group); OperatorGroup
+	// may also drain, undrain and hand off. A name or a gid; "": root only.
+	SocketGroup, OperatorGroup string
 }
 
 // BalanceMode selects what the flow hash covers.

@@ -32,6 +32,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -68,6 +69,9 @@ type Options struct {
 	HandoffTimeout time.Duration
 	// EventLogSize is the number of events kept (DefaultEventLogSize).
 	EventLogSize int
+	// EventFileMax is the size at which state_dir/events.jsonl is
+	// rotated (DefaultEventFileMax).
+	EventFileMax int64
 	// NoHeartbeat runs without the direct heartbeat: liveness comes from
 	// gossip alone (about a second to notice a dead owner instead of tens
 	// of milliseconds). For comparison runs that show what the heartbeat
@@ -85,6 +89,8 @@ type Daemon struct {
 	opts   Options
 	log    *slog.Logger
 	events *EventLog
+	// history is the event history in state_dir (set by Run).
+	history atomic.Pointer[History]
 
 	mu     sync.Mutex
 	status Status
@@ -137,9 +143,11 @@ func Run(ctx context.Context, opts Options) error {
 	return New(opts).Run(ctx)
 }
 
-// record adds an event and logs it.
+// record adds an event, keeps it in the history and logs it.
 func (d *Daemon) record(kind EventKind, subject, message string) {
-	d.events.Add(Event{Kind: kind, Subject: subject, Message: message})
+	e := Event{Time: time.Now(), Kind: kind, Subject: subject, Message: message}
+	d.events.Add(e)
+	d.keep(e)
 	d.log.Info("event", "kind", string(kind), "subject", subject, "message", message)
 }
 
@@ -178,6 +186,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	run, stopRun := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRun()
+	defer d.openHistory(cfg.StateDir)()
 	d.preflight(ctx, cfg)
 	s := newState(run, cfg)
 	closeAll, err := d.open(s)

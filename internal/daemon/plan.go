@@ -127,7 +127,8 @@ func liveness(hv heartbeat.View, self string, noMajority map[string]bool) map[st
 }
 
 // restartNeeded says which changes of a reload the running daemon cannot
-// apply (the node's identity and its gossip sockets), or "".
+// apply (the node's identity, its gossip sockets, who may use the status
+// socket), or "".
 func restartNeeded(old, cur *config.Config) string {
 	switch {
 	case old.Node.Name != cur.Node.Name:
@@ -136,6 +137,8 @@ func restartNeeded(old, cur *config.Config) string {
 		return "node.gossip_bind changed"
 	case old.Node.GossipAdvertise != cur.Node.GossipAdvertise:
 		return "node.gossip_advertise changed"
+	case old.Status.SocketGroup != cur.Status.SocketGroup, old.Status.OperatorGroup != cur.Status.OperatorGroup:
+		return "status.socket_group or status.operator_group changed"
 	}
 	return ""
 }

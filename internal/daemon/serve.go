@@ -91,7 +91,8 @@ func (d *Daemon) serveStatus(ctx context.Context, cfg *config.Config, wg *sync.W
 	go func() { defer wg.Done(); d.produceStatus(ctx) }()
 
 	srv, err := status.NewServer(status.ServerOptions{
-		Socket: cfg.Status.Socket, Source: d.pub, Actions: actions{d},
+		Socket: cfg.Status.Socket, Source: d.pub, Actions: actions{d}, History: d.history.Load(),
+		SocketGroup: cfg.Status.SocketGroup, OperatorGroup: cfg.Status.OperatorGroup,
 		Logger: d.log.With("component", "status"),
 	})
 	if err != nil {

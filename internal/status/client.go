@@ -33,6 +33,8 @@ const maxEventSize = 64 << 20
 type Client struct {
 	socket string
 	http   *http.Client
+	// health is the daemon's answer to Dial.
+	health Health
 	// IdleTimeout: a stream silent this long is dropped and reconnected
 	// (DefaultIdleTimeout when zero).
 	IdleTimeout time.Duration
@@ -57,11 +59,21 @@ func NewClient(socket string) *Client {
 // problem shows at once.
 func Dial(ctx context.Context, socket string) (*Client, error) {
 	c := NewClient(socket)
-	if err := c.do(ctx, http.MethodGet, "/healthz", nil); err != nil {
+	if err := c.do(ctx, http.MethodGet, "/healthz", &c.health); err != nil {
 		c.Close()
 		return nil, err
 	}
 	return c, nil
+}
+
+// ActionsRefused says why this client may not drain, undrain or hand off,
+// as the daemon answered Dial: "" when it may (or the daemon did not
+// say). The console shows its actions as unavailable with it.
+func (c *Client) ActionsRefused() string {
+	if c.health.Role != RoleReader.String() {
+		return ""
+	}
+	return "read-only: this user may read the status but not drain, undrain or hand off (root and status.operator_group only)"
 }
 
 // Socket returns the socket path.
@@ -70,6 +82,13 @@ func (c *Client) Socket() string { return c.socket }
 // Close releases idle connections.
 func (c *Client) Close() {
 	c.http.CloseIdleConnections()
+}
+
+// Health asks the daemon who it is and what this client may do.
+func (c *Client) Health(ctx context.Context) (Health, error) {
+	var h Health
+	err := c.do(ctx, http.MethodGet, "/healthz", &h)
+	return h, err
 }
 
 // Status returns the daemon's current snapshot.
@@ -137,7 +156,7 @@ func (c *Client) connError(ctx context.Context, err error) error {
 
 func (c *Client) permissionError(cause error) error {
 	return &kindError{kind: ErrPermission, cause: cause,
-		msg: fmt.Sprintf("permission denied on the epconsole status socket %s: it is for root only; run as root (e.g. with sudo)", c.socket)}
+		msg: fmt.Sprintf("permission denied on the epconsole status socket %s: run as root (e.g. with sudo), or as a member of the socket's group (status.socket_group in config.hcl)", c.socket)}
 }
 
 // statusError turns an error answer into an error matching the sentinel of
@@ -154,7 +173,8 @@ func (c *Client) statusError(code int, body []byte) error {
 	var kind error
 	switch code {
 	case http.StatusForbidden:
-		return c.permissionError(fmt.Errorf("daemon answered %d: %s", code, msg))
+		// The daemon's message says who may do what.
+		kind = ErrPermission
 	case http.StatusNotFound:
 		kind = ErrNotFound
 	case http.StatusConflict:

@@ -28,14 +28,40 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// runChild asks the daemon at sock for its status and prints the outcome.
+// childDoEnv says what the child client does: "status" (the default),
+// "events", "health" or "drain".
+const childDoEnv = "EPCONSOLE_STATUS_TEST_CHILD_DO"
+
+// runChild asks the daemon at sock for its status (or what childDoEnv
+// says) and prints the outcome.
 func runChild(sock string) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	s, err := NewClient(sock).Status(ctx)
+	c := NewClient(sock)
+	var err error
+	switch os.Getenv(childDoEnv) {
+	case "events":
+		var evs []Event
+		if evs, err = c.Events(ctx, time.Time{}); err == nil {
+			fmt.Printf("events=%d uid=%d\n", len(evs), os.Getuid())
+		}
+	case "health":
+		var h Health
+		if h, err = c.Health(ctx); err == nil {
+			fmt.Printf("role=%s actions=%v uid=%d\n", h.Role, h.Actions, os.Getuid())
+		}
+	case "drain":
+		if err = c.Drain(ctx, "cp1"); err == nil {
+			fmt.Printf("drained uid=%d\n", os.Getuid())
+		}
+	default:
+		var s Snapshot
+		if s, err = c.Status(ctx); err == nil {
+			fmt.Printf("node=%s uid=%d\n", s.Node, os.Getuid())
+		}
+	}
 	switch {
 	case err == nil:
-		fmt.Printf("node=%s uid=%d\n", s.Node, os.Getuid())
 		return childOK
 	case errors.Is(err, ErrPermission):
 		fmt.Println(err)

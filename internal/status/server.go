@@ -46,6 +46,14 @@ type ServerOptions struct {
 	Source Provider
 	// Actions carries out drain, undrain and handoff; nil answers 501.
 	Actions Actions
+	// History serves the event history (GET /v1/events); nil answers 501.
+	History History
+	// SocketGroup (status.socket_group) is a group name or numeric gid
+	// whose members may read: the socket is then 0660 with this group.
+	// OperatorGroup (status.operator_group) may read and also drain,
+	// undrain and hand off. Empty: root and the daemon's user only. A
+	// group this host does not know is logged and left out.
+	SocketGroup, OperatorGroup string
 	// Logger logs refused connections, actions and errors (nil: discard).
 	Logger *slog.Logger
 	// KeepAlive is the interval of stream keep-alive comments
@@ -59,15 +67,16 @@ type ServerOptions struct {
 	ShutdownTimeout time.Duration
 }
 
-// Server serves the status API over HTTP on a unix socket: only root and
-// the daemon's own user may connect.
+// Server serves the status API over HTTP on a unix socket to root, the
+// daemon's own user and the members of the configured groups, each by its
+// Role.
 type Server struct {
 	opts     ServerOptions
 	log      *slog.Logger
 	ln       net.Listener
 	sockInfo os.FileInfo
 	http     *http.Server
-	allowUID int
+	access   access
 
 	stopping  chan struct{} // closed when the server begins to stop
 	closeOnce sync.Once
@@ -76,7 +85,8 @@ type Server struct {
 // NewServer listens on opts.Socket: it creates the directory, removes a
 // stale socket of a crashed daemon, refuses one a live daemon answers on
 // ("another epconsole daemon is serving SOCKET") and makes the socket mode
-// 0600. Call Serve to answer requests.
+// 0600 (0660 with SocketGroup, or else OperatorGroup, as its group). Call
+// Serve to answer requests.
 func NewServer(opts ServerOptions) (*Server, error) {
 	if opts.Source == nil {
 		return nil, errors.New("status server: no snapshot source")
@@ -94,7 +104,19 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	ln, fi, err := listenUnix(opts.Socket)
+	acc := access{daemonUID: os.Geteuid(), socketGroup: opts.SocketGroup, operatorGroup: opts.OperatorGroup}
+	var err error
+	if acc.socketGID, err = lookupGroup(opts.SocketGroup); err != nil {
+		log.Error("status.socket_group left out: only root and the operator group may use the socket", "err", err)
+	}
+	if acc.operatorGID, err = lookupGroup(opts.OperatorGroup); err != nil {
+		log.Error("status.operator_group left out: only root may drain, undrain and hand off", "err", err)
+	}
+	sockGID := acc.socketGID
+	if sockGID == noGroup {
+		sockGID = acc.operatorGID
+	}
+	ln, fi, err := listenUnix(opts.Socket, sockGID)
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +125,7 @@ func NewServer(opts ServerOptions) (*Server, error) {
 		log:      log.With("socket", opts.Socket),
 		ln:       ln,
 		sockInfo: fi,
-		allowUID: os.Geteuid(),
+		access:   acc,
 		stopping: make(chan struct{}),
 	}
 	s.http = &http.Server{
@@ -172,6 +194,8 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /healthz", s.handleHealth)
 	mux.HandleFunc("GET /v1/status", s.handleStatus)
 	mux.HandleFunc("GET /v1/stream", s.handleStream)
+	mux.HandleFunc("GET /v1/events", s.handleEvents)
+	mux.HandleFunc("GET /v1/events/stream", s.handleEventStream)
 	mux.HandleFunc("POST /v1/drain/{backend}", s.action("drain", "backend", Actions.Drain))
 	mux.HandleFunc("POST /v1/undrain/{backend}", s.action("undrain", "backend", Actions.Undrain))
 	mux.HandleFunc("POST /v1/handoff/{peer}", s.action("handoff", "peer", Actions.Handoff))
@@ -190,7 +214,7 @@ func (s *Server) routes() http.Handler {
 // such endpoint).
 func allowedMethod(path string) string {
 	switch path {
-	case "/healthz", "/v1/status", "/v1/stream":
+	case "/healthz", "/v1/status", "/v1/stream", "/v1/events", "/v1/events/stream":
 		return http.MethodGet
 	}
 	for _, p := range []string{"/v1/drain/", "/v1/undrain/", "/v1/handoff/"} {
@@ -201,22 +225,48 @@ func allowedMethod(path string) string {
 	return ""
 }
 
-// guard refuses connections from anyone but root and the daemon's user.
+// roleKey is the context key of a request's Role.
+type roleKey struct{}
+
+// guard refuses requests from peers without a role and records the role
+// of the others for the handlers.
 func (s *Server) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, _ := r.Context().Value(peerKey{}).(peer)
-		if p.err != nil || (p.uid != 0 && p.uid != s.allowUID) {
-			s.log.Warn("status socket: connection refused", "uid", p.uid, "pid", p.pid, "err", p.err)
-			writeError(w, http.StatusForbidden, fmt.Sprintf("permission denied: the epconsole status socket %s is for root only; run as root", s.opts.Socket))
+		role := s.access.role(p)
+		if role == RoleNone {
+			s.log.Warn("status socket: connection refused", "uid", p.uid, "gid", p.gid, "groups", p.groups, "pid", p.pid, "err", p.err)
+			writeError(w, http.StatusForbidden, s.access.refusal(s.opts.Socket, p))
 			return
 		}
-		next.ServeHTTP(w, r)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), roleKey{}, role)))
 	})
 }
 
+// requestRole is the role guard found for r.
+func requestRole(r *http.Request) Role {
+	role, _ := r.Context().Value(roleKey{}).(Role)
+	return role
+}
+
+// handleHealth answers who the daemon is and what the caller may do
+// (role; actions: whether drain, undrain and handoff are open to it).
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	snap := s.opts.Source.Snapshot()
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "node": snap.Node, "version": snap.Version})
+	role := requestRole(r)
+	writeJSON(w, http.StatusOK, Health{Status: "ok", Node: snap.Node, Version: snap.Version,
+		Role: role.String(), Actions: role.mayAct() && s.opts.Actions != nil})
+}
+
+// Health is the answer of GET /healthz.
+type Health struct {
+	Status  string `json:"status"`
+	Node    string `json:"node"`
+	Version string `json:"version"`
+	// Role is what the caller may do: "reader", "operator" or "admin".
+	Role string `json:"role"`
+	// Actions says whether the caller may drain, undrain and hand off.
+	Actions bool `json:"actions"`
 }
 
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
@@ -322,6 +372,11 @@ func (s *Server) action(name, param string, do func(Actions, context.Context, st
 		}
 		p, _ := r.Context().Value(peerKey{}).(peer)
 		log := s.log.With("action", name, param, target, "uid", p.uid, "pid", p.pid)
+		if !requestRole(r).mayAct() {
+			log.Warn("status action refused", "role", requestRole(r).String())
+			writeError(w, http.StatusForbidden, s.access.actionRefusal(name, p))
+			return
+		}
 		if err := do(s.opts.Actions, r.Context(), target); err != nil {
 			code := http.StatusInternalServerError
 			switch {

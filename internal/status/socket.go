@@ -7,8 +7,11 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -18,11 +21,12 @@ const maxSocketPath = 107
 
 // listenUnix creates the socket's directory, removes a stale socket left by
 // a crashed daemon (refusing a live one) and listens on path with mode
-// 0600. The socket is bound inside a private 0700 directory, set to 0600
-// and only then renamed into place, so it is never reachable with looser
+// 0600, or 0660 with the group gid when gid is not noGroup. The socket is
+// bound inside a private 0700 directory, given its group and mode and
+// only then renamed into place, so it is never reachable with looser
 // permissions. It returns the socket file's identity, so that shutdown
 // removes only its own socket.
-func listenUnix(path string) (*net.UnixListener, os.FileInfo, error) {
+func listenUnix(path string, gid int) (*net.UnixListener, os.FileInfo, error) {
 	if path == "" {
 		return nil, nil, errors.New("status socket: no path given")
 	}
@@ -54,7 +58,14 @@ func listenUnix(path string) (*net.UnixListener, os.FileInfo, error) {
 		os.Remove(tmp)
 		return nil, nil, err
 	}
-	if err := os.Chmod(tmp, 0o600); err != nil {
+	mode := os.FileMode(0o600)
+	if gid != noGroup {
+		if err := os.Chown(tmp, -1, gid); err != nil {
+			return fail(fmt.Errorf("status socket: giving it the group %d: %w", gid, err))
+		}
+		mode = 0o660
+	}
+	if err := os.Chmod(tmp, mode); err != nil {
 		return fail(fmt.Errorf("status socket: %w", err))
 	}
 	if tmp != path {
@@ -135,13 +146,18 @@ func removeIfSame(path string, fi os.FileInfo) {
 // peerKey is the context key of a connection's peer credentials.
 type peerKey struct{}
 
-// peer is who is on the other end of a connection.
+// peer is who is on the other end of a connection, as the kernel saw it
+// when the client connected.
 type peer struct {
-	uid, pid int
-	err      error
+	uid, gid, pid int
+	// groups are the supplementary groups.
+	groups []int
+	err    error
 }
 
-// peerCred reads SO_PEERCRED of a unix connection.
+// peerCred reads SO_PEERCRED (uid, gid, pid) and the supplementary groups
+// of a unix connection: SO_PEERGROUPS (Linux 4.13+, taken at connect
+// time), or else the Groups: line of /proc/<pid>/status.
 func peerCred(c net.Conn) peer {
 	uc, ok := c.(*net.UnixConn)
 	if !ok {
@@ -151,17 +167,84 @@ func peerCred(c net.Conn) peer {
 	if err != nil {
 		return peer{uid: -1, err: err}
 	}
-	var cred *unix.Ucred
-	var cerr error
+	var (
+		cred       *unix.Ucred
+		cerr, gerr error
+		groups     []int
+	)
 	if err := raw.Control(func(fd uintptr) {
 		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+		if cerr == nil {
+			groups, gerr = peerGroups(int(fd))
+		}
 	}); err != nil {
 		return peer{uid: -1, err: err}
 	}
 	if cerr != nil {
 		return peer{uid: -1, err: fmt.Errorf("SO_PEERCRED: %w", cerr)}
 	}
-	return peer{uid: int(cred.Uid), pid: int(cred.Pid)}
+	p := peer{uid: int(cred.Uid), gid: int(cred.Gid), pid: int(cred.Pid), groups: groups}
+	if gerr != nil {
+		// An old kernel: read the groups the process has now.
+		p.groups, err = procGroups(p.pid)
+		if err != nil {
+			p.err = fmt.Errorf("reading the groups of pid %d: %w (SO_PEERGROUPS: %v)", p.pid, err, gerr)
+		}
+	}
+	return p
+}
+
+// peerGroups reads SO_PEERGROUPS: the peer's supplementary groups.
+func peerGroups(fd int) ([]int, error) {
+	buf := make([]uint32, 64)
+	for range 3 {
+		n := uint32(len(buf) * 4)
+		_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_PEERGROUPS,
+			uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(&n)), 0)
+		switch errno {
+		case 0:
+			out := make([]int, n/4)
+			for i := range out {
+				out[i] = int(buf[i])
+			}
+			return out, nil
+		case unix.ERANGE:
+			buf = make([]uint32, n/4+1)
+			continue
+		}
+		return nil, fmt.Errorf("SO_PEERGROUPS: %w", errno)
+	}
+	return nil, errors.New("SO_PEERGROUPS: the group list keeps growing")
+}
+
+// procGroups reads the Groups: line of /proc/<pid>/status.
+func procGroups(pid int) ([]int, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return nil, err
+	}
+	return parseGroupsLine(string(data))
+}
+
+// parseGroupsLine returns the gids of the "Groups:" line of a
+// /proc/<pid>/status text.
+func parseGroupsLine(status string) ([]int, error) {
+	for line := range strings.Lines(status) {
+		rest, ok := strings.CutPrefix(line, "Groups:")
+		if !ok {
+			continue
+		}
+		var out []int
+		for _, f := range strings.Fields(rest) {
+			g, err := strconv.Atoi(f)
+			if err != nil {
+				return nil, fmt.Errorf("bad gid %q in the Groups: line", f)
+			}
+			out = append(out, g)
+		}
+		return out, nil
+	}
+	return nil, errors.New("no Groups: line")
 }
 
 // withPeer is http.Server.ConnContext: it records the peer's credentials.

@@ -1,0 +1,247 @@
+package status
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// History is the daemon's event history (VIP moves, backend changes,
+// reloads, peers), kept across restarts; the server serves it on
+// GET /v1/events and GET /v1/events/stream.
+type History interface {
+	// EventsAfter returns the kept events numbered above seq (0: all
+	// kept), oldest first; the number of the newest kept event; and a
+	// channel closed when a newer event is added.
+	EventsAfter(seq uint64) (events []Event, last uint64, changed <-chan struct{})
+}
+
+// EventList is the answer of GET /v1/events.
+type EventList struct {
+	Events []Event `json:"events"`
+}
+
+// sinceParam reads the since query parameter (RFC 3339; absent: zero).
+func sinceParam(r *http.Request) (time.Time, error) {
+	v := r.URL.Query().Get("since")
+	if v == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("since=%q: use an RFC 3339 time such as 2026-01-02T03:04:05Z", v)
+	}
+	return t, nil
+}
+
+// from keeps the events at or after since.
+func from(evs []Event, since time.Time) []Event {
+	out := make([]Event, 0, len(evs))
+	for _, e := range evs {
+		if !e.Time.Before(since) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// historyOrError returns the history, or answers 501 and nil.
+func (s *Server) historyOrError(w http.ResponseWriter) History {
+	if s.opts.History == nil {
+		writeError(w, http.StatusNotImplemented, "this epconsole daemon keeps no event history")
+	}
+	return s.opts.History
+}
+
+// handleEvents answers the kept events since the since parameter.
+func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
+	since, err := sinceParam(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	h := s.historyOrError(w)
+	if h == nil {
+		return
+	}
+	evs, _, _ := h.EventsAfter(0)
+	writeJSON(w, http.StatusOK, EventList{Events: from(evs, since)})
+}
+
+// handleEventStream sends the kept events since the since parameter, then
+// every new one as it is added, as server-sent events named "event"; a
+// keep-alive comment every KeepAlive and "stopping" as the stream
+// endpoint does.
+func (s *Server) handleEventStream(w http.ResponseWriter, r *http.Request) {
+	since, err := sinceParam(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	h := s.historyOrError(w)
+	if h == nil {
+		return
+	}
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	write := func(b []byte) error {
+		rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+		return rc.Flush()
+	}
+	send := func(evs []Event) error {
+		var b []byte
+		for _, e := range evs {
+			data, err := json.Marshal(e)
+			if err != nil {
+				return err
+			}
+			b = append(b, sseEvent("event", data)...)
+		}
+		if len(b) == 0 {
+			return nil
+		}
+		return write(b)
+	}
+	evs, seq, changed := h.EventsAfter(0)
+	if err := send(from(evs, since)); err != nil {
+		return
+	}
+	if err := write([]byte(": history sent\n\n")); err != nil {
+		return
+	}
+	keep := time.NewTicker(s.opts.KeepAlive)
+	defer keep.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-s.stopping:
+			s.sendStopping(write)
+			return
+		case <-keep.C:
+			if err := write([]byte(": keep-alive\n\n")); err != nil {
+				return
+			}
+		case <-changed:
+			evs, seq, changed = h.EventsAfter(seq)
+			if err := send(evs); err != nil {
+				s.log.Debug("status event stream: write failed", "err", err)
+				return
+			}
+		}
+	}
+}
+
+// eventsPath is the path and query of an events request.
+func eventsPath(path string, since time.Time) string {
+	if since.IsZero() {
+		return path
+	}
+	return path + "?since=" + url.QueryEscape(since.UTC().Format(time.RFC3339Nano))
+}
+
+// Events returns the daemon's kept events at or after since (zero: all),
+// oldest first. A daemon without an event history answers ErrUnsupported
+// (an older daemon: ErrNotFound).
+func (c *Client) Events(ctx context.Context, since time.Time) ([]Event, error) {
+	var l EventList
+	err := c.do(ctx, http.MethodGet, eventsPath("/v1/events", since), &l)
+	return l.Events, err
+}
+
+// FollowEvents calls fn with each kept event at or after since, then with
+// every new event as the daemon records it, until ctx ends (nil), fn
+// fails (its error) or the stream ends (why: ErrDaemonStopping when the
+// daemon stops; the caller may follow again from the last event's time).
+func (c *Client) FollowEvents(ctx context.Context, since time.Time, fn func(Event) error) error {
+	idle := c.IdleTimeout
+	if idle <= 0 {
+		idle = DefaultIdleTimeout
+	}
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	errIdle := fmt.Errorf("epconsole daemon at %s sent nothing for %v", c.socket, idle)
+	timer := time.AfterFunc(idle, func() { cancel(errIdle) })
+	defer timer.Stop()
+
+	req, err := http.NewRequestWithContext(sctx, http.MethodGet, "http://epconsole"+eventsPath("/v1/events/stream", since), nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return c.connError(ctx, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		return c.statusError(resp.StatusCode, body)
+	}
+	r := bufio.NewReader(resp.Body)
+	var event string
+	var data bytes.Buffer
+	for {
+		line, err := readLine(r)
+		if err != nil {
+			switch cause := context.Cause(sctx); {
+			case ctx.Err() != nil:
+				return nil
+			case cause != nil:
+				return cause
+			case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+				return fmt.Errorf("epconsole daemon at %s closed the event stream", c.socket)
+			}
+			return c.connError(ctx, err)
+		}
+		timer.Reset(idle)
+		switch {
+		case len(line) == 0:
+			name := event
+			event = ""
+			payload := bytes.Clone(data.Bytes())
+			data.Reset()
+			switch name {
+			case "event":
+				var e Event
+				if err := json.Unmarshal(payload, &e); err != nil {
+					return fmt.Errorf("epconsole daemon at %s: bad event: %w", c.socket, err)
+				}
+				if err := fn(e); err != nil {
+					return err
+				}
+			case "stopping":
+				return &kindError{kind: ErrDaemonStopping,
+					msg: fmt.Sprintf("the epconsole daemon at %s is stopping", c.socket)}
+			}
+		case line[0] == ':':
+		default:
+			field, value, _ := bytes.Cut(line, []byte(":"))
+			value = bytes.TrimPrefix(value, []byte(" "))
+			switch string(field) {
+			case "event":
+				event = string(value)
+			case "data":
+				if data.Len() > 0 {
+					data.WriteByte('\n')
+				}
+				data.Write(value)
+			}
+		}
+	}
+}
