@@ -95,4 +95,3 @@ func TestHandoffTarget(t *testing.T) {
 		}
 	}
 }
-
