@@ -151,6 +151,12 @@ func handoffSpec(peer string) actionSpec {
 		do: func(ctx context.Context, c *status.Client, before status.Snapshot) error {
 			from = before.Election.Owner
 			target = peer
+			if target == "" && before.Node != from {
+				// Only the owner hands over; name it rather than pick
+				// a target from a node that cannot act.
+				return fmt.Errorf("%w: this node (%s) does not hold the VIP, %s does: run the handoff on %s, or point --socket at its status socket",
+					errNoCandidate, before.Node, orNone(from), orNone(from))
+			}
 			if target == "" {
 				var err error
 				if target, err = handoffTarget(before); err != nil {
@@ -171,7 +177,8 @@ func handoffSpec(peer string) actionSpec {
 	}
 }
 
-// errNoCandidate: handoff without a peer found none to hand to.
+// errNoCandidate: a handoff without a peer found none to hand to, or was
+// asked of a node that does not own the VIP.
 var errNoCandidate = errors.New("no candidate")
 
 // handoffTarget is the peer a handoff without a name goes to: live,
