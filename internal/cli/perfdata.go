@@ -77,8 +77,10 @@ func checkPerf(what []probes.Check, in build.Inputs, res build.Results) []perfDa
 				}
 			}
 			if read {
+				// check warns at expiry_warn_days or fewer: the Nagios
+				// range that alerts below warn+1.
 				ds = append(ds, perfDatum{Label: "cert_days_min", Value: itoa(lowest),
-					Warn: itoa(in.Certs.WarnDays) + ":", Crit: itoa(in.Certs.CritDays) + ":"})
+					Warn: itoa(in.Certs.WarnDays+1) + ":", Crit: itoa(in.Certs.CritDays+1) + ":"})
 			}
 		case probes.CheckEtcd:
 			if e := res.Etcd; e != nil && e.ListError == "" {

@@ -56,7 +56,7 @@ func TestCheckPerf(t *testing.T) {
 	}
 	line := func(what ...probes.Check) string { return perfLine(checkPerf(what, in, res)) }
 	if got, want := line(probes.CheckBackends, probes.CheckTLS, probes.CheckEtcd, probes.CheckKubeconfig),
-		" | backends_ready=1;2:;;0;2 latency_cp1=0.002s;;;0 cert_days_min=90;45:;10: etcd_members_healthy=4;5:;3:;0;5"; got != want {
+		" | backends_ready=1;2:;;0;2 latency_cp1=0.002s;;;0 cert_days_min=90;46:;11: etcd_members_healthy=4;5:;3:;0;5"; got != want {
 		t.Errorf("all checks:\n%s\nwant\n%s", got, want)
 	}
 	if got := line(probes.CheckEtcd); got != " | etcd_members_healthy=4;5:;3:;0;5" {
