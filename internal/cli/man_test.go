@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -93,6 +94,54 @@ func TestCompletion(t *testing.T) {
 	for _, args := range [][]string{{"completion"}, {"completion", "tcsh"}, {"completion", "bash", "zsh"}} {
 		if code, out, errs := runCLI(t, args...); code != 2 || out != "" || !strings.Contains(errs, "bash, zsh or fish") {
 			t.Errorf("%q: exit %d, stdout %q, stderr %q", args, code, out, errs)
+		}
+	}
+}
+
+// cliChildEnv makes this test binary run `epconsole ARGS` (cliChild), so a
+// shell can call it by the name epconsole.
+const cliChildEnv = "EPCONSOLE_CLI_CHILD"
+
+// cliChild runs epconsole with this process's arguments and exits, when
+// cliChildEnv is set.
+func cliChild() {
+	if os.Getenv(cliChildEnv) == "" {
+		return
+	}
+	os.Exit(Run(context.Background(), os.Args[1:], IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}))
+}
+
+// TestFishCompletes: fish, with the script loaded and this test binary as
+// epconsole on its PATH, completes commands, flags and backend names.
+func TestFishCompletes(t *testing.T) {
+	fish, err := exec.LookPath("fish")
+	if err != nil {
+		t.Skip("fish is not installed")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := t.TempDir()
+	if err := os.Symlink(self, filepath.Join(bin, "epconsole")); err != nil {
+		t.Fatal(err)
+	}
+	_, script, _ := runCLI(t, "completion", "fish")
+	p := filepath.Join(t.TempDir(), "epconsole.fish")
+	if err := os.WriteFile(p, []byte(script), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := checkHCL(t, t.TempDir(), "")
+	for _, tc := range []struct{ line, want string }{
+		{"epconsole st", "status\t"},
+		{"epconsole drain --ti", "--timeout\t"},
+		{"epconsole drain -c " + cfg + " c", "cp2"},
+	} {
+		cmd := exec.Command(fish, "--no-config", "-c", "source "+p+"; complete -C'"+tc.line+"'")
+		cmd.Env = append(os.Environ(), cliChildEnv+"=1", "PATH="+bin+":"+os.Getenv("PATH"))
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), tc.want) {
+			t.Errorf("fish completes %q: %v, want %q in:\n%s", tc.line, err, tc.want, out)
 		}
 	}
 }
