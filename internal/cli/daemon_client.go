@@ -74,7 +74,7 @@ func daemonExit(w io.Writer, cmd string, err error) int {
 		fmt.Fprintf(w, "epconsole %s: %v\nstart it with `systemctl start epconsole` (or `epconsole daemon -c config.hcl`), or name its socket with --socket\n", cmd, err)
 		return exitNoDaemon
 	case errors.Is(err, context.DeadlineExceeded):
-		fmt.Fprintf(w, "epconsole %s: %v (the daemon did not answer in time: is it hung? journalctl -u epconsole)\n", cmd, err)
+		fmt.Fprintf(w, "epconsole %s: %v (no answer in time: raise --timeout, or see whether the daemon is hung: journalctl -u epconsole)\n", cmd, err)
 		return exitNoDaemon
 	case errors.Is(err, status.ErrPermission), errors.Is(err, status.ErrNotFound),
 		errors.Is(err, status.ErrConflict), errors.Is(err, status.ErrUnsupported):
