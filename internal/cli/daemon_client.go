@@ -74,7 +74,11 @@ func daemonExit(w io.Writer, cmd string, err error) int {
 		fmt.Fprintf(w, "epconsole %s: %v\nstart it with `systemctl start epconsole` (or `epconsole daemon -c config.hcl`), or name its socket with --socket\n", cmd, err)
 		return exitNoDaemon
 	case errors.Is(err, context.DeadlineExceeded):
-		fmt.Fprintf(w, "epconsole %s: %v (no answer in time: raise --timeout, or see whether the daemon is hung: journalctl -u epconsole)\n", cmd, err)
+		hint := "raise --timeout, or see"
+		if cmd == "status" {
+			hint = "see"
+		}
+		fmt.Fprintf(w, "epconsole %s: %v (no answer in time: %s whether the daemon is hung: journalctl -u epconsole)\n", cmd, err, hint)
 		return exitNoDaemon
 	case errors.Is(err, status.ErrPermission), errors.Is(err, status.ErrNotFound),
 		errors.Is(err, status.ErrConflict), errors.Is(err, status.ErrUnsupported):
