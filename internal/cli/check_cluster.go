@@ -32,6 +32,8 @@ type clusterSection struct {
 	Peers []status.Peer `json:"peers,omitempty"`
 	// Error says why no snapshot was read.
 	Error string `json:"error,omitempty"`
+	// perf is the cluster view's perfdata (perfdata.go).
+	perf []perfDatum
 }
 
 // addCluster asks the daemon on cfg's status socket for its snapshot and
@@ -41,6 +43,7 @@ func addCluster(ctx context.Context, cfg *config.Config, r *checkReport) {
 	sec := daemonCluster(ctx, cfg.Status.Socket)
 	r.Checks.Cluster = sec
 	r.Findings = append(r.Findings, sec.findings...)
+	r.perf = append(r.perf, sec.perf...)
 	r.finish()
 	r.Summary += "; cluster: " + sec.Summary
 }
@@ -75,6 +78,7 @@ func daemonCluster(ctx context.Context, socket string) *clusterSection {
 func clusterFromSnapshot(socket string, snap status.Snapshot) *clusterSection {
 	sec := &clusterSection{Source: snap.Source, Socket: socket, Node: snap.Node, Owner: snap.Election.Owner, Peers: snap.Peers}
 	sec.findings = status.ClusterFindings(snap)
+	sec.perf = clusterPerf(snap)
 	v := status.ClusterVerdict(snap, sec.findings)
 	sec.Status = v.Severity
 	sec.Summary = fmt.Sprintf("%s (daemon on %s)", v.Summary, snap.Node)

@@ -28,6 +28,8 @@ type checkReport struct {
 	Checks    checkSections    `json:"checks"`
 	Findings  []probes.Finding `json:"findings"`
 	Wait      *waitResult      `json:"wait,omitempty"`
+	// perf is the Nagios perfdata of the text output (perfdata.go).
+	perf []perfDatum
 }
 
 type checkSections struct {
@@ -199,6 +201,7 @@ func reportOf(snap status.Snapshot, in build.Inputs, res build.Results, kube *pr
 	}
 	r.finish()
 	r.Summary = strings.Join(parts, "; ")
+	r.perf = checkPerf(o.what, in, res)
 	return r
 }
 
@@ -248,6 +251,7 @@ func (r *checkReport) write(w io.Writer, asJSON bool) {
 	}
 	var b strings.Builder
 	b.WriteString(r.headline())
+	b.WriteString(perfLine(r.perf))
 	b.WriteString("\n")
 	for _, f := range r.Findings {
 		b.WriteString(f.Line())

@@ -40,18 +40,28 @@ type app struct {
 // exit code.
 func Run(ctx context.Context, args []string, stdio IO) int {
 	a := &app{stdio: stdio}
-	root := newRoot(a,
+	return a.execute(ctx, newCLI(a), daemonAlias(args))
+}
+
+// newCLI is the root command with every subcommand.
+func newCLI(a *app) *cobra.Command {
+	return newRoot(a,
 		newConsoleCmd(a),
 		newCheckCmd(a, runCheck),
 		newValidateCmd(a),
 		newDaemonCmd(a),
+		newStatusCmd(a),
+		newDrainCmd(a),
+		newUndrainCmd(a),
+		newHandoffCmd(a),
+		newCompletionCmd(a),
+		newManCmd(a),
 		newVersionCmd(a),
 		newKeygenCmd(a), newUninstallCmd(a),
 		newEventsCmd(a),
 		newLabCmd(a),
 		newImportCmd(a), newInitCmd(a),
 	)
-	return a.execute(ctx, root, daemonAlias(args))
 }
 
 // daemonAlias turns `epconsole --daemon ...` (how systemd units, the lab
@@ -107,7 +117,9 @@ func newRoot(a *app, cmds ...*cobra.Command) *cobra.Command {
 		SilenceUsage:               true,
 		DisableFlagsInUseLine:      true,
 		SuggestionsMinimumDistance: 2,
-		CompletionOptions:          cobra.CompletionOptions{DisableDefaultCmd: true},
+		// `epconsole completion bash|zsh|fish` is completion.go's (only the
+		// shells we test); cobra's hidden __complete answers the scripts.
+		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if showVersion {
 				writeVersion(a.stdio.Out, readVersion())

@@ -178,7 +178,7 @@ func TestMovedLab(t *testing.T) {
 // lists every command.
 func TestHelp(t *testing.T) {
 	a := &app{}
-	root := newRoot(a, newConsoleCmd(a), newCheckCmd(a, runCheck), newValidateCmd(a), newDaemonCmd(a), newVersionCmd(a), newLabCmd(a))
+	root := newCLI(a)
 	cmds := append([]*cobra.Command{root}, root.Commands()...)
 	for _, c := range cmds {
 		if c.DisableFlagParsing {

@@ -9,10 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hashicorp/hcl/v2"
 	"github.com/spf13/cobra"
 
-	"github.com/epconsole/epconsole/internal/config"
 	"github.com/epconsole/epconsole/internal/status"
 )
 
@@ -32,18 +30,13 @@ new events as they happen, and waits for a restarting daemon.
 Exit code 0: printed; 1: no daemon, no permission or another error;
 2: usage error.`
 
-// defaultSocket is the status socket when the config cannot be read
-// (status.socket's default).
-const defaultSocket = "/run/epconsole/status.sock"
-
 // eventsOptions are events' parsed arguments.
 type eventsOptions struct {
-	configPath string
-	socket     string
-	since      string
-	follow     bool
-	json       bool
-	now        func() time.Time
+	target daemonTarget
+	since  string
+	follow bool
+	json   bool
+	now    func() time.Time
 	// retry is the wait between reconnects of --follow.
 	retry time.Duration
 }
@@ -67,8 +60,7 @@ func newEventsCmd(a *app) *cobra.Command {
 		},
 	}
 	fs := cmd.Flags()
-	configFlag(fs, &o.configPath)
-	fs.StringVar(&o.socket, "socket", "", "the daemon's status `socket` (default: status.socket in the config)")
+	daemonFlags(fs, &o.target)
 	fs.StringVar(&o.since, "since", "", "only events at or after this: a `duration` back from now (1h) or an RFC 3339 time")
 	fs.BoolVarP(&o.follow, "follow", "f", false, "keep printing new events as they happen")
 	fs.BoolVar(&o.json, "json", false, "one JSON object a line (time, kind, subject, message)")
@@ -93,36 +85,14 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("--since %q: use a duration such as 90m or 24h, or an RFC 3339 time such as 2026-01-02T03:04:05Z", s)
 }
 
-// eventsSocket is the socket to ask: --socket, else status.socket of the
-// config, else (the config cannot be read, e.g. its key file is root's)
-// the default socket.
-func eventsSocket(o eventsOptions, stderr io.Writer) string {
-	if o.socket != "" {
-		return o.socket
-	}
-	path := o.configPath
-	if path == "" {
-		path = defaultConfigPath()
-	}
-	cfg, diags := config.Load(path)
-	if !diags.HasErrors() && cfg != nil {
-		return cfg.Status.Socket
-	}
-	why := "it has errors"
-	for _, d := range diags {
-		if d.Severity == hcl.DiagError {
-			why = config.DiagnosticLine(d)
-			break
-		}
-	}
-	fmt.Fprintf(stderr, "epconsole events: cannot use config %s (%s); asking the default socket %s (name another with --socket)\n", path, why, defaultSocket)
-	return defaultSocket
-}
-
 // runEvents prints the events at or after since, then with --follow the
 // new ones until ctx ends.
 func runEvents(ctx context.Context, o eventsOptions, since time.Time, stdio IO) int {
-	socket := eventsSocket(o, stdio.Err)
+	socket, err := o.target.resolve(stdio.Err)
+	if err != nil {
+		fmt.Fprintf(stdio.Err, "epconsole events: %v\n", err)
+		return exitUsage
+	}
 	c := status.NewClient(socket)
 	defer c.Close()
 	p := eventPrinter{w: stdio.Out, json: o.json}

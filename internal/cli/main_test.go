@@ -16,5 +16,6 @@ func TestMain(m *testing.M) {
 			panic(err)
 		}
 	}
+	cliChild() // man_test.go: this binary as `epconsole` for the shells
 	os.Exit(m.Run())
 }
