@@ -97,7 +97,7 @@ func ClusterFindings(s Snapshot) []probes.Finding {
 		}
 		if b.Drained {
 			add(probes.Warning, b.Name, CodeDrained, fmt.Sprintf("%s is drained by an operator: no new connections go to it", b.Name),
-				"when its maintenance is done: curl --unix-socket /run/epconsole/status.sock -X POST http://epconsole/v1/undrain/"+b.Name)
+				"when its maintenance is done: epconsole undrain "+b.Name)
 		}
 	}
 	SortWorstFirst(fs)
