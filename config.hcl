@@ -83,7 +83,7 @@ backend "cp3" {
 # rise/fall). The defaults notice a dead backend in at most
 #   interval + timeout + (fall-1) x (fast_interval + timeout) = 1s + 0.5s + 0.7s = 2.2 s
 # (about 1.2 s when the port refuses at once), where HAProxy's
-# "default-server inter 3s fall 3 rise 2" (seed runbook 002) takes 6 to 12 s.
+# "default-server inter 3s fall 3 rise 2" (the classic runbook) takes 6 to 12 s.
 health {
   kind          = "https"   # default "https": GET path over TLS; "tls": handshake only; "tcp": connect only
   path          = "/readyz" # default "/readyz" (kind https); 401/403 count as reachable, never as down
