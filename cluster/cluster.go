@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/epconsole/epconsole/internal/floodlimit"
 	"github.com/hashicorp/memberlist"
 )
 
@@ -151,11 +152,22 @@ type Stats struct {
 	KeyMismatches uint64
 	// DecodeErrors: metadata, messages or state that could not be decoded.
 	DecodeErrors uint64
+	// MembersRejected: alive messages and joins refused because the node
+	// is no configured peer or not at its configured address.
+	MembersRejected uint64
+	// StateIgnored: metadata, backend views, drain sets, messages and
+	// push/pull states ignored because their origin is no configured peer.
+	StateIgnored uint64
 }
 
-// keyMismatchReportEvery limits key mismatch logs and events to one per
-// remote address per period (every occurrence is counted).
-const keyMismatchReportEvery = 30 * time.Second
+// Report limits: per kind of report (key mismatches, refused members,
+// ignored state, memberlist's warnings) a few per window one by one, then
+// one summary per window, whatever the traffic.
+const (
+	reportWindow   = time.Minute
+	reportBurst    = 5
+	logReportBurst = 30
+)
 
 // memberRec is what the cluster knows about another member.
 type memberRec struct {
@@ -188,14 +200,20 @@ type Cluster struct {
 
 	// mu guards everything below. Never call into memberlist while holding
 	// it: memberlist calls the delegates with its own locks held.
-	mu          sync.Mutex
-	local       Meta
-	metaBytes   []byte
-	peers       []Peer
-	members     map[string]*memberRec
-	backends    map[string]map[string]*backendRec // origin -> backend -> view
-	lastSeq     uint64
-	keyReported map[string]time.Time
+	mu        sync.Mutex
+	local     Meta
+	metaBytes []byte
+	peers     []Peer
+	members   map[string]*memberRec
+	backends  map[string]map[string]*backendRec // origin -> backend -> view
+	lastSeq   uint64
+	// drains is the newest drain record of each configured peer (drain.go).
+	drains map[string]wireDrain
+
+	// limiter bounds the events and logLimiter the log lines that
+	// traffic from the network causes (floodlimit).
+	limiter    *floodlimit.Limiter
+	logLimiter *floodlimit.Limiter
 
 	metaDirty chan struct{}
 	metaMu    sync.Mutex // serialises UpdateNode calls (metaLoop, Leave)
@@ -207,11 +225,13 @@ type Cluster struct {
 	wg        sync.WaitGroup
 
 	// userMsg receives the payloads of SendTo (usermsg.go); nil: dropped.
-	userMsg atomic.Pointer[func([]byte)]
+	userMsg atomic.Pointer[func(from string, payload []byte)]
 
 	eventsDropped atomic.Uint64
 	keyMismatches atomic.Uint64
 	decodeErrors  atomic.Uint64
+	rejected      atomic.Uint64
+	ignored       atomic.Uint64
 }
 
 // New starts this node's memberlist, encrypted and authenticated with the
@@ -249,15 +269,17 @@ func New(ctx context.Context, cfg Config) (*Cluster, error) {
 		cfg.Logger = slog.Default()
 	}
 	c := &Cluster{
-		cfg:         cfg,
-		timers:      cfg.Timers.withDefaults(),
-		log:         cfg.Logger.With("component", "cluster", "node", cfg.Name),
-		peers:       slices.Clone(cfg.Peers),
-		members:     map[string]*memberRec{},
-		backends:    map[string]map[string]*backendRec{},
-		keyReported: map[string]time.Time{},
-		metaDirty:   make(chan struct{}, 1),
-		done:        make(chan struct{}),
+		cfg:        cfg,
+		timers:     cfg.Timers.withDefaults(),
+		log:        cfg.Logger.With("component", "cluster", "node", cfg.Name),
+		peers:      slices.Clone(cfg.Peers),
+		members:    map[string]*memberRec{},
+		backends:   map[string]map[string]*backendRec{},
+		drains:     map[string]wireDrain{},
+		limiter:    floodlimit.New(reportWindow, reportBurst, 0, nil),
+		logLimiter: floodlimit.New(reportWindow, logReportBurst, 0, nil),
+		metaDirty:  make(chan struct{}, 1),
+		done:       make(chan struct{}),
 	}
 	var boot [8]byte
 	if _, err := rand.Read(boot[:]); err != nil {
@@ -301,6 +323,8 @@ func New(ctx context.Context, cfg Config) (*Cluster, error) {
 	mc.Events = &eventDelegate{c}
 	mc.Ping = &pingDelegate{c}
 	mc.Conflict = &conflictDelegate{c}
+	mc.Alive = &aliveDelegate{c}
+	mc.Merge = &mergeDelegate{c}
 	mc.Logger = log.New(&logBridge{c}, "", 0)
 
 	ml, err := memberlist.Create(mc)
@@ -311,9 +335,10 @@ func New(ctx context.Context, cfg Config) (*Cluster, error) {
 	c.log.Info("gossip started", "bind", cfg.Bind, "advertise", cfg.Advertise, "peers", len(cfg.Peers),
 		"keys", len(cfg.Keys), "probe_interval", t.ProbeInterval, "probe_timeout", t.ProbeTimeout)
 
-	c.wg.Add(2)
+	c.wg.Add(3)
 	go c.joinLoop()
 	go c.metaLoop()
+	go c.summaryLoop()
 	c.lifeMu.Lock()
 	c.stopCtx = context.AfterFunc(ctx, func() { _ = c.Shutdown() })
 	c.lifeMu.Unlock()
@@ -356,8 +381,12 @@ func (c *Cluster) SetLocal(l Local) error {
 		c.mu.Unlock()
 		return fmt.Errorf("cluster: %w", err)
 	}
+	drainChanged := m.Drained != c.local.Drained || m.DrainGen != c.local.DrainGen
 	c.local, c.metaBytes = m, b
 	c.mu.Unlock()
+	if drainChanged {
+		c.queueDrain(wireDrain{Origin: m.Name, Gen: m.DrainGen, Set: m.Drained})
+	}
 	select {
 	case c.metaDirty <- struct{}{}:
 	default:
@@ -503,9 +532,11 @@ func (c *Cluster) SetKeys(keys [][]byte) error {
 // Stats returns the cluster's counters.
 func (c *Cluster) Stats() Stats {
 	return Stats{
-		EventsDropped: c.eventsDropped.Load(),
-		KeyMismatches: c.keyMismatches.Load(),
-		DecodeErrors:  c.decodeErrors.Load(),
+		EventsDropped:   c.eventsDropped.Load(),
+		KeyMismatches:   c.keyMismatches.Load(),
+		DecodeErrors:    c.decodeErrors.Load(),
+		MembersRejected: c.rejected.Load(),
+		StateIgnored:    c.ignored.Load(),
 	}
 }
 
@@ -544,6 +575,10 @@ func (c *Cluster) View() View {
 				m.State = StateSuspect
 			}
 			m.Fresh = m.State == StateAlive
+			m.Meta.Drained, m.Meta.DrainGen = "", 0
+			if m.Configured {
+				m.Meta.Drained, m.Meta.DrainGen = c.drainOfLocked(n)
+			}
 		default:
 			if i := slices.IndexFunc(c.peers, func(p Peer) bool { return p.Name == n }); i >= 0 {
 				m.Addr = c.peers[i].Addr
@@ -708,6 +743,44 @@ func (c *Cluster) Shutdown() error {
 		return fmt.Errorf("cluster: shutdown: %w", err)
 	}
 	return nil
+}
+
+// summaryLoop reports, once per window, what the report limiters
+// suppressed.
+func (c *Cluster) summaryLoop() {
+	defer c.wg.Done()
+	t := time.NewTicker(reportWindow / 6)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-t.C:
+			c.flushReports()
+		}
+	}
+}
+
+// flushReports turns the limiters' summaries into events and log lines.
+func (c *Cluster) flushReports() {
+	var evs []Event
+	for _, s := range c.limiter.Flush() {
+		switch {
+		case s.Kind == limitRejected:
+			evs = append(evs, Event{Type: EventMemberRejected, Time: s.End,
+				Detail: s.Describe("refused member announcements") + ": only configured peers at their configured addresses may join"})
+		case s.Kind == limitIgnored:
+			evs = append(evs, Event{Type: EventMemberRejected, Time: s.End,
+				Detail: s.Describe("gossip messages from unconfigured members ignored")})
+		case strings.HasPrefix(s.Kind, limitKeyMismatch):
+			evs = append(evs, Event{Type: EventKeyMismatch, Time: s.End, Member: strings.TrimPrefix(strings.TrimPrefix(s.Kind, limitKeyMismatch), ":"),
+				Detail: s.Describe("gossip packets and streams rejected for a key mismatch") + " (compare gossip key_file on the nodes that should talk)"})
+		}
+	}
+	c.report(evs)
+	for _, s := range c.logLimiter.Flush() {
+		c.log.Warn("memberlist warnings suppressed", "summary", s.Describe("memberlist warnings"))
+	}
 }
 
 // emit delivers an event without blocking.

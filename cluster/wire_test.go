@@ -9,6 +9,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/epconsole/epconsole/internal/floodlimit"
 	"github.com/hashicorp/memberlist"
 )
 
@@ -115,16 +116,24 @@ func FuzzDecode(f *testing.F) {
 	})
 }
 
-// testCluster is a Cluster without memberlist, for the handlers.
+// testCluster is a Cluster without memberlist, for the handlers; its
+// configured peers are lb1, lb2 and lb3 (except itself) on 127.0.5.N.
 func testCluster(name string, events chan Event) *Cluster {
 	c := &Cluster{
-		cfg:         Config{Name: name, Events: events},
-		timers:      DefaultTimers(),
-		log:         slog.New(slog.NewTextHandler(io.Discard, nil)),
-		members:     map[string]*memberRec{},
-		backends:    map[string]map[string]*backendRec{},
-		keyReported: map[string]time.Time{},
-		local:       Meta{Name: name, Digest: "d1"},
+		cfg:        Config{Name: name, Events: events, Advertise: testAddr(99)},
+		timers:     DefaultTimers(),
+		log:        slog.New(slog.NewTextHandler(io.Discard, nil)),
+		members:    map[string]*memberRec{},
+		backends:   map[string]map[string]*backendRec{},
+		drains:     map[string]wireDrain{},
+		limiter:    floodlimit.New(reportWindow, reportBurst, 0, nil),
+		logLimiter: floodlimit.New(reportWindow, logReportBurst, 0, nil),
+		local:      Meta{Name: name, Digest: "d1"},
+	}
+	for i, p := range []string{"lb1", "lb2", "lb3"} {
+		if p != name {
+			c.peers = append(c.peers, Peer{Name: p, Addr: testAddr(i + 1)})
+		}
 	}
 	c.queue = &memberlist.TransmitLimitedQueue{NumNodes: c.numAlive, RetransmitMult: 4}
 	return c

@@ -120,6 +120,9 @@ func New(window time.Duration, burst, maxSources int, now func() time.Time) *Lim
 	return &Limiter{now: now, window: window, burst: burst, maxSources: maxSources, kinds: map[string]*kindState{}}
 }
 
+// Now is the limiter's clock.
+func (l *Limiter) Now() time.Time { return l.now() }
+
 // Window is the limiter's window.
 func (l *Limiter) Window() time.Duration { return l.window }
 
