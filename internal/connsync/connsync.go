@@ -88,9 +88,10 @@ type received struct {
 }
 
 // Start starts the sync of the flows through scope's VIPs over tr, self
-// being this node's name; stop it with Close.
-func Start(ctx context.Context, log *slog.Logger, tr Transport, self string, scope Scope) (*Sync, error) {
-	ct, err := dataplane.NewConntrack(dataplane.WithLogger(log))
+// being this node's name; stop it with Close. opts reach the conntrack
+// handle (a test's namespace).
+func Start(ctx context.Context, log *slog.Logger, tr Transport, self string, scope Scope, opts ...dataplane.Option) (*Sync, error) {
+	ct, err := dataplane.NewConntrack(append([]dataplane.Option{dataplane.WithLogger(log)}, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connection sync: %w", err)
 	}
