@@ -486,7 +486,9 @@ func (c *Cluster) nextSeqLocked() uint64 {
 
 // SetPeers replaces the configured peers (on a config reload). The join
 // loop picks up new ones; peers no longer configured stay members until
-// they leave, but no longer count as configured.
+// they leave, but no longer count as configured, their alive messages
+// are refused and what they published (metadata, backend views, drain
+// set) is forgotten.
 func (c *Cluster) SetPeers(peers []Peer) error {
 	for _, p := range peers {
 		if p.Name == c.cfg.Name || p.Name == "" || !p.Addr.IsValid() {
@@ -494,8 +496,20 @@ func (c *Cluster) SetPeers(peers []Peer) error {
 		}
 	}
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.peers = slices.Clone(peers)
-	c.mu.Unlock()
+	for name, r := range c.members {
+		if err := c.admitLocked(name, r.addr); err != nil {
+			r.meta, r.metaErr = Meta{}, "metadata ignored: "+err.Error()
+			delete(c.backends, name)
+			delete(c.drains, name)
+		}
+	}
+	for name := range c.drains {
+		if !c.isPeerLocked(name) {
+			delete(c.drains, name)
+		}
+	}
 	return nil
 }
 

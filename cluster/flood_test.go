@@ -104,3 +104,29 @@ func TestKeyMismatchFlood(t *testing.T) {
 		t.Errorf("%d events dropped", s.EventsDropped)
 	}
 }
+
+// TestSetPeersForgetsRemoved: a peer taken out of the configuration by a
+// reload keeps no say: its metadata, backend views and drain set are
+// forgotten, and a drain record naming it is no longer taken.
+func TestSetPeersForgetsRemoved(t *testing.T) {
+	c := testCluster("lb1", nil)
+	c.members["lb3"] = &memberRec{name: "lb3", addr: testAddr(3), state: StateAlive, lastSeen: time.Now(),
+		meta: Meta{Name: "lb3", Priority: 200, Eligible: true}}
+	c.backends["lb3"] = map[string]*backendRec{"cp1": {w: wireBackend{Origin: "lb3", Seq: 1, Name: "cp1", State: "up"}}}
+	if fresh, err := c.applyDrainLocked(wireDrain{Origin: "lb3", Gen: 9, Set: "cp1"}); !fresh || err != nil {
+		t.Fatalf("lb3's drain record not taken while configured: %v %v", fresh, err)
+	}
+	if m, _ := c.View().Member("lb3"); m.Meta.DrainGen != 9 || len(m.Backends) != 1 {
+		t.Fatalf("before: %+v", m)
+	}
+	if err := c.SetPeers([]Peer{{Name: "lb2", Addr: testAddr(2)}}); err != nil {
+		t.Fatal(err)
+	}
+	m, _ := c.View().Member("lb3")
+	if m.Configured || m.Meta.Priority != 0 || m.Meta.DrainGen != 0 || len(m.Backends) != 0 || m.MetaErr == "" {
+		t.Errorf("after the reload lb3 is %+v", m)
+	}
+	if _, err := c.applyDrainLocked(wireDrain{Origin: "lb3", Gen: 10, Set: "cp2"}); err == nil {
+		t.Error("a drain record of the removed peer is still taken")
+	}
+}

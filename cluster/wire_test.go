@@ -273,3 +273,53 @@ func TestMemberlistLogLines(t *testing.T) {
 		}
 	}
 }
+
+// TestDrainRecords: per configured peer the highest generation wins;
+// records of this node, of unconfigured names and with implausible
+// generations are not taken; gossiped records round-trip.
+func TestDrainRecords(t *testing.T) {
+	c := testCluster("lb1", nil)
+	for _, tc := range []struct {
+		w     wireDrain
+		fresh bool
+		err   bool
+	}{
+		{wireDrain{Origin: "lb2", Gen: 3, Set: "cp1"}, true, false},
+		{wireDrain{Origin: "lb2", Gen: 2, Set: "cp2"}, false, false}, // older
+		{wireDrain{Origin: "lb2", Gen: 3, Set: "cp3"}, false, false}, // same generation
+		{wireDrain{Origin: "lb2", Gen: 4}, true, false},              // an undrain
+		{wireDrain{Origin: "lb1", Gen: 99, Set: "cp1"}, false, false},
+		{wireDrain{Origin: "intruder", Gen: 5, Set: "cp1"}, false, true},
+		{wireDrain{Origin: "lb3", Gen: math.MaxUint64, Set: "cp1"}, false, true},
+		{wireDrain{Origin: "", Gen: 1}, false, true},
+	} {
+		fresh, err := c.applyDrainLocked(tc.w)
+		if fresh != tc.fresh || (err != nil) != tc.err {
+			t.Errorf("%+v: fresh %v err %v, want %v %v", tc.w, fresh, err, tc.fresh, tc.err)
+		}
+	}
+	if w := c.drains["lb2"]; w.Gen != 4 || w.Set != "" {
+		t.Errorf("lb2's record %+v", w)
+	}
+	b, err := encodeDrainMsg(wireDrain{Origin: "lb2", Gen: 7, Set: "cp1,cp2"})
+	if err != nil || b[0] != msgDrain {
+		t.Fatal(err)
+	}
+	if w, err := decodeDrainMsg(b[1:]); err != nil || w.Gen != 7 || w.Set != "cp1,cp2" {
+		t.Errorf("round trip %+v %v", w, err)
+	}
+	// Metadata with a drain set too long for 512 bytes is sent without it.
+	long := strings.Repeat("d", 59)
+	m := Meta{Name: "lb1", Priority: 1, Owner: "lb1", Epoch: 3, Version: "1.4.0", Digest: "0123456789abcdef", BootID: "0123456789abcdef", Drained: strings.Repeat(long+",", 7)[:7*60-1], DrainGen: 2}
+	b, err = encodeMeta(m)
+	if err != nil {
+		t.Fatalf("metadata with seven 59-byte drained names: %v", err)
+	}
+	if got, _ := decodeMeta(b); got.Drained != "" || got.Owner != "lb1" || got.Epoch != 3 {
+		t.Errorf("decoded %+v", got)
+	}
+	m.Drained = "cp1"
+	if b, _ = encodeMeta(m); !strings.Contains(string(b), `"dr":"cp1"`) {
+		t.Errorf("a short drain set is not kept in the metadata for older peers: %s", b)
+	}
+}
