@@ -101,6 +101,9 @@ func (d *mergeDelegate) NotifyMerge(nodes []*memberlist.Node) error {
 	known := 0
 	c.mu.Lock()
 	for _, n := range nodes {
+		if n.State == memberlist.StateDead || n.State == memberlist.StateLeft {
+			continue // old news: a peer that moved, or left; no member comes of it
+		}
 		err := c.admitLocked(n.Name, nodeAddr(n))
 		switch {
 		case err == nil:
