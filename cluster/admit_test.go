@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -159,5 +160,52 @@ func TestDrainSetOutOfMetadata(t *testing.T) {
 	})
 	if l, ok := nodes[0].logs.find("ERROR"); ok {
 		t.Errorf("lb46 logged an error: %s", l)
+	}
+}
+
+// TestClusterJunkFlood: 60-byte junk from 3,000 source addresses
+// (127.0.6.0 up) to a node's gossip port, over real sockets: memberlist
+// rejects every packet (a key mismatch), the node reports a handful of
+// events and no more, and a real event afterwards (a peer joining) still
+// reaches the event queue.
+func TestClusterJunkFlood(t *testing.T) {
+	names := map[int]string{48: "lb48", 49: "lb49"}
+	specs := fullMesh(testKey, names, map[int]int{48: 100, 49: 90})
+	n := startNodes(t, names, specs[0])[0]
+	junk := make([]byte, 60)
+	junk[0] = 1 // an encryption version memberlist knows: it tries every key
+	for i := range junk[1:] {
+		junk[i+1] = byte(i * 37)
+	}
+	sent := 0
+	for i := range 3000 {
+		src := net.IPv4(127, 0, byte(6+i/250), byte(1+i%250))
+		conn, err := net.DialUDP("udp", &net.UDPAddr{IP: src}, net.UDPAddrFromAddrPort(testAddr(48)))
+		if err != nil {
+			t.Fatalf("source %v: %v", src, err)
+		}
+		if _, err := conn.Write(junk); err == nil {
+			sent++
+		}
+		conn.Close()
+	}
+	waitFor(t, 5*time.Second, "the junk counted", func() error {
+		if k := n.c.Stats().KeyMismatches; k < uint64(sent)*9/10 {
+			return fmt.Errorf("%d key mismatches of %d packets", k, sent)
+		}
+		return nil
+	})
+	evs := len(n.events)
+	t.Logf("%d junk packets from 3,000 sources: %d key mismatches counted, %d events", sent, n.c.Stats().KeyMismatches, evs)
+	if evs > 2*reportBurst {
+		t.Errorf("%d events for the flood, want at most %d", evs, 2*reportBurst)
+	}
+	// The real peer starts; its join is reported.
+	startNodes(t, names, specs[1])
+	waitEvent(t, n, 5*time.Second, "lb49 joins after the flood", func(e Event) bool {
+		return e.Type == EventJoin && e.Member == "lb49"
+	})
+	if d := n.c.Stats().EventsDropped; d != 0 {
+		t.Errorf("%d events dropped", d)
 	}
 }
