@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/epconsole/epconsole/internal/floodlimit"
 	"github.com/hashicorp/memberlist"
 )
 
@@ -151,11 +152,13 @@ type Stats struct {
 	KeyMismatches uint64
 	// DecodeErrors: metadata, messages or state that could not be decoded.
 	DecodeErrors uint64
+	// MembersRejected: alive messages and joins refused because the node
+	// is no configured peer or not at its configured address.
+	MembersRejected uint64
+	// StateIgnored: metadata, backend views, drain sets, messages and
+	// push/pull states ignored because their origin is no configured peer.
+	StateIgnored uint64
 }
-
-// keyMismatchReportEvery limits key mismatch logs and events to one per
-// remote address per period (every occurrence is counted).
-const keyMismatchReportEvery = 30 * time.Second
 
 // memberRec is what the cluster knows about another member.
 type memberRec struct {
@@ -188,14 +191,20 @@ type Cluster struct {
 
 	// mu guards everything below. Never call into memberlist while holding
 	// it: memberlist calls the delegates with its own locks held.
-	mu          sync.Mutex
-	local       Meta
-	metaBytes   []byte
-	peers       []Peer
-	members     map[string]*memberRec
-	backends    map[string]map[string]*backendRec // origin -> backend -> view
-	lastSeq     uint64
-	keyReported map[string]time.Time
+	mu        sync.Mutex
+	local     Meta
+	metaBytes []byte
+	peers     []Peer
+	members   map[string]*memberRec
+	backends  map[string]map[string]*backendRec // origin -> backend -> view
+	lastSeq   uint64
+	// drains is the newest drain record of each configured peer (drain.go).
+	drains map[string]wireDrain
+
+	// limiter bounds the events and logLimiter the log lines that
+	// traffic from the network causes (floodlimit).
+	limiter    *floodlimit.Limiter
+	logLimiter *floodlimit.Limiter
 
 	metaDirty chan struct{}
 	metaMu    sync.Mutex // serialises UpdateNode calls (metaLoop, Leave)
@@ -207,11 +216,13 @@ type Cluster struct {
 	wg        sync.WaitGroup
 
 	// userMsg receives the payloads of SendTo (usermsg.go); nil: dropped.
-	userMsg atomic.Pointer[func([]byte)]
+	userMsg atomic.Pointer[func(from string, payload []byte)]
 
 	eventsDropped atomic.Uint64
 	keyMismatches atomic.Uint64
 	decodeErrors  atomic.Uint64
+	rejected      atomic.Uint64
+	ignored       atomic.Uint64
 }
 
 // New starts this node's memberlist, encrypted and authenticated with the
@@ -249,15 +260,17 @@ func New(ctx context.Context, cfg Config) (*Cluster, error) {
 		cfg.Logger = slog.Default()
 	}
 	c := &Cluster{
-		cfg:         cfg,
-		timers:      cfg.Timers.withDefaults(),
-		log:         cfg.Logger.With("component", "cluster", "node", cfg.Name),
-		peers:       slices.Clone(cfg.Peers),
-		members:     map[string]*memberRec{},
-		backends:    map[string]map[string]*backendRec{},
-		keyReported: map[string]time.Time{},
-		metaDirty:   make(chan struct{}, 1),
-		done:        make(chan struct{}),
+		cfg:        cfg,
+		timers:     cfg.Timers.withDefaults(),
+		log:        cfg.Logger.With("component", "cluster", "node", cfg.Name),
+		peers:      slices.Clone(cfg.Peers),
+		members:    map[string]*memberRec{},
+		backends:   map[string]map[string]*backendRec{},
+		drains:     map[string]wireDrain{},
+		limiter:    floodlimit.New(reportWindow, reportBurst, 0, nil),
+		logLimiter: floodlimit.New(reportWindow, logReportBurst, 0, nil),
+		metaDirty:  make(chan struct{}, 1),
+		done:       make(chan struct{}),
 	}
 	var boot [8]byte
 	if _, err := rand.Read(boot[:]); err != nil {
@@ -301,6 +314,8 @@ func New(ctx context.Context, cfg Config) (*Cluster, error) {
 	mc.Events = &eventDelegate{c}
 	mc.Ping = &pingDelegate{c}
 	mc.Conflict = &conflictDelegate{c}
+	mc.Alive = &aliveDelegate{c}
+	mc.Merge = &mergeDelegate{c}
 	mc.Logger = log.New(&logBridge{c}, "", 0)
 
 	ml, err := memberlist.Create(mc)
@@ -311,9 +326,10 @@ func New(ctx context.Context, cfg Config) (*Cluster, error) {
 	c.log.Info("gossip started", "bind", cfg.Bind, "advertise", cfg.Advertise, "peers", len(cfg.Peers),
 		"keys", len(cfg.Keys), "probe_interval", t.ProbeInterval, "probe_timeout", t.ProbeTimeout)
 
-	c.wg.Add(2)
+	c.wg.Add(3)
 	go c.joinLoop()
 	go c.metaLoop()
+	go c.summaryLoop()
 	c.lifeMu.Lock()
 	c.stopCtx = context.AfterFunc(ctx, func() { _ = c.Shutdown() })
 	c.lifeMu.Unlock()
@@ -356,8 +372,12 @@ func (c *Cluster) SetLocal(l Local) error {
 		c.mu.Unlock()
 		return fmt.Errorf("cluster: %w", err)
 	}
+	drainChanged := m.Drained != c.local.Drained || m.DrainGen != c.local.DrainGen
 	c.local, c.metaBytes = m, b
 	c.mu.Unlock()
+	if drainChanged {
+		c.queueDrain(wireDrain{Origin: m.Name, Gen: m.DrainGen, Set: m.Drained})
+	}
 	select {
 	case c.metaDirty <- struct{}{}:
 	default:
@@ -457,7 +477,9 @@ func (c *Cluster) nextSeqLocked() uint64 {
 
 // SetPeers replaces the configured peers (on a config reload). The join
 // loop picks up new ones; peers no longer configured stay members until
-// they leave, but no longer count as configured.
+// they leave, but no longer count as configured, their alive messages
+// are refused and what they published (metadata, backend views, drain
+// set) is forgotten.
 func (c *Cluster) SetPeers(peers []Peer) error {
 	for _, p := range peers {
 		if p.Name == c.cfg.Name || p.Name == "" || !p.Addr.IsValid() {
@@ -465,8 +487,20 @@ func (c *Cluster) SetPeers(peers []Peer) error {
 		}
 	}
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.peers = slices.Clone(peers)
-	c.mu.Unlock()
+	for name, r := range c.members {
+		if err := c.admitLocked(name, r.addr); err != nil {
+			r.meta, r.metaErr = Meta{}, "metadata ignored: "+err.Error()
+			delete(c.backends, name)
+			delete(c.drains, name)
+		}
+	}
+	for name := range c.drains {
+		if !c.isPeerLocked(name) {
+			delete(c.drains, name)
+		}
+	}
 	return nil
 }
 
@@ -503,9 +537,11 @@ func (c *Cluster) SetKeys(keys [][]byte) error {
 // Stats returns the cluster's counters.
 func (c *Cluster) Stats() Stats {
 	return Stats{
-		EventsDropped: c.eventsDropped.Load(),
-		KeyMismatches: c.keyMismatches.Load(),
-		DecodeErrors:  c.decodeErrors.Load(),
+		EventsDropped:   c.eventsDropped.Load(),
+		KeyMismatches:   c.keyMismatches.Load(),
+		DecodeErrors:    c.decodeErrors.Load(),
+		MembersRejected: c.rejected.Load(),
+		StateIgnored:    c.ignored.Load(),
 	}
 }
 
@@ -544,6 +580,10 @@ func (c *Cluster) View() View {
 				m.State = StateSuspect
 			}
 			m.Fresh = m.State == StateAlive
+			m.Meta.Drained, m.Meta.DrainGen = "", 0
+			if m.Configured {
+				m.Meta.Drained, m.Meta.DrainGen = c.drainOfLocked(n)
+			}
 		default:
 			if i := slices.IndexFunc(c.peers, func(p Peer) bool { return p.Name == n }); i >= 0 {
 				m.Addr = c.peers[i].Addr

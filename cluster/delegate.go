@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -95,6 +96,23 @@ func readMeta(n *memberlist.Node) (Meta, error) {
 	return m, err
 }
 
+// trustMetaLocked keeps a member's metadata only if the member is a
+// configured peer at its configured address (memberlist admits no other,
+// but one removed from the configuration by a reload stays until it
+// leaves); a drain set in it (from a peer of the previous version) is
+// taken as that peer's drain record. The drain fields are left out of
+// the stored Meta: View fills them from the records.
+func (c *Cluster) trustMetaLocked(n *memberlist.Node, m Meta, err error) (Meta, error) {
+	if aerr := c.admitLocked(n.Name, nodeAddr(n)); aerr != nil {
+		return Meta{}, fmt.Errorf("metadata ignored: %w", aerr)
+	}
+	if err == nil && (m.Drained != "" || m.DrainGen != 0) {
+		_, _ = c.applyDrainLocked(wireDrain{Origin: n.Name, Gen: m.DrainGen, Set: m.Drained})
+	}
+	m.Drained, m.DrainGen = "", 0
+	return m, err
+}
+
 // recLocked returns the record of member name, creating it.
 func (c *Cluster) recLocked(name string) *memberRec {
 	r := c.members[name]
@@ -136,6 +154,7 @@ func (c *Cluster) handleNodeJoin(n *memberlist.Node) {
 	now := time.Now()
 	m, err := readMeta(n)
 	c.mu.Lock()
+	m, err = c.trustMetaLocked(n, m, err)
 	r := c.recLocked(n.Name)
 	r.addr, r.state, r.stateSince, r.lastSeen = nodeAddr(n), StateAlive, now, now
 	evs := append([]Event{{Type: EventJoin, Time: now, Member: n.Name, Addr: r.addr, Meta: m}},
@@ -171,6 +190,7 @@ func (c *Cluster) handleNodeUpdate(n *memberlist.Node) {
 	now := time.Now()
 	m, err := readMeta(n)
 	c.mu.Lock()
+	m, err = c.trustMetaLocked(n, m, err)
 	r := c.recLocked(n.Name)
 	old := r.meta
 	r.addr, r.lastSeen = nodeAddr(n), now
@@ -219,18 +239,34 @@ func (c *Cluster) handleConflict(existing, other *memberlist.Node) {
 
 // handleMsg takes a gossiped backend view; a new one is passed on.
 func (c *Cluster) handleMsg(b []byte) {
-	if len(b) > 0 && b[0] == msgUser {
-		c.handleUserMsg(b[1:])
-		return
+	if len(b) > 0 {
+		switch b[0] {
+		case msgUser:
+			c.handleLegacyUserMsg()
+			return
+		case msgUserFrom:
+			c.handleUserMsg(b[1:])
+			return
+		case msgDrain:
+			c.handleDrainMsg(b[1:])
+			return
+		}
 	}
 	w, err := decodeMsg(b)
 	if err != nil {
 		c.decodeErrors.Add(1)
-		c.log.Warn("gossip message dropped", "err", err)
+		if c.logLimiter.Allow("decode", "message") {
+			c.log.Warn("gossip message dropped", "err", err)
+		}
 		return
 	}
 	now := time.Now()
 	c.mu.Lock()
+	if w.Origin != c.cfg.Name && !c.isPeerLocked(w.Origin) {
+		c.mu.Unlock()
+		c.ignoreState("backend view", w.Origin)
+		return
+	}
 	fwd, evs := c.applyBackendLocked(w, now)
 	c.mu.Unlock()
 	for _, f := range fwd {
@@ -288,6 +324,12 @@ func (c *Cluster) localState() []byte {
 			s.Backends = append(s.Backends, r.w)
 		}
 	}
+	if c.local.DrainGen != 0 || c.local.Drained != "" {
+		s.Drains = append(s.Drains, wireDrain{Origin: c.cfg.Name, Gen: c.local.DrainGen, Set: c.local.Drained})
+	}
+	for _, w := range c.drains {
+		s.Drains = append(s.Drains, w)
+	}
 	c.mu.Unlock()
 	b, err := encodeState(s)
 	if err != nil {
@@ -305,20 +347,43 @@ func (c *Cluster) mergeRemoteState(b []byte) {
 	s, err := decodeState(b)
 	if err != nil {
 		c.decodeErrors.Add(1)
-		c.log.Warn("push/pull state dropped", "err", err)
+		if c.logLimiter.Allow("decode", "state") {
+			c.log.Warn("push/pull state dropped", "err", err)
+		}
 		return
 	}
 	now := time.Now()
 	var fwd []wireBackend
 	var evs []Event
-	bad := 0
+	var drains []wireDrain
+	bad, foreign := 0, ""
 	c.mu.Lock()
+	if !c.isPeerLocked(s.From) {
+		c.mu.Unlock()
+		c.ignoreState("push/pull state", s.From)
+		return
+	}
 	if r := c.members[s.From]; r != nil {
 		r.lastSeen = now
+	}
+	for _, w := range s.Drains {
+		fresh, err := c.applyDrainLocked(w)
+		switch {
+		case errors.Is(err, errNotConfigured):
+			foreign = w.Origin
+		case err != nil:
+			bad++
+		case fresh:
+			drains = append(drains, w)
+		}
 	}
 	for _, w := range s.Backends {
 		if w.valid() != nil {
 			bad++
+			continue
+		}
+		if w.Origin != c.cfg.Name && !c.isPeerLocked(w.Origin) {
+			foreign = w.Origin
 			continue
 		}
 		f, e := c.applyBackendLocked(w, now)
@@ -330,7 +395,15 @@ func (c *Cluster) mergeRemoteState(b []byte) {
 	c.mu.Unlock()
 	if bad > 0 {
 		c.decodeErrors.Add(uint64(bad))
-		c.log.Warn("push/pull state: invalid backend views dropped", "from", s.From, "count", bad)
+		if c.logLimiter.Allow("decode", s.From) {
+			c.log.Warn("push/pull state: invalid backend views or drain sets dropped", "from", s.From, "count", bad)
+		}
+	}
+	if foreign != "" {
+		c.ignoreState("push/pull state relaying a member", foreign)
+	}
+	for _, w := range drains {
+		c.queueDrain(w)
 	}
 	for _, f := range fwd {
 		if msg, err := encodeBackendMsg(f); err == nil {
@@ -346,7 +419,7 @@ func (c *Cluster) report(evs []Event) {
 		switch e.Type {
 		case EventJoin, EventLeave:
 			c.log.Info("member "+e.Type.String(), "member", e.Member, "addr", e.Addr, "detail", e.Detail)
-		case EventFailed, EventDigestMismatch, EventMetaInvalid, EventKeyMismatch:
+		case EventFailed, EventDigestMismatch, EventMetaInvalid, EventKeyMismatch, EventMemberRejected:
 			c.log.Warn("member "+e.Type.String(), "member", e.Member, "addr", e.Addr, "detail", e.Detail)
 		default:
 			c.log.Debug("member "+e.Type.String(), "member", e.Member, "detail", e.Detail)

@@ -15,9 +15,13 @@
 //     keyring. Each node publishes its Meta (name, priority, eligibility,
 //     preempt, owner belief and epoch, software version, short config
 //     digest, boot ID) as memberlist node metadata, and its backend probe
-//     results (BackendView) through broadcasts and push/pull state, so every
-//     node holds every peer's view of every backend. View returns a
-//     snapshot of all of it.
+//     results (BackendView) and the operator's drain set through
+//     broadcasts and push/pull state, so every node holds every peer's
+//     view of every backend. View returns a snapshot of all of it.
+//     Membership is bound to the configuration (admit.go): only configured
+//     peers at their configured addresses are admitted, and only their
+//     state counts. Reports caused by network traffic (key mismatches,
+//     refused members) are limited (internal/floodlimit).
 //
 // memberlist keeps membership, metadata and probe results; it is not the
 // failure detector that moves the VIP (the heartbeat is: a dead owner must

@@ -31,12 +31,17 @@ const (
 	EventDigestMismatch
 	// EventMetaInvalid: a member's metadata could not be decoded.
 	EventMetaInvalid
+	// EventMemberRejected: a node that is no configured peer, or that
+	// claims a peer's name from another address, was refused as a member,
+	// or gossip state from such a node was ignored. Reported a few times
+	// a minute, then summarised (Event.Member empty).
+	EventMemberRejected
 )
 
 var eventTypeNames = map[EventType]string{
 	EventJoin: "join", EventLeave: "leave", EventFailed: "failed", EventUpdate: "update",
 	EventBackend: "backend", EventKeyMismatch: "key-mismatch", EventDigestMismatch: "digest-mismatch",
-	EventMetaInvalid: "meta-invalid",
+	EventMetaInvalid: "meta-invalid", EventMemberRejected: "member-rejected",
 }
 
 // String returns the event type's name ("join", "key-mismatch", ...).

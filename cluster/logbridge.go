@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
-	"time"
 )
 
 // memberlist logs through a *log.Logger with "[LEVEL] memberlist: ..."
@@ -75,17 +74,41 @@ func keyMismatchAddr(msg string) (string, bool) {
 	return "", true
 }
 
+// refusalMarkers are memberlist's lines about alive messages the alive
+// delegate refused; rejectMember reports those, limited.
+var refusalMarkers = []string{"ignoring alive message for", "merge refused"}
+
 func (c *Cluster) handleMemberlistLog(line string) {
 	level, msg := parseMemberlistLog(line)
 	if addr, ok := keyMismatchAddr(msg); ok {
 		c.reportKeyMismatch(addr, msg)
-		level = slog.LevelDebug // reportKeyMismatch says it once, clearly
+		level = slog.LevelDebug // reportKeyMismatch says it, limited
+	}
+	for _, m := range refusalMarkers {
+		if strings.Contains(msg, m) {
+			level = slog.LevelDebug
+		}
+	}
+	if level >= slog.LevelWarn && !c.logLimiter.Allow(limitLog, logSource(msg)) {
+		level = slog.LevelDebug // counted; summarised once a window
 	}
 	c.log.Log(context.Background(), level, msg, "source", "memberlist")
 }
 
-// reportKeyMismatch counts a key mismatch and, at most once per address per
-// keyMismatchReportEvery, logs it and emits EventKeyMismatch.
+// logSource is what a memberlist line is about, for the log limiter: the
+// remote address it names, else the line itself.
+func logSource(msg string) string {
+	if _, rest, ok := strings.Cut(msg, "from="); ok {
+		addr, _, _ := strings.Cut(rest, " ")
+		return addr
+	}
+	return msg
+}
+
+// reportKeyMismatch counts a key mismatch and reports it through the
+// limiter: a configured peer's mismatches have a kind of their own (a
+// flood from elsewhere does not hide them), the others share one; each
+// kind reports a few sources per window and a summary of the rest.
 func (c *Cluster) reportKeyMismatch(addr, msg string) {
 	c.keyMismatches.Add(1)
 	ap, _ := netip.ParseAddrPort(addr)
@@ -93,22 +116,22 @@ func (c *Cluster) reportKeyMismatch(addr, msg string) {
 	if !ip.IsValid() {
 		ip, _ = netip.ParseAddr(addr)
 	}
-	now := time.Now()
 	c.mu.Lock()
-	key := ip.String()
-	if last, ok := c.keyReported[key]; ok && now.Sub(last) < keyMismatchReportEvery {
-		c.mu.Unlock()
-		return
-	}
-	c.keyReported[key] = now
 	name := c.peerByAddrLocked(ap, ip)
 	c.mu.Unlock()
+	kind := limitKeyMismatch
+	if name != "" {
+		kind += ":" + name
+	}
+	if !c.limiter.Allow(kind, ip.String()) {
+		return
+	}
 	who := "an unknown node"
 	if name != "" {
 		who = "peer " + name
 	}
 	c.report([]Event{{
-		Type: EventKeyMismatch, Time: now, Member: name, Addr: ap,
+		Type: EventKeyMismatch, Time: c.limiter.Now(), Member: name, Addr: ap,
 		Detail: "gossip with " + who + " at " + addr + " rejected: it is not encrypted with a key of this node's keyring " +
 			"(compare gossip key_file on both nodes): " + msg,
 	}})

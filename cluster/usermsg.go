@@ -8,9 +8,16 @@ import (
 	"github.com/hashicorp/memberlist"
 )
 
-// msgUser starts a user message: a payload for the application (the
-// daemon's connection sync), handed to the MessageHandler as it came.
-const msgUser byte = 2
+// User messages carry a payload for the application (the daemon's
+// connection sync) with the sender's name: msgUserFrom, the name's length
+// (one byte), the name, the payload. The receiver hands on only payloads
+// whose sender is a configured peer that is an alive member (admitted at
+// its configured address). The previous version's msgUser had no sender;
+// such messages are dropped and counted.
+const (
+	msgUser     byte = 2
+	msgUserFrom byte = 3
+)
 
 // MaxMessageSize bounds a SendTo payload.
 const MaxMessageSize = 4 << 20
@@ -19,9 +26,11 @@ const MaxMessageSize = 4 << 20
 var ErrNoMember = errors.New("cluster: no such alive member")
 
 // SetMessageHandler sets the function that receives the payloads other
-// members send with SendTo (nil: they are dropped). It runs on
-// memberlist's goroutine, one message at a time: it must not block.
-func (c *Cluster) SetMessageHandler(fn func(payload []byte)) {
+// members send with SendTo, with the sender's name (nil: they are
+// dropped). Only payloads from configured peers that are alive members
+// reach it. It runs on memberlist's goroutine, one message at a time: it
+// must not block.
+func (c *Cluster) SetMessageHandler(fn func(from string, payload []byte)) {
 	if fn == nil {
 		c.userMsg.Store(nil)
 		return
@@ -48,16 +57,43 @@ func (c *Cluster) SendTo(name string, payload []byte) error {
 	if i < 0 {
 		return fmt.Errorf("%w: %s", ErrNoMember, name)
 	}
-	msg := append([]byte{msgUser}, payload...)
+	self := c.cfg.Name
+	msg := make([]byte, 0, 2+len(self)+len(payload))
+	msg = append(msg, msgUserFrom, byte(len(self)))
+	msg = append(append(msg, self...), payload...)
 	if err := c.ml.SendReliable(members[i], msg); err != nil {
 		return fmt.Errorf("cluster: sending to %s: %w", name, err)
 	}
 	return nil
 }
 
-// handleUserMsg passes a user message's payload to the handler.
-func (c *Cluster) handleUserMsg(payload []byte) {
+// handleUserMsg passes a user message's payload to the handler if its
+// sender is a configured peer that is an alive member.
+func (c *Cluster) handleUserMsg(b []byte) {
+	if len(b) < 1 || len(b) < 1+int(b[0]) {
+		c.decodeErrors.Add(1)
+		return
+	}
+	from, payload := string(b[1:1+int(b[0])]), b[1+int(b[0]):]
+	c.mu.Lock()
+	r := c.members[from]
+	ok := c.isPeerLocked(from) && r != nil && r.state == StateAlive && c.admitLocked(from, r.addr) == nil
+	c.mu.Unlock()
+	if !ok {
+		c.ignoreState("message", from)
+		return
+	}
 	if fn := c.userMsg.Load(); fn != nil && len(payload) > 0 {
-		(*fn)(slices.Clone(payload))
+		(*fn)(from, slices.Clone(payload))
+	}
+}
+
+// handleLegacyUserMsg drops a user message of the previous version, which
+// does not name its sender.
+func (c *Cluster) handleLegacyUserMsg() {
+	c.ignored.Add(1)
+	if c.logLimiter.Allow("legacy-message", "") {
+		c.log.Warn("message without a sender dropped: a peer runs an older epconsole; " +
+			"connection sync to this node resumes once every peer runs this version")
 	}
 }

@@ -19,7 +19,12 @@ func TestClusterSendTo(t *testing.T) {
 	for _, n := range nodes {
 		ch := make(chan []byte, 8)
 		got[n.name] = ch
-		n.c.SetMessageHandler(func(p []byte) { ch <- p })
+		n.c.SetMessageHandler(func(from string, p []byte) {
+			if from != "lb71" {
+				t.Errorf("message from %q, want lb71", from)
+			}
+			ch <- p
+		})
 	}
 	waitFor(t, 10*time.Second, "lb71 and lb72 see each other", func() error {
 		return sees(nodes[0], "lb72", 90)

@@ -65,8 +65,20 @@ func checkMeta(m Meta) error {
 	return nil
 }
 
-// encodeMeta encodes m for memberlist's node metadata.
+// encodeMeta encodes m for memberlist's node metadata. The drain set
+// travels on its own (drain.go); a copy goes in the metadata for peers of
+// the previous version only while it fits, so a long drain set never
+// makes a metadata update fail.
 func encodeMeta(m Meta) ([]byte, error) {
+	b, err := encodeMetaWith(m)
+	if err == nil || (m.Drained == "" && m.DrainGen == 0) || checkMeta(m) != nil {
+		return b, err
+	}
+	m.Drained, m.DrainGen = "", 0
+	return encodeMetaWith(m)
+}
+
+func encodeMetaWith(m Meta) ([]byte, error) {
 	if err := checkMeta(m); err != nil {
 		return nil, err
 	}
@@ -128,6 +140,9 @@ type wireState struct {
 	V        int           `json:"v"`
 	From     string        `json:"f"`
 	Backends []wireBackend `json:"b"`
+	// Drains are the drain records this node holds, its own included
+	// (drain.go); older nodes ignore them.
+	Drains []wireDrain `json:"dr,omitempty"`
 }
 
 func (w wireBackend) valid() error {

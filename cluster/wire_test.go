@@ -9,6 +9,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/epconsole/epconsole/internal/floodlimit"
 	"github.com/hashicorp/memberlist"
 )
 
@@ -115,16 +116,24 @@ func FuzzDecode(f *testing.F) {
 	})
 }
 
-// testCluster is a Cluster without memberlist, for the handlers.
+// testCluster is a Cluster without memberlist, for the handlers; its
+// configured peers are lb1, lb2 and lb3 (except itself) on 127.0.5.N.
 func testCluster(name string, events chan Event) *Cluster {
 	c := &Cluster{
-		cfg:         Config{Name: name, Events: events},
-		timers:      DefaultTimers(),
-		log:         slog.New(slog.NewTextHandler(io.Discard, nil)),
-		members:     map[string]*memberRec{},
-		backends:    map[string]map[string]*backendRec{},
-		keyReported: map[string]time.Time{},
-		local:       Meta{Name: name, Digest: "d1"},
+		cfg:        Config{Name: name, Events: events, Advertise: testAddr(99)},
+		timers:     DefaultTimers(),
+		log:        slog.New(slog.NewTextHandler(io.Discard, nil)),
+		members:    map[string]*memberRec{},
+		backends:   map[string]map[string]*backendRec{},
+		drains:     map[string]wireDrain{},
+		limiter:    floodlimit.New(reportWindow, reportBurst, 0, nil),
+		logLimiter: floodlimit.New(reportWindow, logReportBurst, 0, nil),
+		local:      Meta{Name: name, Digest: "d1"},
+	}
+	for i, p := range []string{"lb1", "lb2", "lb3"} {
+		if p != name {
+			c.peers = append(c.peers, Peer{Name: p, Addr: testAddr(i + 1)})
+		}
 	}
 	c.queue = &memberlist.TransmitLimitedQueue{NumNodes: c.numAlive, RetransmitMult: 4}
 	return c
@@ -262,5 +271,55 @@ func TestMemberlistLogLines(t *testing.T) {
 		if ok != tt.match || addr != tt.addr {
 			t.Errorf("keyMismatchAddr(%q) = %q %v, want %q %v", tt.msg, addr, ok, tt.addr, tt.match)
 		}
+	}
+}
+
+// TestDrainRecords: per configured peer the highest generation wins;
+// records of this node, of unconfigured names and with implausible
+// generations are not taken; gossiped records round-trip.
+func TestDrainRecords(t *testing.T) {
+	c := testCluster("lb1", nil)
+	for _, tc := range []struct {
+		w     wireDrain
+		fresh bool
+		err   bool
+	}{
+		{wireDrain{Origin: "lb2", Gen: 3, Set: "cp1"}, true, false},
+		{wireDrain{Origin: "lb2", Gen: 2, Set: "cp2"}, false, false}, // older
+		{wireDrain{Origin: "lb2", Gen: 3, Set: "cp3"}, false, false}, // same generation
+		{wireDrain{Origin: "lb2", Gen: 4}, true, false},              // an undrain
+		{wireDrain{Origin: "lb1", Gen: 99, Set: "cp1"}, false, false},
+		{wireDrain{Origin: "intruder", Gen: 5, Set: "cp1"}, false, true},
+		{wireDrain{Origin: "lb3", Gen: math.MaxUint64, Set: "cp1"}, false, true},
+		{wireDrain{Origin: "", Gen: 1}, false, true},
+	} {
+		fresh, err := c.applyDrainLocked(tc.w)
+		if fresh != tc.fresh || (err != nil) != tc.err {
+			t.Errorf("%+v: fresh %v err %v, want %v %v", tc.w, fresh, err, tc.fresh, tc.err)
+		}
+	}
+	if w := c.drains["lb2"]; w.Gen != 4 || w.Set != "" {
+		t.Errorf("lb2's record %+v", w)
+	}
+	b, err := encodeDrainMsg(wireDrain{Origin: "lb2", Gen: 7, Set: "cp1,cp2"})
+	if err != nil || b[0] != msgDrain {
+		t.Fatal(err)
+	}
+	if w, err := decodeDrainMsg(b[1:]); err != nil || w.Gen != 7 || w.Set != "cp1,cp2" {
+		t.Errorf("round trip %+v %v", w, err)
+	}
+	// Metadata with a drain set too long for 512 bytes is sent without it.
+	long := strings.Repeat("d", 59)
+	m := Meta{Name: "lb1", Priority: 1, Owner: "lb1", Epoch: 3, Version: "1.4.0", Digest: "0123456789abcdef", BootID: "0123456789abcdef", Drained: strings.Repeat(long+",", 7)[:7*60-1], DrainGen: 2}
+	b, err = encodeMeta(m)
+	if err != nil {
+		t.Fatalf("metadata with seven 59-byte drained names: %v", err)
+	}
+	if got, _ := decodeMeta(b); got.Drained != "" || got.Owner != "lb1" || got.Epoch != 3 {
+		t.Errorf("decoded %+v", got)
+	}
+	m.Drained = "cp1"
+	if b, _ = encodeMeta(m); !strings.Contains(string(b), `"dr":"cp1"`) {
+		t.Errorf("a short drain set is not kept in the metadata for older peers: %s", b)
 	}
 }

@@ -8,7 +8,14 @@
 // is a Transport: in production the cluster's reliable stream
 // (memberlist's, encrypted and authenticated with the gossip keyring). The
 // daemon says whether this node holds the VIP (SetHolding) and which VIP
-// ports are synced (SetVIPs); the rest runs on its own.
+// ports are synced and which backends exist (SetScope); the rest runs on
+// its own.
+//
+// What arrives is bound to the configuration: a batch is taken only from
+// a configured peer (the cluster names the sender), and each entry only
+// if it is a TCP flow to a configured VIP:port NATed to a configured
+// backend (Scope.Check); the rest is dropped, counted (Dropped) and
+// logged a few times a minute with a summary of the rest.
 package connsync
 
 import (
@@ -24,13 +31,14 @@ import (
 
 	"github.com/epconsole/epconsole/cluster"
 	"github.com/epconsole/epconsole/dataplane"
+	"github.com/epconsole/epconsole/internal/floodlimit"
 )
 
 // Transport carries the sync's messages between the peers: a reliable,
 // authenticated stream to one named peer, a handler for what arrives, and
 // the membership view that says who is alive. *cluster.Cluster is one.
 type Transport interface {
-	SetMessageHandler(fn func(payload []byte))
+	SetMessageHandler(fn func(from string, payload []byte))
 	SendTo(name string, payload []byte) error
 	View() cluster.View
 }
@@ -55,13 +63,15 @@ type Sync struct {
 	holding atomic.Bool
 	resync  atomic.Bool // the event queue overflowed: send full dumps
 	events  chan dataplane.SyncEntry
-	recv    chan []byte
+	recv    chan received
 
 	mu        sync.Mutex
-	vips      []netip.AddrPort
+	scope     Scope
 	restartFn context.CancelFunc // restarts the watch (new VIPs)
 
-	sent, applied, failed atomic.Uint64
+	sent, applied, failed, dropped atomic.Uint64
+	// limit bounds the logs of dropped batches and entries.
+	limit *floodlimit.Limiter
 
 	// peerQ are the per-peer send queues (owned by sendLoop), so a peer
 	// that does not answer delays no other.
@@ -71,32 +81,41 @@ type Sync struct {
 	wg   sync.WaitGroup
 }
 
-// Start starts the sync of the flows through vips over tr, self being
-// this node's name; stop it with Close.
-func Start(ctx context.Context, log *slog.Logger, tr Transport, self string, vips []netip.AddrPort) (*Sync, error) {
-	ct, err := dataplane.NewConntrack(dataplane.WithLogger(log))
+// received is a batch with its sender.
+type received struct {
+	from string
+	b    []byte
+}
+
+// Start starts the sync of the flows through scope's VIPs over tr, self
+// being this node's name; stop it with Close. opts reach the conntrack
+// handle (a test's namespace).
+func Start(ctx context.Context, log *slog.Logger, tr Transport, self string, scope Scope, opts ...dataplane.Option) (*Sync, error) {
+	ct, err := dataplane.NewConntrack(append([]dataplane.Option{dataplane.WithLogger(log)}, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connection sync: %w", err)
 	}
 	ctx, stop := context.WithCancel(ctx)
 	s := &Sync{
-		log: log, ct: ct, cl: tr, self: self, vips: slices.Clone(vips),
-		events: make(chan dataplane.SyncEntry, syncQueue), recv: make(chan []byte, syncApplyQueue), stop: stop,
-		peerQ: map[string]chan []byte{},
+		log: log, ct: ct, cl: tr, self: self, scope: scope.clone(),
+		events: make(chan dataplane.SyncEntry, syncQueue), recv: make(chan received, syncApplyQueue), stop: stop,
+		peerQ: map[string]chan []byte{}, limit: floodlimit.New(time.Minute, 5, 0, nil),
 	}
-	tr.SetMessageHandler(func(b []byte) {
+	tr.SetMessageHandler(func(from string, b []byte) {
 		select {
-		case s.recv <- b:
+		case s.recv <- received{from: from, b: b}:
 		default:
 			s.failed.Add(1)
-			s.log.Warn("connection sync: receive queue full; batch dropped")
+			if s.limit.Allow("queue-full", from) {
+				s.log.Warn("connection sync: receive queue full; batch dropped", "from", from)
+			}
 		}
 	})
 	s.wg.Add(3)
 	go s.watchLoop(ctx)
 	go s.sendLoop(ctx)
 	go s.applyLoop(ctx)
-	log.Info("connection sync started", "vips", vips)
+	log.Info("connection sync started", "vips", scope.VIPs, "backends", len(scope.Backends))
 	return s, nil
 }
 
@@ -109,7 +128,8 @@ func (s *Sync) Close() {
 	s.stop()
 	s.wg.Wait()
 	s.ct.Close()
-	s.log.Info("connection sync stopped", "batches_sent", s.sent.Load(), "entries_applied", s.applied.Load(), "failures", s.failed.Load())
+	s.log.Info("connection sync stopped", "batches_sent", s.sent.Load(), "entries_applied", s.applied.Load(),
+		"failures", s.failed.Load(), "dropped", s.dropped.Load())
 }
 
 // SetHolding says whether this node holds the VIP (and so streams).
@@ -120,21 +140,36 @@ func (s *Sync) SetHolding(on bool) {
 	s.holding.Store(on)
 }
 
-// SetVIPs changes the VIP:port pairs whose flows are synced (a reload).
-func (s *Sync) SetVIPs(vips []netip.AddrPort) {
+// SetScope changes the VIP:port pairs whose flows are synced and the
+// backends received entries may NAT to (a reload).
+func (s *Sync) SetScope(vips, backends []netip.AddrPort) {
 	if s == nil {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if slices.Equal(s.vips, vips) {
+	next := Scope{VIPs: slices.Clone(vips), Backends: slices.Clone(backends), Mark: s.scope.Mark}
+	if s.scope.equal(next) {
 		return
 	}
-	s.vips = slices.Clone(vips)
+	vipsChanged := !slices.Equal(s.scope.VIPs, next.VIPs)
+	s.scope = next
+	if !vipsChanged {
+		return
+	}
 	if s.restartFn != nil {
 		s.restartFn()
 	}
 	s.resync.Store(true)
+}
+
+// Dropped counts the received batches and entries dropped because their
+// sender is no configured peer or they are out of scope.
+func (s *Sync) Dropped() uint64 {
+	if s == nil {
+		return 0
+	}
+	return s.dropped.Load()
 }
 
 // watchLoop follows the local conntrack events, restarting the
@@ -144,7 +179,7 @@ func (s *Sync) watchLoop(ctx context.Context) {
 	for ctx.Err() == nil {
 		wctx, cancel := context.WithCancel(ctx)
 		s.mu.Lock()
-		vips := slices.Clone(s.vips)
+		vips := slices.Clone(s.scope.VIPs)
 		s.restartFn = cancel
 		s.mu.Unlock()
 		err := s.ct.WatchSync(wctx, vips, func(e dataplane.SyncEntry) {
@@ -289,7 +324,7 @@ func (s *Sync) peerLoop(ctx context.Context, peer string, q <-chan []byte) {
 // fullDump queues every synced entry for peer; false if it failed.
 func (s *Sync) fullDump(ctx context.Context, peer string) bool {
 	s.mu.Lock()
-	vips := slices.Clone(s.vips)
+	vips := slices.Clone(s.scope.VIPs)
 	s.mu.Unlock()
 	entries, err := s.ct.SyncDump(ctx, vips)
 	if err != nil {
@@ -310,24 +345,70 @@ func (s *Sync) fullDump(ctx context.Context, peer string) bool {
 	return true
 }
 
+// fromPeer reports whether name is a configured peer that is an alive
+// member (the cluster checks it too; this keeps the sync honest with any
+// Transport).
+func (s *Sync) fromPeer(name string) bool {
+	if name == "" || name == s.self {
+		return false
+	}
+	m, ok := s.cl.View().Member(name)
+	return ok && m.Configured && m.State == cluster.StateAlive
+}
+
+// drop counts something received that is not applied and logs it, a few
+// times a minute per reason with a summary of the rest.
+func (s *Sync) drop(reason, from string, err error) {
+	s.dropped.Add(1)
+	if s.limit.Allow(reason, from) {
+		s.log.Warn("connection sync: received entry dropped", "from", from, "reason", reason, "err", err)
+	}
+	s.flushDrops()
+}
+
+// flushDrops logs the summaries of what the limiter held back.
+func (s *Sync) flushDrops() {
+	for _, sum := range s.limit.Flush() {
+		s.log.Warn("connection sync: received entries dropped", "reason", sum.Kind,
+			"summary", sum.Describe("dropped batches or entries"))
+	}
+}
+
 // applyLoop applies received batches to the local table. While this node
 // holds the VIP it forwards the flows itself: it then only adds entries it
 // lacks, and ignores refreshes and deletes (so two holders during a
 // handoff do not echo refreshes at each other).
 func (s *Sync) applyLoop(ctx context.Context) {
 	defer s.wg.Done()
+	flush := time.NewTicker(10 * time.Second)
+	defer flush.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case b := <-s.recv:
-			entries, err := decodeSyncBatch(b)
-			if err != nil {
-				s.failed.Add(1)
-				s.log.Warn("connection sync: batch dropped", "err", err)
+		case <-flush.C:
+			s.flushDrops()
+		case r := <-s.recv:
+			if !s.fromPeer(r.from) {
+				s.drop("sender", r.from, fmt.Errorf("batch from %q: not a configured peer that is alive", r.from))
 				continue
 			}
+			entries, err := decodeSyncBatch(r.b)
+			if err != nil {
+				s.failed.Add(1)
+				if s.limit.Allow("decode", r.from) {
+					s.log.Warn("connection sync: batch dropped", "from", r.from, "err", err)
+				}
+				continue
+			}
+			s.mu.Lock()
+			scope := s.scope
+			s.mu.Unlock()
 			for _, e := range entries {
+				if err := scope.Check(e); err != nil {
+					s.drop(reasonOf(err), r.from, fmt.Errorf("%s %v -> %v: %w", e.Op, e.OrigSrc, e.OrigDst, err))
+					continue
+				}
 				var err error
 				switch {
 				case !s.holding.Load():

@@ -32,6 +32,16 @@ func leaseVIPs(cfg *config.Config) []netip.Addr { return dataplane.Addresses(com
 // carries, each VIP with its own port.
 func syncVIPs(cfg *config.Config) []netip.AddrPort { return dataplane.AddrPorts(components.VIPs(cfg)) }
 
+// syncBackends are the backend addresses received synced flows may be
+// NATed to (port 0: the VIP's service port).
+func syncBackends(cfg *config.Config) []netip.AddrPort {
+	out := make([]netip.AddrPort, 0, len(cfg.Backends))
+	for _, b := range cfg.Backends {
+		out = append(out, b.AddrPort())
+	}
+	return out
+}
+
 // clusterConfig is the cluster part of cfg (the daemon adds its event
 // channel and logger).
 func clusterConfig(cfg *config.Config, version string) cluster.Config {

@@ -86,7 +86,9 @@ func adoptDrain(mine DrainSet, v cluster.View) DrainSet {
 func maxDrainGen(mine DrainSet, v cluster.View) uint64 {
 	g := mine.Generation
 	for _, m := range v.Members {
-		g = max(g, m.Meta.DrainGen)
+		if m.Configured { // another member's generation is no input
+			g = max(g, m.Meta.DrainGen)
+		}
 	}
 	return g
 }

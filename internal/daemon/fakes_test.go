@@ -202,7 +202,7 @@ type fakeSync struct{ log *callLog }
 
 func (f *fakeSync) SetHolding(on bool) { f.log.add("sync.SetHolding %v", on) }
 
-func (f *fakeSync) SetVIPs(vips []netip.AddrPort) { f.log.add("sync.SetVIPs %v", vips) }
+func (f *fakeSync) SetScope(vips, _ []netip.AddrPort) { f.log.add("sync.SetScope %v", vips) }
 
 // fakeMonitor is a probe monitor whose snapshot the test sets.
 type fakeMonitor struct {

@@ -114,6 +114,11 @@ func (d *Daemon) loop(ctx context.Context, s *state) {
 	}
 }
 
+// EventPeerRejected: gossip refused a node that is no configured peer
+// or not at its configured address, or ignored state it sent (a few a
+// minute, then a summary).
+const EventPeerRejected EventKind = "peer-rejected"
+
 func (d *Daemon) onClusterEvent(ev cluster.Event) {
 	switch ev.Type {
 	case cluster.EventJoin:
@@ -126,6 +131,8 @@ func (d *Daemon) onClusterEvent(ev cluster.Event) {
 		d.record(EventDigestMismatch, ev.Member, ev.Detail)
 	case cluster.EventKeyMismatch:
 		d.record(EventKeyMismatch, ev.Member, fmt.Sprintf("%s %s", ev.Addr, ev.Detail))
+	case cluster.EventMemberRejected:
+		d.record(EventPeerRejected, ev.Member, fmt.Sprintf("%s %s", ev.Addr, ev.Detail))
 	case cluster.EventBackend:
 		d.record(EventPeerBackend, ev.Member, fmt.Sprintf("%s %s %s", ev.Backend.Name, ev.Backend.State, ev.Backend.Reason))
 	default:

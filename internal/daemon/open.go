@@ -63,7 +63,8 @@ func (d *Daemon) open(s *state) (closeAll func(), err error) {
 	s.cl = cl
 
 	if !d.opts.NoConnSync {
-		cs, err := connsync.Start(run, d.log.With("component", "connsync"), cl, cfg.Node.Name, syncVIPs(cfg))
+		cs, err := connsync.Start(run, d.log.With("component", "connsync"), cl, cfg.Node.Name,
+			connsync.Scope{VIPs: syncVIPs(cfg), Backends: syncBackends(cfg)})
 		if err != nil {
 			return closeAll, err
 		}

@@ -74,14 +74,14 @@ type prober interface {
 // the VIP while it holds it. *connsync.Sync is one.
 type connSyncer interface {
 	SetHolding(on bool)
-	SetVIPs(vips []netip.AddrPort)
+	SetScope(vips, backends []netip.AddrPort)
 }
 
 // noSync is the connection sync switched off (Options.NoConnSync).
 type noSync struct{}
 
-func (noSync) SetHolding(bool)          {}
-func (noSync) SetVIPs([]netip.AddrPort) {}
+func (noSync) SetHolding(bool)                {}
+func (noSync) SetScope(_, _ []netip.AddrPort) {}
 
 // starters start the components a reload may restart: the probe monitor
 // and the beat loop.

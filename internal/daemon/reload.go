@@ -49,7 +49,7 @@ func (d *Daemon) reload(s *state) {
 	d.mu.Lock()
 	s.cfg = cfg
 	d.mu.Unlock()
-	s.sync.SetVIPs(syncVIPs(cfg))
+	s.sync.SetScope(syncVIPs(cfg), syncBackends(cfg))
 	if err := s.lease.Install(s.run, leaseVIPs(cfg)); err != nil {
 		d.log.Error("installing the owner lease tables", "err", err)
 	}

@@ -30,7 +30,7 @@ func TestReload(t *testing.T) {
 			name: "a backend added",
 			edit: addBackend,
 			wantCalls: []string{
-				"sync.SetVIPs [198.18.5.100:6443]", "lease.Install [198.18.5.100]",
+				"sync.SetScope [198.18.5.100:6443]", "lease.Install [198.18.5.100]",
 				"cluster.SetPeers [lb2=198.18.5.12:7946 lb3=198.18.5.13:8000]", "cluster.SetKeys 1",
 				"dp.Reconcile healthy=[cp1 cp2] drain=[]",
 			},
@@ -40,7 +40,7 @@ func TestReload(t *testing.T) {
 			name: "holding: the lease is renewed",
 			edit: addBackend, hold: true,
 			wantCalls: []string{
-				"sync.SetVIPs [198.18.5.100:6443]", "lease.Install [198.18.5.100]", "lease.Renew",
+				"sync.SetScope [198.18.5.100:6443]", "lease.Install [198.18.5.100]", "lease.Renew",
 				"cluster.SetPeers [lb2=198.18.5.12:7946 lb3=198.18.5.13:8000]", "cluster.SetKeys 1",
 				"dp.Reconcile healthy=[cp1 cp2] drain=[]",
 			},
@@ -50,7 +50,7 @@ func TestReload(t *testing.T) {
 			name: "a heartbeat setting changed: the beat loop restarts",
 			edit: newMisses,
 			wantCalls: []string{
-				"sync.SetVIPs [198.18.5.100:6443]", "lease.Install [198.18.5.100]",
+				"sync.SetScope [198.18.5.100:6443]", "lease.Install [198.18.5.100]",
 				"cluster.SetPeers [lb2=198.18.5.12:7946 lb3=198.18.5.13:8000]", "cluster.SetKeys 1",
 				"beat.Close 198.18.5.11:7947", "beat.Start 198.18.5.11:7947",
 				"dp.Reconcile healthy=[cp1 cp2] drain=[]",

@@ -135,6 +135,7 @@ func Build(cfg *config.Config, in Inputs, res Results, m Meta, d *Daemon) status
 		s.Counters = &c
 	}
 	status.SortWorstFirst(s.Findings)
+	cleanText(&s)
 	return s
 }
 
