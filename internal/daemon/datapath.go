@@ -60,6 +60,7 @@ func (d *Daemon) reconcile(s *state, healthy, drain map[string]bool, force bool)
 		c.Reconciles++
 		c.ReconcileTime += took
 		c.LastReconcile = took
+		c.ReconcileLatency.Observe(took)
 		if err != nil {
 			c.ReconcileErrors++
 		}
@@ -74,4 +75,11 @@ func (d *Daemon) reconcile(s *state, healthy, drain map[string]bool, force bool)
 		d.log.Info("datapath", "family", f.Family, "vip", f.VIP, "action", string(f.Action),
 			"slots", f.SlotsPerBackend, "cut", f.Cut, "flows_deleted", f.FlowsDeleted, "committed", res.Committed)
 	}
+}
+
+// observeClaim counts, in the claim-latency histogram, how long a VIP
+// claim that started at t0 took (lease renewed, addresses added).
+func (d *Daemon) observeClaim(t0 time.Time) {
+	took := time.Since(t0)
+	d.counters.add(func(c *status.Counters) { c.ClaimLatency.Observe(took) })
 }

@@ -118,6 +118,7 @@ func samePlaces(a, b []dataplane.ServiceVIP) bool {
 }
 
 func (d *Daemon) acquire(s *state, reason string) {
+	defer d.observeClaim(time.Now())
 	// Lease first: the announcements and ARP replies need it.
 	if err := s.lease.Renew(s.run, dataplane.DefaultLeaseTTL); err != nil {
 		d.log.Error("renewing the owner lease", "err", err)

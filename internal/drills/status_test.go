@@ -127,6 +127,8 @@ next:
 			return m.Gauge.GetValue(), true
 		case m.Counter != nil:
 			return m.Counter.GetValue(), true
+		case m.Histogram != nil: // its observation count
+			return float64(m.Histogram.GetSampleCount()), true
 		}
 	}
 	return 0, false
@@ -249,6 +251,18 @@ func TestStatusAPI(t *testing.T) {
 	}
 	if v, _ := gauge(fams, "epconsole_failovers_total"); v < 1 || uint64(v) != snap.Counters.Failovers {
 		t.Errorf("epconsole_failovers_total = %v, snapshot %d", v, snap.Counters.Failovers)
+	}
+	// The latency histograms count what the owner did (it claimed the VIP
+	// and programmed nftables), and every peer's heartbeats arrive.
+	for _, h := range []string{status.ClaimLatencyMetric, status.ReconcileLatencyMetric} {
+		if n, ok := gauge(fams, h); !ok || n < 1 {
+			t.Errorf("%s counts %v observations (%v), want at least 1 on the owner", h, n, ok)
+		}
+	}
+	for _, p := range snap.Peers {
+		if v, ok := gauge(fams, "epconsole_peer_heartbeat_fresh", "peer", p.Name); !ok || v != 1 {
+			t.Errorf("epconsole_peer_heartbeat_fresh{peer=%s} = %v (%v), want 1", p.Name, v, ok)
+		}
 	}
 	t.Logf("scraped %d metric families from %s", len(fams), owner)
 

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -19,12 +20,33 @@ import (
 
 // metric is one metric the snapshot collector exports.
 type metric struct {
+	name string
 	desc *prometheus.Desc
 	typ  prometheus.ValueType
 }
 
 func newMetric(name, help string, typ prometheus.ValueType, labels ...string) metric {
-	return metric{desc: prometheus.NewDesc("epconsole_"+name, help, labels, nil), typ: typ}
+	return metric{name: "epconsole_" + name, desc: prometheus.NewDesc("epconsole_"+name, help, labels, nil), typ: typ}
+}
+
+// Histograms the collector exports, by name.
+const (
+	ReconcileLatencyMetric = "epconsole_reconcile_duration_seconds"
+	ClaimLatencyMetric     = "epconsole_vip_claim_duration_seconds"
+)
+
+// MetricNames returns the name of every metric family NewCollector
+// exports (each histogram once, without its _bucket, _sum and _count
+// series), sorted. The alert rules and the dashboard that ship with
+// epconsole are checked against it.
+func MetricNames() []string {
+	c := NewCollector(nil).(*snapshotCollector)
+	names := []string{ReconcileLatencyMetric, ClaimLatencyMetric}
+	for _, m := range c.metrics() {
+		names = append(names, m.name)
+	}
+	slices.Sort(names)
+	return names
 }
 
 // snapshotCollector derives every metric from the snapshot current at
@@ -36,14 +58,16 @@ type snapshotCollector struct {
 	backendUp, backendLatency, drained, connections   metric
 	vipOwner, vipOwned                                metric
 	peers, peersAlive, peerAlive                      metric
+	peerFresh, peerHeartbeatAge, hbInterval, hbLimit  metric
 	quorumNeed, quorumHave, quorumOK, epoch, realtime metric
 	failovers, probeFailures                          metric
 	reconciles, reconcileErrors, reconcileLast        metric
 	tlsDays, tlsNotAfter, tlsChainOK, tlsSANsMissing  metric
+	tlsSeconds                                        metric
 	etcdMembers, etcdHealthy, etcdQuorum, etcdLeader  metric
 	etcdTolerance, etcdAlarms                         metric
 	areaSeverity, findings                            metric
-	reconcileSummary                                  *prometheus.Desc
+	reconcileLatency, claimLatency                    *prometheus.Desc
 }
 
 // NewCollector returns a Prometheus collector of src's snapshots.
@@ -63,20 +87,29 @@ func NewCollector(src Provider) prometheus.Collector {
 		peers:          newMetric("peers", "LB peers this node knows of, itself included.", g),
 		peersAlive:     newMetric("peers_alive", "LB peers in gossip state alive, this node included.", g),
 		peerAlive:      newMetric("peer_alive", "1 if the peer is in gossip state alive, else 0.", g, "peer"),
-		quorumNeed:     newMetric("election_quorum_need", "Peers needed for a majority (the configured peers, this one included).", g),
-		quorumHave:     newMetric("election_quorum_have", "Peers this node hears from now, itself included.", g),
-		quorumOK:       newMetric("election_quorum_ok", "1 if the election has the majority it needs (always 1 with fewer than 3 peers).", g),
-		epoch:          newMetric("election_epoch", "The ownership epoch this node knows.", g),
-		realtime:       newMetric("heartbeat_realtime", "1 if the heartbeat runs at real-time priority (SCHED_FIFO).", g),
-		failovers:      newMetric("failovers_total", "VIP owner changes this node has seen since its daemon started.", c),
-		probeFailures:  newMetric("probe_failures_total", "Failed backend probes of this node, by reason.", c, "reason"),
-		reconciles:     newMetric("reconciles_total", "Dataplane (nftables) reconciles since the daemon started.", c),
+		peerFresh:      newMetric("peer_heartbeat_fresh", "1 if the peer's heartbeats arrive now (within heartbeat_miss_limit intervals), else 0.", g, "peer"),
+		peerHeartbeatAge: newMetric("peer_heartbeat_age_seconds",
+			"Seconds since this node last heard from the peer, at the snapshot's time.", g, "peer"),
+		hbInterval:    newMetric("heartbeat_interval_seconds", "The configured heartbeat interval.", g),
+		hbLimit:       newMetric("heartbeat_miss_limit", "Missed heartbeats that declare a peer gone (gossip.heartbeat_misses).", g),
+		quorumNeed:    newMetric("election_quorum_need", "Peers needed for a majority (the configured peers, this one included).", g),
+		quorumHave:    newMetric("election_quorum_have", "Peers this node hears from now, itself included.", g),
+		quorumOK:      newMetric("election_quorum_ok", "1 if the election has the majority it needs (always 1 with fewer than 3 peers).", g),
+		epoch:         newMetric("election_epoch", "The ownership epoch this node knows.", g),
+		realtime:      newMetric("heartbeat_realtime", "1 if the heartbeat runs at real-time priority (SCHED_FIFO).", g),
+		failovers:     newMetric("failovers_total", "VIP owner changes this node has seen since its daemon started.", c),
+		probeFailures: newMetric("probe_failures_total", "Failed backend probes of this node, by reason.", c, "reason"),
+		reconciles:    newMetric("reconciles_total", "Dataplane (nftables) reconciles since the daemon started.", c),
 		reconcileErrors: newMetric("reconcile_errors_total",
 			"Dataplane (nftables) reconciles that failed.", c),
 		reconcileLast: newMetric("reconcile_last_duration_seconds", "How long the latest dataplane reconcile took.", g),
-		reconcileSummary: prometheus.NewDesc("epconsole_reconcile_duration_seconds",
-			"Time spent in dataplane (nftables) reconciles.", nil, nil),
-		tlsDays:        newMetric("tls_days_to_expiry", "Whole days until the backend's serving certificate expires (negative: expired).", g, "backend"),
+		reconcileLatency: prometheus.NewDesc(ReconcileLatencyMetric,
+			"How long dataplane (nftables) reconciles took.", nil, nil),
+		claimLatency: prometheus.NewDesc(ClaimLatencyMetric,
+			"How long VIP claims took (owner lease renewed, VIP addresses added).", nil, nil),
+		tlsDays: newMetric("tls_days_to_expiry",
+			"Deprecated (removed in the next release): use epconsole_tls_seconds_to_expiry. Whole days until the backend's serving certificate expires (negative: expired).", g, "backend"),
+		tlsSeconds:     newMetric("tls_seconds_to_expiry", "Seconds from the snapshot's time until the backend's serving certificate expires (negative: expired).", g, "backend"),
 		tlsNotAfter:    newMetric("tls_not_after_timestamp_seconds", "When the backend's serving certificate expires (Unix time).", g, "backend"),
 		tlsChainOK:     newMetric("tls_chain_ok", "1 if the backend's certificate chains to the cluster CA.", g, "backend"),
 		tlsSANsMissing: newMetric("tls_sans_missing", "Expected names (VIPs, endpoint DNS names, own address) missing from the certificate.", g, "backend"),
@@ -86,7 +119,7 @@ func NewCollector(src Provider) prometheus.Collector {
 		etcdTolerance:  newMetric("etcd_failure_tolerance", "How many more etcd members may fail without losing quorum.", g),
 		etcdLeader:     newMetric("etcd_has_leader", "1 if etcd has a leader.", g),
 		etcdAlarms:     newMetric("etcd_alarms", "Active etcd alarms.", g),
-		areaSeverity:   newMetric("area_severity", "The area's verdict: 0 OK, 1 WARNING, 2 UNKNOWN, 3 CRITICAL.", g, "area"),
+		areaSeverity:   newMetric("area_severity", "The area's verdict as its Nagios exit code: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.", g, "area"),
 		findings:       newMetric("findings", "Findings of the snapshot by severity.", g, "severity"),
 	}
 }
@@ -94,6 +127,7 @@ func NewCollector(src Provider) prometheus.Collector {
 func (c *snapshotCollector) metrics() []metric {
 	return []metric{c.info, c.snapshotTime, c.backendUp, c.backendLatency, c.drained,
 		c.connections, c.vipOwner, c.vipOwned, c.peers, c.peersAlive, c.peerAlive,
+		c.peerFresh, c.peerHeartbeatAge, c.hbInterval, c.hbLimit, c.tlsSeconds,
 		c.quorumNeed, c.quorumHave, c.quorumOK, c.epoch, c.realtime, c.failovers,
 		c.probeFailures, c.reconciles, c.reconcileErrors, c.reconcileLast, c.tlsDays,
 		c.tlsNotAfter, c.tlsChainOK, c.tlsSANsMissing, c.etcdMembers, c.etcdHealthy,
@@ -105,7 +139,8 @@ func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, m := range c.metrics() {
 		ch <- m.desc
 	}
-	ch <- c.reconcileSummary
+	ch <- c.reconcileLatency
+	ch <- c.claimLatency
 }
 
 // BackendInService reports whether a backend view's state counts as in
@@ -151,6 +186,10 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 			alive++
 		}
 		emit(c.peerAlive, b01(a), p.Name)
+		emit(c.peerFresh, b01(p.Fresh), p.Name)
+		if !p.LastSeen.IsZero() && !s.Generated.IsZero() {
+			emit(c.peerHeartbeatAge, max(s.Generated.Sub(p.LastSeen), 0).Seconds(), p.Name)
+		}
 	}
 	emit(c.peers, float64(len(s.Peers)))
 	emit(c.peersAlive, float64(alive))
@@ -160,6 +199,10 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	emit(c.quorumOK, b01(!e.QuorumRequired || e.QuorumHave >= e.QuorumNeed))
 	emit(c.epoch, float64(e.Epoch))
 	emit(c.realtime, b01(e.Realtime))
+	if e.HeartbeatInterval > 0 {
+		emit(c.hbInterval, e.HeartbeatInterval.Seconds())
+		emit(c.hbLimit, float64(e.HeartbeatMisses))
+	}
 	if k := s.Counters; k != nil {
 		emit(c.failovers, float64(k.Failovers))
 		for reason, n := range k.ProbeFailures {
@@ -168,7 +211,8 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		emit(c.reconciles, float64(k.Reconciles))
 		emit(c.reconcileErrors, float64(k.ReconcileErrors))
 		emit(c.reconcileLast, k.LastReconcile.Seconds())
-		ch <- prometheus.MustNewConstSummary(c.reconcileSummary, k.Reconciles, k.ReconcileTime.Seconds(), nil)
+		ch <- constHistogram(c.reconcileLatency, k.ReconcileLatency)
+		ch <- constHistogram(c.claimLatency, k.ClaimLatency)
 	}
 	for _, t := range s.Certificates {
 		if t.NotAfter.IsZero() {
@@ -182,6 +226,9 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		emit(c.tlsDays, float64(t.DaysLeft), t.Backend)
 		emit(c.tlsNotAfter, float64(t.NotAfter.Unix()), t.Backend)
+		if !s.Generated.IsZero() {
+			emit(c.tlsSeconds, t.NotAfter.Sub(s.Generated).Seconds(), t.Backend)
+		}
 		emit(c.tlsChainOK, b01(t.ChainOK), t.Backend)
 		emit(c.tlsSANsMissing, float64(missing), t.Backend)
 	}
@@ -194,7 +241,7 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		emit(c.etcdAlarms, float64(len(et.Alarms)))
 	}
 	for _, v := range s.Verdicts {
-		emit(c.areaSeverity, float64(v.Severity.Rank()), v.Area)
+		emit(c.areaSeverity, float64(v.Severity.ExitCode()), v.Area)
 	}
 	bySev := map[probes.Severity]int{probes.OK: 0, probes.Warning: 0, probes.Unknown: 0, probes.Critical: 0}
 	for _, f := range s.Findings {
@@ -203,6 +250,10 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, sev := range []probes.Severity{probes.OK, probes.Warning, probes.Unknown, probes.Critical} {
 		emit(c.findings, float64(bySev[sev]), sev.String())
 	}
+}
+
+func constHistogram(d *prometheus.Desc, h Histogram) prometheus.Metric {
+	return prometheus.MustNewConstHistogram(d, h.Count, h.Sum.Seconds(), h.Cumulative())
 }
 
 func b01(b bool) float64 {

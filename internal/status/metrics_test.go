@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -45,6 +46,10 @@ func expectedMetrics(s Snapshot) map[string]float64 {
 	alive := 0
 	for _, p := range s.Peers {
 		m[fmt.Sprintf(`epconsole_peer_alive{peer=%q}`, p.Name)] = b01(p.State == "alive")
+		m[fmt.Sprintf(`epconsole_peer_heartbeat_fresh{peer=%q}`, p.Name)] = b01(p.Fresh)
+		if !p.LastSeen.IsZero() {
+			m[fmt.Sprintf(`epconsole_peer_heartbeat_age_seconds{peer=%q}`, p.Name)] = s.Generated.Sub(p.LastSeen).Seconds()
+		}
 		if p.State == "alive" {
 			alive++
 		}
@@ -56,6 +61,10 @@ func expectedMetrics(s Snapshot) map[string]float64 {
 	m["epconsole_election_quorum_ok"] = b01(!s.Election.QuorumRequired || s.Election.QuorumHave >= s.Election.QuorumNeed)
 	m["epconsole_election_epoch"] = float64(s.Election.Epoch)
 	m["epconsole_heartbeat_realtime"] = b01(s.Election.Realtime)
+	if s.Election.HeartbeatInterval > 0 {
+		m["epconsole_heartbeat_interval_seconds"] = s.Election.HeartbeatInterval.Seconds()
+		m["epconsole_heartbeat_miss_limit"] = float64(s.Election.HeartbeatMisses)
+	}
 	if k := s.Counters; k != nil {
 		m["epconsole_failovers_total"] = float64(k.Failovers)
 		for r, n := range k.ProbeFailures {
@@ -64,8 +73,19 @@ func expectedMetrics(s Snapshot) map[string]float64 {
 		m["epconsole_reconciles_total"] = float64(k.Reconciles)
 		m["epconsole_reconcile_errors_total"] = float64(k.ReconcileErrors)
 		m["epconsole_reconcile_last_duration_seconds"] = k.LastReconcile.Seconds()
-		m["epconsole_reconcile_duration_seconds_count"] = float64(k.Reconciles)
-		m["epconsole_reconcile_duration_seconds_sum"] = k.ReconcileTime.Seconds()
+		for name, h := range map[string]Histogram{
+			"epconsole_reconcile_duration_seconds": k.ReconcileLatency,
+			"epconsole_vip_claim_duration_seconds": k.ClaimLatency,
+		} {
+			m[name+"_count"] = float64(h.Count)
+			m[name+"_sum"] = h.Sum.Seconds()
+			n := uint64(0)
+			for i, le := range LatencyBuckets {
+				n += h.Buckets[i]
+				m[fmt.Sprintf(`%s_bucket{le=%q}`, name, fmt.Sprint(le.Seconds()))] = float64(n)
+			}
+			m[name+`_bucket{le="+Inf"}`] = float64(h.Count)
+		}
 	}
 	for _, c := range s.Certificates {
 		if c.NotAfter.IsZero() {
@@ -79,6 +99,7 @@ func expectedMetrics(s Snapshot) map[string]float64 {
 		}
 		m[fmt.Sprintf(`epconsole_tls_days_to_expiry{backend=%q}`, c.Backend)] = float64(c.DaysLeft)
 		m[fmt.Sprintf(`epconsole_tls_not_after_timestamp_seconds{backend=%q}`, c.Backend)] = float64(c.NotAfter.Unix())
+		m[fmt.Sprintf(`epconsole_tls_seconds_to_expiry{backend=%q}`, c.Backend)] = c.NotAfter.Sub(s.Generated).Seconds()
 		m[fmt.Sprintf(`epconsole_tls_chain_ok{backend=%q}`, c.Backend)] = b01(c.ChainOK)
 		m[fmt.Sprintf(`epconsole_tls_sans_missing{backend=%q}`, c.Backend)] = float64(missing)
 	}
@@ -91,7 +112,9 @@ func expectedMetrics(s Snapshot) map[string]float64 {
 		m["epconsole_etcd_alarms"] = float64(len(e.Alarms))
 	}
 	for _, v := range s.Verdicts {
-		m[fmt.Sprintf(`epconsole_area_severity{area=%q}`, v.Area)] = float64(v.Severity.Rank())
+		// The Nagios exit codes, as `epconsole check` exits.
+		code := map[probes.Severity]float64{probes.OK: 0, probes.Warning: 1, probes.Critical: 2, probes.Unknown: 3}[v.Severity]
+		m[fmt.Sprintf(`epconsole_area_severity{area=%q}`, v.Area)] = code
 	}
 	for _, sev := range []probes.Severity{probes.OK, probes.Warning, probes.Unknown, probes.Critical} {
 		n := 0
@@ -151,9 +174,14 @@ func scrape(t *testing.T, url string) (map[string]float64, map[string]*dto.Metri
 				add(name, m.Label, m.GetGauge().GetValue())
 			case dto.MetricType_COUNTER:
 				add(name, m.Label, m.GetCounter().GetValue())
-			case dto.MetricType_SUMMARY:
-				add(name+"_count", m.Label, float64(m.GetSummary().GetSampleCount()))
-				add(name+"_sum", m.Label, m.GetSummary().GetSampleSum())
+			case dto.MetricType_HISTOGRAM:
+				h := m.GetHistogram()
+				add(name+"_count", m.Label, float64(h.GetSampleCount()))
+				add(name+"_sum", m.Label, h.GetSampleSum())
+				for _, b := range h.Bucket {
+					le := fmt.Sprint(b.GetUpperBound())
+					add(name+"_bucket", append(m.Label, &dto.LabelPair{Name: ptr("le"), Value: &le}), float64(b.GetCumulativeCount()))
+				}
 			default:
 				t.Errorf("%s: unexpected type %v", name, f.GetType())
 			}
@@ -186,8 +214,21 @@ func approx(a, b float64) bool {
 	return d < 1e-9 && d > -1e-9
 }
 
+func ptr[T any](v T) *T { return &v }
+
+// withLatencies adds reconcile and claim latencies to s's counters.
+func withLatencies(s Snapshot) Snapshot {
+	c := *s.Counters
+	for _, d := range []time.Duration{800 * time.Microsecond, 3 * time.Millisecond, 15 * time.Millisecond, 15 * time.Millisecond, 20 * time.Second} {
+		c.ReconcileLatency.Observe(d)
+	}
+	c.ClaimLatency.Observe(4 * time.Millisecond)
+	s.Counters = &c
+	return s
+}
+
 func TestMetricsMatchSnapshot(t *testing.T) {
-	snap := sampleSnapshot(1)
+	snap := withLatencies(sampleSnapshot(1))
 	pub := NewPublisher(snap)
 	ms, err := ListenMetrics("127.0.0.1:0", pub, MetricsOptions{})
 	if err != nil {
@@ -280,5 +321,86 @@ func TestCheckMetricsListen(t *testing.T) {
 	}
 	if _, err := ListenMetrics("0.0.0.0:0", NewPublisher(Snapshot{}), MetricsOptions{}); err == nil || !strings.Contains(err.Error(), "not a loopback address") {
 		t.Errorf("ListenMetrics on all addresses: err = %v, want refused", err)
+	}
+}
+
+// TestAreaSeverityEncoding pins epconsole_area_severity to the Nagios exit
+// codes, the encoding `epconsole check` exits with: an UNKNOWN area must
+// read 3 and a CRITICAL one 2, as in every Nagios-fed dashboard.
+func TestAreaSeverityEncoding(t *testing.T) {
+	for _, tc := range []struct {
+		sev  probes.Severity
+		want float64
+	}{
+		{probes.OK, 0}, {probes.Warning, 1}, {probes.Critical, 2}, {probes.Unknown, 3},
+	} {
+		if got := float64(tc.sev.ExitCode()); got != tc.want {
+			t.Fatalf("%v exits %v, want %v", tc.sev, got, tc.want)
+		}
+		s := Snapshot{Schema: Schema, Generated: time.Unix(1700000000, 0),
+			Verdicts: []AreaVerdict{{Area: "tls", Severity: tc.sev}}}
+		reg := prometheus.NewPedanticRegistry()
+		reg.MustRegister(NewCollector(NewPublisher(s)))
+		fams, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, f := range fams {
+			if f.GetName() == "epconsole_area_severity" {
+				found = true
+				if got := f.Metric[0].GetGauge().GetValue(); got != tc.want {
+					t.Errorf("area_severity for %v = %v, want %v", tc.sev, got, tc.want)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("%v: no epconsole_area_severity", tc.sev)
+		}
+	}
+}
+
+func TestHistogramObserve(t *testing.T) {
+	var h Histogram
+	for _, d := range []time.Duration{0, time.Millisecond, time.Millisecond + 1, 10 * time.Second, 11 * time.Second} {
+		h.Observe(d)
+	}
+	if h.Count != 5 || h.Sum != 21*time.Second+2*time.Millisecond+1 {
+		t.Errorf("count %d sum %v, want 5 and 21.002000001s", h.Count, h.Sum)
+	}
+	cum := h.Cumulative()
+	for le, want := range map[float64]uint64{0.001: 2, 0.0025: 3, 5: 3, 10: 4} {
+		if cum[le] != want {
+			t.Errorf("le=%v: %d, want %d", le, cum[le], want)
+		}
+	}
+	if len(cum) != len(LatencyBuckets) {
+		t.Errorf("%d buckets, want %d", len(cum), len(LatencyBuckets))
+	}
+	// Copying Counters copies the histogram (no shared backing array).
+	c := Counters{ReconcileLatency: h}
+	d := c
+	d.ReconcileLatency.Observe(time.Millisecond)
+	if c.ReconcileLatency.Count != 5 || c.ReconcileLatency.Buckets[0] != 2 {
+		t.Errorf("a copy's observation changed the original: %+v", c.ReconcileLatency)
+	}
+}
+
+// TestMetricNames: MetricNames names exactly the families a full snapshot
+// exports, and the registry accepts the collector (no clashing names).
+func TestMetricNames(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(NewCollector(NewPublisher(withLatencies(sampleSnapshot(1)))))
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, f := range fams {
+		got = append(got, f.GetName())
+	}
+	sort.Strings(got)
+	if want := MetricNames(); strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("exported families:\n%v\nMetricNames:\n%v", got, want)
 	}
 }

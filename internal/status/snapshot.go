@@ -87,6 +87,11 @@ type Counters struct {
 	// duration of the latest one.
 	ReconcileTime time.Duration `json:"reconcile_time_ns"`
 	LastReconcile time.Duration `json:"last_reconcile_ns"`
+	// ReconcileLatency is the distribution of the reconciles' durations;
+	// ClaimLatency that of VIP claims (from the decision to hold until the
+	// lease is renewed and the VIP addresses are on the interfaces).
+	ReconcileLatency Histogram `json:"reconcile_latency"`
+	ClaimLatency     Histogram `json:"claim_latency"`
 }
 
 // VIP is one virtual address.
