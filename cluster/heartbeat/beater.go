@@ -377,7 +377,11 @@ func listenUDP(ap netip.AddrPort) (int, error) {
 	}
 	if err != nil {
 		unix.Close(fd)
-		return -1, fmt.Errorf("heartbeat: binding %v: %w", ap, err)
+		be := &BindError{Addr: ap, Err: err}
+		if errors.Is(err, unix.EADDRINUSE) {
+			be.Holder = portHolder(ap)
+		}
+		return -1, be
 	}
 	return fd, nil
 }

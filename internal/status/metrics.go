@@ -37,6 +37,8 @@ type snapshotCollector struct {
 	vipOwner, vipOwned                                metric
 	peers, peersAlive, peerAlive                      metric
 	quorumNeed, quorumHave, quorumOK, epoch, realtime metric
+	heartbeatRunning, heartbeatFailedStarts           metric
+	heartbeatDropped                                  metric
 	failovers, probeFailures                          metric
 	reconciles, reconcileErrors, reconcileLast        metric
 	tlsDays, tlsNotAfter, tlsChainOK, tlsSANsMissing  metric
@@ -51,26 +53,31 @@ type snapshotCollector struct {
 func NewCollector(src Provider) prometheus.Collector {
 	g, c := prometheus.GaugeValue, prometheus.CounterValue
 	return &snapshotCollector{
-		src:            src,
-		info:           newMetric("info", "The node's identity; always 1.", g, "cluster", "node", "version", "source"),
-		snapshotTime:   newMetric("snapshot_timestamp_seconds", "When the exported snapshot was taken (Unix time).", g),
-		backendUp:      newMetric("backend_up", "1 if the peer sees the backend in service (state up or falling), else 0.", g, "backend", "peer"),
-		backendLatency: newMetric("backend_latency_seconds", "The latest probe latency of the backend as the peer measured it.", g, "backend", "peer"),
-		drained:        newMetric("backend_drained", "1 if an operator drained the backend (no new connections).", g, "backend"),
-		connections:    newMetric("backend_connections", "Flows to the backend in this node's conntrack table.", g, "backend"),
-		vipOwner:       newMetric("vip_owner", "1 if the VIP is on this node right now, else 0.", g, "vip"),
-		vipOwned:       newMetric("vip_has_owner", "1 if this node knows an owner of the VIP, else 0.", g, "vip"),
-		peers:          newMetric("peers", "LB peers this node knows of, itself included.", g),
-		peersAlive:     newMetric("peers_alive", "LB peers in gossip state alive, this node included.", g),
-		peerAlive:      newMetric("peer_alive", "1 if the peer is in gossip state alive, else 0.", g, "peer"),
-		quorumNeed:     newMetric("election_quorum_need", "Peers needed for a majority (the configured peers, this one included).", g),
-		quorumHave:     newMetric("election_quorum_have", "Peers this node hears from now, itself included.", g),
-		quorumOK:       newMetric("election_quorum_ok", "1 if the election has the majority it needs (always 1 with fewer than 3 peers).", g),
-		epoch:          newMetric("election_epoch", "The ownership epoch this node knows.", g),
-		realtime:       newMetric("heartbeat_realtime", "1 if the heartbeat runs at real-time priority (SCHED_FIFO).", g),
-		failovers:      newMetric("failovers_total", "VIP owner changes this node has seen since its daemon started.", c),
-		probeFailures:  newMetric("probe_failures_total", "Failed backend probes of this node, by reason.", c, "reason"),
-		reconciles:     newMetric("reconciles_total", "Dataplane (nftables) reconciles since the daemon started.", c),
+		src:              src,
+		info:             newMetric("info", "The node's identity; always 1.", g, "cluster", "node", "version", "source"),
+		snapshotTime:     newMetric("snapshot_timestamp_seconds", "When the exported snapshot was taken (Unix time).", g),
+		backendUp:        newMetric("backend_up", "1 if the peer sees the backend in service (state up or falling), else 0.", g, "backend", "peer"),
+		backendLatency:   newMetric("backend_latency_seconds", "The latest probe latency of the backend as the peer measured it.", g, "backend", "peer"),
+		drained:          newMetric("backend_drained", "1 if an operator drained the backend (no new connections).", g, "backend"),
+		connections:      newMetric("backend_connections", "Flows to the backend in this node's conntrack table.", g, "backend"),
+		vipOwner:         newMetric("vip_owner", "1 if the VIP is on this node right now, else 0.", g, "vip"),
+		vipOwned:         newMetric("vip_has_owner", "1 if this node knows an owner of the VIP, else 0.", g, "vip"),
+		peers:            newMetric("peers", "LB peers this node knows of, itself included.", g),
+		peersAlive:       newMetric("peers_alive", "LB peers in gossip state alive, this node included.", g),
+		peerAlive:        newMetric("peer_alive", "1 if the peer is in gossip state alive, else 0.", g, "peer"),
+		quorumNeed:       newMetric("election_quorum_need", "Peers needed for a majority (the configured peers, this one included).", g),
+		quorumHave:       newMetric("election_quorum_have", "Peers this node hears from now, itself included.", g),
+		quorumOK:         newMetric("election_quorum_ok", "1 if the election has the majority it needs (always 1 with fewer than 3 peers).", g),
+		epoch:            newMetric("election_epoch", "The ownership epoch this node knows.", g),
+		realtime:         newMetric("heartbeat_realtime", "1 if the heartbeat runs at real-time priority (SCHED_FIFO).", g),
+		heartbeatRunning: newMetric("heartbeat_running", "1 if this node's heartbeat beat loop runs (daemon only).", g),
+		heartbeatFailedStarts: newMetric("heartbeat_failed_starts",
+			"Failed starts of the beat loop in a row (a busy heartbeat port); 0 while it runs.", g),
+		heartbeatDropped: newMetric("heartbeat_dropped_total",
+			"Datagrams the beat loop dropped since it started: non_peer (source not a configured peer), other_cluster (another cluster name).", c, "reason"),
+		failovers:     newMetric("failovers_total", "VIP owner changes this node has seen since its daemon started.", c),
+		probeFailures: newMetric("probe_failures_total", "Failed backend probes of this node, by reason.", c, "reason"),
+		reconciles:    newMetric("reconciles_total", "Dataplane (nftables) reconciles since the daemon started.", c),
 		reconcileErrors: newMetric("reconcile_errors_total",
 			"Dataplane (nftables) reconciles that failed.", c),
 		reconcileLast: newMetric("reconcile_last_duration_seconds", "How long the latest dataplane reconcile took.", g),
@@ -94,7 +101,7 @@ func NewCollector(src Provider) prometheus.Collector {
 func (c *snapshotCollector) metrics() []metric {
 	return []metric{c.info, c.snapshotTime, c.backendUp, c.backendLatency, c.drained,
 		c.connections, c.vipOwner, c.vipOwned, c.peers, c.peersAlive, c.peerAlive,
-		c.quorumNeed, c.quorumHave, c.quorumOK, c.epoch, c.realtime, c.failovers,
+		c.quorumNeed, c.quorumHave, c.quorumOK, c.epoch, c.realtime, c.heartbeatRunning, c.heartbeatFailedStarts, c.heartbeatDropped, c.failovers,
 		c.probeFailures, c.reconciles, c.reconcileErrors, c.reconcileLast, c.tlsDays,
 		c.tlsNotAfter, c.tlsChainOK, c.tlsSANsMissing, c.etcdMembers, c.etcdHealthy,
 		c.etcdQuorum, c.etcdTolerance, c.etcdLeader, c.etcdAlarms, c.areaSeverity, c.findings}
@@ -160,7 +167,13 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	emit(c.quorumOK, b01(!e.QuorumRequired || e.QuorumHave >= e.QuorumNeed))
 	emit(c.epoch, float64(e.Epoch))
 	emit(c.realtime, b01(e.Realtime))
+	if s.Source == SourceDaemon {
+		emit(c.heartbeatRunning, b01(e.HeartbeatRunning))
+	}
 	if k := s.Counters; k != nil {
+		emit(c.heartbeatFailedStarts, float64(k.HeartbeatFailedStarts))
+		emit(c.heartbeatDropped, float64(k.HeartbeatNonPeer), "non_peer")
+		emit(c.heartbeatDropped, float64(k.HeartbeatOtherCluster), "other_cluster")
 		emit(c.failovers, float64(k.Failovers))
 		for reason, n := range k.ProbeFailures {
 			emit(c.probeFailures, float64(n), reason)

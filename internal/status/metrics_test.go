@@ -56,7 +56,13 @@ func expectedMetrics(s Snapshot) map[string]float64 {
 	m["epconsole_election_quorum_ok"] = b01(!s.Election.QuorumRequired || s.Election.QuorumHave >= s.Election.QuorumNeed)
 	m["epconsole_election_epoch"] = float64(s.Election.Epoch)
 	m["epconsole_heartbeat_realtime"] = b01(s.Election.Realtime)
+	if s.Source == SourceDaemon {
+		m["epconsole_heartbeat_running"] = b01(s.Election.HeartbeatRunning)
+	}
 	if k := s.Counters; k != nil {
+		m["epconsole_heartbeat_failed_starts"] = float64(k.HeartbeatFailedStarts)
+		m[`epconsole_heartbeat_dropped_total{reason="non_peer"}`] = float64(k.HeartbeatNonPeer)
+		m[`epconsole_heartbeat_dropped_total{reason="other_cluster"}`] = float64(k.HeartbeatOtherCluster)
 		m["epconsole_failovers_total"] = float64(k.Failovers)
 		for r, n := range k.ProbeFailures {
 			m[fmt.Sprintf(`epconsole_probe_failures_total{reason=%q}`, r)] = float64(n)
