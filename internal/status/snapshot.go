@@ -131,7 +131,7 @@ type Election struct {
 	// HeartbeatRunning: this node's beat loop runs (daemon only);
 	// HeartbeatError says why not (a busy port names it and its holder).
 	HeartbeatRunning bool   `json:"heartbeat_running"`
-	HeartbeatError   string `json:"heartbeat_error,omitempty"`
+	HeartbeatError   string `json:"heartbeat_error"`
 	HeartbeatMisses  int    `json:"heartbeat_misses"`
 	// ConfigDigest is this node's short config digest; Mismatch lists peers
 	// whose digest differs from the cluster's reference digest.
