@@ -53,6 +53,12 @@ const (
 	dscpCS6 = 0xc0
 )
 
+// TestAnySourceEnv, set to 1 in the daemon's environment, makes the beat
+// loop read datagrams from any source against the peers' budget, as
+// releases before the source check did. It exists for the flood drill's
+// control run only; never set it in production.
+const TestAnySourceEnv = "EPCONSOLE_TEST_HEARTBEAT_ANY_SOURCE"
+
 // Peer is another LB node: its name and the address its heartbeat socket
 // listens on.
 type Peer struct {
@@ -286,6 +292,9 @@ func Start(ctx context.Context, cfg Config) (*Beater, error) {
 	}
 	b.log.Info("heartbeat loop started", "pid", b.pid, "bind", cfg.Bind, "peers", len(cfg.Peers),
 		"interval", cfg.Interval, "receive_buffer", rcvbuf, "realtime", b.hello.Realtime.InEffect, "boot", fmt.Sprintf("%016x", b.hello.Boot))
+	if lc.AnySource {
+		b.log.Warn("heartbeat reads datagrams from any source (" + TestAnySourceEnv + "=1, a test setting)")
+	}
 	if h := b.hello.Hardening; !cfg.InProcess && h.Reason != "" {
 		b.log.Warn("heartbeat helper keeps privileges it does not need", "reason", h.Reason,
 			"no_new_privs", h.NoNewPrivs, "cap_eff", fmt.Sprintf("%#x", h.CapEff))
@@ -326,6 +335,7 @@ func loopConfigOf(cfg Config) (loopConfig, map[NodeID]string, error) {
 	if _, err := NewTracker(TrackerConfig{Self: cfg.Self, Peers: peerNames}); err != nil {
 		return loopConfig{}, nil, err
 	}
+	lc.AnySource = os.Getenv(TestAnySourceEnv) == "1"
 	names := map[NodeID]string{IDOf(cfg.Self): cfg.Self}
 	for _, n := range peerNames {
 		names[IDOf(n)] = n

@@ -25,6 +25,10 @@ type loopConfig struct {
 	ReportInterval time.Duration `json:"report_interval"`
 	Realtime       bool          `json:"realtime"`
 	Priority       int           `json:"priority"`
+	// AnySource reads datagrams from any source against the peers'
+	// budget, as releases before the source check did (TestAnySourceEnv;
+	// for drills that show what the check prevents).
+	AnySource bool `json:"any_source,omitempty"`
 }
 
 type loopPeer struct {
@@ -270,7 +274,7 @@ func (l *loop) readBeats(now Mono) {
 		}
 		l.stats.Received++
 		i := l.peerOf()
-		if i < 0 {
+		if i < 0 && !l.cfg.AnySource {
 			l.stats.NonPeer++
 			l.nonPeerLeft--
 			continue
@@ -288,7 +292,9 @@ func (l *loop) readBeats(now Mono) {
 			l.stats.OtherCluster++
 			continue
 		}
-		l.peerV1[i] = l.rx.Version == Version1
+		if i >= 0 {
+			l.peerV1[i] = l.rx.Version == Version1
+		}
 		switch l.tr.Observe(&l.rx, now) {
 		case Accepted:
 			l.stats.Accepted++

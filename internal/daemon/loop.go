@@ -32,6 +32,7 @@ type state struct {
 	monStop   context.CancelFunc
 	monDone   chan struct{}
 	sync      connSyncer // noSync with Options.NoConnSync
+	peers     peerFilter // nil: none (tests)
 
 	// run outlives the caller's ctx through the handoff; cancelled last.
 	run context.Context
