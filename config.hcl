@@ -64,6 +64,11 @@ gossip {
   # TCP and UDP on the gossip port itself). The same on every peer: beats go
   # to each peer's gossip IP on this port.
   heartbeat_port = 7947 # default: the gossip_bind port + 1; 1..65535
+
+  # The daemon's nftables table drops heartbeat and gossip packets whose
+  # source is not a peer's address (a flood from elsewhere never reaches
+  # the heartbeat). false removes it.
+  peer_filter = true # default true
 }
 
 # The apiservers, in this order on every peer: the order feeds the slot map

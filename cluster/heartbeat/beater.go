@@ -42,9 +42,22 @@ const (
 	// stopTimeout bounds waiting for the helper to exit on Close before it
 	// is killed.
 	stopTimeout = 2 * time.Second
+	// RecvBuffer is the receive buffer asked for the heartbeat socket
+	// (SO_RCVBUFFORCE, so net.core.rmem_max does not cap it; SO_RCVBUF
+	// without CAP_NET_ADMIN). The kernel charges a datagram's whole buffer
+	// (about 1 KiB for a 60-byte datagram), so this holds a few thousand
+	// datagrams: a burst of junk that arrives while the loop waits for its
+	// next tick does not push the peers' beats out.
+	RecvBuffer = 4 << 20
 	// dscpCS6 is the traffic class of the beats (network control, as VRRP).
 	dscpCS6 = 0xc0
 )
+
+// TestAnySourceEnv, set to 1 in the daemon's environment, makes the beat
+// loop read datagrams from any source against the peers' budget, as
+// releases before the source check did. It exists for the flood drill's
+// control run only; never set it in production.
+const TestAnySourceEnv = "EPCONSOLE_TEST_HEARTBEAT_ANY_SOURCE"
 
 // Peer is another LB node: its name and the address its heartbeat socket
 // listens on.
@@ -57,6 +70,9 @@ type Peer struct {
 type Config struct {
 	// Self is this node's name.
 	Self string
+	// Cluster is the cluster's name: beats carry it (datagram version 2),
+	// and beats of another cluster are ignored (Stats.OtherCluster).
+	Cluster string
 	// Bind is the local address and port of the heartbeat socket. Peers
 	// must be of the same address family.
 	Bind netip.AddrPort
@@ -203,12 +219,13 @@ var ErrStopped = errors.New("heartbeat: beat loop stopped")
 
 // Beater is the daemon's side of a running beat loop.
 type Beater struct {
-	cfg   Config
-	log   *slog.Logger
-	names map[NodeID]string
-	local netip.AddrPort
-	hello helloMsg
-	pid   int
+	cfg    Config
+	log    *slog.Logger
+	names  map[NodeID]string
+	local  netip.AddrPort
+	rcvbuf int
+	hello  helloMsg
+	pid    int
 
 	ctl     *os.File
 	rc      syscall.RawConn
@@ -241,6 +258,7 @@ func Start(ctx context.Context, cfg Config) (*Beater, error) {
 	if err != nil {
 		return nil, err
 	}
+	rcvbuf, _ := unix.GetsockoptInt(udp, unix.SOL_SOCKET, unix.SO_RCVBUF)
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		unix.Close(udp)
@@ -249,7 +267,7 @@ func Start(ctx context.Context, cfg Config) (*Beater, error) {
 	parentFd, loopFd := fds[0], fds[1]
 	b := &Beater{
 		cfg: cfg, log: cfg.Logger.With("component", "heartbeat", "node", cfg.Self), names: names,
-		local: cfg.Bind, exited: make(chan struct{}), stopped: make(chan struct{}), changes: make(chan struct{}, 1),
+		local: cfg.Bind, rcvbuf: rcvbuf, exited: make(chan struct{}), stopped: make(chan struct{}), changes: make(chan struct{}, 1),
 		rep: report{peers: make([]peerReport, len(cfg.Peers))},
 	}
 	if err := b.launch(loopFd, udp); err != nil {
@@ -273,7 +291,14 @@ func Start(ctx context.Context, cfg Config) (*Beater, error) {
 		return nil, err
 	}
 	b.log.Info("heartbeat loop started", "pid", b.pid, "bind", cfg.Bind, "peers", len(cfg.Peers),
-		"interval", cfg.Interval, "realtime", b.hello.Realtime.InEffect, "boot", fmt.Sprintf("%016x", b.hello.Boot))
+		"interval", cfg.Interval, "receive_buffer", rcvbuf, "realtime", b.hello.Realtime.InEffect, "boot", fmt.Sprintf("%016x", b.hello.Boot))
+	if lc.AnySource {
+		b.log.Warn("heartbeat reads datagrams from any source (" + TestAnySourceEnv + "=1, a test setting)")
+	}
+	if h := b.hello.Hardening; !cfg.InProcess && h.Reason != "" {
+		b.log.Warn("heartbeat helper keeps privileges it does not need", "reason", h.Reason,
+			"no_new_privs", h.NoNewPrivs, "cap_eff", fmt.Sprintf("%#x", h.CapEff))
+	}
 	if !b.hello.Realtime.InEffect && !cfg.InProcess && !cfg.NoRealtime {
 		b.log.Warn("heartbeat loop runs without real-time priority; peers give this node the longer threshold",
 			"reason", b.hello.Realtime.Reason, "threshold", time.Duration(cfg.SlowMisses)*cfg.Interval)
@@ -297,7 +322,7 @@ func loopConfigOf(cfg Config) (loopConfig, map[NodeID]string, error) {
 	}
 	peerNames := make([]string, len(cfg.Peers))
 	lc := loopConfig{
-		Self: cfg.Self, Interval: cfg.Interval, Misses: cfg.Misses, SlowMisses: cfg.SlowMisses,
+		Self: cfg.Self, Cluster: cfg.Cluster, Interval: cfg.Interval, Misses: cfg.Misses, SlowMisses: cfg.SlowMisses,
 		TokenTTL: cfg.TokenTTL, ReportInterval: cfg.ReportInterval, Realtime: !cfg.NoRealtime, Priority: cfg.Priority,
 	}
 	for i, p := range cfg.Peers {
@@ -310,6 +335,7 @@ func loopConfigOf(cfg Config) (loopConfig, map[NodeID]string, error) {
 	if _, err := NewTracker(TrackerConfig{Self: cfg.Self, Peers: peerNames}); err != nil {
 		return loopConfig{}, nil, err
 	}
+	lc.AnySource = os.Getenv(TestAnySourceEnv) == "1"
 	names := map[NodeID]string{IDOf(cfg.Self): cfg.Self}
 	for _, n := range peerNames {
 		names[IDOf(n)] = n
@@ -352,11 +378,20 @@ func listenUDP(ap netip.AddrPort) (int, error) {
 		}
 	}
 	if err == nil {
+		// The larger buffer is best effort: without CAP_NET_ADMIN the
+		// kernel caps SO_RCVBUF at net.core.rmem_max.
+		if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, RecvBuffer) != nil {
+			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, RecvBuffer)
+		}
 		err = unix.Bind(fd, sa)
 	}
 	if err != nil {
 		unix.Close(fd)
-		return -1, fmt.Errorf("heartbeat: binding %v: %w", ap, err)
+		be := &BindError{Addr: ap, Err: err}
+		if errors.Is(err, unix.EADDRINUSE) {
+			be.Holder = portHolder(ap)
+		}
+		return -1, be
 	}
 	return fd, nil
 }
@@ -393,11 +428,16 @@ func (b *Beater) launch(loopFd, udp int) error {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Credential: b.cfg.credential}
 	// PR_SET_PDEATHSIG fires when the thread that forked the helper exits,
 	// not the process: fork from a locked thread that stays until the
-	// helper is gone.
+	// helper is gone. That thread sets no_new_privs and bounds its
+	// capabilities to the helper's before the fork, so it is never
+	// unlocked: the runtime ends it with the goroutine.
 	started := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
+		if err := forkThreadRestrict(); err != nil {
+			started <- fmt.Errorf("restricting the helper's privileges: %w", err)
+			return
+		}
 		if err := cmd.Start(); err != nil {
 			started <- err
 			return
@@ -688,6 +728,14 @@ func (b *Beater) Realtime() Realtime { return b.hello.Realtime }
 
 // HelperPID returns the helper's process ID (0 in-process).
 func (b *Beater) HelperPID() int { return b.pid }
+
+// Hardening says what the helper dropped (zero in-process).
+func (b *Beater) Hardening() Hardening { return b.hello.Hardening }
+
+// RecvBuffer returns the heartbeat socket's receive buffer in bytes, as
+// the kernel reports it (SO_RCVBUF: twice the size asked, for its
+// bookkeeping).
+func (b *Beater) RecvBuffer() int { return b.rcvbuf }
 
 // LocalAddr returns the heartbeat socket's address.
 func (b *Beater) LocalAddr() netip.AddrPort { return b.local }

@@ -274,9 +274,11 @@ func TestReplayedDatagramsAreDropped(t *testing.T) {
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
 			// a sends its beats for b to the test's proxy, which forwards
-			// them to b (and keeps copies).
-			proxyAddr := addrFor(m, 4, 3)
+			// them to b (and keeps copies). The proxy listens on a's
+			// address (another port): b reads beats from its peers'
+			// addresses only.
 			aAddr, bAddr := addrFor(m, 4, 1), addrFor(m, 4, 2)
+			proxyAddr := netip.AddrPortFrom(aAddr.Addr(), aAddr.Port()+100)
 			proxy, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(proxyAddr))
 			if err != nil {
 				t.Fatal(err)

@@ -19,7 +19,7 @@ const (
 	refreshSize      = 32
 	reportHeaderSize = 32 + statsSize
 	peerRecordSize   = 48
-	statsSize        = 13 * 8
+	statsSize        = 15 * 8
 	maxReportSize    = reportHeaderSize + MaxPeers*peerRecordSize
 )
 
@@ -86,11 +86,18 @@ type Stats struct {
 	MaxLateness time.Duration
 	// ReportsDropped counts reports the daemon did not read in time.
 	ReportsDropped uint64
+	// NonPeer counts datagrams dropped because their source address is
+	// not a configured peer's (read, not authenticated, not counted
+	// against the peers' budget). Received includes them.
+	NonPeer uint64
+	// OtherCluster counts authentic beats of another cluster (version 2
+	// with another cluster name, the same key): ignored.
+	OtherCluster uint64
 }
 
 func (s *Stats) encode(dst []byte) {
 	v := [statsSize / 8]uint64{s.Ticks, s.Sent, s.SendErrors, s.Received, s.Accepted, s.Malformed,
-		s.BadMAC, s.Replayed, s.OldBoot, s.Unknown, s.LateTicks, uint64(s.MaxLateness), s.ReportsDropped}
+		s.BadMAC, s.Replayed, s.OldBoot, s.Unknown, s.LateTicks, uint64(s.MaxLateness), s.ReportsDropped, s.NonPeer, s.OtherCluster}
 	for i, x := range v {
 		hostOrder.PutUint64(dst[8*i:], x)
 	}
@@ -103,14 +110,14 @@ func (s *Stats) decode(b []byte) {
 	}
 	*s = Stats{Ticks: v[0], Sent: v[1], SendErrors: v[2], Received: v[3], Accepted: v[4], Malformed: v[5],
 		BadMAC: v[6], Replayed: v[7], OldBoot: v[8], Unknown: v[9], LateTicks: v[10],
-		MaxLateness: time.Duration(v[11]), ReportsDropped: v[12]}
+		MaxLateness: time.Duration(v[11]), ReportsDropped: v[12], NonPeer: v[13], OtherCluster: v[14]}
 }
 
 // report is the loop's verdict at one instant.
 //
 //	header: 0 type, 1 bits (beating, majority, realtime), 2 peers,
 //	        3..7 zero, 8 at, 16 own boot ID, 24 own last sequence,
-//	        32 stats (13 x 8)
+//	        32 stats (15 x 8)
 //	peer:   0 bits (seen, alive), 1 flags, 2..7 zero, 8 last beat,
 //	        16 boot, 24 seq, 32 owner, 40 epoch
 type report struct {

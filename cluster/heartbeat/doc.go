@@ -6,10 +6,12 @@
 //
 // It has three layers:
 //
-//   - the wire format (Beat, Keyring): a fixed 60-byte datagram with the
-//     sender, its boot ID, a sequence number, the owner it believes in and
-//     that owner's epoch, under a truncated HMAC-SHA256 whose key is derived
-//     from each gossip key with HKDF. Sealing and opening do not allocate.
+//   - the wire format (Beat, Keyring): a fixed 68-byte datagram (version
+//     2) with the sender, its boot ID, a sequence number, the owner it
+//     believes in, that owner's epoch and the cluster, under a truncated
+//     HMAC-SHA256 whose key is derived from each gossip key with HKDF.
+//     Version 1 (60 bytes, no cluster) is still read, and sent to a peer
+//     that sends it. Sealing and opening do not allocate.
 //   - the liveness tracker (Tracker): pure, with an injected clock. It drops
 //     replays, records the last fresh beat of every peer and answers Alive,
 //     Majority and the claims peers make.
@@ -18,8 +20,11 @@
 //     ppoll on a blocking UDP socket, an absolute-deadline timerfd and a
 //     control socket to the daemon. It beats only while the daemon's liveness
 //     token is fresh (Beater.Refresh), so a hung daemon stops beating, and it
-//     dies with its parent. Start runs it and returns the daemon's side, a
-//     Beater, whose View says who is alive.
+//     dies with its parent. It reads datagrams from the configured peers'
+//     addresses only (others are counted and dropped before any other
+//     work), and it drops every capability once at real-time priority.
+//     Start runs it and returns the daemon's side, a Beater, whose View
+//     says who is alive.
 //
 // All times that cross the process boundary are readings of CLOCK_MONOTONIC
 // (Mono), the one clock the daemon and the helper share.

@@ -61,7 +61,8 @@ func helperMain() error {
 }
 
 // serve reads the loop's configuration from ctl, builds the loop, switches
-// to real-time priority when allowed and asked, says hello, and runs the
+// to real-time priority when allowed and asked, drops its capabilities
+// (helper process only), says hello, and runs the
 // loop until the daemon goes away. In the helper process allowRT is true;
 // the in-process variant (tests) never changes its threads' priority.
 func serve(ctl, udp int, allowRT bool) error {
@@ -89,7 +90,13 @@ func serve(ctl, udp int, allowRT bool) error {
 		rt = Realtime{Reason: "real-time priority switched off in the configuration"}
 	}
 	l.realtime = rt.InEffect
-	if err := sendHello(ctl, helloMsg{Boot: l.beat.Boot, Realtime: rt}); err != nil {
+	hello := helloMsg{Boot: l.beat.Boot, Realtime: rt}
+	if allowRT {
+		// Real-time priority is set (or refused): nothing the loop does
+		// from now on needs a capability.
+		hello.Hardening = dropCapabilities()
+	}
+	if err := sendHello(ctl, hello); err != nil {
 		return err
 	}
 	return l.run()

@@ -15,6 +15,7 @@ import (
 // loopConfig is what the daemon sends the beat loop first, as JSON.
 type loopConfig struct {
 	Self           string        `json:"self"`
+	Cluster        string        `json:"cluster"`
 	Peers          []loopPeer    `json:"peers"`
 	Keys           [][]byte      `json:"keys"` // heartbeat keys (derived), primary first
 	Interval       time.Duration `json:"interval"`
@@ -24,6 +25,10 @@ type loopConfig struct {
 	ReportInterval time.Duration `json:"report_interval"`
 	Realtime       bool          `json:"realtime"`
 	Priority       int           `json:"priority"`
+	// AnySource reads datagrams from any source against the peers'
+	// budget, as releases before the source check did (TestAnySourceEnv;
+	// for drills that show what the check prevents).
+	AnySource bool `json:"any_source,omitempty"`
 }
 
 type loopPeer struct {
@@ -33,9 +38,10 @@ type loopPeer struct {
 
 // helloMsg is the loop's first message to the daemon, as JSON.
 type helloMsg struct {
-	Boot     uint64   `json:"boot"`
-	Realtime Realtime `json:"realtime"`
-	Err      string   `json:"err,omitempty"`
+	Boot      uint64    `json:"boot"`
+	Realtime  Realtime  `json:"realtime"`
+	Hardening Hardening `json:"hardening"`
+	Err       string    `json:"err,omitempty"`
 }
 
 // Poll slots.
@@ -44,6 +50,14 @@ const (
 	pollUDP
 	pollTimer
 )
+
+// nonPeerBudget bounds the datagrams from sources that are not configured
+// peers read per interval (about 200,000 a second at 5 ms): they are
+// dropped on their source address alone, before any other work, and do
+// not count against the peers' budget. A flood beyond it fills the socket
+// buffer; the daemon's nftables peer filter drops such floods before they
+// reach the socket.
+const nonPeerBudget = 1024
 
 // errParentGone ends the loop: the daemon closed its end of the control
 // socket (or died).
@@ -56,15 +70,22 @@ type loop struct {
 	udp, tfd, ctl int
 	keys          *Keyring
 	tr            *Tracker
+	cluster       ClusterID
 	dests         []unix.Sockaddr
+	srcs          []netip.AddrPort // the peers' addresses, unmapped, in config order
+	peerV1        []bool           // the peer's last authentic beat was version 1: answer in version 1
 	realtime      bool
-	recvBudget    int // datagrams read per interval at most (flood guard)
+	recvBudget    int // peer datagrams read per interval at most (flood guard)
 	recvLeft      int
+	nonPeerLeft   int // datagrams from other sources read this interval at most
 	pfd           [3]unix.PollFd
 	ts            unix.Timespec
 	its           unix.ItimerSpec
 	out           [DatagramSize]byte
-	in            [DatagramSize + 1]byte // one more byte: longer datagrams show as such
+	outV2         [DatagramSizeV2]byte
+	in            [MaxDatagramSize + 1]byte // one more byte: longer datagrams show as such
+	from          unix.RawSockaddrAny
+	fromLen       uint32
 	ctlIn         [refreshSize + 1]byte
 	tbuf          [8]byte
 	beat, rx      Beat
@@ -108,12 +129,12 @@ func newLoop(cfg loopConfig, udp, ctl int) (*loop, error) {
 		return nil, fmt.Errorf("heartbeat: timerfd_create: %w", err)
 	}
 	l := &loop{
-		cfg: cfg, udp: udp, tfd: tfd, ctl: ctl, keys: keys, tr: tr,
-		recvBudget: 4*len(cfg.Peers) + 16,
-		beat:       Beat{Sender: IDOf(cfg.Self), Boot: binary.BigEndian.Uint64(boot[:])},
-		rep:        report{peers: make([]peerReport, len(cfg.Peers))},
-		prev:       report{peers: make([]peerReport, len(cfg.Peers))},
-		repBuf:     make([]byte, reportHeaderSize+len(cfg.Peers)*peerRecordSize),
+		cfg: cfg, udp: udp, tfd: tfd, ctl: ctl, keys: keys, tr: tr, cluster: ClusterIDOf(cfg.Cluster),
+		recvBudget: 4*len(cfg.Peers) + 16, peerV1: make([]bool, len(cfg.Peers)),
+		beat:   Beat{Sender: IDOf(cfg.Self), Boot: binary.BigEndian.Uint64(boot[:])},
+		rep:    report{peers: make([]peerReport, len(cfg.Peers))},
+		prev:   report{peers: make([]peerReport, len(cfg.Peers))},
+		repBuf: make([]byte, reportHeaderSize+len(cfg.Peers)*peerRecordSize),
 	}
 	for _, p := range cfg.Peers {
 		sa, err := sockaddr(p.Addr)
@@ -122,8 +143,9 @@ func newLoop(cfg loopConfig, udp, ctl int) (*loop, error) {
 			return nil, fmt.Errorf("heartbeat: peer %s: %w", p.Name, err)
 		}
 		l.dests = append(l.dests, sa)
+		l.srcs = append(l.srcs, netip.AddrPortFrom(p.Addr.Addr().Unmap(), p.Addr.Port()))
 	}
-	l.recvLeft = l.recvBudget
+	l.recvLeft, l.nonPeerLeft = l.recvBudget, nonPeerBudget
 	l.pfd[pollCtl] = unix.PollFd{Fd: int32(ctl), Events: unix.POLLIN}
 	l.pfd[pollUDP] = unix.PollFd{Fd: int32(udp), Events: unix.POLLIN}
 	l.pfd[pollTimer] = unix.PollFd{Fd: int32(tfd), Events: unix.POLLIN}
@@ -240,15 +262,24 @@ func (l *loop) readCtl(now Mono) error {
 	return nil
 }
 
-// readBeats drains the UDP socket, within the interval's budget.
+// readBeats drains the UDP socket, within the interval's budgets. A
+// datagram whose source is not a configured peer's address is dropped
+// first, before it counts against the peers' budget and before any
+// cryptography.
 func (l *loop) readBeats(now Mono) {
-	for l.recvLeft > 0 {
-		n, errno := recvDontWait(l.udp, l.in[:])
+	for l.recvLeft > 0 && l.nonPeerLeft > 0 {
+		n, errno := l.recvFrom()
 		if errno != 0 {
 			return // EAGAIN: drained; anything else is retried next time
 		}
-		l.recvLeft--
 		l.stats.Received++
+		i := l.peerOf()
+		if i < 0 && !l.cfg.AnySource {
+			l.stats.NonPeer++
+			l.nonPeerLeft--
+			continue
+		}
+		l.recvLeft--
 		if err := l.keys.Open(l.in[:n], &l.rx); err != nil {
 			if err == ErrBadMAC {
 				l.stats.BadMAC++
@@ -256,6 +287,13 @@ func (l *loop) readBeats(now Mono) {
 				l.stats.Malformed++
 			}
 			continue
+		}
+		if l.rx.Version == Version && l.rx.Cluster != l.cluster {
+			l.stats.OtherCluster++
+			continue
+		}
+		if i >= 0 {
+			l.peerV1[i] = l.rx.Version == Version1
 		}
 		switch l.tr.Observe(&l.rx, now) {
 		case Accepted:
@@ -271,6 +309,56 @@ func (l *loop) readBeats(now Mono) {
 	// Budget spent: stop reading until the next tick; the kernel drops
 	// what does not fit the socket buffer meanwhile.
 	l.pfd[pollUDP].Events = 0
+}
+
+// recvFrom reads one datagram into l.in and its source into l.from,
+// without allocating (unix.Recvfrom allocates the address).
+func (l *loop) recvFrom() (int, unix.Errno) {
+	l.fromLen = uint32(unsafe.Sizeof(l.from))
+	r, _, e := unix.Syscall6(unix.SYS_RECVFROM, uintptr(l.udp), uintptr(unsafe.Pointer(&l.in[0])), uintptr(len(l.in)),
+		unix.MSG_DONTWAIT, uintptr(unsafe.Pointer(&l.from)), uintptr(unsafe.Pointer(&l.fromLen)))
+	return int(r), e
+}
+
+// peerOf returns the index of the peer whose address l.from is: the peer
+// with that address and port, else the only peer with that address; -1
+// for any other source.
+func (l *loop) peerOf() int {
+	var src netip.AddrPort
+	switch l.from.Addr.Family {
+	case unix.AF_INET:
+		sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(&l.from))
+		src = netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), ntohs(sa.Port))
+	case unix.AF_INET6:
+		sa := (*unix.RawSockaddrInet6)(unsafe.Pointer(&l.from))
+		src = netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), ntohs(sa.Port))
+	default:
+		return -1
+	}
+	byAddr := -1
+	for i, p := range l.srcs {
+		if p == src {
+			return i
+		}
+		if p.Addr() == src.Addr() {
+			if byAddr >= 0 {
+				byAddr = -2 // two peers on that address: the port must match
+			} else if byAddr == -1 {
+				byAddr = i
+			}
+		}
+	}
+	if byAddr < 0 {
+		return -1
+	}
+	return byAddr
+}
+
+// ntohs reads a port as the kernel stores it in a sockaddr (network byte
+// order).
+func ntohs(p uint16) uint16 {
+	b := (*[2]byte)(unsafe.Pointer(&p))
+	return binary.BigEndian.Uint16(b[:])
 }
 
 // tick sends a beat to every peer while the daemon's token is fresh,
@@ -292,9 +380,18 @@ func (l *loop) tick(now Mono) error {
 			l.beat.Flags |= FlagMajority
 		}
 		l.beat.Owner, l.beat.Epoch = l.token.owner, l.token.epoch
-		l.keys.Seal(&l.out, &l.beat)
-		for _, d := range l.dests {
-			if err := unix.Sendto(l.udp, l.out[:], unix.MSG_DONTWAIT, d); err != nil {
+		l.keys.SealV2(&l.outV2, &l.beat, l.cluster)
+		sealedV1 := false
+		for i, d := range l.dests {
+			pkt := l.outV2[:]
+			if l.peerV1[i] {
+				if !sealedV1 {
+					l.keys.Seal(&l.out, &l.beat)
+					sealedV1 = true
+				}
+				pkt = l.out[:]
+			}
+			if err := unix.Sendto(l.udp, pkt, unix.MSG_DONTWAIT, d); err != nil {
 				l.stats.SendErrors++
 			} else {
 				l.stats.Sent++
@@ -304,7 +401,7 @@ func (l *loop) tick(now Mono) error {
 	if err := l.report(now, beating, majority); err != nil {
 		return err
 	}
-	l.recvLeft = l.recvBudget
+	l.recvLeft, l.nonPeerLeft = l.recvBudget, nonPeerBudget
 	l.pfd[pollUDP].Events = unix.POLLIN
 	l.next = l.next.Add(l.cfg.Interval)
 	if l.next <= now {

@@ -10,7 +10,7 @@ import (
 	"hash"
 )
 
-// The datagram, version 1, big-endian, DatagramSize bytes:
+// The datagram, big-endian. Version 1, DatagramSize (60) bytes:
 //
 //	offset size field
 //	     0    2 magic "eh"
@@ -22,11 +22,29 @@ import (
 //	    28    8 owner the sender believes in (NodeID, 0: none)
 //	    36    8 epoch of that owner's claim
 //	    44   16 HMAC-SHA256 of bytes 0..43, truncated
+//
+// Version 2, DatagramSizeV2 (68) bytes, binds the beat to a cluster:
+//
+//	offset size field
+//	     0   44 as in version 1, version byte 2
+//	    44    8 cluster (ClusterID of the sender's cluster name)
+//	    52   16 HMAC-SHA256 of bytes 0..51, truncated
+//
+// A loop sends version 2 and reads both: it answers a peer whose last
+// authentic beat was version 1 (a release that reads version 1 only) in
+// version 1, so peers one release apart keep hearing each other.
 const (
-	// Version is the datagram version this package writes and reads.
-	Version = 1
-	// DatagramSize is the length of every heartbeat datagram.
+	// Version is the datagram version this package writes by default.
+	Version = 2
+	// Version1 is the datagram version of the previous release (no
+	// cluster), still read and written to peers that send it.
+	Version1 = 1
+	// DatagramSize is the length of a version 1 datagram.
 	DatagramSize = macOffset + MACSize
+	// DatagramSizeV2 is the length of a version 2 datagram.
+	DatagramSizeV2 = macOffsetV2 + MACSize
+	// MaxDatagramSize is the length of the longest datagram.
+	MaxDatagramSize = DatagramSizeV2
 	// MACSize is the length of the truncated HMAC-SHA256 tag.
 	MACSize = 16
 	// KeyInfo is the HKDF info string of the heartbeat key.
@@ -34,7 +52,19 @@ const (
 
 	magic0, magic1 = 'e', 'h'
 	macOffset      = 44
+	clusterOffset  = 44
+	macOffsetV2    = 52
 )
+
+// ClusterID names a cluster on the wire: the first 8 bytes of SHA-256 over
+// a domain prefix and the cluster name.
+type ClusterID uint64
+
+// ClusterIDOf returns the ClusterID of a cluster name.
+func ClusterIDOf(name string) ClusterID {
+	sum := sha256.Sum256([]byte("epconsole cluster id\x00" + name))
+	return ClusterID(binary.BigEndian.Uint64(sum[:8]))
+}
 
 // Flags are the bits a beat carries about its sender.
 type Flags uint8
@@ -111,6 +141,10 @@ type Beat struct {
 	Owner NodeID
 	// Epoch is the epoch of that owner's claim; a claim raises it.
 	Epoch uint64
+	// Version is the datagram version it came in (Open sets it).
+	Version uint8
+	// Cluster is the sender's cluster (version 2; 0 in version 1).
+	Cluster ClusterID
 }
 
 // Errors of Keyring.Open. They are values, so dropping a datagram does not
@@ -174,31 +208,55 @@ func newKeyringDerived(keys [][]byte) (*Keyring, error) {
 // Len returns the number of keys.
 func (k *Keyring) Len() int { return len(k.macs) }
 
-// Seal writes b into dst as a datagram signed with the primary key.
+// Seal writes b into dst as a version 1 datagram signed with the primary
+// key (b.Version and b.Cluster are not written).
 func (k *Keyring) Seal(dst *[DatagramSize]byte, b *Beat) {
-	dst[0], dst[1], dst[2], dst[3] = magic0, magic1, Version, byte(b.Flags)
+	putHeader(dst[:], Version1, b)
+	k.tag(0, dst[:macOffset])
+	copy(dst[macOffset:], k.sum[:MACSize])
+}
+
+// SealV2 writes b into dst as a version 2 datagram of cluster c, signed
+// with the primary key.
+func (k *Keyring) SealV2(dst *[DatagramSizeV2]byte, b *Beat, c ClusterID) {
+	putHeader(dst[:], Version, b)
+	binary.BigEndian.PutUint64(dst[clusterOffset:], uint64(c))
+	k.tag(0, dst[:macOffsetV2])
+	copy(dst[macOffsetV2:], k.sum[:MACSize])
+}
+
+func putHeader(dst []byte, version byte, b *Beat) {
+	dst[0], dst[1], dst[2], dst[3] = magic0, magic1, version, byte(b.Flags)
 	binary.BigEndian.PutUint64(dst[4:], uint64(b.Sender))
 	binary.BigEndian.PutUint64(dst[12:], b.Boot)
 	binary.BigEndian.PutUint64(dst[20:], b.Seq)
 	binary.BigEndian.PutUint64(dst[28:], uint64(b.Owner))
 	binary.BigEndian.PutUint64(dst[36:], b.Epoch)
-	k.tag(0, dst[:macOffset])
-	copy(dst[macOffset:], k.sum[:MACSize])
 }
 
-// Open verifies pkt against every key of the keyring and decodes it into
-// b. b is only written when Open returns nil.
+// Open verifies pkt (version 1 or 2) against every key of the keyring and
+// decodes it into b. b is only written when Open returns nil. The caller
+// checks b.Cluster.
 func (k *Keyring) Open(pkt []byte, b *Beat) error {
-	if len(pkt) != DatagramSize || pkt[0] != magic0 || pkt[1] != magic1 {
+	if len(pkt) < 3 || pkt[0] != magic0 || pkt[1] != magic1 {
 		return ErrMalformed
 	}
-	if pkt[2] != Version {
+	macAt := 0
+	switch pkt[2] {
+	case Version1:
+		macAt = macOffset
+	case Version:
+		macAt = macOffsetV2
+	default:
 		return ErrVersion
+	}
+	if len(pkt) != macAt+MACSize {
+		return ErrMalformed
 	}
 	ok := false
 	for i := range k.macs {
-		k.tag(i, pkt[:macOffset])
-		if hmac.Equal(k.sum[:MACSize], pkt[macOffset:]) {
+		k.tag(i, pkt[:macAt])
+		if hmac.Equal(k.sum[:MACSize], pkt[macAt:]) {
 			ok = true
 			break
 		}
@@ -213,12 +271,16 @@ func (k *Keyring) Open(pkt []byte, b *Beat) error {
 		return ErrMalformed
 	}
 	*b = Beat{
-		Flags:  Flags(pkt[3]),
-		Sender: sender,
-		Boot:   boot,
-		Seq:    seq,
-		Owner:  NodeID(binary.BigEndian.Uint64(pkt[28:])),
-		Epoch:  binary.BigEndian.Uint64(pkt[36:]),
+		Flags:   Flags(pkt[3]),
+		Sender:  sender,
+		Boot:    boot,
+		Seq:     seq,
+		Owner:   NodeID(binary.BigEndian.Uint64(pkt[28:])),
+		Epoch:   binary.BigEndian.Uint64(pkt[36:]),
+		Version: pkt[2],
+	}
+	if pkt[2] == Version {
+		b.Cluster = ClusterID(binary.BigEndian.Uint64(pkt[clusterOffset:]))
 	}
 	return nil
 }

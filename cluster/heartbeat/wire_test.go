@@ -55,7 +55,7 @@ func TestIDOf(t *testing.T) {
 
 func TestSealOpen(t *testing.T) {
 	primary, old, stranger := testKey(1), testKey(2), testKey(3)
-	beat := Beat{Flags: FlagHolding | FlagRealtime, Sender: IDOf("lb1"), Boot: 0x1122334455667788, Seq: 42, Owner: IDOf("lb1"), Epoch: 7}
+	beat := Beat{Flags: FlagHolding | FlagRealtime, Sender: IDOf("lb1"), Boot: 0x1122334455667788, Seq: 42, Owner: IDOf("lb1"), Epoch: 7, Version: Version1}
 	seal := func(keys ...[]byte) [DatagramSize]byte {
 		k, err := NewKeyring(keys)
 		if err != nil {
@@ -88,7 +88,8 @@ func TestSealOpen(t *testing.T) {
 		{"short", byPrimary[:DatagramSize-1], [][]byte{primary}, ErrMalformed},
 		{"long", mutate(byPrimary, func(p []byte) []byte { return append(p, 0) }), [][]byte{primary}, ErrMalformed},
 		{"bad magic", mutate(byPrimary, func(p []byte) []byte { p[0] = 'x'; return p }), [][]byte{primary}, ErrMalformed},
-		{"other version", mutate(byPrimary, func(p []byte) []byte { p[2] = 2; return p }), [][]byte{primary}, ErrVersion},
+		{"version 2 byte on a version 1 datagram", mutate(byPrimary, func(p []byte) []byte { p[2] = 2; return p }), [][]byte{primary}, ErrMalformed},
+		{"unknown version", mutate(byPrimary, func(p []byte) []byte { p[2] = 3; return p }), [][]byte{primary}, ErrVersion},
 		{"empty", nil, [][]byte{primary}, ErrMalformed},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
@@ -150,7 +151,7 @@ func TestSealOpenDoNotAllocate(t *testing.T) {
 	}
 	sender, _ := NewKeyring([][]byte{testKey(1)})
 	var d [DatagramSize]byte
-	b := Beat{Sender: IDOf("lb1"), Boot: 1, Seq: 1, Owner: IDOf("lb2"), Epoch: 3}
+	b := Beat{Sender: IDOf("lb1"), Boot: 1, Seq: 1, Owner: IDOf("lb2"), Epoch: 3, Version: Version1}
 	var got Beat
 	allocs := totalAllocs(1000, func() {
 		b.Seq++
@@ -182,5 +183,37 @@ func TestFlagsString(t *testing.T) {
 		if got := f.String(); got != want {
 			t.Errorf("%#x.String() = %q, want %q", uint8(f), got, want)
 		}
+	}
+}
+
+// TestSealOpenV2: version 2 carries the cluster under the MAC; Open reads
+// both versions.
+func TestSealOpenV2(t *testing.T) {
+	k, _ := NewKeyring([][]byte{testKey(1)})
+	c := ClusterIDOf("prod")
+	if c == ClusterIDOf("staging") || c != ClusterIDOf("prod") {
+		t.Fatal("ClusterIDOf does not tell names apart")
+	}
+	b := Beat{Flags: FlagMajority, Sender: 0x0102030405060708, Boot: 0x1112131415161718, Seq: 0x2122232425262728, Owner: 0x3132333435363738, Epoch: 0x4142434445464748}
+	var d [DatagramSizeV2]byte
+	k.SealV2(&d, &b, 0x5152535455565758)
+	want := "6568" + "02" + "08" + "0102030405060708" + "1112131415161718" + "2122232425262728" + "3132333435363738" + "4142434445464748" + "5152535455565758"
+	if got := hex.EncodeToString(d[:macOffsetV2]); got != want {
+		t.Fatalf("header\n got %s\nwant %s", got, want)
+	}
+	var got Beat
+	if err := k.Open(d[:], &got); err != nil {
+		t.Fatal(err)
+	}
+	b.Version, b.Cluster = Version, 0x5152535455565758
+	if got != b {
+		t.Fatalf("Open = %+v, want %+v", got, b)
+	}
+	d[clusterOffset] ^= 1 // the cluster is authenticated
+	if err := k.Open(d[:], &got); err != ErrBadMAC {
+		t.Fatalf("changed cluster: %v, want ErrBadMAC", err)
+	}
+	if err := k.Open(d[:DatagramSize], &got); err != ErrMalformed {
+		t.Fatalf("version 2 cut to 60 bytes: %v, want ErrMalformed", err)
 	}
 }

@@ -160,6 +160,7 @@ func TestMinimalConfigDefaults(t *testing.T) {
 			HeartbeatInterval: 5 * time.Millisecond,
 			HeartbeatMisses:   4,
 			HeartbeatPort:     7947,
+			PeerFilter:        true,
 			Keys:              c.Gossip.Keys, // checked below
 		},
 		Backends: []Backend{{Name: "cp1", Address: netip.MustParseAddr("198.18.6.21"), Port: 6443}},

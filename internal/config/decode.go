@@ -281,6 +281,7 @@ func (d *decoder) decodeGossip(raw *rawConfig, c *Config) {
 	g.HeartbeatInterval, _ = d.duration(rg.HeartbeatInterval, "gossip.heartbeat_interval", defaultHeartbeatInterval, time.Millisecond, time.Second)
 	g.HeartbeatMisses, _ = d.intIn(rg.HeartbeatMisses, "gossip.heartbeat_misses", defaultHeartbeatMisses, 2, 100, "fewer than 2 turns one lost datagram into a failover")
 	d.heartbeatPort(rg, c)
+	g.PeerFilter = d.boolean(rg.PeerFilter, "gossip.peer_filter", true)
 	p, ok := d.str(rg.KeyFile, "gossip.key_file", defaultKeyFile, `"/etc/epconsole/gossip.key"`)
 	if !ok {
 		return

@@ -58,6 +58,7 @@ type rawGossip struct {
 	HeartbeatInterval *hcl.Attribute `hcl:"heartbeat_interval"`
 	HeartbeatMisses   *hcl.Attribute `hcl:"heartbeat_misses"`
 	HeartbeatPort     *hcl.Attribute `hcl:"heartbeat_port"`
+	PeerFilter        *hcl.Attribute `hcl:"peer_filter"`
 }
 
 type rawBackend struct {

@@ -95,6 +95,10 @@ type Gossip struct {
 	// the same on every peer: a peer's beats go to its gossip address's IP
 	// on this port. Default: this node's gossip port + 1.
 	HeartbeatPort uint16
+	// PeerFilter: the daemon's nftables table takes heartbeat and gossip
+	// packets from the configured peers' addresses only and drops them
+	// from anyone else (default on).
+	PeerFilter bool
 	// Keys is the keyring read from KeyFile when the config was loaded:
 	// the primary key first, every key 16, 24 or 32 bytes.
 	Keys Keyring

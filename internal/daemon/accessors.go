@@ -33,6 +33,9 @@ type Status struct {
 	HeartbeatRunning  bool               `json:"heartbeat_running"`
 	HeartbeatError    string             `json:"heartbeat_error,omitempty"`
 	HeartbeatRealtime heartbeat.Realtime `json:"heartbeat_realtime"`
+	// HeartbeatFailedStarts counts failed starts of the beat loop in a
+	// row (a busy port); the daemon retries, waiting up to 5 s.
+	HeartbeatFailedStarts int `json:"heartbeat_failed_starts,omitempty"`
 	// LastReload is when SIGHUP was last handled; LastReloadError why it
 	// was rejected ("" if accepted).
 	LastReload      time.Time `json:"last_reload,omitzero"`
@@ -124,6 +127,7 @@ func (d *Daemon) updateStatus(s *state) {
 	if s.beater != nil {
 		st.HeartbeatRealtime = s.beater.Realtime()
 	}
+	st.HeartbeatFailedStarts = s.beatRetry.failures
 }
 
 // Events returns the event log, oldest first.

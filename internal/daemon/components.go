@@ -70,6 +70,7 @@ func targets(cfg *config.Config) []probes.Target {
 func heartbeatConfig(cfg *config.Config) heartbeat.Config {
 	hc := heartbeat.Config{
 		Self:     cfg.Node.Name,
+		Cluster:  cfg.ClusterName,
 		Bind:     cfg.HeartbeatBind(),
 		Keys:     cfg.Gossip.Keys,
 		Interval: cfg.Gossip.HeartbeatInterval,
@@ -84,7 +85,7 @@ func heartbeatConfig(cfg *config.Config) heartbeat.Config {
 // sameHeartbeat reports whether two configs need the same beat loop.
 func sameHeartbeat(a, b *config.Config) bool {
 	x, y := heartbeatConfig(a), heartbeatConfig(b)
-	if x.Self != y.Self || x.Bind != y.Bind || x.Interval != y.Interval || x.Misses != y.Misses ||
+	if x.Self != y.Self || x.Cluster != y.Cluster || x.Bind != y.Bind || x.Interval != y.Interval || x.Misses != y.Misses ||
 		len(x.Peers) != len(y.Peers) || len(x.Keys) != len(y.Keys) {
 		return false
 	}

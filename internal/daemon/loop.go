@@ -21,17 +21,18 @@ type state struct {
 
 	cfg *config.Config
 	// The components the loop acts through (parts.go).
-	dp          datapath
-	vip         vipAnnouncer
-	lease       ownerLease
-	cl          peerCluster
-	beater      beatLoop // nil: no beat loop runs (beatErr says why)
-	beatErr     error
-	beaterRetry time.Time
-	mon         prober
-	monStop     context.CancelFunc
-	monDone     chan struct{}
-	sync        connSyncer // noSync with Options.NoConnSync
+	dp        datapath
+	vip       vipAnnouncer
+	lease     ownerLease
+	cl        peerCluster
+	beater    beatLoop // nil: no beat loop runs (beatErr says why)
+	beatErr   error
+	beatRetry beatRetry
+	mon       prober
+	monStop   context.CancelFunc
+	monDone   chan struct{}
+	sync      connSyncer // noSync with Options.NoConnSync
+	peers     peerFilter // nil: none (tests)
 
 	// run outlives the caller's ctx through the handoff; cancelled last.
 	run context.Context

@@ -45,6 +45,13 @@ func (d *Daemon) open(s *state) (closeAll func(), err error) {
 		return closeAll, fmt.Errorf("installing the owner lease tables: %w", err)
 	}
 	d.adopt(s)
+	pf, err := dataplane.NewPeerFilter(dpOpt)
+	if err != nil {
+		return closeAll, fmt.Errorf("peer filter: %w", err)
+	}
+	s.peers = pf
+	closers = append(closers, func() { d.removePeerFilter(s); pf.Close() })
+	d.applyPeerFilter(s)
 
 	if err := d.startMonitor(s); err != nil {
 		return closeAll, err

@@ -65,6 +65,7 @@ func (d *Daemon) reload(s *state) {
 	if err := s.cl.SetPeers(clusterPeers(cfg)); err != nil {
 		d.log.Error("updating peers", "err", err)
 	}
+	d.applyPeerFilter(s)
 	if err := s.cl.SetKeys(cfg.Gossip.Keys); err != nil {
 		d.log.Error("updating gossip keys", "err", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/epconsole/epconsole/cluster"
+	"github.com/epconsole/epconsole/cluster/heartbeat"
 	"github.com/epconsole/epconsole/internal/status"
 	"github.com/epconsole/epconsole/internal/status/build"
 )
@@ -21,6 +22,8 @@ type stateInputs struct {
 	conns      map[string]int
 	counters   status.Counters
 	ownerSince time.Time
+	beat       heartbeat.View
+	beatOK     bool
 }
 
 // snapshotState gathers the daemon's part of a snapshot for the status
@@ -28,6 +31,7 @@ type stateInputs struct {
 func (d *Daemon) snapshotState() *build.Daemon {
 	x := stateInputs{status: d.Status(), events: d.Events(), counters: d.counters.get()}
 	x.view, x.viewOK = d.ClusterView()
+	x.beat, x.beatOK = d.Heartbeat()
 	d.connMu.Lock()
 	x.conns = d.conns
 	d.connMu.Unlock()
@@ -42,8 +46,13 @@ func (x stateInputs) daemon() *build.Daemon {
 	st := x.status
 	bd := &build.Daemon{
 		View: x.view, ViewOK: x.viewOK, Decision: st.Decision, Waiting: st.Waiting, Eligible: st.Eligible,
-		Realtime: st.HeartbeatRunning && st.HeartbeatRealtime.InEffect,
-		Drained:  st.Drained, Preflight: st.Preflight, OwnerSince: x.ownerSince, Conns: x.conns, Counters: x.counters,
+		Realtime:         st.HeartbeatRunning && st.HeartbeatRealtime.InEffect,
+		HeartbeatRunning: st.HeartbeatRunning, HeartbeatError: st.HeartbeatError,
+		Drained: st.Drained, Preflight: st.Preflight, OwnerSince: x.ownerSince, Conns: x.conns, Counters: x.counters,
+	}
+	bd.Counters.HeartbeatFailedStarts = uint64(st.HeartbeatFailedStarts)
+	if x.beatOK {
+		bd.Counters.HeartbeatNonPeer, bd.Counters.HeartbeatOtherCluster = x.beat.Stats.NonPeer, x.beat.Stats.OtherCluster
 	}
 	for _, e := range x.events {
 		bd.Events = append(bd.Events, status.Event{Time: e.Time, Kind: string(e.Kind), Subject: e.Subject, Message: e.Message})

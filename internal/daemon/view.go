@@ -57,5 +57,6 @@ func (d *Daemon) noteHeartbeat(s *state, hv heartbeat.View) {
 	d.log.Info("heartbeat verdict", "fresh", fresh, "missing", missing, "majority", hv.Majority, "beating", hv.Beating,
 		"stale", hv.Stale, "last_beat_age", ages, "report_age", now.Sub(hv.At).Round(100*time.Microsecond).String(),
 		"loop_max_lateness", st.MaxLateness.String(), "loop_late_ticks", st.LateTicks, "sent", st.Sent,
-		"send_errors", st.SendErrors, "received", st.Received, "accepted", st.Accepted, "reports_dropped", st.ReportsDropped)
+		"send_errors", st.SendErrors, "received", st.Received, "accepted", st.Accepted, "reports_dropped", st.ReportsDropped,
+		"non_peer", st.NonPeer, "other_cluster", st.OtherCluster)
 }

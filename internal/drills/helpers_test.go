@@ -82,6 +82,8 @@ type clusterOpts struct {
 	before func(c *cluster)
 	// peers is the number of LBs (0: three; at most five).
 	peers int
+	// extra are more client hosts on the bridge, by name (not peers).
+	extra []string
 }
 
 func newClusterWith(t *testing.T, prefix string, timeout time.Duration, o clusterOpts) (*cluster, string) {
@@ -100,6 +102,9 @@ func newClusterWith(t *testing.T, prefix string, timeout time.Duration, o cluste
 	}
 	for i := 1; i <= 3; i++ {
 		hosts = append(hosts, netlab.HostSpec{Name: fmt.Sprintf("cp%d", i), Role: netlab.RoleBackend})
+	}
+	for _, name := range o.extra {
+		hosts = append(hosts, netlab.HostSpec{Name: name, Role: netlab.RoleClient})
 	}
 	lab := netlab.New(t, netlab.Spec{Prefix: prefix, IPv4: net4, IPv6: net6, Hosts: hosts})
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)

@@ -16,10 +16,16 @@ const (
 	CodeSplitView      = "split-view"
 	CodeConfigMismatch = "config-mismatch"
 	CodeDrained        = "backend-drained"
+	CodeHeartbeatDown  = "heartbeat-not-running"
 )
 
+// HeartbeatSwitchedOff is Election.HeartbeatError when the daemon runs
+// without the heartbeat on purpose (--no-heartbeat): no finding.
+const HeartbeatSwitchedOff = "heartbeat switched off"
+
 // ClusterFindings judges the cluster part of a daemon's snapshot: no VIP
-// owner or two owners (CRITICAL), the election's majority lost
+// owner or two owners (CRITICAL), this node's heartbeat not running
+// (CRITICAL), the election's majority lost
 // (CRITICAL), a peer down (WARNING), a split view — live peers disagreeing
 // whether a backend is in service (WARNING) —, a config digest mismatch
 // (WARNING) and a drained backend (WARNING: it takes no new connections
@@ -61,6 +67,12 @@ func ClusterFindings(s Snapshot) []probes.Finding {
 		add(probes.Critical, vipList(s), CodeNoOwner, "no peer holds the VIP: the endpoint is dark ("+why+")",
 			"see which peers are eligible (epconsole check backends on each LB node: an LB whose own probes see no healthy backend is not eligible)",
 			"check the VIP interface is up on the LB nodes")
+	}
+	if !e.HeartbeatRunning && e.HeartbeatError != "" && e.HeartbeatError != HeartbeatSwitchedOff {
+		add(probes.Critical, s.Node, CodeHeartbeatDown,
+			fmt.Sprintf("the heartbeat does not run on %s: its peers hear no beats from it and count it as gone (%s)", s.Node, e.HeartbeatError),
+			"free the heartbeat port (or set gossip.heartbeat_port to a free port on every peer); the daemon retries on its own within 5 s",
+			"journalctl -u epconsole | grep heartbeat")
 	}
 	if e.QuorumRequired && e.QuorumHave < e.QuorumNeed {
 		add(probes.Critical, s.Node, CodeQuorumLost,

@@ -115,6 +115,18 @@ func TestClusterFindings(t *testing.T) {
 			want: []want{{CodeConfigMismatch, probes.Warning, "lb3"}}, worst: probes.Warning,
 		},
 		{
+			desc: "heartbeat not running (busy port)",
+			mod: func(s *Snapshot) {
+				s.Election.HeartbeatError = "heartbeat: binding UDP 198.18.9.1:7947: address already in use (UDP port 7947 is held by pid 42 (keepalived))"
+			},
+			want: []want{{CodeHeartbeatDown, probes.Critical, "lb1"}}, worst: probes.Critical,
+		},
+		{
+			desc:  "heartbeat switched off on purpose: no finding",
+			mod:   func(s *Snapshot) { s.Election.HeartbeatError = HeartbeatSwitchedOff },
+			worst: probes.OK,
+		},
+		{
 			desc: "drained backend",
 			mod:  func(s *Snapshot) { s.Backends[0].Drained = true },
 			want: []want{{CodeDrained, probes.Warning, "cp1"}}, worst: probes.Warning,

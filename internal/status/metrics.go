@@ -60,6 +60,8 @@ type snapshotCollector struct {
 	peers, peersAlive, peerAlive                      metric
 	peerFresh, peerHeartbeatAge, hbInterval, hbLimit  metric
 	quorumNeed, quorumHave, quorumOK, epoch, realtime metric
+	heartbeatRunning, heartbeatFailedStarts           metric
+	heartbeatDropped                                  metric
 	failovers, probeFailures                          metric
 	reconciles, reconcileErrors, reconcileLast        metric
 	tlsDays, tlsNotAfter, tlsChainOK, tlsSANsMissing  metric
@@ -90,13 +92,18 @@ func NewCollector(src Provider) prometheus.Collector {
 		peerFresh:      newMetric("peer_heartbeat_fresh", "1 if the peer's heartbeats arrive now (within heartbeat_miss_limit intervals), else 0.", g, "peer"),
 		peerHeartbeatAge: newMetric("peer_heartbeat_age_seconds",
 			"Seconds since this node last heard from the peer, at the snapshot's time.", g, "peer"),
-		hbInterval:    newMetric("heartbeat_interval_seconds", "The configured heartbeat interval.", g),
-		hbLimit:       newMetric("heartbeat_miss_limit", "Missed heartbeats that declare a peer gone (gossip.heartbeat_misses).", g),
-		quorumNeed:    newMetric("election_quorum_need", "Peers needed for a majority (the configured peers, this one included).", g),
-		quorumHave:    newMetric("election_quorum_have", "Peers this node hears from now, itself included.", g),
-		quorumOK:      newMetric("election_quorum_ok", "1 if the election has the majority it needs (always 1 with fewer than 3 peers).", g),
-		epoch:         newMetric("election_epoch", "The ownership epoch this node knows.", g),
-		realtime:      newMetric("heartbeat_realtime", "1 if the heartbeat runs at real-time priority (SCHED_FIFO).", g),
+		hbInterval:       newMetric("heartbeat_interval_seconds", "The configured heartbeat interval.", g),
+		hbLimit:          newMetric("heartbeat_miss_limit", "Missed heartbeats that declare a peer gone (gossip.heartbeat_misses).", g),
+		quorumNeed:       newMetric("election_quorum_need", "Peers needed for a majority (the configured peers, this one included).", g),
+		quorumHave:       newMetric("election_quorum_have", "Peers this node hears from now, itself included.", g),
+		quorumOK:         newMetric("election_quorum_ok", "1 if the election has the majority it needs (always 1 with fewer than 3 peers).", g),
+		epoch:            newMetric("election_epoch", "The ownership epoch this node knows.", g),
+		realtime:         newMetric("heartbeat_realtime", "1 if the heartbeat runs at real-time priority (SCHED_FIFO).", g),
+		heartbeatRunning: newMetric("heartbeat_running", "1 if this node's heartbeat beat loop runs (daemon only).", g),
+		heartbeatFailedStarts: newMetric("heartbeat_failed_starts",
+			"Failed starts of the beat loop in a row (a busy heartbeat port); 0 while it runs.", g),
+		heartbeatDropped: newMetric("heartbeat_dropped_total",
+			"Datagrams the beat loop dropped since it started: non_peer (source not a configured peer), other_cluster (another cluster name).", c, "reason"),
 		failovers:     newMetric("failovers_total", "VIP owner changes this node has seen since its daemon started.", c),
 		probeFailures: newMetric("probe_failures_total", "Failed backend probes of this node, by reason.", c, "reason"),
 		reconciles:    newMetric("reconciles_total", "Dataplane (nftables) reconciles since the daemon started.", c),
@@ -128,7 +135,7 @@ func (c *snapshotCollector) metrics() []metric {
 	return []metric{c.info, c.snapshotTime, c.backendUp, c.backendLatency, c.drained,
 		c.connections, c.vipOwner, c.vipOwned, c.peers, c.peersAlive, c.peerAlive,
 		c.peerFresh, c.peerHeartbeatAge, c.hbInterval, c.hbLimit, c.tlsSeconds,
-		c.quorumNeed, c.quorumHave, c.quorumOK, c.epoch, c.realtime, c.failovers,
+		c.quorumNeed, c.quorumHave, c.quorumOK, c.epoch, c.realtime, c.heartbeatRunning, c.heartbeatFailedStarts, c.heartbeatDropped, c.failovers,
 		c.probeFailures, c.reconciles, c.reconcileErrors, c.reconcileLast, c.tlsDays,
 		c.tlsNotAfter, c.tlsChainOK, c.tlsSANsMissing, c.etcdMembers, c.etcdHealthy,
 		c.etcdQuorum, c.etcdTolerance, c.etcdLeader, c.etcdAlarms, c.areaSeverity, c.findings}
@@ -203,7 +210,13 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		emit(c.hbInterval, e.HeartbeatInterval.Seconds())
 		emit(c.hbLimit, float64(e.HeartbeatMisses))
 	}
+	if s.Source == SourceDaemon {
+		emit(c.heartbeatRunning, b01(e.HeartbeatRunning))
+	}
 	if k := s.Counters; k != nil {
+		emit(c.heartbeatFailedStarts, float64(k.HeartbeatFailedStarts))
+		emit(c.heartbeatDropped, float64(k.HeartbeatNonPeer), "non_peer")
+		emit(c.heartbeatDropped, float64(k.HeartbeatOtherCluster), "other_cluster")
 		emit(c.failovers, float64(k.Failovers))
 		for reason, n := range k.ProbeFailures {
 			emit(c.probeFailures, float64(n), reason)

@@ -65,7 +65,13 @@ func expectedMetrics(s Snapshot) map[string]float64 {
 		m["epconsole_heartbeat_interval_seconds"] = s.Election.HeartbeatInterval.Seconds()
 		m["epconsole_heartbeat_miss_limit"] = float64(s.Election.HeartbeatMisses)
 	}
+	if s.Source == SourceDaemon {
+		m["epconsole_heartbeat_running"] = b01(s.Election.HeartbeatRunning)
+	}
 	if k := s.Counters; k != nil {
+		m["epconsole_heartbeat_failed_starts"] = float64(k.HeartbeatFailedStarts)
+		m[`epconsole_heartbeat_dropped_total{reason="non_peer"}`] = float64(k.HeartbeatNonPeer)
+		m[`epconsole_heartbeat_dropped_total{reason="other_cluster"}`] = float64(k.HeartbeatOtherCluster)
 		m["epconsole_failovers_total"] = float64(k.Failovers)
 		for r, n := range k.ProbeFailures {
 			m[fmt.Sprintf(`epconsole_probe_failures_total{reason=%q}`, r)] = float64(n)

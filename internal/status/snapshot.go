@@ -92,6 +92,14 @@ type Counters struct {
 	// lease is renewed and the VIP addresses are on the interfaces).
 	ReconcileLatency Histogram `json:"reconcile_latency"`
 	ClaimLatency     Histogram `json:"claim_latency"`
+	// HeartbeatFailedStarts counts the beat loop's failed starts in a row
+	// (0 while it runs); the daemon retries with a growing wait.
+	HeartbeatFailedStarts uint64 `json:"heartbeat_failed_starts"`
+	// HeartbeatNonPeer counts datagrams the beat loop dropped because
+	// their source is not a configured peer; HeartbeatOtherCluster
+	// authentic beats of another cluster name (since the loop started).
+	HeartbeatNonPeer      uint64 `json:"heartbeat_non_peer_dropped"`
+	HeartbeatOtherCluster uint64 `json:"heartbeat_other_cluster_dropped"`
 }
 
 // VIP is one virtual address.
@@ -125,7 +133,11 @@ type Election struct {
 	// Realtime: the heartbeat runs at real-time priority (SCHED_FIFO).
 	Realtime          bool          `json:"realtime"`
 	HeartbeatInterval time.Duration `json:"heartbeat_interval_ns"`
-	HeartbeatMisses   int           `json:"heartbeat_misses"`
+	// HeartbeatRunning: this node's beat loop runs (daemon only);
+	// HeartbeatError says why not (a busy port names it and its holder).
+	HeartbeatRunning bool   `json:"heartbeat_running"`
+	HeartbeatError   string `json:"heartbeat_error"`
+	HeartbeatMisses  int    `json:"heartbeat_misses"`
 	// ConfigDigest is this node's short config digest; Mismatch lists peers
 	// whose digest differs from the cluster's reference digest.
 	ConfigDigest string   `json:"config_digest"`

@@ -80,6 +80,9 @@ type Daemon struct {
 	Eligible bool
 	// Realtime: the heartbeat runs at real-time priority.
 	Realtime bool
+	// HeartbeatRunning: the beat loop runs; HeartbeatError says why not.
+	HeartbeatRunning bool
+	HeartbeatError   string
 	// Drained is the operator drain set.
 	Drained []string
 	// Preflight are the host checks made at start.
@@ -218,7 +221,7 @@ func daemonView(s *status.Snapshot, cfg *config.Config, res Results, m Meta, d *
 		Owner: owner, Epoch: dec.Epoch, Elected: dec.Elected, Reason: reason,
 		QuorumPeers: dec.Quorum.Peers, QuorumNeed: dec.Quorum.Need, QuorumHave: dec.Quorum.Have,
 		QuorumRequired: dec.Quorum.Required, QuorumPossible: dec.Quorum.Possible,
-		Realtime:          d.Realtime,
+		Realtime: d.Realtime, HeartbeatRunning: d.HeartbeatRunning, HeartbeatError: d.HeartbeatError,
 		HeartbeatInterval: cfg.Gossip.HeartbeatInterval, HeartbeatMisses: cfg.Gossip.HeartbeatMisses,
 		ConfigDigest: cluster.ShortDigest(cfg.Digest()), Mismatch: slices.Clone(dec.Mismatch),
 	}
