@@ -108,3 +108,20 @@ func TestOptionsBounds(t *testing.T) {
 		t.Errorf("defaults: %+v, %v", o, err)
 	}
 }
+
+// TestOptionsColocated: co-located, the peers are the control-plane hosts
+// (Peers follows Backends), and a daemon per host bounds them to MaxPeers.
+func TestOptionsColocated(t *testing.T) {
+	o := Options{Colocated: true, Peers: 1}
+	if err := o.defaults(); err != nil || o.Peers != 3 || o.Backends != 3 {
+		t.Errorf("co-located defaults: peers %d backends %d, %v; want 3 and 3", o.Peers, o.Backends, err)
+	}
+	o = Options{Colocated: true, Backends: MaxPeers + 1}
+	if err := o.defaults(); err == nil {
+		t.Errorf("co-located with %d backends accepted (each runs a daemon; at most %d)", MaxPeers+1, MaxPeers)
+	}
+	o = Options{Backends: MaxPeers + 1}
+	if err := o.defaults(); err != nil {
+		t.Errorf("the LB-host topology with %d backends: %v", MaxPeers+1, err)
+	}
+}

@@ -302,7 +302,7 @@ func (l *Lab) killOwner(ctx context.Context, owner string) (func(context.Context
 func (l *Lab) partition(target string) (func(context.Context) error, string, error) {
 	h := l.net.Host(target)
 	var others []netip.Addr
-	for _, p := range l.net.HostsByRole(netlab.RoleLB) {
+	for _, p := range l.peerHosts() {
 		if p.Name() != target {
 			others = append(others, p.IPv4())
 		}

@@ -6,6 +6,13 @@
 // cp1..cpM each running a stand-in apiserver whose certificate comes from
 // the lab CA with both VIPs and the DNS name in its SANs.
 //
+// With Options.Colocated the lab has no LB hosts: the daemons run on
+// cp1..cpN themselves, beside each host's stand-in apiserver (the way most
+// kube-vip users run), and every daemon's backends are cp1..cpN, itself
+// included. The VIP's port equals the apiserver's (6443): the daemon's
+// DNAT matches the VIP only, so the node's own address keeps reaching its
+// own apiserver.
+//
 // The first three control-plane hosts (all of them with --backends 1 or 2)
 // each run a member of a real etcd cluster (embedded etcd, netlab's etcd
 // role): TLS with client certificate auth on ports 2379 (client) and 2380
@@ -84,6 +91,10 @@ type Options struct {
 	Binary string
 	// Logger receives progress (default: discarded).
 	Logger *slog.Logger
+	// Colocated runs the daemons on the control-plane hosts (no LB hosts):
+	// the peers are cp1..cpN, Peers is ignored and Backends is at most
+	// MaxPeers.
+	Colocated bool
 }
 
 func (o *Options) defaults() error {
@@ -101,6 +112,12 @@ func (o *Options) defaults() error {
 	}
 	if o.Backends == 0 {
 		o.Backends = DefaultBackends
+	}
+	if o.Colocated {
+		if o.Backends < 1 || o.Backends > MaxPeers {
+			return fmt.Errorf("lab: %d co-located control-plane hosts: want 1 to %d (each runs a daemon)", o.Backends, MaxPeers)
+		}
+		o.Peers = o.Backends
 	}
 	if o.Peers < 1 || o.Peers > MaxPeers {
 		return fmt.Errorf("lab: %d peers: want 1 to %d", o.Peers, MaxPeers)
@@ -151,7 +168,7 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 		return nil, err
 	}
 	hosts := []netlab.HostSpec{{Name: "client", Role: netlab.RoleClient}}
-	for i := 1; i <= o.Peers; i++ {
+	for i := 1; i <= o.Peers && !o.Colocated; i++ {
 		hosts = append(hosts, netlab.HostSpec{Name: fmt.Sprintf("lb%d", i), Role: netlab.RoleLB})
 	}
 	for i := 1; i <= o.Backends; i++ {
@@ -175,8 +192,19 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 			_ = l.Close()
 		}
 	}()
-	if err := nftablesWorks(nl.HostsByRole(netlab.RoleLB)[0]); err != nil {
+	if err := nftablesWorks(l.peerHosts()[0]); err != nil {
 		return nil, err
+	}
+	if o.Colocated {
+		// A co-located owner forwards to the other control-plane hosts, as
+		// an LB host does (netlab enables forwarding on LB hosts only).
+		for _, h := range l.peerHosts() {
+			for _, key := range []string{"net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding"} {
+				if err := h.WriteSysctl(key, "1"); err != nil {
+					return nil, fmt.Errorf("lab: enabling forwarding on %s: %w", h.Name(), err)
+				}
+			}
+		}
 	}
 	cps := nl.HostsByRole(netlab.RoleBackend)
 	if l.etcd, err = nl.NewEtcd(netlab.EtcdOpts{Hosts: cps[:min(len(cps), MaxEtcdMembers)]}); err != nil {
@@ -205,7 +233,7 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 		return nil, err
 	}
 	in := l.configInput()
-	for _, h := range nl.HostsByRole(netlab.RoleLB) {
+	for _, h := range l.peerHosts() {
 		if err := os.MkdirAll(l.stateDir(h.Name()), 0o700); err != nil {
 			return nil, fmt.Errorf("lab: %w", err)
 		}
@@ -213,7 +241,7 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 			return nil, fmt.Errorf("lab: writing config: %w", err)
 		}
 	}
-	for _, h := range nl.HostsByRole(netlab.RoleLB) {
+	for _, h := range l.peerHosts() {
 		if err := l.startDaemon(h.Name()); err != nil {
 			return nil, err
 		}
@@ -283,7 +311,7 @@ func (l *Lab) configInput() ConfigInput {
 	if l.etcd != nil {
 		in.Etcd = EtcdInput{Endpoints: l.etcd.Endpoints(), CAFile: l.etcd.CAFile, CertFile: l.etcd.ClientCertFile, KeyFile: l.etcd.ClientKeyFile}
 	}
-	for i, h := range l.net.HostsByRole(netlab.RoleLB) {
+	for i, h := range l.peerHosts() {
 		in.Peers = append(in.Peers, PeerInput{Name: h.Name(), Addr4: h.IPv4(), Priority: 150 - 10*i})
 	}
 	for _, h := range l.net.HostsByRole(netlab.RoleBackend) {
@@ -295,10 +323,23 @@ func (l *Lab) configInput() ConfigInput {
 // Net returns the underlying topology (hosts, addresses, the lab CA).
 func (l *Lab) Net() *netlab.Lab { return l.net }
 
-// Peers returns the LB names in order (lb1 has the highest priority).
+// peerHosts returns the hosts that run a daemon: the LB hosts, or with
+// Colocated the control-plane hosts.
+func (l *Lab) peerHosts() []*netlab.Host {
+	if l.opts.Colocated {
+		return l.net.HostsByRole(netlab.RoleBackend)
+	}
+	return l.net.HostsByRole(netlab.RoleLB)
+}
+
+// Colocated reports whether the daemons run on the control-plane hosts.
+func (l *Lab) Colocated() bool { return l.opts.Colocated }
+
+// Peers returns the names of the hosts running a daemon in order (the
+// first has the highest priority): lb1..lbN, or cp1..cpN co-located.
 func (l *Lab) Peers() []string {
 	var out []string
-	for _, h := range l.net.HostsByRole(netlab.RoleLB) {
+	for _, h := range l.peerHosts() {
 		out = append(out, h.Name())
 	}
 	return out
@@ -545,4 +586,30 @@ func (l *Lab) DaemonPid(peer string) int {
 		return d.cmd.Process.Pid
 	}
 	return 0
+}
+
+// StopDaemon stops the daemon on peer with SIGTERM (a graceful handoff:
+// it gives the VIP away and removes its rules) and waits until it exits.
+func (l *Lab) StopDaemon(ctx context.Context, peer string) error {
+	l.mu.Lock()
+	d := l.daemons[peer]
+	l.mu.Unlock()
+	if d == nil {
+		return fmt.Errorf("lab: no daemon on %s", peer)
+	}
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("lab: the daemon on %s did not exit after SIGTERM: %w", peer, ctx.Err())
+	}
+}
+
+// StartDaemon starts the daemon on peer again (after StopDaemon or a kill).
+func (l *Lab) StartDaemon(peer string) error {
+	if l.daemonRunning(peer) {
+		return fmt.Errorf("lab: the daemon on %s runs already", peer)
+	}
+	return l.startDaemon(peer)
 }

@@ -46,7 +46,7 @@ func Route(args []string) ([]string, bool) {
 	return nil, false
 }
 
-const usage = `usage: epconsole-lab [--peers N] [--backends M] [--headless] [--duration D] [--rate N]
+const usage = `usage: epconsole-lab [--peers N] [--backends M] [--colocated] [--headless] [--duration D] [--rate N]
        epconsole-lab fault NAME | epconsole-lab heal NAME
        epconsole-lab down
        epconsole-lab check|console|validate|version ...   (as epconsole)
@@ -59,6 +59,11 @@ running a stand-in apiserver (a real TLS server with a certificate from a
 lab CA carrying the VIPs and the endpoint DNS name), the first three also
 a member of a real etcd cluster (TLS, client certificates). The client
 sends fresh TLS connections through the VIP.
+
+With --colocated there are no LB hosts: cp1..cpM each run the daemon beside
+their stand-in apiserver (the daemon on the control-plane nodes, as most
+kube-vip users run it), every daemon's backends are cp1..cpM, itself
+included; --peers is then ignored and --backends is at most 5.
 
 On a terminal the console opens, attached to the VIP owner's daemon (and to
 the next peer's when that one dies); quitting it removes the lab. With --headless or --duration the lab prints, every
@@ -106,6 +111,7 @@ func Run(ctx context.Context, args []string, stdio cli.IO) int {
 	rate := fs.Int("rate", 20, "new TLS connections per second through the VIP, per address family (1..200)")
 	peers := fs.Int("peers", lab.DefaultPeers, fmt.Sprintf("LB peers running the daemon (1..%d)", lab.MaxPeers))
 	backends := fs.Int("backends", lab.DefaultBackends, fmt.Sprintf("control-plane hosts with a stand-in apiserver (1..%d)", lab.MaxBackends))
+	colocated := fs.Bool("colocated", false, "run the daemons on the control-plane hosts (no LB hosts; each node is its own backend)")
 	binary := fs.String("binary", "", "the epconsole binary the LB peers run (default: this one)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), usage, strings.Join(lab.Faults(), ", "))
@@ -125,6 +131,10 @@ func Run(ctx context.Context, args []string, stdio cli.IO) int {
 		fmt.Fprintf(stdio.Err, "epconsole-lab: --rate %d is out of range: use 1 to 200\n", *rate)
 		return 2
 	}
+	if *colocated && *backends > lab.MaxPeers {
+		fmt.Fprintf(stdio.Err, "epconsole-lab: --colocated --backends %d: each control-plane host runs a daemon; use 1 to %d\n", *backends, lab.MaxPeers)
+		return 2
+	}
 	if *peers < 1 || *peers > lab.MaxPeers || *backends < 1 || *backends > lab.MaxBackends {
 		fmt.Fprintf(stdio.Err, "epconsole-lab: --peers %d --backends %d: use 1 to %d peers and 1 to %d backends\n", *peers, *backends, lab.MaxPeers, lab.MaxBackends)
 		return 2
@@ -135,7 +145,7 @@ func Run(ctx context.Context, args []string, stdio cli.IO) int {
 	}
 	tui := !*headless && *duration == 0 && terminal(stdio.In) && terminal(stdio.Out)
 	opts := lab.Options{
-		Prefix: labPrefix, Peers: *peers, Backends: *backends, Binary: *binary,
+		Prefix: labPrefix, Peers: *peers, Backends: *backends, Binary: *binary, Colocated: *colocated,
 		Logger: slog.New(slog.NewTextHandler(stdio.Err, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
 	if err := runDemo(ctx, stdio, opts, *rate, *duration, tui); err != nil {

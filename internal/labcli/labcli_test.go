@@ -19,6 +19,7 @@ func TestRoute(t *testing.T) {
 		{[]string{"-h"}, true, []string{"-h"}},
 		{[]string{"lab"}, true, []string{}},
 		{[]string{"lab", "--peers", "5"}, true, []string{"--peers", "5"}},
+		{[]string{"--colocated", "--headless"}, true, []string{"--colocated", "--headless"}},
 		{[]string{"fault", "stop-backend"}, true, []string{"fault", "stop-backend"}},
 		{[]string{"heal", "partition"}, true, []string{"heal", "partition"}},
 		{[]string{"down"}, true, []string{"down"}},
