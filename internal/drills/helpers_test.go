@@ -293,6 +293,33 @@ func (c *cluster) waitOneOwner(timeout time.Duration, not string) string {
 	return ""
 }
 
+// forgetFlows deletes, on every LB, the conntrack entries of finished
+// connections through the VIP to backend (the test's own earlier loads).
+// Linux conntrack sends a SYN that matches a live entry (ESTABLISHED,
+// FIN_WAIT, CLOSE_WAIT, LAST_ACK, or a synced TIME_WAIT) along that
+// entry's NAT, whatever the slot map says now: a fresh connection whose
+// client reuses such a port reaches the old backend, drained or not. The
+// client's ports come from a counter the kernel shares across network
+// namespaces, so other labs on the same addresses can wrap it onto this
+// test's earlier ports. Call it only when no connection to backend that
+// the test still needs is open.
+func (c *cluster) forgetFlows(backend string) {
+	c.t.Helper()
+	to := netip.AddrPortFrom(c.lab.Host(backend).IPv4(), servicePort)
+	for _, lb := range c.lbs {
+		ct, err := dataplane.NewConntrack(dataplane.WithNetNSPath(lb.NsPath()))
+		if err != nil {
+			c.t.Fatalf("conntrack of %s: %v", lb.Name(), err)
+		}
+		n, err := ct.DeleteBackendFlows(c.ctx, netipPort(c), to)
+		ct.Close()
+		if err != nil {
+			c.t.Fatalf("deleting %s's flows to %s: %v", lb.Name(), backend, err)
+		}
+		c.t.Logf("%s: %d finished flows to %s forgotten", lb.Name(), n, backend)
+	}
+}
+
 // load runs n fresh TLS connections from the client through the VIP.
 func (c *cluster) loadOpts(n int, interval time.Duration) netlab.ClientOpts {
 	return netlab.ClientOpts{
