@@ -460,9 +460,9 @@ func FetchChain(ctx context.Context, addr netip.AddrPort, timeout time.Duration)
 
 // JudgeBackends turns one round of probe results into findings: a failed
 // backend is a WARNING (the endpoint still serves through the others), a
-// backend whose readiness is unknown (401/403) a WARNING saying what
-// credential is missing, and no serving backend at all CRITICAL. It is a
-// pure function.
+// backend whose readiness is unknown (401/403) a WARNING saying that it is
+// judged by its TLS handshake and what credential is missing, and no
+// serving backend at all CRITICAL. It is a pure function.
 func JudgeBackends(rs []HealthResult) []Finding {
 	var fs []Finding
 	serving := 0
@@ -475,7 +475,8 @@ func JudgeBackends(rs []HealthResult) []Finding {
 		case OutcomeReadinessUnknown:
 			serving++
 			f.Code = "readiness-unknown"
-			f.Message = fmt.Sprintf("reachable, TLS fine, readiness unknown: /readyz answered %d", r.StatusCode)
+			f.Message = fmt.Sprintf("readiness unknown: /readyz answered %d; while it answers nothing else, the LB judges it by its TLS handshake "+
+				"(which says nothing about readiness, and a starting apiserver's 403 does not count)", r.StatusCode)
 			f.Detail = ""
 			f.Fixes = readinessFixes(r)
 		default:
