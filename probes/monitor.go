@@ -31,6 +31,8 @@ type MonitorOptions struct {
 	Prober func(ctx context.Context, t Target, o HealthOptions) HealthResult
 	// OnUpdate, if set, is called after every probe, from that backend's
 	// goroutine; it must return quickly (hand off to a channel if needed).
+	// A discounted probe is reported too (Result.Discounted, the state
+	// unchanged).
 	OnUpdate func(Update)
 	// Logger logs state changes (default slog.Default()).
 	Logger *slog.Logger
@@ -159,9 +161,12 @@ func (m *Monitor) loop(ctx context.Context, i int) {
 		res.LatenessMS = float64(res.Lateness().Microseconds()) / 1000
 		if Discount(res, timeout, m.opts.LateFraction) {
 			res.Discounted = true
-			m.discount(i, res)
+			u := m.discount(i, res)
 			m.opts.Logger.Debug("probe timed out while this LB ran late: not counted, probing again", "backend", t.Name,
 				"lateness", res.Lateness().String(), "timeout", timeout.String())
+			if m.opts.OnUpdate != nil {
+				m.opts.OnUpdate(u)
+			}
 			due = time.Now().Add(m.opts.FastInterval)
 			timer.Reset(m.opts.FastInterval)
 			continue
@@ -185,13 +190,15 @@ func (m *Monitor) loop(ctx context.Context, i int) {
 	}
 }
 
-func (m *Monitor) discount(i int, res HealthResult) {
+// discount records a discounted result; the state stays as it is.
+func (m *Monitor) discount(i int, res HealthResult) Update {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	s := &m.status[i]
 	s.Discounted++
 	s.Lateness = res.Lateness()
 	s.MaxLateness = max(s.MaxLateness, s.Lateness)
+	return Update{Result: res, Previous: s.Tracker, Tracker: s.Tracker}
 }
 
 func (m *Monitor) step(i int, res HealthResult) Update {

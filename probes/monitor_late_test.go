@@ -131,7 +131,8 @@ func TestMonitorForbidden(t *testing.T) {
 	go func() { defer close(done); _ = m.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 
-	waitState(t, updates, "cp5", probes.StateUp, 5*time.Second)
+	waitState(t, updates, "cp4", probes.StateUp, 5*time.Second)
+	waitState(t, updates, "cp5", probes.StateUp, 5*time.Second) // an up backend reports every interval
 	s := m.Snapshot()[0]
 	if !s.Tracker.Serving() || !s.Tracker.AuthOnly || s.Last.StatusCode != 403 {
 		t.Fatalf("forbidden-only backend: %s (status %d); want up, judged by TLS", s.Tracker.Condition(), s.Last.StatusCode)
