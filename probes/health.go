@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -81,9 +82,42 @@ const (
 	// OutcomeFail: the probe failed (refused, timeout, bad TLS, not ready).
 	OutcomeFail Outcome = "fail"
 	// OutcomeReadinessUnknown: reachable and TLS fine, but /readyz answered
-	// 401 or 403, so readiness is unknown. Counts as healthy: an auth
-	// setting must not withdraw the endpoint.
+	// 401 or 403, so readiness is unknown. It never makes a backend rise by
+	// itself: the state machine (Step) counts it as a pass only for a
+	// backend that answers nothing but 401/403 (judged by its completed
+	// TLS handshake then), and as a failure otherwise.
 	OutcomeReadinessUnknown Outcome = "readiness-unknown"
+)
+
+// Cause says why a probe did not pass: it decides whether a backend out of
+// rotation drains (no new flows, established ones kept) or is dead (its
+// flows cut).
+type Cause string
+
+// Causes.
+const (
+	// CauseNone: the probe passed.
+	CauseNone Cause = ""
+	// CauseRefused: the connection was refused or reset (nothing listens,
+	// the process died): dead at once.
+	CauseRefused Cause = "refused"
+	// CauseUnreachable: no route to the backend's host (EHOSTUNREACH,
+	// ENETUNREACH): dead at once.
+	CauseUnreachable Cause = "unreachable"
+	// CauseTimeout: no answer within the probe timeout. Slow is not
+	// dead: drains, and is dead only after a sustained failure.
+	CauseTimeout Cause = "timeout"
+	// CauseTLS: the TLS handshake failed (chain does not verify, alert).
+	// Drains, dead after a sustained failure.
+	CauseTLS Cause = "tls"
+	// CauseUnready: /readyz answered a status other than 200, 401 or 403:
+	// alive, drains.
+	CauseUnready Cause = "unready"
+	// CauseForbidden: /readyz answered 401 or 403 (OutcomeReadinessUnknown).
+	CauseForbidden Cause = "forbidden"
+	// CauseError: anything else (a broken connection, EOF): drains, dead
+	// after a sustained failure.
+	CauseError Cause = "error"
 )
 
 // Stage is how far a probe got.
@@ -117,16 +151,40 @@ type HealthResult struct {
 	// change means the backend's certificate was reissued, and its SANs
 	// and expiry are worth checking again now.
 	CertSHA256 string `json:"-"`
+	// Cause classifies a failure (CauseNone when the probe passed).
+	Cause Cause `json:"cause,omitempty"`
 	// Error is why the probe failed, if it did.
 	Error   string        `json:"error,omitempty"`
 	Latency time.Duration `json:"-"`
 	// LatencyMS is Latency in milliseconds (for JSON).
 	LatencyMS float64   `json:"latency_ms"`
 	Time      time.Time `json:"time"`
+	// Deadline is when the probe's timeout was due (Time + the timeout);
+	// Observed is when the probe's result was in hand. Observed later than
+	// Deadline means this process ran late: its timer or goroutine was
+	// not scheduled in time.
+	Deadline time.Time `json:"-"`
+	Observed time.Time `json:"-"`
+	// StartLateness is how late the probe started against its schedule
+	// (set by the Monitor); TimerLateness how long after its deadline a
+	// timed-out probe's result was observed. Lateness is the larger:
+	// this LB's own scheduling delay, not the backend's.
+	StartLateness time.Duration `json:"-"`
+	TimerLateness time.Duration `json:"-"`
+	// LatenessMS is Lateness() in milliseconds (for JSON).
+	LatenessMS float64 `json:"lateness_ms,omitempty"`
+	// Discounted marks a timed-out probe that ran too late to judge the
+	// backend by: it was re-probed and not counted (see Discount).
+	Discounted bool `json:"discounted,omitempty"`
 }
 
-// Healthy reports whether the result counts as a pass for the state
-// machine: passed, or readiness unknown (401/403).
+// Lateness is how late this process was with the probe: the larger of
+// its start lateness and its timer lateness.
+func (r HealthResult) Lateness() time.Duration { return max(r.StartLateness, r.TimerLateness, 0) }
+
+// Healthy reports whether the result is a pass on its own: passed, or
+// readiness unknown (401/403) with a completed TLS handshake. The state
+// machine (Step) is stricter with 401/403: see OutcomeReadinessUnknown.
 func (r HealthResult) Healthy() bool {
 	return r.Outcome == OutcomePass || r.Outcome == OutcomeReadinessUnknown
 }
@@ -137,7 +195,8 @@ func Probe(ctx context.Context, t Target, o HealthOptions) HealthResult {
 	o = o.withDefaults()
 	start := time.Now()
 	r := HealthResult{Backend: t.Name, Address: t.Address, Kind: o.Kind, Time: start, ClientCert: o.ClientCert != nil}
-	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	r.Deadline = start.Add(o.Timeout)
+	ctx, cancel := context.WithDeadline(ctx, r.Deadline)
 	defer cancel()
 
 	switch o.Kind {
@@ -174,15 +233,54 @@ func Probe(ctx context.Context, t Target, o HealthOptions) HealthResult {
 	default:
 		r.Stage = StageConnect
 		r.fail(fmt.Errorf("unknown probe kind %q", o.Kind))
+		r.Cause = CauseError
 	}
-	r.Latency = time.Since(start)
+	r.Observed = time.Now()
+	r.Latency = r.Observed.Sub(start)
 	r.LatencyMS = float64(r.Latency.Microseconds()) / 1000
+	if r.Cause == CauseTimeout {
+		r.TimerLateness = max(r.Observed.Sub(r.Deadline), 0)
+	}
+	r.LatenessMS = float64(r.Lateness().Microseconds()) / 1000
 	return r
 }
 
 func (r *HealthResult) fail(err error) {
 	r.Outcome = OutcomeFail
 	r.Error = err.Error()
+	r.Cause = Classify(err, r.Stage)
+}
+
+// Classify says what a probe error means for the backend: refused (or
+// reset), unreachable, timeout, TLS, or another error.
+func Classify(err error, stage Stage) Cause {
+	var ne net.Error
+	switch {
+	case err == nil:
+		return CauseNone
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return CauseTimeout
+	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET):
+		return CauseRefused
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH),
+		errors.Is(err, syscall.EHOSTDOWN), errors.Is(err, syscall.ENETDOWN):
+		return CauseUnreachable
+	}
+	// Errors that lost their type on the way (http.Client wraps some as
+	// text only).
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "connection refused"), strings.Contains(msg, "connection reset"):
+		return CauseRefused
+	case strings.Contains(msg, "no route to host"), strings.Contains(msg, "network is unreachable"),
+		strings.Contains(msg, "host is down"):
+		return CauseUnreachable
+	case strings.Contains(msg, "deadline exceeded"), strings.Contains(msg, "Client.Timeout"), strings.Contains(msg, "i/o timeout"):
+		return CauseTimeout
+	case stage == StageTLS:
+		return CauseTLS
+	}
+	return CauseError
 }
 
 // clientTLS verifies the chain against the cluster CA but not the host
@@ -279,10 +377,10 @@ func probeHTTPS(ctx context.Context, t Target, o HealthOptions, r *HealthResult)
 	case status == http.StatusOK:
 		r.Outcome = OutcomePass
 	case status == http.StatusUnauthorized || status == http.StatusForbidden:
-		r.Outcome = OutcomeReadinessUnknown
+		r.Outcome, r.Cause = OutcomeReadinessUnknown, CauseForbidden
 		r.Error = fmt.Sprintf("%s answered %d %s to the probe", o.Path, status, http.StatusText(status))
 	default:
-		r.Outcome = OutcomeFail
+		r.Outcome, r.Cause = OutcomeFail, CauseUnready
 		r.Error = fmt.Sprintf("%s answered %d %s", o.Path, status, http.StatusText(status))
 		r.FailingChecks = failingChecks(body)
 		// Without ?verbose an apiserver lists only failed checks, and not
@@ -362,9 +460,9 @@ func FetchChain(ctx context.Context, addr netip.AddrPort, timeout time.Duration)
 
 // JudgeBackends turns one round of probe results into findings: a failed
 // backend is a WARNING (the endpoint still serves through the others), a
-// backend whose readiness is unknown (401/403) a WARNING saying what
-// credential is missing, and no serving backend at all CRITICAL. It is a
-// pure function.
+// backend whose readiness is unknown (401/403) a WARNING saying that it is
+// judged by its TLS handshake and what credential is missing, and no
+// serving backend at all CRITICAL. It is a pure function.
 func JudgeBackends(rs []HealthResult) []Finding {
 	var fs []Finding
 	serving := 0
@@ -377,7 +475,8 @@ func JudgeBackends(rs []HealthResult) []Finding {
 		case OutcomeReadinessUnknown:
 			serving++
 			f.Code = "readiness-unknown"
-			f.Message = fmt.Sprintf("reachable, TLS fine, readiness unknown: /readyz answered %d", r.StatusCode)
+			f.Message = fmt.Sprintf("readiness unknown: /readyz answered %d; while it answers nothing else, the LB judges it by its TLS handshake "+
+				"(which says nothing about readiness, and a starting apiserver's 403 does not count)", r.StatusCode)
 			f.Detail = ""
 			f.Fixes = readinessFixes(r)
 		default:

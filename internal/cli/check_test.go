@@ -91,7 +91,7 @@ var (
 	perfLatencyRE = regexp.MustCompile(`\b(latency_[^=\s]+)=[0-9.]+s`)
 	// Values that change from run to run; the JSON golden holds a projection.
 	volatileKeys = map[string]bool{
-		"checked_at": true, "time": true, "latency_ms": true, "not_before": true, "not_after": true,
+		"checked_at": true, "time": true, "latency_ms": true, "lateness_ms": true, "not_before": true, "not_after": true,
 		"raft_term": true, "raft_index": true, "raft_applied_index": true, "db_size_bytes": true,
 		"db_size_in_use_bytes": true, "db_size_quota_bytes": true, "id": true, "leader": true,
 		"member_id": true, "issuer_id": true, "alarm_error": true, "elapsed_seconds": true,

@@ -12,14 +12,19 @@ import (
 // backend is a probe monitor's status of one backend.
 func backend(name string, st probes.State, r probes.HealthResult) probes.BackendStatus {
 	r.Backend = name
-	return probes.BackendStatus{Target: probes.Target{Name: name}, Tracker: probes.Tracker{State: st}, Last: r, Since: time.Now()}
+	// The state machine's verdict on this one result, in state st.
+	tr := probes.Step(probes.Tracker{State: st}, r, probes.Params{Rise: 2, Fall: 2})
+	tr.State, tr.Streak = st, 0
+	return probes.BackendStatus{Target: probes.Target{Name: name}, Tracker: tr, Last: r, Since: time.Now()}
 }
 
 var (
 	passed  = probes.HealthResult{Outcome: probes.OutcomePass, Stage: probes.StageDone, StatusCode: 200}
-	refused = probes.HealthResult{Outcome: probes.OutcomeFail, Stage: probes.StageConnect, Error: "connection refused"}
+	refused = probes.HealthResult{Outcome: probes.OutcomeFail, Stage: probes.StageConnect, Cause: probes.CauseRefused, Error: "connection refused"}
 	// notReady answers /readyz with 500: alive, out of rotation.
-	notReady = probes.HealthResult{Outcome: probes.OutcomeFail, Stage: probes.StageDone, StatusCode: 500, Error: "/readyz answered 500"}
+	notReady = probes.HealthResult{Outcome: probes.OutcomeFail, Stage: probes.StageDone, StatusCode: 500, Cause: probes.CauseUnready, Error: "/readyz answered 500"}
+	// timedOut gave no answer within the probe timeout: slow, not dead.
+	timedOut = probes.HealthResult{Outcome: probes.OutcomeFail, Stage: probes.StageHTTP, Cause: probes.CauseTimeout, Error: "context deadline exceeded"}
 	noResult = probes.HealthResult{}
 )
 

@@ -13,13 +13,13 @@ import (
 // the election, from the config, the probes and the heartbeat. No I/O here.
 
 // health folds a probe snapshot into the healthy set (Up and Falling are
-// serving; 401/403 count as passes in the probes already), the drain set,
-// the backend views to gossip, and whether every backend has had its first
-// result. A backend out of rotation that still answers (its /readyz says
-// not ready, as kube-apiserver's graceful shutdown does first, or it passes
-// again while rising) drains: no new flows, its established ones kept. One
-// that does not answer at all (refused, timeout, TLS failure) is dead, and
-// the dataplane cuts its flows.
+// serving; the probes' state machine decides when a 401/403 counts), the
+// drain set, the backend views to gossip, and whether every backend has had
+// its first result. A backend out of rotation drains (no new flows, its
+// established ones kept) unless the state machine says it is dead: it
+// refused the connection, its host is unreachable, or it has failed
+// without an answer for longer than health's dead-after bound. Slow is not
+// dead: a timed-out backend drains. Only a dead backend's flows are cut.
 func health(snap []probes.BackendStatus) (healthy, drain map[string]bool, views []cluster.BackendView, settled bool) {
 	healthy = make(map[string]bool, len(snap))
 	drain = make(map[string]bool, len(snap))
@@ -30,12 +30,15 @@ func health(snap []probes.BackendStatus) (healthy, drain map[string]bool, views 
 			settled = false
 		}
 		healthy[name] = s.Tracker.Serving()
-		if !healthy[name] && s.Tracker.State != probes.StateUnknown && answers(s.Last) {
+		if !healthy[name] && s.Tracker.State != probes.StateUnknown && !s.Tracker.Dead {
 			drain[name] = true
 		}
 		reason := s.Last.Error
 		if reason == "" && s.Last.Outcome != "" {
 			reason = string(s.Last.Outcome)
+		}
+		if s.Tracker.Cause == probes.CauseTimeout && !s.Tracker.Dead {
+			reason = "slow: " + reason // slow is not dead: it drains
 		}
 		views = append(views, cluster.BackendView{
 			Name: name, State: s.Tracker.State.String(), Latency: s.Last.Latency,
@@ -43,16 +46,6 @@ func health(snap []probes.BackendStatus) (healthy, drain map[string]bool, views 
 		})
 	}
 	return healthy, drain, views, settled
-}
-
-// answers reports whether a probe result shows a backend that is alive:
-// it passed, or it answered /readyz with a status (not ready).
-func answers(r probes.HealthResult) bool {
-	switch r.Outcome {
-	case probes.OutcomePass, probes.OutcomeReadinessUnknown:
-		return true
-	}
-	return r.Stage == probes.StageDone && r.StatusCode != 0
 }
 
 // countHealthy counts the true entries of a healthy set.

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -38,7 +39,16 @@ func TestHealth(t *testing.T) {
 		if outcome != probes.OutcomeFail {
 			r.Stage = probes.StageDone
 		}
-		return probes.BackendStatus{Target: probes.Target{Name: name}, Tracker: probes.Tracker{State: s}, Last: r, Since: now}
+		if strings.Contains(errText, "refused") {
+			r.Cause = probes.CauseRefused
+		}
+		if strings.Contains(errText, "deadline") {
+			r.Stage, r.Cause = probes.StageHTTP, probes.CauseTimeout
+		}
+		// The state machine's verdict on this one result, in state s.
+		tr := probes.Step(probes.Tracker{State: s}, r, probes.Params{Rise: 2, Fall: 2})
+		tr.State, tr.Streak = s, 0
+		return probes.BackendStatus{Target: probes.Target{Name: name}, Tracker: tr, Last: r, Since: now}
 	}
 	unready := func(name string, s probes.State) probes.BackendStatus {
 		b := st(name, s, probes.OutcomeFail, "/readyz answered 500")
@@ -64,6 +74,8 @@ func TestHealth(t *testing.T) {
 			map[string]bool{"a": true, "b": false}, false, nil},
 		{"refused is dead, not draining", []probes.BackendStatus{st("a", probes.StateDown, probes.OutcomeFail, "connection refused")},
 			map[string]bool{"a": false}, true, nil},
+		{"slow is not dead: a timed-out backend drains", []probes.BackendStatus{st("a", probes.StateDown, probes.OutcomeFail, "context deadline exceeded")},
+			map[string]bool{"a": false}, true, []string{"a"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {

@@ -56,7 +56,8 @@ func (c *counters) get() status.Counters {
 	return out
 }
 
-// probeFailure counts a failed probe by its reason.
+// probeFailure counts a failed probe by its reason; "late" counts the
+// timeouts not counted because this node ran late (probes.Discount).
 func (c *counters) probeFailure(r probes.HealthResult) {
 	if r.Outcome != probes.OutcomeFail {
 		return
@@ -64,6 +65,9 @@ func (c *counters) probeFailure(r probes.HealthResult) {
 	reason := string(r.Stage)
 	if r.Stage == probes.StageDone || r.Stage == probes.StageHTTP {
 		reason = "readyz"
+	}
+	if r.Discounted {
+		reason = "late"
 	}
 	if reason == "" {
 		reason = "error"

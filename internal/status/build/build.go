@@ -266,8 +266,12 @@ func backends(s *status.Snapshot, cfg *config.Config, in Inputs, res Results, d 
 		b := status.Backend{Name: t.Name, Address: t.Address.String()}
 		if i < len(res.Backends) {
 			bs := res.Backends[i]
+			why := reason(bs.Last)
+			if c := bs.Tracker.Condition(); c != bs.Tracker.State.String() {
+				why = strings.TrimSuffix(c+": "+why, ": ") // "falling (slow): http: context deadline exceeded"
+			}
 			b.Views = []status.BackendView{{Peer: cfg.Node.Name, State: bs.Tracker.State.String(), Latency: bs.Last.Latency,
-				Reason: reason(bs.Last), Since: bs.Since}}
+				Reason: why, Since: bs.Since}}
 		}
 		if d != nil {
 			b.Drained = slices.Contains(d.Drained, b.Name)
