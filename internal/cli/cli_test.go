@@ -57,6 +57,8 @@ func TestUnknownFlag(t *testing.T) {
 		{[]string{"--daemon", "--json"}, 2, "epconsole daemon: flag provided but not defined: --json\n"},
 		{[]string{"version", "--nope"}, 2, "epconsole version: flag provided but not defined: --nope\n"},
 		{[]string{"check", "--nope"}, 3, "epconsole check: flag provided but not defined: --nope\nRun 'epconsole check --help' for usage.\n"},
+		{[]string{"check", "--jsn"}, 3, "epconsole check: flag provided but not defined: --jsn (did you mean --json?)\nRun 'epconsole check --help' for usage.\n"},
+		{[]string{"validate", "--ofline"}, 2, "epconsole validate: flag provided but not defined: --ofline (did you mean --offline?)\nRun 'epconsole validate --help' for usage.\n"},
 		// Go's flag package took -json; pflag reads it as -j -s -o -n.
 		{[]string{"check", "-json"}, 3, "flag provided but not defined: -j (in -json; did you mean --json?)\n"},
 		{[]string{"console", "-socket", "s"}, 2, "(in -socket; did you mean --socket?)"},

@@ -37,7 +37,11 @@ func flagError(code int) func(*cobra.Command, error) error {
 		}
 		group := ne.GetSpecifiedShortnames()
 		if group == "" {
-			return usagef(code, "flag provided but not defined: --%s", ne.GetSpecifiedName())
+			name := ne.GetSpecifiedName()
+			if near := nearestFlag(c, name); near != "" {
+				return usagef(code, "flag provided but not defined: --%s (did you mean --%s?)", name, near)
+			}
+			return usagef(code, "flag provided but not defined: --%s", name)
 		}
 		msg := "flag provided but not defined: -" + ne.GetSpecifiedName()
 		switch {
@@ -48,6 +52,42 @@ func flagError(code int) func(*cobra.Command, error) error {
 		}
 		return usageError{code: code, err: errors.New(msg)}
 	}
+}
+
+// nearestFlag is the command's flag whose long name is closest to name
+// (an edit distance of at most 2, as cobra's command suggestions), or "".
+func nearestFlag(c *cobra.Command, name string) string {
+	best, bestD := "", 3
+	c.Flags().VisitAll(func(f *pflag.Flag) {
+		if f.Hidden {
+			return
+		}
+		if d := editDistance(name, f.Name); d < bestD {
+			best, bestD = f.Name, d
+		}
+	})
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }
 
 // noArgs accepts no positional argument; hint follows the complaint.
