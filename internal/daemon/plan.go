@@ -114,7 +114,7 @@ func liveness(hv heartbeat.View, self string, noMajority map[string]bool) map[st
 	live := make(map[string]cluster.Liveness, len(hv.Peers)+1)
 	for _, p := range hv.Peers {
 		fresh := p.Alive && !hv.Stale
-		l := cluster.Liveness{Fresh: fresh, NoMajority: fresh && noMajority[p.Name]}
+		l := cluster.Liveness{Fresh: fresh, NoMajority: fresh && noMajority[p.Name], Leaving: fresh && p.Flags&heartbeat.FlagLeaving != 0}
 		if fresh && p.Seen {
 			l.HasOwner, l.Owner, l.Epoch = true, p.Owner, p.Epoch
 		}
