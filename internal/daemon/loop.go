@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/epconsole/epconsole/cluster"
+	"github.com/epconsole/epconsole/cluster/heartbeat"
 	"github.com/epconsole/epconsole/dataplane"
 	"github.com/epconsole/epconsole/internal/config"
 )
@@ -28,10 +29,15 @@ type state struct {
 	beater      beatLoop // nil: no beat loop runs (beatErr says why)
 	beatErr     error
 	beaterRetry time.Time
-	mon         prober
-	monStop     context.CancelFunc
-	monDone     chan struct{}
-	sync        connSyncer // noSync with Options.NoConnSync
+	// beatBridge is the last view of a beat loop a reload restarted: it
+	// stands in for what the new loop does not hear yet, until
+	// beatBridgeUntil (restartBeatLoop, view).
+	beatBridge      heartbeat.View
+	beatBridgeUntil heartbeat.Mono
+	mon             prober
+	monStop         context.CancelFunc
+	monDone         chan struct{}
+	sync            connSyncer // noSync with Options.NoConnSync
 
 	// run outlives the caller's ctx through the handoff; cancelled last.
 	run context.Context

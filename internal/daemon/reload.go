@@ -8,6 +8,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/epconsole/epconsole/cluster"
+	"github.com/epconsole/epconsole/cluster/heartbeat"
 	"github.com/epconsole/epconsole/internal/config"
 )
 
@@ -69,10 +70,7 @@ func (d *Daemon) reload(s *state) {
 		d.log.Error("updating gossip keys", "err", err)
 	}
 	if !sameHeartbeat(old, cfg) {
-		if s.beater != nil {
-			s.beater.Close()
-		}
-		d.startBeater(s)
+		d.restartBeatLoop(s)
 	}
 	// Reconcile with the last healthy set restricted to the new backends
 	// (new ones count as down until probed).
@@ -83,4 +81,35 @@ func (d *Daemon) reload(s *state) {
 	d.reconcile(s, healthy, drain, true)
 	d.record(EventReloadOK, d.opts.ConfigPath, "config digest "+cluster.ShortDigest(cfg.Digest()))
 	d.reloaded("")
+}
+
+// restartBeatLoop restarts the beat loop with the new config (keys,
+// peers, heartbeat settings), keeping this node live across the restart:
+// the two loops cannot overlap (they share the heartbeat port), so the
+// old loop's last view stands in for what the new one does not hear yet,
+// for at most one detection time (view), and the new loop is refreshed at
+// once (it sends no beat before its first refresh), so that the peers see
+// a gap of one helper start, not of a decision tick.
+func (d *Daemon) restartBeatLoop(s *state) {
+	var prev heartbeat.View
+	if s.beater != nil {
+		prev = s.beater.View()
+		s.beater.Close()
+	}
+	d.startBeater(s)
+	if s.beater == nil {
+		return
+	}
+	if !prev.Stale && prev.At != 0 {
+		s.beatBridge = prev
+		s.beatBridgeUntil = heartbeat.MonoNow().Add(bridgeTime(prev))
+	}
+	d.publish(s, s.last)
+}
+
+// bridgeTime is how long a restarted beat loop's predecessor's view may
+// stand in: one detection time (the longer threshold; the restart itself
+// takes a helper start, a few milliseconds).
+func bridgeTime(v heartbeat.View) time.Duration {
+	return max(v.Threshold, v.SlowThreshold)
 }
