@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/epconsole/epconsole/cluster"
@@ -127,7 +128,8 @@ func liveness(hv heartbeat.View, self string, noMajority map[string]bool) map[st
 }
 
 // restartNeeded says which changes of a reload the running daemon cannot
-// apply (the node's identity and its gossip sockets), or "".
+// apply (the node's identity, its gossip sockets and the status API's
+// listeners), or "".
 func restartNeeded(old, cur *config.Config) string {
 	switch {
 	case old.Node.Name != cur.Node.Name:
@@ -136,6 +138,11 @@ func restartNeeded(old, cur *config.Config) string {
 		return "node.gossip_bind changed"
 	case old.Node.GossipAdvertise != cur.Node.GossipAdvertise:
 		return "node.gossip_advertise changed"
+	case old.Status.Socket != cur.Status.Socket:
+		// The status API serves on the socket it opened at start.
+		return fmt.Sprintf("status.socket changed (%q to %q)", old.Status.Socket, cur.Status.Socket)
+	case old.Status.MetricsListen != cur.Status.MetricsListen:
+		return fmt.Sprintf("status.metrics_listen changed (%q to %q)", old.Status.MetricsListen, cur.Status.MetricsListen)
 	}
 	return ""
 }

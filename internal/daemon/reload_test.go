@@ -74,6 +74,16 @@ func TestReload(t *testing.T) {
 			edit:        func(src string) string { return strings.Replace(src, `name        = "lb1"`, `name        = "lb9"`, 1) },
 			wantRejects: "node.name changed (needs a restart)",
 		},
+		{
+			name:        "a new status socket needs a restart",
+			edit:        func(src string) string { return src + "status {\n  socket = \"/run/epconsole/other.sock\"\n}\n" },
+			wantRejects: "status.socket changed",
+		},
+		{
+			name:        "a new metrics listener needs a restart",
+			edit:        func(src string) string { return src + "status {\n  metrics_listen = \"127.0.0.1:9990\"\n}\n" },
+			wantRejects: "status.metrics_listen changed",
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
