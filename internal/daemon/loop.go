@@ -39,6 +39,13 @@ type state struct {
 	monDone         chan struct{}
 	sync            connSyncer // noSync with Options.NoConnSync
 
+	// dpRetry: the datapath update that failed (with the sets it was
+	// to program), tried again with backoff; monRetry likewise for a
+	// probe monitor that did not restart (faults.go).
+	dpRetry                    retry
+	dpWantHealthy, dpWantDrain map[string]bool
+	monRetry                   retry
+
 	// run outlives the caller's ctx through the handoff; cancelled last.
 	run context.Context
 
@@ -115,6 +122,7 @@ func (d *Daemon) loop(ctx context.Context, s *state) {
 			if d.restartBeater(s) {
 				beatChanges = s.beater.Changes()
 			}
+			d.retryFaults(s)
 		}
 		d.decide(s)
 	}

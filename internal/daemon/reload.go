@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/epconsole/epconsole/cluster"
 	"github.com/epconsole/epconsole/cluster/heartbeat"
 	"github.com/epconsole/epconsole/internal/config"
+	"github.com/epconsole/epconsole/probes"
 )
 
 // Reload: a new config applied to the running components, or rejected
@@ -58,11 +60,7 @@ func (d *Daemon) reload(s *state) {
 		d.renewLease(s)
 	}
 	// Probes: restart the monitor with the new targets and settings.
-	s.monStop()
-	<-s.monDone
-	if err := d.startMonitor(s); err != nil {
-		d.log.Error("restarting the probes; keeping the old ones' last view", "err", err)
-	}
+	d.restartMonitor(s)
 	if err := s.cl.SetPeers(clusterPeers(cfg)); err != nil {
 		d.log.Error("updating peers", "err", err)
 	}
@@ -112,4 +110,31 @@ func (d *Daemon) restartBeatLoop(s *state) {
 // takes a helper start, a few milliseconds).
 func bridgeTime(v heartbeat.View) time.Duration {
 	return max(v.Threshold, v.SlowThreshold)
+}
+
+// restartMonitor starts a probe monitor for the running config, then
+// stops the old one (make before break). A monitor that does not start
+// leaves the old one running, is reported (FaultProbes) and is tried again
+// with backoff.
+func (d *Daemon) restartMonitor(s *state) {
+	oldStop, oldDone := s.monStop, s.monDone
+	if err := d.startMonitor(s); err != nil {
+		s.monRetry.failed(time.Now())
+		d.log.Error("restarting the probes with the new config; the old ones keep running, retrying", "err", err,
+			"failures", s.monRetry.failures, "retry_in", s.monRetry.backoff)
+		d.setFault(probes.Finding{Check: probes.CheckCluster, Severity: probes.Warning, Code: FaultProbes,
+			Message: fmt.Sprintf("the probes did not restart with the reloaded config (%d failures; retrying): the backends are probed with the previous settings", s.monRetry.failures),
+			Detail:  err.Error(),
+			Fixes:   []probes.Fix{{Text: "fix the file the error names, then reload (`systemctl reload epconsole`)"}}})
+		return
+	}
+	if oldStop != nil {
+		oldStop()
+		<-oldDone
+	}
+	if s.monRetry.failures > 0 {
+		d.log.Info("probes restarted after failures", "failures", s.monRetry.failures)
+		d.clearFault(FaultProbes)
+	}
+	s.monRetry = retry{}
 }

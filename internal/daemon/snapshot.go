@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"slices"
 	"time"
 
 	"github.com/epconsole/epconsole/cluster"
@@ -43,7 +44,7 @@ func (x stateInputs) daemon() *build.Daemon {
 	bd := &build.Daemon{
 		View: x.view, ViewOK: x.viewOK, Decision: st.Decision, Waiting: st.Waiting, Eligible: st.Eligible,
 		Realtime: st.HeartbeatRunning && st.HeartbeatRealtime.InEffect,
-		Drained:  st.Drained, Preflight: st.Preflight, OwnerSince: x.ownerSince, Conns: x.conns, Counters: x.counters,
+		Drained:  st.Drained, Preflight: append(slices.Clone(st.Preflight), st.Faults...), OwnerSince: x.ownerSince, Conns: x.conns, Counters: x.counters,
 	}
 	for _, e := range x.events {
 		bd.Events = append(bd.Events, status.Event{Time: e.Time, Kind: string(e.Kind), Subject: e.Subject, Message: e.Message})
