@@ -115,6 +115,11 @@ func liveness(hv heartbeat.View, self string, noMajority map[string]bool) map[st
 	live := make(map[string]cluster.Liveness, len(hv.Peers)+1)
 	for _, p := range hv.Peers {
 		fresh := p.Alive && !hv.Stale
+		if !fresh && !hv.Stale && p.Seen && p.Flags&heartbeat.FlagRestarting != 0 && heartbeat.MonoNow().Sub(p.LastBeat) < RestartGrace {
+			// The peer announced a restart of its beat loop (a reload):
+			// its beats pause for a helper start; it stays live meanwhile.
+			fresh = true
+		}
 		l := cluster.Liveness{Fresh: fresh, NoMajority: fresh && noMajority[p.Name], Leaving: fresh && p.Flags&heartbeat.FlagLeaving != 0}
 		if fresh && p.Seen {
 			l.HasOwner, l.Owner, l.Epoch = true, p.Owner, p.Epoch

@@ -92,6 +92,15 @@ func (d *Daemon) restartBeatLoop(s *state) {
 	var prev heartbeat.View
 	if s.beater != nil {
 		prev = s.beater.View()
+		// Tell the peers first: they keep this node live across the
+		// pause in its beats (at most RestartGrace).
+		a := heartbeat.Advert{Owner: s.last.Owner, Epoch: s.last.Epoch, Flags: heartbeat.FlagRestarting}
+		if s.holding && !s.waiting {
+			a.Flags |= heartbeat.FlagHolding
+		}
+		if err := s.beater.Refresh(a); err == nil {
+			time.Sleep(restartAnnounce(s.cfg))
+		}
 		s.beater.Close()
 	}
 	d.startBeater(s)
@@ -103,6 +112,22 @@ func (d *Daemon) restartBeatLoop(s *state) {
 		s.beatBridgeUntil = heartbeat.MonoNow().Add(bridgeTime(prev))
 	}
 	d.publish(s, s.last)
+}
+
+// RestartGrace is how long a peer whose last beat announced a restart of
+// its beat loop stays live without beats: a helper start, with room for a
+// loaded host.
+const RestartGrace = 500 * time.Millisecond
+
+// restartAnnounce is how long the old beat loop beats with
+// FlagRestarting before it stops: three beat intervals, so that a beat
+// with the flag reaches every peer despite a lost one.
+func restartAnnounce(cfg *config.Config) time.Duration {
+	iv := heartbeatConfig(cfg).Interval
+	if iv <= 0 {
+		iv = heartbeat.DefaultInterval
+	}
+	return 3 * iv
 }
 
 // bridgeTime is how long a restarted beat loop's predecessor's view may

@@ -52,7 +52,7 @@ func TestReload(t *testing.T) {
 			wantCalls: []string{
 				"sync.SetVIPs [198.18.5.100:6443]", "lease.Install [198.18.5.100]",
 				"cluster.SetPeers [lb2=198.18.5.12:7946 lb3=198.18.5.13:8000]", "cluster.SetKeys 1",
-				"beat.Close 198.18.5.11:7947", "beat.Start 198.18.5.11:7947", "beat.Refresh owner= epoch=0 flags=none",
+				"beat.Refresh owner= epoch=0 flags=restarting", "beat.Close 198.18.5.11:7947", "beat.Start 198.18.5.11:7947", "beat.Refresh owner= epoch=0 flags=none",
 				"dp.Reconcile healthy=[cp1 cp2] drain=[]",
 			},
 			wantTargets: []string{"cp1", "cp2"},
