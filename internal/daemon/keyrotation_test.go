@@ -3,6 +3,7 @@ package daemon
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -52,8 +53,13 @@ func TestKeyRotationKeepsOwner(t *testing.T) {
 			if len(*beats) != 2 {
 				t.Fatalf("%d beat loops started; want the loop restarted by the key change", len(*beats))
 			}
-			if r.log.index("beat.Refresh") < r.log.index("beat.Start") {
-				t.Errorf("the new loop is not refreshed at once (it beats only after a refresh): calls %v", r.log.get())
+			calls := r.log.get()
+			start := r.log.index("beat.Start")
+			if start < 0 || start+1 >= len(calls) || !strings.HasPrefix(calls[start+1], "beat.Refresh") {
+				t.Errorf("the new loop is not refreshed at once (it beats only after a refresh): calls %v", calls)
+			}
+			if i := r.log.index("beat.Refresh owner=lb1 epoch=5 flags=holding,restarting"); i < 0 || i > r.log.index("beat.Close") {
+				t.Errorf("the old loop did not announce the restart in its beats before it closed: calls %v", calls)
 			}
 			nb := (*beats)[1]
 			// Before the new loop's first report.
@@ -79,5 +85,26 @@ func TestKeyRotationKeepsOwner(t *testing.T) {
 				t.Fatalf("holding %v after the bridge, want %v: %s", r.s.holding, newHears, r.s.last.Reason)
 			}
 		})
+	}
+}
+
+// TestPeerRestartingStaysLive: a peer whose last beat announced a restart
+// of its beat loop stays live without beats for up to RestartGrace; one
+// without the announcement does not (the control).
+func TestPeerRestartingStaysLive(t *testing.T) {
+	for _, announced := range []bool{true, false} {
+		var flags heartbeat.Flags
+		if announced {
+			flags = heartbeat.FlagRestarting
+		}
+		hv := heartbeat.View{At: heartbeat.MonoNow(), Beating: true, Peers: []heartbeat.PeerView{
+			{Name: "lb2", Seen: true, LastBeat: heartbeat.MonoNow().Add(-50 * time.Millisecond), Flags: flags}}}
+		if got := liveness(hv, "lb1", nil)["lb2"].Fresh; got != announced {
+			t.Errorf("announced %v: lb2 fresh %v 50 ms after its last beat; want %v", announced, got, announced)
+		}
+		hv.Peers[0].LastBeat = heartbeat.MonoNow().Add(-RestartGrace - time.Millisecond)
+		if liveness(hv, "lb1", nil)["lb2"].Fresh {
+			t.Errorf("announced %v: lb2 fresh past RestartGrace", announced)
+		}
 	}
 }
