@@ -95,6 +95,13 @@ func (d Decision) Conflict() bool { return len(d.Claims) > 1 }
 //   - An owner that publishes HandoffTo = X (an operator's handoff) has X
 //     elected while X is a live, eligible candidate, whatever the
 //     priorities and digests; otherwise the request changes nothing.
+//   - A departing member (Meta.Leaving: a graceful stop) counts for
+//     nothing but its own handoff: it is no candidate, it counts toward
+//     the majority only of itself and of the peer its claim names in
+//     HandoffTo, and while it still claims the VIP with a HandoffTo only
+//     that peer may be elected (none, where that peer is not a live
+//     candidate: the departing owner names another, or releases when its
+//     handoff times out). One handoff, one move.
 //   - With 3 or more peers self holds only while it hears a majority, and
 //     makes no new claim while a fresh member says it hears no majority
 //     (Member.NoMajority: a partition is forming, and what self hears of
@@ -108,7 +115,7 @@ func (d Decision) Conflict() bool { return len(d.Claims) > 1 }
 //     evidence only (Decision.Owner), so they cannot keep each other alive.
 func Elect(v View, self string) Decision {
 	e := newElection(v)
-	d := Decision{Quorum: e.quorum()}
+	d := Decision{Quorum: e.quorum(self)}
 	maxEpoch := e.maxEpoch()
 
 	claims := e.claims()
@@ -264,13 +271,19 @@ func betterClaim(a Claim, ma *Member, b Claim, mb *Member) bool {
 	return a.Name > b.Name
 }
 
-func (e *election) quorum() Quorum {
+// quorum is the majority rule as self sees it. A departing member counts
+// only for itself and for the peer its claim hands the VIP to.
+func (e *election) quorum(self string) Quorum {
 	q := Quorum{Peers: len(e.peers)}
 	q.Need = q.Peers/2 + 1
 	for _, m := range e.peers {
-		if m != nil && m.Fresh {
-			q.Have++
+		if m == nil || !m.Fresh {
+			continue
 		}
+		if m.Meta.Leaving && m.Name != self && !(m.Meta.Claims() && m.Meta.HandoffTo == self) {
+			continue
+		}
+		q.Have++
 	}
 	q.Required = q.Peers >= 3
 	q.Possible = q.Peers != 2
@@ -354,6 +367,16 @@ func (e *election) elect(current *Member, digest string) (*Member, string) {
 		eligible = append(eligible, m)
 		if digest == "" || m.Meta.Digest == digest {
 			matching = append(matching, m)
+		}
+	}
+	if current != nil && current.Meta.Leaving {
+		if to := current.Meta.HandoffTo; to != "" && to != current.Name {
+			for _, m := range eligible {
+				if m.Name == to {
+					return m, fmt.Sprintf("%s is leaving and hands the VIP to %s", current.Name, to)
+				}
+			}
+			return nil, fmt.Sprintf("%s is leaving and hands the VIP to %s, which is not a live eligible member here", current.Name, to)
 		}
 	}
 	if current != nil && current.Meta.candidate() {

@@ -190,10 +190,14 @@ type Liveness struct {
 	HasOwner bool
 	Owner    string
 	Epoch    uint64
+	// Leaving: the peer's beats say it is stopping gracefully (sooner
+	// than its gossiped Meta.Leaving); it then counts for nothing but
+	// its own handoff (Elect).
+	Leaving bool
 }
 
 // WithLiveness returns a copy of v whose members' Fresh (and, for fresh
-// members whose beats carry it, owner belief) come from live, the
+// members whose beats carry it, owner belief and leaving) come from live, the
 // heartbeat layer's verdict. Members without an entry in live keep theirs.
 func (v View) WithLiveness(live map[string]Liveness) View {
 	out := v
@@ -208,6 +212,9 @@ func (v View) WithLiveness(live map[string]Liveness) View {
 		m.NoMajority = l.Fresh && l.NoMajority
 		if l.Fresh && l.HasOwner {
 			m.Meta.Owner, m.Meta.Epoch = l.Owner, l.Epoch
+		}
+		if l.Fresh && l.Leaving {
+			m.Meta.Leaving = true
 		}
 	}
 	return out

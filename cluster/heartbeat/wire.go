@@ -69,7 +69,7 @@ func ClusterIDOf(name string) ClusterID {
 // Flags are the bits a beat carries about its sender.
 type Flags uint8
 
-// Beat flags. The daemon sets FlagHolding and FlagLeaving (Advert); the
+// Beat flags. The daemon sets FlagHolding, FlagLeaving and FlagRestarting (Advert); the
 // beat loop sets FlagRealtime and FlagMajority itself.
 const (
 	// FlagHolding: the sender holds the VIP now (address and lease).
@@ -82,14 +82,18 @@ const (
 	// FlagMajority: the sender hears fresh beats from a majority of the
 	// configured peers (itself included).
 	FlagMajority
+	// FlagRestarting: the sender's beat loop is about to be restarted
+	// (a reload changed its keys, peers or settings); receivers may keep
+	// the sender live across the short gap (the daemon's liveness).
+	FlagRestarting
 
 	// advertFlags are the flags the daemon controls.
-	advertFlags = FlagHolding | FlagLeaving
+	advertFlags = FlagHolding | FlagLeaving | FlagRestarting
 )
 
 // String lists the set flags, for logs.
 func (f Flags) String() string {
-	names := [...]string{"holding", "leaving", "realtime", "majority"}
+	names := [...]string{"holding", "leaving", "realtime", "majority", "restarting"}
 	s := ""
 	for i, n := range names {
 		if f&(1<<i) != 0 {

@@ -42,6 +42,9 @@ type Status struct {
 	LastReloadError string    `json:"last_reload_error,omitempty"`
 	// Preflight are the host checks made at start.
 	Preflight []probes.Finding `json:"preflight,omitempty"`
+	// Faults are the components that did not take a change and are
+	// being retried (faults.go), one finding each.
+	Faults []probes.Finding `json:"faults,omitempty"`
 	// Drained is the cluster-wide operator drain set (sorted) and its
 	// generation; HandoffTo the peer an operator's handoff goes to.
 	Drained   []string `json:"drained,omitempty"`

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/epconsole/epconsole/cluster"
@@ -66,9 +67,20 @@ func (d *Daemon) reconcile(s *state, healthy, drain map[string]bool, force bool)
 		}
 	})
 	if err != nil {
-		d.log.Error("programming the datapath", "err", err)
+		s.dpRetry.failed(time.Now())
+		s.dpWantHealthy, s.dpWantDrain = healthy, drain
+		d.log.Error("programming the datapath; retrying", "err", err, "failures", s.dpRetry.failures, "retry_in", s.dpRetry.backoff)
+		d.setFault(probes.Finding{Check: probes.CheckCluster, Severity: probes.Critical, Code: FaultDatapath,
+			Message: fmt.Sprintf("the forwarding rules (nftables) could not be updated: %d failures, retrying every %s at most", s.dpRetry.failures, retryMax),
+			Detail:  err.Error(),
+			Fixes:   []probes.Fix{{Text: "see the daemon's log (`journalctl -u epconsole`) for the nftables error; `nft list ruleset` shows what is programmed"}}})
 		return
 	}
+	if s.dpRetry.failures > 0 {
+		d.log.Info("datapath programmed after failures", "failures", s.dpRetry.failures)
+		d.clearFault(FaultDatapath)
+	}
+	s.dpRetry = retry{}
 	s.reconciled = true
 	s.programmed, s.drained = healthy, drain
 	for _, f := range res.Families {

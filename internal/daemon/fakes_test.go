@@ -96,6 +96,11 @@ func (f *fakeLease) Drop(context.Context) error {
 	return nil
 }
 
+func (f *fakeLease) Remove(context.Context) error {
+	f.log.add("lease.Remove")
+	return nil
+}
+
 type fakeDatapath struct {
 	log  *callLog
 	want []dataplane.Desired

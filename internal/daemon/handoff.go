@@ -42,10 +42,28 @@ func (d *Daemon) handoff(s *state) {
 		d.release(s, "graceful stop: no successor in time")
 	}
 	d.publish(s, cluster.Decision{Epoch: s.last.Epoch})
+	d.removeGate(s)
 	lctx, cancel := context.WithTimeout(s.run, time.Second)
 	defer cancel()
 	if err := s.cl.Leave(lctx); err != nil {
 		d.log.Warn("leaving the cluster", "err", err)
 	}
 	d.log.Info("stopped")
+}
+
+// removeGate deletes the owner lease's tables (the ARP / NA gate for the
+// VIP) once the VIP is off this host: a stopped daemon must not keep the
+// host from answering for a VIP that something else puts on it (by hand,
+// another VRRP daemon). Only a crash leaves the gate, as designed: then
+// the lease runs out and the host stays silent for the VIP.
+func (d *Daemon) removeGate(s *state) {
+	for _, p := range vipPlaces(s.cfg) {
+		if has, err := s.vip.Has(s.run, p.Interface, p.Addr); err != nil || has {
+			d.log.Warn("the VIP is still on this host; keeping the owner lease's ARP/NA gate", "vip", p.Addr, "interface", p.Interface, "err", err)
+			return
+		}
+	}
+	if err := s.lease.Remove(s.run); err != nil {
+		d.log.Warn("removing the owner lease's ARP/NA gate", "err", err, "fix", "epconsole uninstall")
+	}
 }

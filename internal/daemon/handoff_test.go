@@ -11,7 +11,9 @@ import (
 
 // TestHandoff: a graceful stop hands the VIP over make before break (the
 // address stays until the successor's claim is seen), releases it anyway
-// when no successor claims in time, and leaves the cluster last.
+// when no successor claims in time, removes the owner lease's ARP/NA gate
+// (the VIP is off this host: another holder of the address must be
+// answered for), and leaves the cluster last.
 func TestHandoff(t *testing.T) {
 	tests := []struct {
 		name string
@@ -26,12 +28,12 @@ func TestHandoff(t *testing.T) {
 		minDuration time.Duration
 	}{
 		{name: "a successor claims: make before break", hold: true, successor: 3, lb2Eligible: true, timeout: 10 * time.Second,
-			wantCalls: []string{"lb2 claims", "vip.Remove eth0 198.18.5.100", "lease.Drop", "sync.SetHolding false", "cluster.Leave"}},
+			wantCalls: []string{"lb2 claims", "vip.Remove eth0 198.18.5.100", "lease.Drop", "sync.SetHolding false", "lease.Remove", "cluster.Leave"}},
 		{name: "no successor in time: released anyway", hold: true, timeout: 60 * time.Millisecond,
-			wantCalls:  []string{"vip.Remove eth0 198.18.5.100", "lease.Drop", "sync.SetHolding false", "cluster.Leave"},
+			wantCalls:  []string{"vip.Remove eth0 198.18.5.100", "lease.Drop", "sync.SetHolding false", "lease.Remove", "cluster.Leave"},
 			wantNoneIn: true, minDuration: 60 * time.Millisecond},
 		{name: "holding nothing: leaves at once", lb2Eligible: true, timeout: 10 * time.Second,
-			wantCalls: []string{"cluster.Leave"}},
+			wantCalls: []string{"lease.Remove", "cluster.Leave"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

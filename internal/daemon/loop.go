@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/epconsole/epconsole/cluster"
+	"github.com/epconsole/epconsole/cluster/heartbeat"
 	"github.com/epconsole/epconsole/dataplane"
 	"github.com/epconsole/epconsole/internal/config"
 )
@@ -33,6 +34,18 @@ type state struct {
 	monDone   chan struct{}
 	sync      connSyncer // noSync with Options.NoConnSync
 	peers     peerFilter // nil: none (tests)
+	// beatBridge is the last view of a beat loop a reload restarted: it
+	// stands in for what the new loop does not hear yet, until
+	// beatBridgeUntil (restartBeatLoop, view).
+	beatBridge      heartbeat.View
+	beatBridgeUntil heartbeat.Mono
+
+	// dpRetry: the datapath update that failed (with the sets it was
+	// to program), tried again with backoff; monRetry likewise for a
+	// probe monitor that did not restart (faults.go).
+	dpRetry                    retry
+	dpWantHealthy, dpWantDrain map[string]bool
+	monRetry                   retry
 
 	// run outlives the caller's ctx through the handoff; cancelled last.
 	run context.Context
@@ -110,6 +123,7 @@ func (d *Daemon) loop(ctx context.Context, s *state) {
 			if d.restartBeater(s) {
 				beatChanges = s.beater.Changes()
 			}
+			d.retryFaults(s)
 		}
 		d.decide(s)
 	}

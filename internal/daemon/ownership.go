@@ -61,7 +61,12 @@ func (d *Daemon) decide(s *state) {
 // publish puts the decision's owner belief into the metadata and the beats.
 func (d *Daemon) publish(s *state, dec cluster.Decision) {
 	handoffTo := ""
-	if s.holding {
+	switch {
+	case s.holding && s.leaving && dec.Elected != s.cfg.Node.Name:
+		// A graceful stop: name the successor, so that every peer elects
+		// that one and no other counts this node toward its majority.
+		handoffTo = dec.Elected
+	case s.holding:
 		handoffTo = s.handoffTo
 	}
 	err := s.cl.SetLocal(cluster.Local{

@@ -26,12 +26,13 @@ type vipAnnouncer interface {
 }
 
 // ownerLease is the kernel-side owner lease: while it runs, this host
-// answers ARP / neighbour solicitations for the VIP. *dataplane.Lease is
-// one.
+// answers ARP / neighbour solicitations for the VIP. Remove deletes its
+// tables (the gate) on a graceful stop. *dataplane.Lease is one.
 type ownerLease interface {
 	Install(ctx context.Context, vips []netip.Addr) error
 	Renew(ctx context.Context, ttl time.Duration) error
 	Drop(ctx context.Context) error
+	Remove(ctx context.Context) error
 }
 
 // datapath programs the forwarding rules (VIP -> healthy backends) and

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/epconsole/epconsole/cluster"
@@ -107,7 +108,12 @@ func liveness(hv heartbeat.View, self string, noMajority map[string]bool) map[st
 	live := make(map[string]cluster.Liveness, len(hv.Peers)+1)
 	for _, p := range hv.Peers {
 		fresh := p.Alive && !hv.Stale
-		l := cluster.Liveness{Fresh: fresh, NoMajority: fresh && noMajority[p.Name]}
+		if !fresh && !hv.Stale && p.Seen && p.Flags&heartbeat.FlagRestarting != 0 && heartbeat.MonoNow().Sub(p.LastBeat) < RestartGrace {
+			// The peer announced a restart of its beat loop (a reload):
+			// its beats pause for a helper start; it stays live meanwhile.
+			fresh = true
+		}
+		l := cluster.Liveness{Fresh: fresh, NoMajority: fresh && noMajority[p.Name], Leaving: fresh && p.Flags&heartbeat.FlagLeaving != 0}
 		if fresh && p.Seen {
 			l.HasOwner, l.Owner, l.Epoch = true, p.Owner, p.Epoch
 		}
@@ -120,8 +126,8 @@ func liveness(hv heartbeat.View, self string, noMajority map[string]bool) map[st
 }
 
 // restartNeeded says which changes of a reload the running daemon cannot
-// apply (the node's identity, its gossip sockets, who may use the status
-// socket), or "".
+// apply (the node's identity, its gossip sockets, the status API's
+// listeners and who may use the status socket), or "".
 func restartNeeded(old, cur *config.Config) string {
 	switch {
 	case old.Node.Name != cur.Node.Name:
@@ -132,6 +138,11 @@ func restartNeeded(old, cur *config.Config) string {
 		return "node.gossip_advertise changed"
 	case old.Status.SocketGroup != cur.Status.SocketGroup, old.Status.OperatorGroup != cur.Status.OperatorGroup:
 		return "status.socket_group or status.operator_group changed"
+	case old.Status.Socket != cur.Status.Socket:
+		// The status API serves on the socket it opened at start.
+		return fmt.Sprintf("status.socket changed (%q to %q)", old.Status.Socket, cur.Status.Socket)
+	case old.Status.MetricsListen != cur.Status.MetricsListen:
+		return fmt.Sprintf("status.metrics_listen changed (%q to %q)", old.Status.MetricsListen, cur.Status.MetricsListen)
 	}
 	return ""
 }

@@ -52,7 +52,7 @@ func TestReload(t *testing.T) {
 			wantCalls: []string{
 				"sync.SetScope [198.18.5.100:6443]", "lease.Install [198.18.5.100]",
 				"cluster.SetPeers [lb2=198.18.5.12:7946 lb3=198.18.5.13:8000]", "cluster.SetKeys 1",
-				"beat.Close 198.18.5.11:7947", "beat.Start 198.18.5.11:7947",
+				"beat.Refresh owner= epoch=0 flags=restarting", "beat.Close 198.18.5.11:7947", "beat.Start 198.18.5.11:7947", "beat.Refresh owner= epoch=0 flags=none",
 				"dp.Reconcile healthy=[cp1 cp2] drain=[]",
 			},
 			wantTargets: []string{"cp1", "cp2"},
@@ -73,6 +73,16 @@ func TestReload(t *testing.T) {
 			name:        "a change that needs a restart",
 			edit:        func(src string) string { return strings.Replace(src, `name        = "lb1"`, `name        = "lb9"`, 1) },
 			wantRejects: "node.name changed (needs a restart)",
+		},
+		{
+			name:        "a new status socket needs a restart",
+			edit:        func(src string) string { return src + "status {\n  socket = \"/run/epconsole/other.sock\"\n}\n" },
+			wantRejects: "status.socket changed",
+		},
+		{
+			name:        "a new metrics listener needs a restart",
+			edit:        func(src string) string { return src + "status {\n  metrics_listen = \"127.0.0.1:9990\"\n}\n" },
+			wantRejects: "status.metrics_listen changed",
 		},
 	}
 	for _, tc := range tests {

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"slices"
 	"time"
 
 	"github.com/epconsole/epconsole/cluster"
@@ -48,7 +49,7 @@ func (x stateInputs) daemon() *build.Daemon {
 		View: x.view, ViewOK: x.viewOK, Decision: st.Decision, Waiting: st.Waiting, Eligible: st.Eligible,
 		Realtime:         st.HeartbeatRunning && st.HeartbeatRealtime.InEffect,
 		HeartbeatRunning: st.HeartbeatRunning, HeartbeatError: st.HeartbeatError,
-		Drained: st.Drained, Preflight: st.Preflight, OwnerSince: x.ownerSince, Conns: x.conns, Counters: x.counters,
+		Drained: st.Drained, Preflight: append(slices.Clone(st.Preflight), st.Faults...), OwnerSince: x.ownerSince, Conns: x.conns, Counters: x.counters,
 	}
 	bd.Counters.HeartbeatFailedStarts = uint64(st.HeartbeatFailedStarts)
 	if x.beatOK {

@@ -19,6 +19,13 @@ func (d *Daemon) view(s *state) (live, gossip cluster.View) {
 		return v, v
 	}
 	hv := s.beater.View()
+	if s.beatBridgeUntil != 0 {
+		if now := heartbeat.MonoNow(); now < s.beatBridgeUntil {
+			hv = bridged(hv, s.beatBridge)
+		} else {
+			s.beatBridge, s.beatBridgeUntil = heartbeat.View{}, 0
+		}
+	}
 	d.noteHeartbeat(s, hv)
 	nm := s.noMajority.noMajority(hv, heartbeat.MonoNow(), 2*hv.Threshold)
 	return v.WithLiveness(liveness(hv, s.cfg.Node.Name, nm)), v
@@ -59,4 +66,32 @@ func (d *Daemon) noteHeartbeat(s *state, hv heartbeat.View) {
 		"loop_max_lateness", st.MaxLateness.String(), "loop_late_ticks", st.LateTicks, "sent", st.Sent,
 		"send_errors", st.SendErrors, "received", st.Received, "accepted", st.Accepted, "reports_dropped", st.ReportsDropped,
 		"non_peer", st.NonPeer, "other_cluster", st.OtherCluster)
+}
+
+// bridged is a restarted beat loop's view cur with its predecessor's last
+// view prev laid under it: this node is live and a peer alive if either
+// says so (the new loop has not reported, or not heard that peer, yet).
+func bridged(cur, prev heartbeat.View) heartbeat.View {
+	out := cur
+	if cur.Stale {
+		out.Stale, out.At = false, prev.At
+		out.Beating, out.Majority = prev.Beating, prev.Majority
+	}
+	out.Majority = out.Majority || prev.Majority
+	if out.Threshold == 0 {
+		out.Threshold, out.SlowThreshold = prev.Threshold, prev.SlowThreshold
+	}
+	out.Peers = make([]heartbeat.PeerView, 0, len(prev.Peers))
+	for _, p := range prev.Peers {
+		if c, ok := cur.Peer(p.Name); ok && (c.Alive || !p.Alive) {
+			p = c
+		}
+		out.Peers = append(out.Peers, p)
+	}
+	for _, c := range cur.Peers {
+		if _, ok := prev.Peer(c.Name); !ok {
+			out.Peers = append(out.Peers, c)
+		}
+	}
+	return out
 }

@@ -206,6 +206,31 @@ func TestGracefulHandoff(t *testing.T) {
 	if !acquired.Before(released) {
 		t.Errorf("%s released the VIP at %s, before %s acquired it at %s: break before make", owner, released.Format(time.StampMicro), newOwner, acquired.Format(time.StampMicro))
 	}
+	// One handoff, one move: for a second after, the VIP stays on the
+	// successor (a peer that counted the departing node toward its
+	// majority used to claim it again a few hundred ms later), and the
+	// survivors acquired it once between them.
+	for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if o := c.owners(); len(o) != 1 || o[0] != newOwner {
+			t.Errorf("after the handoff to %s the VIP is on %v: a second move", newOwner, o)
+			break
+		}
+	}
+	acquisitions := 0
+	for name, d := range c.daemons {
+		if name == owner {
+			continue
+		}
+		for _, l := range logLines(d) {
+			if strings.Contains(l, `"kind":"vip-acquired"`) {
+				acquisitions++
+			}
+		}
+	}
+	t.Logf("VIP acquisitions by the survivors after the handoff: %d", acquisitions)
+	if acquisitions != 1 {
+		t.Errorf("the survivors acquired the VIP %d times after one handoff; want exactly one move", acquisitions)
+	}
 }
 
 // TestReloadBrokenConfig: SIGHUP with a broken config on the owner is
