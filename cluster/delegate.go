@@ -242,7 +242,7 @@ func (c *Cluster) handleMsg(b []byte) {
 	if len(b) > 0 {
 		switch b[0] {
 		case msgUser:
-			c.handleLegacyUserMsg()
+			c.handleLegacyUserMsg(b[1:])
 			return
 		case msgUserFrom:
 			c.handleUserMsg(b[1:])

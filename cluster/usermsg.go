@@ -12,8 +12,15 @@ import (
 // connection sync) with the sender's name: msgUserFrom, the name's length
 // (one byte), the name, the payload. The receiver hands on only payloads
 // whose sender is a configured peer that is an alive member (admitted at
-// its configured address). The previous version's msgUser had no sender;
-// such messages are dropped and counted.
+// its configured address).
+//
+// The previous version's msgUser has no sender. So that a rolling upgrade
+// keeps connections (peers one release apart interoperate), a member
+// whose metadata lacks NamedMessages (an older peer) is sent msgUser, and
+// a msgUser that arrives is taken as that older peer's while exactly one
+// alive configured peer runs the older version (the only one that can
+// have sent it; with none, or several, it is dropped and counted). The
+// application still checks every entry against the configuration.
 const (
 	msgUser     byte = 2
 	msgUserFrom byte = 3
@@ -59,8 +66,16 @@ func (c *Cluster) SendTo(name string, payload []byte) error {
 	}
 	self := c.cfg.Name
 	msg := make([]byte, 0, 2+len(self)+len(payload))
-	msg = append(msg, msgUserFrom, byte(len(self)))
-	msg = append(append(msg, self...), payload...)
+	c.mu.Lock()
+	r := c.members[name]
+	older := r != nil && r.metaErr == "" && r.meta.Name != "" && !r.meta.NamedMessages
+	c.mu.Unlock()
+	if older {
+		msg = append(append(msg, msgUser), payload...)
+	} else {
+		msg = append(msg, msgUserFrom, byte(len(self)))
+		msg = append(append(msg, self...), payload...)
+	}
 	if err := c.ml.SendReliable(members[i], msg); err != nil {
 		return fmt.Errorf("cluster: sending to %s: %w", name, err)
 	}
@@ -88,12 +103,27 @@ func (c *Cluster) handleUserMsg(b []byte) {
 	}
 }
 
-// handleLegacyUserMsg drops a user message of the previous version, which
-// does not name its sender.
-func (c *Cluster) handleLegacyUserMsg() {
+// handleLegacyUserMsg takes a user message of the previous version (no
+// sender) as the one older peer's, or drops it (see above).
+func (c *Cluster) handleLegacyUserMsg(payload []byte) {
+	var older []string
+	c.mu.Lock()
+	for name, r := range c.members {
+		if r.state == StateAlive && c.isPeerLocked(name) && r.metaErr == "" && r.meta.Name != "" &&
+			!r.meta.NamedMessages && c.admitLocked(name, r.addr) == nil {
+			older = append(older, name)
+		}
+	}
+	c.mu.Unlock()
+	if len(older) == 1 {
+		if fn := c.userMsg.Load(); fn != nil && len(payload) > 0 {
+			(*fn)(older[0], slices.Clone(payload))
+		}
+		return
+	}
 	c.ignored.Add(1)
 	if c.logLimiter.Allow("legacy-message", "") {
-		c.log.Warn("message without a sender dropped: a peer runs an older epconsole; " +
-			"connection sync to this node resumes once every peer runs this version")
+		c.log.Warn("message without a sender dropped: no single older peer could have sent it",
+			"older_peers", older)
 	}
 }

@@ -85,3 +85,83 @@ func TestClusterSendTo(t *testing.T) {
 		t.Errorf("SendTo after Shutdown: %v, want %v", err, ErrShutdown)
 	}
 }
+
+// TestLegacyUserMessage: an unnamed user message (the previous version's
+// form) is taken as the one alive configured peer whose metadata says it
+// runs the previous version, and dropped while no peer (or more than one)
+// does; SendTo sends the previous form to such a peer.
+func TestLegacyUserMessage(t *testing.T) {
+	names := map[int]string{74: "lb74", 75: "lb75"}
+	nodes := startNodes(t, names, fullMesh(testKey, names, map[int]int{74: 100, 75: 90})...)
+	waitFor(t, 10*time.Second, "lb74 sees lb75", func() error { return sees(nodes[0], "lb75", 90) })
+	c := nodes[0].c
+	type msg struct {
+		from    string
+		payload string
+	}
+	got := make(chan msg, 4)
+	c.SetMessageHandler(func(from string, p []byte) { got <- msg{from, string(p)} })
+	legacy := append([]byte{msgUser}, "entries"...)
+	setOlder := func(older bool) {
+		c.mu.Lock()
+		c.members["lb75"].meta.NamedMessages = !older
+		c.mu.Unlock()
+	}
+
+	// Every peer runs this version: an unnamed message is dropped.
+	ignored := c.ignored.Load()
+	c.handleMsg(legacy)
+	select {
+	case m := <-got:
+		t.Fatalf("unnamed message taken with no older peer: %+v", m)
+	default:
+	}
+	if c.ignored.Load() != ignored+1 {
+		t.Errorf("dropped unnamed message not counted")
+	}
+
+	// lb75 runs the previous version: the message is lb75's.
+	setOlder(true)
+	c.handleMsg(legacy)
+	select {
+	case m := <-got:
+		if m.from != "lb75" || m.payload != "entries" {
+			t.Errorf("unnamed message taken as %+v, want lb75's %q", m, "entries")
+		}
+	default:
+		t.Fatal("unnamed message dropped while lb75 runs the previous version")
+	}
+
+	// SendTo speaks the previous form to it: lb75's handler (this
+	// version's code) sees it as unnamed, dropped as lb74 is not older.
+	recv := make(chan string, 1)
+	nodes[1].c.SetMessageHandler(func(from string, _ []byte) { recv <- from })
+	ignored75 := nodes[1].c.ignored.Load()
+	if err := c.SendTo("lb75", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "lb75 drops the unnamed message", func() error {
+		if nodes[1].c.ignored.Load() == ignored75 {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	select {
+	case from := <-recv:
+		t.Errorf("lb75 took an unnamed message as %q's", from)
+	default:
+	}
+	// Back to this version on both: named again.
+	setOlder(false)
+	if err := c.SendTo("lb75", []byte("y")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case from := <-recv:
+		if from != "lb74" {
+			t.Errorf("named message from %q, want lb74", from)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("lb75 received nothing")
+	}
+}

@@ -78,6 +78,12 @@ type Meta struct {
 	// name's), so the last drain or undrain wins everywhere.
 	Drained  string
 	DrainGen uint64
+	// NamedMessages: the node's binary sends and reads user messages that
+	// name their sender (set by the cluster package itself, not by the
+	// caller). A node without it runs the previous version: it is sent
+	// the previous form, and its own unnamed messages are taken while it
+	// is a member (a rolling upgrade).
+	NamedMessages bool
 }
 
 // Claims reports whether the node claims the VIP for itself.
