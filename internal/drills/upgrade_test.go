@@ -25,7 +25,10 @@ import (
 // VIP at most once. While old and new run side by side each step also checks
 // the wire formats both ways: every peer sees every other alive by gossip
 // (node metadata decoded) and fresh by heartbeat, with the same config
-// digest, and no daemon logs an undecodable peer. The full drill then rolls
+// digest, and no daemon logs an undecodable peer; after the first step a
+// backend drained through the upgraded peer and undrained through an old
+// one shows so on every peer (the drained set between releases). The full
+// drill then rolls
 // back (new to old, the same order), so the connection sync runs from a new
 // owner to old peers too, and repeats the upgrade with --no-conn-sync as the
 // control: there the owner's step breaks the streams.
@@ -179,9 +182,13 @@ func (r *roll) roll(bin, name string) {
 	}
 	slices.Reverse(order) // the weakest backup first
 	order = append(order, owner)
-	for _, lb := range order {
+	for i, lb := range order {
 		st := r.step(lb, bin, name)
 		r.steps = append(r.steps, st)
+		if i == 0 {
+			// Mixed now: lb runs bin, the others not yet.
+			r.drainAcross(lb, order[1])
+		}
 		r.t.Logf("step %d: %s", len(r.steps), st)
 		if !r.control && st.Fail > 0 {
 			r.t.Errorf("step %d (%s to %s): %d of %d requests failed, want 0: %v", len(r.steps), lb, name, st.Fail, st.Attempts, st.Errors)
@@ -354,4 +361,41 @@ func formatViews(v map[string]string) string {
 	}
 	slices.Sort(out)
 	return strings.Join(out, "\n")
+}
+
+// drainAcross drains a backend through upgraded's socket and undrains it
+// through other's (a peer still on the previous binary): the drained set
+// travels between the releases both ways, as every peer's status must show.
+func (r *roll) drainAcross(upgraded, other string) {
+	r.t.Helper()
+	const backend = "cp1"
+	for _, a := range []struct {
+		via     string
+		drained bool
+	}{{upgraded, true}, {other, false}} {
+		cl := status.NewClient(r.c.socket(a.via))
+		act := cl.Undrain
+		if a.drained {
+			act = cl.Drain
+		}
+		ctx, cancel := context.WithTimeout(r.c.ctx, 5*time.Second)
+		err := act(ctx, backend)
+		cancel()
+		cl.Close()
+		if err != nil {
+			r.t.Fatalf("drained=%v for %s through %s's socket: %v", a.drained, backend, a.via, err)
+		}
+		start := time.Now()
+		for _, h := range r.c.lbs {
+			r.c.waitSnapshot(h.Name(), 10*time.Second, fmt.Sprintf("showing %s drained=%v (set through %s)", backend, a.drained, a.via), func(s status.Snapshot) bool {
+				for _, b := range s.Backends {
+					if b.Name == backend {
+						return b.Drained == a.drained
+					}
+				}
+				return false
+			})
+		}
+		r.t.Logf("%s drained=%v through %s: on every peer within %s", backend, a.drained, a.via, time.Since(start).Round(10*time.Millisecond))
+	}
 }
