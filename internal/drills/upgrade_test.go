@@ -185,10 +185,6 @@ func (r *roll) roll(bin, name string) {
 	for i, lb := range order {
 		st := r.step(lb, bin, name)
 		r.steps = append(r.steps, st)
-		if i == 0 {
-			// Mixed now: lb runs bin, the others not yet.
-			r.drainAcross(lb, order[1])
-		}
 		r.t.Logf("step %d: %s", len(r.steps), st)
 		if !r.control && st.Fail > 0 {
 			r.t.Errorf("step %d (%s to %s): %d of %d requests failed, want 0: %v", len(r.steps), lb, name, st.Fail, st.Attempts, st.Errors)
@@ -198,6 +194,10 @@ func (r *roll) roll(bin, name string) {
 		}
 		if r.t.Failed() {
 			r.t.FailNow() // the cleanup prints every daemon's log
+		}
+		if i == 0 {
+			// Mixed now: lb runs bin, the others not yet.
+			r.drainAcross(lb, order[1])
 		}
 	}
 }
