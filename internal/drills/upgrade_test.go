@@ -165,6 +165,7 @@ func (r *roll) stopStreams() int {
 			r.t.Error(msg + "; want it alive across the upgrade")
 		}
 	}
+	r.streams = nil
 	r.t.Logf("%d of %d streams alive after the rolling upgrade", kept, upgradeStreams)
 	return kept
 }
@@ -193,7 +194,8 @@ func (r *roll) roll(bin, name string) {
 			r.t.Errorf("step %d (%s to %s): the VIP moved %d times (owners %v), want at most once", len(r.steps), lb, name, st.Moves, st.Owners)
 		}
 		if r.t.Failed() {
-			r.t.FailNow() // the cleanup prints every daemon's log
+			r.stopStreams() // how the streams fared up to this step
+			r.t.FailNow()   // the cleanup prints every daemon's log
 		}
 		if i == 0 {
 			// Mixed now: lb runs bin, the others not yet.
