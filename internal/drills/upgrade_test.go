@@ -296,17 +296,21 @@ func (r *roll) watchOwner() func() (owners []string, overlap, none time.Duration
 		last := time.Now()
 		for ctx.Err() == nil {
 			var held []string
+			ok := true
 			for _, h := range r.c.lbs {
-				if has, err := r.c.checks[h.Name()].Has(ctx, netlab.HostLink, r.c.vip); err == nil && has {
+				has, err := r.c.checks[h.Name()].Has(ctx, netlab.HostLink, r.c.vip)
+				ok = ok && err == nil
+				if has {
 					held = append(held, h.Name())
 				}
 			}
 			now := time.Now()
 			mu.Lock()
-			switch len(held) {
-			case 0:
+			switch {
+			case !ok: // a failed read (ctx ended, say) tells nothing
+			case len(held) == 0:
 				empty += now.Sub(last)
-			case 1:
+			case len(held) == 1:
 				if len(seq) == 0 || seq[len(seq)-1] != held[0] {
 					seq = append(seq, held[0])
 				}
