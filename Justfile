@@ -39,6 +39,10 @@ drills-long LOSS="60s":
     go build -o /tmp/epconsole-drills ./cmd/epconsole
     EPCONSOLE_BIN=/tmp/epconsole-drills EPCONSOLE_REQUIRE_NETNS=1 EPCONSOLE_DRILL_LOSS={{LOSS}} EPCONSOLE_DRILL_PEERS5=1 go test -count=1 -p 1 -v -timeout 20m -run 'TestLossSaturatedNoFailover|TestFivePeers' ./internal/drills/
 
+# the rolling-upgrade drill (root): a 3-peer cluster on epconsole built at FROM, upgraded to this checkout one peer at a time under load, rolled back, and the control without the connection sync
+upgrade-drill FROM="051e18e":
+    EPCONSOLE_REQUIRE_NETNS=1 EPCONSOLE_DRILL_UPGRADE=1 EPCONSOLE_UPGRADE_FROM={{FROM}} go test -count=1 -p 1 -v -timeout 10m -run 'TestRollingUpgrade' ./internal/drills/
+
 # release binaries: static linux/amd64 and linux/arm64 into dist/ with SHA256SUMS (version from git describe)
 release:
     scripts/release

@@ -4,7 +4,9 @@
 // VIP owner, a fast takeover when the owner's link dies, a graceful handoff
 // on SIGTERM with no failed request, a SIGHUP with a broken config that
 // changes nothing, and a cluster run with the configs `epconsole import`
-// makes from the lab written as haproxy.cfg + keepalived.conf.
+// makes from the lab written as haproxy.cfg + keepalived.conf, and a
+// rolling upgrade from a binary built at an older commit (opt-in:
+// EPCONSOLE_DRILL_UPGRADE=1 or EPCONSOLE_UPGRADE_BIN).
 //
 // The package has no code of its own beyond this comment. TestMain builds
 // the binary once (or takes EPCONSOLE_BIN); every test builds its own lab:
