@@ -179,3 +179,27 @@ func TestPackages(t *testing.T) {
 		}
 	})
 }
+
+// TestPackageVersion: the package version scripts/package derives from
+// git describe starts with a digit and sorts after the tag it follows.
+func TestPackageVersion(t *testing.T) {
+	for _, c := range []struct{ git, want string }{
+		{"v1.2.0", "1.2.0"},
+		{"v1.2.0-3-gabc1234", "1.2.0+3.gabc1234"},
+		{"v1.2.0-3-gabc1234-dirty", "1.2.0+3.gabc1234.dirty"},
+		{"abc1234", "0.0.0+git.abc1234"},
+		{"4fc6d49", "0.0.0+git.4fc6d49"}, // a commit that starts with a digit is no version
+		{"4fc6d49-dirty", "0.0.0+git.4fc6d49.dirty"},
+	} {
+		cmd := exec.Command("scripts/package", "--print-version")
+		cmd.Dir = ".."
+		cmd.Env = append(os.Environ(), "VERSION="+c.git, "DIST="+t.TempDir())
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("VERSION=%s scripts/package --print-version: %v", c.git, err)
+		}
+		if got := strings.TrimSpace(string(out)); got != c.want {
+			t.Errorf("VERSION=%s: package version %q, want %q", c.git, got, c.want)
+		}
+	}
+}
