@@ -50,3 +50,7 @@ release:
 # regenerate THIRD_PARTY_LICENSES from the modules linked into the binary
 licenses:
     scripts/third-party-licenses
+
+# .deb and .rpm packages into dist/ (nfpm; the binaries from scripts/release): binary, hardened systemd unit, sample config, docs, licences
+package:
+    scripts/package

@@ -62,10 +62,10 @@ func TestReleaseBinaryStatic(t *testing.T) {
 	}
 }
 
-// TestReleaseScriptSyntax: scripts/release and scripts/third-party-licenses
+// TestReleaseScriptSyntax: scripts/release, scripts/third-party-licenses and scripts/package
 // parse as bash and are executable.
 func TestReleaseScriptSyntax(t *testing.T) {
-	for _, s := range []string{"release", "third-party-licenses"} {
+	for _, s := range []string{"release", "third-party-licenses", "package"} {
 		fi, err := os.Stat(s)
 		if err != nil {
 			t.Fatal(err)

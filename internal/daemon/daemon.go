@@ -118,6 +118,8 @@ type Daemon struct {
 	// start starts the probe monitor and the beat loop (realStarters;
 	// fakes in the tests).
 	start starters
+	// sd is what the service manager is told (notify.go).
+	sd *sdState
 }
 
 // New returns a daemon for opts; Run starts it.
@@ -135,7 +137,7 @@ func New(opts Options) *Daemon {
 		pub:  status.NewPublisher(status.Snapshot{Schema: status.Schema, Source: SourceDaemon}),
 		poke: make(chan struct{}, 1), actCh: make(chan action),
 		certKick: make(chan struct{}, 1), certSeen: map[string]string{},
-		start: realStarters()}
+		start: realStarters(), sd: newSDState()}
 }
 
 // Run runs a daemon with opts until ctx ends; see Daemon.Run.
@@ -210,6 +212,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.serveStatus(sctx, cfg, &swg)
 	defer func() { stopStatus(); swg.Wait() }()
 	d.loop(ctx, s)
+	d.notifyStopping()
 	d.handoff(s)
 	d.updateStatus(s)
 	return nil

@@ -95,11 +95,14 @@ func (d *Daemon) loop(ctx context.Context, s *state) {
 	d.onProbes(s)
 	d.decide(s)
 	for {
+		d.notifyLoop(s)
 		select {
 		case <-ctx.Done():
 			return
 		case <-d.opts.Reload:
+			d.notifyReloading()
 			d.reload(s)
+			d.notifyReloaded()
 			if s.beater != nil {
 				beatChanges = s.beater.Changes()
 			} else {

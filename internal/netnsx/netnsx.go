@@ -45,6 +45,13 @@ func Locked(fn func() error) error {
 		}
 		defer orig.Close()
 		ferr := fn()
+		if inNamespace(orig) {
+			// Never moved (Do into the namespace it was in): no setns,
+			// which needs CAP_SYS_ADMIN.
+			runtime.UnlockOSThread()
+			errc <- ferr
+			return
+		}
 		if err := netns.Set(orig); err != nil {
 			// Stay locked: the thread is retired when this goroutine ends.
 			errc <- fmt.Errorf("returning to the original network namespace: %w", err)
@@ -60,6 +67,12 @@ func Locked(fn func() error) error {
 // package policy). ns stays owned by the caller.
 func Do(ns netns.NsHandle, fn func() error) error {
 	return Locked(func() error {
+		if inNamespace(ns) {
+			// Already there (the caller's own namespace): a daemon
+			// without CAP_SYS_ADMIN, as the systemd unit runs it, may not
+			// setns even into the namespace it is in.
+			return fn()
+		}
 		if err := netns.Set(ns); err != nil {
 			return fmt.Errorf("entering network namespace: %w", err)
 		}
@@ -76,4 +89,28 @@ func DoPath(path string, fn func() error) error {
 	}
 	defer h.Close()
 	return Do(h, fn)
+}
+
+// Current reports whether ns is the namespace the process's threads are
+// in (read on a locked thread of its own). A caller that opens a netlink
+// or nftables connection "at" ns uses a plain one then: connecting at a
+// namespace setns()s, which needs CAP_SYS_ADMIN even into one's own.
+func Current(ns netns.NsHandle) bool {
+	var same bool
+	_ = Locked(func() error {
+		same = inNamespace(ns)
+		return nil
+	})
+	return same
+}
+
+// inNamespace reports whether the calling thread is in the network
+// namespace ns.
+func inNamespace(ns netns.NsHandle) bool {
+	cur, err := netns.Get()
+	if err != nil {
+		return false
+	}
+	defer cur.Close()
+	return cur.Equal(ns)
 }

@@ -141,7 +141,13 @@ func gatherProc(ns netns.NsHandle, keys []string, f *Facts) error {
 
 // gatherNetlink reads the VIP interfaces and the routes to the backends.
 func gatherNetlink(ns netns.NsHandle, o Options, f *Facts) error {
-	h, err := netlink.NewHandleAt(ns)
+	var h *netlink.Handle
+	var err error
+	if netnsx.Current(ns) {
+		h, err = netlink.NewHandle() // no setns: a daemon without CAP_SYS_ADMIN reads its own namespace
+	} else {
+		h, err = netlink.NewHandleAt(ns)
+	}
 	if err != nil {
 		return fmt.Errorf("netlink handle: %w", err)
 	}
@@ -220,7 +226,11 @@ func readLink(h *netlink.Handle, name string) (Link, error) {
 // gatherTables lists the foreign nftables tables with their chains and
 // rules (read-only).
 func gatherTables(ns netns.NsHandle) ([]Table, error) {
-	c, err := nftables.New(nftables.WithNetNSFd(int(ns)))
+	var opts []nftables.ConnOption
+	if !netnsx.Current(ns) { // no setns into the own namespace (CAP_SYS_ADMIN)
+		opts = append(opts, nftables.WithNetNSFd(int(ns)))
+	}
+	c, err := nftables.New(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("nftables connection: %w", err)
 	}
