@@ -69,7 +69,8 @@ func TestElectHandoff(t *testing.T) {
 }
 
 func TestMetaHandoffDrainWire(t *testing.T) {
-	m := Meta{Name: "lb1", Priority: 100, HandoffTo: "lb2", Drained: "cp1,cp3", DrainGen: 7}
+	// NamedMessages is this binary's: always set by the encoding.
+	m := Meta{Name: "lb1", Priority: 100, HandoffTo: "lb2", Drained: "cp1,cp3", DrainGen: 7, NamedMessages: true}
 	b, err := encodeMeta(m)
 	if err != nil {
 		t.Fatal(err)

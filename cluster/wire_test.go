@@ -18,7 +18,7 @@ func TestMetaEncoding(t *testing.T) {
 	worst := Meta{
 		Name: long, Priority: 255, Eligible: true, Preempt: true, Owner: strings.Repeat("o", MaxNameLen),
 		Epoch: math.MaxUint64, Version: strings.Repeat("v", MaxVersionLen), Digest: strings.Repeat("d", ShortDigestLen),
-		BootID: "0123456789abcdef", Leaving: true,
+		BootID: "0123456789abcdef", Leaving: true, NamedMessages: true,
 	}
 	b, err := encodeMeta(worst)
 	if err != nil {
@@ -321,5 +321,22 @@ func TestDrainRecords(t *testing.T) {
 	m.Drained = "cp1"
 	if b, _ = encodeMeta(m); !strings.Contains(string(b), `"dr":"cp1"`) {
 		t.Errorf("a short drain set is not kept in the metadata for older peers: %s", b)
+	}
+}
+
+// TestMetaSaysNamedMessages: this binary's metadata always says it names
+// the sender of its user messages, whatever the caller set; metadata
+// without the field (the previous version's) decodes as not naming them.
+func TestMetaSaysNamedMessages(t *testing.T) {
+	b, err := encodeMeta(Meta{Name: "lb1", Priority: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := decodeMeta(b); err != nil || !m.NamedMessages {
+		t.Errorf("this version's metadata: %+v, %v; want NamedMessages", m, err)
+	}
+	old := []byte(`{"v":1,"n":"lb1","p":100}`)
+	if m, err := decodeMeta(old); err != nil || m.NamedMessages {
+		t.Errorf("the previous version's metadata: %+v, %v; want no NamedMessages", m, err)
 	}
 }
