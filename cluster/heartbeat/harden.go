@@ -83,8 +83,14 @@ func lastCap() uintptr {
 	return unix.CAP_LAST_CAP
 }
 
-// dropCapabilities sets no_new_privs, empties the bounding set and clears
-// every capability set, on every thread when the runtime allows it (a
+// keptCaps is what the helper keeps after dropping the rest: CAP_IPC_LOCK,
+// because its memory is locked with MCL_FUTURE, and without the
+// capability every later heap growth beyond RLIMIT_MEMLOCK fails and the
+// Go runtime dies ("cannot map pages in arena address space").
+const keptCaps = uint64(1) << unix.CAP_IPC_LOCK
+
+// dropCapabilities sets no_new_privs, empties the bounding set but for
+// CAP_IPC_LOCK and clears every other capability, on every thread when the runtime allows it (a
 // binary without cgo), else on the calling thread (the loop's). It then
 // reads back what is in force.
 func dropCapabilities() Hardening {
@@ -107,6 +113,9 @@ func dropCapabilities() Hardening {
 	}
 	last := lastCap()
 	for c := uintptr(0); c <= last; c++ {
+		if keptCaps&(1<<c) != 0 {
+			continue
+		}
 		if e := sys(unix.SYS_PRCTL, unix.PR_CAPBSET_DROP, c, 0); e != 0 && e != unix.EINVAL {
 			if e != unix.EPERM || c == 0 {
 				reasons = append(reasons, fmt.Sprintf("bounding set: %v", e))
@@ -116,12 +125,13 @@ func dropCapabilities() Hardening {
 	}
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
+	data[0].Effective, data[0].Permitted = uint32(keptCaps), uint32(keptCaps)
 	if e := sys(unix.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0])), 0); e != 0 {
 		reasons = append(reasons, "capset: "+e.Error())
 	}
 	h.AllThreads = all
 	h.NoNewPrivs, h.CapEff, h.CapBnd = readCaps("/proc/thread-self/status")
-	if h.CapEff != 0 {
+	if h.CapEff&^keptCaps != 0 {
 		reasons = append(reasons, fmt.Sprintf("effective capabilities %#x left", h.CapEff))
 	}
 	h.Reason = strings.Join(reasons, "; ")
