@@ -1,8 +1,6 @@
 package status
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -269,101 +267,51 @@ func (c *Client) Subscribe(ctx context.Context) <-chan Update {
 // stream runs one stream connection; it reports whether it connected and
 // why it ended (never nil).
 func (c *Client) stream(ctx context.Context, emit func(Update) bool) (bool, error) {
-	idle := c.IdleTimeout
-	if idle <= 0 {
-		idle = DefaultIdleTimeout
-	}
-	sctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	errIdle := fmt.Errorf("epconsole daemon at %s sent nothing for %v; reconnecting", c.socket, idle)
-	timer := time.AfterFunc(idle, func() { cancel(errIdle) })
-	defer timer.Stop()
-
-	req, err := http.NewRequestWithContext(sctx, http.MethodGet, "http://epconsole/v1/stream", nil)
+	s, err := c.openSSE(ctx, "/v1/stream", func(idle time.Duration) error {
+		return fmt.Errorf("epconsole daemon at %s sent nothing for %v; reconnecting", c.socket, idle)
+	})
 	if err != nil {
+		var te *transportError
+		if errors.As(err, &te) {
+			return false, c.connError(ctx, te.err)
+		}
 		return false, err
 	}
-	req.Header.Set("Accept", "text/event-stream")
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return false, c.connError(ctx, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		return false, c.statusError(resp.StatusCode, body)
-	}
+	defer s.Close()
 	if !emit(Update{Kind: Connected}) {
 		return true, ctx.Err()
 	}
-	r := bufio.NewReader(resp.Body)
-	var event string
-	var data bytes.Buffer
-	for {
-		line, err := readLine(r)
-		if err != nil {
-			if cause := context.Cause(sctx); cause != nil && ctx.Err() == nil {
-				return true, cause
+	errStop := errors.New("stopped")
+	err = s.each(func(name string, payload []byte) error {
+		switch name {
+		case "snapshot":
+			var snap Snapshot
+			if err := json.Unmarshal(payload, &snap); err != nil {
+				return fmt.Errorf("epconsole daemon at %s: bad snapshot event: %w", c.socket, err)
 			}
-			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-				return true, fmt.Errorf("epconsole daemon at %s closed the stream", c.socket)
+			if !emit(Update{Kind: SnapshotUpdate, Snapshot: &snap}) {
+				return errStop
 			}
-			return true, c.connError(ctx, err)
+		case "stopping":
+			return &kindError{kind: ErrDaemonStopping,
+				msg: fmt.Sprintf("the epconsole daemon at %s is stopping; reconnecting", c.socket)}
 		}
-		timer.Reset(idle)
-		switch {
-		case len(line) == 0: // end of an event
-			name := event
-			event = ""
-			payload := data.Bytes()
-			data.Reset()
-			switch name {
-			case "snapshot":
-				var s Snapshot
-				if err := json.Unmarshal(payload, &s); err != nil {
-					return true, fmt.Errorf("epconsole daemon at %s: bad snapshot event: %w", c.socket, err)
-				}
-				if !emit(Update{Kind: SnapshotUpdate, Snapshot: &s}) {
-					return true, ctx.Err()
-				}
-			case "stopping":
-				return true, &kindError{kind: ErrDaemonStopping,
-					msg: fmt.Sprintf("the epconsole daemon at %s is stopping; reconnecting", c.socket)}
-			}
-		case line[0] == ':': // comment: keep-alive
-		default:
-			field, value, _ := bytes.Cut(line, []byte(":"))
-			value = bytes.TrimPrefix(value, []byte(" "))
-			switch string(field) {
-			case "event":
-				event = string(value)
-			case "data":
-				if data.Len() > 0 {
-					data.WriteByte('\n')
-				}
-				data.Write(value)
-			}
-		}
+		return nil
+	})
+	if err == errStop {
+		return true, ctx.Err()
 	}
-}
-
-// readLine reads one line without its line ending.
-func readLine(r *bufio.Reader) ([]byte, error) {
-	var line []byte
-	for {
-		chunk, err := r.ReadSlice('\n')
-		line = append(line, chunk...)
-		if len(line) > maxEventSize {
-			return nil, fmt.Errorf("stream line longer than %d bytes", maxEventSize)
+	var te *transportError
+	if errors.As(err, &te) {
+		if cause := s.cause(); cause != nil && ctx.Err() == nil {
+			return true, cause
 		}
-		if err == bufio.ErrBufferFull {
-			continue
+		if errors.Is(te.err, io.EOF) || errors.Is(te.err, io.ErrUnexpectedEOF) {
+			return true, fmt.Errorf("epconsole daemon at %s closed the stream", c.socket)
 		}
-		if err != nil {
-			return nil, err
-		}
-		return bytes.TrimRight(line, "\r\n"), nil
+		return true, c.connError(ctx, te.err)
 	}
+	return true, err
 }
 
 // sendUpdate returns a function that hands an Update to out, and reports

@@ -1,13 +1,9 @@
 package status
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"time"
@@ -166,82 +162,26 @@ func (c *Client) Events(ctx context.Context, since time.Time) ([]Event, error) {
 // fails (its error) or the stream ends (why: ErrDaemonStopping when the
 // daemon stops; the caller may follow again from the last event's time).
 func (c *Client) FollowEvents(ctx context.Context, since time.Time, fn func(Event) error) error {
-	idle := c.IdleTimeout
-	if idle <= 0 {
-		idle = DefaultIdleTimeout
-	}
-	sctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	errIdle := fmt.Errorf("epconsole daemon at %s sent nothing for %v", c.socket, idle)
-	timer := time.AfterFunc(idle, func() { cancel(errIdle) })
-	defer timer.Stop()
-
-	req, err := http.NewRequestWithContext(sctx, http.MethodGet, "http://epconsole"+eventsPath("/v1/events/stream", since), nil)
+	s, err := c.openSSE(ctx, eventsPath("/v1/events/stream", since), func(idle time.Duration) error {
+		return fmt.Errorf("epconsole daemon at %s sent nothing for %v", c.socket, idle)
+	})
 	if err != nil {
-		return err
+		return c.endOfStream(ctx, nil, err, "")
 	}
-	req.Header.Set("Accept", "text/event-stream")
-	resp, err := c.http.Do(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return c.connError(ctx, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		return c.statusError(resp.StatusCode, body)
-	}
-	r := bufio.NewReader(resp.Body)
-	var event string
-	var data bytes.Buffer
-	for {
-		line, err := readLine(r)
-		if err != nil {
-			switch cause := context.Cause(sctx); {
-			case ctx.Err() != nil:
-				return nil
-			case cause != nil:
-				return cause
-			case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-				return fmt.Errorf("epconsole daemon at %s closed the event stream", c.socket)
+	defer s.Close()
+	err = s.each(func(name string, payload []byte) error {
+		switch name {
+		case "event":
+			var e Event
+			if err := json.Unmarshal(payload, &e); err != nil {
+				return fmt.Errorf("epconsole daemon at %s: bad event: %w", c.socket, err)
 			}
-			return c.connError(ctx, err)
+			return fn(e)
+		case "stopping":
+			return &kindError{kind: ErrDaemonStopping,
+				msg: fmt.Sprintf("the epconsole daemon at %s is stopping", c.socket)}
 		}
-		timer.Reset(idle)
-		switch {
-		case len(line) == 0:
-			name := event
-			event = ""
-			payload := bytes.Clone(data.Bytes())
-			data.Reset()
-			switch name {
-			case "event":
-				var e Event
-				if err := json.Unmarshal(payload, &e); err != nil {
-					return fmt.Errorf("epconsole daemon at %s: bad event: %w", c.socket, err)
-				}
-				if err := fn(e); err != nil {
-					return err
-				}
-			case "stopping":
-				return &kindError{kind: ErrDaemonStopping,
-					msg: fmt.Sprintf("the epconsole daemon at %s is stopping", c.socket)}
-			}
-		case line[0] == ':':
-		default:
-			field, value, _ := bytes.Cut(line, []byte(":"))
-			value = bytes.TrimPrefix(value, []byte(" "))
-			switch string(field) {
-			case "event":
-				event = string(value)
-			case "data":
-				if data.Len() > 0 {
-					data.WriteByte('\n')
-				}
-				data.Write(value)
-			}
-		}
-	}
+		return nil
+	})
+	return c.endOfStream(ctx, s, err, fmt.Sprintf("epconsole daemon at %s closed the event stream", c.socket))
 }
