@@ -18,6 +18,7 @@ import (
 
 	"github.com/epconsole/epconsole/internal/config"
 	"github.com/epconsole/epconsole/internal/status"
+	"github.com/epconsole/epconsole/internal/testenv"
 	"github.com/epconsole/epconsole/probes/probetest"
 )
 
@@ -103,97 +104,6 @@ func TestConsoleArgs(t *testing.T) {
 	}
 }
 
-// tmuxPane is a tmux server of the test's own running one pane.
-type tmuxPane struct {
-	t      *testing.T
-	server string
-}
-
-func newPane(t *testing.T, dir, cmd string) tmuxPane {
-	t.Helper()
-	if _, err := exec.LookPath("tmux"); err != nil {
-		t.Skip("tmux is not installed")
-	}
-	x := tmuxPane{t: t, server: filepath.Join(t.TempDir(), "tmux.sock")}
-	t.Cleanup(func() { x.run("kill-server") })
-	if out, err := x.run("new-session", "-d", "-s", "epc", "-x", "80", "-y", "24", "-c", dir, cmd); err != nil {
-		t.Fatalf("tmux new-session: %v: %s", err, out)
-	}
-	return x
-}
-
-func (x tmuxPane) run(args ...string) (string, error) {
-	out, err := exec.Command("tmux", append([]string{"-S", x.server}, args...)...).CombinedOutput()
-	return string(out), err
-}
-
-func (x tmuxPane) keys(keys ...string) {
-	x.t.Helper()
-	for _, k := range keys {
-		if out, err := x.run("send-keys", "-t", "epc", k); err != nil {
-			x.t.Fatalf("send-keys %s: %v: %s", k, err, out)
-		}
-	}
-}
-
-// waitScreen polls the pane until it shows every one of want (within
-// limit) and returns it.
-func (x tmuxPane) waitScreen(limit time.Duration, want ...string) string {
-	x.t.Helper()
-	var res []*regexp.Regexp
-	for _, w := range want {
-		res = append(res, regexp.MustCompile(regexp.QuoteMeta(w)))
-	}
-	return x.waitMatch(limit, res...)
-}
-
-// waitMatch polls the pane until every one of res matches (within limit)
-// and returns it.
-func (x tmuxPane) waitMatch(limit time.Duration, want ...*regexp.Regexp) string {
-	x.t.Helper()
-	var screen string
-	deadline := time.Now().Add(limit)
-	for time.Now().Before(deadline) {
-		out, err := x.run("capture-pane", "-p", "-t", "epc")
-		if err == nil {
-			screen = out
-			ok := true
-			for _, w := range want {
-				ok = ok && w.MatchString(screen)
-			}
-			if ok {
-				return screen
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	x.t.Fatalf("the pane never showed %q; last screen:\n%s", want, screen)
-	return ""
-}
-
-// waitExit waits for the pane's command to end and returns its exit code,
-// which the shell wrapper wrote to file.
-func (x tmuxPane) waitExit(file string) string {
-	x.t.Helper()
-	return x.waitExitWithin(file, 10*time.Second)
-}
-
-// waitExitWithin is waitExit with its own limit.
-func (x tmuxPane) waitExitWithin(file string, limit time.Duration) string {
-	x.t.Helper()
-	deadline := time.Now().Add(limit)
-	for {
-		if b, err := os.ReadFile(file); err == nil && strings.HasSuffix(string(b), "\n") {
-			return strings.TrimSpace(string(b))
-		}
-		if time.Now().After(deadline) {
-			out, _ := x.run("capture-pane", "-p", "-t", "epc")
-			x.t.Fatalf("the console did not exit; screen:\n%s", out)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // childCommand is the shell command that runs this test binary as
 // `epconsole` with env and records its exit code in exitFile.
 func childCommand(t *testing.T, env, exitFile string) string {
@@ -216,15 +126,15 @@ func TestConsoleTmux(t *testing.T) {
 	serveTestSnapshot(t, sock)
 
 	exitFile := filepath.Join(t.TempDir(), "exit")
-	x := newPane(t, dir, childCommand(t, consoleArgsEnv+"=", exitFile))
-	x.waitScreen(10*time.Second, "[1 Overview]", "owner lb1 since", "● live")
-	x.keys("2")
-	screen := x.waitScreen(10*time.Second, "[2 Backends]", "cp1", "cp2", "cp3", "Latency")
+	x := testenv.NewPane(t, dir, childCommand(t, consoleArgsEnv+"=", exitFile))
+	x.WaitScreen(10*time.Second, "[1 Overview]", "owner lb1 since", "● live")
+	x.Keys("2")
+	screen := x.WaitScreen(10*time.Second, "[2 Backends]", "cp1", "cp2", "cp3", "Latency")
 	if lines := strings.Split(strings.TrimRight(screen, "\n"), "\n"); len(lines) != 24 {
 		t.Errorf("the screen has %d lines, want 24:\n%s", len(lines), screen)
 	}
-	x.keys("q")
-	if code := x.waitExit(exitFile); code != "0" {
+	x.Keys("q")
+	if code := x.WaitExit(exitFile, 10*time.Second); code != "0" {
 		t.Errorf("epconsole exited %s, want 0", code)
 	}
 }
@@ -239,10 +149,10 @@ func TestConsoleConfigFlagTmux(t *testing.T) {
 	serveTestSnapshot(t, sock)
 
 	exitFile := filepath.Join(t.TempDir(), "exit")
-	x := newPane(t, t.TempDir(), childCommand(t, consoleArgsEnv+"='-c "+cfg+"'", exitFile))
-	x.waitScreen(10*time.Second, "[1 Overview]", "owner lb1 since", "● live")
-	x.keys("q")
-	if code := x.waitExit(exitFile); code != "0" {
+	x := testenv.NewPane(t, t.TempDir(), childCommand(t, consoleArgsEnv+"='-c "+cfg+"'", exitFile))
+	x.WaitScreen(10*time.Second, "[1 Overview]", "owner lb1 since", "● live")
+	x.Keys("q")
+	if code := x.WaitExit(exitFile, 10*time.Second); code != "0" {
 		t.Errorf("epconsole -c %s exited %s, want 0", cfg, code)
 	}
 }
@@ -293,16 +203,16 @@ func TestConsoleDirectTmux(t *testing.T) {
 	dir := t.TempDir()
 	checkHCL(t, dir, fmt.Sprintf("tls {\n  ca_file = %q\n}\nstatus {\n  socket = %q\n}\n", f.CAFile, filepath.Join(dir, "no-daemon.sock")))
 	exitFile := filepath.Join(t.TempDir(), "exit")
-	x := newPane(t, dir, childCommand(t, consoleBackendsEnv+"="+strings.Join(list, ","), exitFile))
+	x := testenv.NewPane(t, dir, childCommand(t, consoleBackendsEnv+"="+strings.Join(list, ","), exitFile))
 
-	overview := x.waitScreen(15*time.Second, "● direct view · no daemon · read-only", "owner not known (direct view)", "OK       backends 3/3 ready", "OK       tls")
+	overview := x.WaitScreen(15*time.Second, "● direct view · no daemon · read-only", "owner not known (direct view)", "OK       backends 3/3 ready", "OK       tls")
 	t.Logf("the direct view's overview:\n%s", overview)
-	x.keys("2")
+	x.Keys("2")
 	row := func(b, state string) *regexp.Regexp { return regexp.MustCompile(`(?m)^\W*` + b + ` +` + state + ` `) }
-	x.waitMatch(10*time.Second, regexp.MustCompile(`\[2 Backends\]`), row("cp2", "up"))
+	x.WaitMatch(10*time.Second, regexp.MustCompile(`\[2 Backends\]`), row("cp2", "up"))
 	stopped := time.Now()
 	bs[1].Stop()
-	screen := x.waitMatch(10*time.Second, row("cp2", "DOWN"))
+	screen := x.WaitMatch(10*time.Second, row("cp2", "DOWN"))
 	took := time.Since(stopped)
 	t.Logf("direct mode, config.hcl health defaults (interval 1s, fast 200ms, timeout 500ms, fall 2): stand-in stopped -> DOWN on the screen in %v", took.Round(time.Millisecond))
 	if took > 5*time.Second {
@@ -311,10 +221,10 @@ func TestConsoleDirectTmux(t *testing.T) {
 	if !row("cp1", "up").MatchString(screen) || !row("cp3", "up").MatchString(screen) {
 		t.Errorf("the other backends are not up:\n%s", screen)
 	}
-	x.keys("d")
-	x.waitScreen(5*time.Second, "read-only: no daemon to drain through")
-	x.keys("q")
-	if code := x.waitExit(exitFile); code != "0" {
+	x.Keys("d")
+	x.WaitScreen(5*time.Second, "read-only: no daemon to drain through")
+	x.Keys("q")
+	if code := x.WaitExit(exitFile, 10*time.Second); code != "0" {
 		t.Errorf("epconsole exited %s, want 0", code)
 	}
 }
