@@ -324,7 +324,7 @@ func (c *Conntrack) CreateSynced(ctx context.Context, e SyncEntry) error {
 	}
 	err := c.createSynced(ctx, e)
 	if errors.Is(err, unix.EEXIST) {
-		return c.refreshSynced(e)
+		return c.createOrResolve(ctx, e, true) // ctclash.go
 	}
 	return err
 }
@@ -374,7 +374,7 @@ func (c *Conntrack) AddSynced(ctx context.Context, e SyncEntry) error {
 	}
 	err := c.createSynced(ctx, e)
 	if errors.Is(err, unix.EEXIST) {
-		return nil
+		return c.createOrResolve(ctx, e, false) // ctclash.go
 	}
 	return err
 }

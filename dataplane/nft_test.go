@@ -136,13 +136,13 @@ func TestDpReconcileInstallsTable(t *testing.T) {
 	if st == nil {
 		t.Fatal("no ip epconsole table after Reconcile")
 	}
-	for _, name := range []string{ChainPrerouting, ChainOutput, ChainPostrouting, ChainInput} {
+	for _, name := range []string{ChainPrerouting, ChainOutput, ChainPostrouting, ChainInput, ChainInputNAT, ChainRawPrerouting, ChainRawOutput} {
 		if st.chains[name] == nil {
 			t.Errorf("chain %s missing", name)
 		}
 	}
-	if len(st.chains) != 4 {
-		t.Errorf("%d chains, want 4", len(st.chains))
+	if len(st.chains) != 7 {
+		t.Errorf("%d chains, want 7", len(st.chains))
 	}
 	if got := st.chains[ChainPrerouting]; got.Type != nftables.ChainTypeNAT || *got.Priority != *nftables.ChainPriorityNATDest {
 		t.Errorf("prerouting chain: type %s priority %d", got.Type, *got.Priority)
@@ -167,8 +167,10 @@ func TestDpReconcileInstallsTable(t *testing.T) {
 		}
 	}
 	t.Logf("slots per backend: %v", res.Families[0].SlotsPerBackend)
-	if len(st.comments) != 9 {
-		t.Errorf("%d rules, want 9: %q", len(st.comments), st.comments)
+	// 9 rules, the co-located SNAT, and two notrack rules for each of the
+	// two backend ports (6443, 16443).
+	if len(st.comments) != 14 {
+		t.Errorf("%d rules, want 14: %q", len(st.comments), st.comments)
 	}
 	for _, c := range st.comments {
 		if !strings.HasPrefix(c, "epconsole: ") {

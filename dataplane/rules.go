@@ -111,6 +111,7 @@ func buildTable(p familyPlan) tableSpec {
 	add(in, "vip "+p.vip.String()+": drop invalid, never reset", concat(matchVIP, ctStateExprs(expr.CtStateBitINVALID), verdict(expr.VerdictDrop)))
 	add(in, "vip "+svc+": service port", concat(matchVIP, l4protoExprs(unix.IPPROTO_TCP), dportExprs(p.port), verdict(expr.VerdictAccept)))
 	add(in, "vip "+p.vip.String()+": drop other traffic", concat(matchVIP, verdict(expr.VerdictDrop)))
+	addColocatedRules(&spec, p, add)
 	return spec
 }
 

@@ -242,6 +242,10 @@ func TestBuildTableShape(t *testing.T) {
 		ChainOutput:      {nftables.ChainTypeNAT, *nftables.ChainHookOutput, -100, 1},
 		ChainPostrouting: {nftables.ChainTypeNAT, *nftables.ChainHookPostrouting, 100, 2},
 		ChainInput:       {nftables.ChainTypeFilter, *nftables.ChainHookInput, 0, 5},
+		// Co-located: one rule, then one per distinct backend port.
+		ChainInputNAT:      {nftables.ChainTypeNAT, *nftables.ChainHookInput, 100, 1},
+		ChainRawPrerouting: {nftables.ChainTypeFilter, *nftables.ChainHookPrerouting, -300, len(backendPorts(p))},
+		ChainRawOutput:     {nftables.ChainTypeFilter, *nftables.ChainHookOutput, -300, len(backendPorts(p))},
 	}
 	if len(spec.chains) != len(want) {
 		t.Fatalf("%d chains", len(spec.chains))
@@ -436,7 +440,7 @@ func TestTableBatchGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	var b strings.Builder
-	b.WriteString("# nft -f equivalent: two tables (ip, ip6) epconsole, 4 chains, map slots (7 slots), 8 rules each.\n")
+	b.WriteString("# nft -f equivalent: two tables (ip, ip6) epconsole, 7 chains, map slots (7 slots), 14 rules (ip: two backend ports) and 12 (ip6).\n")
 	for _, m := range *msgs {
 		name := nftMsgNames[uint16(m.Header.Type)]
 		if name == "" {

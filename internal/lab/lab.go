@@ -375,14 +375,15 @@ func (l *Lab) LogPath(peer string) string {
 
 func (l *Lab) stateDir(peer string) string { return filepath.Join(l.net.Dir(), peer+"-state") }
 
-// startDaemon starts `epconsole --daemon` on LB peer, appending to its log.
-func (l *Lab) startDaemon(peer string) error {
+// startDaemon starts `epconsole --daemon` on LB peer with extra flags
+// args, appending to its log.
+func (l *Lab) startDaemon(peer string, args ...string) error {
 	h := l.net.Host(peer)
 	f, err := os.OpenFile(l.LogPath(peer), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return fmt.Errorf("lab: daemon log: %w", err)
 	}
-	cmd := h.Command(l.ctx, l.opts.Binary, "--daemon", "-c", l.ConfigPath(peer))
+	cmd := h.Command(l.ctx, append([]string{l.opts.Binary, "--daemon", "-c", l.ConfigPath(peer)}, args...)...)
 	cmd.Stdout, cmd.Stderr = f, f
 	// The daemon must not see netlab's child variables (it would run a role).
 	cmd.Env = os.Environ()
@@ -606,10 +607,11 @@ func (l *Lab) StopDaemon(ctx context.Context, peer string) error {
 	}
 }
 
-// StartDaemon starts the daemon on peer again (after StopDaemon or a kill).
-func (l *Lab) StartDaemon(peer string) error {
+// StartDaemon starts the daemon on peer again (after StopDaemon or a
+// kill), with extra flags args (a drill's control: --no-conn-sync).
+func (l *Lab) StartDaemon(peer string, args ...string) error {
 	if l.daemonRunning(peer) {
 		return fmt.Errorf("lab: the daemon on %s runs already", peer)
 	}
-	return l.startDaemon(peer)
+	return l.startDaemon(peer, args...)
 }
