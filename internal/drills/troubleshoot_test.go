@@ -41,7 +41,7 @@ func TestTroubleshootGuide(t *testing.T) {
 		t.Fatal(err)
 	}
 	symptoms := docSymptoms(t, string(doc))
-	for _, name := range []string{"key-mismatch", "port-blocked", "vip-interface", "san-missing", "backend-401-403"} {
+	for _, name := range []string{"key-mismatch", "port-blocked", "vip-interface", "san-missing", "backend-401-403", "all-ok"} {
 		if len(symptoms[name]) == 0 {
 			t.Fatalf("%s quotes no symptom for %s (<!-- symptom: %s --> before a fenced block)", installDoc, name, name)
 		}
@@ -137,7 +137,23 @@ func TestTroubleshootGuide(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+
+	// With every problem fixed, check all is the guide's OK line (the
+	// cluster's name and the owner aside: the lab's cluster is "drill",
+	// and the VIP may have moved on the way).
+	t.Run("all-ok", func(t *testing.T) {
+		out := c.waitCheck(lb1, 20*time.Second, func(out string) bool { return strings.HasPrefix(out, "EPCONSOLE OK") },
+			"check", "all", "-c", c.daemons["lb1"].cfgPath)
+		var quotes []string
+		for _, q := range symptoms["all-ok"] {
+			quotes = append(quotes, reOwner.ReplaceAllString(strings.Replace(q, "EPCONSOLE OK - prod-cp:", "EPCONSOLE OK - drill:", 1), "owns"))
+		}
+		expectSymptoms(t, "all-ok", quotes, reOwner.ReplaceAllString(out, "owns"))
+	})
 }
+
+// reOwner is the VIP owner's name in check's cluster summary.
+var reOwner = regexp.MustCompile(`lb\d owns`)
 
 // newInsCluster is newClusterWith on this drill's own addresses: three
 // LB peers (those in ownKey with a gossip key of their own) and three
@@ -258,7 +274,8 @@ func (c *cluster) reissue(h *netlab.Host, o pki.LeafOptions) {
 }
 
 // docSymptoms reads the guide's quoted symptoms: each fenced block right
-// after a line <!-- symptom: NAME --> gives NAME's lines.
+// after a line <!-- symptom: NAME --> (or <!-- output: NAME -->) gives
+// NAME's lines; lines starting "$ " are the commands, not output.
 func docSymptoms(t *testing.T, doc string) map[string][]string {
 	t.Helper()
 	out := map[string][]string{}
@@ -266,6 +283,9 @@ func docSymptoms(t *testing.T, doc string) map[string][]string {
 	for i := 0; i < len(lines); i++ {
 		l := strings.TrimSpace(lines[i])
 		name, ok := strings.CutPrefix(l, "<!-- symptom:")
+		if !ok {
+			name, ok = strings.CutPrefix(l, "<!-- output:")
+		}
 		if !ok {
 			continue
 		}
