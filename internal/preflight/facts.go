@@ -20,6 +20,10 @@ type Facts struct {
 	// BackendRoutes maps each backend address to the interface the route
 	// to it leaves by ("" when there is no route).
 	BackendRoutes map[netip.Addr]string `json:"backend_routes"`
+	// VIPSubnets maps each VIP whose configured interface does not exist
+	// to the interface and address whose prefix holds it (the link the
+	// VIP belongs on); a VIP no local address's prefix holds is absent.
+	VIPSubnets map[netip.Addr]VIPSubnet `json:"vip_subnets,omitempty"`
 	// Tables are the foreign nftables tables (not epconsole's own), with
 	// chains and decoded rules.
 	Tables []Table `json:"tables"`
@@ -45,6 +49,12 @@ type Link struct {
 	// RARoutes counts the routes on it learned from router advertisements
 	// (proto ra), which forwarding=1 stops renewing unless accept_ra=2.
 	RARoutes int `json:"ra_routes,omitempty"`
+}
+
+// VIPSubnet is the interface with an address whose prefix holds a VIP.
+type VIPSubnet struct {
+	Interface string       `json:"interface"`
+	Prefix    netip.Prefix `json:"prefix"`
 }
 
 // LinkAddr is an address on a link.

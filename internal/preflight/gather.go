@@ -35,6 +35,7 @@ func Gather(ctx context.Context, o Options) Facts {
 		Sysctls:       map[string]string{},
 		Links:         map[string]Link{},
 		BackendRoutes: map[netip.Addr]string{},
+		VIPSubnets:    map[netip.Addr]VIPSubnet{},
 		Errors:        map[string]string{},
 	}
 	ns, closeNs, err := openNetns(o)
@@ -165,6 +166,11 @@ func gatherNetlink(ns netns.NsHandle, o Options, f *Facts) error {
 			errs = append(errs, err)
 		}
 		f.Links[v.Interface] = l
+		if !l.Exists && err == nil {
+			if sn, ok := vipSubnet(h, v.Address.Unmap()); ok {
+				f.VIPSubnets[v.Address.Unmap()] = sn
+			}
+		}
 	}
 	for _, b := range o.Backends {
 		a := b.Addr().Unmap()
@@ -180,6 +186,39 @@ func gatherNetlink(ns netns.NsHandle, o Options, f *Facts) error {
 		f.BackendRoutes[a] = name
 	}
 	return errors.Join(errs...)
+}
+
+// vipSubnet finds the interface with an address whose prefix holds vip
+// (not the VIP itself, not link-local): where the VIP belongs.
+func vipSubnet(h *netlink.Handle, vip netip.Addr) (VIPSubnet, bool) {
+	fam := netlink.FAMILY_V4
+	if vip.Is6() {
+		fam = netlink.FAMILY_V6
+	}
+	addrs, err := h.AddrList(nil, fam)
+	if err != nil {
+		return VIPSubnet{}, false
+	}
+	for _, ad := range addrs {
+		if ad.IPNet == nil {
+			continue
+		}
+		ip, ok := netip.AddrFromSlice(ad.IP)
+		if !ok {
+			continue
+		}
+		ones, _ := ad.Mask.Size()
+		p := netip.PrefixFrom(ip.Unmap(), ones)
+		if p.Addr() == vip || p.Addr().IsLinkLocalUnicast() || !p.Masked().Contains(vip) {
+			continue
+		}
+		l, err := h.LinkByIndex(ad.LinkIndex)
+		if err != nil {
+			continue
+		}
+		return VIPSubnet{Interface: l.Attrs().Name, Prefix: p}, true
+	}
+	return VIPSubnet{}, false
 }
 
 func readLink(h *netlink.Handle, name string) (Link, error) {

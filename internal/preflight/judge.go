@@ -553,9 +553,7 @@ func CheckVIPInterface(f Facts, o Options) []probes.Finding {
 		vip := v.Address.Unmap()
 		switch {
 		case !l.Exists:
-			out = append(out, probes.Finding{Check: probes.CheckPreflight, Severity: probes.Critical, Code: CodeVIPInterfaceMissing, Subject: v.Interface,
-				Message: fmt.Sprintf("interface %s of VIP %s does not exist", v.Interface, vip),
-				Fixes:   fixes(fmt.Sprintf("set vip %q's interface in config.hcl to the interface on the VIP's layer-2 segment (`ip -br link`)", vip))})
+			out = append(out, vipInterfaceMissing(f, v.Interface, vip))
 			continue
 		case !l.Up:
 			out = append(out, probes.Finding{Check: probes.CheckPreflight, Severity: probes.Critical, Code: CodeVIPInterfaceDown, Subject: v.Interface,
@@ -600,6 +598,19 @@ func CheckVIPInterface(f Facts, o Options) []probes.Finding {
 		}
 	}
 	return out
+}
+
+// vipInterfaceMissing is the finding for a VIP interface that does not
+// exist; it names the interface the VIP's subnet is on when there is one.
+func vipInterfaceMissing(f Facts, iface string, vip netip.Addr) probes.Finding {
+	msg := fmt.Sprintf("interface %s of VIP %s does not exist on this host", iface, vip)
+	fix := fmt.Sprintf("set interface in vip %q of config.hcl to the interface on the VIP's layer-2 segment (`ip -br addr` lists them), then systemctl restart epconsole", vip)
+	if sn, ok := f.VIPSubnets[vip]; ok {
+		msg += fmt.Sprintf("; the VIP's subnet is on %s (%s)", sn.Interface, sn.Prefix)
+		fix = fmt.Sprintf("set interface = %q in vip %q of config.hcl, then systemctl restart epconsole", sn.Interface, vip)
+	}
+	return probes.Finding{Check: probes.CheckPreflight, Severity: probes.Critical, Code: CodeVIPInterfaceMissing, Subject: iface,
+		Message: msg, Fixes: fixes(fix)}
 }
 
 // CheckARP reports arp_ignore and arp_announce of the IPv4 VIP interfaces

@@ -174,7 +174,11 @@ func TestJudge(t *testing.T) {
 			f.Errors = map[string]string{"nftables": "operation not permitted"}
 		}), o: opts4, want: []string{"UNKNOWN preflight-unreadable"}, absent: []string{CodeFirewall}},
 		{desc: "VIP interface missing", f: with(func(f *Facts) { f.Links["eth0"] = Link{Name: "eth0"} }), o: opts4,
-			want: []string{"CRITICAL vip-interface-missing"}},
+			want: []string{"CRITICAL vip-interface-missing"}, fixPart: "to the interface on the VIP's layer-2 segment"},
+		{desc: "VIP interface missing, the VIP's subnet on another link", f: with(func(f *Facts) {
+			f.Links["eth0"] = Link{Name: "eth0"}
+			f.VIPSubnets = map[netip.Addr]VIPSubnet{netip.MustParseAddr("198.18.7.100"): {Interface: "ens3", Prefix: netip.MustParsePrefix("198.18.7.11/24")}}
+		}), o: opts4, want: []string{"CRITICAL vip-interface-missing"}, fixPart: `set interface = "ens3" in vip "198.18.7.100"`},
 		{desc: "VIP interface down", f: with(func(f *Facts) { l := f.Links["eth0"]; l.Up = false; f.Links["eth0"] = l }), o: opts4,
 			want: []string{"CRITICAL vip-interface-down"}, fixPart: "ip link set eth0 up"},
 		{desc: "VIP interface without carrier", f: with(func(f *Facts) { l := f.Links["eth0"]; l.Carrier = false; f.Links["eth0"] = l }), o: opts4,

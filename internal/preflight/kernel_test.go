@@ -2,6 +2,7 @@ package preflight
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -370,7 +371,10 @@ func TestKernel(t *testing.T) {
 			t.Errorf("want an OK vip-interface per VIP, got %v", codes(fs))
 		}
 		missing := Options{NetnsPath: o.NetnsPath, VIPs: []VIP{{Address: vip4.Address, Interface: "pfnone0", Port: 6443}}}
-		mustHave(t, run(t, missing), probes.Critical, CodeVIPInterfaceMissing)
+		f := mustHave(t, run(t, missing), probes.Critical, CodeVIPInterfaceMissing)
+		if want := fmt.Sprintf("the VIP's subnet is on %s", netlab.HostLink); !strings.Contains(f.Message, want) {
+			t.Errorf("message %q does not name the link of the VIP's subnet (%q)", f.Message, want)
+		}
 
 		if err := lb.SetCable(false); err != nil {
 			t.Fatal(err)

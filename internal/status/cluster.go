@@ -80,17 +80,25 @@ func ClusterFindings(s Snapshot) []probes.Finding {
 			"bring the down peers back, or check the network between the LB nodes (heartbeat and gossip ports)")
 	}
 	for _, name := range down {
-		state := "unknown"
+		state, noBeats := "unknown", false
 		for _, p := range s.Peers {
 			if p.Name == name {
 				state = p.State
 				if p.State == "alive" {
-					state = "alive by gossip but its heartbeats do not arrive"
+					state, noBeats = "alive by gossip but its heartbeats do not arrive", true
 				}
 			}
 		}
-		add(probes.Warning, name, CodePeerDown, fmt.Sprintf("peer %s is not live (%s): one fewer candidate for the VIP", name, state),
-			"on "+name+": systemctl status epconsole; journalctl -u epconsole")
+		msg := fmt.Sprintf("peer %s is not live (%s): one fewer candidate for the VIP", name, state)
+		fix := "on " + name + ": systemctl status epconsole; journalctl -u epconsole"
+		switch {
+		case !noBeats && keyMismatch(s, name):
+			msg += fmt.Sprintf("; its gossip is rejected: not encrypted with a key of %s's gossip key file", s.Node)
+			fix = fmt.Sprintf("copy the gossip key file of %s to %s (sha256sum /etc/epconsole/gossip.key on both compares them), then on %s: systemctl reload epconsole", s.Node, name, name)
+		case noBeats:
+			fix = fmt.Sprintf("let %s's heartbeats reach %s: open UDP gossip.heartbeat_port (default the gossip port + 1) from %s to %s in the firewalls (nft list ruleset; firewall-cmd --list-all); if %s's heartbeat does not run, epconsole check on %s says why", name, s.Node, name, s.Node, name, name)
+		}
+		add(probes.Warning, name, CodePeerDown, msg, fix)
 	}
 	if len(e.Mismatch) > 0 {
 		add(probes.Warning, strings.Join(e.Mismatch, ","), CodeConfigMismatch,
@@ -207,4 +215,30 @@ func (s Snapshot) Verdict(area probes.Check) (AreaVerdict, bool) {
 		}
 	}
 	return AreaVerdict{}, false
+}
+
+// EventKeyMismatch is the daemon's event kind for gossip rejected because
+// it was not encrypted with a key of the receiver's keyring; EventPeerJoin
+// is a peer joining the gossip.
+const (
+	EventKeyMismatch = "gossip-key-mismatch"
+	EventPeerJoin    = "peer-join"
+)
+
+// keyMismatch reports whether the snapshot's recent events (oldest first)
+// hold a key mismatch with peer name after its last join.
+func keyMismatch(s Snapshot, name string) bool {
+	mismatch := false
+	for _, e := range s.Events {
+		if e.Subject != name {
+			continue
+		}
+		switch e.Kind {
+		case EventKeyMismatch:
+			mismatch = true
+		case EventPeerJoin:
+			mismatch = false
+		}
+	}
+	return mismatch
 }
