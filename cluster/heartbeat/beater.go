@@ -101,7 +101,8 @@ type Config struct {
 	// real-time priority. For tests.
 	InProcess bool
 	// Executable is the binary started as the helper (default: this
-	// process's own executable, which must call RunHelper in main).
+	// process's own executable as it was when RunHelper ran first, even
+	// if the file was replaced since; main must call RunHelper).
 	Executable string
 	// Stderr receives the helper's error output (default os.Stderr).
 	Stderr io.Writer

@@ -36,9 +36,13 @@ const helperMemoryLimit = 64 << 20
 //	}
 func RunHelper() bool {
 	if os.Getenv(HelperEnv) != "1" {
+		// The daemon's binary as it is now, for every helper it starts
+		// later (selfexe.go); an error shows when a helper starts.
+		_, _ = openSelfExe()
 		return false
 	}
 	os.Unsetenv(HelperEnv)
+	helperStarted()
 	if err := helperMain(); err != nil {
 		slog.New(slog.NewJSONHandler(os.Stderr, nil)).Error("heartbeat helper failed", "err", err, "pid", os.Getpid())
 		os.Exit(1)

@@ -1,7 +1,8 @@
 package heartbeat
 
 // Starting the helper: the heartbeat socket, the helper process (this binary
-// re-executed) and the handshake that hands it the loop's configuration.
+// re-executed from the descriptor opened at start, selfexe.go) and the
+// handshake that hands it the loop's configuration.
 
 import (
 	"context"
@@ -74,21 +75,34 @@ func (b *Beater) launch(loopFd, udp int) error {
 		}()
 		return nil
 	}
-	exe := b.cfg.Executable
+	// The helper is started from the descriptor of this process's own
+	// binary, opened at start (selfexe.go): after an in-place upgrade it
+	// is still the daemon's binary, not whatever the path names now.
+	exe, path := b.cfg.Executable, b.cfg.Executable
+	var exeF *os.File
 	if exe == "" {
 		var err error
-		if exe, err = os.Executable(); err != nil {
+		if exeF, err = openSelfExe(); err != nil {
 			unix.Close(loopFd)
 			unix.Close(udp)
 			return fmt.Errorf("heartbeat: finding the executable: %w", err)
+		}
+		exe = fmt.Sprintf("/proc/self/fd/%d", selfExeFd) // the child's descriptor (ExtraFiles below)
+		if path, err = os.Executable(); err != nil {
+			path = "epconsole"
 		}
 	}
 	ctlF, udpF := os.NewFile(uintptr(loopFd), "heartbeat-loop-control"), os.NewFile(uintptr(udp), "heartbeat-udp")
 	defer ctlF.Close()
 	defer udpF.Close()
 	cmd := exec.Command(exe)
+	cmd.Args = []string{path}
 	cmd.Env = append(os.Environ(), HelperEnv+"=1", "GOMAXPROCS=1", "GOGC=off", "GOMEMLIMIT=64MiB")
 	cmd.ExtraFiles = []*os.File{ctlF, udpF} // fds 3 and 4
+	if exeF != nil {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, exeF) // fd 5 (selfExeFd)
+		cmd.Env = append(cmd.Env, helperExeFdEnv+"=1")
+	}
 	cmd.Stderr = b.cfg.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Credential: b.cfg.credential}
 	// PR_SET_PDEATHSIG fires when the thread that forked the helper exits,
@@ -111,7 +125,7 @@ func (b *Beater) launch(loopFd, udp int) error {
 		b.setExit(cmd.Wait())
 	}()
 	if err := <-started; err != nil {
-		return fmt.Errorf("heartbeat: starting the helper %s: %w", exe, err)
+		return fmt.Errorf("heartbeat: starting the helper %s: %w", path, err)
 	}
 	b.pid = cmd.Process.Pid
 	return nil
