@@ -443,6 +443,10 @@ func (b *Beater) drainLocked(fd int) (changed, gone bool) {
 		if !b.haveReport || !sameVerdict(&next, &b.rep) {
 			changed = true
 		}
+		if st, was := next.stats, b.rep.stats; st.MaxLateness > was.MaxLateness || st.MaxBeatGap > was.MaxBeatGap {
+			b.log.Debug("heartbeat new worst", "loop_max_lateness", st.MaxLateness, "max_beat_gap", st.MaxBeatGap,
+				"late_ticks", st.LateTicks, "ticks", st.Ticks)
+		}
 		b.rep.at, b.rep.beating, b.rep.majority, b.rep.realtime = next.at, next.beating, next.majority, next.realtime
 		b.rep.boot, b.rep.seq, b.rep.stats = next.boot, next.seq, next.stats
 		copy(b.rep.peers, next.peers)

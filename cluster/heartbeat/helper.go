@@ -103,6 +103,18 @@ func serve(ctl, udp int, allowRT bool) error {
 	if err := sendHello(ctl, hello); err != nil {
 		return err
 	}
+	if allowRT {
+		// The loop waits in a raw ppoll (loop.wait), keeping the only P.
+		l.rawPoll = true
+		if hello.Hardening.AllThreads {
+			// Every thread has the same priority and capabilities, so
+			// the loop need not stay on this one: the runtime's request
+			// to yield (every 10 ms) then costs a pass through the
+			// scheduler on the same thread, not a hand-over of the P to
+			// another thread and back.
+			runtime.UnlockOSThread()
+		}
+	}
 	return l.run()
 }
 

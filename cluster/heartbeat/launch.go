@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
@@ -97,7 +98,7 @@ func (b *Beater) launch(loopFd, udp int) error {
 	defer udpF.Close()
 	cmd := exec.Command(exe)
 	cmd.Args = []string{path}
-	cmd.Env = append(os.Environ(), HelperEnv+"=1", "GOMAXPROCS=1", "GOGC=off", "GOMEMLIMIT=64MiB")
+	cmd.Env = helperEnv(os.Environ())
 	cmd.ExtraFiles = []*os.File{ctlF, udpF} // fds 3 and 4
 	if exeF != nil {
 		cmd.ExtraFiles = append(cmd.ExtraFiles, exeF) // fd 5 (selfExeFd)
@@ -129,6 +130,25 @@ func (b *Beater) launch(loopFd, udp int) error {
 	}
 	b.pid = cmd.Process.Pid
 	return nil
+}
+
+// helperEnv is the helper's environment: the daemon's, the helper switch,
+// one P, no garbage collection, and no asynchronous preemption (the loop
+// waits in a raw ppoll, loop.wait, which a preemption signal would only
+// interrupt every 10 ms for nothing).
+func helperEnv(env []string) []string {
+	out := make([]string, 0, len(env)+5)
+	debug := "asyncpreemptoff=1"
+	for _, e := range env {
+		if v, ok := strings.CutPrefix(e, "GODEBUG="); ok {
+			if v != "" {
+				debug = v + "," + debug
+			}
+			continue
+		}
+		out = append(out, e)
+	}
+	return append(out, HelperEnv+"=1", "GOMAXPROCS=1", "GOGC=off", "GOMEMLIMIT=64MiB", "GODEBUG="+debug)
 }
 
 // setExit records how the loop ended.
