@@ -28,6 +28,11 @@ var (
 // soak` runs 90s; at most 10m).
 const soakEnv = "EPCONSOLE_DRILL_SOAK"
 
+// soakHeartbeatEnv replaces the default heartbeat for the feature-off
+// control: "INTERVAL/MISSES", e.g. "1ms/2" (a 2 ms threshold, which must
+// flap under this load).
+const soakHeartbeatEnv = "EPCONSOLE_DRILL_SOAK_HEARTBEAT"
+
 // soakStreams is the number of long-lived streams through the VIP.
 const soakStreams = 20
 
@@ -46,7 +51,18 @@ func TestRealTrafficSoak(t *testing.T) {
 			t.Fatalf("%s=%q: want a duration up to 10m", soakEnv, v)
 		}
 	}
-	c, owner := newClusterWith(t, "hbk", d+90*time.Second, clusterOpts{net4: soakNet4, net6: soakNet6})
+	o := clusterOpts{net4: soakNet4, net6: soakNet6}
+	if v := os.Getenv(soakHeartbeatEnv); v != "" {
+		interval, misses, ok := strings.Cut(v, "/")
+		if _, err := time.ParseDuration(interval); err != nil || !ok {
+			t.Fatalf("%s=%q: want INTERVAL/MISSES, e.g. 1ms/2", soakHeartbeatEnv, v)
+		}
+		o.tweak = func(_ *cluster, _, hcl string) string {
+			return strings.Replace(hcl, "gossip {\n", fmt.Sprintf("gossip {\n  heartbeat_interval = %q\n  heartbeat_misses = %s\n", interval, misses), 1)
+		}
+		t.Logf("control: heartbeat %s x %s instead of the default", interval, misses)
+	}
+	c, owner := newClusterWith(t, "hbk", d+90*time.Second, o)
 	c.keepLogs()
 	before := map[string]int{}
 	for name, dp := range c.daemons {
