@@ -39,6 +39,10 @@ drills-long LOSS="60s":
     go build -o /tmp/epconsole-drills ./cmd/epconsole
     EPCONSOLE_BIN=/tmp/epconsole-drills EPCONSOLE_REQUIRE_NETNS=1 EPCONSOLE_DRILL_LOSS={{LOSS}} EPCONSOLE_DRILL_PEERS5=1 go test -count=1 -p 1 -v -timeout 20m -run 'TestLossSaturatedNoFailover|TestFivePeers' ./internal/drills/
 
+# the real-traffic soak (root): 3 peers with the default heartbeat, 20 streams, a request every 0.5 s and a connect loop through the VIP for DURATION; 0 VIP moves, 0 lost streams (CI runs 20s)
+soak DURATION="90s":
+    EPCONSOLE_REQUIRE_NETNS=1 EPCONSOLE_DRILL_SOAK={{DURATION}} go test -count=1 -p 1 -v -timeout 10m -run 'TestRealTrafficSoak' ./internal/drills/
+
 # the rolling-upgrade drill (root): a 3-peer cluster on epconsole built at FROM, upgraded to this checkout one peer at a time under load, rolled back, and the control without the connection sync
 upgrade-drill FROM="051e18e":
     EPCONSOLE_REQUIRE_NETNS=1 EPCONSOLE_DRILL_UPGRADE=1 EPCONSOLE_UPGRADE_FROM={{FROM}} go test -count=1 -p 1 -v -timeout 10m -run 'TestRollingUpgrade' ./internal/drills/

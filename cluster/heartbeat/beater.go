@@ -101,7 +101,8 @@ type Config struct {
 	// real-time priority. For tests.
 	InProcess bool
 	// Executable is the binary started as the helper (default: this
-	// process's own executable, which must call RunHelper in main).
+	// process's own executable as it was when RunHelper ran first, even
+	// if the file was replaced since; main must call RunHelper).
 	Executable string
 	// Stderr receives the helper's error output (default os.Stderr).
 	Stderr io.Writer
@@ -441,6 +442,10 @@ func (b *Beater) drainLocked(fd int) (changed, gone bool) {
 		}
 		if !b.haveReport || !sameVerdict(&next, &b.rep) {
 			changed = true
+		}
+		if st, was := next.stats, b.rep.stats; st.MaxLateness > was.MaxLateness || st.MaxBeatGap > was.MaxBeatGap {
+			b.log.Debug("heartbeat new worst", "loop_max_lateness", st.MaxLateness, "max_beat_gap", st.MaxBeatGap,
+				"late_ticks", st.LateTicks, "ticks", st.Ticks)
 		}
 		b.rep.at, b.rep.beating, b.rep.majority, b.rep.realtime = next.at, next.beating, next.majority, next.realtime
 		b.rep.boot, b.rep.seq, b.rep.stats = next.boot, next.seq, next.stats

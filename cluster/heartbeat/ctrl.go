@@ -19,7 +19,7 @@ const (
 	refreshSize      = 32
 	reportHeaderSize = 32 + statsSize
 	peerRecordSize   = 48
-	statsSize        = 15 * 8
+	statsSize        = 16 * 8
 	maxReportSize    = reportHeaderSize + MaxPeers*peerRecordSize
 )
 
@@ -78,8 +78,9 @@ type Stats struct {
 	// Unknown: authentic, but from a node not configured here (or from
 	// this node itself).
 	Unknown uint64
-	// LateTicks counts ticks handled a whole interval or more late (beats
-	// were skipped).
+	// LateTicks counts ticks handled a whole interval or more late: beats
+	// were skipped, and the time the loop did not run was not counted
+	// against the peers (Tracker.Stalled).
 	LateTicks uint64
 	// MaxLateness is the worst delay between a timer deadline and the loop
 	// running for it: the scheduling latency the beats saw.
@@ -93,11 +94,15 @@ type Stats struct {
 	// OtherCluster counts authentic beats of another cluster (version 2
 	// with another cluster name, the same key): ignored.
 	OtherCluster uint64
+	// MaxBeatGap is the longest time between two fresh beats of one peer
+	// (same boot ID), as the loop saw them arrive: the peer's sending
+	// gaps, the network's and this loop's own lateness together.
+	MaxBeatGap time.Duration
 }
 
 func (s *Stats) encode(dst []byte) {
 	v := [statsSize / 8]uint64{s.Ticks, s.Sent, s.SendErrors, s.Received, s.Accepted, s.Malformed,
-		s.BadMAC, s.Replayed, s.OldBoot, s.Unknown, s.LateTicks, uint64(s.MaxLateness), s.ReportsDropped, s.NonPeer, s.OtherCluster}
+		s.BadMAC, s.Replayed, s.OldBoot, s.Unknown, s.LateTicks, uint64(s.MaxLateness), s.ReportsDropped, s.NonPeer, s.OtherCluster, uint64(s.MaxBeatGap)}
 	for i, x := range v {
 		hostOrder.PutUint64(dst[8*i:], x)
 	}
@@ -110,14 +115,15 @@ func (s *Stats) decode(b []byte) {
 	}
 	*s = Stats{Ticks: v[0], Sent: v[1], SendErrors: v[2], Received: v[3], Accepted: v[4], Malformed: v[5],
 		BadMAC: v[6], Replayed: v[7], OldBoot: v[8], Unknown: v[9], LateTicks: v[10],
-		MaxLateness: time.Duration(v[11]), ReportsDropped: v[12], NonPeer: v[13], OtherCluster: v[14]}
+		MaxLateness: time.Duration(v[11]), ReportsDropped: v[12], NonPeer: v[13], OtherCluster: v[14],
+		MaxBeatGap: time.Duration(v[15])}
 }
 
 // report is the loop's verdict at one instant.
 //
 //	header: 0 type, 1 bits (beating, majority, realtime), 2 peers,
 //	        3..7 zero, 8 at, 16 own boot ID, 24 own last sequence,
-//	        32 stats (15 x 8)
+//	        32 stats (16 x 8)
 //	peer:   0 bits (seen, alive), 1 flags, 2..7 zero, 8 last beat,
 //	        16 boot, 24 seq, 32 owner, 40 epoch
 type report struct {

@@ -14,10 +14,14 @@
 //     that sends it. Sealing and opening do not allocate.
 //   - the liveness tracker (Tracker): pure, with an injected clock. It drops
 //     replays, records the last fresh beat of every peer and answers Alive,
-//     Majority and the claims peers make.
-//   - the beat loop: a small helper process (this same binary re-executed,
-//     see RunHelper) at SCHED_FIFO priority with GOMAXPROCS=1, waiting in
-//     ppoll on a blocking UDP socket, an absolute-deadline timerfd and a
+//     Majority and the claims peers make. Time during which this node's own
+//     loop did not run (a late tick) is not counted against its peers
+//     (Tracker.Stalled): a stall of the whole host is no peer's death.
+//   - the beat loop: a small helper process (this same binary, executed
+//     from a descriptor of the daemon's binary opened at start, so an
+//     in-place upgrade does not change it; see RunHelper) at SCHED_FIFO
+//     priority with GOMAXPROCS=1, waiting in a raw ppoll (the Go runtime
+//     leaves its only P alone) on a blocking UDP socket, an absolute-deadline timerfd and a
 //     control socket to the daemon. It beats only while the daemon's liveness
 //     token is fresh (Beater.Refresh), so a hung daemon stops beating, and it
 //     dies with its parent. It reads datagrams from the configured peers'

@@ -36,9 +36,13 @@ const helperMemoryLimit = 64 << 20
 //	}
 func RunHelper() bool {
 	if os.Getenv(HelperEnv) != "1" {
+		// The daemon's binary as it is now, for every helper it starts
+		// later (selfexe.go); an error shows when a helper starts.
+		_, _ = openSelfExe()
 		return false
 	}
 	os.Unsetenv(HelperEnv)
+	helperStarted()
 	if err := helperMain(); err != nil {
 		slog.New(slog.NewJSONHandler(os.Stderr, nil)).Error("heartbeat helper failed", "err", err, "pid", os.Getpid())
 		os.Exit(1)
@@ -98,6 +102,18 @@ func serve(ctl, udp int, allowRT bool) error {
 	}
 	if err := sendHello(ctl, hello); err != nil {
 		return err
+	}
+	if allowRT {
+		// The loop waits in a raw ppoll (loop.wait), keeping the only P.
+		l.rawPoll = true
+		if hello.Hardening.AllThreads {
+			// Every thread has the same priority and capabilities, so
+			// the loop need not stay on this one: the runtime's request
+			// to yield (every 10 ms) then costs a pass through the
+			// scheduler on the same thread, not a hand-over of the P to
+			// another thread and back.
+			runtime.UnlockOSThread()
+		}
 	}
 	return l.run()
 }

@@ -1,7 +1,8 @@
 package heartbeat
 
 // Starting the helper: the heartbeat socket, the helper process (this binary
-// re-executed) and the handshake that hands it the loop's configuration.
+// re-executed from the descriptor opened at start, selfexe.go) and the
+// handshake that hands it the loop's configuration.
 
 import (
 	"context"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
@@ -74,21 +76,34 @@ func (b *Beater) launch(loopFd, udp int) error {
 		}()
 		return nil
 	}
-	exe := b.cfg.Executable
+	// The helper is started from the descriptor of this process's own
+	// binary, opened at start (selfexe.go): after an in-place upgrade it
+	// is still the daemon's binary, not whatever the path names now.
+	exe, path := b.cfg.Executable, b.cfg.Executable
+	var exeF *os.File
 	if exe == "" {
 		var err error
-		if exe, err = os.Executable(); err != nil {
+		if exeF, err = openSelfExe(); err != nil {
 			unix.Close(loopFd)
 			unix.Close(udp)
 			return fmt.Errorf("heartbeat: finding the executable: %w", err)
+		}
+		exe = fmt.Sprintf("/proc/self/fd/%d", selfExeFd) // the child's descriptor (ExtraFiles below)
+		if path, err = os.Executable(); err != nil {
+			path = "epconsole"
 		}
 	}
 	ctlF, udpF := os.NewFile(uintptr(loopFd), "heartbeat-loop-control"), os.NewFile(uintptr(udp), "heartbeat-udp")
 	defer ctlF.Close()
 	defer udpF.Close()
 	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), HelperEnv+"=1", "GOMAXPROCS=1", "GOGC=off", "GOMEMLIMIT=64MiB")
+	cmd.Args = []string{path}
+	cmd.Env = helperEnv(os.Environ())
 	cmd.ExtraFiles = []*os.File{ctlF, udpF} // fds 3 and 4
+	if exeF != nil {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, exeF) // fd 5 (selfExeFd)
+		cmd.Env = append(cmd.Env, helperExeFdEnv+"=1")
+	}
 	cmd.Stderr = b.cfg.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Credential: b.cfg.credential}
 	// PR_SET_PDEATHSIG fires when the thread that forked the helper exits,
@@ -111,10 +126,29 @@ func (b *Beater) launch(loopFd, udp int) error {
 		b.setExit(cmd.Wait())
 	}()
 	if err := <-started; err != nil {
-		return fmt.Errorf("heartbeat: starting the helper %s: %w", exe, err)
+		return fmt.Errorf("heartbeat: starting the helper %s: %w", path, err)
 	}
 	b.pid = cmd.Process.Pid
 	return nil
+}
+
+// helperEnv is the helper's environment: the daemon's, the helper switch,
+// one P, no garbage collection, and no asynchronous preemption (the loop
+// waits in a raw ppoll, loop.wait, which a preemption signal would only
+// interrupt every 10 ms for nothing).
+func helperEnv(env []string) []string {
+	out := make([]string, 0, len(env)+5)
+	debug := "asyncpreemptoff=1"
+	for _, e := range env {
+		if v, ok := strings.CutPrefix(e, "GODEBUG="); ok {
+			if v != "" {
+				debug = v + "," + debug
+			}
+			continue
+		}
+		out = append(out, e)
+	}
+	return append(out, HelperEnv+"=1", "GOMAXPROCS=1", "GOGC=off", "GOMEMLIMIT=64MiB", "GODEBUG="+debug)
 }
 
 // setExit records how the loop ended.

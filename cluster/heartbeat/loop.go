@@ -75,29 +75,32 @@ type loop struct {
 	srcs          []netip.AddrPort // the peers' addresses, unmapped, in config order
 	peerV1        []bool           // the peer's last authentic beat was version 1: answer in version 1
 	realtime      bool
-	recvBudget    int // peer datagrams read per interval at most (flood guard)
-	recvLeft      int
-	nonPeerLeft   int // datagrams from other sources read this interval at most
-	pfd           [3]unix.PollFd
-	ts            unix.Timespec
-	its           unix.ItimerSpec
-	out           [DatagramSize]byte
-	outV2         [DatagramSizeV2]byte
-	in            [MaxDatagramSize + 1]byte // one more byte: longer datagrams show as such
-	from          unix.RawSockaddrAny
-	fromLen       uint32
-	ctlIn         [refreshSize + 1]byte
-	tbuf          [8]byte
-	beat, rx      Beat
-	next          Mono // deadline of the next tick
-	token         refresh
-	tokenAt       Mono
-	tokenSeen     bool
-	stats         Stats
-	rep, prev     report
-	repBuf        []byte
-	lastReport    Mono
-	reported      bool
+	// rawPoll waits in ppoll without telling the Go runtime (helper
+	// process only; see wait).
+	rawPoll     bool
+	recvBudget  int // peer datagrams read per interval at most (flood guard)
+	recvLeft    int
+	nonPeerLeft int // datagrams from other sources read this interval at most
+	pfd         [3]unix.PollFd
+	ts          unix.Timespec
+	its         unix.ItimerSpec
+	out         [DatagramSize]byte
+	outV2       [DatagramSizeV2]byte
+	in          [MaxDatagramSize + 1]byte // one more byte: longer datagrams show as such
+	from        unix.RawSockaddrAny
+	fromLen     uint32
+	ctlIn       [refreshSize + 1]byte
+	tbuf        [8]byte
+	beat, rx    Beat
+	next        Mono // deadline of the next tick
+	token       refresh
+	tokenAt     Mono
+	tokenSeen   bool
+	stats       Stats
+	rep, prev   report
+	repBuf      []byte
+	lastReport  Mono
+	reported    bool
 }
 
 // newLoop builds a loop on an open UDP socket (bound, blocking) and the
@@ -207,7 +210,7 @@ func (l *loop) run() error {
 // and handles what is ready: control messages, then received beats (so a
 // late tick counts the beats that arrived meanwhile), then the tick.
 func (l *loop) step() error {
-	if _, err := unix.Ppoll(l.pfd[:], nil, nil); err != nil {
+	if err := l.wait(); err != nil {
 		if err == unix.EINTR {
 			return nil
 		}
@@ -230,6 +233,30 @@ func (l *loop) step() error {
 		} else if err != unix.EAGAIN && err != unix.EINTR {
 			return fmt.Errorf("heartbeat: reading the timerfd: %w", err)
 		}
+	}
+	return nil
+}
+
+// wait blocks in ppoll until a descriptor is ready.
+//
+// In the helper process it does so as a raw system call, which the Go
+// runtime does not see: the loop's goroutine keeps the process's only P
+// (GOMAXPROCS=1) while it waits. Through the runtime (unix.Ppoll), sysmon
+// took the P away from every wait of more than 20 µs and started another
+// thread to look for work, and every wake-up had to get the P back:
+// futex wake-ups and a spinning real-time thread for every beat sent or
+// received, about 3,600 context switches a second at 5 ms. Nothing else
+// runs in the helper (no garbage collection, no timers); sysmon asks the
+// goroutine to yield every 10 ms, which it does when ppoll returns
+// (asynchronous preemption is off in the helper, helperEnv).
+func (l *loop) wait() error {
+	if !l.rawPoll {
+		_, err := unix.Ppoll(l.pfd[:], nil, nil)
+		return err
+	}
+	_, _, e := unix.RawSyscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&l.pfd[0])), uintptr(len(l.pfd)), 0, 0, 0, 0)
+	if e != 0 {
+		return e
 	}
 	return nil
 }
@@ -298,6 +325,7 @@ func (l *loop) readBeats(now Mono) {
 		switch l.tr.Observe(&l.rx, now) {
 		case Accepted:
 			l.stats.Accepted++
+			l.stats.MaxBeatGap = l.tr.MaxGap()
 		case Replayed:
 			l.stats.Replayed++
 		case OldBoot:
@@ -365,8 +393,14 @@ func ntohs(p uint16) uint16 {
 // reports to the daemon, and arms the next deadline.
 func (l *loop) tick(now Mono) error {
 	l.stats.Ticks++
-	if late := now.Sub(l.next); late > l.stats.MaxLateness {
+	late := now.Sub(l.next)
+	if late > l.stats.MaxLateness {
 		l.stats.MaxLateness = late
+	}
+	if late >= l.cfg.Interval {
+		// The loop did not run for a whole interval or more: that time
+		// is not counted against the peers (Tracker.Stalled).
+		l.tr.Stalled(now, late)
 	}
 	majority := l.tr.Majority(now)
 	beating := l.tokenSeen && now.Sub(l.tokenAt) <= l.cfg.TokenTTL

@@ -21,6 +21,9 @@ const testBusyEnv = "EPCONSOLE_HEARTBEAT_TEST_BUSY"
 // as a stand-in daemon.
 func TestMain(m *testing.M) {
 	RunHelper()
+	if addr := os.Getenv(testUpgradeEnv); addr != "" {
+		os.Exit(runUpgradeDaemon(addr))
+	}
 	if addr := os.Getenv(testDaemonEnv); addr != "" {
 		os.Exit(runTestDaemon(addr))
 	}

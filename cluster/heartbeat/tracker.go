@@ -143,7 +143,37 @@ type Tracker struct {
 	cfg   TrackerConfig
 	self  NodeID
 	peers []PeerState
+	// maxGap is the longest time between two fresh beats of one peer
+	// (same boot ID), as the loop saw them arrive.
+	maxGap time.Duration
+	// resumed and stalled: the loop's last stall (Stalled) ended at
+	// resumed and lasted stalled.
+	resumed Mono
+	stalled time.Duration
 }
+
+// MaxStallCredit bounds the time a stall of this node's own loop is not
+// counted against its peers (Stalled): a longer pause is a fault of its
+// own, and the peers are judged afresh.
+const MaxStallCredit = time.Second
+
+// Stalled records that this node's loop did not run for d up to now (it
+// woke d after its deadline). Time this node itself did not run is no
+// evidence against its peers: a peer whose last fresh beat came before
+// now is judged as if the stall had not happened (its age less d, at most
+// MaxStallCredit), until its next fresh beat. When the whole host stalls
+// (a VM descheduled, every CPU held in the kernel), every loop on it wakes
+// late at once and none of the peers had a chance to beat meanwhile;
+// without the credit each would declare the others gone. A peer that beat
+// during the stall is unaffected: its beats waited in the socket and are
+// read, fresh, before the verdict.
+func (t *Tracker) Stalled(now Mono, d time.Duration) {
+	t.resumed, t.stalled = now, min(d, MaxStallCredit)
+}
+
+// MaxGap returns the longest time between two fresh beats of one peer
+// (same boot ID) seen so far.
+func (t *Tracker) MaxGap() time.Duration { return t.maxGap }
 
 // NewTracker checks cfg and returns a Tracker with no peer seen yet.
 func NewTracker(cfg TrackerConfig) (*Tracker, error) {
@@ -212,6 +242,9 @@ func (t *Tracker) Observe(b *Beat, now Mono) Verdict {
 		if b.Seq <= p.Seq {
 			return Replayed
 		}
+		if g := now.Sub(p.LastBeat); g > t.maxGap {
+			t.maxGap = g
+		}
 	default:
 		for k := 0; k < min(p.nRetired, retiredBoots); k++ {
 			if p.retired[k] == b.Boot {
@@ -247,7 +280,13 @@ func (t *Tracker) alive(i int, now Mono) bool {
 		return false
 	}
 	age := now.Sub(p.LastBeat)
-	return age >= 0 && age <= t.Threshold(i)
+	if age < 0 {
+		return false
+	}
+	if p.LastBeat < t.resumed {
+		age = max(0, age-t.stalled) // the gap holds this node's own stall
+	}
+	return age <= t.Threshold(i)
 }
 
 // Alive reports whether the named peer had a fresh beat within its

@@ -211,3 +211,41 @@ func TestTrackerObserveDoesNotAllocate(t *testing.T) {
 		t.Fatalf("Observe allocates %v", a)
 	}
 }
+
+// TestTrackerStalled: time this node's own loop did not run does not count
+// against a peer whose last beat came before it (at most MaxStallCredit),
+// until the peer's next beat; a peer that did beat during the stall is
+// judged as always.
+func TestTrackerStalled(t *testing.T) {
+	for _, tc := range []struct {
+		desc      string
+		lastBeat  Mono          // the peer's last beat
+		stall     time.Duration // 0: none
+		resumedAt Mono
+		now       Mono
+		want      bool
+	}{
+		{"no stall: 19 ms after the beat is alive", 1000 * ms, 0, 0, 1019 * ms, true},
+		{"no stall: 21 ms after the beat is gone", 1000 * ms, 0, 0, 1021 * ms, false},
+		{"a 25 ms stall right after the beat: 28 ms counts as 3", 1000 * ms, 25 * time.Millisecond, 1026 * ms, 1028 * ms, true},
+		{"after the stall the peer has its threshold: 46 ms counts as 21", 1000 * ms, 25 * time.Millisecond, 1026 * ms, 1046 * ms, false},
+		{"a stall before the last beat credits nothing", 1030 * ms, 25 * time.Millisecond, 1026 * ms, 1051 * ms, false},
+		{"a beat read at the resume is fresh anyway", 1026 * ms, 25 * time.Millisecond, 1026 * ms, 1040 * ms, true},
+		{"a 5 s stall credits at most MaxStallCredit", 1000 * ms, 5 * time.Second, 6001 * ms, 6010 * ms, false},
+		{"a 900 ms stall is credited whole", 1000 * ms, 900 * time.Millisecond, 1901 * ms, 1910 * ms, true},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			tr := newTestTracker(t, "lb2", "lb3")
+			b := Beat{Sender: IDOf("lb2"), Boot: 1, Seq: 1, Flags: FlagRealtime}
+			if v := tr.Observe(&b, tc.lastBeat); v != Accepted {
+				t.Fatal(v)
+			}
+			if tc.stall > 0 {
+				tr.Stalled(tc.resumedAt, tc.stall)
+			}
+			if got := tr.Alive("lb2", tc.now); got != tc.want {
+				t.Errorf("alive %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

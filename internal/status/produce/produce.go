@@ -27,7 +27,8 @@ type Options struct {
 	// Probes returns the probe monitor's states, in backend order.
 	Probes func() []probes.BackendStatus
 	// VIPsHere says which VIPs are on this host; LinksUp which VIP links
-	// are up (nil: not read).
+	// are up (nil: not read). Both ask the kernel (netlink), so a round
+	// a Wake asks for within half a Tick of the last reading reuses it.
 	VIPsHere func([]config.VIP) []bool
 	LinksUp  func([]config.VIP) []bool
 	// Daemon returns the daemon's state for the round; nil (the func)
@@ -136,6 +137,7 @@ func publishLoop(ctx context.Context, o Options, c *checks, done <-chan struct{}
 	var in inputs
 	var last *status.Snapshot
 	var lastAt time.Time
+	var host hostState
 	for {
 		select {
 		case <-ctx.Done():
@@ -150,12 +152,7 @@ func publishLoop(ctx context.Context, o Options, c *checks, done <-chan struct{}
 			continue
 		}
 		res := build.Results{Backends: o.Probes()}
-		if o.VIPsHere != nil {
-			res.VIPHere = o.VIPsHere(cfg.VIPs)
-		}
-		if o.LinksUp != nil {
-			res.LinksUp = o.LinksUp(cfg.VIPs)
-		}
+		res.VIPHere, res.LinksUp = host.read(o, cfg)
 		c.mu.Lock()
 		res.Certs, res.CertFindings, res.Etcd = c.certs, c.cf, c.etcd
 		ready := c.certsDone && c.etcdDone
@@ -179,6 +176,30 @@ func publishLoop(ctx context.Context, o Options, c *checks, done <-chan struct{}
 		}
 		last, lastAt = &snap, time.Now()
 	}
+}
+
+// hostState is the last reading of the VIPs and links on this host.
+type hostState struct {
+	cfg             *config.Config
+	at              time.Time
+	vipHere, linkUp []bool
+}
+
+// read returns which VIPs are here and which links are up, asking the
+// kernel again when the config changed or half a Tick passed since the
+// last reading: every tick's round reads, a wake-up soon after does not.
+func (h *hostState) read(o Options, cfg *config.Config) (vipHere, linkUp []bool) {
+	if h.cfg == cfg && !h.at.IsZero() && time.Since(h.at) < o.Tick/2 {
+		return h.vipHere, h.linkUp
+	}
+	h.cfg, h.at, h.vipHere, h.linkUp = cfg, time.Now(), nil, nil
+	if o.VIPsHere != nil {
+		h.vipHere = o.VIPsHere(cfg.VIPs)
+	}
+	if o.LinksUp != nil {
+		h.linkUp = o.LinksUp(cfg.VIPs)
+	}
+	return h.vipHere, h.linkUp
 }
 
 // inputs are the probes' inputs of one config, read once per config.
