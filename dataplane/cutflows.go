@@ -71,9 +71,9 @@ type CutReport struct {
 // locks. It stops when ctx ends and returns what it did so far with the
 // context's error. Entries that end meanwhile are not an error. A zero
 // service matches any original destination.
-func (c *Conntrack) CutBackend(ctx context.Context, service, backend netip.AddrPort, o CutOptions) (CutReport, error) {
+func (c *Conntrack) CutBackend(ctx context.Context, service, backend netip.AddrPort, o CutOptions) (rep CutReport, err error) {
 	o = o.withDefaults()
-	rep := CutReport{BackendCut: BackendCut{Service: service, Backend: backend}}
+	rep.BackendCut = BackendCut{Service: service, Backend: backend}
 	t0 := time.Now()
 	defer func() { rep.Took = time.Since(t0) }()
 	if !backend.IsValid() {

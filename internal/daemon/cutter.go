@@ -51,6 +51,9 @@ func (d *Daemon) startFlowCutter(run context.Context, dp *dataplane.Dataplane) (
 	return cuttingDatapath{datapath: dp, cutter: c}, func() { cancel(); <-done }
 }
 
+// cutWorkerNice is the cut worker thread's niceness.
+const cutWorkerNice = 10
+
 // cutRetries is how often a failed cut is tried again (after 1 s, 2 s,
 // 4 s ...) while its backend stays dead.
 const cutRetries = 4
@@ -202,7 +205,7 @@ func (c *flowCutter) finished() {
 // loop.
 func (c *flowCutter) run(ctx context.Context) {
 	runtime.LockOSThread() // the thread ends with the goroutine: its niceness with it
-	if err := unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), 10); err != nil {
+	if err := unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), cutWorkerNice); err != nil {
 		c.log.Debug("lowering the flow cut worker's priority", "err", err)
 	}
 	for {
