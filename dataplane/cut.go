@@ -1,8 +1,10 @@
 package dataplane
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
+	"sync"
 )
 
 // backendState is what the desired state says about one backend.
@@ -111,4 +113,124 @@ func cutDecision(may map[flowKey]bool, mapped []flowKey, states map[netip.AddrPo
 	}
 	slices.SortFunc(cut, flowKey.compare)
 	return cut, keep
+}
+
+// CutPlanner decides whose flows to cut for a caller that programs the
+// forwarding rules with the built-in cut switched off
+// (WithConntrackFlush(false)) and carries the cuts out elsewhere, off its
+// decision path (the daemon's cut worker, with Conntrack.CutBackend). It
+// makes cutDecision's choice from the desired states alone: a backend can
+// get flows through a service only while it is serving there, so the keys
+// that may hold flows are every key that was serving since its last cut,
+// plus what a survey of the conntrack table found (Learn). It is safe for
+// concurrent use.
+type CutPlanner struct {
+	mu  sync.Mutex
+	may map[flowKey]bool
+	// states are the backends' states of the latest Plan (nil before).
+	states   map[netip.AddrPort]backendState
+	services []netip.AddrPort
+}
+
+// CutPlan is what one desired state calls for.
+type CutPlan struct {
+	// Cut lists the dead backends that may still hold flows, sorted: cut
+	// them now. Each is forgotten until it serves again; call Restore
+	// for a cut that failed or was cancelled.
+	Cut []BackendCut
+	// Live lists the backend addresses that are serving or draining: a
+	// pending cut of one of them is stale (it came back) and is dropped.
+	Live []netip.AddrPort
+	// Services are the VIP:port pairs of want (for a survey).
+	Services []netip.AddrPort
+}
+
+// Plan records want and returns the cuts it calls for.
+func (p *CutPlanner) Plan(want Desired) (CutPlan, error) {
+	plans, err := plan(want)
+	if err != nil {
+		return CutPlan{}, fmt.Errorf("desired state: %w", err)
+	}
+	states := backendStates(plans, want.Healthy, want.Drain)
+	var out CutPlan
+	var serving []flowKey
+	for _, fp := range plans {
+		if !fp.vip.IsValid() {
+			continue
+		}
+		svc := netip.AddrPortFrom(fp.vip, fp.port)
+		out.Services = append(out.Services, svc)
+		for _, b := range fp.backends {
+			if states[b.Addr] == stateServing {
+				serving = append(serving, flowKey{svc, b.Addr})
+			}
+		}
+	}
+	for a, st := range states {
+		if st != stateDead {
+			out.Live = append(out.Live, a)
+		}
+	}
+	slices.SortFunc(out.Live, netip.AddrPort.Compare)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cut, keep := cutDecision(p.may, serving, states)
+	p.may, p.states, p.services = keep, states, out.Services
+	for _, k := range cut {
+		out.Cut = append(out.Cut, BackendCut{Service: k.service, Backend: k.backend})
+	}
+	return out, nil
+}
+
+// Learn adds what a survey found (backends holding flows) and returns
+// those that are dead by the latest Plan: cut them now. The others are
+// remembered, and cut when they die. Before the first Plan everything is
+// remembered.
+func (p *CutPlanner) Learn(found []BackendCut) []BackendCut {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.may == nil {
+		p.may = map[flowKey]bool{}
+	}
+	var cut []BackendCut
+	for _, c := range found {
+		if p.states != nil {
+			if st, ok := p.states[c.Backend]; !ok || st == stateDead {
+				cut = append(cut, c)
+				continue
+			}
+		}
+		p.may[c.key()] = true
+	}
+	return cut
+}
+
+// Restore remembers c again (its cut failed or was cancelled): the next
+// Plan that finds its backend dead cuts it.
+func (p *CutPlanner) Restore(c BackendCut) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.may == nil {
+		p.may = map[flowKey]bool{}
+	}
+	p.may[c.key()] = true
+}
+
+// Dead reports whether backend is dead by the latest Plan (false before
+// the first Plan: nothing is known yet).
+func (p *CutPlanner) Dead(backend netip.AddrPort) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.states == nil {
+		return false
+	}
+	st, ok := p.states[backend]
+	return !ok || st == stateDead
+}
+
+// Services returns the VIP:port pairs of the latest Plan.
+func (p *CutPlanner) Services() []netip.AddrPort {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.services)
 }

@@ -179,3 +179,65 @@ func nameOf(p familyPlan, addr netip.AddrPort) string {
 	}
 	panic(fmt.Sprintf("no backend %v", addr))
 }
+
+// TestCutPlanner: the planner cuts a dead backend that served since its
+// last cut, once; a draining one never; a restored one again; what a
+// survey found before the first Plan is cut when that Plan finds it dead,
+// and what it found after at once.
+func TestCutPlanner(t *testing.T) {
+	svc := netip.AddrPortFrom(vip4, 6443)
+	b := backends4()
+	cut := func(names ...string) []BackendCut {
+		var out []BackendCut
+		for _, x := range b {
+			if slices.Contains(names, x.Name) {
+				out = append(out, BackendCut{svc, x.Addr})
+			}
+		}
+		return out
+	}
+	var p CutPlanner
+	step := func(desc string, healthy, drain map[string]bool, want []BackendCut) {
+		t.Helper()
+		d := desired4()
+		d.Healthy, d.Drain = healthy, drain
+		got, err := p.Plan(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got.Cut, want) {
+			t.Errorf("%s: cut %v, want %v", desc, got.Cut, want)
+		}
+		if !slices.Equal(got.Services, []netip.AddrPort{svc}) {
+			t.Errorf("%s: services %v", desc, got.Services)
+		}
+	}
+	// A survey before the first Plan: cp3 holds flows.
+	if got := p.Learn(cut("cp3")); got != nil {
+		t.Errorf("Learn before Plan cut %v, want nothing yet", got)
+	}
+	step("first plan: cp3 dead with surveyed flows", healthySet("cp1", "cp2"), nil, cut("cp3"))
+	step("same again: nothing", healthySet("cp1", "cp2"), nil, nil)
+	step("cp2 dies", healthySet("cp1"), nil, cut("cp2"))
+	step("cp2 still dead: cut once", healthySet("cp1"), nil, nil)
+	p.Restore(cut("cp2")[0])
+	step("a failed cut restored: again", healthySet("cp1"), nil, cut("cp2"))
+	step("all back", healthySet("cp1", "cp2", "cp3"), nil, nil)
+	step("cp1 drains: kept", healthySet("cp2", "cp3"), healthySet("cp1"), nil)
+	step("drained cp1 dies: cut then", healthySet("cp2", "cp3"), nil, cut("cp1"))
+	if !p.Dead(b[0].Addr) || p.Dead(b[1].Addr) {
+		t.Errorf("Dead: cp1 %v cp2 %v, want true false", p.Dead(b[0].Addr), p.Dead(b[1].Addr))
+	}
+	// A survey after a Plan: a dead backend's flows are cut at once, a
+	// serving one's remembered.
+	if got := p.Learn(cut("cp1", "cp2")); !slices.Equal(got, cut("cp1")) {
+		t.Errorf("Learn after Plan cut %v, want cp1", got)
+	}
+	got, err := p.Plan(desired4())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Cut) != 0 || len(got.Live) != 3 {
+		t.Errorf("all healthy: %+v, want no cut and 3 live", got)
+	}
+}

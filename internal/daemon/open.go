@@ -23,12 +23,22 @@ func (d *Daemon) open(s *state) (closeAll func(), err error) {
 	}
 	cfg, run := s.cfg, s.run
 	dpOpt := dataplane.WithLogger(d.log.With("component", "dataplane"))
-	dp, err := dataplane.New(dpOpt)
+	// The flows of dead backends are cut by a worker, off this loop
+	// (cutter.go), unless the environment asks for the inline cut.
+	inline := inlineFlowCut()
+	dp, err := dataplane.New(dpOpt, dataplane.WithConntrackFlush(inline))
 	if err != nil {
 		return closeAll, fmt.Errorf("dataplane: %w", err)
 	}
 	closers = append(closers, func() { dp.Close() })
 	s.dp = dp
+	if inline {
+		d.log.Warn("flows of dead backends are cut on the decision loop (diagnostic)", "env", flowCutEnv+"=inline")
+	} else {
+		var stop func()
+		s.dp, stop = d.startFlowCutter(run, dp)
+		closers = append(closers, stop)
+	}
 	vip, err := dataplane.NewVIP(dpOpt)
 	if err != nil {
 		return closeAll, fmt.Errorf("VIP: %w", err)

@@ -64,6 +64,7 @@ type snapshotCollector struct {
 	heartbeatDropped                                  metric
 	failovers, probeFailures                          metric
 	reconciles, reconcileErrors, reconcileLast        metric
+	flowCuts, flowCutErrors, flowsCut, flowCutTime    metric
 	tlsDays, tlsNotAfter, tlsChainOK, tlsSANsMissing  metric
 	tlsSeconds                                        metric
 	etcdMembers, etcdHealthy, etcdQuorum, etcdLeader  metric
@@ -110,6 +111,10 @@ func NewCollector(src Provider) prometheus.Collector {
 		reconcileErrors: newMetric("reconcile_errors_total",
 			"Dataplane (nftables) reconciles that failed.", c),
 		reconcileLast: newMetric("reconcile_last_duration_seconds", "How long the latest dataplane reconcile took.", g),
+		flowCuts:      newMetric("flow_cuts_total", "Cuts of a dead backend's established flows (one per backend and VIP).", c),
+		flowCutErrors: newMetric("flow_cut_errors_total", "Cuts of a dead backend's flows that failed.", c),
+		flowsCut:      newMetric("flows_cut_total", "Conntrack entries of dead backends the cuts deleted.", c),
+		flowCutTime:   newMetric("flow_cut_seconds_total", "Time the cuts of dead backends' flows took (in the cut worker, off the decision loop).", c),
 		reconcileLatency: prometheus.NewDesc(ReconcileLatencyMetric,
 			"How long dataplane (nftables) reconciles took.", nil, nil),
 		claimLatency: prometheus.NewDesc(ClaimLatencyMetric,
@@ -137,6 +142,7 @@ func (c *snapshotCollector) metrics() []metric {
 		c.peerFresh, c.peerHeartbeatAge, c.hbInterval, c.hbLimit, c.tlsSeconds,
 		c.quorumNeed, c.quorumHave, c.quorumOK, c.epoch, c.realtime, c.heartbeatRunning, c.heartbeatFailedStarts, c.heartbeatDropped, c.failovers,
 		c.probeFailures, c.reconciles, c.reconcileErrors, c.reconcileLast, c.tlsDays,
+		c.flowCuts, c.flowCutErrors, c.flowsCut, c.flowCutTime,
 		c.tlsNotAfter, c.tlsChainOK, c.tlsSANsMissing, c.etcdMembers, c.etcdHealthy,
 		c.etcdQuorum, c.etcdTolerance, c.etcdLeader, c.etcdAlarms, c.areaSeverity, c.findings}
 }
@@ -224,6 +230,10 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		emit(c.reconciles, float64(k.Reconciles))
 		emit(c.reconcileErrors, float64(k.ReconcileErrors))
 		emit(c.reconcileLast, k.LastReconcile.Seconds())
+		emit(c.flowCuts, float64(k.FlowCuts))
+		emit(c.flowCutErrors, float64(k.FlowCutErrors))
+		emit(c.flowsCut, float64(k.FlowsCut))
+		emit(c.flowCutTime, k.FlowCutTime.Seconds())
 		ch <- constHistogram(c.reconcileLatency, k.ReconcileLatency)
 		ch <- constHistogram(c.claimLatency, k.ClaimLatency)
 	}

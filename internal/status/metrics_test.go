@@ -79,6 +79,10 @@ func expectedMetrics(s Snapshot) map[string]float64 {
 		m["epconsole_reconciles_total"] = float64(k.Reconciles)
 		m["epconsole_reconcile_errors_total"] = float64(k.ReconcileErrors)
 		m["epconsole_reconcile_last_duration_seconds"] = k.LastReconcile.Seconds()
+		m["epconsole_flow_cuts_total"] = float64(k.FlowCuts)
+		m["epconsole_flow_cut_errors_total"] = float64(k.FlowCutErrors)
+		m["epconsole_flows_cut_total"] = float64(k.FlowsCut)
+		m["epconsole_flow_cut_seconds_total"] = k.FlowCutTime.Seconds()
 		for name, h := range map[string]Histogram{
 			"epconsole_reconcile_duration_seconds": k.ReconcileLatency,
 			"epconsole_vip_claim_duration_seconds": k.ClaimLatency,

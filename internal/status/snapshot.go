@@ -100,6 +100,14 @@ type Counters struct {
 	// authentic beats of another cluster name (since the loop started).
 	HeartbeatNonPeer      uint64 `json:"heartbeat_non_peer_dropped"`
 	HeartbeatOtherCluster uint64 `json:"heartbeat_other_cluster_dropped"`
+	// FlowCuts counts the cuts of dead backends' flows (one per backend
+	// and VIP), FlowCutErrors those that failed; FlowsCut the conntrack
+	// entries they deleted and FlowCutTime the time they took (in the
+	// daemon's cut worker, off the decision loop).
+	FlowCuts      uint64        `json:"flow_cuts"`
+	FlowCutErrors uint64        `json:"flow_cut_errors"`
+	FlowsCut      uint64        `json:"flows_cut"`
+	FlowCutTime   time.Duration `json:"flow_cut_time_ns"`
 }
 
 // VIP is one virtual address.
