@@ -17,10 +17,12 @@ var benchKey = []byte("epconsole-connsync-bench-key-32!")
 
 // benchPair starts two real clusters on loopback (127.31.180.1 and .2)
 // that know each other.
-func benchPair(b *testing.B) (a, z *cluster.Cluster) {
+func benchPair(b testing.TB) (a, z *cluster.Cluster) {
 	b.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	addr := func(i byte) netip.AddrPort { return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 31, 180, i}), 27980+uint16(i)) }
+	addr := func(i byte) netip.AddrPort {
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 31, 180, i}), 27980+uint16(i))
+	}
 	var cs []*cluster.Cluster
 	for i, name := range []string{"syn1", "syn2"} {
 		other := []string{"syn2", "syn1"}[i]
@@ -69,8 +71,10 @@ func BenchmarkLegacySendOneEntry(b *testing.B) {
 	}
 }
 
+// benchEntry is the i-th of up to 640,000 distinct flows to the VIP
+// 198.18.180.200:6443 (clients in 198.19.180.0/24-198.19.189.0/24).
 func benchEntry(i int) dataplane.SyncEntry {
-	c := netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 19, 180 + byte(i>>16&7), byte(i >> 8)}), uint16(1024+i&0xff))
+	c := netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 19, 180 + byte(i/64000%10), byte(i / 250 % 256)}), uint16(1024+i%64000))
 	vip := netip.MustParseAddrPort("198.18.180.200:6443")
 	return dataplane.SyncEntry{Op: dataplane.SyncUpsert, OrigSrc: c, OrigDst: vip,
 		ReplySrc: netip.MustParseAddrPort("198.18.180.21:6443"), ReplyDst: netip.AddrPortFrom(vip.Addr(), c.Port()),
