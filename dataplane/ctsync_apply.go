@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/mdlayher/netlink"
 	"github.com/ti-mo/netfilter"
 	"golang.org/x/sys/unix"
 )
@@ -35,7 +36,7 @@ func (a *SyncApplier) Close() error { return a.conn.Close() }
 // Apply is Conntrack.ApplySynced over the applier's socket.
 func (a *SyncApplier) Apply(ctx context.Context, e SyncEntry) error {
 	if e.Op == SyncDelete {
-		return a.c.DeleteSynced(ctx, e)
+		return a.delete(ctx, e)
 	}
 	if !Syncable(e.TCPState) {
 		return nil
@@ -60,6 +61,37 @@ func (a *SyncApplier) Add(ctx context.Context, e SyncEntry) error {
 	}
 	return nil
 }
+
+// delete deletes the entry with e's original tuple; a missing entry is
+// not an error.
+func (a *SyncApplier) delete(ctx context.Context, e SyncEntry) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := e.validate(); err != nil {
+		return err
+	}
+	fam := netfilter.ProtoIPv6
+	if e.OrigSrc.Addr().Unmap().Is4() {
+		fam = netfilter.ProtoIPv4
+	}
+	msg, err := netfilter.MarshalNetlink(netfilter.Header{
+		SubsystemID: netfilter.NFSubsysCTNetlink,
+		MessageType: ctnetlinkDelCT,
+		Family:      fam,
+		Flags:       netlink.Request | netlink.Acknowledge,
+	}, []netfilter.Attribute{tupleAttr(ctaTupleOrig, e.OrigSrc, e.OrigDst)})
+	if err != nil {
+		return fmt.Errorf("encoding synced delete: %w", err)
+	}
+	if _, err := a.conn.Query(msg); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("deleting synced entry %v -> %v: %w", e.OrigSrc, e.OrigDst, err)
+	}
+	return nil
+}
+
+// ctnetlinkDelCT is IPCTNL_MSG_CT_DELETE.
+const ctnetlinkDelCT = 2
 
 // send creates (create) or refreshes e.
 func (a *SyncApplier) send(ctx context.Context, e SyncEntry, create bool) error {

@@ -115,8 +115,14 @@ func (s *Sync) applyBatch(ctx context.Context, ap *dataplane.SyncApplier, from s
 		s.statMu.Lock()
 		for _, l := range lags {
 			s.lag.Observe(l)
+			s.lagMax = max(s.lagMax, l)
 		}
 		s.statMu.Unlock()
+		if fn := s.lagSink.Load(); fn != nil {
+			for _, l := range lags {
+				(*fn)(l)
+			}
+		}
 	}
 	return ok
 }

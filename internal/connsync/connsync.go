@@ -78,6 +78,9 @@ type Sync struct {
 	statMu                         sync.Mutex
 	drops                          map[string]uint64
 	lag                            status.Histogram
+	lagMax                         time.Duration
+	// lagSink sees every lag measured (a bench's exact percentiles).
+	lagSink atomic.Pointer[func(time.Duration)]
 	// limit bounds the logs of dropped batches and entries.
 	limit *floodlimit.Limiter
 

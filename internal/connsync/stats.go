@@ -3,6 +3,7 @@ package connsync
 import (
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/epconsole/epconsole/internal/status"
 )
@@ -25,6 +26,8 @@ type Stats struct {
 	Resyncs, GapRepairs uint64
 	// Lag is the time from a change on the owner to its entry applied here.
 	Lag status.Histogram
+	// LagMax is the longest lag measured.
+	LagMax time.Duration
 	// Peers are the owner's streams, sorted by name.
 	Peers []PeerStats
 }
@@ -50,7 +53,7 @@ func (s *Sync) Stats() Stats {
 	}
 	s.statMu.Lock()
 	st.Dropped = maps.Clone(s.drops)
-	st.Lag = s.lag
+	st.Lag, st.LagMax = s.lag, s.lagMax
 	s.statMu.Unlock()
 	s.streamMu.Lock()
 	for name, r := range s.streams {

@@ -123,6 +123,23 @@ func (n *syncNode) create(t testing.TB, ctx context.Context, from, to int) {
 	}
 }
 
+// remove deletes entries [from, to) from n's table.
+func (n *syncNode) remove(t testing.TB, ctx context.Context, from, to int) {
+	t.Helper()
+	ap, err := n.ct.NewSyncApplier()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ap.Close()
+	for i := from; i < to; i++ {
+		e := benchEntry(i)
+		e.ReplySrc, e.Op = streamBackend, dataplane.SyncDelete
+		if err := ap.Apply(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func waitUntil(t testing.TB, d time.Duration, what string, ok func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
@@ -180,6 +197,10 @@ func TestStreamSyncKernel(t *testing.T) {
 	if r := so.Stats().Resyncs; r != 1 {
 		t.Errorf("%d full dumps after a dropped connection, want still 1", r)
 	}
+
+	// Closed flows go too (deletes over the kept ctnetlink socket).
+	owner.remove(t, ctx, 0, 100)
+	waitUntil(t, 20*time.Second, "100 deletes on the peer", func() bool { return peer.count(t, ctx) == n+400 })
 
 	// The peer restarts: one full dump.
 	sp.Close()
