@@ -77,7 +77,7 @@ func (t *streamTransport) sort() {
 // route reads a connection's first byte and hands it on.
 func (t *streamTransport) route(conn net.Conn) {
 	defer t.wg.Done()
-	br := bufio.NewReaderSize(conn, 64<<10)
+	br := bufio.NewReaderSize(conn, 4<<10)
 	_ = conn.SetReadDeadline(time.Now().Add(streamPeekTimeout))
 	first, err := br.Peek(1)
 	_ = conn.SetReadDeadline(time.Time{})
