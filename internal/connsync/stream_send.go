@@ -32,7 +32,7 @@ const (
 	streamWindowBytes = 8 << 20              // unacknowledged bytes before the owner waits
 	streamPendingMax  = 1 << 20              // distinct flows waiting before a full resync
 	streamRetryMin    = 100 * time.Millisecond
-	streamRetryMax    = 2 * time.Second
+	streamRetryMax    = 500 * time.Millisecond
 )
 
 // flowKey names a flow by its original tuple.
@@ -123,6 +123,9 @@ func (p *peerStream) run(ctx context.Context, tr StreamTransport) {
 	for ctx.Err() == nil {
 		err := p.session1(ctx, tr)
 		p.mu.Lock()
+		if p.connected {
+			wait = streamRetryMin // it was up: the first retry comes soon
+		}
 		p.connected = false
 		p.mu.Unlock()
 		if ctx.Err() != nil {
