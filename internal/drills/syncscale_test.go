@@ -260,7 +260,7 @@ func syncScale(t *testing.T, prefix string, n int, loss bool, args ...string) in
 			}
 		}
 	}
-	// Each connection waits for a line the backend sends 2.5 s from now,
+	// Each connection waits for a line the backend sends 4 s from now,
 	// after the failover (a watch event: a server that speaks first).
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 64)
@@ -272,7 +272,7 @@ func syncScale(t *testing.T, prefix string, n int, loss bool, args ...string) in
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if err := h.startWatch(2500 * time.Millisecond); err != nil {
+			if err := h.startWatch(4 * time.Second); err != nil {
 				wmu.Lock()
 				werr = err
 				wmu.Unlock()
