@@ -34,6 +34,10 @@ bench RUNS="10":
     command -v keepalived >/dev/null && command -v haproxy >/dev/null || (apt-get update && apt-get install -y keepalived haproxy)
     EPCONSOLE_BENCH=1 EPCONSOLE_BENCH_RUNS={{RUNS}} EPCONSOLE_BENCH_DOC="$PWD/docs/BENCHMARKS.md" go test -run '^$' -bench Failover -benchtime 1x -timeout 30m ./internal/bench/
 
+# the connection-sync bench (root): an owner and two peers in namespaces, FLOWS flows then RATE new and RATE closed a second for SECONDS; lag p50/p99/max, wire bytes/s, CPU against a run without the sync, join time of an empty peer
+bench-sync FLOWS="50000" RATE="2000" SECONDS="60":
+    EPCONSOLE_BENCH_SYNC=1 EPCONSOLE_BENCH_SYNC_FLOWS={{FLOWS}} EPCONSOLE_BENCH_SYNC_RATE={{RATE}} EPCONSOLE_BENCH_SYNC_SECONDS={{SECONDS}} go test -count=1 -v -timeout 20m -run 'TestSyncBench' ./internal/connsync/
+
 # the long drills (root): 1 % loss between the LB peers with both cores saturated for LOSS, and the five-peer cluster (kill -9, 2 against 3); not in CI
 drills-long LOSS="60s":
     go build -o /tmp/epconsole-drills ./cmd/epconsole

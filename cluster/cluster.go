@@ -214,6 +214,9 @@ type Cluster struct {
 	stopCtx   func() bool
 	wg        sync.WaitGroup
 
+	// streams takes the sync streams off the gossip TCP port (stream.go).
+	streams *streamTransport
+
 	// userMsg receives the payloads of SendTo (usermsg.go); nil: dropped.
 	userMsg atomic.Pointer[func(from string, payload []byte)]
 
@@ -317,8 +320,22 @@ func New(ctx context.Context, cfg Config) (*Cluster, error) {
 	mc.Merge = &mergeDelegate{c}
 	mc.Logger = log.New(&logBridge{c}, "", 0)
 
+	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
+		BindAddrs: []string{mc.BindAddr}, BindPort: mc.BindPort, Logger: mc.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: starting memberlist on %v: %w", cfg.Bind, err)
+	}
+	if mc.BindPort == 0 {
+		mc.BindPort = nt.GetAutoBindPort()
+		if mc.AdvertisePort == 0 {
+			mc.AdvertisePort = mc.BindPort
+		}
+	}
+	c.streams = newStreamTransport(nt, c.isPeerAddr)
+	mc.Transport = c.streams
 	ml, err := memberlist.Create(mc)
 	if err != nil {
+		_ = c.streams.Shutdown()
 		return nil, fmt.Errorf("cluster: starting memberlist on %v: %w", cfg.Bind, err)
 	}
 	c.ml = ml

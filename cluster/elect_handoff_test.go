@@ -70,7 +70,7 @@ func TestElectHandoff(t *testing.T) {
 
 func TestMetaHandoffDrainWire(t *testing.T) {
 	// NamedMessages is this binary's: always set by the encoding.
-	m := Meta{Name: "lb1", Priority: 100, HandoffTo: "lb2", Drained: "cp1,cp3", DrainGen: 7, NamedMessages: true}
+	m := Meta{Name: "lb1", Priority: 100, HandoffTo: "lb2", Drained: "cp1,cp3", DrainGen: 7, NamedMessages: true, SyncStream: true}
 	b, err := encodeMeta(m)
 	if err != nil {
 		t.Fatal(err)

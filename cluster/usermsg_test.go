@@ -2,7 +2,11 @@ package cluster
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"io"
+	"net"
+	"net/netip"
 	"testing"
 	"time"
 )
@@ -163,5 +167,77 @@ func TestLegacyUserMessage(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("lb75 received nothing")
+	}
+}
+
+// TestClusterSyncStream: a sync stream dialled with DialStream reaches
+// the peer's stream handler (StreamMagic taken off) while gossip goes on
+// over the same port; a connection with the magic byte from an address
+// that is no configured peer's is closed before any handler sees it; with
+// no handler, streams are closed.
+func TestClusterSyncStream(t *testing.T) {
+	names := map[int]string{81: "lb81", 82: "lb82"}
+	nodes := startNodes(t, names, fullMesh(testKey, names, map[int]int{81: 100, 82: 90})...)
+	waitFor(t, 10*time.Second, "lb81 and lb82 see each other", func() error {
+		if err := sees(nodes[0], "lb82", 90); err != nil {
+			return err
+		}
+		m, ok := nodes[0].c.View().Member("lb82")
+		if !ok || !m.Meta.SyncStream {
+			return errors.New("lb82 does not advertise SyncStream yet")
+		}
+		return nil
+	})
+	got := make(chan string, 4)
+	nodes[1].c.SetStreamHandler(func(from netip.AddrPort, conn net.Conn) {
+		defer conn.Close()
+		b := make([]byte, 5)
+		if _, err := io.ReadFull(conn, b); err != nil {
+			got <- "error: " + err.Error()
+			return
+		}
+		got <- from.Addr().String() + " " + string(b)
+	})
+	conn, err := nodes[0].c.DialStream(context.Background(), "lb82")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	select {
+	case g := <-got:
+		if want := testAddr(81).Addr().String() + " hello"; g != want {
+			t.Errorf("handler got %q, want %q", g, want)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the stream never reached lb82's handler")
+	}
+	// From 127.0.5.99, no configured peer's address.
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 5, 99)}}
+	raw, err := d.Dial("tcp", testAddr(82).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if _, err := raw.Write([]byte{StreamMagic, 'h', 'e', 'l', 'l', 'o'}); err != nil {
+		t.Fatal(err)
+	}
+	_ = raw.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := raw.Read(make([]byte, 1)); err == nil {
+		t.Errorf("a stream from a non-peer address was answered with %d bytes", n)
+	}
+	select {
+	case g := <-got:
+		t.Errorf("a stream from a non-peer address reached the handler: %q", g)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if _, err := nodes[0].c.DialStream(context.Background(), "lb99"); !errors.Is(err, ErrNoMember) {
+		t.Errorf("DialStream to an unknown name: %v, want ErrNoMember", err)
+	}
+	// Gossip still runs over the same port.
+	if err := sees(nodes[1], "lb81", 100); err != nil {
+		t.Error(err)
 	}
 }

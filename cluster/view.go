@@ -84,6 +84,10 @@ type Meta struct {
 	// the previous form, and its own unnamed messages are taken while it
 	// is a member (a rolling upgrade).
 	NamedMessages bool
+	// SyncStream: the node takes the connection sync's persistent stream
+	// on its gossip TCP port (stream.go; set by the cluster package
+	// itself). A node without it is sent the sync as user messages.
+	SyncStream bool
 }
 
 // Claims reports whether the node claims the VIP for itself.

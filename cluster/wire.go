@@ -47,6 +47,7 @@ type wireMeta struct {
 	Drained  string `json:"dr,omitempty"`
 	DrainGen uint64 `json:"dg,omitempty"`
 	Named    bool   `json:"nm,omitempty"`
+	Stream   bool   `json:"ss,omitempty"`
 }
 
 // checkMeta validates the fields whose size the encoding depends on.
@@ -87,7 +88,8 @@ func encodeMetaWith(m Meta) ([]byte, error) {
 		V: metaVersion, Name: m.Name, Priority: m.Priority, Eligible: m.Eligible, Preempt: m.Preempt,
 		Owner: m.Owner, Epoch: m.Epoch, Version: m.Version, Digest: m.Digest, BootID: m.BootID,
 		Leaving: m.Leaving, Handoff: m.HandoffTo, Drained: m.Drained, DrainGen: m.DrainGen,
-		Named: true, // this binary's user messages name their sender (usermsg.go)
+		Named:  true, // this binary's user messages name their sender (usermsg.go)
+		Stream: true, // and it takes sync streams on the gossip port (stream.go)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("encoding node metadata: %w", err)
@@ -114,7 +116,7 @@ func decodeMeta(b []byte) (Meta, error) {
 		Name: w.Name, Priority: w.Priority, Eligible: w.Eligible, Preempt: w.Preempt,
 		Owner: w.Owner, Epoch: w.Epoch, Version: w.Version, Digest: w.Digest, BootID: w.BootID,
 		Leaving: w.Leaving, HandoffTo: w.Handoff, Drained: w.Drained, DrainGen: w.DrainGen,
-		NamedMessages: w.Named,
+		NamedMessages: w.Named, SyncStream: w.Stream,
 	}, nil
 }
 

@@ -18,7 +18,7 @@ func TestMetaEncoding(t *testing.T) {
 	worst := Meta{
 		Name: long, Priority: 255, Eligible: true, Preempt: true, Owner: strings.Repeat("o", MaxNameLen),
 		Epoch: math.MaxUint64, Version: strings.Repeat("v", MaxVersionLen), Digest: strings.Repeat("d", ShortDigestLen),
-		BootID: "0123456789abcdef", Leaving: true, NamedMessages: true,
+		BootID: "0123456789abcdef", Leaving: true, NamedMessages: true, SyncStream: true,
 	}
 	b, err := encodeMeta(worst)
 	if err != nil {
@@ -332,11 +332,16 @@ func TestMetaSaysNamedMessages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m, err := decodeMeta(b); err != nil || !m.NamedMessages {
-		t.Errorf("this version's metadata: %+v, %v; want NamedMessages", m, err)
+	if m, err := decodeMeta(b); err != nil || !m.NamedMessages || !m.SyncStream {
+		t.Errorf("this version's metadata: %+v, %v; want NamedMessages and SyncStream", m, err)
 	}
 	old := []byte(`{"v":1,"n":"lb1","p":100}`)
-	if m, err := decodeMeta(old); err != nil || m.NamedMessages {
-		t.Errorf("the previous version's metadata: %+v, %v; want no NamedMessages", m, err)
+	if m, err := decodeMeta(old); err != nil || m.NamedMessages || m.SyncStream {
+		t.Errorf("the previous version's metadata: %+v, %v; want no NamedMessages nor SyncStream", m, err)
+	}
+	// The version before this one names its senders but takes no stream.
+	prev := []byte(`{"v":1,"n":"lb1","p":100,"nm":true}`)
+	if m, err := decodeMeta(prev); err != nil || !m.NamedMessages || m.SyncStream {
+		t.Errorf("the version before's metadata: %+v, %v; want NamedMessages without SyncStream", m, err)
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"slices"
 	"sync"
@@ -32,11 +33,13 @@ import (
 	"github.com/epconsole/epconsole/cluster"
 	"github.com/epconsole/epconsole/dataplane"
 	"github.com/epconsole/epconsole/internal/floodlimit"
+	"github.com/epconsole/epconsole/internal/status"
 )
 
 // Transport carries the sync's messages between the peers: a reliable,
 // authenticated stream to one named peer, a handler for what arrives, and
-// the membership view that says who is alive. *cluster.Cluster is one.
+// the membership view that says who is alive. *cluster.Cluster is one
+// (and a StreamTransport).
 type Transport interface {
 	SetMessageHandler(fn func(from string, payload []byte))
 	SendTo(name string, payload []byte) error
@@ -46,9 +49,9 @@ type Transport interface {
 // Bounds of the sync.
 const (
 	syncPeerCheck  = 250 * time.Millisecond // how often new peers are looked for
-	syncQueue      = 8192                   // events buffered before a resync
+	syncQueue      = 65536                  // events buffered before a resync
 	syncApplyQueue = 64                     // received batches buffered
-	syncPeerQueue  = 256                    // messages buffered per peer
+	syncPeerQueue  = 256                    // messages buffered per legacy peer
 	syncWatchRetry = time.Second
 )
 
@@ -58,11 +61,12 @@ type Sync struct {
 	log  *slog.Logger
 	ct   *dataplane.Conntrack
 	cl   Transport
+	st   StreamTransport // nil: messages only
 	self string
 
 	holding atomic.Bool
 	resync  atomic.Bool // the event queue overflowed: send full dumps
-	events  chan dataplane.SyncEntry
+	events  chan stamped
 	recv    chan received
 
 	mu        sync.Mutex
@@ -70,21 +74,45 @@ type Sync struct {
 	restartFn context.CancelFunc // restarts the watch (new VIPs)
 
 	sent, applied, failed, dropped atomic.Uint64
+	resyncs, gapRepairs, wireBytes atomic.Uint64
+	statMu                         sync.Mutex
+	drops                          map[string]uint64
+	lag                            status.Histogram
+	lagMax                         time.Duration
+	// lagSink sees every lag measured (a bench's exact percentiles).
+	lagSink atomic.Pointer[func(time.Duration)]
 	// limit bounds the logs of dropped batches and entries.
 	limit *floodlimit.Limiter
 
-	// peerQ are the per-peer send queues (owned by sendLoop), so a peer
-	// that does not answer delays no other.
+	// peerQ are the per-peer send queues of peers without a stream (owned
+	// by sendLoop), so a peer that does not answer delays no other.
 	peerQ map[string]chan []byte
+	// streams are the owner's streams to the peers that take one.
+	streamMu sync.Mutex
+	streams  map[string]*streamRun
+	// rx is what this node knows of each owner's stream.
+	rxMu sync.Mutex
+	rx   map[string]*rxState
 
-	stop context.CancelFunc
-	wg   sync.WaitGroup
+	hmu    sync.Mutex
+	closed bool
+	stop   context.CancelFunc
+	wg     sync.WaitGroup
 }
 
-// received is a batch with its sender.
+// streamRun is a running peerStream.
+type streamRun struct {
+	p      *peerStream
+	cancel context.CancelFunc
+}
+
+// received is a batch with its sender: b a message of the previous
+// form, or entries from a stream with done to call once applied.
 type received struct {
-	from string
-	b    []byte
+	from    string
+	b       []byte
+	entries []stamped
+	done    func()
 }
 
 // Start starts the sync of the flows through scope's VIPs over tr, self
@@ -98,24 +126,41 @@ func Start(ctx context.Context, log *slog.Logger, tr Transport, self string, sco
 	ctx, stop := context.WithCancel(ctx)
 	s := &Sync{
 		log: log, ct: ct, cl: tr, self: self, scope: scope.clone(),
-		events: make(chan dataplane.SyncEntry, syncQueue), recv: make(chan received, syncApplyQueue), stop: stop,
+		events: make(chan stamped, syncQueue), recv: make(chan received, syncApplyQueue), stop: stop,
 		peerQ: map[string]chan []byte{}, limit: floodlimit.New(time.Minute, 5, 0, nil),
+		drops: map[string]uint64{}, streams: map[string]*streamRun{}, rx: map[string]*rxState{},
 	}
 	tr.SetMessageHandler(func(from string, b []byte) {
 		select {
 		case s.recv <- received{from: from, b: b}:
 		default:
 			s.failed.Add(1)
+			s.count("queue-full")
 			if s.limit.Allow("queue-full", from) {
 				s.log.Warn("connection sync: receive queue full; batch dropped", "from", from)
 			}
 		}
 	})
+	if st, ok := tr.(StreamTransport); ok {
+		s.st = st
+		st.SetStreamHandler(func(from netip.AddrPort, conn net.Conn) {
+			s.hmu.Lock()
+			if s.closed {
+				s.hmu.Unlock()
+				conn.Close()
+				return
+			}
+			s.wg.Add(1)
+			s.hmu.Unlock()
+			defer s.wg.Done()
+			s.acceptStream(ctx, from, conn, st.StreamKeys())
+		})
+	}
 	s.wg.Add(3)
 	go s.watchLoop(ctx)
 	go s.sendLoop(ctx)
 	go s.applyLoop(ctx)
-	log.Info("connection sync started", "vips", scope.VIPs, "backends", len(scope.Backends))
+	log.Info("connection sync started", "vips", scope.VIPs, "backends", len(scope.Backends), "stream", s.st != nil)
 	return s, nil
 }
 
@@ -125,6 +170,12 @@ func (s *Sync) Close() {
 		return
 	}
 	s.cl.SetMessageHandler(nil)
+	if s.st != nil {
+		s.st.SetStreamHandler(nil)
+	}
+	s.hmu.Lock()
+	s.closed = true
+	s.hmu.Unlock()
 	s.stop()
 	s.wg.Wait()
 	s.ct.Close()
@@ -172,6 +223,13 @@ func (s *Sync) Dropped() uint64 {
 	return s.dropped.Load()
 }
 
+// count counts one drop or failure by reason.
+func (s *Sync) count(reason string) {
+	s.statMu.Lock()
+	s.drops[reason]++
+	s.statMu.Unlock()
+}
+
 // watchLoop follows the local conntrack events, restarting the
 // subscription when it fails (a full dump then covers the gap).
 func (s *Sync) watchLoop(ctx context.Context) {
@@ -187,8 +245,9 @@ func (s *Sync) watchLoop(ctx context.Context) {
 				return
 			}
 			select {
-			case s.events <- e:
+			case s.events <- stamped{e: e, t: time.Now()}:
 			default:
+				s.count("event-overflow")
 				s.resync.Store(true)
 			}
 		})
@@ -208,25 +267,34 @@ func (s *Sync) watchLoop(ctx context.Context) {
 	}
 }
 
-// alivePeers lists the other members that gossip hears now.
-func (s *Sync) alivePeers() []string {
-	var out []string
+// alivePeers lists the other members that gossip hears now: those that
+// take a stream (when this node can open one) and the others.
+func (s *Sync) alivePeers() (stream, legacy []string) {
 	for _, m := range s.cl.View().Members {
-		if m.Name != s.self && m.State == cluster.StateAlive {
-			out = append(out, m.Name)
+		if m.Name == s.self || m.State != cluster.StateAlive {
+			continue
+		}
+		if s.st != nil && m.Configured && m.Meta.SyncStream {
+			stream = append(stream, m.Name)
+		} else {
+			legacy = append(legacy, m.Name)
 		}
 	}
-	return out
+	return stream, legacy
 }
 
-// sendLoop batches the events to every alive peer and sends full dumps
-// to peers that appear (and to all after a takeover or a lost event).
+// sendLoop hands the events to the streams and batches them to the
+// peers without one; it keeps a stream to every peer that takes one
+// while this node holds the VIP, and sends full dumps to the others
+// that appear (and to all after a takeover or a lost event).
 func (s *Sync) sendLoop(ctx context.Context) {
 	defer s.wg.Done()
 	check := time.NewTicker(syncPeerCheck)
 	defer check.Stop()
-	known := map[string]bool{} // peers that got a full dump while holding
+	known := map[string]bool{} // legacy peers that got a full dump while holding
 	wasHolding := false
+	streamPeers, legacyPeers := s.alivePeers()
+	defer s.stopStreams(nil)
 	for {
 		select {
 		case <-ctx.Done():
@@ -235,7 +303,7 @@ func (s *Sync) sendLoop(ctx context.Context) {
 			// No waiting: what is queued goes along, the rest follows in
 			// the next batch (a peer that takes over needs each entry before
 			// the flow's next packet reaches it).
-			batch := []dataplane.SyncEntry{e}
+			batch := []stamped{e}
 		gather:
 			for len(batch) < syncBatchMax {
 				select {
@@ -245,39 +313,94 @@ func (s *Sync) sendLoop(ctx context.Context) {
 					break gather
 				}
 			}
-			b, err := encodeSyncBatch(batch)
+			s.streamMu.Lock()
+			for _, r := range s.streams {
+				for _, e := range batch {
+					r.p.add(e)
+				}
+			}
+			s.streamMu.Unlock()
+			if len(legacyPeers) == 0 {
+				continue
+			}
+			plain := make([]dataplane.SyncEntry, len(batch))
+			for i, e := range batch {
+				plain[i] = e.e
+			}
+			b, err := encodeSyncBatch(plain)
 			if err != nil {
 				s.log.Error("connection sync: encoding", "err", err)
 				continue
 			}
-			for _, p := range s.alivePeers() {
+			for _, p := range legacyPeers {
 				if !s.enqueue(ctx, p, b) {
 					delete(known, p) // lost an update: a full dump again
 				}
 			}
+			continue
 		case <-check.C:
 		}
+		streamPeers, legacyPeers = s.alivePeers()
 		holding := s.holding.Load()
 		if !holding {
 			wasHolding = false
+			s.stopStreams(nil)
 			continue
 		}
-		if !wasHolding || s.resync.Swap(false) {
+		resync := s.resync.Swap(false)
+		if !wasHolding || resync {
 			clear(known)
 		}
 		wasHolding = true
-		peers := s.alivePeers()
+		s.keepStreams(ctx, streamPeers, resync)
 		for name := range known {
-			if !slices.Contains(peers, name) {
+			if !slices.Contains(legacyPeers, name) {
 				delete(known, name) // gone: a full dump when it is back
 			}
 		}
-		for _, p := range peers {
+		for _, p := range legacyPeers {
 			if !known[p] {
 				if s.fullDump(ctx, p) {
 					known[p] = true
 				}
 			}
+		}
+	}
+}
+
+// keepStreams runs a stream to each of peers and stops the others;
+// resync asks every stream for a full dump.
+func (s *Sync) keepStreams(ctx context.Context, peers []string, resync bool) {
+	s.stopStreams(peers)
+	s.streamMu.Lock()
+	defer s.streamMu.Unlock()
+	for _, name := range peers {
+		r := s.streams[name]
+		if r == nil {
+			sctx, cancel := context.WithCancel(ctx)
+			r = &streamRun{p: newPeerStream(s, name), cancel: cancel}
+			s.streams[name] = r
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				r.p.run(sctx, s.st)
+			}()
+			continue
+		}
+		if resync {
+			r.p.resync()
+		}
+	}
+}
+
+// stopStreams stops the streams to the peers not in keep.
+func (s *Sync) stopStreams(keep []string) {
+	s.streamMu.Lock()
+	defer s.streamMu.Unlock()
+	for name, r := range s.streams {
+		if !slices.Contains(keep, name) {
+			r.cancel()
+			delete(s.streams, name)
 		}
 	}
 }
@@ -297,6 +420,7 @@ func (s *Sync) enqueue(ctx context.Context, peer string, msg []byte) bool {
 		return true
 	default:
 		s.failed.Add(1)
+		s.count("send-queue-full")
 		return false
 	}
 }
@@ -317,11 +441,13 @@ func (s *Sync) peerLoop(ctx context.Context, peer string, q <-chan []byte) {
 				continue
 			}
 			s.sent.Add(1)
+			s.wireBytes.Add(uint64(len(msg)))
 		}
 	}
 }
 
-// fullDump queues every synced entry for peer; false if it failed.
+// fullDump queues every synced entry for a peer without a stream; false
+// if it failed.
 func (s *Sync) fullDump(ctx context.Context, peer string) bool {
 	s.mu.Lock()
 	vips := slices.Clone(s.scope.VIPs)
@@ -341,6 +467,7 @@ func (s *Sync) fullDump(ctx context.Context, peer string) bool {
 			return false
 		}
 	}
+	s.resyncs.Add(1)
 	s.log.Debug("connection sync: full dump queued", "peer", peer, "entries", len(entries))
 	return true
 }
@@ -360,6 +487,7 @@ func (s *Sync) fromPeer(name string) bool {
 // times a minute per reason with a summary of the rest.
 func (s *Sync) drop(reason, from string, err error) {
 	s.dropped.Add(1)
+	s.count(reason)
 	if s.limit.Allow(reason, from) {
 		s.log.Warn("connection sync: received entry dropped", "from", from, "reason", reason, "err", err)
 	}
@@ -371,65 +499,5 @@ func (s *Sync) flushDrops() {
 	for _, sum := range s.limit.Flush() {
 		s.log.Warn("connection sync: received entries dropped", "reason", sum.Kind,
 			"summary", sum.Describe("dropped batches or entries"))
-	}
-}
-
-// applyLoop applies received batches to the local table. While this node
-// holds the VIP it forwards the flows itself: it then only adds entries it
-// lacks, and ignores refreshes and deletes (so two holders during a
-// handoff do not echo refreshes at each other).
-func (s *Sync) applyLoop(ctx context.Context) {
-	defer s.wg.Done()
-	flush := time.NewTicker(10 * time.Second)
-	defer flush.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-flush.C:
-			s.flushDrops()
-		case r := <-s.recv:
-			if !s.fromPeer(r.from) {
-				s.drop("sender", r.from, fmt.Errorf("batch from %q: not a configured peer that is alive", r.from))
-				continue
-			}
-			entries, err := decodeSyncBatch(r.b)
-			if err != nil {
-				s.failed.Add(1)
-				if s.limit.Allow("decode", r.from) {
-					s.log.Warn("connection sync: batch dropped", "from", r.from, "err", err)
-				}
-				continue
-			}
-			s.mu.Lock()
-			scope := s.scope
-			s.mu.Unlock()
-			for _, e := range entries {
-				if err := scope.Check(e); err != nil {
-					s.drop(reasonOf(err), r.from, fmt.Errorf("%s %v -> %v: %w", e.Op, e.OrigSrc, e.OrigDst, err))
-					continue
-				}
-				var err error
-				switch {
-				case !s.holding.Load():
-					err = s.ct.ApplySynced(ctx, e)
-				case e.Op == dataplane.SyncUpsert:
-					// Forwarding them now: add what is missing (a flow a
-					// former owner started at the move), touch nothing else.
-					err = s.ct.AddSynced(ctx, e)
-				default:
-					continue
-				}
-				if err != nil {
-					if ctx.Err() != nil {
-						return
-					}
-					s.failed.Add(1)
-					s.log.Debug("connection sync: applying", "op", e.Op.String(), "client", e.OrigSrc, "err", err)
-					continue
-				}
-				s.applied.Add(1)
-			}
-		}
 	}
 }

@@ -51,7 +51,7 @@ func (f *fakeTransport) deliver(t *testing.T, from string, entries ...dataplane.
 
 // newNS creates an unnamed network namespace (closed at cleanup) on a
 // thread that is never unlocked, so Go retires it.
-func newNS(t *testing.T) netns.NsHandle {
+func newNS(t testing.TB) netns.NsHandle {
 	t.Helper()
 	ch := make(chan netns.NsHandle, 1)
 	errc := make(chan error, 1)

@@ -31,6 +31,7 @@ type stateInputs struct {
 // producer; the pure build package makes the snapshot of it.
 func (d *Daemon) snapshotState() *build.Daemon {
 	x := stateInputs{status: d.Status(), events: d.Events(), counters: d.counters.get()}
+	d.addSyncCounters(&x.counters)
 	x.view, x.viewOK = d.ClusterView()
 	x.beat, x.beatOK = d.Heartbeat()
 	d.connMu.Lock()

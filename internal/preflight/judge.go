@@ -27,6 +27,7 @@ const (
 	CodeConntrackNotLoaded  = "conntrack-not-loaded"
 	CodeConntrackMaxLow     = "conntrack-max-low"
 	CodeConntrackFull       = "conntrack-full"
+	CodeConntrackBuckets    = "conntrack-buckets"
 	CodeFirewall            = "firewall"
 	CodeFirewallDrops       = "firewall-drops"
 	CodeFirewallMayDrop     = "firewall-may-drop"
@@ -269,18 +270,23 @@ func CheckRPFilter(f Facts, o Options) []probes.Finding {
 }
 
 // conntrackTarget is the conntrack table size recommended for o: twice the
-// expected flows (TIME_WAIT lingers for two minutes and a failover makes
+// expected flows plus two minutes of churn in TIME_WAIT (a failover makes
 // every client reconnect at once), rounded up to a power of two.
 func conntrackTarget(o Options) int {
 	n := 1
-	for n < 2*o.expectedFlows() {
+	for n < 2*o.neededEntries() {
 		n <<= 1
 	}
 	return n
 }
 
-// CheckConntrack checks nf_conntrack_max against the expected flows and
-// the current fill of the table. Every flow through the VIP holds one
+// maxChain is the longest average hash chain of a full conntrack table
+// that CheckConntrack accepts.
+const maxChain = 8
+
+// CheckConntrack checks nf_conntrack_max against the expected flows (and
+// churn), the hash buckets against the table size, and the current fill
+// of the table. Every flow through the VIP holds one
 // entry; a full table drops new connections ("nf_conntrack: table full,
 // dropping packet").
 func CheckConntrack(f Facts, o Options) []probes.Finding {
@@ -295,7 +301,7 @@ func CheckConntrack(f Facts, o Options) []probes.Finding {
 			Fixes: fixes(fmt.Sprintf("after the daemon has started, run `epconsole check` again; to preset: echo 'net.netfilter.nf_conntrack_max = %d' >> %s", conntrackTarget(o), sysctlFile))}}
 	}
 	var out []probes.Finding
-	want, expected := conntrackTarget(o), o.expectedFlows()
+	want, expected := conntrackTarget(o), o.neededEntries()
 	fix := persist(keyConntrackMax, fmt.Sprint(want)) + " (in the host's initial namespace: other namespaces can only read it)"
 	switch {
 	case maxv < expected:
@@ -319,6 +325,13 @@ func CheckConntrack(f Facts, o Options) []probes.Finding {
 				Message: fmt.Sprintf("the conntrack table holds %d of %d entries (%d%%)", count, maxv, pct),
 				Fixes:   fixes(persist(keyConntrackMax, fmt.Sprint(max(want, 2*maxv))))})
 		}
+	}
+	if b, ok := f.sysctl(keyConntrackBkts); ok && b > 0 && max(maxv, want)/b > maxChain {
+		// The hash chains of a full table: every packet's lookup walks one.
+		buckets := max(maxv, want) / 4
+		out = append(out, probes.Finding{Check: probes.CheckPreflight, Severity: probes.Warning, Code: CodeConntrackBuckets, Subject: SysctlName(keyConntrackBkts),
+			Message: fmt.Sprintf("nf_conntrack_buckets is %d for a table of %d entries: %d entries per hash chain when full, and every packet walks one (the connection sync's creates too)", b, max(maxv, want), max(maxv, want)/b),
+			Fixes:   fixes(fmt.Sprintf("%s (in the host's initial namespace; or the module option: options nf_conntrack hashsize=%d)", persist(keyConntrackBkts, fmt.Sprint(buckets)), buckets))})
 	}
 	if len(out) == 0 {
 		count, _ := f.sysctl(keyConntrackCount)

@@ -52,6 +52,12 @@ type Options struct {
 	// should hold twice that: closed flows stay in TIME_WAIT for two
 	// minutes, and a failover makes every client reconnect at once.
 	ExpectedFlows int
+	// NewFlowsPerSecond is the peak rate of new (and as many closed)
+	// flows through the VIP, a rolling restart of the cluster's nodes (0:
+	// not considered). Each closed flow keeps its entry for TIME_WAIT's
+	// two minutes, on the owner and, synced, on every peer, so the table
+	// must hold ExpectedFlows plus 120 s of them.
+	NewFlowsPerSecond int
 }
 
 // VIP is one virtual address served on Port through Interface.
@@ -80,6 +86,16 @@ func (o Options) expectedFlows() int {
 		return o.ExpectedFlows
 	}
 	return DefaultExpectedFlows
+}
+
+// timeWaitSeconds is how long conntrack keeps a closed TCP flow
+// (nf_conntrack_tcp_timeout_time_wait's default).
+const timeWaitSeconds = 120
+
+// neededEntries is how many conntrack entries the expected flows and
+// churn hold at once.
+func (o Options) neededEntries() int {
+	return o.expectedFlows() + max(o.NewFlowsPerSecond, 0)*timeWaitSeconds
 }
 
 // fixes is a preflight finding's fix: one line, none for "".

@@ -143,6 +143,10 @@ func sampleSnapshot(n int) Snapshot {
 			ReconcileErrors: 1,
 			ReconcileTime:   800 * time.Millisecond,
 			LastReconcile:   15 * time.Millisecond,
+			SyncApplied:     uint64(100 + n),
+			SyncResyncs:     1,
+			SyncDropped:     map[string]uint64{"sender": 2, "vip": 1},
+			SyncPeers:       []SyncPeer{{Peer: "lb2", Connected: true, Queue: 3}},
 		},
 	}
 }

@@ -33,6 +33,7 @@ func newMetric(name, help string, typ prometheus.ValueType, labels ...string) me
 const (
 	ReconcileLatencyMetric = "epconsole_reconcile_duration_seconds"
 	ClaimLatencyMetric     = "epconsole_vip_claim_duration_seconds"
+	SyncLagMetric          = "epconsole_sync_lag_seconds"
 )
 
 // MetricNames returns the name of every metric family NewCollector
@@ -41,7 +42,7 @@ const (
 // epconsole are checked against it.
 func MetricNames() []string {
 	c := NewCollector(nil).(*snapshotCollector)
-	names := []string{ReconcileLatencyMetric, ClaimLatencyMetric}
+	names := []string{ReconcileLatencyMetric, ClaimLatencyMetric, SyncLagMetric}
 	for _, m := range c.metrics() {
 		names = append(names, m.name)
 	}
@@ -71,6 +72,10 @@ type snapshotCollector struct {
 	etcdTolerance, etcdAlarms                         metric
 	areaSeverity, findings                            metric
 	reconcileLatency, claimLatency                    *prometheus.Desc
+	syncApplied, syncSent, syncWireBytes, syncResyncs metric
+	syncGapRepairs, syncDropped                       metric
+	syncPeerQueue, syncPeerConnected                  metric
+	syncLag                                           *prometheus.Desc
 }
 
 // NewCollector returns a Prometheus collector of src's snapshots.
@@ -133,6 +138,17 @@ func NewCollector(src Provider) prometheus.Collector {
 		etcdAlarms:     newMetric("etcd_alarms", "Active etcd alarms.", g),
 		areaSeverity:   newMetric("area_severity", "The area's verdict as its Nagios exit code: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.", g, "area"),
 		findings:       newMetric("findings", "Findings of the snapshot by severity.", g, "severity"),
+		syncApplied:    newMetric("sync_entries_applied_total", "Connection-sync entries applied to this node's conntrack table.", c),
+		syncSent:       newMetric("sync_batches_sent_total", "Connection-sync batches this node sent as the VIP owner.", c),
+		syncWireBytes:  newMetric("sync_wire_bytes_total", "Bytes of the connection-sync batches this node sent, as on the wire.", c),
+		syncResyncs:    newMetric("sync_resyncs_total", "Full dumps of the synced flows this node sent to a peer.", c),
+		syncGapRepairs: newMetric("sync_gap_repairs_total", "Sync stream reconnects repaired by resending only the unacknowledged batches.", c),
+		syncDropped: newMetric("sync_dropped_total",
+			"Connection-sync entries or batches not applied or not sent, by reason (sender, vip, backend, snat, mark, state, op, decode, queue-full, ...).", c, "reason"),
+		syncPeerQueue:     newMetric("sync_peer_queue", "While this node owns the VIP: flows waiting for the peer plus entries it has not acknowledged.", g, "peer"),
+		syncPeerConnected: newMetric("sync_peer_connected", "While this node owns the VIP: 1 if its sync stream to the peer is up.", g, "peer"),
+		syncLag: prometheus.NewDesc(SyncLagMetric,
+			"Connection-sync lag: from a flow's change on the VIP owner to its entry applied on this node.", nil, nil),
 	}
 }
 
@@ -144,7 +160,9 @@ func (c *snapshotCollector) metrics() []metric {
 		c.probeFailures, c.reconciles, c.reconcileErrors, c.reconcileLast, c.tlsDays,
 		c.flowCuts, c.flowCutErrors, c.flowsCut, c.flowCutTime,
 		c.tlsNotAfter, c.tlsChainOK, c.tlsSANsMissing, c.etcdMembers, c.etcdHealthy,
-		c.etcdQuorum, c.etcdTolerance, c.etcdLeader, c.etcdAlarms, c.areaSeverity, c.findings}
+		c.etcdQuorum, c.etcdTolerance, c.etcdLeader, c.etcdAlarms, c.areaSeverity, c.findings,
+		c.syncApplied, c.syncSent, c.syncWireBytes, c.syncResyncs, c.syncGapRepairs, c.syncDropped,
+		c.syncPeerQueue, c.syncPeerConnected}
 }
 
 // Describe implements prometheus.Collector.
@@ -154,6 +172,7 @@ func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	}
 	ch <- c.reconcileLatency
 	ch <- c.claimLatency
+	ch <- c.syncLag
 }
 
 // BackendInService reports whether a backend view's state counts as in
@@ -236,6 +255,19 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		emit(c.flowCutTime, k.FlowCutTime.Seconds())
 		ch <- constHistogram(c.reconcileLatency, k.ReconcileLatency)
 		ch <- constHistogram(c.claimLatency, k.ClaimLatency)
+		ch <- constHistogram(c.syncLag, k.SyncLag)
+		emit(c.syncApplied, float64(k.SyncApplied))
+		emit(c.syncSent, float64(k.SyncBatchesSent))
+		emit(c.syncWireBytes, float64(k.SyncWireBytes))
+		emit(c.syncResyncs, float64(k.SyncResyncs))
+		emit(c.syncGapRepairs, float64(k.SyncGapRepairs))
+		for reason, n := range k.SyncDropped {
+			emit(c.syncDropped, float64(n), reason)
+		}
+		for _, p := range k.SyncPeers {
+			emit(c.syncPeerQueue, float64(p.Queue), p.Peer)
+			emit(c.syncPeerConnected, b01(p.Connected), p.Peer)
+		}
 	}
 	for _, t := range s.Certificates {
 		if t.NotAfter.IsZero() {

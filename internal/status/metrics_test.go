@@ -83,9 +83,22 @@ func expectedMetrics(s Snapshot) map[string]float64 {
 		m["epconsole_flow_cut_errors_total"] = float64(k.FlowCutErrors)
 		m["epconsole_flows_cut_total"] = float64(k.FlowsCut)
 		m["epconsole_flow_cut_seconds_total"] = k.FlowCutTime.Seconds()
+		m["epconsole_sync_entries_applied_total"] = float64(k.SyncApplied)
+		m["epconsole_sync_batches_sent_total"] = float64(k.SyncBatchesSent)
+		m["epconsole_sync_wire_bytes_total"] = float64(k.SyncWireBytes)
+		m["epconsole_sync_resyncs_total"] = float64(k.SyncResyncs)
+		m["epconsole_sync_gap_repairs_total"] = float64(k.SyncGapRepairs)
+		for r, n := range k.SyncDropped {
+			m[fmt.Sprintf(`epconsole_sync_dropped_total{reason=%q}`, r)] = float64(n)
+		}
+		for _, p := range k.SyncPeers {
+			m[fmt.Sprintf(`epconsole_sync_peer_queue{peer=%q}`, p.Peer)] = float64(p.Queue)
+			m[fmt.Sprintf(`epconsole_sync_peer_connected{peer=%q}`, p.Peer)] = b01(p.Connected)
+		}
 		for name, h := range map[string]Histogram{
 			"epconsole_reconcile_duration_seconds": k.ReconcileLatency,
 			"epconsole_vip_claim_duration_seconds": k.ClaimLatency,
+			"epconsole_sync_lag_seconds":           k.SyncLag,
 		} {
 			m[name+"_count"] = float64(h.Count)
 			m[name+"_sum"] = h.Sum.Seconds()

@@ -108,6 +108,38 @@ type Counters struct {
 	FlowCutErrors uint64        `json:"flow_cut_errors"`
 	FlowsCut      uint64        `json:"flows_cut"`
 	FlowCutTime   time.Duration `json:"flow_cut_time_ns"`
+	// SyncLag is the distribution of the connection sync's lag on this
+	// node: from a flow's change on the VIP owner (the owner's clock) to
+	// its entry applied here (this node's clock), for entries that came
+	// over a sync stream.
+	SyncLag Histogram `json:"sync_lag"`
+	// SyncApplied counts the synced entries applied to this node's table;
+	// SyncBatchesSent the batches this node sent as the owner and
+	// SyncWireBytes their bytes on the wire.
+	SyncApplied     uint64 `json:"sync_applied"`
+	SyncBatchesSent uint64 `json:"sync_batches_sent"`
+	SyncWireBytes   uint64 `json:"sync_wire_bytes"`
+	// SyncResyncs counts the full dumps this node sent to a peer (a peer
+	// that joined or restarted, a takeover, lost events); SyncGapRepairs
+	// the reconnects repaired by resending only the unacknowledged batches.
+	SyncResyncs    uint64 `json:"sync_resyncs"`
+	SyncGapRepairs uint64 `json:"sync_gap_repairs"`
+	// SyncDropped counts what the sync did not apply or send, by reason
+	// (docs/metrics.md lists them).
+	SyncDropped map[string]uint64 `json:"sync_dropped,omitempty"`
+	// SyncPeers are this node's sync streams to its peers while it owns
+	// the VIP, with their queue depth now (not a running total).
+	SyncPeers []SyncPeer `json:"sync_peers,omitempty"`
+}
+
+// SyncPeer is the VIP owner's sync stream to one peer.
+type SyncPeer struct {
+	Peer string `json:"peer"`
+	// Connected: the stream is up.
+	Connected bool `json:"connected"`
+	// Queue counts the flows whose change waits to be sent plus the
+	// entries sent and not yet acknowledged.
+	Queue int `json:"queue"`
 }
 
 // VIP is one virtual address.

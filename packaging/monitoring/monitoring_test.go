@@ -126,7 +126,7 @@ func unknownMetrics(text string) []string {
 	for _, n := range metricName.FindAllString(text, -1) {
 		base := n
 		for _, suf := range []string{"_bucket", "_sum", "_count"} {
-			if b, ok := strings.CutSuffix(n, suf); ok && slices.Contains([]string{status.ReconcileLatencyMetric, status.ClaimLatencyMetric}, b) {
+			if b, ok := strings.CutSuffix(n, suf); ok && slices.Contains([]string{status.ReconcileLatencyMetric, status.ClaimLatencyMetric, status.SyncLagMetric}, b) {
 				base = b
 			}
 		}
