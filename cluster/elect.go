@@ -439,7 +439,6 @@ func (e *election) elect(current *Member, digest string) (*Member, string) {
 // panicNote ends the reason of an election in panic.
 const panicNote = "panic routing: no member is eligible, so the live members that are not leaving stand in"
 
-
 // hidden is an owner reported by a fresh member that this node does not hear.
 type hidden struct {
 	claim    Claim
