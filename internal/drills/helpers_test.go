@@ -84,6 +84,8 @@ type clusterOpts struct {
 	peers int
 	// extra are more client hosts on the bridge, by name (not peers).
 	extra []string
+	// net4 and net6 are the lab's segments (zero: the package's).
+	net4, net6 netip.Prefix
 }
 
 func newClusterWith(t *testing.T, prefix string, timeout time.Duration, o clusterOpts) (*cluster, string) {
@@ -106,7 +108,11 @@ func newClusterWith(t *testing.T, prefix string, timeout time.Duration, o cluste
 	for _, name := range o.extra {
 		hosts = append(hosts, netlab.HostSpec{Name: name, Role: netlab.RoleClient})
 	}
-	lab := netlab.New(t, netlab.Spec{Prefix: prefix, IPv4: net4, IPv6: net6, Hosts: hosts})
+	n4, n6 := net4, net6
+	if o.net4.IsValid() {
+		n4, n6 = o.net4, o.net6
+	}
+	lab := netlab.New(t, netlab.Spec{Prefix: prefix, IPv4: n4, IPv6: n6, Hosts: hosts})
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	t.Cleanup(cancel)
 	c := &cluster{
