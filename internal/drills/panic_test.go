@@ -135,8 +135,8 @@ func TestPanicRouting(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("check in panic: exit %d\n%s", cmd.ProcessState.ExitCode(), out)
-	if cmd.ProcessState.ExitCode() != 2 || !strings.Contains(string(out), "panic-routing") {
-		t.Errorf("check in panic: exit %d, want 2 (CRITICAL) naming panic-routing", cmd.ProcessState.ExitCode())
+	if cmd.ProcessState.ExitCode() != 2 || !strings.Contains(string(out), "panic routing on "+owner) {
+		t.Errorf("check in panic: exit %d, want 2 (CRITICAL) with the panic routing finding", cmd.ProcessState.ExitCode())
 	}
 
 	// The owner dies: nobody is eligible, a live peer claims in panic.
