@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -134,6 +135,9 @@ func TestGoldenStates(t *testing.T) {
 			typeKeys(tm, "2", "?")
 			waitFor(t, tm, "page down")
 		}},
+		{"panic-routing", panicking(healthy), nil, func(t *testing.T, tm *teatest.TestModel, _ chan<- status.Update) {
+			waitFor(t, tm, "PANIC")
+		}},
 		{"events-filter", split, nil, func(t *testing.T, tm *teatest.TestModel, _ chan<- status.Update) {
 			typeKeys(tm, "5", "/", "c", "p", "2", "enter")
 			waitFor(t, tm, "match")
@@ -162,4 +166,26 @@ func checkFits(t *testing.T, s string, w, h int) {
 			t.Errorf("line %d is %d columns wide on a %d-column terminal: %q", i+1, n, w, l)
 		}
 	}
+}
+
+// panicking is snap with every probe of its node failing and panic
+// routing on: the owner keeps the VIP and forwards to every backend.
+func panicking(snap *status.Snapshot) *status.Snapshot {
+	s := *snap
+	s.Election.PanicRouting = true
+	s.Election.Reason = "owner: keeps the VIP (lb1 holds the VIP with epoch 7; panic routing: no member is eligible, so the live members that are not leaving stand in)"
+	s.Backends = slices.Clone(snap.Backends)
+	for i := range s.Backends {
+		s.Backends[i].Views = slices.Clone(snap.Backends[i].Views)
+		for j := range s.Backends[i].Views {
+			s.Backends[i].Views[j].State = "down"
+		}
+	}
+	s.Peers = slices.Clone(snap.Peers)
+	for i := range s.Peers {
+		s.Peers[i].Eligible = false
+	}
+	s.Events = append(slices.Clone(snap.Events), status.Event{Time: snap.Generated, Kind: "panic-routing",
+		Message: "no backend passes its probes here: new connections go to every backend (cp1, cp2, cp3) unprobed"})
+	return &s
 }

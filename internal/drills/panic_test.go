@@ -19,17 +19,17 @@ import (
 	"github.com/epconsole/epconsole/probes"
 )
 
-// The panic drills' own segment (not the package's).
-var (
-	panicNet4 = netip.MustParsePrefix("198.18.130.0/24")
-	panicNet6 = netip.MustParsePrefix("fd00:198:18:130::/64")
-)
+// The panic drills' own segments (not the package's): one per drill.
+var panicNets = map[string][2]netip.Prefix{
+	"pnc":  {netip.MustParsePrefix("198.18.130.0/24"), netip.MustParsePrefix("fd00:198:18:130::/64")},
+	"pnco": {netip.MustParsePrefix("198.18.131.0/24"), netip.MustParsePrefix("fd00:198:18:131::/64")},
+}
 
 // panicCluster is a three-peer cluster on the panic drills' segment, with
 // metrics on each LB's address; off turns balance.panic_routing off.
 func panicCluster(t *testing.T, prefix string, off bool) (*cluster, string) {
 	return newClusterWith(t, prefix, 150*time.Second, clusterOpts{
-		net4: panicNet4, net6: panicNet6,
+		net4: panicNets[prefix][0], net6: panicNets[prefix][1],
 		tweak: func(c *cluster, lb, hcl string) string {
 			hcl = strings.Replace(hcl, `metrics_listen = ""`, fmt.Sprintf(`metrics_listen = "%s:9642"`, c.lab.Host(lb).IPv4()), 1)
 			if off {
@@ -169,7 +169,7 @@ func TestPanicRouting(t *testing.T) {
 // the same fault leaves the VIP forwarding nowhere, connections fail, and
 // with the owner killed no peer claims the VIP.
 func TestPanicRoutingOff(t *testing.T) {
-	c, owner := panicCluster(t, "pnf", true)
+	c, owner := panicCluster(t, "pnco", true)
 	c.waitSnapshot(owner, 15*time.Second, "complete (3 live peers, 3x3 backend views up)", complete)
 	if res := c.through(10); res.Failed != 0 {
 		t.Fatalf("before the fault: %d of %d connections failed: %v", res.Failed, res.Attempts, res.Errors)
