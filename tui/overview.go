@@ -79,7 +79,7 @@ func (p *overview) View() string {
 	}
 	if s.Election.PanicRouting {
 		add("%s %s", st.Severity.Critical.Render("PANIC"),
-			st.Severity.Critical.Render("no backend passes its probes here: new connections go to every backend unprobed"))
+			st.Severity.Critical.Render("no backend passes its probes: new connections go to every backend"))
 	}
 
 	b = append(b, "", st.Title.Render("Peers"))
