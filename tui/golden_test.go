@@ -13,6 +13,7 @@ import (
 	"github.com/charmbracelet/x/exp/teatest"
 
 	"github.com/epconsole/epconsole/internal/status"
+	"github.com/epconsole/epconsole/probes"
 	"github.com/epconsole/epconsole/tui"
 )
 
@@ -135,9 +136,8 @@ func TestGoldenStates(t *testing.T) {
 			typeKeys(tm, "2", "?")
 			waitFor(t, tm, "page down")
 		}},
-		{"panic-routing", panicking(healthy), nil, func(t *testing.T, tm *teatest.TestModel, _ chan<- status.Update) {
-			waitFor(t, tm, "PANIC")
-		}},
+		// The overview's first screen (run waits for it) shows the PANIC line.
+		{"panic-routing", panicking(healthy), nil, func(*testing.T, *teatest.TestModel, chan<- status.Update) {}},
 		{"events-filter", split, nil, func(t *testing.T, tm *teatest.TestModel, _ chan<- status.Update) {
 			typeKeys(tm, "5", "/", "c", "p", "2", "enter")
 			waitFor(t, tm, "match")
@@ -184,6 +184,15 @@ func panicking(snap *status.Snapshot) *status.Snapshot {
 	s.Peers = slices.Clone(snap.Peers)
 	for i := range s.Peers {
 		s.Peers[i].Eligible = false
+	}
+	s.Verdicts = slices.Clone(snap.Verdicts)
+	for i, v := range s.Verdicts {
+		switch v.Area {
+		case "cluster":
+			s.Verdicts[i].Severity, s.Verdicts[i].Summary = probes.Critical, v.Summary+"; panic routing"
+		case "backends":
+			s.Verdicts[i].Severity, s.Verdicts[i].Summary = probes.Critical, "0/3 ready: down: cp1,cp2,cp3"
+		}
 	}
 	s.Events = append(slices.Clone(snap.Events), status.Event{Time: snap.Generated, Kind: "panic-routing",
 		Message: "no backend passes its probes here: new connections go to every backend (cp1, cp2, cp3) unprobed"})
