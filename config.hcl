@@ -143,4 +143,8 @@ balance {
   mode  = "connection" # default "connection": hash source address and port; "source": source address only (a client sticks to one backend)
   seed  = 24301        # default 24301 (0x5eed); 0..4294967295; also as a string: "0x5eed"
   slots = 1021         # default 1021; a prime from 17 to 65521, well above the number of backends
+  # default true: when this node's probes see no healthy backend at all, new
+  # connections go to every backend rather than none (and the owner keeps the
+  # VIP), reported as CRITICAL; false: the VIP refuses new connections then
+  panic_routing = true
 }

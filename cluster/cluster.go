@@ -140,6 +140,9 @@ type Config struct {
 	Events chan<- Event
 	// Logger receives the cluster's and memberlist's logs (default slog.Default()).
 	Logger *slog.Logger
+	// PanicRouting is carried into every View (View.PanicRouting): with
+	// no eligible member, Elect picks among the live ones.
+	PanicRouting bool
 }
 
 // Stats counts what the cluster dropped or rejected.
@@ -220,6 +223,9 @@ type Cluster struct {
 	// userMsg receives the payloads of SendTo (usermsg.go); nil: dropped.
 	userMsg atomic.Pointer[func(from string, payload []byte)]
 
+	// panicRouting is View.PanicRouting (Config.PanicRouting, SetPanicRouting).
+	panicRouting atomic.Bool
+
 	eventsDropped atomic.Uint64
 	keyMismatches atomic.Uint64
 	decodeErrors  atomic.Uint64
@@ -274,6 +280,7 @@ func New(ctx context.Context, cfg Config) (*Cluster, error) {
 		metaDirty:  make(chan struct{}, 1),
 		done:       make(chan struct{}),
 	}
+	c.panicRouting.Store(cfg.PanicRouting)
 	var boot [8]byte
 	if _, err := rand.Read(boot[:]); err != nil {
 		return nil, fmt.Errorf("cluster: boot ID: %w", err)
@@ -490,6 +497,9 @@ func (c *Cluster) nextSeqLocked() uint64 {
 	c.lastSeq = s
 	return s
 }
+
+// SetPanicRouting sets View.PanicRouting (on a config reload).
+func (c *Cluster) SetPanicRouting(on bool) { c.panicRouting.Store(on) }
 
 // SetPeers replaces the configured peers (on a config reload). The join
 // loop picks up new ones; peers no longer configured stay members until

@@ -72,6 +72,10 @@ type Decision struct {
 	// Claims are the claims of fresh members, strongest first. More than
 	// one is a conflict, resolved by the higher epoch (then priority, name).
 	Claims []Claim
+	// Panic: no live member is eligible and View.PanicRouting is on, so
+	// the election picked among the live members that are not leaving
+	// (each forwards to every backend, unprobed).
+	Panic bool
 }
 
 // Conflict reports whether more than one fresh member claims the VIP.
@@ -102,6 +106,11 @@ func (d Decision) Conflict() bool { return len(d.Claims) > 1 }
 //     that peer may be elected (none, where that peer is not a live
 //     candidate: the departing owner names another, or releases when its
 //     handoff times out). One handoff, one move.
+//   - Panic routing (View.PanicRouting): while no live member is
+//     eligible, every live member that is not leaving counts as a
+//     candidate, so that the owner keeps the VIP and, with no owner, the
+//     highest (priority, name) claims it; the other rules stay. Once a
+//     member is eligible again the others are not, and it is elected.
 //   - With 3 or more peers self holds only while it hears a majority, and
 //     makes no new claim while a fresh member says it hears no majority
 //     (Member.NoMajority: a partition is forming, and what self hears of
@@ -115,7 +124,7 @@ func (d Decision) Conflict() bool { return len(d.Claims) > 1 }
 //     evidence only (Decision.Owner), so they cannot keep each other alive.
 func Elect(v View, self string) Decision {
 	e := newElection(v)
-	d := Decision{Quorum: e.quorum(self)}
+	d := Decision{Quorum: e.quorum(self), Panic: e.panic}
 	maxEpoch := e.maxEpoch()
 
 	claims := e.claims()
@@ -209,6 +218,8 @@ type election struct {
 	// live are the fresh configured members with readable metadata,
 	// strongest (priority, name) first.
 	live []*Member
+	// panic: panic routing is on and no live member is eligible.
+	panic bool
 }
 
 func newElection(v View) *election {
@@ -227,7 +238,14 @@ func newElection(v View) *election {
 		}
 	}
 	slices.SortFunc(e.live, func(a, b *Member) int { return -compareRank(a, b) })
+	e.panic = v.PanicRouting && !slices.ContainsFunc(e.live, func(m *Member) bool { return m.Meta.candidate() })
 	return e
+}
+
+// offers reports whether m offers to own the VIP: it is eligible and not
+// leaving or, in panic, not leaving.
+func (e *election) offers(m *Member) bool {
+	return m.Meta.candidate() || (e.panic && !m.Meta.Leaving)
 }
 
 // withoutMajority returns the first fresh member other than self that
@@ -361,7 +379,7 @@ func (e *election) referenceDigest(current *Member) string {
 func (e *election) elect(current *Member, digest string) (*Member, string) {
 	var eligible, matching []*Member
 	for _, m := range e.live {
-		if !m.Meta.candidate() {
+		if !e.offers(m) {
 			continue
 		}
 		eligible = append(eligible, m)
@@ -379,7 +397,7 @@ func (e *election) elect(current *Member, digest string) (*Member, string) {
 			return nil, fmt.Sprintf("%s is leaving and hands the VIP to %s, which is not a live eligible member here", current.Name, to)
 		}
 	}
-	if current != nil && current.Meta.candidate() {
+	if current != nil && e.offers(current) {
 		if to := current.Meta.HandoffTo; to != "" && to != current.Name {
 			for _, m := range eligible {
 				if m.Name == to {
@@ -391,6 +409,9 @@ func (e *election) elect(current *Member, digest string) (*Member, string) {
 			if m != current && m.Meta.Preempt && m.Meta.Priority > current.Meta.Priority {
 				return m, fmt.Sprintf("preempts %s: priority %d > %d", current.Name, m.Meta.Priority, current.Meta.Priority)
 			}
+		}
+		if e.panic {
+			return current, fmt.Sprintf("%s holds the VIP with epoch %d; %s", current.Name, current.Meta.Epoch, panicNote)
 		}
 		return current, fmt.Sprintf("%s holds the VIP with epoch %d and is eligible", current.Name, current.Meta.Epoch)
 	}
@@ -408,9 +429,15 @@ func (e *election) elect(current *Member, digest string) (*Member, string) {
 	if len(pool) == 0 {
 		return nil, prefix + ", no member is eligible"
 	}
+	if e.panic {
+		note += "; " + panicNote
+	}
 	best := pool[0]
 	return best, fmt.Sprintf("%s, %s has the highest (priority, name) (%d, %s)%s", prefix, best.Name, best.Meta.Priority, best.Name, note)
 }
+
+// panicNote ends the reason of an election in panic.
+const panicNote = "panic routing: no member is eligible, so the live members that are not leaving stand in"
 
 // hidden is an owner reported by a fresh member that this node does not hear.
 type hidden struct {

@@ -28,7 +28,7 @@ func (c *Cluster) View() View {
 	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	v := View{Self: c.cfg.Name, Taken: now, Peers: []string{c.cfg.Name}}
+	v := View{Self: c.cfg.Name, Taken: now, Peers: []string{c.cfg.Name}, PanicRouting: c.panicRouting.Load()}
 	names := map[string]bool{c.cfg.Name: true}
 	for _, p := range c.peers {
 		v.Peers = append(v.Peers, p.Name)

@@ -172,6 +172,10 @@ type View struct {
 	Members []Member
 	// Taken is when the snapshot was taken.
 	Taken time.Time
+	// PanicRouting: with no eligible member, Elect picks among the live,
+	// not leaving ones (their backends are forwarded to unprobed, see
+	// Elect); false: no member is elected then.
+	PanicRouting bool
 }
 
 // Member returns the member called name.

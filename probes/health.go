@@ -486,7 +486,7 @@ func JudgeBackends(rs []HealthResult) []Finding {
 	}
 	if len(rs) > 0 && serving == 0 {
 		fs = append(fs, Finding{Check: CheckBackends, Severity: Critical, Code: "no-backend",
-			Message: fmt.Sprintf("none of the %d backends passes its probe: the endpoint serves nothing", len(rs))})
+			Message: fmt.Sprintf("none of the %d backends passes its probe: the endpoint serves nothing, unless panic routing forwards to them unprobed (balance.panic_routing)", len(rs))})
 	}
 	return fs
 }

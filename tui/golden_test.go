@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/charmbracelet/x/exp/teatest"
 
 	"github.com/epconsole/epconsole/internal/status"
+	"github.com/epconsole/epconsole/probes"
 	"github.com/epconsole/epconsole/tui"
 )
 
@@ -134,6 +136,8 @@ func TestGoldenStates(t *testing.T) {
 			typeKeys(tm, "2", "?")
 			waitFor(t, tm, "page down")
 		}},
+		// The overview's first screen (run waits for it) shows the PANIC line.
+		{"panic-routing", panicking(healthy), nil, func(*testing.T, *teatest.TestModel, chan<- status.Update) {}},
 		{"events-filter", split, nil, func(t *testing.T, tm *teatest.TestModel, _ chan<- status.Update) {
 			typeKeys(tm, "5", "/", "c", "p", "2", "enter")
 			waitFor(t, tm, "match")
@@ -162,4 +166,35 @@ func checkFits(t *testing.T, s string, w, h int) {
 			t.Errorf("line %d is %d columns wide on a %d-column terminal: %q", i+1, n, w, l)
 		}
 	}
+}
+
+// panicking is snap with every probe of its node failing and panic
+// routing on: the owner keeps the VIP and forwards to every backend.
+func panicking(snap *status.Snapshot) *status.Snapshot {
+	s := *snap
+	s.Election.PanicRouting = true
+	s.Election.Reason = "owner: keeps the VIP (lb1 holds the VIP with epoch 7; panic routing: no member is eligible, so the live members that are not leaving stand in)"
+	s.Backends = slices.Clone(snap.Backends)
+	for i := range s.Backends {
+		s.Backends[i].Views = slices.Clone(snap.Backends[i].Views)
+		for j := range s.Backends[i].Views {
+			s.Backends[i].Views[j].State = "down"
+		}
+	}
+	s.Peers = slices.Clone(snap.Peers)
+	for i := range s.Peers {
+		s.Peers[i].Eligible = false
+	}
+	s.Verdicts = slices.Clone(snap.Verdicts)
+	for i, v := range s.Verdicts {
+		switch v.Area {
+		case "cluster":
+			s.Verdicts[i].Severity, s.Verdicts[i].Summary = probes.Critical, v.Summary+"; panic routing"
+		case "backends":
+			s.Verdicts[i].Severity, s.Verdicts[i].Summary = probes.Critical, "0/3 ready: down: cp1,cp2,cp3"
+		}
+	}
+	s.Events = append(slices.Clone(snap.Events), status.Event{Time: snap.Generated, Kind: "panic-routing",
+		Message: "no backend passes its probes here: new connections go to every backend (cp1, cp2, cp3) unprobed"})
+	return &s
 }

@@ -77,6 +77,10 @@ func (p *overview) View() string {
 	if len(s.Election.Mismatch) > 0 {
 		add("         %s", st.Severity.Warning.Render("config digest differs on "+strings.Join(s.Election.Mismatch, ", ")))
 	}
+	if s.Election.PanicRouting {
+		add("%s %s", st.Severity.Critical.Render("PANIC"),
+			st.Severity.Critical.Render("no backend passes its probes: new connections go to every backend"))
+	}
 
 	b = append(b, "", st.Title.Render("Peers"))
 	for _, peer := range s.Peers {
@@ -158,11 +162,11 @@ func eventLine(c shared, e status.Event) string {
 func eventStyle(c shared, kind string) lipgloss.Style {
 	st := c.Styles
 	switch kind {
-	case "backend-down", "peer-failed", "reload-rejected":
+	case "backend-down", "peer-failed", "reload-rejected", "panic-routing":
 		return st.Severity.Critical
 	case "peer-suspect", "config-mismatch", "vip-released", "peer-leave", "drain":
 		return st.Severity.Warning
-	case "backend-up", "vip-acquired", "peer-join", "reload-ok", "undrain":
+	case "backend-up", "vip-acquired", "peer-join", "reload-ok", "undrain", "panic-routing-over":
 		return st.Severity.OK
 	}
 	return st.Value

@@ -17,8 +17,17 @@ func VIPs(cfg *config.Config) []dataplane.ServiceVIP {
 }
 
 // Desired is the dataplane state for cfg with the healthy and drain sets
-// (nil: none healthy, none draining).
+// (nil: none healthy, none draining). In panic (Panic: panic routing on
+// and no backend healthy) every configured backend gets new flows and
+// none drains: the probes' verdicts, and the drains, are set aside
+// rather than refuse every connection.
 func Desired(cfg *config.Config, healthy, drain map[string]bool) dataplane.Desired {
+	if Panic(cfg, healthy) {
+		healthy, drain = make(map[string]bool, len(cfg.Backends)), nil
+		for _, b := range cfg.Backends {
+			healthy[b.Name] = true
+		}
+	}
 	d := dataplane.Desired{
 		VIPs:    VIPs(cfg),
 		Healthy: healthy,
@@ -33,6 +42,20 @@ func Desired(cfg *config.Config, healthy, drain map[string]bool) dataplane.Desir
 	return d
 }
 
+// Panic reports whether cfg routes in panic with this healthy set: panic
+// routing is on, there is a backend, and none is healthy.
+func Panic(cfg *config.Config, healthy map[string]bool) bool {
+	if !cfg.Balance.PanicRouting || len(cfg.Backends) == 0 {
+		return false
+	}
+	for _, b := range cfg.Backends {
+		if healthy[b.Name] {
+			return false
+		}
+	}
+	return true
+}
+
 // Cluster is the cluster's config for cfg. Events, Logger, Timers and
 // Local.Eligible/Owner/Epoch are left for the caller.
 func Cluster(cfg *config.Config, version string) cluster.Config {
@@ -42,6 +65,8 @@ func Cluster(cfg *config.Config, version string) cluster.Config {
 		Advertise: cfg.Node.GossipAdvertise,
 		Keys:      cfg.Gossip.Keys,
 		Version:   version,
+		// The same setting moves the dataplane to every backend (Desired).
+		PanicRouting: cfg.Balance.PanicRouting,
 		Local: cluster.Local{
 			Priority: cfg.Node.Priority,
 			Preempt:  cfg.Node.Preempt,

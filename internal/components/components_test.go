@@ -1,6 +1,7 @@
 package components
 
 import (
+	"maps"
 	"net/netip"
 	"testing"
 
@@ -92,8 +93,43 @@ func TestDesired(t *testing.T) {
 	if d.Seed != 0x5eed || d.Slots != 1021 || d.Mode != dataplane.BalanceSource || !d.Healthy["cp2"] || !d.Drain["cp1"] {
 		t.Errorf("desired %+v", d)
 	}
+	c.Balance.PanicRouting = false
 	if d := Desired(c, nil, nil); d.Healthy != nil || d.Drain != nil || len(d.VIPs) != 2 {
 		t.Errorf("nil sets: %+v", d)
+	}
+}
+
+// TestDesiredPanic: with panic routing on and no healthy backend, every
+// configured backend gets new flows (none drains); with a healthy backend,
+// or panic routing off, the sets pass unchanged.
+func TestDesiredPanic(t *testing.T) {
+	all := map[string]bool{"cp1": true, "cp2": true, "cp1v6": true}
+	tests := []struct {
+		desc           string
+		panicRouting   bool
+		healthy, drain map[string]bool
+		wantHealthy    map[string]bool
+		wantDrain      map[string]bool
+		wantPanic      bool
+	}{
+		{"none healthy: every backend", true, map[string]bool{"cp1": false, "cp2": false}, map[string]bool{"cp1": true}, all, nil, true},
+		{"nil sets: every backend", true, nil, nil, all, nil, true},
+		{"one healthy: unchanged", true, map[string]bool{"cp2": true}, map[string]bool{"cp1": true}, map[string]bool{"cp2": true}, map[string]bool{"cp1": true}, false},
+		{"one healthy but drained: unchanged (the operator's drain)", true, map[string]bool{"cp2": true}, map[string]bool{"cp2": true}, map[string]bool{"cp2": true}, map[string]bool{"cp2": true}, false},
+		{"panic routing off: none", false, map[string]bool{"cp1": false}, map[string]bool{"cp1": true}, map[string]bool{"cp1": false}, map[string]bool{"cp1": true}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.desc, func(t *testing.T) {
+			c := dualStack(t)
+			c.Balance.PanicRouting = tc.panicRouting
+			if got := Panic(c, tc.healthy); got != tc.wantPanic {
+				t.Errorf("Panic = %v, want %v", got, tc.wantPanic)
+			}
+			d := Desired(c, tc.healthy, tc.drain)
+			if !maps.Equal(d.Healthy, tc.wantHealthy) || !maps.Equal(d.Drain, tc.wantDrain) {
+				t.Errorf("healthy %v drain %v, want %v and %v", d.Healthy, d.Drain, tc.wantHealthy, tc.wantDrain)
+			}
+		})
 	}
 }
 
@@ -103,7 +139,7 @@ func TestCluster(t *testing.T) {
 	want := cluster.ShortDigest(c.Digest())
 	if cc.Name != "lb1" || cc.Bind != c.Node.GossipBind || cc.Advertise != c.Node.GossipAdvertise ||
 		cc.Local.Priority != 150 || !cc.Local.Preempt || cc.Local.Digest != want || len(want) != cluster.ShortDigestLen ||
-		cc.Version != "v1.2.3" || len(cc.Keys) != 1 ||
+		cc.Version != "v1.2.3" || len(cc.Keys) != 1 || !cc.PanicRouting ||
 		len(cc.Peers) != 1 || cc.Peers[0] != (cluster.Peer{Name: "lb2", Addr: c.Peers[0].Address}) {
 		t.Errorf("Cluster = %+v", cc)
 	}

@@ -98,6 +98,7 @@ func sourcesOf(raw *rawConfig, file string) *sources {
 		attr("balance.mode", b.Mode)
 		attr("balance.seed", b.Seed)
 		attr("balance.slots", b.Slots)
+		attr("balance.panic_routing", b.PanicRouting)
 	}
 	return s
 }
@@ -156,7 +157,7 @@ func (c *Config) Where(path string) (hcl.Range, bool) {
 // ClusterWide lists the settings that must be the same on every peer, in a
 // fixed order: what the digest covers (cluster_name; each VIP's address and
 // port, by family; each backend's presence, address and port, and the
-// backends' order; balance mode, seed and slots) and the heartbeat settings
+// backends' order; balance mode, seed, slots and panic routing) and the heartbeat settings
 // every peer must share (port, interval, misses). The backends' order is
 // the one Setting named "backend order", its value the names in config
 // order.
@@ -187,6 +188,7 @@ func (c *Config) ClusterWide() []Setting {
 		c.setting("balance.mode", string(c.Balance.Mode)),
 		c.setting("balance.seed", strconv.FormatUint(uint64(c.Balance.Seed), 10)),
 		c.setting("balance.slots", strconv.Itoa(c.Balance.Slots)),
+		c.setting("balance.panic_routing", strconv.FormatBool(c.Balance.PanicRouting)),
 		c.setting("gossip.heartbeat_interval", c.Gossip.HeartbeatInterval.String()),
 		c.setting("gossip.heartbeat_misses", strconv.Itoa(c.Gossip.HeartbeatMisses)),
 		c.setting("gossip.heartbeat_port", strconv.Itoa(int(c.Gossip.HeartbeatPort))),

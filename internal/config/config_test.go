@@ -171,7 +171,7 @@ func TestMinimalConfigDefaults(t *testing.T) {
 		},
 		TLS:      TLS{ExpiryWarnDays: 30, ExpiryCritDays: 7},
 		Status:   Status{Socket: "/run/epconsole/status.sock", MetricsListen: "127.0.0.1:9642"},
-		Balance:  Balance{Mode: BalanceConnection, Seed: 0x5eed, Slots: 1021},
+		Balance:  Balance{Mode: BalanceConnection, Seed: 0x5eed, Slots: 1021, PanicRouting: true},
 		StateDir: "/var/lib/epconsole",
 	}
 	got := *c

@@ -260,6 +260,7 @@ func (d *decoder) decodeBalance(raw *rawConfig, c *Config) {
 		b.Mode = defaultBalanceMode
 	}
 	b.Seed = d.seed(rb.Seed)
+	b.PanicRouting = d.boolean(rb.PanicRouting, "balance.panic_routing", true)
 	b.Slots, ok = d.intIn(rb.Slots, "balance.slots", defaultSlots, minSlots, maxSlots, "the size of the slot map")
 	if ok && !isPrime(b.Slots) {
 		below, above := primesAround(b.Slots)

@@ -12,7 +12,8 @@ import (
 // way. It covers the cluster name, the VIP addresses and ports (not the
 // interface, which may differ per node; in address order, so the order of
 // vip blocks does not matter), the backends (name, address, port) in config
-// order, and the balance mode, seed and slot count. Node identity, peers,
+// order, the balance mode, seed and slot count, and
+// whether panic routing is off. Node identity, peers,
 // probe timings, TLS, etcd and status settings are node-local and left out.
 // The result is deterministic: equal inputs give equal digests on any host.
 func (c *Config) Digest() string {
@@ -28,5 +29,10 @@ func (c *Config) Digest() string {
 		fmt.Fprintf(h, "backend %q %s %d\n", b.Name, b.Address, b.Port)
 	}
 	fmt.Fprintf(h, "balance %q %d %d\n", c.Balance.Mode, c.Balance.Seed, c.Balance.Slots)
+	if !c.Balance.PanicRouting {
+		// Only when off: the digests of configs with the default stay
+		// what they were before the setting existed.
+		fmt.Fprintf(h, "panic_routing false\n")
+	}
 	return hex.EncodeToString(h.Sum(nil))
 }

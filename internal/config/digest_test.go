@@ -68,7 +68,7 @@ backend "cp3" {
 		{"other peers", strings.Replace(src, `peer "lb2"`, `peer "lbx"`, 1), true},
 		{"other interface", strings.Replace(src, `interface = "eth0"`, `interface = "bond0"`, 1), true},
 		{"vip blocks in another order", swapVIPs, true},
-		{"explicit defaults", src + "balance {\n  mode = \"connection\"\n  seed = \"0x5eed\"\n  slots = 1021\n}\nhealth {\n  interval = \"2s\"\n}\n", true},
+		{"explicit defaults", src + "balance {\n  mode = \"connection\"\n  seed = \"0x5eed\"\n  slots = 1021\n  panic_routing = true\n}\nhealth {\n  interval = \"2s\"\n}\n", true},
 		{"heartbeat and priority", strings.Replace(src, `gossip_bind = "198.18.6.11:7946"`, "gossip_bind = \"198.18.6.11:7946\"\npriority = 7", 1), true},
 		// Cluster-wide settings do.
 		{"cluster name", strings.Replace(src, `cluster_name = "t"`, `cluster_name = "u"`, 1), false},
@@ -81,6 +81,7 @@ backend "cp3" {
 		{"balance mode", src + "balance {\n  mode = \"source\"\n}\n", false},
 		{"seed", src + "balance {\n  seed = 1\n}\n", false},
 		{"slots", src + "balance {\n  slots = 1031\n}\n", false},
+		{"panic routing off", src + "balance {\n  panic_routing = false\n}\n", false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {

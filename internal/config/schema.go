@@ -117,4 +117,6 @@ type rawBalance struct {
 	Mode  *hcl.Attribute `hcl:"mode"`
 	Seed  *hcl.Attribute `hcl:"seed"`
 	Slots *hcl.Attribute `hcl:"slots"`
+
+	PanicRouting *hcl.Attribute `hcl:"panic_routing"`
 }

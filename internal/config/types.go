@@ -193,6 +193,11 @@ type Balance struct {
 	Mode  BalanceMode
 	Seed  uint32
 	Slots int
+	// PanicRouting: when this node's probes see no healthy backend at
+	// all, new connections go to every configured backend instead of
+	// none, and an owner keeps the VIP (a member with healthy backends is
+	// still preferred). On by default.
+	PanicRouting bool
 }
 
 // HeartbeatBind is the address the heartbeat socket listens on: the gossip

@@ -108,6 +108,7 @@ func (d *Daemon) Heartbeat() (heartbeat.View, bool) {
 // updateStatus copies the loop's state into the status (under the lock,
 // which also guards the component pointers the accessors read).
 func (d *Daemon) updateStatus(s *state) {
+	d.notePanic(s)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	st := &d.status

@@ -98,6 +98,9 @@ type Daemon struct {
 	// ownerSince is when the VIP owner (as this node sees it) last changed.
 	ownerSince time.Time
 	lastOwner  string
+	// panicking: this node's datapath forwards in panic (notePanic; the
+	// decision loop's).
+	panicking bool
 
 	// The status API: the published snapshot, the running totals, the
 	// connection counts, a nudge for the status loop and the operator's

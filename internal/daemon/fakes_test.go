@@ -137,11 +137,13 @@ type fakeCluster struct {
 	backends [][]cluster.BackendView
 	// onSetLocal (if set) runs after each SetLocal: a peer reacting.
 	onSetLocal func(l cluster.Local)
+	// panicRouting is View.PanicRouting.
+	panicRouting bool
 }
 
 func newFakeCluster(log *callLog, cfg *config.Config) *fakeCluster {
 	f := &fakeCluster{log: log, self: cfg.Node.Name, peers: []string{cfg.Node.Name}, others: map[string]cluster.Member{},
-		local: cluster.Meta{Name: cfg.Node.Name, Priority: cfg.Node.Priority}}
+		local: cluster.Meta{Name: cfg.Node.Name, Priority: cfg.Node.Priority}, panicRouting: cfg.Balance.PanicRouting}
 	for _, p := range cfg.Peers {
 		f.peers = append(f.peers, p.Name)
 	}
@@ -156,7 +158,7 @@ func (f *fakeCluster) peer(name string, priority int, fresh, eligible bool, owne
 }
 
 func (f *fakeCluster) View() cluster.View {
-	v := cluster.View{Self: f.self, Peers: slices.Clone(f.peers), Taken: time.Now()}
+	v := cluster.View{Self: f.self, Peers: slices.Clone(f.peers), Taken: time.Now(), PanicRouting: f.panicRouting}
 	v.Members = append(v.Members, cluster.Member{Name: f.self, Configured: true, State: cluster.StateAlive, Fresh: true, Meta: f.local})
 	for _, m := range f.others {
 		v.Members = append(v.Members, m)
@@ -192,6 +194,8 @@ func (f *fakeCluster) SetPeers(peers []cluster.Peer) error {
 	f.log.add("cluster.SetPeers %v", names)
 	return nil
 }
+
+func (f *fakeCluster) SetPanicRouting(on bool) { f.panicRouting = on }
 
 func (f *fakeCluster) SetKeys(keys [][]byte) error {
 	f.log.add("cluster.SetKeys %d", len(keys))

@@ -50,6 +50,7 @@ type peerCluster interface {
 	SetBackends(views []cluster.BackendView) error
 	SetPeers(peers []cluster.Peer) error
 	SetKeys(keys [][]byte) error
+	SetPanicRouting(on bool)
 	Leave(ctx context.Context) error
 }
 

@@ -65,6 +65,7 @@ func (d *Daemon) reload(s *state) {
 		d.log.Error("updating peers", "err", err)
 	}
 	d.applyPeerFilter(s)
+	s.cl.SetPanicRouting(cfg.Balance.PanicRouting)
 	if err := s.cl.SetKeys(cfg.Gossip.Keys); err != nil {
 		d.log.Error("updating gossip keys", "err", err)
 	}

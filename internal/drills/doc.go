@@ -15,5 +15,7 @@
 //
 // The tests need root and network namespaces; without them they skip, or
 // fail under EPCONSOLE_REQUIRE_NETNS=1. Namespace names start with "cl",
-// addresses come from 198.18.5.0/24 and fd00:198:18:5::/64.
+// addresses come from 198.18.5.0/24 and fd00:198:18:5::/64 (the panic
+// routing drills: "pnc" and "pnco", 198.18.130.0/24 and 198.18.131.0/24
+// with fd00:198:18:130::/64 and fd00:198:18:131::/64).
 package drills

@@ -17,6 +17,7 @@ const (
 	CodeConfigMismatch = "config-mismatch"
 	CodeDrained        = "backend-drained"
 	CodeHeartbeatDown  = "heartbeat-not-running"
+	CodePanicRouting   = "panic-routing"
 )
 
 // HeartbeatSwitchedOff is Election.HeartbeatError when the daemon runs
@@ -99,6 +100,22 @@ func ClusterFindings(s Snapshot) []probes.Finding {
 			fix = fmt.Sprintf("let %s's heartbeats reach %s: open UDP gossip.heartbeat_port (default the gossip port + 1) from %s to %s in the firewalls (nft list ruleset; firewall-cmd --list-all); if %s's heartbeat does not run, epconsole check on %s says why", name, s.Node, name, s.Node, name, name)
 		}
 		add(probes.Warning, name, CodePeerDown, msg, fix)
+	}
+	if e.PanicRouting {
+		where := "this node does not hold the VIP now"
+		if e.Owner == s.Node {
+			where = "this node holds the VIP: every client connection is sent to a backend nobody checked"
+		}
+		var names []string
+		for _, b := range s.Backends {
+			names = append(names, b.Name)
+		}
+		add(probes.Critical, s.Node, CodePanicRouting,
+			fmt.Sprintf("panic routing on %s: no backend passes its probes here, so new connections go to every backend (%s) unprobed; %s",
+				s.Node, strings.Join(names, ", "), where),
+			"find why the probes fail while the apiservers may be serving: `epconsole check backends` on this node (an expired probe client certificate, a firewall that drops the probes, an overloaded LB)",
+			"if the apiservers are down, bring them back: panic routing ends by itself once a backend passes its probes",
+			"to refuse connections instead when no backend is healthy: balance { panic_routing = false } on every LB node, then systemctl reload epconsole")
 	}
 	if len(e.Mismatch) > 0 {
 		add(probes.Warning, strings.Join(e.Mismatch, ","), CodeConfigMismatch,

@@ -127,6 +127,11 @@ func TestClusterFindings(t *testing.T) {
 			worst: probes.OK,
 		},
 		{
+			desc: "panic routing: CRITICAL, with its fixes",
+			mod:  func(s *Snapshot) { s.Election.PanicRouting = true },
+			want: []want{{CodePanicRouting, probes.Critical, "lb1"}}, worst: probes.Critical,
+		},
+		{
 			desc: "drained backend",
 			mod:  func(s *Snapshot) { s.Backends[0].Drained = true },
 			want: []want{{CodeDrained, probes.Warning, "cp1"}}, worst: probes.Warning,

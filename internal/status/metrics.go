@@ -63,6 +63,7 @@ type snapshotCollector struct {
 	quorumNeed, quorumHave, quorumOK, epoch, realtime metric
 	heartbeatRunning, heartbeatFailedStarts           metric
 	heartbeatDropped                                  metric
+	panicRouting                                      metric
 	failovers, probeFailures                          metric
 	reconciles, reconcileErrors, reconcileLast        metric
 	flowCuts, flowCutErrors, flowsCut, flowCutTime    metric
@@ -110,6 +111,8 @@ func NewCollector(src Provider) prometheus.Collector {
 			"Failed starts of the beat loop in a row (a busy heartbeat port); 0 while it runs.", g),
 		heartbeatDropped: newMetric("heartbeat_dropped_total",
 			"Datagrams the beat loop dropped since it started: non_peer (source not a configured peer), other_cluster (another cluster name).", c, "reason"),
+		panicRouting: newMetric("panic_routing",
+			"1 if no backend passes this node's probes and it forwards new connections to every backend (balance.panic_routing; daemon only).", g),
 		failovers:     newMetric("failovers_total", "VIP owner changes this node has seen since its daemon started.", c),
 		probeFailures: newMetric("probe_failures_total", "Failed backend probes of this node, by reason.", c, "reason"),
 		reconciles:    newMetric("reconciles_total", "Dataplane (nftables) reconciles since the daemon started.", c),
@@ -157,6 +160,7 @@ func (c *snapshotCollector) metrics() []metric {
 		c.connections, c.vipOwner, c.vipOwned, c.peers, c.peersAlive, c.peerAlive,
 		c.peerFresh, c.peerHeartbeatAge, c.hbInterval, c.hbLimit, c.tlsSeconds,
 		c.quorumNeed, c.quorumHave, c.quorumOK, c.epoch, c.realtime, c.heartbeatRunning, c.heartbeatFailedStarts, c.heartbeatDropped, c.failovers,
+		c.panicRouting,
 		c.probeFailures, c.reconciles, c.reconcileErrors, c.reconcileLast, c.tlsDays,
 		c.flowCuts, c.flowCutErrors, c.flowsCut, c.flowCutTime,
 		c.tlsNotAfter, c.tlsChainOK, c.tlsSANsMissing, c.etcdMembers, c.etcdHealthy,
@@ -237,6 +241,7 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if s.Source == SourceDaemon {
 		emit(c.heartbeatRunning, b01(e.HeartbeatRunning))
+		emit(c.panicRouting, b01(e.PanicRouting))
 	}
 	if k := s.Counters; k != nil {
 		emit(c.heartbeatFailedStarts, float64(k.HeartbeatFailedStarts))

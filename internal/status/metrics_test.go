@@ -67,6 +67,7 @@ func expectedMetrics(s Snapshot) map[string]float64 {
 	}
 	if s.Source == SourceDaemon {
 		m["epconsole_heartbeat_running"] = b01(s.Election.HeartbeatRunning)
+		m["epconsole_panic_routing"] = b01(s.Election.PanicRouting)
 	}
 	if k := s.Counters; k != nil {
 		m["epconsole_heartbeat_failed_starts"] = float64(k.HeartbeatFailedStarts)

@@ -182,6 +182,10 @@ type Election struct {
 	// whose digest differs from the cluster's reference digest.
 	ConfigDigest string   `json:"config_digest"`
 	Mismatch     []string `json:"mismatch,omitempty"`
+	// PanicRouting: no backend passes this node's probes and
+	// balance.panic_routing is on, so its datapath forwards new
+	// connections to every backend (daemon only).
+	PanicRouting bool `json:"panic_routing"`
 }
 
 // Peer is one LB node.
@@ -287,7 +291,8 @@ type Event struct {
 	Time time.Time `json:"time"`
 	// Kind: vip-acquired, vip-released, backend-up, backend-down,
 	// peer-join, peer-leave, peer-failed, peer-suspect, config-mismatch,
-	// reload-ok, reload-rejected, drain, undrain, handoff.
+	// reload-ok, reload-rejected, drain, undrain, handoff, panic-routing,
+	// panic-routing-over.
 	Kind    string `json:"kind"`
 	Subject string `json:"subject,omitempty"`
 	Message string `json:"message"`

@@ -224,6 +224,7 @@ func daemonView(s *status.Snapshot, cfg *config.Config, res Results, m Meta, d *
 		Realtime: d.Realtime, HeartbeatRunning: d.HeartbeatRunning, HeartbeatError: d.HeartbeatError,
 		HeartbeatInterval: cfg.Gossip.HeartbeatInterval, HeartbeatMisses: cfg.Gossip.HeartbeatMisses,
 		ConfigDigest: cluster.ShortDigest(cfg.Digest()), Mismatch: slices.Clone(dec.Mismatch),
+		PanicRouting: panicRouting(cfg, res),
 	}
 	if !d.ViewOK {
 		s.Peers = configPeers(cfg, res, m)
@@ -256,6 +257,23 @@ func daemonView(s *status.Snapshot, cfg *config.Config, res Results, m Meta, d *
 		s.Peers = append(s.Peers, p)
 	}
 	slices.SortFunc(s.Peers, func(a, b status.Peer) int { return strings.Compare(a.Name, b.Name) })
+}
+
+// panicRouting reports whether the daemon forwards in panic, as the
+// probes say: panic routing is on and, of the backends probed, none is
+// serving (a daemon whose probes have no result yet does not count).
+func panicRouting(cfg *config.Config, res Results) bool {
+	if !cfg.Balance.PanicRouting || len(res.Backends) == 0 {
+		return false
+	}
+	probed := false
+	for _, b := range res.Backends {
+		if b.Tracker.Serving() {
+			return false
+		}
+		probed = probed || b.Tracker.State != probes.StateUnknown
+	}
+	return probed
 }
 
 // backends lists the backends in config order with this node's view and,

@@ -266,3 +266,48 @@ func TestBuildJSON(t *testing.T) {
 		t.Errorf("findings JSON %s\nlacks %s", b, want)
 	}
 }
+
+// TestBuildPanicRouting: with panic routing on, a daemon whose probes see
+// no backend serving says so (election.panic_routing, a CRITICAL
+// panic-routing finding); not with a backend serving, without results yet,
+// with panic routing off, or without a daemon.
+func TestBuildPanicRouting(t *testing.T) {
+	up, down, unknown := probes.StateUp, probes.StateDown, probes.StateUnknown
+	pass, fail := probes.OutcomePass, probes.OutcomeFail
+	dec := cluster.Decision{Owner: "lb1", Epoch: 4, Elected: "lb1", Reason: "owner", Panic: true,
+		Quorum: cluster.Quorum{Peers: 3, Need: 2, Have: 3, Required: true, Possible: true}}
+	allDown := []probes.BackendStatus{backend("cp1", down, fail), backend("cp2", down, fail)}
+	tests := []struct {
+		name     string
+		off      bool
+		backends []probes.BackendStatus
+		daemon   bool
+		want     bool
+	}{
+		{"every backend down", false, allDown, true, true},
+		{"one backend up", false, []probes.BackendStatus{backend("cp1", down, fail), backend("cp2", up, pass)}, true, false},
+		{"no result yet", false, []probes.BackendStatus{backend("cp1", unknown, ""), backend("cp2", unknown, "")}, true, false},
+		{"panic routing off", true, allDown, true, false},
+		{"no daemon", false, allDown, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig()
+			cfg.Balance.PanicRouting = !tt.off
+			var d *build.Daemon
+			if tt.daemon {
+				d = &build.Daemon{Decision: dec}
+			}
+			s := build.Build(cfg, testInputs(), build.Results{Backends: tt.backends}, build.Meta{}, d)
+			found := slices.ContainsFunc(s.Findings, func(f probes.Finding) bool {
+				return f.Code == status.CodePanicRouting && f.Severity == probes.Critical && strings.Contains(f.Message, "cp1, cp2")
+			})
+			if s.Election.PanicRouting != tt.want || found != tt.want {
+				t.Errorf("panic_routing %v, CRITICAL finding %v, want %v (findings %v)", s.Election.PanicRouting, found, tt.want, codes(s))
+			}
+			if tt.want && verdict(s, probes.CheckCluster) != probes.Critical {
+				t.Errorf("cluster verdict %s, want CRITICAL", verdict(s, probes.CheckCluster))
+			}
+		})
+	}
+}
