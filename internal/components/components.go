@@ -17,16 +17,15 @@ func VIPs(cfg *config.Config) []dataplane.ServiceVIP {
 }
 
 // Desired is the dataplane state for cfg with the healthy and drain sets
-// (nil: none healthy, none draining). In panic (Panic: panic routing on
-// and no backend healthy) every configured backend gets new flows and
-// none drains: the probes' verdicts, and the drains, are set aside
-// rather than refuse every connection.
-func Desired(cfg *config.Config, healthy, drain map[string]bool) dataplane.Desired {
+// (nil: none healthy, none draining); operator is the part of drain the
+// operator asked for (epconsole drain). In panic (Panic: panic routing on
+// and no backend healthy) every configured backend the operator did not
+// drain gets new flows and none of them drains: the probes' verdicts are
+// set aside rather than refuse every connection. The operator's drains
+// stay, unless they cover every backend.
+func Desired(cfg *config.Config, healthy, drain, operator map[string]bool) dataplane.Desired {
 	if Panic(cfg, healthy) {
-		healthy, drain = make(map[string]bool, len(cfg.Backends)), nil
-		for _, b := range cfg.Backends {
-			healthy[b.Name] = true
-		}
+		healthy, drain = panicSets(cfg, operator)
 	}
 	d := dataplane.Desired{
 		VIPs:    VIPs(cfg),
@@ -40,6 +39,32 @@ func Desired(cfg *config.Config, healthy, drain map[string]bool) dataplane.Desir
 		d.Backends = append(d.Backends, dataplane.Backend{Name: b.Name, Addr: b.AddrPort()})
 	}
 	return d
+}
+
+// panicSets are the healthy and drain sets of panic routing: every
+// backend, the operator's drains draining, unless they cover them all.
+func panicSets(cfg *config.Config, operator map[string]bool) (healthy, drain map[string]bool) {
+	healthy = make(map[string]bool, len(cfg.Backends))
+	for _, b := range cfg.Backends {
+		if !operator[b.Name] {
+			healthy[b.Name] = true
+		}
+	}
+	if len(healthy) == 0 {
+		for _, b := range cfg.Backends {
+			healthy[b.Name] = true
+		}
+		return healthy, nil
+	}
+	for _, b := range cfg.Backends {
+		if operator[b.Name] {
+			if drain == nil {
+				drain = map[string]bool{}
+			}
+			drain[b.Name] = true
+		}
+	}
+	return healthy, drain
 }
 
 // Panic reports whether cfg routes in panic with this healthy set: panic

@@ -72,7 +72,7 @@ func TestVIPs(t *testing.T) {
 // config order with their ports, the balance section and the sets passed.
 func TestDesired(t *testing.T) {
 	c := dualStack(t)
-	d := Desired(c, map[string]bool{"cp2": true}, map[string]bool{"cp1": true})
+	d := Desired(c, map[string]bool{"cp2": true}, map[string]bool{"cp1": true}, nil)
 	if len(d.VIPs) != 2 || d.VIPs[0].AddrPort() != netip.MustParseAddrPort("198.18.44.100:6443") ||
 		d.VIPs[1].AddrPort() != netip.MustParseAddrPort("[fd00:198:18:44::100]:7443") {
 		t.Errorf("VIPs %+v, want 198.18.44.100:6443 and [fd00:198:18:44::100]:7443", d.VIPs)
@@ -94,7 +94,7 @@ func TestDesired(t *testing.T) {
 		t.Errorf("desired %+v", d)
 	}
 	c.Balance.PanicRouting = false
-	if d := Desired(c, nil, nil); d.Healthy != nil || d.Drain != nil || len(d.VIPs) != 2 {
+	if d := Desired(c, nil, nil, nil); d.Healthy != nil || d.Drain != nil || len(d.VIPs) != 2 {
 		t.Errorf("nil sets: %+v", d)
 	}
 }
@@ -108,15 +108,19 @@ func TestDesiredPanic(t *testing.T) {
 		desc           string
 		panicRouting   bool
 		healthy, drain map[string]bool
+		operator       map[string]bool
 		wantHealthy    map[string]bool
 		wantDrain      map[string]bool
 		wantPanic      bool
 	}{
-		{"none healthy: every backend", true, map[string]bool{"cp1": false, "cp2": false}, map[string]bool{"cp1": true}, all, nil, true},
-		{"nil sets: every backend", true, nil, nil, all, nil, true},
-		{"one healthy: unchanged", true, map[string]bool{"cp2": true}, map[string]bool{"cp1": true}, map[string]bool{"cp2": true}, map[string]bool{"cp1": true}, false},
-		{"one healthy but drained: unchanged (the operator's drain)", true, map[string]bool{"cp2": true}, map[string]bool{"cp2": true}, map[string]bool{"cp2": true}, map[string]bool{"cp2": true}, false},
-		{"panic routing off: none", false, map[string]bool{"cp1": false}, map[string]bool{"cp1": true}, map[string]bool{"cp1": false}, map[string]bool{"cp1": true}, false},
+		{"none healthy: every backend", true, map[string]bool{"cp1": false, "cp2": false}, map[string]bool{"cp1": true}, nil, all, nil, true},
+		{"nil sets: every backend", true, nil, nil, nil, all, nil, true},
+		{"none healthy, cp2 drained by the operator: the others, cp2 draining", true, map[string]bool{"cp1": false, "cp2": false}, map[string]bool{"cp1": true, "cp2": true}, map[string]bool{"cp2": true},
+			map[string]bool{"cp1": true, "cp1v6": true}, map[string]bool{"cp2": true}, true},
+		{"none healthy, every backend drained by the operator: every backend", true, nil, all, all, all, nil, true},
+		{"one healthy: unchanged", true, map[string]bool{"cp2": true}, map[string]bool{"cp1": true}, nil, map[string]bool{"cp2": true}, map[string]bool{"cp1": true}, false},
+		{"one healthy but drained: unchanged (the operator's drain)", true, map[string]bool{"cp2": true}, map[string]bool{"cp2": true}, map[string]bool{"cp2": true}, map[string]bool{"cp2": true}, map[string]bool{"cp2": true}, false},
+		{"panic routing off: none", false, map[string]bool{"cp1": false}, map[string]bool{"cp1": true}, nil, map[string]bool{"cp1": false}, map[string]bool{"cp1": true}, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
@@ -125,7 +129,7 @@ func TestDesiredPanic(t *testing.T) {
 			if got := Panic(c, tc.healthy); got != tc.wantPanic {
 				t.Errorf("Panic = %v, want %v", got, tc.wantPanic)
 			}
-			d := Desired(c, tc.healthy, tc.drain)
+			d := Desired(c, tc.healthy, tc.drain, tc.operator)
 			if !maps.Equal(d.Healthy, tc.wantHealthy) || !maps.Equal(d.Drain, tc.wantDrain) {
 				t.Errorf("healthy %v drain %v, want %v and %v", d.Healthy, d.Drain, tc.wantHealthy, tc.wantDrain)
 			}
@@ -172,7 +176,7 @@ backend "cp1" {
 	if diags.HasErrors() {
 		t.Fatal(diags)
 	}
-	d := Desired(c, nil, nil)
+	d := Desired(c, nil, nil, nil)
 	if len(d.VIPs) != 1 || d.VIPs[0] != (dataplane.ServiceVIP{Addr: netip.MustParseAddr("198.18.44.100"), Port: 6443, Interface: "eth0"}) {
 		t.Errorf("VIPs %+v, want 198.18.44.100:6443 on eth0", d.VIPs)
 	}

@@ -18,8 +18,8 @@ import (
 // place.
 
 // desired is the dataplane state for cfg with the healthy and drain sets.
-func desired(cfg *config.Config, healthy, drain map[string]bool) dataplane.Desired {
-	return components.Desired(cfg, healthy, drain)
+func desired(cfg *config.Config, healthy, drain, operator map[string]bool) dataplane.Desired {
+	return components.Desired(cfg, healthy, drain, operator)
 }
 
 // vipPlaces lists the VIPs with their ports and interfaces.

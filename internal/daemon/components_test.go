@@ -10,7 +10,7 @@ import (
 
 func TestPlanFromConfig(t *testing.T) {
 	c := testConfig(t)
-	d := desired(c, map[string]bool{"cp2": true}, map[string]bool{"cp1": true})
+	d := desired(c, map[string]bool{"cp2": true}, map[string]bool{"cp1": true}, nil)
 	if len(d.VIPs) != 1 || d.VIPs[0].AddrPort() != netip.MustParseAddrPort("198.18.5.100:6443") {
 		t.Errorf("VIPs %v", d.VIPs)
 	}

@@ -50,12 +50,13 @@ func (d *Daemon) onProbes(s *state) {
 }
 
 func (d *Daemon) reconcile(s *state, healthy, drain map[string]bool, force bool) {
-	drain = withDrained(drain, drainMap(s.opDrain, s.cfg))
+	operator := drainMap(s.opDrain, s.cfg)
+	drain = withDrained(drain, operator)
 	if s.reconciled && !force && sameSet(healthy, s.programmed) && sameSet(drain, s.drained) {
 		return
 	}
 	t0 := time.Now()
-	res, err := s.dp.Reconcile(s.run, desired(s.cfg, healthy, drain))
+	res, err := s.dp.Reconcile(s.run, desired(s.cfg, healthy, drain, operator))
 	took := time.Since(t0)
 	d.counters.add(func(c *status.Counters) {
 		c.Reconciles++
