@@ -105,7 +105,6 @@ type Options struct {
 // ObserverHost is the name of Options.Observer's host.
 const ObserverHost = "obs"
 
-
 func (o *Options) defaults() error {
 	if o.Prefix == "" {
 		o.Prefix = DefaultPrefix

@@ -142,3 +142,7 @@ func (l *Lab) Handoff(ctx context.Context, peer string) error {
 	}
 	return nil
 }
+
+// DaemonRunning reports whether the daemon on peer runs (a paused one
+// runs).
+func (l *Lab) DaemonRunning(peer string) bool { return l.daemonRunning(peer) }
