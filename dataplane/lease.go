@@ -81,6 +81,14 @@ const (
 // ErrLeaseNotInstalled is returned by Renew and Drop before Install.
 var ErrLeaseNotInstalled = errors.New("dataplane: owner lease not installed")
 
+// ErrLeaseLapsed is returned by Renew when the lease it would extend has
+// already run out: this process did not renew it in time (it was paused,
+// as a VM can be, or starved), the host stopped answering for the VIP, and
+// another node may own the VIP by now. Renew does not reopen it: the
+// caller decides again on what it hears now, and opens a new lease with
+// Drop then Renew only if it still owns the VIP.
+var ErrLeaseLapsed = errors.New("dataplane: the owner lease ran out before it was renewed")
+
 // Lease is the kernel-side owner lease of one network namespace: the arp
 // and ip6 tables that gate the host's ARP and NDP for the VIP, and the
 // element with a timeout that opens the gate. Methods are safe for
@@ -92,6 +100,11 @@ type Lease struct {
 	mu    sync.Mutex
 	conn  *nftables.Conn
 	specs []leaseSpec // installed, one per family with a VIP
+	// renewed and ttl are the last successful Renew (zero: no lease this
+	// process opened, or one it dropped): a Renew later than renewed+ttl
+	// finds the lease lapsed.
+	renewed time.Time
+	ttl     time.Duration
 }
 
 // leaseSpec is one family's lease table, built by buildLeaseTable.
@@ -138,6 +151,7 @@ func (l *Lease) Install(ctx context.Context, vips []netip.Addr) error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.renewed = time.Time{}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -194,16 +208,38 @@ func (l *Lease) Install(ctx context.Context, vips []netip.Addr) error {
 // it again with the new timeout. A plain re-add would keep the old expiry;
 // the first add makes the delete valid when the element has expired or was
 // never there.
+//
+// A Renew that comes later than the ttl of this Lease's previous
+// successful Renew changes nothing and returns ErrLeaseLapsed: a lapsed
+// lease is never extended in passing. After Drop or Install, or on a new
+// Lease, Renew opens a new lease.
 func (l *Lease) Renew(ctx context.Context, ttl time.Duration) error {
 	if ttl < time.Millisecond {
 		return fmt.Errorf("dataplane: lease ttl %v below the kernel's 1 ms resolution", ttl)
 	}
-	return l.elements(ctx, ttl, true)
+	l.mu.Lock()
+	renewed, last := l.renewed, l.ttl
+	l.mu.Unlock()
+	if !renewed.IsZero() {
+		if since := time.Since(renewed); since > last {
+			return fmt.Errorf("%w: last renewed %s ago, for %s", ErrLeaseLapsed, since.Round(time.Millisecond), last)
+		}
+	}
+	if err := l.elements(ctx, ttl, true); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.renewed, l.ttl = time.Now(), ttl
+	l.mu.Unlock()
+	return nil
 }
 
 // Drop ends the lease at once: the host stops answering ARP / NDP for the
-// VIP with the next packet.
+// VIP with the next packet. The next Renew opens a new lease.
 func (l *Lease) Drop(ctx context.Context) error {
+	l.mu.Lock()
+	l.renewed = time.Time{}
+	l.mu.Unlock()
 	return l.elements(ctx, time.Second, false)
 }
 

@@ -216,8 +216,9 @@ func runStep(ctx context.Context, l *lab.Lab, obs *Observer, o Options, n int, s
 	ends := stopStreams(ctx, streams)
 	r.End = obs.Now()
 
-	iv := Intervals(obs.Claims(r.Start-claimGap, r.End), claimGap)
-	r.Moves = Moves(iv)
+	claims := obs.Claims(r.Start-claimGap, r.End)
+	iv := Intervals(claims, claimGap)
+	r.Moves = Moves(claims)
 	vs = append(vs, CheckTwoMACs(n, iv, o.TwoMACBound)...)
 	r.Recovery = Recover(obs.Attempts(r.Start, r.End), r.Healed)
 	vs = append(vs, CheckRecovery(n, r.Recovery, o.RecoveryBound)...)

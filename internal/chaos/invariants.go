@@ -13,8 +13,10 @@ import (
 // its claims, none further apart than the gap Intervals was given.
 type Interval struct {
 	MAC, Port string
-	From, To  time.Duration
-	Claims    int
+	// Kind is the first claim's (reply, gratuitous, na).
+	Kind     string
+	From, To time.Duration
+	Claims   int
 }
 
 // Intervals groups claims (in time order) per MAC into intervals, a new
@@ -29,7 +31,7 @@ func Intervals(claims []ClaimAt, gap time.Duration) []Interval {
 			continue
 		}
 		open[c.MAC] = len(out)
-		out = append(out, Interval{MAC: c.MAC, Port: c.Port, From: c.At, To: c.At, Claims: 1})
+		out = append(out, Interval{MAC: c.MAC, Port: c.Port, Kind: c.Kind, From: c.At, To: c.At, Claims: 1})
 	}
 	slices.SortStableFunc(out, func(a, b Interval) int { return cmp.Compare(a.From, b.From) })
 	return out
@@ -64,17 +66,31 @@ func Overlaps(iv []Interval) []Overlap {
 	return out
 }
 
-// Moves counts the VIP moves in intervals: how often the MAC of an
-// interval differs from the MAC of the interval before it (in start
-// order). A MAC that falls silent and answers again is no move.
-func Moves(iv []Interval) int {
-	n := 0
-	for i := 1; i < len(iv); i++ {
-		if iv[i].MAC != iv[i-1].MAC {
-			n++
+// stableClaims is how many claims in a row, with no other MAC between
+// them, make a MAC the one answering for the VIP (at the observer's pace,
+// about 20 ms of answering alone).
+const stableClaims = 4
+
+// Moves counts the VIP moves in claims (in time order): how often the MAC
+// answering alone for the VIP (stableClaims in a row) changes. While two
+// MACs answer, their replies interleave and neither counts; a MAC that
+// falls silent and answers again is no move.
+func Moves(claims []ClaimAt) int {
+	moves := 0
+	owner, cur, run := "", "", 0
+	for _, c := range claims {
+		if c.MAC != cur {
+			cur, run = c.MAC, 0
+		}
+		run++
+		if run == stableClaims && cur != owner {
+			if owner != "" {
+				moves++
+			}
+			owner = cur
 		}
 	}
-	return n
+	return moves
 }
 
 // Recovery says how connects fared around a heal at healAt: Recovered is

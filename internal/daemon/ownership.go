@@ -159,11 +159,30 @@ func (d *Daemon) release(s *state, reason string) {
 
 // renewLease keeps the kernel-side lease alive while holding. Without a
 // majority (or beats) the decision releases the VIP, so the lease follows.
+//
+// A lease that ran out before its renewal (this process was paused, as a
+// VM can be, or starved for longer than the lease) is not reopened on the
+// spot: while the host was silent a successor may have claimed the VIP,
+// and reopening first would make this host answer ARP / NDP for it beside
+// the successor. The election runs again on what is heard now (a view
+// whose beats are as old as the pause shows no majority, which releases
+// too); only an owner still holding after it opens a new lease.
 func (d *Daemon) renewLease(s *state) {
 	if !s.holding {
 		return
 	}
-	if err := s.lease.Renew(s.run, dataplane.DefaultLeaseTTL); err != nil {
+	err := s.lease.Renew(s.run, dataplane.DefaultLeaseTTL)
+	if errors.Is(err, dataplane.ErrLeaseLapsed) {
+		d.log.Warn("the owner lease ran out before this process renewed it (paused or starved); deciding again before reopening it", "err", err)
+		d.decide(s)
+		if !s.holding {
+			return
+		}
+		if err = s.lease.Drop(s.run); err == nil {
+			err = s.lease.Renew(s.run, dataplane.DefaultLeaseTTL)
+		}
+	}
+	if err != nil {
 		d.log.Warn("renewing the owner lease", "err", err)
 	}
 }
