@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/epconsole/epconsole/dataplane"
+	"github.com/epconsole/epconsole/internal/lab"
 )
 
 // TestOwnerPause is the paused-VM drill: the owner's daemon and its
@@ -58,89 +59,103 @@ func TestOwnerPause(t *testing.T) {
 		}
 	})
 
-	t.Run("pause-longer-than-detection", func(t *testing.T) {
-		owner, err := l.WaitOwner(ctx, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		const pause = time.Second
-		wall := time.Now()
-		tPause := obs.Now()
-		resume, err := l.PauseDaemon(owner)
-		if err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(pause)
-		tWake := obs.Now()
-		if err := resume(); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(3 * time.Second)
-		end := obs.Now()
-		claims := obs.Claims(tPause-claimGap, end)
-		iv := Intervals(claims, claimGap)
-		moves := Moves(claims)
-		after, oerr := l.Owner(ctx)
+	// Three rounds (the owner changes each time): how soon after SIGCONT
+	// the woken daemon renews its lease or decides is up to its loop's
+	// scheduling, so one round may miss a woken owner that answers.
+	for round := 1; round <= pauseRounds; round++ {
+		t.Run(fmt.Sprintf("pause-longer-than-detection-%d", round), func(t *testing.T) {
+			pauseRound(ctx, t, l, obs, start, vip)
+		})
+	}
+}
 
-		// The timeline: the observer's claims and the daemons' own VIP events.
-		marks := []mark{{tPause, fmt.Sprintf("%s paused (daemon and heartbeat helper, SIGSTOP)", owner)}, {tWake, fmt.Sprintf("%s woken (SIGCONT)", owner)}}
-		acquired := 0
-		for _, p := range l.Peers() {
-			evs, err := VIPEvents(l.LogPath(p), vip, wall)
-			if err != nil {
-				t.Errorf("reading %s's log: %v", p, err)
-			}
-			for _, e := range evs {
-				marks = append(marks, mark{e.Time.Sub(start), fmt.Sprintf("%s logs %s: %s", p, e.Kind, e.Message)})
-				if e.Kind == "vip-acquired" {
-					acquired++
-				}
-			}
-		}
-		var lastOld, firstNew time.Duration = -1, -1
-		for _, c := range claims {
-			if c.Port == owner && c.At < tWake {
-				lastOld = c.At
-			}
-			if c.Port != owner && c.At > tPause && firstNew < 0 {
-				firstNew = c.At
-			}
-		}
-		if lastOld >= 0 {
-			marks = append(marks, mark{lastOld, fmt.Sprintf("%s's kernel answers for the VIP for the last time (its lease runs out)", owner)})
-		}
-		if firstNew >= 0 {
-			marks = append(marks, mark{firstNew, "the successor answers for the VIP"})
-		}
-		tl := timeline(iv, marks)
-		t.Logf("pause of %s for %s (detection time %s, lease %s): %d VIP moves seen on the wire, %d vip-acquired events, owner after: %s\n%s",
-			owner, pause, DetectionTime, leaseTTL(), moves, acquired, after, tl)
-		if load, err := os.ReadFile("/proc/loadavg"); err == nil {
-			t.Logf("load average: %s", strings.TrimSpace(string(load)))
-		}
+// pauseRounds is how many long pauses TestOwnerPause makes.
+const pauseRounds = 3
 
-		if v := checkPauseQuiet(0, iv, owner, tWake); len(v) > 0 {
-			t.Errorf("%s", v[0].Detail)
+// pauseRound pauses the owner for a second, wakes it and checks what
+// followed.
+func pauseRound(ctx context.Context, t *testing.T, l *lab.Lab, obs *Observer, start time.Time, vip string) {
+	owner, err := l.WaitOwner(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const pause = time.Second
+	wall := time.Now()
+	tPause := obs.Now()
+	resume, err := l.PauseDaemon(owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(pause)
+	tWake := obs.Now()
+	if err := resume(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second)
+	end := obs.Now()
+	claims := obs.Claims(tPause-claimGap, end)
+	iv := Intervals(claims, claimGap)
+	moves := Moves(claims)
+	after, oerr := l.Owner(ctx)
+
+	// The timeline: the observer's claims and the daemons' own VIP events.
+	marks := []mark{{tPause, fmt.Sprintf("%s paused (daemon and heartbeat helper, SIGSTOP)", owner)}, {tWake, fmt.Sprintf("%s woken (SIGCONT)", owner)}}
+	acquired := 0
+	for _, p := range l.Peers() {
+		evs, err := VIPEvents(l.LogPath(p), vip, wall)
+		if err != nil {
+			t.Errorf("reading %s's log: %v", p, err)
 		}
-		if moves != 1 {
-			t.Errorf("%d VIP moves on the wire, want exactly 1 (to the successor, and not back)", moves)
-		}
-		if acquired != 1 {
-			t.Errorf("%d vip-acquired events in the daemons' logs, want exactly 1", acquired)
-		}
-		if oerr != nil || after == owner {
-			t.Errorf("owner after the pause: %q (%v); want the successor, not %s", after, oerr, owner)
-		}
-		if s, err := l.Status(ctx, owner); err != nil {
-			t.Errorf("status of the woken %s: %v", owner, err)
-		} else {
-			for _, v := range s.VIPs {
-				if v.Here {
-					t.Errorf("the woken %s still holds the VIP %s: it did not step down", owner, v.Address)
-				}
+		for _, e := range evs {
+			marks = append(marks, mark{e.Time.Sub(start), fmt.Sprintf("%s logs %s: %s", p, e.Kind, e.Message)})
+			if e.Kind == "vip-acquired" {
+				acquired++
 			}
 		}
-	})
+	}
+	var lastOld, firstNew time.Duration = -1, -1
+	for _, c := range claims {
+		if c.Port == owner && c.At < tWake {
+			lastOld = c.At
+		}
+		if c.Port != owner && c.At > tPause && firstNew < 0 {
+			firstNew = c.At
+		}
+	}
+	if lastOld >= 0 {
+		marks = append(marks, mark{lastOld, fmt.Sprintf("%s's kernel answers for the VIP for the last time (its lease runs out)", owner)})
+	}
+	if firstNew >= 0 {
+		marks = append(marks, mark{firstNew, "the successor answers for the VIP"})
+	}
+	tl := timeline(iv, marks)
+	t.Logf("pause of %s for %s (detection time %s, lease %s): %d VIP moves seen on the wire, %d vip-acquired events, owner after: %s\n%s",
+		owner, pause, DetectionTime, leaseTTL(), moves, acquired, after, tl)
+	if load, err := os.ReadFile("/proc/loadavg"); err == nil {
+		t.Logf("load average: %s", strings.TrimSpace(string(load)))
+	}
+
+	if v := checkPauseQuiet(0, iv, owner, tWake); len(v) > 0 {
+		t.Errorf("%s", v[0].Detail)
+	}
+	if moves != 1 {
+		t.Errorf("%d VIP moves on the wire, want exactly 1 (to the successor, and not back)", moves)
+	}
+	if acquired != 1 {
+		t.Errorf("%d vip-acquired events in the daemons' logs, want exactly 1", acquired)
+	}
+	if oerr != nil || after == owner {
+		t.Errorf("owner after the pause: %q (%v); want the successor, not %s", after, oerr, owner)
+	}
+	if s, err := l.Status(ctx, owner); err != nil {
+		t.Errorf("status of the woken %s: %v", owner, err)
+	} else {
+		for _, v := range s.VIPs {
+			if v.Here {
+				t.Errorf("the woken %s still holds the VIP %s: it did not step down", owner, v.Address)
+			}
+		}
+	}
 }
 
 // mark is a point on a drill's timeline.
