@@ -29,8 +29,9 @@ const (
 	envPeers  = "EPCONSOLE_CHAOS_PEERS"
 	envFaults = "EPCONSOLE_CHAOS_FAULTS"
 	envTwoMAC = "EPCONSOLE_CHAOS_TWO_MAC_BOUND"
-	// The CI version: 20 faults with a fixed seed.
-	defaultSeed  = 21
+	// The CI version: 20 faults with a fixed seed, one whose 20 faults
+	// include every kind (TestCIPlanCoversEveryFault).
+	defaultSeed  = 16
 	defaultCount = 20
 )
 
@@ -78,7 +79,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 // TestCampaign runs a fault campaign (EPCONSOLE_CHAOS_COUNT faults drawn
-// from EPCONSOLE_CHAOS_SEED; 20 from seed 21 by default, as CI runs it)
+// from EPCONSOLE_CHAOS_SEED; 20 from seed 16 by default, as CI runs it)
 // against a 3-peer lab (EPCONSOLE_CHAOS_PEERS=5 for five) under a
 // client's connect loop and streams, and fails on any invariant
 // violation, printing the seed, the fault log and the observer's

@@ -197,3 +197,17 @@ func TestFailRuns(t *testing.T) {
 		t.Errorf("FailRuns = %+v, want %+v", got, want)
 	}
 }
+
+// TestCIPlanCoversEveryFault: CI's 20 faults (TestCampaign's defaults)
+// include every kind.
+func TestCIPlanCoversEveryFault(t *testing.T) {
+	seen := map[Kind]bool{}
+	for _, s := range Plan(defaultSeed, defaultCount) {
+		seen[s.Kind] = true
+	}
+	for _, k := range Kinds() {
+		if !seen[k] {
+			t.Errorf("seed %d's %d faults never draw %s: pick another default seed", defaultSeed, defaultCount, k)
+		}
+	}
+}
