@@ -279,10 +279,15 @@ func testLeaseGates(t *testing.T, topo *leaseTopo, p prober, vip, host netip.Add
 	// A lapsed lease is not extended in passing (a paused owner that
 	// wakes must decide first); after Drop, Renew opens a new one (the
 	// element may linger, expired).
-	if err := l.Renew(ctx, 5*time.Second); !errors.Is(err, ErrLeaseLapsed) {
-		t.Fatalf("Renew after expiry: %v, want ErrLeaseLapsed", err)
+	err = l.Renew(ctx, 5*time.Second)
+	var first, again *LapsedError
+	if !errors.Is(err, ErrLeaseLapsed) || !errors.As(err, &first) || !first.First {
+		t.Fatalf("Renew after expiry: %v, want the first LapsedError", err)
 	}
 	expectSilence(t, p, vip, "a lapsed lease renewed")
+	if err := l.Renew(ctx, 5*time.Second); !errors.As(err, &again) || again.First || !again.Noticed.Equal(first.Noticed) {
+		t.Fatalf("second Renew after expiry: %v, want a LapsedError noticed at the first one's time", err)
+	}
 	if err := l.Drop(ctx); err != nil {
 		t.Fatalf("Drop after expiry: %v", err)
 	}

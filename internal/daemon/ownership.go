@@ -161,23 +161,31 @@ func (d *Daemon) release(s *state, reason string) {
 // majority (or beats) the decision releases the VIP, so the lease follows.
 //
 // A lease that ran out before its renewal (this process was paused, as a
-// VM can be, or starved for longer than the lease) is not reopened on the
-// spot: while the host was silent a successor may have claimed the VIP,
-// and reopening first would make this host answer ARP / NDP for it beside
-// the successor. The election runs again on what is heard now (a view
-// whose beats are as old as the pause shows no majority, which releases
-// too); only an owner still holding after it opens a new lease.
+// VM can be, or starved for longer than the lease, which is longer than
+// the heartbeat's detection time) is not reopened on the spot: while the
+// host was silent a successor has most likely claimed the VIP, and
+// reopening would make this host answer ARP / NDP for it beside the
+// successor. Nor right after the first decision: beats that queued in the
+// helper's socket during the pause read as fresh while it drains them,
+// and the oldest ones still show this node as the owner. So the election
+// runs on every renewal while the gate stays shut, and only an owner still
+// holding lapseGrace after the lapse was noticed opens a new lease.
 func (d *Daemon) renewLease(s *state) {
 	if !s.holding {
 		return
 	}
 	err := s.lease.Renew(s.run, dataplane.DefaultLeaseTTL)
-	if errors.Is(err, dataplane.ErrLeaseLapsed) {
-		d.log.Warn("the owner lease ran out before this process renewed it (paused or starved); deciding again before reopening it", "err", err)
+	var lapse *dataplane.LapsedError
+	if errors.As(err, &lapse) {
+		if lapse.First {
+			d.log.Warn("the owner lease ran out before this process renewed it (paused or starved); keeping this host silent for the VIP while deciding again",
+				"err", err, "grace", lapseGrace)
+		}
 		d.decide(s)
-		if !s.holding {
+		if !s.holding || time.Since(lapse.Noticed) < lapseGrace {
 			return
 		}
+		d.log.Info("still the VIP owner after the lease lapsed; opening a new lease", "after", time.Since(lapse.Noticed).Round(time.Millisecond))
 		if err = s.lease.Drop(s.run); err == nil {
 			err = s.lease.Renew(s.run, dataplane.DefaultLeaseTTL)
 		}
@@ -186,3 +194,10 @@ func (d *Daemon) renewLease(s *state) {
 		d.log.Warn("renewing the owner lease", "err", err)
 	}
 }
+
+// lapseGrace is how long an owner whose lease lapsed keeps its host silent
+// for the VIP before it opens a new lease, if it still holds the VIP by
+// then: long enough for its heartbeat helper to drain the beats that
+// queued while both were paused, short next to the second a client waits
+// before asking again for an unanswered ARP request.
+const lapseGrace = 500 * time.Millisecond
