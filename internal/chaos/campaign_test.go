@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -120,7 +121,7 @@ func TestCampaign(t *testing.T) {
 		t.Errorf("observer: %v", oerr)
 	}
 	if err != nil || len(rep.Violations) > 0 {
-		t.Errorf("campaign failed (rerun: just chaos %d %d)%s\n%s", seed, count, errText(err), rep)
+		t.Errorf("campaign failed (rerun: just chaos %d %d)%s; the daemons' logs: %s\n%s", seed, count, errText(err), keepLogs(l), rep)
 	}
 }
 
@@ -129,4 +130,23 @@ func errText(err error) string {
 		return ""
 	}
 	return fmt.Sprintf(": %v", err)
+}
+
+// keepLogs copies the daemons' logs out of the lab's directory (removed
+// at the end) into a directory of their own and returns its path.
+func keepLogs(l *lab.Lab) string {
+	dir, err := os.MkdirTemp("", "epconsole-chaos-logs-")
+	if err != nil {
+		return "not kept: " + err.Error()
+	}
+	for _, p := range l.Peers() {
+		b, err := os.ReadFile(l.LogPath(p))
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, p+"-daemon.log"), b, 0o644)
+		}
+		if err != nil {
+			return fmt.Sprintf("%s (incomplete: %v)", dir, err)
+		}
+	}
+	return dir
 }
