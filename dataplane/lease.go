@@ -241,7 +241,8 @@ func (l *Lease) Renew(ctx context.Context, ttl time.Duration) error {
 	if !l.renewed.IsZero() && time.Since(l.renewed) > l.ttl {
 		e := &LapsedError{Renewed: l.renewed, TTL: l.ttl, Noticed: l.lapsed}
 		if e.Noticed.IsZero() {
-			l.lapsed, e.Noticed, e.First = time.Now(), time.Now(), true
+			now := time.Now()
+			l.lapsed, e.Noticed, e.First = now, now, true
 		}
 		l.mu.Unlock()
 		return e
