@@ -170,8 +170,13 @@ func (d *Daemon) release(s *state, reason string) {
 // and the oldest ones still show this node as the owner. So the election
 // runs on every renewal while the gate stays shut, and only an owner still
 // holding lapseGrace after the lapse was noticed opens a new lease.
+//
+// During the startup wait an address an earlier process left (adopt) is
+// held but not answered for: the gate stays shut until the election says
+// this node owns the VIP, or the host would answer ARP beside the owner
+// the peers elected while this daemon was gone.
 func (d *Daemon) renewLease(s *state) {
-	if !s.holding {
+	if !s.holding || s.waiting {
 		return
 	}
 	err := s.lease.Renew(s.run, dataplane.DefaultLeaseTTL)
