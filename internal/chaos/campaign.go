@@ -256,7 +256,7 @@ func checkPauseQuiet(n int, iv []Interval, owner string, resumed time.Duration) 
 	for _, i := range iv {
 		if i.Port == owner && i.To >= resumed {
 			return []Violation{{Step: n, Invariant: InvPauseQuiet, Detail: fmt.Sprintf(
-				"%s answered for the VIP after it woke (%s to %s, %d claims) though another host had claimed it", owner, fmtAt(max(i.From, resumed)), fmtAt(i.To), i.Claims)}}
+				"%s answered for the VIP after it woke (%s to %s, %d claims, the first a %s) though another host had claimed it", owner, fmtAt(max(i.From, resumed)), fmtAt(i.To), i.Claims, i.Kind)}}
 		}
 	}
 	return nil

@@ -82,7 +82,7 @@ func (r Report) Timeline() string {
 		ls = append(ls, line{s.Healed, fmt.Sprintf("heal %d: %s on %s", s.N, s.Kind, s.Target)})
 	}
 	for _, i := range r.Intervals {
-		ls = append(ls, line{i.From, fmt.Sprintf("VIP claimed by %s (%s) until %s, %d claims", i.Port, i.MAC, fmtAt(i.To), i.Claims)})
+		ls = append(ls, line{i.From, fmt.Sprintf("VIP claimed by %s (%s) until %s, %d claims (first: %s)", i.Port, i.MAC, fmtAt(i.To), i.Claims, i.Kind)})
 	}
 	for _, f := range r.Fails {
 		ls = append(ls, line{f.From, fmt.Sprintf("connects fail until %s (%d attempts): %s", fmtAt(f.To), f.Count, f.Err)})
