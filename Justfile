@@ -46,6 +46,9 @@ drills-long LOSS="60s":
 # the real-traffic soak (root): 3 peers with the default heartbeat, 20 streams, a request every 0.5 s and a connect loop through the VIP for DURATION; 0 VIP moves, 0 lost streams (CI runs 20s)
 soak DURATION="90s":
     EPCONSOLE_REQUIRE_NETNS=1 EPCONSOLE_DRILL_SOAK={{DURATION}} go test -count=1 -p 1 -v -timeout 10m -run 'TestRealTrafficSoak' ./internal/drills/
+# a fault campaign (root): COUNT faults drawn from SEED against a 3-peer lab under a connect loop and streams, invariants checked by an observer outside epconsole (docs/chaos.md); CI runs `chaos 16 20`
+chaos SEED="16" COUNT="20":
+    EPCONSOLE_REQUIRE_NETNS=1 EPCONSOLE_CHAOS_SEED={{SEED}} EPCONSOLE_CHAOS_COUNT={{COUNT}} go test -count=1 -p 1 -v -timeout 90m -run '^TestCampaign$' ./internal/chaos/
 
 # the rolling-upgrade drill (root): a 3-peer cluster on epconsole built at FROM, upgraded to this checkout one peer at a time under load, rolled back, and the control without the connection sync
 upgrade-drill FROM="051e18e":

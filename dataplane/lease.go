@@ -81,6 +81,32 @@ const (
 // ErrLeaseNotInstalled is returned by Renew and Drop before Install.
 var ErrLeaseNotInstalled = errors.New("dataplane: owner lease not installed")
 
+// ErrLeaseLapsed is returned by Renew when the lease it would extend has
+// already run out: this process did not renew it in time (it was paused,
+// as a VM can be, or starved), the host stopped answering for the VIP, and
+// another node may own the VIP by now. Renew does not reopen it: the
+// caller decides again on what it hears now, and opens a new lease with
+// Drop then Renew only if it still owns the VIP.
+var ErrLeaseLapsed = errors.New("dataplane: the owner lease ran out before it was renewed")
+
+// LapsedError is the ErrLeaseLapsed that Renew returns: when the lease was
+// last renewed, for how long, and when a Renew first found it lapsed
+// (every Renew until Drop or Install finds it lapsed again).
+type LapsedError struct {
+	Renewed time.Time
+	TTL     time.Duration
+	Noticed time.Time
+	// First says this Renew is the one that noticed.
+	First bool
+}
+
+func (e *LapsedError) Error() string {
+	return fmt.Sprintf("%v: last renewed %s before it was noticed, for %s", ErrLeaseLapsed, e.Noticed.Sub(e.Renewed).Round(time.Millisecond), e.TTL)
+}
+
+// Unwrap makes errors.Is(err, ErrLeaseLapsed) hold.
+func (e *LapsedError) Unwrap() error { return ErrLeaseLapsed }
+
 // Lease is the kernel-side owner lease of one network namespace: the arp
 // and ip6 tables that gate the host's ARP and NDP for the VIP, and the
 // element with a timeout that opens the gate. Methods are safe for
@@ -92,6 +118,13 @@ type Lease struct {
 	mu    sync.Mutex
 	conn  *nftables.Conn
 	specs []leaseSpec // installed, one per family with a VIP
+	// renewed and ttl are the last successful Renew (zero: no lease this
+	// process opened, or one it dropped): a Renew later than renewed+ttl
+	// finds the lease lapsed.
+	renewed time.Time
+	ttl     time.Duration
+	// lapsed is when a Renew first found the lease lapsed (zero: not).
+	lapsed time.Time
 }
 
 // leaseSpec is one family's lease table, built by buildLeaseTable.
@@ -138,6 +171,7 @@ func (l *Lease) Install(ctx context.Context, vips []netip.Addr) error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.renewed, l.lapsed = time.Time{}, time.Time{}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -194,16 +228,41 @@ func (l *Lease) Install(ctx context.Context, vips []netip.Addr) error {
 // it again with the new timeout. A plain re-add would keep the old expiry;
 // the first add makes the delete valid when the element has expired or was
 // never there.
+//
+// A Renew that comes later than the ttl of this Lease's previous
+// successful Renew changes nothing and returns a *LapsedError (which is
+// ErrLeaseLapsed): a lapsed lease is never extended in passing. After Drop or Install, or on a new
+// Lease, Renew opens a new lease.
 func (l *Lease) Renew(ctx context.Context, ttl time.Duration) error {
 	if ttl < time.Millisecond {
 		return fmt.Errorf("dataplane: lease ttl %v below the kernel's 1 ms resolution", ttl)
 	}
-	return l.elements(ctx, ttl, true)
+	l.mu.Lock()
+	if !l.renewed.IsZero() && time.Since(l.renewed) > l.ttl {
+		e := &LapsedError{Renewed: l.renewed, TTL: l.ttl, Noticed: l.lapsed}
+		if e.Noticed.IsZero() {
+			now := time.Now()
+			l.lapsed, e.Noticed, e.First = now, now, true
+		}
+		l.mu.Unlock()
+		return e
+	}
+	l.mu.Unlock()
+	if err := l.elements(ctx, ttl, true); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.renewed, l.ttl, l.lapsed = time.Now(), ttl, time.Time{}
+	l.mu.Unlock()
+	return nil
 }
 
 // Drop ends the lease at once: the host stops answering ARP / NDP for the
-// VIP with the next packet.
+// VIP with the next packet. The next Renew opens a new lease.
 func (l *Lease) Drop(ctx context.Context) error {
+	l.mu.Lock()
+	l.renewed, l.lapsed = time.Time{}, time.Time{}
+	l.mu.Unlock()
 	return l.elements(ctx, time.Second, false)
 }
 

@@ -24,7 +24,7 @@ type rule struct {
 
 // labCode is the demo's and the tests' code: never in the shipping binary.
 var labCode = []string{"internal/testenv", "probes/probetest", "internal/standin", "internal/netlab", "internal/pki",
-	"internal/embedetcd", "internal/lab", "internal/labcli"}
+	"internal/embedetcd", "internal/lab", "internal/labcli", "internal/chaos"}
 
 var rules = []rule{
 	{from: []string{"probes"}, to: []string{"..."}, allow: []string{"probes"}, why: "probes is the leaf: it imports nothing of ours"},

@@ -159,11 +159,50 @@ func (d *Daemon) release(s *state, reason string) {
 
 // renewLease keeps the kernel-side lease alive while holding. Without a
 // majority (or beats) the decision releases the VIP, so the lease follows.
+//
+// A lease that ran out before its renewal (this process was paused, as a
+// VM can be, or starved for longer than the lease, which is longer than
+// the heartbeat's detection time) is not reopened on the spot: while the
+// host was silent a successor has most likely claimed the VIP, and
+// reopening would make this host answer ARP / NDP for it beside the
+// successor. Nor right after the first decision: beats that queued in the
+// helper's socket during the pause read as fresh while it drains them,
+// and the oldest ones still show this node as the owner. So the election
+// runs on every renewal while the gate stays shut, and only an owner still
+// holding lapseGrace after the lapse was noticed opens a new lease.
+//
+// During the startup wait an address an earlier process left (adopt) is
+// held but not answered for: the gate stays shut until the election says
+// this node owns the VIP, or the host would answer ARP beside the owner
+// the peers elected while this daemon was gone.
 func (d *Daemon) renewLease(s *state) {
-	if !s.holding {
+	if !s.holding || s.waiting {
 		return
 	}
-	if err := s.lease.Renew(s.run, dataplane.DefaultLeaseTTL); err != nil {
+	err := s.lease.Renew(s.run, dataplane.DefaultLeaseTTL)
+	var lapse *dataplane.LapsedError
+	if errors.As(err, &lapse) {
+		if lapse.First {
+			d.log.Warn("the owner lease ran out before this process renewed it (paused or starved); keeping this host silent for the VIP while deciding again",
+				"err", err, "grace", lapseGrace)
+		}
+		d.decide(s)
+		if !s.holding || time.Since(lapse.Noticed) < lapseGrace {
+			return
+		}
+		d.log.Info("still the VIP owner after the lease lapsed; opening a new lease", "after", time.Since(lapse.Noticed).Round(time.Millisecond))
+		if err = s.lease.Drop(s.run); err == nil {
+			err = s.lease.Renew(s.run, dataplane.DefaultLeaseTTL)
+		}
+	}
+	if err != nil {
 		d.log.Warn("renewing the owner lease", "err", err)
 	}
 }
+
+// lapseGrace is how long an owner whose lease lapsed keeps its host silent
+// for the VIP before it opens a new lease, if it still holds the VIP by
+// then: long enough for its heartbeat helper to drain the beats that
+// queued while both were paused, short next to the second a client waits
+// before asking again for an unanswered ARP request.
+const lapseGrace = 500 * time.Millisecond

@@ -230,14 +230,23 @@ func TestApply(t *testing.T) {
 	}
 }
 
-// TestRenewLease: the lease is renewed only while holding.
+// TestRenewLease: the lease is renewed only while holding, and not
+// during the startup wait (an address an earlier process left is held
+// but not answered for until the election says so).
 func TestRenewLease(t *testing.T) {
 	r := newRig(t, Options{})
+	r.s.waiting = false
 	r.d.renewLease(r.s)
 	if got := r.log.get(); len(got) != 0 {
 		t.Errorf("not holding: %q, want no call", got)
 	}
 	r.hold(1)
+	r.s.waiting = true
+	r.d.renewLease(r.s)
+	if got := r.log.get(); len(got) != 0 {
+		t.Errorf("holding in the startup wait: %q, want no call", got)
+	}
+	r.s.waiting = false
 	r.d.renewLease(r.s)
 	if got := r.log.get(); !slices.Equal(got, []string{"lease.Renew"}) {
 		t.Errorf("holding: %q, want one renewal", got)

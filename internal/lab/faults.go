@@ -307,16 +307,18 @@ func (l *Lab) partition(target string) (func(context.Context) error, string, err
 			others = append(others, p.IPv4())
 		}
 	}
-	if err := nftPartition(h, others, true); err != nil {
+	if err := nftPartition(h, others, true, false); err != nil {
 		return nil, "", err
 	}
-	heal := func(context.Context) error { return nftPartition(h, nil, false) }
+	heal := func(context.Context) error { return nftPartition(h, nil, false, false) }
 	see := fmt.Sprintf("%s is cut off from the other peers by nft drops (link up). TUI on the owner: %s not fresh (heartbeats stop within ~20 ms), then suspect/dead in gossip; the VIP does not move: %s hears no majority and never claims. check: the cluster view shows %s down.", target, target, target, target)
 	return heal, see, nil
 }
 
-// nftPartition adds (on) or removes (off) the partition table in h.
-func nftPartition(h *netlab.Host, peers []netip.Addr, on bool) error {
+// nftPartition adds (on) or removes (off) the partition table in h. With
+// inboundOnly it drops only what comes from peers (h still reaches them:
+// a one-way partition).
+func nftPartition(h *netlab.Host, peers []netip.Addr, on, inboundOnly bool) error {
 	ns, err := h.OpenNetNS()
 	if err != nil {
 		return err
@@ -340,6 +342,9 @@ func nftPartition(h *netlab.Host, peers []netip.Addr, on bool) error {
 		hook   *nftables.ChainHook
 		offset uint32 // 12: ip saddr (input), 16: ip daddr (output)
 	}{{"input", nftables.ChainHookInput, 12}, {"output", nftables.ChainHookOutput, 16}} {
+		if inboundOnly && hook.name == "output" {
+			continue
+		}
 		ch := conn.AddChain(&nftables.Chain{Name: hook.name, Table: table, Type: nftables.ChainTypeFilter,
 			Hooknum: hook.hook, Priority: nftables.ChainPriorityFilter})
 		for _, p := range peers {

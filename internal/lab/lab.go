@@ -95,7 +95,15 @@ type Options struct {
 	// the peers are cp1..cpN, Peers is ignored and Backends is at most
 	// MaxPeers.
 	Colocated bool
+	// Observer adds a host named ObserverHost on the same segment that
+	// runs nothing of epconsole: fault campaigns send their ARP and
+	// neighbour probes for the VIP from it, so the client's own
+	// neighbour cache stays as a real client's would.
+	Observer bool
 }
+
+// ObserverHost is the name of Options.Observer's host.
+const ObserverHost = "obs"
 
 func (o *Options) defaults() error {
 	if o.Prefix == "" {
@@ -173,6 +181,9 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 	}
 	for i := 1; i <= o.Backends; i++ {
 		hosts = append(hosts, netlab.HostSpec{Name: fmt.Sprintf("cp%d", i), Role: netlab.RoleBackend})
+	}
+	if o.Observer {
+		hosts = append(hosts, netlab.HostSpec{Name: ObserverHost, Role: netlab.RoleClient})
 	}
 	nl, err := netlab.Build(ctx, netlab.Spec{
 		Prefix: o.Prefix, IPv4: o.IPv4, IPv6: o.IPv6, Hosts: hosts, Dir: o.Dir,
