@@ -257,6 +257,15 @@ func (l *Lease) Renew(ctx context.Context, ttl time.Duration) error {
 	return nil
 }
 
+// Held reports whether a lease this process opened runs now: renewed, and
+// not past its ttl since (a process paused for longer finds it not held,
+// whatever the kernel's timer says).
+func (l *Lease) Held() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return !l.renewed.IsZero() && time.Since(l.renewed) <= l.ttl
+}
+
 // Drop ends the lease at once: the host stops answering ARP / NDP for the
 // VIP with the next packet. The next Renew opens a new lease.
 func (l *Lease) Drop(ctx context.Context) error {

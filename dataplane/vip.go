@@ -38,6 +38,58 @@ type VIP struct {
 	count    int
 	interval time.Duration
 	wg       sync.WaitGroup // announcement repeats
+
+	mu sync.Mutex
+	// gate, when set, must hold before each repeat of an announcement
+	// (SetAnnounceGate); repeats holds the cancel of each address's
+	// running repeats, ended by Remove.
+	gate    func() bool
+	repeats map[netip.Addr]context.CancelFunc
+}
+
+// SetAnnounceGate makes the background repeats of an announcement go out
+// only while mayAnnounce reports true; the daemon passes its owner lease's
+// Held, so that a process paused between two repeats (a stopped VM) does
+// not announce a VIP whose lease ran out meanwhile: gratuitous ARPs leave
+// on a packet socket, which the lease's arp table never sees.
+func (v *VIP) SetAnnounceGate(mayAnnounce func() bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.gate = mayAnnounce
+}
+
+// mayRepeat reports whether a repeat may go out now.
+func (v *VIP) mayRepeat() bool {
+	v.mu.Lock()
+	gate := v.gate
+	v.mu.Unlock()
+	return gate == nil || gate()
+}
+
+// repeating registers the repeats of addr's announcement and returns
+// their context, ending any earlier repeats of addr.
+func (v *VIP) repeating(ctx context.Context, addr netip.Addr) (context.Context, context.CancelFunc) {
+	rctx, cancel := context.WithCancel(ctx)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if prev := v.repeats[addr]; prev != nil {
+		prev()
+	}
+	if v.repeats == nil {
+		v.repeats = map[netip.Addr]context.CancelFunc{}
+	}
+	v.repeats[addr] = cancel
+	return rctx, cancel
+}
+
+// stopRepeats ends the running repeats of addr's announcement.
+func (v *VIP) stopRepeats(addr netip.Addr) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if cancel := v.repeats[addr]; cancel != nil {
+		cancel()
+		delete(v.repeats, addr)
+	}
 }
 
 // NewVIP returns a VIP for the namespace given by the options (default:
@@ -156,12 +208,14 @@ func (v *VIP) Add(ctx context.Context, iface string, addr netip.Addr) error {
 	return v.announce(ctx, iface, addr, v.count)
 }
 
-// Remove takes addr off iface. Removing an absent address is not an error.
+// Remove takes addr off iface and ends the repeats of its announcement.
+// Removing an absent address is not an error.
 func (v *VIP) Remove(ctx context.Context, iface string, addr netip.Addr) error {
 	addr, err := checkVIP(addr)
 	if err != nil {
 		return err
 	}
+	v.stopRepeats(addr)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -241,7 +295,7 @@ func (v *VIP) Announce(ctx context.Context, iface string, addr netip.Addr) error
 }
 
 // announce sends the first announcement now and count-1 more in the
-// background, bounded by ctx.
+// background, bounded by ctx, by Remove and by the announce gate.
 func (v *VIP) announce(ctx context.Context, iface string, addr netip.Addr, count int) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -259,17 +313,23 @@ func (v *VIP) announce(ctx context.Context, iface string, addr netip.Addr, count
 		a.close()
 		return nil
 	}
+	rctx, cancel := v.repeating(ctx, addr)
 	v.wg.Add(1)
 	go func() {
 		defer v.wg.Done()
+		defer cancel()
 		defer a.close()
 		t := time.NewTicker(v.interval)
 		defer t.Stop()
 		for range count - 1 {
 			select {
-			case <-ctx.Done():
+			case <-rctx.Done():
 				return
 			case <-t.C:
+			}
+			if rctx.Err() != nil || !v.mayRepeat() {
+				v.log.Debug("VIP announcement repeats stopped: the owner lease is not held", "iface", iface, "vip", addr)
+				return
 			}
 			if err := a.send(); err != nil {
 				v.log.Warn("VIP announcement failed", "iface", iface, "vip", addr, "err", err)

@@ -51,6 +51,9 @@ func (d *Daemon) open(s *state) (closeAll func(), err error) {
 	}
 	closers = append(closers, func() { lease.Close() })
 	s.lease = lease
+	// Repeated announcements go out only while the lease is held: a
+	// daemon paused between two of them wakes up silent.
+	vip.SetAnnounceGate(lease.Held)
 	if err := s.lease.Install(run, leaseVIPs(cfg)); err != nil {
 		return closeAll, fmt.Errorf("installing the owner lease tables: %w", err)
 	}
