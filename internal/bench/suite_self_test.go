@@ -22,8 +22,8 @@ func fakeResults() *results {
 	sys := func(name string, dark float64) systemResult {
 		return systemResult{Name: name, Label: name, Setup: []string{name + " setup"},
 			NewConns: &loadResult{OK: 1000, Elapsed: 5 * time.Second}, KeptAlive: &loadResult{OK: 5000, Elapsed: 5 * time.Second, P50: time.Millisecond, P99: 4 * time.Millisecond},
-			Idle:   &costResult{Seconds: 15, CPUPercentPerNode: 1.5, RSSMBPerNode: 30},
-			Faults: map[faultMode][]faultRun{faultLink: {run(dark, 6), run(dark+5, 7)}, faultStop: {run(5, 0)}},
+			Idle:    &costResult{Seconds: 15, CPUPercentPerNode: 1.5, RSSMBPerNode: 30},
+			Faults:  map[faultMode][]faultRun{faultLink: {run(dark, 6), run(dark+5, 7)}, faultStop: {run(5, 0)}},
 			Streams: &streamsResult{N: 100, Survived: 100}, InFlight: &streamsResult{N: 50, Survived: 49, Errors: []string{"EOF"}}}
 	}
 	d := sys("direct", 0)
