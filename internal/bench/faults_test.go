@@ -132,6 +132,10 @@ func (s *stack) fault(mode faultMode) error {
 	case faultLink:
 		return owner.SetCable(false)
 	case faultPowerOff:
+		// The cable first: a host that loses power sends nothing more,
+		// not even what its dying processes would send (keepalived's
+		// VRRP child sends a priority-0 advert when its parent dies).
+		err := owner.SetCable(false)
 		for _, p := range s.procs {
 			if p.host == owner.Name() {
 				p.expectDead = true
@@ -140,7 +144,7 @@ func (s *stack) fault(mode faultMode) error {
 		for _, pid := range nsPIDs(owner) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
-		return owner.SetCable(false)
+		return err
 	case faultKill, faultStop:
 		sig := syscall.SIGKILL
 		if mode == faultStop {
@@ -171,6 +175,20 @@ func (s *stack) heal(mode faultMode) error {
 	case faultLink:
 		return owner.SetCable(true)
 	case faultPowerOff:
+		// Every killed process reaped, no stale pid file: keepalived
+		// exits at once when a pid file names a process still there.
+		for deadline := time.Now().Add(5 * time.Second); len(nsPIDs(owner)) > 0 && time.Now().Before(deadline); {
+			time.Sleep(20 * time.Millisecond)
+		}
+		for _, p := range s.procs {
+			if p.host == owner.Name() {
+				select {
+				case <-p.done:
+				case <-time.After(5 * time.Second):
+				}
+			}
+		}
+		s.removePidFiles(owner)
 		if err := s.clearOwner(owner); err != nil {
 			return err
 		}
@@ -190,9 +208,18 @@ func (s *stack) heal(mode faultMode) error {
 				}
 			}
 		}
+		s.removePidFiles(owner)
 		return s.startHost(0, true)
 	}
 	return nil
+}
+
+// removePidFiles removes the pid files of h's processes.
+func (s *stack) removePidFiles(h *netlab.Host) {
+	files, _ := filepath.Glob(filepath.Join(s.dir, h.Name()+"-*.pid"))
+	for _, f := range files {
+		_ = os.Remove(f)
+	}
 }
 
 // clearOwner makes a powered-off host come back as from a reboot: no VIP

@@ -91,7 +91,7 @@ func systems(bin string) []system {
 			},
 		},
 		{
-			Name: "seeds", Label: "HAProxy + keepalived (runbook)", Prefix: "bns", VIP: true, Loop: 8 * time.Second,
+			Name: "seeds", Label: "HAProxy + keepalived (runbook)", Prefix: "bns", VIP: true, Loop: 6 * time.Second,
 			setup: haSetup,
 			procs: func(s *stack, i int) []procSpec {
 				ka := kaProcs(true, func(s *stack, i int) ([]string, []string, []string) {
