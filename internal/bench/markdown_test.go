@@ -65,16 +65,17 @@ func (r *results) markdown() string {
 		}
 	}
 	b.WriteString("\n## Connections through an owner power-off\n\n![streams and in-flight requests that survive](bench/survivors.png)\n\n")
-	b.WriteString("**Streams**: long-lived TLS connections, each reading a line every 100 ms from a stand-in; `lb1` is powered off 2 s in. **In-flight**: requests the stand-in answers over 1 s (a first line at once, the rest a second later); `lb1` is powered off 300 ms after every request has its first line. A stream or request survives when every line arrived and the response ended cleanly.\n\n")
-	b.WriteString("| system | streams survived | longest gap of a survivor | in-flight answered | first errors |\n|---|---|---|---|---|\n")
+	b.WriteString("**Streams**: long-lived TLS connections, each reading a line every 100 ms from a stand-in; `lb1` is powered off 2 s in. **In-flight**: requests the stand-in answers over 1 s (a first line at once, the rest a second later); `lb1` is powered off 300 ms after every request has its first line. A stream or request survives when every line arrived and the response ended cleanly. **conntrack** counts the entries for port 6443 on `lb1` just before the power-off and on `lb2` half a second after it (the streams run).\n\n")
+	b.WriteString("| system | streams survived | longest gap of a survivor | conntrack lb1 before / lb2 after | in-flight answered | first errors |\n|---|---|---|---|---|---|\n")
 	for _, s := range r.Systems {
 		if s.Streams == nil && s.InFlight == nil {
 			continue
 		}
-		st, inf, gap, errs := "-", "-", "-", []string{}
+		st, inf, gap, ct, errs := "-", "-", "-", "-", []string{}
 		if s.Streams != nil {
 			st = fmt.Sprintf("%d of %d", s.Streams.Survived, s.Streams.N)
 			gap = fmt.Sprintf("%.0f ms", float64(s.Streams.LongestGap)/1e6)
+			ct = fmt.Sprintf("%d / %d", s.Streams.EntriesOwner, s.Streams.EntriesSuccessor)
 			errs = append(errs, s.Streams.Errors...)
 		}
 		if s.InFlight != nil {
@@ -84,7 +85,7 @@ func (r *results) markdown() string {
 		if len(errs) > 2 {
 			errs = errs[:2]
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", s.Label, st, gap, inf, strings.ReplaceAll(strings.Join(errs, "; "), "|", "/"))
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", s.Label, st, gap, ct, inf, strings.ReplaceAll(strings.Join(errs, "; "), "|", "/"))
 	}
 	b.WriteString("\n## Datapath and cost\n\n![new TLS connections per second relative to direct](bench/rates.png)\n\n")
 	fmt.Fprintf(&b, "**New TLS connections**: %d clients, each making HTTPS requests on a new connection every time, for %s. **Kept-alive**: %d clients on kept-alive connections for %s, request latency p50/p99. **Idle**: CPU time and RSS of every process in the LB namespaces over %s with no traffic, per LB node (3 peers). Client, LBs and stand-ins share this machine's cores, so what a system's processes burn is taken from the others; direct reaches one stand-in (cp1) while the LB systems spread the clients over three, which is why a ratio can exceed 1.\n\n",

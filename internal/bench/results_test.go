@@ -75,6 +75,11 @@ type streamsResult struct {
 	Survived   int           `json:"survived"`
 	LongestGap time.Duration `json:"longest_gap_of_survivors"`
 	Errors     []string      `json:"first_errors,omitempty"`
+	// EntriesOwner and EntriesSuccessor count the conntrack entries for
+	// the service port on lb1 just before the power-off and on lb2 half a
+	// second after it (-1: not read).
+	EntriesOwner     int `json:"conntrack_entries_owner_before"`
+	EntriesSuccessor int `json:"conntrack_entries_successor_after"`
 }
 
 // costResult is the idle cost of one system, per LB node.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -25,6 +26,8 @@ const (
 	outEnv = "EPCONSOLE_BENCH_OUT"
 	// cmdEnv is the command line to print in the results.
 	cmdEnv = "EPCONSOLE_BENCH_CMD"
+	// onlyEnv, a comma-separated list of system names, runs only those.
+	onlyEnv = "EPCONSOLE_BENCH_SYSTEMS"
 	// goBenchEnv names a file with the Go benchmarks' output to include.
 	goBenchEnv = "EPCONSOLE_BENCH_GOBENCH"
 )
@@ -64,7 +67,11 @@ func BenchmarkSuite(b *testing.B) {
 	bin := testenv.Binary(b)
 	res := &results{Date: time.Now().UTC(), Machine: machine(), Kernel: kernel(), LoadStart: loadavg(), Params: p,
 		Command: os.Getenv(cmdEnv), StealStartMS: stealMS()}
+	only := os.Getenv(onlyEnv)
 	for _, sys := range systems(bin) {
+		if only != "" && !slices.Contains(strings.Split(only, ","), sys.Name) {
+			continue
+		}
 		b.Run(sys.Name, func(b *testing.B) {
 			res.Systems = append(res.Systems, runSystem(b, ctx, sys, p))
 		})
@@ -188,7 +195,10 @@ func (s *stack) streamsRun(target netip.AddrPort, n, lines int, every, after tim
 		return nil, fmt.Errorf("streams not ready: %q %v", l, err)
 	}
 	time.Sleep(after)
+	before := s.conntrackCount(s.lbs[0])
 	ferr := s.fault(faultPowerOff)
+	time.Sleep(500 * time.Millisecond)
+	successor := s.conntrackCount(s.lbs[1])
 	var out []streamOutcome
 	err = job.result(timeout+10*time.Second, &out)
 	herr := s.heal(faultPowerOff)
@@ -201,7 +211,7 @@ func (s *stack) streamsRun(target netip.AddrPort, n, lines int, every, after tim
 	if herr != nil {
 		return nil, herr
 	}
-	r := &streamsResult{N: n, Lines: lines, Every: every}
+	r := &streamsResult{N: n, Lines: lines, Every: every, EntriesOwner: before, EntriesSuccessor: successor}
 	for _, o := range out {
 		if o.Complete {
 			r.Survived++
@@ -211,6 +221,16 @@ func (s *stack) streamsRun(target netip.AddrPort, n, lines int, every, after tim
 		}
 	}
 	return r, s.waitOwner(firstOwner, time.Second, 40*time.Second)
+}
+
+// conntrackCount counts h's conntrack entries for the service port
+// (-1: conntrack failed).
+func (s *stack) conntrackCount(h *netlab.Host) int {
+	out, err := h.Command(s.ctx, "conntrack", "-L", "-p", "tcp", "--orig-port-dst", strconv.Itoa(servicePort)).Output()
+	if err != nil {
+		return -1
+	}
+	return strings.Count(string(out), "\n")
 }
 
 // runLoad runs the load probe against target.
@@ -311,5 +331,3 @@ func kernel() string {
 	}
 	return "Linux " + strings.TrimSpace(string(b))
 }
-
-var _ = netlab.HostLink
