@@ -88,17 +88,20 @@ func (r *results) markdown() string {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", s.Label, st, gap, ct, inf, strings.ReplaceAll(strings.Join(errs, "; "), "|", "/"))
 	}
 	b.WriteString("\n## Datapath and cost\n\n![new TLS connections per second relative to direct](bench/rates.png)\n\n")
-	fmt.Fprintf(&b, "**New TLS connections**: %d clients, each making HTTPS requests on a new connection every time, for %s. **Kept-alive**: %d clients on kept-alive connections for %s, request latency p50/p99. **Idle**: CPU time and RSS of every process in the LB namespaces over %s with no traffic, per LB node (3 peers). Client, LBs and stand-ins share this machine's cores, so what a system's processes burn is taken from the others; direct reaches one stand-in (cp1) while the LB systems spread the clients over three, which is why a ratio can exceed 1.\n\n",
+	fmt.Fprintf(&b, "**New TLS connections**: %d clients, each making HTTPS requests on a new connection every time, for %s. **Kept-alive**: %d clients on kept-alive connections for %s, request latency p50/p99. **LB CPU meanwhile**: the CPU time of every process in the LB namespaces during the new-connection load, per node. **Idle**: CPU time and RSS of every process in the LB namespaces over %s with no traffic, per LB node (3 peers). Client, LBs and stand-ins share this machine's cores, so what a system's processes burn is taken from the others; direct reaches one stand-in (cp1) while the LB systems spread the clients over three, which is why a ratio can exceed 1.\n\n",
 		r.Params.LoadClients, r.Params.LoadFor, r.Params.LoadClients, r.Params.LoadFor, r.Params.IdleFor)
-	b.WriteString("| system | new TLS conn/s | ratio to direct | failed | kept-alive req/s | p50 | p99 | idle CPU per node | RSS per node |\n|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| system | new TLS conn/s | ratio to direct | failed | LB CPU per node meanwhile | kept-alive req/s | p50 | p99 | idle CPU per node | RSS per node |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	var direct float64
 	if d := r.system("direct"); d != nil && d.NewConns != nil {
 		direct = rate(d.NewConns)
 	}
 	for _, s := range r.Systems {
-		nc, ratio, failed, ka, p50, p99, cpu, rss := "-", "-", "-", "-", "-", "-", "-", "-"
+		nc, ratio, failed, lcpu, ka, p50, p99, cpu, rss := "-", "-", "-", "-", "-", "-", "-", "-", "-"
 		if s.NewConns != nil {
 			nc, failed = fmt.Sprintf("%.0f", rate(s.NewConns)), fmt.Sprint(s.NewConns.Failed)
+			if s.Idle != nil {
+				lcpu = fmt.Sprintf("%.1f %%", s.NewConns.LBCPUPercentPerNode)
+			}
 			if direct > 0 {
 				ratio = fmt.Sprintf("%.2f", rate(s.NewConns)/direct)
 			}
@@ -109,7 +112,7 @@ func (r *results) markdown() string {
 		if s.Idle != nil {
 			cpu, rss = fmt.Sprintf("%.2f %%", s.Idle.CPUPercentPerNode), fmt.Sprintf("%.1f MB", s.Idle.RSSMBPerNode)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", s.Label, nc, ratio, failed, ka, p50, p99, cpu, rss)
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", s.Label, nc, ratio, failed, lcpu, ka, p50, p99, cpu, rss)
 	}
 	var errs []string
 	for _, s := range r.Systems {
@@ -123,7 +126,7 @@ func (r *results) markdown() string {
 	if r.GoBench != "" {
 		b.WriteString("\n## Go benchmarks of the hot functions\n\n```\n" + r.GoBench + "\n```\n")
 	}
-	b.WriteString("\n## Not measured yet\n\nBackend failure under load, false failovers under saturation and 1 % loss (run `just drills-long` for the pass/fail drill), bulk throughput (iperf3), CPU under load, the idle cost at 5 peers.\n")
+	b.WriteString("\n## Not measured yet\n\nBackend failure under load, false failovers under saturation and 1 % loss (run `just drills-long` for the pass/fail drill), bulk throughput (iperf3), the idle cost at 5 peers.\n")
 	return b.String()
 }
 

@@ -86,6 +86,9 @@ type loadResult struct {
 	Elapsed time.Duration `json:"elapsed"`
 	P50     time.Duration `json:"p50"`
 	P99     time.Duration `json:"p99"`
+	// LBCPUPercentPerNode is filled by the suite: the CPU the LBs'
+	// processes used during the load, % of one core per node.
+	LBCPUPercentPerNode float64 `json:"lb_cpu_percent_per_node,omitempty"`
 }
 
 // runProbe runs the role named by the environment, if any, and returns

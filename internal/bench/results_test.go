@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// The timeline of a failover run: successful connects (by completion) per
+// The timeline of a failover run: successful connects (by start) per
 // binWidth, from timelineBefore before the fault.
 const (
 	binWidth       = 5 * time.Millisecond
@@ -62,8 +62,8 @@ type faultRun struct {
 	DisturbedWhy string    `json:"disturbed_why,omitempty"`
 	LostBefore   bool      `json:"vip_lost_before_fault"`
 	Err          string    `json:"err,omitempty"`
-	// Timeline counts successful connects per 5 ms from 200 ms before
-	// the fault.
+	// Timeline counts successful connects per 5 ms (by the time they
+	// started) from 200 ms before the fault.
 	Timeline []int `json:"timeline"`
 }
 
@@ -102,11 +102,12 @@ type target struct {
 // loop count from the loop's start.
 func (fr *faultRun) fill(cr connectsResult, faultAt, loop time.Duration) {
 	fr.Attempts = len(cr.Attempts)
-	var ends []int64
+	var ends, starts []int64
 	var lastFail int64 = -1
 	for _, a := range cr.Attempts {
 		if a.OK {
 			ends = append(ends, a.End)
+			starts = append(starts, a.Start)
 		} else {
 			fr.Failed++
 			lastFail = max(lastFail, a.Start)
@@ -128,8 +129,11 @@ func (fr *faultRun) fill(cr connectsResult, faultAt, loop time.Duration) {
 		return
 	}
 	fr.Timeline = make([]int, n)
-	for _, e := range ends {
-		off := time.Duration(e) - faultAt + timelineBefore
+	// By start: one attempt starts every 5 ms, so a bin holds 1 for a
+	// connect that succeeded, 0 for one that failed (by completion the
+	// client's jitter would put 0 and 2 side by side).
+	for _, st := range starts {
+		off := time.Duration(st) - faultAt + timelineBefore
 		if i := int(off / binWidth); off >= 0 && i < n {
 			fr.Timeline[i]++
 		}

@@ -223,10 +223,10 @@ func (s *stack) streamsRun(target netip.AddrPort, n, lines int, every, after tim
 	return r, s.waitOwner(firstOwner, time.Second, 40*time.Second)
 }
 
-// conntrackCount counts h's conntrack entries for the service port
-// (-1: conntrack failed).
+// conntrackCount counts h's established conntrack entries for the
+// service port (-1: conntrack failed).
 func (s *stack) conntrackCount(h *netlab.Host) int {
-	out, err := h.Command(s.ctx, "conntrack", "-L", "-p", "tcp", "--orig-port-dst", strconv.Itoa(servicePort)).Output()
+	out, err := h.Command(s.ctx, "conntrack", "-L", "-p", "tcp", "--orig-port-dst", strconv.Itoa(servicePort), "--state", "ESTABLISHED").Output()
 	if err != nil {
 		return -1
 	}
@@ -239,9 +239,13 @@ func (s *stack) runLoad(target netip.AddrPort, p suiteParams, newConns bool) (*l
 	if err != nil {
 		return nil, err
 	}
+	t0 := s.lbTicks()
 	var r loadResult
 	if err := job.result(p.LoadFor+30*time.Second, &r); err != nil {
 		return nil, err
+	}
+	if len(t0) > 0 {
+		r.LBCPUPercentPerNode = cpuPercent(t0, s.lbTicks(), r.Elapsed) / float64(len(s.lbs))
 	}
 	return &r, nil
 }
@@ -252,15 +256,24 @@ func (s *stack) idleCost(d time.Duration) (*costResult, error) {
 	t0 := s.lbTicks()
 	time.Sleep(d)
 	t1 := s.lbTicks()
-	var ticks, rss int64
+	var rss int64
+	for _, t := range t1 {
+		rss += t.rssKB
+	}
+	n := float64(len(s.lbs))
+	return &costResult{Seconds: d.Seconds(), CPUPercentPerNode: cpuPercent(t0, t1, d) / n, RSSMBPerNode: float64(rss) / 1024 / n, Processes: len(t1)}, nil
+}
+
+// cpuPercent is the CPU time the processes of t0 still in t1 used over d,
+// in % of one core (clock ticks of 10 ms).
+func cpuPercent(t0, t1 map[int]procTicks, d time.Duration) float64 {
+	var ticks int64
 	for pid, t := range t1 {
 		if t0v, ok := t0[pid]; ok {
 			ticks += t.ticks - t0v.ticks
-			rss += t.rssKB
 		}
 	}
-	n := float64(len(s.lbs))
-	return &costResult{Seconds: d.Seconds(), CPUPercentPerNode: float64(ticks) / 100 / d.Seconds() * 100 / n, RSSMBPerNode: float64(rss) / 1024 / n, Processes: len(t1)}, nil
+	return float64(ticks) / 100 / d.Seconds() * 100
 }
 
 type procTicks struct{ ticks, rssKB int64 }
