@@ -96,6 +96,8 @@ type target struct {
 	Want string `json:"want"`
 	Got  string `json:"got"`
 	Met  bool   `json:"met"`
+	// Evidence is what the run measured next to it that bears on it.
+	Evidence string `json:"evidence,omitempty"`
 }
 
 // fill computes the run's figures from the loop's attempts; faultAt and
@@ -212,7 +214,12 @@ func (r *results) evaluate() {
 	if ep == nil {
 		return
 	}
-	add := func(name, want, got string, met bool) { r.Targets = append(r.Targets, target{name, want, got, met}) }
+	r.Targets = nil
+	add := func(name, want, got string, met bool) {
+		r.Targets = append(r.Targets, target{Name: name, Want: want, Got: got, Met: met})
+	}
+	evidence := func(e string) { r.Targets[len(r.Targets)-1].Evidence = e }
+	ctd := r.system("keepalived-nft-conntrackd")
 	if tuned != nil && ep.Faults != nil && tuned.Faults != nil {
 		e, k := summarizeFaults(ep.Faults[faultLink]), summarizeFaults(tuned.Faults[faultLink])
 		add("owner link down: dark time", "epconsole's median ≤ tuned keepalived's",
@@ -225,19 +232,41 @@ func (r *results) evaluate() {
 			worst = max(worst, fr.Failed)
 		}
 		add("graceful stop of the owner: failed connects", "0 in every run", fmt.Sprintf("worst run %d (of %d runs)", worst, st.Usable), st.Usable > 0 && worst == 0)
+		if ctd != nil && ctd.Faults != nil {
+			c := summarizeFaults(ctd.Faults[faultStop])
+			evidence(fmt.Sprintf("disturbed runs %d of %d; keepalived + nft DNAT + conntrackd: %d failed (median), %.1f ms dark (median)", st.Disturbed, st.Runs, c.MedianFailed, c.MedianMS))
+		}
 	}
 	if ep.Streams != nil {
 		add("streams through an owner power-off", fmt.Sprintf("%d of %d survive", ep.Streams.N, ep.Streams.N), fmt.Sprintf("%d survive", ep.Streams.Survived), ep.Streams.Survived == ep.Streams.N)
+		e := fmt.Sprintf("established conntrack entries for port 6443: %d on lb1 before, %d on lb2 0.5 s after", ep.Streams.EntriesOwner, ep.Streams.EntriesSuccessor)
+		if ctd != nil && ctd.Streams != nil {
+			e += fmt.Sprintf("; conntrackd rival: %d / %d, %d survive", ctd.Streams.EntriesOwner, ctd.Streams.EntriesSuccessor, ctd.Streams.Survived)
+		}
+		if len(ep.Streams.Errors) > 0 {
+			e += "; first error: " + firstLine(ep.Streams.Errors[0])
+		}
+		evidence(e)
 	}
 	if ep.InFlight != nil {
 		add("in-flight requests through an owner power-off", fmt.Sprintf("%d of %d answered", ep.InFlight.N, ep.InFlight.N), fmt.Sprintf("%d answered", ep.InFlight.Survived), ep.InFlight.Survived == ep.InFlight.N)
 	}
 	if ep.Idle != nil {
 		add("idle cost at 3 peers", "< 2 % of one core per node (daemon + heartbeat helper)", fmt.Sprintf("%.2f %%", ep.Idle.CPUPercentPerNode), ep.Idle.CPUPercentPerNode < 2)
+		if tuned != nil && tuned.Idle != nil {
+			evidence(fmt.Sprintf("%d processes on the 3 LBs, %.1f MB RSS per node; tuned keepalived + HAProxy: %.2f %% (keepalived sends 100 adverts/s)", ep.Idle.Processes, ep.Idle.RSSMBPerNode, tuned.Idle.CPUPercentPerNode))
+		}
 	}
 	if direct != nil && direct.NewConns != nil && ep.NewConns != nil && direct.NewConns.OK > 0 {
 		ratio := float64(ep.NewConns.OK) / float64(direct.NewConns.OK)
 		add("new TLS connections per second", "≥ 0.9 × direct", fmt.Sprintf("%.2f × direct", ratio), ratio >= 0.9)
+		e := fmt.Sprintf("CPU of the LBs' processes during the load, per node: epconsole %.1f %%", ep.NewConns.LBCPUPercentPerNode)
+		for _, o := range []*systemResult{tuned, ctd} {
+			if o != nil && o.NewConns != nil {
+				e += fmt.Sprintf(", %s %.1f %% (%.2f × direct)", o.Label, o.NewConns.LBCPUPercentPerNode, float64(o.NewConns.OK)/float64(direct.NewConns.OK))
+			}
+		}
+		evidence(e + "; client, LBs and stand-ins share the machine's cores")
 	}
 }
 
