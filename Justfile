@@ -29,10 +29,9 @@ fuzz TIME="60s":
 build:
     mkdir -p bin && go build -o bin/epconsole ./cmd/epconsole && go build -o bin/epconsole-lab ./cmd/epconsole-lab
 
-# failover dark time: keepalived (VRRPv3, advert_int 0.01) + HAProxy / + nft DNAT vs epconsole, RUNS link-down runs each (root; installs keepalived and haproxy from Debian's packages if missing; writes docs/BENCHMARKS.md)
-bench RUNS="10":
-    command -v keepalived >/dev/null && command -v haproxy >/dev/null || (apt-get update && apt-get install -y keepalived haproxy)
-    EPCONSOLE_BENCH=1 EPCONSOLE_BENCH_RUNS={{RUNS}} EPCONSOLE_BENCH_DOC="$PWD/docs/BENCHMARKS.md" go test -run '^$' -bench Failover -benchtime 1x -timeout 30m ./internal/bench/
+# every system side by side (direct, HAProxy + keepalived as the runbook, tuned keepalived + HAProxy, tuned keepalived + nft DNAT + conntrackd, epconsole) through owner failures, streams, in-flight requests, TLS rates, idle cost; `just bench --quick` for the < 10 min version (root; installs haproxy, keepalived, conntrackd from Debian's packages if missing; rewrites docs/BENCHMARKS.md, docs/bench/results.json and the charts)
+bench *ARGS:
+    ./scripts/bench {{ARGS}}
 
 # the connection-sync bench (root): an owner and two peers in namespaces, FLOWS flows then RATE new and RATE closed a second for SECONDS; lag p50/p99/max, wire bytes/s, CPU against a run without the sync, join time of an empty peer
 bench-sync FLOWS="50000" RATE="2000" SECONDS="60":

@@ -29,6 +29,13 @@ type vrrpParams struct {
 	// Master makes the node start in state MASTER (the highest priority,
 	// as in the classic runbook); the others start as BACKUP.
 	Master bool
+	// VRRPv2 keeps keepalived's default protocol version (with the
+	// runbook's PASS authentication) instead of VRRPv3.
+	VRRPv2 bool
+	// Global are extra global_defs lines, Blocks extra top-level blocks
+	// (vrrp_script) and Extra extra lines of the instance (track_script,
+	// notify_*).
+	Global, Blocks, Extra []string
 }
 
 // keepalivedConf is the keepalived.conf of one LB: the classic runbook's instance
@@ -41,7 +48,17 @@ func keepalivedConf(p vrrpParams) string {
 	if p.Master {
 		state = "MASTER"
 	}
-	fmt.Fprintf(&b, "global_defs {\n  router_id bn-%s\n  vrrp_version 3\n}\n\n", p.Self.Name)
+	fmt.Fprintf(&b, "global_defs {\n  router_id bn-%s\n", p.Self.Name)
+	if !p.VRRPv2 {
+		b.WriteString("  vrrp_version 3\n")
+	}
+	for _, l := range p.Global {
+		fmt.Fprintf(&b, "  %s\n", l)
+	}
+	b.WriteString("}\n\n")
+	for _, l := range p.Blocks {
+		fmt.Fprintf(&b, "%s\n\n", l)
+	}
 	fmt.Fprintf(&b, "vrrp_instance bench {\n")
 	fmt.Fprintf(&b, "  state %s\n  interface %s\n  virtual_router_id %d\n  priority %d\n  advert_int %s\n",
 		state, p.Interface, p.RouterID, p.Self.Priority, p.AdvertInt)
@@ -49,7 +66,14 @@ func keepalivedConf(p vrrpParams) string {
 	for _, peer := range p.Peers {
 		fmt.Fprintf(&b, "    %s\n", peer.Addr)
 	}
-	fmt.Fprintf(&b, "  }\n  virtual_ipaddress {\n    %s/%d dev %s\n  }\n}\n", p.VIP, p.VIP.BitLen(), p.Interface)
+	b.WriteString("  }\n")
+	if p.VRRPv2 {
+		b.WriteString("  authentication {\n    auth_type PASS\n    auth_pass bench\n  }\n")
+	}
+	for _, l := range p.Extra {
+		fmt.Fprintf(&b, "  %s\n", l)
+	}
+	fmt.Fprintf(&b, "  virtual_ipaddress {\n    %s/%d dev %s\n  }\n}\n", p.VIP, p.VIP.BitLen(), p.Interface)
 	return b.String()
 }
 
@@ -61,6 +85,7 @@ func haproxyConf(vip netip.Addr, port uint16, backends map[string]netip.AddrPort
 	var b strings.Builder
 	b.WriteString("global\n  maxconn 4096\n\n")
 	b.WriteString("defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 1h\n  timeout server 1h\n\n")
+	fmt.Fprintf(&b, "frontend monitor\n  mode http\n  bind 127.0.0.1:%d\n  monitor-uri /healthz\n\n", haproxyMonitorPort)
 	fmt.Fprintf(&b, "frontend kubernetes-api\n  mode tcp\n  bind %s\n  default_backend kube-apiservers\n\n", netip.AddrPortFrom(vip, port))
 	b.WriteString("backend kube-apiservers\n  mode tcp\n  balance roundrobin\n  option tcp-check\n  default-server inter 3s fall 3 rise 2\n")
 	names := make([]string, 0, len(backends))
@@ -72,6 +97,51 @@ func haproxyConf(vip netip.Addr, port uint16, backends map[string]netip.AddrPort
 		fmt.Fprintf(&b, "  server %s %s check\n", n, backends[n])
 	}
 	return b.String()
+}
+
+// haproxyMonitorPort is HAProxy's own health endpoint on the loopback, for
+// keepalived's track_script.
+const haproxyMonitorPort = 8404
+
+// conntrackdConf is one LB's conntrackd.conf: FTFW over multicast on the
+// LB link (the conntrack-tools example for primary-backup), files under
+// dir named after the LB, TCP only, local addresses ignored.
+func conntrackdConf(self lbNode, iface, dir string) string {
+	var b strings.Builder
+	b.WriteString("Sync {\n  Mode FTFW {\n  }\n  Multicast {\n    IPv4_address 225.0.0.50\n    Group 3780\n")
+	fmt.Fprintf(&b, "    IPv4_interface %s\n    Interface %s\n", self.Addr, iface)
+	b.WriteString("    SndSocketBuffer 1249280\n    RcvSocketBuffer 1249280\n    Checksum on\n  }\n}\n")
+	b.WriteString("General {\n  HashSize 32768\n  HashLimit 131072\n  Syslog off\n")
+	fmt.Fprintf(&b, "  LogFile %s/%s-conntrackd.log\n  LockFile %s/%s-conntrackd.lock\n  UNIX {\n    Path %s/%s-conntrackd.ctl\n  }\n",
+		dir, self.Name, dir, self.Name, dir, self.Name)
+	b.WriteString("  NetlinkBufferSize 2097152\n  NetlinkBufferSizeMaxGrowth 8388608\n")
+	b.WriteString("  Filter From Userspace {\n    Protocol Accept {\n      TCP\n    }\n    Address Ignore {\n      IPv4_address 127.0.0.1\n")
+	fmt.Fprintf(&b, "      IPv4_address %s\n    }\n  }\n}\n", self.Addr)
+	return b.String()
+}
+
+// conntrackdNotify is keepalived's notify script for conntrackd, the
+// conntrack-tools primary-backup.sh: on becoming primary commit the
+// external cache, flush the caches, resync from the kernel and send a
+// bulk update; on becoming backup shorten the kernel timers and ask the
+// primary for a resync.
+func conntrackdNotify(conf string) string {
+	return fmt.Sprintf(`#!/bin/sh
+C=%q
+case "$1" in
+primary)
+  conntrackd -C "$C" -c
+  conntrackd -C "$C" -f
+  conntrackd -C "$C" -R
+  conntrackd -C "$C" -B
+  ;;
+backup)
+  conntrackd -C "$C" -t
+  conntrackd -C "$C" -n
+  ;;
+esac
+exit 0
+`, conf)
 }
 
 // epconsoleParams is one LB's epconsole config.

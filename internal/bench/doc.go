@@ -1,29 +1,36 @@
-// Package bench compares epconsole with its rival on this machine: the
-// owner LB's cable is pulled and a client measures how long the VIP stays
-// dark, for three real `epconsole --daemon` processes and for keepalived
-// (VRRPv3, advert_int 0.01) with HAProxy in `mode tcp` (the classic runbook), in the
+// Package bench compares epconsole with its rivals on this machine, in the
 // same netlab topology (a client, three LB hosts with priorities
 // 150/100/50, three stand-in apiservers) and in the same run.
 //
-// The package has no code of its own beyond this comment. Plain `go test`
-// runs self-checks (the generated keepalived and HAProxy configs are
-// accepted by the real programs) and the cut-over drill, TestCutover: a
-// running keepalived + HAProxy pair replaced by epconsole host by host in
-// the documented order, with the client-visible gap measured and the
-// MASTER-first order as its control (docs/migration.md; the full version
-// with several runs and the rollback behind EPCONSOLE_DRILL_CUTOVER=1).
-// The failover comparison is a Go benchmark behind an environment
-// variable, never run by CI:
+// The package has no code of its own beyond this comment: everything is in
+// its tests. BenchmarkSuite (suite_test.go) runs five systems one after
+// the other, each in a lab of its own: direct (the client talks to a
+// backend), HAProxy + keepalived as the classic runbook (VRRPv2,
+// advert_int 1, track_script), keepalived tuned to VRRPv3 advert_int 0.01
+// + HAProxy, that keepalived + epconsole's nft DNAT tables + conntrackd
+// (FTFW, primary-backup notify scripts), and three `epconsole --daemon`.
+// The workloads: owner failures (link down, power off, kill -9 and a
+// graceful stop of the daemon) under a 5 ms connect loop, 100 streams and
+// 50 slow requests through an owner power-off, new TLS connections and
+// kept-alive requests per second, the idle CPU and memory of the LBs. The
+// client programs are this test binary re-executed in the client's
+// namespace (probe_test.go). The run writes docs/BENCHMARKS.md,
+// docs/bench/results.json and charts drawn with gonum.org/v1/plot
+// (linked into this test binary only). Run it with
 //
-//	EPCONSOLE_BENCH=1 go test -run '^$' -bench Failover -benchtime 1x -timeout 30m ./internal/bench/
+//	scripts/bench [--quick]        (or `just bench [--quick]`)
 //
-// or `just bench`, which also installs keepalived and haproxy from Debian's
-// packages when missing and writes the results table into
-// docs/BENCHMARKS.md. EPCONSOLE_BENCH_RUNS sets the runs per side (default
-// 10), EPCONSOLE_BENCH_DOC a markdown file whose results section is
-// replaced, EPCONSOLE_BIN a prebuilt epconsole binary.
+// which installs haproxy, keepalived and conntrackd from Debian's packages
+// when missing, builds cmd/epconsole and runs the suite (full < 45 min,
+// --quick < 10 min). Plain `go test` runs self-checks only: the generated
+// configs are accepted by the real programs, the figures and the renderers
+// work on made-up runs, and the cut-over drill, TestCutover: a running
+// keepalived + HAProxy pair replaced by epconsole host by host in the
+// documented order (docs/migration.md; the full version behind
+// EPCONSOLE_DRILL_CUTOVER=1). BenchmarkFailover, the older link-down-only
+// comparison, stays behind EPCONSOLE_BENCH=1.
 //
-// The benchmark needs root and network namespaces. Namespace names start
-// with "bn", addresses come from 198.18.8.0/24 and fd00:198:18:8::/64 (the
+// The suite needs root and network namespaces. Namespace names start with
+// "bn", addresses come from 198.18.8.0/24 and fd00:198:18:8::/64 (the
 // cut-over drill: "bnc", 198.19.77.0/24 and fd00:198:18:77::/64).
 package bench

@@ -48,15 +48,20 @@ type stack struct {
 	dir    string
 	checks map[string]*dataplane.VIP
 	procs  []*proc
+	// sys is the system the suite started (startSystem).
+	sys system
 }
 
 // proc is one process started on an LB host.
 type proc struct {
-	name    string
-	cmd     *exec.Cmd
-	logPath string
-	done    chan struct{}
-	err     error
+	name string
+	host string
+	// expectDead: the suite killed or stopped it on purpose.
+	expectDead bool
+	cmd        *exec.Cmd
+	logPath    string
+	done       chan struct{}
+	err        error
 }
 
 // newStack builds the topology both sides share, with its own namespace
@@ -125,7 +130,7 @@ func (s *stack) writeFile(name, content string) string {
 // then its whole process group SIGKILL; Lab.Close kills anything left.
 func (s *stack) start(h *netlab.Host, name string, argv ...string) *proc {
 	s.b.Helper()
-	p := &proc{name: name, logPath: filepath.Join(s.dir, name+".log"), done: make(chan struct{})}
+	p := &proc{name: name, host: h.Name(), logPath: filepath.Join(s.dir, name+".log"), done: make(chan struct{})}
 	f, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		s.b.Fatal(err)
@@ -161,6 +166,9 @@ func (s *stack) start(h *netlab.Host, name string, argv ...string) *proc {
 // has ended.
 func (s *stack) exited() error {
 	for _, p := range s.procs {
+		if p.expectDead {
+			continue
+		}
 		select {
 		case <-p.done:
 			return fmt.Errorf("%s ended (%v); log %s:\n%s", p.name, p.err, p.logPath, tail(p.logPath, 30))

@@ -1,0 +1,300 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// The suite's client programs run as this test binary re-executed inside
+// the client's namespace, with the role in probeRoleEnv and JSON arguments
+// in probeArgsEnv; they print "ready" when set up (streams) and then one
+// JSON line with the result.
+const (
+	probeRoleEnv = "EPCONSOLE_BENCH_PROBE"
+	probeArgsEnv = "EPCONSOLE_BENCH_PROBE_ARGS"
+)
+
+// connectsArgs is a loop of plain TCP connects started every Every, each
+// bounded by Timeout, overlapping, for Duration.
+type connectsArgs struct {
+	Target   string        `json:"target"`
+	Every    time.Duration `json:"every"`
+	Timeout  time.Duration `json:"timeout"`
+	Duration time.Duration `json:"duration"`
+}
+
+// attempt is one connect: its start and end, in ns since the loop's start.
+type attempt struct {
+	Start int64 `json:"s"`
+	End   int64 `json:"e"`
+	OK    bool  `json:"ok"`
+}
+
+// connectsResult is the loop's every attempt and its wall-clock start.
+type connectsResult struct {
+	StartUnixNano int64     `json:"start_unix_nano"`
+	Attempts      []attempt `json:"attempts"`
+}
+
+// streamsArgs opens N TLS connections to Target that each GET
+// /stream?n=Lines&every=Every from the stand-in.
+type streamsArgs struct {
+	Target  string        `json:"target"`
+	CAFile  string        `json:"ca_file"`
+	N       int           `json:"n"`
+	Lines   int           `json:"lines"`
+	Every   time.Duration `json:"every"`
+	Timeout time.Duration `json:"timeout"`
+}
+
+// streamOutcome is one stream: lines received, the longest time between
+// two lines, and how it ended.
+type streamOutcome struct {
+	Lines      int           `json:"lines"`
+	LongestGap time.Duration `json:"longest_gap"`
+	Complete   bool          `json:"complete"`
+	Err        string        `json:"err,omitempty"`
+}
+
+// loadArgs runs Clients clients against Target for Duration: with New,
+// every request on a new TLS connection; else on kept-alive connections.
+type loadArgs struct {
+	Target   string        `json:"target"`
+	CAFile   string        `json:"ca_file"`
+	Clients  int           `json:"clients"`
+	Duration time.Duration `json:"duration"`
+	New      bool          `json:"new"`
+}
+
+// loadResult counts the requests and their latencies' percentiles.
+type loadResult struct {
+	OK      int           `json:"ok"`
+	Failed  int           `json:"failed"`
+	Elapsed time.Duration `json:"elapsed"`
+	P50     time.Duration `json:"p50"`
+	P99     time.Duration `json:"p99"`
+	// LBCPUPercentPerNode is filled by the suite: the CPU the LBs'
+	// processes used during the load, % of one core per node.
+	LBCPUPercentPerNode float64 `json:"lb_cpu_percent_per_node,omitempty"`
+}
+
+// runProbe runs the role named by the environment, if any, and returns
+// true when it did (the process then exits).
+func runProbe() bool {
+	role := os.Getenv(probeRoleEnv)
+	if role == "" {
+		return false
+	}
+	args := []byte(os.Getenv(probeArgsEnv))
+	ctx := context.Background()
+	var out any
+	var err error
+	switch role {
+	case "connects":
+		var a connectsArgs
+		if err = json.Unmarshal(args, &a); err == nil {
+			out = probeConnects(ctx, a)
+		}
+	case "streams":
+		var a streamsArgs
+		if err = json.Unmarshal(args, &a); err == nil {
+			out, err = probeStreams(ctx, a)
+		}
+	case "load":
+		var a loadArgs
+		if err = json.Unmarshal(args, &a); err == nil {
+			out, err = probeLoad(ctx, a)
+		}
+	default:
+		err = fmt.Errorf("unknown probe role %q", role)
+	}
+	if err == nil {
+		err = json.NewEncoder(os.Stdout).Encode(out)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "probe:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+	return true
+}
+
+// probeConnects starts a connect every a.Every on schedule, overlapping.
+func probeConnects(ctx context.Context, a connectsArgs) connectsResult {
+	start := time.Now()
+	res := connectsResult{StartUnixNano: start.UnixNano()}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	d := net.Dialer{Timeout: a.Timeout, KeepAlive: -1}
+	for i := 0; ; i++ {
+		at := start.Add(time.Duration(i) * a.Every)
+		if at.Sub(start) >= a.Duration {
+			break
+		}
+		time.Sleep(time.Until(at))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := time.Since(start)
+			c, err := d.DialContext(ctx, "tcp", a.Target)
+			e := time.Since(start)
+			if err == nil {
+				c.Close()
+			}
+			mu.Lock()
+			res.Attempts = append(res.Attempts, attempt{Start: int64(s), End: int64(e), OK: err == nil})
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	slices.SortFunc(res.Attempts, func(x, y attempt) int { return int(x.Start - y.Start) })
+	return res
+}
+
+func probeTLS(caFile, target string) (*tls.Config, error) {
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s: no certificate", caFile)
+	}
+	host, _, _ := net.SplitHostPort(target)
+	return &tls.Config{RootCAs: pool, ServerName: host, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}, nil
+}
+
+// probeStreams opens the streams, prints "ready" once each has its first
+// line (or failed), and reports every stream when all have ended.
+func probeStreams(ctx context.Context, a streamsArgs) ([]streamOutcome, error) {
+	cfg, err := probeTLS(a.CAFile, a.Target)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]streamOutcome, a.N)
+	var first, all sync.WaitGroup
+	for i := range a.N {
+		first.Add(1)
+		all.Add(1)
+		go func() {
+			defer all.Done()
+			once := sync.OnceFunc(first.Done)
+			defer once()
+			out[i] = oneStream(ctx, cfg, a, once)
+		}()
+	}
+	first.Wait()
+	fmt.Println("ready")
+	all.Wait()
+	return out, nil
+}
+
+func oneStream(ctx context.Context, cfg *tls.Config, a streamsArgs, firstLine func()) streamOutcome {
+	var o streamOutcome
+	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 5 * time.Second, KeepAlive: -1}, Config: cfg}
+	c, err := d.DialContext(ctx, "tcp", a.Target)
+	if err != nil {
+		o.Err = err.Error()
+		return o
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(a.Timeout))
+	fmt.Fprintf(c, "GET /stream?n=%d&every=%s HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n", a.Lines, a.Every)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		o.Err = err.Error()
+		return o
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	last := time.Now()
+	for {
+		line, err := br.ReadString('\n')
+		if strings.HasSuffix(line, "\n") {
+			now := time.Now()
+			if o.Lines > 0 {
+				o.LongestGap = max(o.LongestGap, now.Sub(last))
+			}
+			last = now
+			o.Lines++
+			if o.Lines == 1 {
+				firstLine()
+			}
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) && o.Lines >= a.Lines {
+				o.Complete = true
+			} else {
+				o.Err = err.Error()
+			}
+			return o
+		}
+	}
+}
+
+// probeLoad runs the clients and reports the request counts and latency.
+func probeLoad(ctx context.Context, a loadArgs) (loadResult, error) {
+	cfg, err := probeTLS(a.CAFile, a.Target)
+	if err != nil {
+		return loadResult{}, err
+	}
+	start := time.Now()
+	end := start.Add(a.Duration)
+	var mu sync.Mutex
+	var res loadResult
+	var lat []time.Duration
+	var wg sync.WaitGroup
+	for range a.Clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tr := &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: a.New, MaxIdleConnsPerHost: 1,
+				DialContext: (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: -1}).DialContext}
+			defer tr.CloseIdleConnections()
+			cl := &http.Client{Transport: tr, Timeout: 2 * time.Second}
+			var ok, failed int
+			var mine []time.Duration
+			for time.Now().Before(end) {
+				t0 := time.Now()
+				resp, err := cl.Get("https://" + a.Target + "/whoami")
+				if err == nil {
+					_, err = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+				if err != nil {
+					failed++
+					time.Sleep(10 * time.Millisecond)
+					continue
+				}
+				ok++
+				mine = append(mine, time.Since(t0))
+			}
+			mu.Lock()
+			res.OK += ok
+			res.Failed += failed
+			lat = append(lat, mine...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	res.Elapsed = time.Since(start)
+	if len(lat) > 0 {
+		slices.Sort(lat)
+		res.P50 = lat[len(lat)/2]
+		res.P99 = lat[len(lat)*99/100]
+	}
+	return res, nil
+}

@@ -1,0 +1,290 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// The timeline of a failover run: successful connects (by start) per
+// binWidth, from timelineBefore before the fault.
+const (
+	binWidth       = 5 * time.Millisecond
+	timelineBefore = 200 * time.Millisecond
+)
+
+// results is one suite run: what results.json holds and BENCHMARKS.md shows.
+type results struct {
+	Date         time.Time      `json:"date"`
+	Elapsed      string         `json:"elapsed"`
+	Command      string         `json:"command"`
+	Machine      string         `json:"machine"`
+	Kernel       string         `json:"kernel"`
+	LoadStart    string         `json:"load_start"`
+	LoadEnd      string         `json:"load_end"`
+	StealStartMS float64        `json:"steal_start_ms"`
+	Params       suiteParams    `json:"params"`
+	Systems      []systemResult `json:"systems"`
+	Targets      []target       `json:"targets"`
+	GoBench      string         `json:"go_bench,omitempty"`
+}
+
+// systemResult is one system's figures.
+type systemResult struct {
+	Name      string                   `json:"name"`
+	Label     string                   `json:"label"`
+	Setup     []string                 `json:"setup"`
+	NewConns  *loadResult              `json:"new_tls_connections,omitempty"`
+	KeptAlive *loadResult              `json:"kept_alive_requests,omitempty"`
+	Idle      *costResult              `json:"idle,omitempty"`
+	Faults    map[faultMode][]faultRun `json:"faults,omitempty"`
+	Streams   *streamsResult           `json:"streams,omitempty"`
+	InFlight  *streamsResult           `json:"in_flight,omitempty"`
+	Errors    []string                 `json:"errors,omitempty"`
+}
+
+// faultRun is one owner failure under the connect loop.
+type faultRun struct {
+	Mode         faultMode `json:"mode"`
+	DarkMS       float64   `json:"dark_ms"`
+	Failed       int       `json:"failed_connects"`
+	Attempts     int       `json:"attempts"`
+	Recovered    bool      `json:"recovered"`
+	Stalled      bool      `json:"client_stalled"`
+	StealMS      float64   `json:"steal_ms"`
+	LoadStart    float64   `json:"load1_start"`
+	LoadEnd      float64   `json:"load1_end"`
+	Disturbed    bool      `json:"disturbed"`
+	DisturbedWhy string    `json:"disturbed_why,omitempty"`
+	LostBefore   bool      `json:"vip_lost_before_fault"`
+	Err          string    `json:"err,omitempty"`
+	// Timeline counts successful connects per 5 ms (by the time they
+	// started) from 200 ms before the fault.
+	Timeline []int `json:"timeline"`
+}
+
+// streamsResult is the streams (or in-flight requests) through a power-off.
+type streamsResult struct {
+	N          int           `json:"n"`
+	Lines      int           `json:"lines"`
+	Every      time.Duration `json:"every"`
+	Survived   int           `json:"survived"`
+	LongestGap time.Duration `json:"longest_gap_of_survivors"`
+	Errors     []string      `json:"first_errors,omitempty"`
+	// EntriesOwner and EntriesSuccessor count the conntrack entries for
+	// the service port on lb1 just before the power-off and on lb2 half a
+	// second after it (-1: not read).
+	EntriesOwner     int `json:"conntrack_entries_owner_before"`
+	EntriesSuccessor int `json:"conntrack_entries_successor_after"`
+}
+
+// costResult is the idle cost of one system, per LB node.
+type costResult struct {
+	Seconds           float64 `json:"seconds"`
+	CPUPercentPerNode float64 `json:"cpu_percent_of_one_core_per_node"`
+	RSSMBPerNode      float64 `json:"rss_mb_per_node"`
+	Processes         int     `json:"processes"`
+}
+
+// target is one claim checked against the figures.
+type target struct {
+	Name string `json:"name"`
+	Want string `json:"want"`
+	Got  string `json:"got"`
+	Met  bool   `json:"met"`
+	// Evidence is what the run measured next to it that bears on it.
+	Evidence string `json:"evidence,omitempty"`
+}
+
+// fill computes the run's figures from the loop's attempts; faultAt and
+// loop count from the loop's start.
+func (fr *faultRun) fill(cr connectsResult, faultAt, loop time.Duration) {
+	fr.Attempts = len(cr.Attempts)
+	var ends, starts []int64
+	var lastFail int64 = -1
+	for _, a := range cr.Attempts {
+		if a.OK {
+			ends = append(ends, a.End)
+			starts = append(starts, a.Start)
+		} else {
+			fr.Failed++
+			lastFail = max(lastFail, a.Start)
+		}
+	}
+	slices.Sort(ends)
+	prev := int64(0)
+	var gap int64
+	for _, e := range ends {
+		gap = max(gap, e-prev)
+		prev = e
+	}
+	gap = max(gap, int64(loop)-prev)
+	fr.DarkMS = float64(gap) / 1e6
+	fr.Recovered = len(ends) > 0 && ends[len(ends)-1] > lastFail
+	fr.Stalled = fr.Failed == 0 && time.Duration(gap) > 3*connectTimeout
+	n := int((loop - faultAt + timelineBefore) / binWidth)
+	if n <= 0 {
+		return
+	}
+	fr.Timeline = make([]int, n)
+	// By start: one attempt starts every 5 ms, so a bin holds 1 for a
+	// connect that succeeded, 0 for one that failed (by completion the
+	// client's jitter would put 0 and 2 side by side).
+	for _, st := range starts {
+		off := time.Duration(st) - faultAt + timelineBefore
+		if i := int(off / binWidth); off >= 0 && i < n {
+			fr.Timeline[i]++
+		}
+	}
+}
+
+// judge marks the run disturbed: CPU steal, a client stall, a load jump.
+func (fr *faultRun) judge() {
+	var why []string
+	if fr.StealMS > 20 {
+		why = append(why, fmt.Sprintf("CPU steal %.0f ms", fr.StealMS))
+	}
+	if fr.Stalled {
+		why = append(why, "client stalled")
+	}
+	if fr.LoadEnd > fr.LoadStart*1.5+1 {
+		why = append(why, fmt.Sprintf("load jumped %.2f -> %.2f", fr.LoadStart, fr.LoadEnd))
+	}
+	fr.Disturbed = len(why) > 0
+	fr.DisturbedWhy = strings.Join(why, ", ")
+}
+
+// faultStats summarizes the usable runs (no error) of one mode.
+type faultStats struct {
+	Runs, Usable, Disturbed, Lost, Unrecovered int
+	MedianMS, WorstMS, BestMS                  float64
+	MedianFailed                               int
+}
+
+func summarizeFaults(runs []faultRun) faultStats {
+	st := faultStats{Runs: len(runs)}
+	var darks []float64
+	var fails []int
+	for _, r := range runs {
+		if r.LostBefore {
+			st.Lost++
+		}
+		if r.Err != "" && r.Attempts == 0 {
+			continue
+		}
+		if r.Disturbed {
+			st.Disturbed++
+		}
+		if !r.Recovered {
+			st.Unrecovered++
+		}
+		darks = append(darks, r.DarkMS)
+		fails = append(fails, r.Failed)
+	}
+	st.Usable = len(darks)
+	if len(darks) == 0 {
+		return st
+	}
+	slices.Sort(darks)
+	slices.Sort(fails)
+	st.MedianMS, st.BestMS, st.WorstMS = darks[len(darks)/2], darks[0], darks[len(darks)-1]
+	if len(darks)%2 == 0 {
+		st.MedianMS = (darks[len(darks)/2-1] + darks[len(darks)/2]) / 2
+	}
+	st.MedianFailed = fails[len(fails)/2]
+	return st
+}
+
+func (r *results) system(name string) *systemResult {
+	for i := range r.Systems {
+		if r.Systems[i].Name == name {
+			return &r.Systems[i]
+		}
+	}
+	return nil
+}
+
+// evaluate checks the README's claims and the issue's targets.
+func (r *results) evaluate() {
+	ep, tuned, direct := r.system("epconsole"), r.system("keepalived-tuned"), r.system("direct")
+	if ep == nil {
+		return
+	}
+	r.Targets = nil
+	add := func(name, want, got string, met bool) {
+		r.Targets = append(r.Targets, target{Name: name, Want: want, Got: got, Met: met})
+	}
+	evidence := func(e string) { r.Targets[len(r.Targets)-1].Evidence = e }
+	ctd := r.system("keepalived-nft-conntrackd")
+	if tuned != nil && ep.Faults != nil && tuned.Faults != nil {
+		e, k := summarizeFaults(ep.Faults[faultLink]), summarizeFaults(tuned.Faults[faultLink])
+		add("owner link down: dark time", "epconsole's median ≤ tuned keepalived's",
+			fmt.Sprintf("%.1f ms vs %.1f ms", e.MedianMS, k.MedianMS), e.Usable > 0 && k.Usable > 0 && e.MedianMS <= k.MedianMS)
+	}
+	if ep.Faults != nil {
+		st := summarizeFaults(ep.Faults[faultStop])
+		worst := 0
+		for _, fr := range ep.Faults[faultStop] {
+			worst = max(worst, fr.Failed)
+		}
+		add("graceful stop of the owner: failed connects", "0 in every run", fmt.Sprintf("worst run %d (of %d runs)", worst, st.Usable), st.Usable > 0 && worst == 0)
+		if ctd != nil && ctd.Faults != nil {
+			c := summarizeFaults(ctd.Faults[faultStop])
+			evidence(fmt.Sprintf("disturbed runs %d of %d; keepalived + nft DNAT + conntrackd: %d failed (median), %.1f ms dark (median)", st.Disturbed, st.Runs, c.MedianFailed, c.MedianMS))
+		}
+	}
+	if ep.Streams != nil {
+		add("streams through an owner power-off", fmt.Sprintf("%d of %d survive", ep.Streams.N, ep.Streams.N), fmt.Sprintf("%d survive", ep.Streams.Survived), ep.Streams.Survived == ep.Streams.N)
+		e := fmt.Sprintf("established conntrack entries for port 6443: %d on lb1 before, %d on lb2 0.5 s after", ep.Streams.EntriesOwner, ep.Streams.EntriesSuccessor)
+		if ctd != nil && ctd.Streams != nil {
+			e += fmt.Sprintf("; conntrackd rival: %d / %d, %d survive", ctd.Streams.EntriesOwner, ctd.Streams.EntriesSuccessor, ctd.Streams.Survived)
+		}
+		if len(ep.Streams.Errors) > 0 {
+			e += "; first error: " + firstLine(ep.Streams.Errors[0])
+		}
+		evidence(e)
+	}
+	if ep.InFlight != nil {
+		add("in-flight requests through an owner power-off", fmt.Sprintf("%d of %d answered", ep.InFlight.N, ep.InFlight.N), fmt.Sprintf("%d answered", ep.InFlight.Survived), ep.InFlight.Survived == ep.InFlight.N)
+	}
+	if ep.Idle != nil {
+		add("idle cost at 3 peers", "< 2 % of one core per node (daemon + heartbeat helper)", fmt.Sprintf("%.2f %%", ep.Idle.CPUPercentPerNode), ep.Idle.CPUPercentPerNode < 2)
+		if tuned != nil && tuned.Idle != nil {
+			evidence(fmt.Sprintf("%d processes on the 3 LBs, %.1f MB RSS per node; tuned keepalived + HAProxy: %.2f %% (keepalived sends 100 adverts/s)", ep.Idle.Processes, ep.Idle.RSSMBPerNode, tuned.Idle.CPUPercentPerNode))
+		}
+	}
+	if direct != nil && direct.NewConns != nil && ep.NewConns != nil && direct.NewConns.OK > 0 {
+		ratio := float64(ep.NewConns.OK) / float64(direct.NewConns.OK)
+		add("new TLS connections per second", "≥ 0.9 × direct", fmt.Sprintf("%.2f × direct", ratio), ratio >= 0.9)
+		e := fmt.Sprintf("CPU of the LBs' processes during the load, per node: epconsole %.1f %%", ep.NewConns.LBCPUPercentPerNode)
+		for _, o := range []*systemResult{tuned, ctd} {
+			if o != nil && o.NewConns != nil {
+				e += fmt.Sprintf(", %s %.1f %% (%.2f × direct)", o.Label, o.NewConns.LBCPUPercentPerNode, float64(o.NewConns.OK)/float64(direct.NewConns.OK))
+			}
+		}
+		evidence(e + "; client, LBs and stand-ins share the machine's cores")
+	}
+}
+
+// write writes BENCHMARKS.md, results.json and the charts under root.
+func (r *results) write(root, md string) error {
+	dir := filepath.Join(root, "docs", "bench")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	js, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "results.json"), append(js, '\n'), 0o644); err != nil {
+		return err
+	}
+	if err := r.charts(dir); err != nil {
+		return fmt.Errorf("charts: %w", err)
+	}
+	return os.WriteFile(filepath.Join(root, "docs", "BENCHMARKS.md"), []byte(md), 0o644)
+}

@@ -1,0 +1,121 @@
+package bench
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fakeResults is a suite run with made-up figures, for the renderers.
+func fakeResults() *results {
+	tl := make([]int, 200)
+	for i := range tl {
+		if i < 40 || i > 48 {
+			tl[i] = 1
+		}
+	}
+	run := func(d float64, failed int) faultRun {
+		return faultRun{Mode: faultLink, DarkMS: d, Failed: failed, Attempts: 800, Recovered: true, Timeline: tl}
+	}
+	sys := func(name string, dark float64) systemResult {
+		return systemResult{Name: name, Label: name, Setup: []string{name + " setup"},
+			NewConns: &loadResult{OK: 1000, Elapsed: 5 * time.Second}, KeptAlive: &loadResult{OK: 5000, Elapsed: 5 * time.Second, P50: time.Millisecond, P99: 4 * time.Millisecond},
+			Idle:    &costResult{Seconds: 15, CPUPercentPerNode: 1.5, RSSMBPerNode: 30},
+			Faults:  map[faultMode][]faultRun{faultLink: {run(dark, 6), run(dark+5, 7)}, faultStop: {run(5, 0)}},
+			Streams: &streamsResult{N: 100, Survived: 100}, InFlight: &streamsResult{N: 50, Survived: 49, Errors: []string{"EOF"}}}
+	}
+	d := sys("direct", 0)
+	d.Faults, d.Streams, d.InFlight, d.Idle = nil, nil, nil, nil
+	r := &results{Date: time.Date(2026, 12, 4, 19, 0, 0, 0, time.UTC), Params: params(true),
+		Systems: []systemResult{d, sys("keepalived-tuned", 40), sys("epconsole", 35)}}
+	r.evaluate()
+	return r
+}
+
+func TestSuiteEvaluate(t *testing.T) {
+	r := fakeResults()
+	want := map[string]bool{
+		"owner link down: dark time": true, "graceful stop of the owner: failed connects": true,
+		"streams through an owner power-off": true, "in-flight requests through an owner power-off": false,
+		"idle cost at 3 peers": true, "new TLS connections per second": true,
+	}
+	if len(r.Targets) != len(want) {
+		t.Fatalf("targets = %+v, want %d", r.Targets, len(want))
+	}
+	for _, tg := range r.Targets {
+		if w, ok := want[tg.Name]; !ok || w != tg.Met {
+			t.Errorf("target %+v: want met=%v", tg, w)
+		}
+	}
+}
+
+func TestFaultRunFill(t *testing.T) {
+	// Connects every 5 ms for 1 s, the ones started in 500..540 ms fail.
+	var cr connectsResult
+	for i := range 200 {
+		s := int64(i) * int64(5*time.Millisecond)
+		ok := s < int64(500*time.Millisecond) || s >= int64(540*time.Millisecond)
+		cr.Attempts = append(cr.Attempts, attempt{Start: s, End: s + int64(time.Millisecond), OK: ok})
+	}
+	var fr faultRun
+	fr.fill(cr, 500*time.Millisecond, time.Second)
+	if fr.Failed != 8 || fr.DarkMS != 45 || !fr.Recovered || fr.Stalled {
+		t.Errorf("fill = %+v: want 8 failed, 45 ms dark, recovered", fr)
+	}
+	if n := len(fr.Timeline); n != 140 || fr.Timeline[0] != 1 || fr.Timeline[39] != 1 || fr.Timeline[40] != 0 || fr.Timeline[48] != 1 {
+		t.Errorf("timeline (%d bins) = %v", n, fr.Timeline)
+	}
+	fr.StealMS = 50
+	fr.judge()
+	if !fr.Disturbed || !strings.Contains(fr.DisturbedWhy, "steal") {
+		t.Errorf("judge = %+v: want disturbed by steal", fr)
+	}
+}
+
+// TestSuiteWrite renders the markdown, results.json and the charts of a
+// made-up run: every file is written and not empty.
+func TestSuiteWrite(t *testing.T) {
+	r := fakeResults()
+	root := t.TempDir()
+	md := r.markdown()
+	for _, w := range []string{"| epconsole | link-down | 2 | 37.5 ms |", "| in-flight requests through an owner power-off | 50 of 50 answered | 49 answered | missed |  |", "bench/failover.png"} {
+		if !strings.Contains(md, w) {
+			t.Errorf("markdown lacks %q:\n%s", w, md)
+		}
+	}
+	if err := r.write(root, md); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"BENCHMARKS.md", "bench/results.json", "bench/failover.png", "bench/failover.svg", "bench/survivors.png", "bench/rates.svg"} {
+		st, err := os.Stat(filepath.Join(root, "docs", f))
+		if err != nil || st.Size() == 0 {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
+
+// TestRerender rewrites BENCHMARKS.md and the charts from the committed
+// results.json (the same figures, after a change of the renderers), when
+// EPCONSOLE_BENCH_RERENDER names the repository root (scripts/bench
+// --rerender).
+func TestRerender(t *testing.T) {
+	root := os.Getenv("EPCONSOLE_BENCH_RERENDER")
+	if root == "" {
+		t.Skip("set EPCONSOLE_BENCH_RERENDER to the repository root to rewrite docs/BENCHMARKS.md from docs/bench/results.json")
+	}
+	b, err := os.ReadFile(filepath.Join(root, "docs", "bench", "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r results
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatalf("results.json: %v", err)
+	}
+	r.evaluate()
+	if err := r.write(root, r.markdown()); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,346 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/epconsole/epconsole/internal/netlab"
+	"github.com/epconsole/epconsole/internal/testenv"
+)
+
+// The suite's environment (scripts/bench sets it).
+const (
+	// suiteEnv must be set for BenchmarkSuite to run at all.
+	suiteEnv = "EPCONSOLE_BENCH_SUITE"
+	// quickEnv selects the quick mode (2 runs per fault, short loads).
+	quickEnv = "EPCONSOLE_BENCH_QUICK"
+	// outEnv names the repository root: docs/BENCHMARKS.md,
+	// docs/bench/results.json and the charts are written under it.
+	outEnv = "EPCONSOLE_BENCH_OUT"
+	// cmdEnv is the command line to print in the results.
+	cmdEnv = "EPCONSOLE_BENCH_CMD"
+	// onlyEnv, a comma-separated list of system names, runs only those.
+	onlyEnv = "EPCONSOLE_BENCH_SYSTEMS"
+	// goBenchEnv names a file with the Go benchmarks' output to include.
+	goBenchEnv = "EPCONSOLE_BENCH_GOBENCH"
+)
+
+// suiteParams are the bounds of one suite run.
+type suiteParams struct {
+	Quick       bool          `json:"quick"`
+	Runs        int           `json:"runs_per_fault"`
+	LoadClients int           `json:"load_clients"`
+	LoadFor     time.Duration `json:"load_duration"`
+	IdleFor     time.Duration `json:"idle_duration"`
+	Streams     int           `json:"streams"`
+	StreamFor   time.Duration `json:"stream_duration"`
+	InFlight    int           `json:"in_flight"`
+}
+
+func params(quick bool) suiteParams {
+	if quick {
+		return suiteParams{Quick: true, Runs: 2, LoadClients: 16, LoadFor: 5 * time.Second, IdleFor: 15 * time.Second, Streams: 100, StreamFor: 6 * time.Second, InFlight: 50}
+	}
+	return suiteParams{Runs: 10, LoadClients: 16, LoadFor: 20 * time.Second, IdleFor: 60 * time.Second, Streams: 100, StreamFor: 10 * time.Second, InFlight: 50}
+}
+
+// BenchmarkSuite runs every system of systems() through every workload,
+// one system after the other, each in a lab of its own with the same
+// topology, and writes the results (see scripts/bench).
+func BenchmarkSuite(b *testing.B) {
+	if os.Getenv(suiteEnv) == "" {
+		b.Skipf("set %s=1 to run the suite (root, network namespaces; scripts/bench does it)", suiteEnv)
+	}
+	if b.N != 1 {
+		b.Fatalf("b.N = %d: run the suite once (-benchtime 1x)", b.N)
+	}
+	p := params(os.Getenv(quickEnv) != "")
+	ctx, cancel := context.WithTimeout(context.Background(), 44*time.Minute)
+	defer cancel()
+	bin := testenv.Binary(b)
+	res := &results{Date: time.Now().UTC(), Machine: machine(), Kernel: kernel(), LoadStart: loadavg(), Params: p,
+		Command: os.Getenv(cmdEnv), StealStartMS: stealMS()}
+	only := os.Getenv(onlyEnv)
+	for _, sys := range systems(bin) {
+		if only != "" && !slices.Contains(strings.Split(only, ","), sys.Name) {
+			continue
+		}
+		b.Run(sys.Name, func(b *testing.B) {
+			res.Systems = append(res.Systems, runSystem(b, ctx, sys, p))
+		})
+	}
+	res.LoadEnd = loadavg()
+	res.Elapsed = time.Since(res.Date).Round(time.Second).String()
+	if f := os.Getenv(goBenchEnv); f != "" {
+		if g, err := os.ReadFile(f); err == nil {
+			res.GoBench = strings.TrimSpace(string(g))
+		}
+	}
+	res.evaluate()
+	md := res.markdown()
+	fmt.Println(md)
+	if root := os.Getenv(outEnv); root != "" {
+		if err := res.write(root, md); err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("results written under %s", root)
+	}
+}
+
+// runSystem builds the system's lab and runs the workloads; a failure of
+// one workload is recorded and the others still run.
+func runSystem(b *testing.B, ctx context.Context, sys system, p suiteParams) systemResult {
+	r := systemResult{Name: sys.Name, Label: sys.Label}
+	s := newStack(b, ctx, sys.Prefix)
+	if err := s.startSystem(sys); err != nil {
+		r.Errors = append(r.Errors, "start: "+err.Error())
+		return r
+	}
+	r.Setup = sys.desc(s)
+	target := netip.AddrPortFrom(s.vip, servicePort)
+	if !sys.VIP {
+		target = netip.AddrPortFrom(s.lab.Host("cp1").IPv4(), servicePort)
+	}
+	note := func(what string, err error) {
+		if err != nil {
+			r.Errors = append(r.Errors, what+": "+err.Error())
+			b.Logf("%s %s: %v", sys.Name, what, err)
+		}
+	}
+	var err error
+	r.NewConns, err = s.runLoad(target, p, true)
+	note("new TLS connections", err)
+	r.KeptAlive, err = s.runLoad(target, p, false)
+	note("kept-alive requests", err)
+	if sys.VIP {
+		r.Idle, err = s.idleCost(p.IdleFor)
+		note("idle cost", err)
+		r.Faults = map[faultMode][]faultRun{}
+		for _, mode := range faultModes {
+			for i := range p.Runs {
+				fr := s.failoverRun(sys, mode)
+				b.Logf("%s %s run %d: dark %.1f ms, %d of %d connects failed, steal %.0f ms, disturbed %v %s %s",
+					sys.Name, mode, i+1, fr.DarkMS, fr.Failed, fr.Attempts, fr.StealMS, fr.Disturbed, fr.DisturbedWhy, fr.Err)
+				r.Faults[mode] = append(r.Faults[mode], fr)
+			}
+		}
+		r.Streams, err = s.streamsRun(target, p.Streams, int(p.StreamFor/(100*time.Millisecond)), 100*time.Millisecond, 2*time.Second)
+		note("streams", err)
+		r.InFlight, err = s.streamsRun(target, p.InFlight, 2, time.Second, 300*time.Millisecond)
+		note("in-flight", err)
+	}
+	return r
+}
+
+// failoverRun is one owner failure under the connect loop.
+func (s *stack) failoverRun(sys system, mode faultMode) faultRun {
+	fr := faultRun{Mode: mode, LoadStart: load1()}
+	if err := s.waitOwner(firstOwner, 300*time.Millisecond, 30*time.Second); err != nil {
+		fr.LostBefore, fr.Err = true, "before the fault: "+err.Error()
+		return fr
+	}
+	steal0 := stealMS()
+	job, err := s.startProbe(s.ctx, "connects", connectsArgs{Target: netip.AddrPortFrom(s.vip, servicePort).String(),
+		Every: connectEvery, Timeout: connectTimeout, Duration: sys.Loop})
+	if err != nil {
+		fr.Err = err.Error()
+		return fr
+	}
+	time.Sleep(pullAfter)
+	faultAt := time.Now()
+	ferr := s.fault(mode)
+	var cr connectsResult
+	err = job.result(sys.Loop+15*time.Second, &cr)
+	herr := s.heal(mode)
+	fr.StealMS = stealMS() - steal0
+	fr.LoadEnd = load1()
+	switch {
+	case ferr != nil:
+		fr.Err = "fault: " + ferr.Error()
+	case err != nil:
+		fr.Err = "client: " + err.Error()
+	case herr != nil:
+		fr.Err = "heal: " + herr.Error()
+	}
+	if err == nil {
+		fr.fill(cr, time.Duration(faultAt.UnixNano()-cr.StartUnixNano), sys.Loop)
+	}
+	fr.judge()
+	if err := s.waitOwner(firstOwner, time.Second, 40*time.Second); err != nil && fr.Err == "" {
+		fr.Err = "after the heal: " + err.Error()
+	}
+	return fr
+}
+
+// streamsRun opens n streams of lines lines (one every every) through
+// target, powers the owner off after the given delay once every stream
+// has its first line, and reports how they ended.
+func (s *stack) streamsRun(target netip.AddrPort, n, lines int, every, after time.Duration) (*streamsResult, error) {
+	if err := s.waitOwner(firstOwner, 300*time.Millisecond, 30*time.Second); err != nil {
+		return nil, fmt.Errorf("before the fault: %w", err)
+	}
+	timeout := time.Duration(lines)*every + 15*time.Second
+	job, err := s.startProbe(s.ctx, "streams", streamsArgs{Target: target.String(), CAFile: s.lab.CAFile(), N: n, Lines: lines, Every: every, Timeout: timeout})
+	if err != nil {
+		return nil, err
+	}
+	if l, err := job.next(30 * time.Second); err != nil || l != "ready" {
+		return nil, fmt.Errorf("streams not ready: %q %v", l, err)
+	}
+	time.Sleep(after)
+	before := s.conntrackCount(s.lbs[0])
+	ferr := s.fault(faultPowerOff)
+	time.Sleep(500 * time.Millisecond)
+	successor := s.conntrackCount(s.lbs[1])
+	var out []streamOutcome
+	err = job.result(timeout+10*time.Second, &out)
+	herr := s.heal(faultPowerOff)
+	if err != nil {
+		return nil, err
+	}
+	if ferr != nil {
+		return nil, ferr
+	}
+	if herr != nil {
+		return nil, herr
+	}
+	r := &streamsResult{N: n, Lines: lines, Every: every, EntriesOwner: before, EntriesSuccessor: successor}
+	for _, o := range out {
+		if o.Complete {
+			r.Survived++
+			r.LongestGap = max(r.LongestGap, o.LongestGap)
+		} else if len(r.Errors) < 3 {
+			r.Errors = append(r.Errors, o.Err)
+		}
+	}
+	return r, s.waitOwner(firstOwner, time.Second, 40*time.Second)
+}
+
+// conntrackCount counts h's established conntrack entries for the
+// service port (-1: conntrack failed).
+func (s *stack) conntrackCount(h *netlab.Host) int {
+	out, err := h.Command(s.ctx, "conntrack", "-L", "-p", "tcp", "--orig-port-dst", strconv.Itoa(servicePort), "--state", "ESTABLISHED").Output()
+	if err != nil {
+		return -1
+	}
+	return strings.Count(string(out), "\n")
+}
+
+// runLoad runs the load probe against target.
+func (s *stack) runLoad(target netip.AddrPort, p suiteParams, newConns bool) (*loadResult, error) {
+	job, err := s.startProbe(s.ctx, "load", loadArgs{Target: target.String(), CAFile: s.lab.CAFile(), Clients: p.LoadClients, Duration: p.LoadFor, New: newConns})
+	if err != nil {
+		return nil, err
+	}
+	t0 := s.lbTicks()
+	var r loadResult
+	if err := job.result(p.LoadFor+30*time.Second, &r); err != nil {
+		return nil, err
+	}
+	if len(t0) > 0 {
+		r.LBCPUPercentPerNode = cpuPercent(t0, s.lbTicks(), r.Elapsed) / float64(len(s.lbs))
+	}
+	return &r, nil
+}
+
+// idleCost measures the CPU time and memory of every process on the LBs
+// over d, with no traffic.
+func (s *stack) idleCost(d time.Duration) (*costResult, error) {
+	t0 := s.lbTicks()
+	time.Sleep(d)
+	t1 := s.lbTicks()
+	var rss int64
+	for _, t := range t1 {
+		rss += t.rssKB
+	}
+	n := float64(len(s.lbs))
+	return &costResult{Seconds: d.Seconds(), CPUPercentPerNode: cpuPercent(t0, t1, d) / n, RSSMBPerNode: float64(rss) / 1024 / n, Processes: len(t1)}, nil
+}
+
+// cpuPercent is the CPU time the processes of t0 still in t1 used over d,
+// in % of one core (clock ticks of 10 ms).
+func cpuPercent(t0, t1 map[int]procTicks, d time.Duration) float64 {
+	var ticks int64
+	for pid, t := range t1 {
+		if t0v, ok := t0[pid]; ok {
+			ticks += t.ticks - t0v.ticks
+		}
+	}
+	return float64(ticks) / 100 / d.Seconds() * 100
+}
+
+type procTicks struct{ ticks, rssKB int64 }
+
+// lbTicks reads utime+stime (clock ticks) and VmRSS of every process in
+// the LBs' namespaces.
+func (s *stack) lbTicks() map[int]procTicks {
+	out := map[int]procTicks{}
+	for _, h := range s.lbs {
+		for _, pid := range nsPIDs(h) {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+			if err != nil {
+				continue
+			}
+			i := strings.LastIndexByte(string(b), ')')
+			f := strings.Fields(string(b[i+1:]))
+			if len(f) < 13 {
+				continue
+			}
+			ut, _ := strconv.ParseInt(f[11], 10, 64)
+			st, _ := strconv.ParseInt(f[12], 10, 64)
+			pt := procTicks{ticks: ut + st}
+			if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
+				for _, l := range strings.Split(string(st), "\n") {
+					if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+						pt.rssKB, _ = strconv.ParseInt(strings.Fields(v)[0], 10, 64)
+					}
+				}
+			}
+			out[pid] = pt
+		}
+	}
+	return out
+}
+
+// stealMS reads the machine's CPU steal time so far from /proc/stat.
+func stealMS() float64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	l, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(l)
+	if len(f) < 9 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[8], 64)
+	return v * 10 // USER_HZ is 100
+}
+
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	return strings.Join(strings.Fields(string(b))[:3], " ")
+}
+
+func load1() float64 {
+	v, _ := strconv.ParseFloat(strings.Fields(loadavg() + " 0")[0], 64)
+	return v
+}
+
+func kernel() string {
+	b, err := os.ReadFile("/proc/sys/kernel/osrelease")
+	if err != nil {
+		return "unknown"
+	}
+	return "Linux " + strings.TrimSpace(string(b))
+}
