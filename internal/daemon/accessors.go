@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"reflect"
+	"slices"
 	"time"
 
 	"github.com/epconsole/epconsole/cluster"
@@ -123,7 +125,6 @@ func (d *Daemon) updateStatus(s *state) {
 		}
 		d.lastOwner, d.ownerSince = owner, time.Now()
 	}
-	defer d.pokeStatus()
 	st.HeartbeatRunning, st.HeartbeatError = s.beater != nil && s.beatErr == nil, ""
 	if s.beatErr != nil {
 		st.HeartbeatError = s.beatErr.Error()
@@ -132,6 +133,15 @@ func (d *Daemon) updateStatus(s *state) {
 		st.HeartbeatRealtime = s.beater.Realtime()
 	}
 	st.HeartbeatFailedStarts = s.beatRetry.failures
+	// The producer's own tick shows everything within DefaultStatusTick;
+	// a poke only makes a change show at once, so poke on a change only
+	// (not on every tick of the decision loop, which changes nothing
+	// while idle).
+	if n := d.events.Total(); n != d.shownEvents || !reflect.DeepEqual(*st, d.shown) {
+		d.shown, d.shownEvents = *st, n
+		d.shown.Preflight, d.shown.Faults = slices.Clone(st.Preflight), slices.Clone(st.Faults) // changed in place
+		d.pokeStatus()
+	}
 }
 
 // Events returns the event log, oldest first.

@@ -94,7 +94,11 @@ type Daemon struct {
 
 	mu     sync.Mutex
 	status Status
-	st     *state // set while Run runs
+	// shown is the status (and shownEvents the event total) as of the
+	// last poke of the status producer (updateStatus).
+	shown       Status
+	shownEvents uint64
+	st          *state // set while Run runs
 	// ownerSince is when the VIP owner (as this node sees it) last changed.
 	ownerSince time.Time
 	lastOwner  string
