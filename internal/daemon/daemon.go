@@ -98,7 +98,10 @@ type Daemon struct {
 	// last poke of the status producer (updateStatus).
 	shown       Status
 	shownEvents uint64
-	st          *state // set while Run runs
+	// digest is the short digest of the config digestOf (updateStatus).
+	digestOf *config.Config
+	digest   string
+	st       *state // set while Run runs
 	// ownerSince is when the VIP owner (as this node sees it) last changed.
 	ownerSince time.Time
 	lastOwner  string
