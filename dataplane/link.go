@@ -1,7 +1,10 @@
 package dataplane
 
 import (
+	"context"
+	"fmt"
 	"net"
+	"sync"
 
 	"github.com/vishvananda/netlink"
 )
@@ -42,4 +45,57 @@ func InterfacesUp(vips []ServiceVIP) bool {
 		}
 	}
 	return true
+}
+
+// WatchLinks subscribes to the link changes (RTM_NEWLINK, RTM_DELLINK) of
+// this process's network namespace: the returned channel receives a
+// signal, coalesced, after every change of any link, so the caller reads
+// the links it cares about (InterfacesUp) only when one changed. The
+// channel is closed when ctx ends or the subscription fails (the kernel
+// dropped messages, the socket broke); onErr, if not nil, is told why.
+// The caller then reads on its own schedule and may subscribe again.
+func WatchLinks(ctx context.Context, onErr func(error)) (<-chan struct{}, error) {
+	updates := make(chan netlink.LinkUpdate, 16)
+	done := make(chan struct{})
+	failed := make(chan struct{})
+	var once sync.Once
+	fail := func(err error) {
+		if onErr != nil && ctx.Err() == nil {
+			onErr(err)
+		}
+		once.Do(func() { close(failed) })
+	}
+	err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{ErrorCallback: fail})
+	if err != nil {
+		close(done)
+		return nil, fmt.Errorf("subscribing to link changes: %w", err)
+	}
+	out := make(chan struct{}, 1)
+	go func() {
+		defer close(out)
+		defer func() {
+			close(done) // closes the socket: the reader stops and closes updates
+			go func() {
+				for range updates { // a reader blocked on a full channel
+				}
+			}()
+		}()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-failed:
+				return
+			case _, ok := <-updates:
+				if !ok {
+					return
+				}
+				select {
+				case out <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	return out, nil
 }

@@ -1,10 +1,14 @@
 package dataplane
 
 import (
+	"context"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/epconsole/epconsole/internal/netnsx"
 )
 
 func TestLinkUp(t *testing.T) {
@@ -42,5 +46,61 @@ func TestInterfacesUp(t *testing.T) {
 	}
 	if !InterfacesUp([]ServiceVIP{{Interface: "lo"}, {Interface: "lo"}}) || InterfacesUp([]ServiceVIP{{Interface: "lo"}, {Interface: "nosuchlink0"}}) {
 		t.Error("InterfacesUp disagrees with InterfaceUp")
+	}
+}
+
+// TestWatchLinks: the subscription signals a link added, set up and set
+// down in its namespace, and its channel closes when ctx ends.
+func TestWatchLinks(t *testing.T) {
+	ns, ctx := kernelTest(t)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var ch <-chan struct{}
+	if err := netnsx.Do(ns, func() (err error) { ch, err = WatchLinks(wctx, nil); return err }); err != nil {
+		t.Fatal(err)
+	}
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	wait := func(what string) {
+		t.Helper()
+		select {
+		case _, ok := <-ch:
+			if !ok {
+				t.Fatalf("%s: the subscription ended", what)
+			}
+		case <-time.After(2 * time.Second):
+			t.Fatalf("%s: no signal within 2 s", what)
+		}
+	}
+	l := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "wl0"}, PeerName: "wl1"}
+	if err := h.LinkAdd(l); err != nil {
+		t.Fatal(err)
+	}
+	wait("link added")
+	if err := h.LinkSetUp(l); err != nil {
+		t.Fatal(err)
+	}
+	wait("link up")
+	for len(ch) > 0 {
+		<-ch
+	}
+	if err := h.LinkSetDown(l); err != nil {
+		t.Fatal(err)
+	}
+	wait("link down")
+	cancel()
+	deadline := time.After(2 * time.Second)
+	for {
+		select {
+		case _, ok := <-ch:
+			if !ok {
+				return
+			}
+		case <-deadline:
+			t.Fatal("the channel is not closed after ctx ended")
+		}
 	}
 }

@@ -1,6 +1,9 @@
 package daemon
 
 import (
+	"maps"
+	"reflect"
+	"slices"
 	"time"
 
 	"github.com/epconsole/epconsole/cluster"
@@ -113,7 +116,10 @@ func (d *Daemon) updateStatus(s *state) {
 	defer d.mu.Unlock()
 	st := &d.status
 	st.Node, st.Version, st.Started, st.ConfigPath = s.cfg.Node.Name, d.opts.Version, s.started, d.opts.ConfigPath
-	st.ConfigDigest = cluster.ShortDigest(s.cfg.Digest())
+	if d.digestOf != s.cfg { // the digest hashes the whole config: once per config
+		d.digestOf, d.digest = s.cfg, cluster.ShortDigest(s.cfg.Digest())
+	}
+	st.ConfigDigest = d.digest
 	st.Waiting, st.Holding, st.Eligible, st.InterfaceUp = s.waiting, s.holding, s.eligible, s.ifaceUp
 	st.Decision, st.Healthy, st.Drain = s.last, s.programmed, s.drained
 	st.Drained, st.DrainGen, st.HandoffTo = s.opDrain.Backends, s.opDrain.Generation, s.handoffTo
@@ -123,7 +129,6 @@ func (d *Daemon) updateStatus(s *state) {
 		}
 		d.lastOwner, d.ownerSince = owner, time.Now()
 	}
-	defer d.pokeStatus()
 	st.HeartbeatRunning, st.HeartbeatError = s.beater != nil && s.beatErr == nil, ""
 	if s.beatErr != nil {
 		st.HeartbeatError = s.beatErr.Error()
@@ -132,6 +137,39 @@ func (d *Daemon) updateStatus(s *state) {
 		st.HeartbeatRealtime = s.beater.Realtime()
 	}
 	st.HeartbeatFailedStarts = s.beatRetry.failures
+	// The producer's own tick shows everything within DefaultStatusTick;
+	// a poke only makes a change show at once, so poke on a change only
+	// (not on every tick of the decision loop, which changes nothing
+	// while idle).
+	if n := d.events.Total(); n != d.shownEvents || !sameStatus(st, &d.shown) {
+		d.shown, d.shownEvents = *st, n
+		d.shown.Faults = slices.Clone(st.Faults) // changed in place (faults.go)
+		d.pokeStatus()
+	}
+}
+
+// sameStatus reports whether a and b show the same. The fields the loop
+// sets often are compared one by one (a reflect.DeepEqual of the whole
+// status 40 times a second showed in the profile); the findings, set
+// rarely, as a whole (Preflight, set once, by identity).
+func sameStatus(a, b *Status) bool {
+	return a.Node == b.Node && a.Version == b.Version && a.Started.Equal(b.Started) && a.ConfigPath == b.ConfigPath &&
+		a.ConfigDigest == b.ConfigDigest && a.Waiting == b.Waiting && a.Holding == b.Holding && a.Eligible == b.Eligible &&
+		a.InterfaceUp == b.InterfaceUp && sameDecision(&a.Decision, &b.Decision) &&
+		maps.Equal(a.Healthy, b.Healthy) && maps.Equal(a.Drain, b.Drain) &&
+		a.HeartbeatRunning == b.HeartbeatRunning && a.HeartbeatError == b.HeartbeatError &&
+		a.HeartbeatRealtime == b.HeartbeatRealtime && a.HeartbeatFailedStarts == b.HeartbeatFailedStarts &&
+		a.LastReload.Equal(b.LastReload) && a.LastReloadError == b.LastReloadError &&
+		len(a.Preflight) == len(b.Preflight) && (len(a.Preflight) == 0 || &a.Preflight[0] == &b.Preflight[0]) &&
+		(len(a.Faults) == 0 && len(b.Faults) == 0 || reflect.DeepEqual(a.Faults, b.Faults)) &&
+		slices.Equal(a.Drained, b.Drained) && a.DrainGen == b.DrainGen && a.HandoffTo == b.HandoffTo
+}
+
+// sameDecision reports whether two decisions say the same.
+func sameDecision(a, b *cluster.Decision) bool {
+	return a.Hold == b.Hold && a.Owner == b.Owner && a.Epoch == b.Epoch && a.Elected == b.Elected &&
+		a.Reason == b.Reason && a.Quorum == b.Quorum && a.Digest == b.Digest && a.Panic == b.Panic &&
+		slices.Equal(a.Mismatch, b.Mismatch) && slices.Equal(a.Claims, b.Claims)
 }
 
 // Events returns the event log, oldest first.

@@ -94,7 +94,14 @@ type Daemon struct {
 
 	mu     sync.Mutex
 	status Status
-	st     *state // set while Run runs
+	// shown is the status (and shownEvents the event total) as of the
+	// last poke of the status producer (updateStatus).
+	shown       Status
+	shownEvents uint64
+	// digest is the short digest of the config digestOf (updateStatus).
+	digestOf *config.Config
+	digest   string
+	st       *state // set while Run runs
 	// ownerSince is when the VIP owner (as this node sees it) last changed.
 	ownerSince time.Time
 	lastOwner  string

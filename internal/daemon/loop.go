@@ -54,6 +54,7 @@ type state struct {
 	programmed map[string]bool
 	drained    map[string]bool
 	ifaceUp    bool
+	links      linkWatch
 	eligible   bool
 	holding    bool
 	// held are the VIP places this node put (or found) its address on.
@@ -92,16 +93,24 @@ func (d *Daemon) loop(ctx context.Context, s *state) {
 	if s.beater != nil {
 		beatChanges = s.beater.Changes()
 	}
+	d.watchLinks(ctx, s)
+	d.readLinks(s)
 	d.onProbes(s)
 	d.decide(s)
 	for {
 		d.notifyLoop(s)
+		// A wake-up by a tick pokes the status producer only when the
+		// status changed (updateStatus); any other (a probe result, a
+		// peer, an action, a reload) also changes what the producer
+		// reads elsewhere, so it pokes.
+		poke := true
 		select {
 		case <-ctx.Done():
 			return
 		case <-d.opts.Reload:
 			d.notifyReloading()
 			d.reload(s)
+			d.readLinks(s) // the VIP interfaces may have changed
 			d.notifyReloaded()
 			if s.beater != nil {
 				beatChanges = s.beater.Changes()
@@ -118,17 +127,20 @@ func (d *Daemon) loop(ctx context.Context, s *state) {
 		case <-leaseTick.C:
 			d.renewLease(s)
 			continue
+		case _, ok := <-s.links.ch:
+			d.onLinks(s, ok)
 		case <-tick.C:
-			if up := ifacesUp(s.cfg); up != s.ifaceUp {
-				s.ifaceUp = up
-				d.log.Info("VIP interface", "up", up)
-			}
+			poke = false
+			d.tickLinks(ctx, s)
 			if d.restartBeater(s) {
 				beatChanges = s.beater.Changes()
 			}
 			d.retryFaults(s)
 		}
 		d.decide(s)
+		if poke {
+			d.pokeStatus()
+		}
 	}
 }
 

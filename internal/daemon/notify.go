@@ -3,9 +3,11 @@ package daemon
 import (
 	"fmt"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/coreos/go-systemd/v22/daemon"
 	"golang.org/x/sys/unix"
@@ -43,6 +45,18 @@ type sdState struct {
 	lastPing time.Time
 	ready    bool
 	status   string
+	// key is what status was made of: it is made again only when that
+	// changed (the loop passes 40 times a second).
+	key sdKey
+}
+
+// sdKey is what sdStatus reads: the healthy set by identity (the loop
+// replaces the map when it changes, never writes into it).
+type sdKey struct {
+	reconciled, waiting, holding bool
+	owner                        string
+	programmed                   unsafe.Pointer
+	backends                     int
 }
 
 // newSDState reads NOTIFY_SOCKET and WATCHDOG_USEC (and WATCHDOG_PID,
@@ -71,9 +85,13 @@ func (d *Daemon) notifyLoop(s *state) {
 		sd.ready = true
 		sd.n.notify(daemon.SdNotifyReady)
 	}
-	if st := sdStatus(s); st != sd.status {
-		sd.status = st
-		sd.n.notify("STATUS=" + st)
+	key := sdKey{s.reconciled, s.waiting, s.holding, s.last.Owner, reflect.ValueOf(s.programmed).UnsafePointer(), len(s.cfg.Backends)}
+	if key != sd.key || sd.status == "" {
+		sd.key = key
+		if st := sdStatus(s); st != sd.status {
+			sd.status = st
+			sd.n.notify("STATUS=" + st)
+		}
 	}
 	if sd.watchdog > 0 && time.Since(sd.lastPing) >= sd.watchdog/2 {
 		sd.lastPing = time.Now()
