@@ -380,17 +380,9 @@ func (c *Conntrack) AddSynced(ctx context.Context, e SyncEntry) error {
 }
 
 // refreshSynced updates the TCP state and timeout of an existing entry.
+// An entry gone meanwhile is no error.
 func (c *Conntrack) refreshSynced(e SyncEntry) error {
-	conn, err := c.dialNetfilter()
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	msg, err := syncedMessage(e, false)
-	if err != nil {
-		return err
-	}
-	if _, err := conn.Query(msg); err != nil && !errors.Is(err, unix.ENOENT) {
+	if err := c.refreshExisting(e); err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("refreshing synced entry %v -> %v: %w", e.OrigSrc, e.OrigDst, err)
 	}
 	return nil
