@@ -1,11 +1,16 @@
 package lab
 
 import (
+	"crypto/rand"
+	"encoding/base64"
 	"fmt"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/epconsole/epconsole/internal/netlab"
 )
 
 // ConfigInput is everything an LB's config.hcl is made from.
@@ -87,4 +92,31 @@ func ConfigHCL(in ConfigInput, self string) string {
 	}
 	fmt.Fprintf(&b, "\nstatus {\n  socket = %q\n  metrics_listen = \"%s:%d\"\n}\n", socketPath(in.Dir, self), me.Addr4, MetricsPort)
 	return b.String()
+}
+
+func writeKey(path string) (string, error) {
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	if err := os.WriteFile(path, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("lab: writing gossip key: %w", err)
+	}
+	return path, nil
+}
+
+// configInput gathers what ConfigHCL needs from the built topology.
+func (l *Lab) configInput() ConfigInput {
+	in := ConfigInput{
+		Cluster: l.opts.Prefix, VIP4: l.net.VIP4(), VIP6: l.net.VIP6(), DNSName: l.net.DNSName(),
+		CAFile: l.net.CAFile(), KeyFile: l.key, Dir: l.net.Dir(),
+	}
+	if l.etcd != nil {
+		in.Etcd = EtcdInput{Endpoints: l.etcd.Endpoints(), CAFile: l.etcd.CAFile, CertFile: l.etcd.ClientCertFile, KeyFile: l.etcd.ClientKeyFile}
+	}
+	for i, h := range l.peerHosts() {
+		in.Peers = append(in.Peers, PeerInput{Name: h.Name(), Addr4: h.IPv4(), Priority: 150 - 10*i})
+	}
+	for _, h := range l.net.HostsByRole(netlab.RoleBackend) {
+		in.Backends = append(in.Backends, BackendInput{Name: h.Name(), Addr4: h.IPv4(), Addr6: h.IPv6()})
+	}
+	return in
 }

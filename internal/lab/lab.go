@@ -29,17 +29,13 @@ package lab
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -48,7 +44,6 @@ import (
 	"github.com/google/nftables"
 
 	"github.com/epconsole/epconsole/internal/netlab"
-	"github.com/epconsole/epconsole/internal/status"
 )
 
 // Defaults of Options.
@@ -160,12 +155,6 @@ type Lab struct {
 	standins map[string]*netlab.Standin
 	daemons  map[string]*daemonProc
 	faults   map[string]*activeFault
-}
-
-// daemonProc is one running `epconsole --daemon`.
-type daemonProc struct {
-	cmd  *exec.Cmd
-	done chan struct{}
 }
 
 // Up builds the lab: namespaces, stand-ins, configs, the daemons; it
@@ -288,263 +277,6 @@ func nftablesWorks(h *netlab.Host) error {
 	return nil
 }
 
-// explainDead adds, to err, the last log lines of every daemon that exited.
-func (l *Lab) explainDead(err error) error {
-	for _, p := range l.Peers() {
-		if l.daemonRunning(p) {
-			continue
-		}
-		b, _ := os.ReadFile(l.LogPath(p))
-		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-		if len(lines) > 5 {
-			lines = lines[len(lines)-5:]
-		}
-		err = fmt.Errorf("%w\nthe daemon on %s exited; its log (%s) ends:\n%s", err, p, l.LogPath(p), strings.Join(lines, "\n"))
-	}
-	return err
-}
-
-func writeKey(path string) (string, error) {
-	key := make([]byte, 32)
-	_, _ = rand.Read(key)
-	if err := os.WriteFile(path, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("lab: writing gossip key: %w", err)
-	}
-	return path, nil
-}
-
-// configInput gathers what ConfigHCL needs from the built topology.
-func (l *Lab) configInput() ConfigInput {
-	in := ConfigInput{
-		Cluster: l.opts.Prefix, VIP4: l.net.VIP4(), VIP6: l.net.VIP6(), DNSName: l.net.DNSName(),
-		CAFile: l.net.CAFile(), KeyFile: l.key, Dir: l.net.Dir(),
-	}
-	if l.etcd != nil {
-		in.Etcd = EtcdInput{Endpoints: l.etcd.Endpoints(), CAFile: l.etcd.CAFile, CertFile: l.etcd.ClientCertFile, KeyFile: l.etcd.ClientKeyFile}
-	}
-	for i, h := range l.peerHosts() {
-		in.Peers = append(in.Peers, PeerInput{Name: h.Name(), Addr4: h.IPv4(), Priority: 150 - 10*i})
-	}
-	for _, h := range l.net.HostsByRole(netlab.RoleBackend) {
-		in.Backends = append(in.Backends, BackendInput{Name: h.Name(), Addr4: h.IPv4(), Addr6: h.IPv6()})
-	}
-	return in
-}
-
-// Net returns the underlying topology (hosts, addresses, the lab CA).
-func (l *Lab) Net() *netlab.Lab { return l.net }
-
-// peerHosts returns the hosts that run a daemon: the LB hosts, or with
-// Colocated the control-plane hosts.
-func (l *Lab) peerHosts() []*netlab.Host {
-	if l.opts.Colocated {
-		return l.net.HostsByRole(netlab.RoleBackend)
-	}
-	return l.net.HostsByRole(netlab.RoleLB)
-}
-
-// Colocated reports whether the daemons run on the control-plane hosts.
-func (l *Lab) Colocated() bool { return l.opts.Colocated }
-
-// Peers returns the names of the hosts running a daemon in order (the
-// first has the highest priority): lb1..lbN, or cp1..cpN co-located.
-func (l *Lab) Peers() []string {
-	var out []string
-	for _, h := range l.peerHosts() {
-		out = append(out, h.Name())
-	}
-	return out
-}
-
-// Backends returns the backend names in config order.
-func (l *Lab) Backends() []string {
-	var out []string
-	for _, h := range l.net.HostsByRole(netlab.RoleBackend) {
-		out = append(out, h.Name())
-	}
-	return out
-}
-
-// EtcdMembers returns the names of the control-plane hosts that run an
-// etcd member, in order.
-func (l *Lab) EtcdMembers() []string { return l.etcd.Names() }
-
-// Etcd returns the lab's etcd cluster (endpoints, client certificate,
-// members).
-func (l *Lab) Etcd() *netlab.EtcdCluster { return l.etcd }
-
-// ConfigPath returns the config.hcl of LB peer.
-func (l *Lab) ConfigPath(peer string) string { return filepath.Join(l.net.Dir(), peer+".hcl") }
-
-// Socket returns the status socket of LB peer.
-func (l *Lab) Socket(peer string) string { return socketPath(l.net.Dir(), peer) }
-
-// LogPath returns the daemon log of LB peer.
-func (l *Lab) LogPath(peer string) string {
-	return filepath.Join(l.net.Dir(), "logs", peer+"-daemon.log")
-}
-
-func (l *Lab) stateDir(peer string) string { return filepath.Join(l.net.Dir(), peer+"-state") }
-
-// startDaemon starts `epconsole --daemon` on LB peer with extra flags
-// args, appending to its log.
-func (l *Lab) startDaemon(peer string, args ...string) error {
-	h := l.net.Host(peer)
-	f, err := os.OpenFile(l.LogPath(peer), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return fmt.Errorf("lab: daemon log: %w", err)
-	}
-	cmd := h.Command(l.ctx, append([]string{l.opts.Binary, "--daemon", "-c", l.ConfigPath(peer)}, args...)...)
-	cmd.Stdout, cmd.Stderr = f, f
-	// The daemon must not see netlab's child variables (it would run a role).
-	cmd.Env = os.Environ()
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return fmt.Errorf("lab: starting the daemon on %s: %w", peer, err)
-	}
-	d := &daemonProc{cmd: cmd, done: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait()
-		f.Close()
-		close(d.done)
-	}()
-	l.mu.Lock()
-	l.daemons[peer] = d
-	l.mu.Unlock()
-	l.log.Info("daemon started", "peer", peer, "pid", cmd.Process.Pid, "config", l.ConfigPath(peer))
-	return nil
-}
-
-// daemonRunning reports whether the daemon on peer runs.
-func (l *Lab) daemonRunning(peer string) bool {
-	l.mu.Lock()
-	d := l.daemons[peer]
-	l.mu.Unlock()
-	if d == nil {
-		return false
-	}
-	select {
-	case <-d.done:
-		return false
-	default:
-		return true
-	}
-}
-
-// killDaemon kills the daemon on peer with SIGKILL (a crash: its VIP and
-// rules stay in the kernel) and waits until it is gone.
-func (l *Lab) killDaemon(peer string) error {
-	l.mu.Lock()
-	d := l.daemons[peer]
-	l.mu.Unlock()
-	if d == nil {
-		return fmt.Errorf("lab: no daemon on %s", peer)
-	}
-	_ = d.cmd.Process.Signal(syscall.SIGKILL)
-	select {
-	case <-d.done:
-		return nil
-	case <-time.After(5 * time.Second):
-		return fmt.Errorf("lab: the daemon on %s did not exit after SIGKILL", peer)
-	}
-}
-
-// Status returns LB peer's status snapshot from its daemon's socket.
-func (l *Lab) Status(ctx context.Context, peer string) (status.Snapshot, error) {
-	c := status.NewClient(l.Socket(peer))
-	defer c.Close()
-	return c.Status(ctx)
-}
-
-// Owner returns the LB whose daemon says it holds the IPv4 VIP; it fails
-// unless exactly one running daemon says so.
-func (l *Lab) Owner(ctx context.Context) (string, error) {
-	var owners []string
-	for _, p := range l.Peers() {
-		if !l.daemonRunning(p) {
-			continue
-		}
-		qctx, cancel := context.WithTimeout(ctx, time.Second)
-		s, err := l.Status(qctx, p)
-		cancel()
-		if err != nil {
-			continue
-		}
-		for _, v := range s.VIPs {
-			if v.Here && v.Address == l.net.VIP4().String() {
-				owners = append(owners, p)
-			}
-		}
-	}
-	if len(owners) != 1 {
-		return "", fmt.Errorf("lab: VIP owners %v, want exactly one", owners)
-	}
-	return owners[0], nil
-}
-
-// WaitOwner waits until exactly one running daemon other than not holds
-// the VIP, and returns it.
-func (l *Lab) WaitOwner(ctx context.Context, not string) (string, error) {
-	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	var err error
-	for {
-		var o string
-		if o, err = l.Owner(wctx); err == nil && o != not {
-			return o, nil
-		} else if err == nil {
-			err = fmt.Errorf("lab: the owner is still %s", o)
-		}
-		if !slices.ContainsFunc(l.Peers(), l.daemonRunning) {
-			return "", errors.New("lab: no daemon is running")
-		}
-		select {
-		case <-wctx.Done():
-			return "", fmt.Errorf("lab: waiting for a VIP owner: %w (last: %v)", wctx.Err(), err)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
-// Load runs n fresh TLS connections from the client through the VIP
-// (IPv4, or IPv6 when v6), at most 4 at a time, starting them within
-// timeout. Each may take 2 s (a SYN lost at a VIP move is retransmitted
-// after 1 s; a loaded 2-core machine needs more than 500 ms for a
-// handshake at times): a failure is a refused, reset or lost connection,
-// not a slow one.
-func (l *Lab) Load(ctx context.Context, n int, v6 bool, timeout time.Duration) (netlab.ClientResult, error) {
-	vip := l.net.VIP4()
-	if v6 {
-		vip = l.net.VIP6()
-	}
-	return l.net.Host("client").RunClient(ctx, netlab.ClientOpts{
-		Target: netip.AddrPortFrom(vip, ServicePort), Count: n, Concurrency: 4,
-		Timeout: timeout, RequestTimeout: 2 * time.Second,
-	})
-}
-
-// Check runs `epconsole check <what> --json` with LB peer's config inside
-// peer's namespace (check probes directly, from where it runs) and
-// returns its exit code and output.
-func (l *Lab) Check(ctx context.Context, peer string, what ...string) (int, []byte, error) {
-	h := l.net.Host(peer)
-	if h == nil {
-		return 0, nil, fmt.Errorf("lab: no host %s", peer)
-	}
-	args := append([]string{l.opts.Binary, "check"}, what...)
-	cmd := h.Command(ctx, append(args, "--json", "-c", l.ConfigPath(peer))...)
-	cmd.Env = os.Environ()
-	out, err := cmd.Output()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return ee.ExitCode(), out, nil
-	}
-	if err != nil {
-		return 0, out, fmt.Errorf("lab: running check on %s: %w", peer, err)
-	}
-	return 0, out, nil
-}
-
 // Close heals nothing: it stops the daemons (SIGTERM, then SIGKILL),
 // kills every other process of the lab (the etcd members too) and removes
 // its namespaces, etcd's data and certificates, and (when the lab made it)
@@ -588,41 +320,4 @@ func Down(prefix string) error {
 		err = errors.Join(err, e)
 	}
 	return err
-}
-
-// DaemonPid returns the process id of the daemon on peer (0 if none).
-func (l *Lab) DaemonPid(peer string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if d := l.daemons[peer]; d != nil {
-		return d.cmd.Process.Pid
-	}
-	return 0
-}
-
-// StopDaemon stops the daemon on peer with SIGTERM (a graceful handoff:
-// it gives the VIP away and removes its rules) and waits until it exits.
-func (l *Lab) StopDaemon(ctx context.Context, peer string) error {
-	l.mu.Lock()
-	d := l.daemons[peer]
-	l.mu.Unlock()
-	if d == nil {
-		return fmt.Errorf("lab: no daemon on %s", peer)
-	}
-	_ = d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("lab: the daemon on %s did not exit after SIGTERM: %w", peer, ctx.Err())
-	}
-}
-
-// StartDaemon starts the daemon on peer again (after StopDaemon or a
-// kill), with extra flags args (a drill's control: --no-conn-sync).
-func (l *Lab) StartDaemon(peer string, args ...string) error {
-	if l.daemonRunning(peer) {
-		return fmt.Errorf("lab: the daemon on %s runs already", peer)
-	}
-	return l.startDaemon(peer, args...)
 }
