@@ -7,15 +7,7 @@ func handoff(to string) mod { return func(m *Member) { m.Meta.HandoffTo = to } }
 // TestElectHandoff: an owner's HandoffTo elects the named peer while it is
 // a live, eligible candidate; the owner holds until the claim is seen.
 func TestElectHandoff(t *testing.T) {
-	tests := []struct {
-		desc    string
-		view    View
-		self    string
-		hold    bool
-		owner   string
-		epoch   uint64
-		elected string
-	}{
+	tests := []electCase{
 		{
 			desc: "the named lower-priority peer claims with a new epoch",
 			view: view(node("lb1", 200, claims(4), handoff("lb3")), node("lb2", 150), node("lb3", 100)),
@@ -57,15 +49,7 @@ func TestElectHandoff(t *testing.T) {
 			self: "lb3", hold: false, owner: "lb1", epoch: 4, elected: "lb1",
 		},
 	}
-	for _, tc := range tests {
-		t.Run(tc.desc, func(t *testing.T) {
-			d := Elect(tc.view, tc.self)
-			if d.Hold != tc.hold || d.Owner != tc.owner || d.Epoch != tc.epoch || d.Elected != tc.elected {
-				t.Errorf("Elect(%s) = hold %v owner %q epoch %d elected %q (%s); want hold %v owner %q epoch %d elected %q",
-					tc.self, d.Hold, d.Owner, d.Epoch, d.Elected, d.Reason, tc.hold, tc.owner, tc.epoch, tc.elected)
-			}
-		})
-	}
+	runElect(t, tests)
 }
 
 func TestMetaHandoffDrainWire(t *testing.T) {

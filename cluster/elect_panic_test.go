@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"strings"
 	"testing"
 )
 
@@ -14,17 +13,7 @@ func panicking(v View) View {
 // TestElectPanic: with panic routing on and no eligible member, the live
 // members that are not leaving stand in; every other rule stays.
 func TestElectPanic(t *testing.T) {
-	tests := []struct {
-		desc    string
-		view    View
-		self    string
-		hold    bool
-		owner   string
-		epoch   uint64
-		elected string
-		panic   bool
-		reason  string // substring of Decision.Reason
-	}{
+	tests := []electCase{
 		{
 			desc: "nobody eligible, no owner: the highest (priority, name) claims",
 			view: panicking(view(node("lb1", 200, inelig), node("lb2", 150, inelig), node("lb3", 120, inelig))),
@@ -112,18 +101,7 @@ func TestElectPanic(t *testing.T) {
 			hold: true, owner: "lb2", epoch: 1, elected: "lb2", panic: true,
 		},
 	}
-	for _, tt := range tests {
-		t.Run(tt.desc, func(t *testing.T) {
-			d := Elect(tt.view, tt.self)
-			if d.Hold != tt.hold || d.Owner != tt.owner || d.Epoch != tt.epoch || d.Elected != tt.elected || d.Panic != tt.panic {
-				t.Errorf("Elect(%s) = hold %v owner %q epoch %d elected %q panic %v, want hold %v owner %q epoch %d elected %q panic %v\nreason: %s",
-					tt.self, d.Hold, d.Owner, d.Epoch, d.Elected, d.Panic, tt.hold, tt.owner, tt.epoch, tt.elected, tt.panic, d.Reason)
-			}
-			if !strings.Contains(d.Reason, tt.reason) {
-				t.Errorf("reason %q does not contain %q", d.Reason, tt.reason)
-			}
-		})
-	}
+	runElect(t, tests)
 }
 
 // TestElectPanicAgree: in panic, nodes with the same view agree on the

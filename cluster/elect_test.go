@@ -2,22 +2,11 @@ package cluster
 
 import (
 	"slices"
-	"strings"
 	"testing"
 )
 
 func TestElect(t *testing.T) {
-	tests := []struct {
-		desc    string
-		view    View
-		self    string
-		hold    bool
-		owner   string
-		epoch   uint64
-		elected string
-		reason  string // substring of Decision.Reason
-		check   func(t *testing.T, d Decision)
-	}{
+	tests := []electCase{
 		{
 			desc: "basic priority: the highest priority claims with epoch 1",
 			view: view(node("lb1", 100), node("lb2", 150), node("lb3", 120)),
@@ -387,22 +376,5 @@ func TestElect(t *testing.T) {
 			hold: true, owner: "lb1", epoch: 7, elected: "lb1",
 		},
 	}
-	for _, tt := range tests {
-		t.Run(tt.desc, func(t *testing.T) {
-			d := Elect(tt.view, tt.self)
-			if d.Hold != tt.hold || d.Owner != tt.owner || d.Epoch != tt.epoch || d.Elected != tt.elected {
-				t.Errorf("Elect(%s) = hold %v owner %q epoch %d elected %q, want hold %v owner %q epoch %d elected %q\nreason: %s",
-					tt.self, d.Hold, d.Owner, d.Epoch, d.Elected, tt.hold, tt.owner, tt.epoch, tt.elected, d.Reason)
-			}
-			if !strings.Contains(d.Reason, tt.reason) {
-				t.Errorf("reason %q does not contain %q", d.Reason, tt.reason)
-			}
-			if d.Reason == "" {
-				t.Error("empty reason")
-			}
-			if tt.check != nil {
-				tt.check(t, d)
-			}
-		})
-	}
+	runElect(t, tests)
 }

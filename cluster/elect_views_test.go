@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"slices"
+	"strings"
+	"testing"
 )
 
 // mod changes a test member.
@@ -50,4 +52,42 @@ func view(ms ...Member) View {
 func withPeers(v View, peers ...string) View {
 	v.Peers = peers
 	return v
+}
+
+// electCase is one row of an Elect table: the view, the member deciding,
+// and the decision it must reach.
+type electCase struct {
+	desc    string
+	view    View
+	self    string
+	hold    bool
+	owner   string
+	epoch   uint64
+	elected string
+	panic   bool   // Decision.Panic
+	reason  string // substring of Decision.Reason
+	check   func(t *testing.T, d Decision)
+}
+
+// runElect runs Elect for every case and compares the decision with it.
+func runElect(t *testing.T, tests []electCase) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.desc, func(t *testing.T) {
+			d := Elect(tt.view, tt.self)
+			if d.Hold != tt.hold || d.Owner != tt.owner || d.Epoch != tt.epoch || d.Elected != tt.elected || d.Panic != tt.panic {
+				t.Errorf("Elect(%s) = hold %v owner %q epoch %d elected %q panic %v, want hold %v owner %q epoch %d elected %q panic %v\nreason: %s",
+					tt.self, d.Hold, d.Owner, d.Epoch, d.Elected, d.Panic, tt.hold, tt.owner, tt.epoch, tt.elected, tt.panic, d.Reason)
+			}
+			if !strings.Contains(d.Reason, tt.reason) {
+				t.Errorf("reason %q does not contain %q", d.Reason, tt.reason)
+			}
+			if d.Reason == "" {
+				t.Error("empty reason")
+			}
+			if tt.check != nil {
+				tt.check(t, d)
+			}
+		})
+	}
 }
