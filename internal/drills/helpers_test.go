@@ -87,11 +87,53 @@ type clusterOpts struct {
 	// net4 and net6 are the lab's segment (zero: the package's net4 and
 	// net6).
 	net4, net6 netip.Prefix
+	// ownerWait bounds the wait for the first VIP owner (0: 15s).
+	ownerWait time.Duration
 }
 
 func newClusterWith(t *testing.T, prefix string, timeout time.Duration, o clusterOpts) (*cluster, string) {
 	t.Helper()
-	extraArgs := o.args
+	c := newLab(t, prefix, timeout, o)
+	shared := c.writeKey("gossip.key")
+	for _, h := range c.lbs {
+		keyFile := shared
+		if slices.Contains(o.ownKey, h.Name()) {
+			keyFile = c.writeKey(h.Name() + ".key")
+		}
+		cfg := c.config(h, keyFile)
+		if o.tweak != nil {
+			cfg = o.tweak(c, h.Name(), cfg)
+		}
+		v, err := dataplane.NewVIP(dataplane.WithNetNS(h.Namespace()))
+		if err != nil {
+			t.Fatalf("VIP check for %s: %v", h.Name(), err)
+		}
+		t.Cleanup(func() { v.Close() })
+		c.checks[h.Name()] = v
+		path := filepath.Join(c.dir, h.Name()+".hcl")
+		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if o.before != nil {
+		o.before(c)
+	}
+	for _, h := range c.lbs {
+		c.start(h)
+	}
+	wait := o.ownerWait
+	if wait == 0 {
+		wait = 15 * time.Second
+	}
+	owner := c.waitOneOwner(wait, "")
+	return c, owner
+}
+
+// newLab builds a drill's lab (a client, the LB hosts, three stand-in
+// apiservers cp1..cp3 and o.extra's clients) and starts the stand-ins; no
+// daemon runs yet.
+func newLab(t *testing.T, prefix string, timeout time.Duration, o clusterOpts) *cluster {
+	t.Helper()
 	if epconsoleBin == "" {
 		t.Fatal("no epconsole binary (TestMain did not build one)")
 	}
@@ -118,7 +160,7 @@ func newClusterWith(t *testing.T, prefix string, timeout time.Duration, o cluste
 	t.Cleanup(cancel)
 	c := &cluster{
 		t: t, ctx: ctx, lab: lab, client: lab.Host("client"), lbs: lab.HostsByRole(netlab.RoleLB),
-		dir: t.TempDir(), args: extraArgs, vip: lab.VIP4(), daemons: map[string]*daemonProc{}, checks: map[string]*dataplane.VIP{},
+		dir: t.TempDir(), args: o.args, vip: lab.VIP4(), daemons: map[string]*daemonProc{}, checks: map[string]*dataplane.VIP{},
 		standins: map[string]*netlab.Standin{},
 	}
 	for _, h := range lab.HostsByRole(netlab.RoleBackend) {
@@ -128,44 +170,20 @@ func newClusterWith(t *testing.T, prefix string, timeout time.Duration, o cluste
 		}
 		c.standins[h.Name()] = s
 	}
-	writeKey := func(name string) string {
-		key := make([]byte, 32)
-		_, _ = rand.Read(key)
-		f := filepath.Join(c.dir, name)
-		if err := os.WriteFile(f, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return f
+	return c
+}
+
+// writeKey writes a fresh gossip key to the file name in the cluster's
+// directory and returns its path.
+func (c *cluster) writeKey(name string) string {
+	c.t.Helper()
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	f := filepath.Join(c.dir, name)
+	if err := os.WriteFile(f, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
+		c.t.Fatal(err)
 	}
-	shared := writeKey("gossip.key")
-	for _, h := range c.lbs {
-		keyFile := shared
-		if slices.Contains(o.ownKey, h.Name()) {
-			keyFile = writeKey(h.Name() + ".key")
-		}
-		cfg := c.config(h, keyFile)
-		if o.tweak != nil {
-			cfg = o.tweak(c, h.Name(), cfg)
-		}
-		v, err := dataplane.NewVIP(dataplane.WithNetNS(h.Namespace()))
-		if err != nil {
-			t.Fatalf("VIP check for %s: %v", h.Name(), err)
-		}
-		t.Cleanup(func() { v.Close() })
-		c.checks[h.Name()] = v
-		path := filepath.Join(c.dir, h.Name()+".hcl")
-		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if o.before != nil {
-		o.before(c)
-	}
-	for _, h := range c.lbs {
-		c.start(h)
-	}
-	owner := c.waitOneOwner(15*time.Second, "")
-	return c, owner
+	return f
 }
 
 // config is the config.hcl of LB h.

@@ -1,9 +1,6 @@
 package drills
 
 import (
-	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"fmt"
 	"os"
 	"os/exec"
@@ -117,36 +114,8 @@ func importedCluster(t *testing.T, prefix, iface string) *cluster {
 // runs yet.
 func newImportLab(t *testing.T, prefix string, lbs int) *cluster {
 	t.Helper()
-	if epconsoleBin == "" {
-		t.Fatal("no epconsole binary (TestMain did not build one)")
-	}
-	hosts := []netlab.HostSpec{{Name: "client", Role: netlab.RoleClient}}
-	for i := 1; i <= lbs; i++ {
-		hosts = append(hosts, netlab.HostSpec{Name: fmt.Sprintf("lb%d", i), Role: netlab.RoleLB})
-	}
-	for i := 1; i <= 3; i++ {
-		hosts = append(hosts, netlab.HostSpec{Name: fmt.Sprintf("cp%d", i), Role: netlab.RoleBackend})
-	}
-	lab := netlab.New(t, netlab.Spec{Prefix: prefix, IPv4: net4, IPv6: net6, Hosts: hosts})
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	t.Cleanup(cancel)
-	c := &cluster{
-		t: t, ctx: ctx, lab: lab, client: lab.Host("client"), lbs: lab.HostsByRole(netlab.RoleLB),
-		dir: t.TempDir(), vip: lab.VIP4(), daemons: map[string]*daemonProc{}, checks: map[string]*dataplane.VIP{},
-		standins: map[string]*netlab.Standin{},
-	}
-	for _, h := range lab.HostsByRole(netlab.RoleBackend) {
-		s, err := h.StartStandin(ctx, netlab.StandinOpts{Name: h.Name()})
-		if err != nil {
-			t.Fatalf("stand-in on %s: %v", h.Name(), err)
-		}
-		c.standins[h.Name()] = s
-	}
-	key := make([]byte, 32)
-	_, _ = rand.Read(key)
-	if err := os.WriteFile(c.keyFile(), []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	c := newLab(t, prefix, 90*time.Second, clusterOpts{peers: lbs})
+	c.writeKey("gossip.key")
 	return c
 }
 

@@ -2,8 +2,6 @@ package drills
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"fmt"
 	"net/netip"
 	"os"
@@ -14,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/epconsole/epconsole/dataplane"
 	"github.com/epconsole/epconsole/internal/netlab"
 	"github.com/epconsole/epconsole/internal/pki"
 	"github.com/epconsole/epconsole/internal/standin"
@@ -160,62 +157,7 @@ var reOwner = regexp.MustCompile(`lb\d owns`)
 // stand-ins; it returns the VIP owner.
 func newInsCluster(t *testing.T, ownKey []string) (*cluster, string) {
 	t.Helper()
-	if epconsoleBin == "" {
-		t.Fatal("no epconsole binary (TestMain did not build one)")
-	}
-	hosts := []netlab.HostSpec{{Name: "client", Role: netlab.RoleClient}}
-	for i := 1; i <= 3; i++ {
-		hosts = append(hosts, netlab.HostSpec{Name: fmt.Sprintf("lb%d", i), Role: netlab.RoleLB})
-	}
-	for i := 1; i <= 3; i++ {
-		hosts = append(hosts, netlab.HostSpec{Name: fmt.Sprintf("cp%d", i), Role: netlab.RoleBackend})
-	}
-	lab := netlab.New(t, netlab.Spec{Prefix: "ins", IPv4: insNet4, IPv6: insNet6, Hosts: hosts})
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	t.Cleanup(cancel)
-	c := &cluster{
-		t: t, ctx: ctx, lab: lab, client: lab.Host("client"), lbs: lab.HostsByRole(netlab.RoleLB),
-		dir: t.TempDir(), vip: lab.VIP4(), daemons: map[string]*daemonProc{}, checks: map[string]*dataplane.VIP{},
-		standins: map[string]*netlab.Standin{},
-	}
-	for _, h := range lab.HostsByRole(netlab.RoleBackend) {
-		s, err := h.StartStandin(ctx, netlab.StandinOpts{Name: h.Name()})
-		if err != nil {
-			t.Fatalf("stand-in on %s: %v", h.Name(), err)
-		}
-		c.standins[h.Name()] = s
-	}
-	writeKey := func(name string) string {
-		key := make([]byte, 32)
-		_, _ = rand.Read(key)
-		f := filepath.Join(c.dir, name)
-		if err := os.WriteFile(f, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return f
-	}
-	shared := writeKey("gossip.key")
-	for _, h := range c.lbs {
-		keyFile := shared
-		for _, n := range ownKey {
-			if n == h.Name() {
-				keyFile = writeKey(h.Name() + ".key")
-			}
-		}
-		v, err := dataplane.NewVIP(dataplane.WithNetNS(h.Namespace()))
-		if err != nil {
-			t.Fatalf("VIP check for %s: %v", h.Name(), err)
-		}
-		t.Cleanup(func() { v.Close() })
-		c.checks[h.Name()] = v
-		if err := os.WriteFile(filepath.Join(c.dir, h.Name()+".hcl"), []byte(c.config(h, keyFile)), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, h := range c.lbs {
-		c.start(h)
-	}
-	return c, c.waitOneOwner(20*time.Second, "")
+	return newClusterWith(t, "ins", 3*time.Minute, clusterOpts{ownKey: ownKey, net4: insNet4, net6: insNet6, ownerWait: 20 * time.Second})
 }
 
 // sock is the status socket of LB name (cluster.config puts it there).
