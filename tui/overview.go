@@ -161,12 +161,12 @@ func eventLine(c shared, e status.Event) string {
 // eventStyle colours an event by what it means for the endpoint.
 func eventStyle(c shared, kind string) lipgloss.Style {
 	st := c.Styles
-	switch kind {
-	case "backend-down", "peer-failed", "reload-rejected", "panic-routing":
+	switch status.EventKind(kind) {
+	case status.EventBackendDown, status.EventPeerFailed, status.EventReloadRejected, status.EventPanicRouting:
 		return st.Severity.Critical
-	case "peer-suspect", "config-mismatch", "vip-released", "peer-leave", "drain":
+	case "peer-suspect", status.EventDigestMismatch, status.EventVIPReleased, status.EventPeerLeave, status.EventDrain:
 		return st.Severity.Warning
-	case "backend-up", "vip-acquired", "peer-join", "reload-ok", "undrain", "panic-routing-over":
+	case status.EventBackendUp, status.EventVIPAcquired, status.EventPeerJoin, status.EventReloadOK, status.EventUndrain, status.EventPanicRoutingEnd:
 		return st.Severity.OK
 	}
 	return st.Value

@@ -12,8 +12,8 @@ import (
 
 // Event kinds of the operator's actions (a handoff is EventHandoff).
 const (
-	EventDrain   EventKind = "drain"
-	EventUndrain EventKind = "undrain"
+	EventDrain   = status.EventDrain
+	EventUndrain = status.EventUndrain
 )
 
 // withDrained is the dataplane's drain set: the probes' drains (backends

@@ -28,7 +28,7 @@ import (
 
 // EventFlowsCut: the established flows of a dead backend were cut (how
 // many, how long), or the cut failed.
-const EventFlowsCut EventKind = "flows-cut"
+const EventFlowsCut = status.EventFlowsCut
 
 // flowCutEnv switched to "inline" makes the decision loop cut flows
 // itself, as Reconcile does (a whole-table walk on the loop): a

@@ -3,29 +3,32 @@ package daemon
 import (
 	"sync"
 	"time"
+
+	"github.com/epconsole/epconsole/internal/status"
 )
 
-// EventKind says what an Event is about.
-type EventKind string
+// EventKind says what an Event is about (the kinds are internal/status's:
+// the console and check read them).
+type EventKind = status.EventKind
 
-// Event kinds recorded in the event log (the names internal/status uses).
+// Event kinds recorded in the event log.
 const (
-	EventVIPAcquired    EventKind = "vip-acquired"
-	EventVIPReleased    EventKind = "vip-released"
-	EventBackendUp      EventKind = "backend-up"
-	EventBackendDown    EventKind = "backend-down"
-	EventPeerBackend    EventKind = "peer-backend"
-	EventPeerJoin       EventKind = "peer-join"
-	EventPeerLeave      EventKind = "peer-leave"
-	EventPeerFailed     EventKind = "peer-failed"
-	EventPeerUpdate     EventKind = "peer-update"
-	EventDigestMismatch EventKind = "config-mismatch"
-	EventKeyMismatch    EventKind = "gossip-key-mismatch"
-	EventReloadOK       EventKind = "reload-ok"
-	EventReloadRejected EventKind = "reload-rejected"
-	EventStarted        EventKind = "started"
-	EventHandoff        EventKind = "handoff"
-	EventCertChanged    EventKind = "cert-changed"
+	EventVIPAcquired    = status.EventVIPAcquired
+	EventVIPReleased    = status.EventVIPReleased
+	EventBackendUp      = status.EventBackendUp
+	EventBackendDown    = status.EventBackendDown
+	EventPeerBackend    = status.EventPeerBackend
+	EventPeerJoin       = status.EventPeerJoin
+	EventPeerLeave      = status.EventPeerLeave
+	EventPeerFailed     = status.EventPeerFailed
+	EventPeerUpdate     = status.EventPeerUpdate
+	EventDigestMismatch = status.EventDigestMismatch
+	EventKeyMismatch    = status.EventKeyMismatch
+	EventReloadOK       = status.EventReloadOK
+	EventReloadRejected = status.EventReloadRejected
+	EventStarted        = status.EventStarted
+	EventHandoff        = status.EventHandoff
+	EventCertChanged    = status.EventCertChanged
 )
 
 // Event is one entry of the daemon's event log.

@@ -4,6 +4,7 @@ import (
 	"strings"
 
 	"github.com/epconsole/epconsole/internal/components"
+	"github.com/epconsole/epconsole/internal/status"
 )
 
 // Panic routing: when this node's probes see no healthy backend at all
@@ -17,8 +18,8 @@ import (
 // EventPanicRouting: this node's datapath started or stopped forwarding
 // to every backend because none passes its probes.
 const (
-	EventPanicRouting    EventKind = "panic-routing"
-	EventPanicRoutingEnd EventKind = "panic-routing-over"
+	EventPanicRouting    = status.EventPanicRouting
+	EventPanicRoutingEnd = status.EventPanicRoutingEnd
 )
 
 // notePanic logs and records a change of this node's panic routing: on

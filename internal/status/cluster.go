@@ -234,14 +234,6 @@ func (s Snapshot) Verdict(area probes.Check) (AreaVerdict, bool) {
 	return AreaVerdict{}, false
 }
 
-// EventKeyMismatch is the daemon's event kind for gossip rejected because
-// it was not encrypted with a key of the receiver's keyring; EventPeerJoin
-// is a peer joining the gossip.
-const (
-	EventKeyMismatch = "gossip-key-mismatch"
-	EventPeerJoin    = "peer-join"
-)
-
 // keyMismatch reports whether the snapshot's recent events (oldest first)
 // hold a key mismatch with peer name after its last join.
 func keyMismatch(s Snapshot, name string) bool {
@@ -250,7 +242,7 @@ func keyMismatch(s Snapshot, name string) bool {
 		if e.Subject != name {
 			continue
 		}
-		switch e.Kind {
+		switch EventKind(e.Kind) {
 		case EventKeyMismatch:
 			mismatch = true
 		case EventPeerJoin:

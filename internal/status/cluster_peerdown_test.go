@@ -26,11 +26,11 @@ func TestPeerDownSays(t *testing.T) {
 		}, msgPart: "peer lb3 is not live (dead)", fix: "on lb3: systemctl status epconsole", notMsg: "rejected"},
 		{desc: "a key mismatch before the peer joined is over", mod: func(s *Snapshot) {
 			s.Peers[2].State, s.Peers[2].Fresh = "dead", false
-			s.Events = append(s.Events, Event{Kind: EventKeyMismatch, Subject: "lb3"}, Event{Kind: EventPeerJoin, Subject: "lb3"})
+			s.Events = append(s.Events, Event{Kind: string(EventKeyMismatch), Subject: "lb3"}, Event{Kind: string(EventPeerJoin), Subject: "lb3"})
 		}, msgPart: "peer lb3 is not live (dead)", fix: "on lb3: systemctl status epconsole", notMsg: "rejected"},
 		{desc: "no heartbeats, after an old key mismatch", mod: func(s *Snapshot) {
 			s.Peers[2].Fresh = false
-			s.Events = append(s.Events, Event{Kind: EventKeyMismatch, Subject: "lb3"})
+			s.Events = append(s.Events, Event{Kind: string(EventKeyMismatch), Subject: "lb3"})
 		}, msgPart: "alive by gossip but its heartbeats do not arrive", fix: "open UDP gossip.heartbeat_port", notMsg: "rejected"},
 		{desc: "no heartbeats", mod: func(s *Snapshot) { s.Peers[2].Fresh = false },
 			msgPart: "alive by gossip but its heartbeats do not arrive", fix: "open UDP gossip.heartbeat_port (default the gossip port + 1) from lb3 to lb1", notFx: "systemctl status"},

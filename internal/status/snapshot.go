@@ -289,10 +289,8 @@ type AreaVerdict struct {
 // Event is one entry of the daemon's event log.
 type Event struct {
 	Time time.Time `json:"time"`
-	// Kind: vip-acquired, vip-released, backend-up, backend-down,
-	// peer-join, peer-leave, peer-failed, peer-suspect, config-mismatch,
-	// reload-ok, reload-rejected, drain, undrain, handoff, panic-routing,
-	// panic-routing-over.
+	// Kind is one of the EventKind constants (eventkinds.go), or
+	// peer-rejected.
 	Kind    string `json:"kind"`
 	Subject string `json:"subject,omitempty"`
 	Message string `json:"message"`
