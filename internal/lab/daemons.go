@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // daemonProc is one running `epconsole --daemon`.
@@ -83,18 +85,26 @@ func (l *Lab) daemonRunning(peer string) bool {
 // killDaemon kills the daemon on peer with SIGKILL (a crash: its VIP and
 // rules stay in the kernel) and waits until it is gone.
 func (l *Lab) killDaemon(peer string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return l.signalDaemon(ctx, peer, syscall.SIGKILL)
+}
+
+// signalDaemon sends sig to the daemon on peer and waits until it exits
+// or ctx ends.
+func (l *Lab) signalDaemon(ctx context.Context, peer string, sig syscall.Signal) error {
 	l.mu.Lock()
 	d := l.daemons[peer]
 	l.mu.Unlock()
 	if d == nil {
 		return fmt.Errorf("lab: no daemon on %s", peer)
 	}
-	_ = d.cmd.Process.Signal(syscall.SIGKILL)
+	_ = d.cmd.Process.Signal(sig)
 	select {
 	case <-d.done:
 		return nil
-	case <-time.After(5 * time.Second):
-		return fmt.Errorf("lab: the daemon on %s did not exit after SIGKILL", peer)
+	case <-ctx.Done():
+		return fmt.Errorf("lab: the daemon on %s did not exit after %s: %w", peer, unix.SignalName(sig), ctx.Err())
 	}
 }
 
@@ -111,19 +121,7 @@ func (l *Lab) DaemonPid(peer string) int {
 // StopDaemon stops the daemon on peer with SIGTERM (a graceful handoff:
 // it gives the VIP away and removes its rules) and waits until it exits.
 func (l *Lab) StopDaemon(ctx context.Context, peer string) error {
-	l.mu.Lock()
-	d := l.daemons[peer]
-	l.mu.Unlock()
-	if d == nil {
-		return fmt.Errorf("lab: no daemon on %s", peer)
-	}
-	_ = d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("lab: the daemon on %s did not exit after SIGTERM: %w", peer, ctx.Err())
-	}
+	return l.signalDaemon(ctx, peer, syscall.SIGTERM)
 }
 
 // StartDaemon starts the daemon on peer again (after StopDaemon or a
