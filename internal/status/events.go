@@ -48,23 +48,26 @@ func from(evs []Event, since time.Time) []Event {
 	return out
 }
 
-// historyOrError returns the history, or answers 501 and nil.
-func (s *Server) historyOrError(w http.ResponseWriter) History {
+// historyRequest reads an events request: the history and the since
+// parameter; false when it has answered the request with an error (400
+// for a bad since, 501 when the daemon keeps no history).
+func (s *Server) historyRequest(w http.ResponseWriter, r *http.Request) (History, time.Time, bool) {
+	since, err := sinceParam(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return nil, time.Time{}, false
+	}
 	if s.opts.History == nil {
 		writeError(w, http.StatusNotImplemented, "this epconsole daemon keeps no event history")
+		return nil, time.Time{}, false
 	}
-	return s.opts.History
+	return s.opts.History, since, true
 }
 
 // handleEvents answers the kept events since the since parameter.
 func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
-	since, err := sinceParam(r)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	h := s.historyOrError(w)
-	if h == nil {
+	h, since, ok := s.historyRequest(w, r)
+	if !ok {
 		return
 	}
 	evs, _, _ := h.EventsAfter(0)
@@ -76,26 +79,11 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 // keep-alive comment every KeepAlive and "stopping" as the stream
 // endpoint does.
 func (s *Server) handleEventStream(w http.ResponseWriter, r *http.Request) {
-	since, err := sinceParam(r)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+	h, since, ok := s.historyRequest(w, r)
+	if !ok {
 		return
 	}
-	h := s.historyOrError(w)
-	if h == nil {
-		return
-	}
-	rc := http.NewResponseController(w)
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-cache")
-	w.WriteHeader(http.StatusOK)
-	write := func(b []byte) error {
-		rc.SetWriteDeadline(time.Now().Add(writeTimeout))
-		if _, err := w.Write(b); err != nil {
-			return err
-		}
-		return rc.Flush()
-	}
+	write := startSSE(w)
 	send := func(evs []Event) error {
 		var b []byte
 		for _, e := range evs {

@@ -277,20 +277,8 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 // every change (at most one per Coalesce), a keep-alive comment every
 // KeepAlive, and a final "stopping" event when the daemon stops.
 func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
-	rc := http.NewResponseController(w)
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-
-	write := func(b []byte) error {
-		rc.SetWriteDeadline(time.Now().Add(writeTimeout))
-		if _, err := w.Write(b); err != nil {
-			return err
-		}
-		return rc.Flush()
-	}
+	w.Header().Set("X-Accel-Buffering", "no")
+	write := startSSE(w)
 	var last []byte
 	var lastSent time.Time
 	send := func(snap Snapshot) error {
@@ -344,6 +332,22 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
+	}
+}
+
+// startSSE answers 200 with the headers of an event stream and returns
+// the stream's write: each write is flushed, within writeTimeout.
+func startSSE(w http.ResponseWriter) func([]byte) error {
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	return func(b []byte) error {
+		rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+		return rc.Flush()
 	}
 }
 
