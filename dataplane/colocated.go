@@ -123,12 +123,7 @@ func backendOutExprs(p familyPlan, port uint16) []expr.Any {
 }
 
 // sportExprs matches th sport (after an l4proto match).
-func sportExprs(port uint16) []expr.Any {
-	return []expr.Any{
-		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 2},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: binaryutil.BigEndian.PutUint16(port)},
-	}
-}
+func sportExprs(port uint16) []expr.Any { return thPortExprs(0, port) }
 
 // notLocalExprs matches fib saddr (or daddr) type != local: the address
 // is not one of this node's, so it does not hold the VIP.

@@ -278,29 +278,28 @@ func natFamily(is6 bool) byte {
 
 // daddrExprs matches ip daddr (ip6 daddr) against addr.
 func daddrExprs(is6 bool, addr []byte) []expr.Any {
-	off, n := uint32(16), uint32(4)
 	if is6 {
-		off, n = 24, 16
+		return nhFieldExprs(24, 16, addr)
 	}
-	return []expr.Any{
-		// [ payload load 4b @ network header + 16 => reg 1 ]
-		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
-		// [ cmp eq reg 1 VIP ]
-		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: addr},
-	}
+	return nhFieldExprs(16, 4, addr)
 }
 
 // saddrExprs matches ip saddr (ip6 saddr) against addr.
 func saddrExprs(is6 bool, addr []byte) []expr.Any {
-	off, n := uint32(12), uint32(4)
 	if is6 {
-		off, n = 8, 16
+		return nhFieldExprs(8, 16, addr)
 	}
+	return nhFieldExprs(12, 4, addr)
+}
+
+// nhFieldExprs matches the n bytes at offset off of the network header
+// against data.
+func nhFieldExprs(off, n uint32, data []byte) []expr.Any {
 	return []expr.Any{
-		// [ payload load 4b @ network header + 12 => reg 1 ]
+		// [ payload load <n>b @ network header + <off> => reg 1 ]
 		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
-		// [ cmp eq reg 1 VIP ]
-		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: addr},
+		// [ cmp eq reg 1 <data> ]
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: data},
 	}
 }
 
@@ -313,32 +312,33 @@ func l4protoExprs(proto byte) []expr.Any {
 }
 
 // dportExprs matches th dport (after an l4proto match).
-func dportExprs(port uint16) []expr.Any {
+func dportExprs(port uint16) []expr.Any { return thPortExprs(2, port) }
+
+// thPortExprs matches the 16-bit transport header field at offset (0:
+// sport, 2: dport) against port.
+func thPortExprs(offset uint32, port uint16) []expr.Any {
 	return []expr.Any{
-		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: offset, Len: 2},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: binaryutil.BigEndian.PutUint16(port)},
 	}
 }
 
 // ctStateExprs matches ct state in bits.
-func ctStateExprs(bits uint32) []expr.Any {
+func ctStateExprs(bits uint32) []expr.Any { return ctBitsExprs(expr.CtKeySTATE, bits, expr.CmpOpNeq) }
+
+// ctBitsExprs matches ct key & bits compared with 0 by op (!= 0: some of
+// the bits are set; == 0: none is).
+func ctBitsExprs(key expr.CtKey, bits uint32, op expr.CmpOp) []expr.Any {
 	return []expr.Any{
-		&expr.Ct{Register: reg1, Key: expr.CtKeySTATE},
+		&expr.Ct{Register: reg1, Key: key},
 		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4,
 			Mask: binaryutil.NativeEndian.PutUint32(bits), Xor: binaryutil.NativeEndian.PutUint32(0)},
-		&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Cmp{Op: op, Register: reg1, Data: binaryutil.NativeEndian.PutUint32(0)},
 	}
 }
 
 // ctStatusExprs matches ct status & bits != 0.
-func ctStatusExprs(bits uint32) []expr.Any {
-	return []expr.Any{
-		&expr.Ct{Register: reg1, Key: expr.CtKeySTATUS},
-		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4,
-			Mask: binaryutil.NativeEndian.PutUint32(bits), Xor: binaryutil.NativeEndian.PutUint32(0)},
-		&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: binaryutil.NativeEndian.PutUint32(0)},
-	}
-}
+func ctStatusExprs(bits uint32) []expr.Any { return ctBitsExprs(expr.CtKeySTATUS, bits, expr.CmpOpNeq) }
 
 // ctMarkSetExprs sets one mark bit and keeps the others:
 // ct mark set ct mark | bit. It uses reg 3, leaving reg 1 (the backend) alone.
@@ -352,24 +352,10 @@ func ctMarkSetExprs(bit uint32) []expr.Any {
 }
 
 // ctMarkTestExprs matches ct mark & bit != 0.
-func ctMarkTestExprs(bit uint32) []expr.Any {
-	return []expr.Any{
-		&expr.Ct{Register: reg1, Key: expr.CtKeyMARK},
-		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4,
-			Mask: binaryutil.NativeEndian.PutUint32(bit), Xor: binaryutil.NativeEndian.PutUint32(0)},
-		&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: binaryutil.NativeEndian.PutUint32(0)},
-	}
-}
+func ctMarkTestExprs(bit uint32) []expr.Any { return ctBitsExprs(expr.CtKeyMARK, bit, expr.CmpOpNeq) }
 
 // ctMarkZeroExprs matches ct mark & bit == 0.
-func ctMarkZeroExprs(bit uint32) []expr.Any {
-	return []expr.Any{
-		&expr.Ct{Register: reg1, Key: expr.CtKeyMARK},
-		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4,
-			Mask: binaryutil.NativeEndian.PutUint32(bit), Xor: binaryutil.NativeEndian.PutUint32(0)},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: binaryutil.NativeEndian.PutUint32(0)},
-	}
-}
+func ctMarkZeroExprs(bit uint32) []expr.Any { return ctBitsExprs(expr.CtKeyMARK, bit, expr.CmpOpEq) }
 
 func verdict(k expr.VerdictKind) []expr.Any { return []expr.Any{&expr.Verdict{Kind: k}} }
 
