@@ -19,25 +19,16 @@ import (
 // that creates it is never unlocked, so Go retires it.
 func newNetNS(t *testing.T) netns.NsHandle {
 	t.Helper()
-	type result struct {
-		h   netns.NsHandle
-		err error
+	h, err := benchNetNS()
+	if err != nil {
+		t.Fatalf("creating network namespace: %v", err)
 	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		h, err := netns.New()
-		ch <- result{h, err}
-	}()
-	r := <-ch
-	if r.err != nil {
-		t.Fatalf("creating network namespace: %v", r.err)
-	}
-	t.Cleanup(func() { r.h.Close() })
-	return r.h
+	t.Cleanup(func() { h.Close() })
+	return h
 }
 
-// benchNetNS is newNetNS for benchmarks: the caller closes the handle.
+// benchNetNS creates an unnamed network namespace for a benchmark (and
+// for newNetNS); the caller closes the handle.
 func benchNetNS() (netns.NsHandle, error) {
 	type result struct {
 		h   netns.NsHandle
