@@ -103,17 +103,28 @@ func lastName(path string) string {
 	return path
 }
 
+// typed evaluates attribute a (not nil) and checks that its value is of
+// type typ; false when it is not (reported with want and example, as
+// wrongType does) or could not be evaluated.
+func (d *decoder) typed(a *hcl.Attribute, path string, typ cty.Type, want, example string) (cty.Value, bool) {
+	v, ok := d.eval(a, path)
+	if !ok {
+		return v, false
+	}
+	if v.Type() != typ {
+		d.wrongType(a.Expr.Range(), path, v, want, example)
+		return v, false
+	}
+	return v, true
+}
+
 // str decodes a string attribute; def when a is nil.
 func (d *decoder) str(a *hcl.Attribute, path, def, example string) (string, bool) {
 	if a == nil {
 		return def, true
 	}
-	v, ok := d.eval(a, path)
+	v, ok := d.typed(a, path, cty.String, "a string in double quotes", example)
 	if !ok {
-		return def, false
-	}
-	if v.Type() != cty.String {
-		d.wrongType(a.Expr.Range(), path, v, "a string in double quotes", example)
 		return def, false
 	}
 	return v.AsString(), true
@@ -160,12 +171,8 @@ func (d *decoder) boolean(a *hcl.Attribute, path string, def bool) bool {
 	if a == nil {
 		return def
 	}
-	v, ok := d.eval(a, path)
+	v, ok := d.typed(a, path, cty.Bool, "true or false (without quotes)", "true")
 	if !ok {
-		return def
-	}
-	if v.Type() != cty.Bool {
-		d.wrongType(a.Expr.Range(), path, v, "true or false (without quotes)", "true")
 		return def
 	}
 	return v.True()
@@ -176,12 +183,8 @@ func (d *decoder) intIn(a *hcl.Attribute, path string, def, lo, hi int, why stri
 	if a == nil {
 		return def, true
 	}
-	v, ok := d.eval(a, path)
+	v, ok := d.typed(a, path, cty.Number, "a whole number (without quotes)", strconv.Itoa(def))
 	if !ok {
-		return def, false
-	}
-	if v.Type() != cty.Number {
-		d.wrongType(a.Expr.Range(), path, v, "a whole number (without quotes)", strconv.Itoa(def))
 		return def, false
 	}
 	bf := v.AsBigFloat()
@@ -220,12 +223,8 @@ func (d *decoder) port(a *hcl.Attribute, path string, def uint16) (uint16, bool)
 	if a == nil {
 		return def, true
 	}
-	v, ok := d.eval(a, path)
+	v, ok := d.typed(a, path, cty.Number, "a port number (without quotes)", strconv.Itoa(int(def)))
 	if !ok {
-		return def, false
-	}
-	if v.Type() != cty.Number {
-		d.wrongType(a.Expr.Range(), path, v, "a port number (without quotes)", strconv.Itoa(int(def)))
 		return def, false
 	}
 	bf := v.AsBigFloat()
@@ -242,12 +241,8 @@ func (d *decoder) duration(a *hcl.Attribute, path string, def, lo, hi time.Durat
 	if a == nil {
 		return def, true
 	}
-	v, ok := d.eval(a, path)
+	v, ok := d.typed(a, path, cty.String, "a duration string with a unit", strconv.Quote(def.String()))
 	if !ok {
-		return def, false
-	}
-	if v.Type() != cty.String {
-		d.wrongType(a.Expr.Range(), path, v, "a duration string with a unit", strconv.Quote(def.String()))
 		return def, false
 	}
 	s := v.AsString()
