@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -14,35 +13,13 @@ import (
 	"github.com/vishvananda/netns"
 )
 
-// newNetNS creates an unnamed network namespace for one test and returns
-// its handle, closed (and so the namespace freed) at cleanup. The thread
-// that creates it is never unlocked, so Go retires it.
-func newNetNS(t *testing.T) netns.NsHandle {
-	t.Helper()
-	h, err := benchNetNS()
-	if err != nil {
-		t.Fatalf("creating network namespace: %v", err)
-	}
-	t.Cleanup(func() { h.Close() })
-	return h
-}
+// newNetNS creates an unnamed network namespace for one test
+// (testenv.NewNetNS).
+func newNetNS(t *testing.T) netns.NsHandle { return testenv.NewNetNS(t) }
 
-// benchNetNS creates an unnamed network namespace for a benchmark (and
-// for newNetNS); the caller closes the handle.
-func benchNetNS() (netns.NsHandle, error) {
-	type result struct {
-		h   netns.NsHandle
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		h, err := netns.New()
-		ch <- result{h, err}
-	}()
-	r := <-ch
-	return r.h, r.err
-}
+// benchNetNS creates an unnamed network namespace for a benchmark
+// (testenv.UnnamedNetNS); the caller closes the handle.
+func benchNetNS() (netns.NsHandle, error) { return testenv.UnnamedNetNS() }
 
 // kernelTest starts a kernel test: skips (or fails under
 // EPCONSOLE_REQUIRE_NETNS=1) without root and netns, and returns a fresh

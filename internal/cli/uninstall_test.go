@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -121,22 +120,8 @@ func TestKeygenUninstallHelp(t *testing.T) {
 func uninstallNS(t *testing.T) (netns.NsHandle, string) {
 	t.Helper()
 	testenv.NeedNetns(t)
-	type result struct {
-		h   netns.NsHandle
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		h, err := netns.New()
-		ch <- result{h, err}
-	}()
-	r := <-ch
-	if r.err != nil {
-		t.Fatalf("creating network namespace: %v", r.err)
-	}
-	t.Cleanup(func() { r.h.Close() })
-	return r.h, "/proc/self/fd/" + strconv.Itoa(int(r.h))
+	h := testenv.NewNetNS(t)
+	return h, "/proc/self/fd/" + strconv.Itoa(int(h))
 }
 
 // TestUninstallCommand runs uninstall against a namespace holding a VIP,

@@ -1,6 +1,7 @@
 // Package testenv is what epconsole's tests share about their environment:
 // whether kernel tests (network namespaces, nftables) can run here, turning
 // a skip into a failure when CI demands them (EPCONSOLE_REQUIRE_NETNS=1);
+// unnamed network namespaces for them;
 // the binaries multi-process tests run (cmd/epconsole, cmd/epconsole-lab:
 // prebuilt ones from EPCONSOLE_BIN and EPCONSOLE_LAB_BIN, else built once);
 // and a tmux pane for tests that drive a program on a real terminal.
@@ -9,6 +10,7 @@ package testenv
 import (
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -79,4 +81,35 @@ func NoNamespacesLeft(t testing.TB, prefix string) {
 			t.Errorf("namespace %s left behind", e.Name())
 		}
 	}
+}
+
+// UnnamedNetNS creates an unnamed network namespace on a thread of its
+// own that is never unlocked, so Go retires the thread with the goroutine
+// and no other goroutine runs in the namespace; the caller closes the
+// handle (which frees the namespace).
+func UnnamedNetNS() (netns.NsHandle, error) {
+	type result struct {
+		h   netns.NsHandle
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		h, err := netns.New()
+		ch <- result{h, err}
+	}()
+	r := <-ch
+	return r.h, r.err
+}
+
+// NewNetNS is UnnamedNetNS for one test: it fails t when the namespace
+// cannot be made and closes the handle at cleanup.
+func NewNetNS(t testing.TB) netns.NsHandle {
+	t.Helper()
+	h, err := UnnamedNetNS()
+	if err != nil {
+		t.Fatalf("creating network namespace: %v", err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h
 }
