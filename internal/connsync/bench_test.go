@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/pprof"
-	"slices"
 	"strconv"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -68,8 +66,7 @@ func benchRun(t *testing.T, flows, rate, secs int, withSync bool) time.Duration 
 	nodes := startSyncNodes(t, ctx, 3)
 	owner := nodes[0]
 	var syncs []*Sync
-	var lagMu sync.Mutex
-	var lags []time.Duration
+	lags := &lagSeries{t0: time.Now()}
 	if withSync {
 		for _, n := range nodes {
 			s := n.start(t, ctx)
@@ -77,7 +74,7 @@ func benchRun(t *testing.T, flows, rate, secs int, withSync bool) time.Duration 
 			syncs = append(syncs, s)
 		}
 		for _, s := range syncs[1:] {
-			fn := func(d time.Duration) { lagMu.Lock(); lags = append(lags, d); lagMu.Unlock() }
+			fn := lags.add
 			s.lagSink.Store(&fn)
 		}
 		syncs[0].SetHolding(true)
@@ -89,9 +86,7 @@ func benchRun(t *testing.T, flows, rate, secs int, withSync bool) time.Duration 
 			waitUntil(t, 5*time.Minute, fmt.Sprintf("%s holds the %d flows", p.name, flows), func() bool { return p.entries(t) >= flows })
 		}
 		t.Logf("fill: %d flows created on the owner and held by both peers in %v", flows, time.Since(start).Round(time.Millisecond))
-		lagMu.Lock()
-		lags = lags[:0]
-		lagMu.Unlock()
+		lags.reset()
 	}
 
 	// Churn: every 10 ms, rate/100 new flows and as many of the oldest closed.
@@ -143,15 +138,14 @@ func benchRun(t *testing.T, flows, rate, secs int, withSync bool) time.Duration 
 	}
 	os := syncs[0].Stats()
 	t.Logf("wire: %.0f bytes a second to 2 peers (%d batches in all)", float64(os.WireBytes-wire0)/elapsed.Seconds(), os.Sent)
-	lagMu.Lock()
-	slices.Sort(lags)
-	if n := len(lags); n > 0 {
-		t.Logf("lag on the peers over %d entries: p50 %v, p99 %v, max %v", n, lags[n/2], lags[n*99/100], lags[n-1])
-		if p99 := lags[n*99/100]; p99 > 50*time.Millisecond {
+	if sl := lags.sorted(); len(sl) > 0 {
+		n := len(sl)
+		t.Logf("lag on the peers over %d entries: p50 %v, p99 %v, max %v", n, sl[n/2], sl[n*99/100], sl[n-1])
+		if p99 := sl[n*99/100]; p99 > 50*time.Millisecond {
 			t.Logf("MISSED: lag p99 %v is above the 50 ms target", p99)
 		}
 	}
-	lagMu.Unlock()
+	lags.chart(t, lagTitle(flows, rate))
 	for _, s := range syncs[1:] {
 		if d := s.Stats().Dropped; len(d) > 0 {
 			t.Errorf("a peer dropped %v", d)
