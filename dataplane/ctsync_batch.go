@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"syscall"
+	"time"
 
 	"github.com/mdlayher/netlink"
 	"github.com/ti-mo/netfilter"
@@ -26,6 +27,9 @@ const syncBatchChunk = 128
 
 // syncApplierRcvBuf is the receive buffer the applier's socket asks for.
 const syncApplierRcvBuf = 4 << 20
+
+// syncAnswerTimeout bounds the wait for a chunk's answers.
+const syncAnswerTimeout = 5 * time.Second
 
 // ApplyAll applies entries in order as Apply does (add: as Add does),
 // many requests to a system call. It returns one error per entry (nil
@@ -191,6 +195,10 @@ func (a *SyncApplier) exchange(msgs []netlink.Message) ([]syscall.Errno, error) 
 	}
 	answers := make([]syscall.Errno, len(msgs))
 	last := base + uint32(len(msgs)) - 1
+	// The kernel answers within the sendmsg; a lost answer (an overrun
+	// buffer) must not hang the applier.
+	_ = a.nl.SetReadDeadline(time.Now().Add(syncAnswerTimeout))
+	defer a.nl.SetReadDeadline(time.Time{})
 	rb := a.rbuf
 	for {
 		var n int

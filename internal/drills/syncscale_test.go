@@ -287,8 +287,15 @@ func syncScale(t *testing.T, prefix string, n int, loss bool, args ...string) in
 			}
 		}
 	}
-	// Each connection waits for a line the backend sends 4 s from now,
-	// after the failover (a watch event: a server that speaks first).
+	// Each connection waits for a line the backend sends `every` from
+	// now, after the failover (a watch event: a server that speaks
+	// first); tens of thousands of watches take a while to start, so the
+	// first started must not get their line before the failover.
+	every := 4 * time.Second
+	if n > syncScaleFlows {
+		every += time.Duration(n) * time.Millisecond
+	}
+	w0 := time.Now()
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 64)
 	var werr error
@@ -299,7 +306,7 @@ func syncScale(t *testing.T, prefix string, n int, loss bool, args ...string) in
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if err := h.startWatch(4 * time.Second); err != nil {
+			if err := h.startWatch(every); err != nil {
 				wmu.Lock()
 				werr = err
 				wmu.Unlock()
@@ -309,6 +316,9 @@ func syncScale(t *testing.T, prefix string, n int, loss bool, args ...string) in
 	wg.Wait()
 	if werr != nil {
 		t.Fatalf("starting the watches: %v", werr)
+	}
+	if d := time.Since(w0); d+time.Second > every-time.Second {
+		t.Fatalf("starting %d watches took %v: their lines (due %v after the start) would come before the failover", n, d.Round(time.Millisecond), every)
 	}
 	time.Sleep(time.Second) // every held connection is established 1 s before the failure
 	if err := c.lab.Host(owner).SetCable(false); err != nil {
@@ -327,7 +337,7 @@ func syncScale(t *testing.T, prefix string, n int, loss bool, args ...string) in
 		go func() {
 			defer wg.Done()
 			defer func() { <-check }()
-			err := h.finishWatch(8 * time.Second)
+			err := h.finishWatch(max(every+8*time.Second-time.Since(w0), 2*time.Second))
 			if err == nil {
 				err = h.roundTrip(5 * time.Second)
 			}
