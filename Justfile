@@ -37,6 +37,14 @@ bench *ARGS:
 bench-sync FLOWS="50000" RATE="2000" SECONDS="60":
     EPCONSOLE_BENCH_SYNC=1 EPCONSOLE_BENCH_SYNC_FLOWS={{FLOWS}} EPCONSOLE_BENCH_SYNC_RATE={{RATE}} EPCONSOLE_BENCH_SYNC_SECONDS={{SECONDS}} go test -count=1 -v -timeout 20m -run 'TestSyncBench' ./internal/connsync/
 
+# the same load against conntrackd in FTFW mode between three LB namespaces with nft DNAT (root; apt-get install -y conntrackd): fill time into the peers' caches, each conntrackd's CPU, join after a resync request, commit time
+bench-sync-rival FLOWS="50000" RATE="2000" SECONDS="60":
+    EPCONSOLE_BENCH_SYNC_RIVAL=1 EPCONSOLE_BENCH_SYNC_FLOWS={{FLOWS}} EPCONSOLE_BENCH_SYNC_RATE={{RATE}} EPCONSOLE_BENCH_SYNC_SECONDS={{SECONDS}} go test -count=1 -v -timeout 20m -run 'TestSyncBenchConntrackd' ./internal/connsync/
+
+# the connection-sync drill at scale (root): FLOWS TLS connections held through the VIP, the owner's cable pulled, RUNS times (each run: with the sync, with 1 % loss between the peers, and the control without it); CI runs 2,000 flows once
+drill-sync-scale FLOWS="50000" RUNS="5":
+    EPCONSOLE_REQUIRE_NETNS=1 EPCONSOLE_DRILL_SYNC_FLOWS={{FLOWS}} go test -count={{RUNS}} -p 1 -v -timeout 180m -run '^TestConnSyncScale$' ./internal/drills/
+
 # the long drills (root): 1 % loss between the LB peers with both cores saturated for LOSS, and the five-peer cluster (kill -9, 2 against 3); not in CI
 drills-long LOSS="60s":
     go build -o /tmp/epconsole-drills ./cmd/epconsole

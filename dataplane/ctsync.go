@@ -223,51 +223,51 @@ func (c *Conntrack) SyncDump(ctx context.Context, vips []netip.AddrPort) ([]Sync
 // or the subscription fails (for example the socket overran: the caller
 // then starts again with a SyncDump).
 func (c *Conntrack) WatchSync(ctx context.Context, vips []netip.AddrPort, fn func(SyncEntry)) error {
-	conn, err := c.dial()
+	ev, err := c.SubscribeSync(vips)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	if err := conn.SetReadBuffer(4 << 20); err != nil {
-		c.log.Debug("conntrack event socket: read buffer", "err", err)
-	}
-	events := make(chan conntrack.Event, 1024)
-	errs, err := conn.Listen(events, 1, []netfilter.NetlinkGroup{netfilter.GroupCTNew, netfilter.GroupCTUpdate, netfilter.GroupCTDestroy})
+	defer ev.Close()
+	return ev.Read(ctx, fn)
+}
+
+// SyncEvents is a subscription to the conntrack events of flows through
+// some VIPs (ctsync_events.go): events from its start are kept until
+// read.
+type SyncEvents struct {
+	nl   *netlink.Conn
+	vips []netip.AddrPort
+}
+
+// SubscribeSync subscribes to the events of flows through vips; Read
+// them, then Close.
+func (c *Conntrack) SubscribeSync(vips []netip.AddrPort) (*SyncEvents, error) {
+	nl, err := c.openSyncEvents(vips, true)
 	if err != nil {
-		return fmt.Errorf("subscribing to conntrack events: %w", err)
+		return nil, err
 	}
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case err := <-errs:
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("conntrack events: %w", err)
-		case ev := <-events:
-			if ev.Flow == nil {
-				continue
-			}
-			var op SyncOp
-			switch ev.Type {
-			case conntrack.EventNew:
-				op = SyncUpsert
-			case conntrack.EventUpdate:
-				if ev.Flow.ProtoInfo.TCP == nil {
-					continue // no state change: nothing a peer needs
-				}
-				op = SyncUpsert
-			case conntrack.EventDestroy:
-				op = SyncDelete
-			default:
-				continue
-			}
-			if e, ok := syncEntryOf(op, *ev.Flow, vips); ok {
-				fn(e)
-			}
-		}
+	return &SyncEvents{nl: nl, vips: slices.Clone(vips)}, nil
+}
+
+// Read calls fn for every change of a DNATed TCP flow through the VIPs,
+// as WatchSync does, until ctx ends (nil) or the subscription fails.
+func (ev *SyncEvents) Read(ctx context.Context, fn func(SyncEntry)) error {
+	return readSyncEvents(ctx, ev.nl, ev.vips, fn, nil)
+}
+
+// Close ends the subscription.
+func (ev *SyncEvents) Close() error { return ev.nl.Close() }
+
+// Pause (true) makes the socket filter drop every event, so none wakes
+// the reader, while the subscription stays (the kernel reports only the
+// flows created while someone listens); Pause(false) keeps the VIPs'
+// events again.
+func (ev *SyncEvents) Pause(on bool) error {
+	prog := eventFilter(ev.vips)
+	if on {
+		prog = []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: 0}}
 	}
+	return attachFilter(ev.nl, prog)
 }
 
 // ApplySynced applies an entry received from the owner: SyncUpsert
@@ -454,11 +454,6 @@ const (
 // existing entry, an update of its timeout and TCP state and flags (the
 // kernel refuses NAT changes on an existing entry).
 func syncedMessage(e SyncEntry, create bool) (netlink.Message, error) {
-	is4 := e.OrigSrc.Addr().Unmap().Is4()
-	fam := netfilter.ProtoIPv6
-	if is4 {
-		fam = netfilter.ProtoIPv4
-	}
 	attrs := []netfilter.Attribute{
 		tupleAttr(ctaTupleOrig, e.OrigSrc, e.OrigDst),
 		u32Attr(ctaTimeout, syncTimeout(e)),
@@ -485,12 +480,7 @@ func syncedMessage(e SyncEntry, create bool) (netlink.Message, error) {
 	attrs = append(attrs, netfilter.Attribute{Type: ctaProtoInfo, Nested: true, Children: []netfilter.Attribute{
 		{Type: ctaProtoInfoTCP, Nested: true, Children: tcp},
 	}})
-	msg, err := netfilter.MarshalNetlink(netfilter.Header{
-		SubsystemID: netfilter.NFSubsysCTNetlink,
-		MessageType: ctnetlinkNewCT,
-		Family:      fam,
-		Flags:       flags,
-	}, attrs)
+	msg, err := ctMessage(ctnetlinkNewCT, e, flags, attrs...)
 	if err != nil {
 		return netlink.Message{}, fmt.Errorf("encoding synced entry: %w", err)
 	}

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/mdlayher/netlink"
-	"github.com/ti-mo/netfilter"
 	"golang.org/x/sys/unix"
 )
 
@@ -17,21 +16,41 @@ import (
 // a test's namespace, a thread switching namespaces each). Not safe for
 // concurrent use; Close it.
 type SyncApplier struct {
-	c    *Conntrack
-	conn *netfilter.Conn
+	c  *Conntrack
+	nl *netlink.Conn
+	// seq numbers the batched requests (ctsync_batch.go); buf and rbuf
+	// are their send and receive buffers.
+	seq       uint32
+	buf, rbuf []byte
 }
 
-// NewSyncApplier opens the socket of a SyncApplier.
+// NewSyncApplier opens the socket of a SyncApplier: its error answers
+// carry no copy of the request (NETLINK_CAP_ACK), and its receive buffer
+// holds a chunk's answers.
 func (c *Conntrack) NewSyncApplier() (*SyncApplier, error) {
-	conn, err := c.dialNetfilter()
-	if err != nil {
-		return nil, err
+	cfg := &netlink.Config{}
+	if c.ns.fd >= 0 {
+		cfg.NetNS = c.ns.fd
 	}
-	return &SyncApplier{c: c, conn: conn}, nil
+	nl, err := netlink.Dial(unix.NETLINK_NETFILTER, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("dialing ctnetlink: %w", err)
+	}
+	if err := nl.SetOption(netlink.CapAcknowledge, true); err != nil {
+		c.log.Debug("ctnetlink applier: NETLINK_CAP_ACK", "err", err)
+	}
+	if rc, err := nl.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) {
+			if err := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, syncApplierRcvBuf); err != nil {
+				_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, syncApplierRcvBuf)
+			}
+		})
+	}
+	return &SyncApplier{c: c, nl: nl, seq: 1 << 20, rbuf: make([]byte, 64<<10)}, nil
 }
 
 // Close closes the socket.
-func (a *SyncApplier) Close() error { return a.conn.Close() }
+func (a *SyncApplier) Close() error { return a.nl.Close() }
 
 // Apply is Conntrack.ApplySynced over the applier's socket.
 func (a *SyncApplier) Apply(ctx context.Context, e SyncEntry) error {
@@ -71,20 +90,11 @@ func (a *SyncApplier) delete(ctx context.Context, e SyncEntry) error {
 	if err := e.validate(); err != nil {
 		return err
 	}
-	fam := netfilter.ProtoIPv6
-	if e.OrigSrc.Addr().Unmap().Is4() {
-		fam = netfilter.ProtoIPv4
-	}
-	msg, err := netfilter.MarshalNetlink(netfilter.Header{
-		SubsystemID: netfilter.NFSubsysCTNetlink,
-		MessageType: ctnetlinkDelCT,
-		Family:      fam,
-		Flags:       netlink.Request | netlink.Acknowledge,
-	}, []netfilter.Attribute{tupleAttr(ctaTupleOrig, e.OrigSrc, e.OrigDst)})
+	msg, err := deleteMessage(e)
 	if err != nil {
-		return fmt.Errorf("encoding synced delete: %w", err)
+		return err
 	}
-	if _, err := a.conn.Query(msg); err != nil && !errors.Is(err, unix.ENOENT) {
+	if _, err := a.nl.Execute(msg); err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("deleting synced entry %v -> %v: %w", e.OrigSrc, e.OrigDst, err)
 	}
 	return nil
@@ -106,7 +116,7 @@ func (a *SyncApplier) send(ctx context.Context, e SyncEntry, create bool) error 
 		return err
 	}
 	for attempt := 0; ; attempt++ {
-		_, err = a.conn.Query(msg)
+		_, err = a.nl.Execute(msg)
 		// The kernel answers EAGAIN once while it loads the NAT module.
 		if !errors.Is(err, unix.EAGAIN) || attempt >= 3 {
 			break

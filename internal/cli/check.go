@@ -33,6 +33,9 @@ type checkOptions struct {
 	// netnsPath is where `check preflight` looks (empty: this process's
 	// own namespace); tests point it at a lab host.
 	netnsPath string
+	// flows and newFlowsPerSecond are the load `check preflight` sizes
+	// the conntrack table for (0: its defaults; check_preflight.go).
+	flows, newFlowsPerSecond int
 }
 
 // runCheck implements `epconsole check` with its parsed options.

@@ -45,7 +45,8 @@ func newCheckCmd(a *app, run func(context.Context, checkOptions, IO) int) *cobra
 		Short: "probe backends, certificates, etcd and kubeconfig; Nagios exit codes",
 		Long:  checkLong,
 		Annotations: map[string]string{synopsisKey: "epconsole check [backends|tls|etcd|kubeconfig|preflight|all] [-c config.hcl] [--json]\n" +
-			"                [--wait-for ok|warning [--timeout 2m] [--every 2s]] [--kubeconfig file]"},
+			"                [--wait-for ok|warning [--timeout 2m] [--every 2s]] [--kubeconfig file]\n" +
+			"                [--flows N] [--new-flows-per-second N]"},
 		DisableFlagsInUseLine: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := o.finish(args); err != nil {
@@ -63,6 +64,7 @@ func newCheckCmd(a *app, run func(context.Context, checkOptions, IO) int) *cobra
 	fs.DurationVar(&o.timeout, "timeout", 2*time.Minute, "give up waiting after this long (with --wait-for)")
 	fs.DurationVar(&o.every, "every", 2*time.Second, "time between attempts (with --wait-for)")
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig `file` to check (default: $KUBECONFIG, then ~/.kube/config)")
+	preflightFlags(fs, &o) // check_preflight.go
 	return cmd
 }
 
@@ -83,6 +85,9 @@ func (o *checkOptions) finish(names []string) error {
 	}
 	if o.timeout <= 0 || o.every <= 0 {
 		return bad("--timeout and --every must be positive")
+	}
+	if o.flows < 0 || o.newFlowsPerSecond < 0 {
+		return bad("--flows and --new-flows-per-second must not be negative")
 	}
 	if o.configPath == "" {
 		o.configPath = defaultConfigPath()

@@ -2,6 +2,9 @@ package cli
 
 import (
 	"context"
+	"fmt"
+
+	"github.com/spf13/pflag"
 
 	"github.com/epconsole/epconsole/internal/config"
 	"github.com/epconsole/epconsole/internal/preflight"
@@ -12,12 +15,23 @@ import (
 // since it judges the LB host it runs on, not the control plane.
 const checkPreflight = probes.CheckPreflight
 
-// runPreflight runs the host preflight (read-only) in netnsPath (empty:
-// this process's namespace); its findings are check findings already.
-func runPreflight(ctx context.Context, cfg *config.Config, netnsPath string) []probes.Finding {
-	o := preflight.OptionsFromConfig(cfg)
-	o.NetnsPath = netnsPath
-	fs := preflight.Run(ctx, o)
+// preflightFlags adds the load the conntrack-size check sizes the table
+// for: the concurrent flows and the peak rate of new (and as many closed)
+// flows, whose entries stay in TIME_WAIT for two minutes on the owner and,
+// synced, on every peer.
+func preflightFlags(fs *pflag.FlagSet, o *checkOptions) {
+	fs.IntVar(&o.flows, "flows", 0, fmt.Sprintf("concurrent flows through the VIP the conntrack table must hold (preflight; default %d)", preflight.DefaultExpectedFlows))
+	fs.IntVar(&o.newFlowsPerSecond, "new-flows-per-second", 0, "peak new (and as many closed) flows a second, e.g. a rolling restart of the nodes; each closed flow keeps its entry for 120 s (preflight; default 0: not counted)")
+}
+
+// runPreflight runs the host preflight (read-only) in o.netnsPath
+// (empty: this process's namespace) for the load in o; its findings are
+// check findings already.
+func runPreflight(ctx context.Context, cfg *config.Config, o checkOptions) []probes.Finding {
+	po := preflight.OptionsFromConfig(cfg)
+	po.NetnsPath = o.netnsPath
+	po.ExpectedFlows, po.NewFlowsPerSecond = o.flows, o.newFlowsPerSecond
+	fs := preflight.Run(ctx, po)
 	if fs == nil {
 		fs = []probes.Finding{}
 	}

@@ -51,6 +51,19 @@ func TestCheckPreflight(t *testing.T) {
 	}
 	t.Logf("as built: exit %d, %s; findings %v", r.ExitCode, r.Summary, codes(r))
 
+	// --new-flows-per-second counts churn: a million new flows a second
+	// hold 120 million entries in TIME_WAIT, more than any table.
+	churn := o
+	churn.newFlowsPerSecond = 1_000_000
+	r = gather(ctx, cfg, churn)
+	low := false
+	for _, f := range r.Findings {
+		low = low || (f.Code == preflight.CodeConntrackMaxLow && f.Severity == probes.Critical && strings.Contains(f.Message, "120050000"))
+	}
+	if !low {
+		t.Errorf("with --new-flows-per-second 1000000: no CRITICAL %s finding for 120,050,000 entries: %v", preflight.CodeConntrackMaxLow, codes(r))
+	}
+
 	if err := lb.WriteSysctl("net/ipv4/ip_forward", "0"); err != nil {
 		t.Fatal(err)
 	}

@@ -137,7 +137,7 @@ func probeChecks(ctx context.Context, cfg *config.Config, in build.Inputs, o che
 				res.Kubeconfig = &rep
 			}
 		case probes.CheckPreflight:
-			run(func() { res.Preflight = runPreflight(ctx, cfg, o.netnsPath) }) // check_preflight.go
+			run(func() { res.Preflight = runPreflight(ctx, cfg, o) }) // check_preflight.go
 		}
 	}
 	wg.Wait()

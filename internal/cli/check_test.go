@@ -454,6 +454,8 @@ func TestCheckArgs(t *testing.T) {
 		code     int
 		what     string
 		explicit bool
+		// flows, rate: --flows and --new-flows-per-second
+		flows, rate int
 	}{
 		{args: nil, ok: true, what: "backends,tls,etcd,kubeconfig"},
 		{args: []string{"all", "--json"}, ok: true, what: "backends,tls,etcd,kubeconfig"},
@@ -465,6 +467,9 @@ func TestCheckArgs(t *testing.T) {
 		{args: []string{"--wait-for", "critical"}, code: 3},
 		{args: []string{"--timeout", "0s"}, code: 3},
 		{args: []string{"--frobnicate"}, code: 3},
+		{args: []string{"preflight", "--flows", "50000", "--new-flows-per-second", "2000"}, ok: true, what: "preflight", explicit: true, flows: 50000, rate: 2000},
+		{args: []string{"preflight", "--new-flows-per-second", "-1"}, code: 3},
+		{args: []string{"preflight", "--flows", "many"}, code: 3},
 	}
 	for _, tc := range tests {
 		var out, errb bytes.Buffer
@@ -485,6 +490,9 @@ func TestCheckArgs(t *testing.T) {
 		}
 		if strings.Join(what, ",") != tc.what || o.explicit != tc.explicit {
 			t.Errorf("%v: what %v explicit %v", tc.args, what, o.explicit)
+		}
+		if o.flows != tc.flows || o.newFlowsPerSecond != tc.rate {
+			t.Errorf("%v: flows %d rate %d, want %d %d", tc.args, o.flows, o.newFlowsPerSecond, tc.flows, tc.rate)
 		}
 	}
 }

@@ -72,43 +72,44 @@ func (s *Sync) applyLoop(ctx context.Context) {
 	}
 }
 
-// applyBatch applies entries from a peer; false if the socket failed.
+// applyBatch applies entries from a peer, many requests to a system
+// call (SyncApplier.ApplyAll); false if the socket failed.
 func (s *Sync) applyBatch(ctx context.Context, ap *dataplane.SyncApplier, from string, entries []stamped) bool {
 	s.mu.Lock()
 	scope := s.scope
 	s.mu.Unlock()
-	ok := true
 	holding := s.holding.Load()
-	var lags []time.Duration
+	todo := make([]dataplane.SyncEntry, 0, len(entries))
+	stamps := make([]time.Time, 0, len(entries))
 	for _, st := range entries {
 		e := st.e
 		if err := scope.Check(e); err != nil {
 			s.drop(reasonOf(err), from, fmt.Errorf("%s %v -> %v: %w", e.Op, e.OrigSrc, e.OrigDst, err))
 			continue
 		}
-		var err error
-		switch {
-		case !holding:
-			err = ap.Apply(ctx, e)
-		case e.Op == dataplane.SyncUpsert:
+		if holding && e.Op != dataplane.SyncUpsert {
 			// Forwarding them now: add what is missing (a flow a former
 			// owner started at the move), touch nothing else.
-			err = ap.Add(ctx, e)
-		default:
 			continue
 		}
+		todo, stamps = append(todo, e), append(stamps, st.t)
+	}
+	errs := ap.ApplyAll(ctx, todo, holding)
+	if ctx.Err() != nil {
+		return false
+	}
+	var lags []time.Duration
+	now := time.Now()
+	for i, err := range errs {
 		if err != nil {
-			if ctx.Err() != nil {
-				return false
-			}
 			s.failed.Add(1)
 			s.count("apply")
-			s.log.Debug("connection sync: applying", "op", e.Op.String(), "client", e.OrigSrc, "err", err)
+			s.log.Debug("connection sync: applying", "op", todo[i].Op.String(), "client", todo[i].OrigSrc, "err", err)
 			continue
 		}
 		s.applied.Add(1)
-		if !st.t.IsZero() {
-			lags = append(lags, max(time.Since(st.t), 0))
+		if !stamps[i].IsZero() {
+			lags = append(lags, max(now.Sub(stamps[i]), 0))
 		}
 	}
 	if len(lags) > 0 {
@@ -124,5 +125,5 @@ func (s *Sync) applyBatch(ctx context.Context, ap *dataplane.SyncApplier, from s
 			}
 		}
 	}
-	return ok
+	return true
 }

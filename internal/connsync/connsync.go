@@ -25,6 +25,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -65,9 +66,13 @@ type Sync struct {
 	self string
 
 	holding atomic.Bool
-	resync  atomic.Bool // the event queue overflowed: send full dumps
-	events  chan stamped
-	recv    chan received
+	// holdWake is signalled when holding changes; watching says the
+	// conntrack events are followed.
+	holdWake chan struct{}
+	watching atomic.Bool
+	resync   atomic.Bool // the event queue overflowed: send full dumps
+	events   chan stamped
+	recv     chan received
 
 	mu        sync.Mutex
 	scope     Scope
@@ -127,7 +132,8 @@ func Start(ctx context.Context, log *slog.Logger, tr Transport, self string, sco
 	s := &Sync{
 		log: log, ct: ct, cl: tr, self: self, scope: scope.clone(),
 		events: make(chan stamped, syncQueue), recv: make(chan received, syncApplyQueue), stop: stop,
-		peerQ: map[string]chan []byte{}, limit: floodlimit.New(time.Minute, 5, 0, nil),
+		holdWake: make(chan struct{}, 1),
+		peerQ:    map[string]chan []byte{}, limit: floodlimit.New(time.Minute, 5, 0, nil),
 		drops: map[string]uint64{}, streams: map[string]*streamRun{}, rx: map[string]*rxState{},
 	}
 	tr.SetMessageHandler(func(from string, b []byte) {
@@ -153,13 +159,18 @@ func Start(ctx context.Context, log *slog.Logger, tr Transport, self string, sco
 			s.wg.Add(1)
 			s.hmu.Unlock()
 			defer s.wg.Done()
-			s.acceptStream(ctx, from, conn, st.StreamKeys())
+			pprof.Do(ctx, pprof.Labels("connsync", self), func(ctx context.Context) {
+				s.acceptStream(ctx, from, conn, st.StreamKeys())
+			})
 		})
 	}
+	// The sync's goroutines (and those they start) carry the node's name
+	// as a profiler label, so a CPU profile splits the sync's cost by node.
+	labels := pprof.Labels("connsync", self)
 	s.wg.Add(3)
-	go s.watchLoop(ctx)
-	go s.sendLoop(ctx)
-	go s.applyLoop(ctx)
+	for _, loop := range []func(context.Context){s.watchLoop, s.sendLoop, s.applyLoop} {
+		go pprof.Do(ctx, labels, loop)
+	}
 	log.Info("connection sync started", "vips", scope.VIPs, "backends", len(scope.Backends), "stream", s.st != nil)
 	return s, nil
 }
@@ -189,6 +200,10 @@ func (s *Sync) SetHolding(on bool) {
 		return
 	}
 	s.holding.Store(on)
+	select {
+	case s.holdWake <- struct{}{}:
+	default:
+	}
 }
 
 // SetScope changes the VIP:port pairs whose flows are synced and the
@@ -231,7 +246,13 @@ func (s *Sync) count(reason string) {
 }
 
 // watchLoop follows the local conntrack events, restarting the
-// subscription when it fails (a full dump then covers the gap).
+// subscription when it fails (a full dump then covers the gap). Every
+// node subscribes (the kernel reports only the flows created while
+// someone listens, and a peer's entries are the flows it forwards after a
+// takeover), but while this node does not hold the VIP its socket filter
+// drops every event, so its own applied entries do not wake it.
+// watching says the events are followed, so the streams (and their full
+// dumps) start only once no event can be missed.
 func (s *Sync) watchLoop(ctx context.Context) {
 	defer s.wg.Done()
 	for ctx.Err() == nil {
@@ -240,17 +261,8 @@ func (s *Sync) watchLoop(ctx context.Context) {
 		vips := slices.Clone(s.scope.VIPs)
 		s.restartFn = cancel
 		s.mu.Unlock()
-		err := s.ct.WatchSync(wctx, vips, func(e dataplane.SyncEntry) {
-			if !s.holding.Load() {
-				return
-			}
-			select {
-			case s.events <- stamped{e: e, t: time.Now()}:
-			default:
-				s.count("event-overflow")
-				s.resync.Store(true)
-			}
-		})
+		err := s.watch(wctx, vips)
+		s.watching.Store(false)
 		cancel()
 		if ctx.Err() != nil {
 			return
@@ -265,6 +277,51 @@ func (s *Sync) watchLoop(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// watch reads the conntrack events of flows through vips into the event
+// queue until ctx ends or the subscription fails, passing them only
+// while this node holds the VIP.
+func (s *Sync) watch(ctx context.Context, vips []netip.AddrPort) error {
+	ev, err := s.ct.SubscribeSync(vips)
+	if err != nil {
+		return err
+	}
+	defer ev.Close()
+	follow := func() error {
+		on := s.holding.Load()
+		if err := ev.Pause(!on); err != nil {
+			return err
+		}
+		s.watching.Store(on)
+		return nil
+	}
+	if err := follow(); err != nil {
+		return err
+	}
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-s.holdWake:
+				if err := follow(); err != nil {
+					s.log.Warn("connection sync: switching the event filter", "err", err)
+				}
+			}
+		}
+	}()
+	return ev.Read(ctx, func(e dataplane.SyncEntry) {
+		if !s.holding.Load() {
+			return
+		}
+		select {
+		case s.events <- stamped{e: e, t: time.Now()}:
+		default:
+			s.count("event-overflow")
+			s.resync.Store(true)
+		}
+	})
 }
 
 // alivePeers lists the other members that gossip hears now: those that
@@ -342,6 +399,9 @@ func (s *Sync) sendLoop(ctx context.Context) {
 		}
 		streamPeers, legacyPeers = s.alivePeers()
 		holding := s.holding.Load()
+		if holding && !s.watching.Load() {
+			continue // not following the events yet: no dump that could miss one
+		}
 		if !holding {
 			wasHolding = false
 			s.stopStreams(nil)

@@ -6,8 +6,12 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
+
+	"github.com/mdlayher/netlink"
+	"github.com/ti-mo/conntrack"
 
 	"github.com/epconsole/epconsole/cluster"
 	"github.com/epconsole/epconsole/dataplane"
@@ -22,6 +26,7 @@ type syncNode struct {
 	ct   *dataplane.Conntrack
 	cl   *cluster.Cluster
 	opts []dataplane.Option
+	nsFd int
 }
 
 var (
@@ -70,7 +75,7 @@ func startSyncNodes(t testing.TB, ctx context.Context, n int) []*syncNode {
 			t.Fatalf("cluster %s: %v", cfg.Name, err)
 		}
 		t.Cleanup(func() { _ = cl.Shutdown() })
-		nodes = append(nodes, &syncNode{name: cfg.Name, ct: ct, cl: cl, opts: opts})
+		nodes = append(nodes, &syncNode{name: cfg.Name, ct: ct, cl: cl, opts: opts, nsFd: int(ns)})
 	}
 	waitUntil(t, 20*time.Second, "the nodes see each other with SyncStream", func() bool {
 		for _, a := range nodes {
@@ -88,12 +93,32 @@ func startSyncNodes(t testing.TB, ctx context.Context, n int) []*syncNode {
 
 func (n *syncNode) start(t testing.TB, ctx context.Context) *Sync {
 	t.Helper()
-	s, err := Start(ctx, slog.New(slog.NewTextHandler(io.Discard, nil)), n.cl, n.name,
+	var w io.Writer = io.Discard
+	if os.Getenv("EPCONSOLE_SYNC_DEBUG") == "1" {
+		w = os.Stderr
+	}
+	s, err := Start(ctx, slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", n.name), n.cl, n.name,
 		Scope{VIPs: []netip.AddrPort{streamVIP}, Backends: []netip.AddrPort{streamBackend}}, n.opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// entries is the number of entries in n's whole table, from the
+// kernel's counter (no dump: cheap enough to poll at 50,000 entries).
+func (n *syncNode) entries(t testing.TB) int {
+	t.Helper()
+	c, err := conntrack.Dial(&netlink.Config{NetNS: n.nsFd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	st, err := c.StatsGlobal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int(st.Entries)
 }
 
 // count is the number of entries to the VIP in n's table.
