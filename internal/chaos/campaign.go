@@ -220,6 +220,7 @@ func runStep(ctx context.Context, l *lab.Lab, obs *Observer, o Options, n int, s
 	iv := Intervals(claims, claimGap)
 	r.Moves = Moves(claims)
 	vs = append(vs, CheckTwoMACs(n, iv, o.TwoMACBound)...)
+	vs = append(vs, CheckNoMove(n, s.Kind, r.Moves, r.OwnerFrom, r.OwnerTo)...)
 	r.Recovery = Recover(obs.Attempts(r.Start, r.End), r.Healed)
 	vs = append(vs, CheckRecovery(n, r.Recovery, o.RecoveryBound)...)
 	if graceful(s.Kind) && r.Recovery.Failures > 0 {

@@ -161,6 +161,7 @@ const (
 	InvSlotMap    = "slot-map"      // a backend up everywhere left out of a slot map
 	InvOneOwner   = "one-owner"     // no single owner after the step settled
 	InvPauseQuiet = "pause-quiet"   // a woken paused owner answered for the VIP
+	InvNoMove     = "no-move"       // a fault on a backend moved the VIP
 )
 
 // CheckTwoMACs returns a violation for every overlap longer than bound.
@@ -186,6 +187,18 @@ func CheckRecovery(step int, r Recovery, bound time.Duration) []Violation {
 		return []Violation{{Step: step, Invariant: InvRecovery, Detail: fmt.Sprintf("connects failed until %s after the heal (bound %s)", r.RecoveryTime.Round(time.Millisecond), bound)}}
 	}
 	return nil
+}
+
+// CheckNoMove returns a violation when a fault of kind k that acts on a
+// backend only (stopped, unready, slow: every peer sees the same backend
+// fail, and the others stay up) moved the VIP: moves seen on the wire,
+// owner before and after the step.
+func CheckNoMove(step int, k Kind, moves int, from, to string) []Violation {
+	if !backendFault(k) || moves == 0 {
+		return nil
+	}
+	return []Violation{{Step: step, Invariant: InvNoMove, Detail: fmt.Sprintf(
+		"the VIP moved %d times during %s (owner %s before, %s after); a fault on one backend moves no VIP", moves, k, from, to)}}
 }
 
 // fmtAt formats a time since the start of a run.

@@ -211,3 +211,28 @@ func TestCIPlanCoversEveryFault(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckNoMove(t *testing.T) {
+	for _, tc := range []struct {
+		kind  Kind
+		moves int
+		want  int
+	}{
+		{BackendStop, 0, 0},
+		{BackendStop, 1, 1},
+		{BackendUnready, 2, 1},
+		{BackendSlow, 1, 1},
+		{KillOwner, 1, 0}, // meant to move it
+		{Saturate, 1, 0},  // not a backend fault: not this invariant's
+	} {
+		vs := CheckNoMove(7, tc.kind, tc.moves, "lb1", "lb2")
+		if len(vs) != tc.want {
+			t.Errorf("%s with %d moves: %v, want %d violations", tc.kind, tc.moves, vs, tc.want)
+		}
+		for _, v := range vs {
+			if v.Invariant != InvNoMove || v.Step != 7 {
+				t.Errorf("%s: violation %+v", tc.kind, v)
+			}
+		}
+	}
+}
