@@ -30,6 +30,8 @@ const (
 	envPeers  = "EPCONSOLE_CHAOS_PEERS"
 	envFaults = "EPCONSOLE_CHAOS_FAULTS"
 	envTwoMAC = "EPCONSOLE_CHAOS_TWO_MAC_BOUND"
+	// envKeepLogs: keep the daemons' logs of a passing run too.
+	envKeepLogs = "EPCONSOLE_CHAOS_KEEP_LOGS"
 	// The CI version: 20 faults with a fixed seed, one whose 20 faults
 	// include every kind (TestCIPlanCoversEveryFault).
 	defaultSeed  = 16
@@ -126,6 +128,9 @@ func TestCampaign(t *testing.T) {
 	}
 	if oerr := obs.Err(); oerr != nil {
 		t.Errorf("observer: %v", oerr)
+	}
+	if os.Getenv(envKeepLogs) != "" && err == nil && len(rep.Violations) == 0 {
+		t.Logf("the daemons' logs: %s", keepLogs(l))
 	}
 	if err != nil || len(rep.Violations) > 0 {
 		t.Errorf("campaign failed (rerun: just chaos %d %d)%s; the daemons' logs: %s\n%s", seed, count, errText(err), keepLogs(l), rep)
