@@ -50,9 +50,12 @@ drills-long LOSS="60s":
     go build -o /tmp/epconsole-drills ./cmd/epconsole
     EPCONSOLE_BIN=/tmp/epconsole-drills EPCONSOLE_REQUIRE_NETNS=1 EPCONSOLE_DRILL_LOSS={{LOSS}} EPCONSOLE_DRILL_PEERS5=1 go test -count=1 -p 1 -v -timeout 20m -run 'TestLossSaturatedNoFailover|TestFivePeers' ./internal/drills/
 
-# the real-traffic soak (root): 3 peers with the default heartbeat, 20 streams, a request every 0.5 s and a connect loop through the VIP for DURATION; 0 VIP moves, 0 lost streams (CI runs 20s)
-soak DURATION="90s":
-    EPCONSOLE_REQUIRE_NETNS=1 EPCONSOLE_DRILL_SOAK={{DURATION}} go test -count=1 -p 1 -v -timeout 10m -run 'TestRealTrafficSoak' ./internal/drills/
+# the real-traffic soak (root): 3 peers with the default heartbeat, 20 streams, a request every 0.5 s and a connect loop through the VIP for DURATION, beside LOAD busy loops (0: none; 8: a load average near 10 on two cores); 0 VIP moves, 0 lost streams (CI runs 20s)
+soak DURATION="90s" LOAD="0":
+    EPCONSOLE_REQUIRE_NETNS=1 EPCONSOLE_DRILL_SOAK={{DURATION}} EPCONSOLE_DRILL_SOAK_LOAD={{LOAD}} go test -count=1 -p 1 -v -timeout 10m -run 'TestRealTrafficSoak' ./internal/drills/
+# the overload drill (root): a 5-peer lab with 7 backends and every core overloaded by busy loops for DURATION, with the probes' lateness discount and without (docs/chaos.md)
+overload DURATION="45s":
+    EPCONSOLE_REQUIRE_NETNS=1 EPCONSOLE_CHAOS_OVERLOAD={{DURATION}} go test -count=1 -p 1 -v -timeout 20m -run '^TestOverload$' ./internal/chaos/
 # a fault campaign (root): COUNT faults drawn from SEED against a 3-peer lab under a connect loop and streams, invariants checked by an observer outside epconsole (docs/chaos.md); CI runs `chaos 16 20`
 chaos SEED="16" COUNT="20":
     EPCONSOLE_REQUIRE_NETNS=1 EPCONSOLE_CHAOS_SEED={{SEED}} EPCONSOLE_CHAOS_COUNT={{COUNT}} go test -count=1 -p 1 -v -timeout 90m -run '^TestCampaign$' ./internal/chaos/

@@ -90,14 +90,16 @@ func (o *Options) defaults() {
 // StepResult is what happened in one step.
 type StepResult struct {
 	Step
-	N          int
-	Target     string
-	OwnerFrom  string
-	OwnerTo    string
-	Start      time.Duration
-	Healed     time.Duration
-	End        time.Duration
-	Moves      int
+	N         int
+	Target    string
+	OwnerFrom string
+	OwnerTo   string
+	Start     time.Duration
+	Healed    time.Duration
+	End       time.Duration
+	Moves     int
+	// Holders are the hosts that answered alone for the VIP, in order.
+	Holders    []string
 	Recovery   Recovery
 	StreamEnds []string
 	Err        string
@@ -164,8 +166,12 @@ func Run(ctx context.Context, l *lab.Lab, obs *Observer, o Options) (Report, err
 }
 
 func (r StepResult) line() string {
-	s := fmt.Sprintf("%3d %s %-18s on %-5s hold %-6s owner %s->%s moves %d; connects: %d/%d failed, dark %s, recovery %s after heal",
-		r.N, fmtAt(r.Start), r.Kind, r.Target, r.Hold, r.OwnerFrom, r.OwnerTo, r.Moves,
+	moves := fmt.Sprint(r.Moves)
+	if r.Moves > 0 {
+		moves += " (" + strings.Join(r.Holders, " -> ") + ")"
+	}
+	s := fmt.Sprintf("%3d %s %-18s on %-5s hold %-6s owner %s->%s moves %s; connects: %d/%d failed, dark %s, recovery %s after heal",
+		r.N, fmtAt(r.Start), r.Kind, r.Target, r.Hold, r.OwnerFrom, r.OwnerTo, moves,
 		r.Recovery.Failures, r.Recovery.Attempts, r.Recovery.Dark.Round(time.Millisecond), r.Recovery.RecoveryTime.Round(time.Millisecond))
 	if len(r.StreamEnds) > 0 {
 		s += "; streams " + strings.Join(r.StreamEnds, ",")
@@ -218,8 +224,10 @@ func runStep(ctx context.Context, l *lab.Lab, obs *Observer, o Options, n int, s
 
 	claims := obs.Claims(r.Start-claimGap, r.End)
 	iv := Intervals(claims, claimGap)
-	r.Moves = Moves(claims)
+	holders := Holders(claims)
+	r.Holders, r.Moves = holders, max(len(holders)-1, 0)
 	vs = append(vs, CheckTwoMACs(n, iv, o.TwoMACBound)...)
+	vs = append(vs, CheckNoMove(n, s.Kind, holders)...)
 	r.Recovery = Recover(obs.Attempts(r.Start, r.End), r.Healed)
 	vs = append(vs, CheckRecovery(n, r.Recovery, o.RecoveryBound)...)
 	if graceful(s.Kind) && r.Recovery.Failures > 0 {

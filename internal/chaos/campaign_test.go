@@ -30,6 +30,8 @@ const (
 	envPeers  = "EPCONSOLE_CHAOS_PEERS"
 	envFaults = "EPCONSOLE_CHAOS_FAULTS"
 	envTwoMAC = "EPCONSOLE_CHAOS_TWO_MAC_BOUND"
+	// envKeepLogs: keep the daemons' logs of a passing run too.
+	envKeepLogs = "EPCONSOLE_CHAOS_KEEP_LOGS"
 	// The CI version: 20 faults with a fixed seed, one whose 20 faults
 	// include every kind (TestCIPlanCoversEveryFault).
 	defaultSeed  = 16
@@ -51,14 +53,21 @@ func envInt(t *testing.T, name string, def int) int {
 // upLab builds a lab with an observer host for a chaos test.
 func upLab(t *testing.T, prefix string, v4, v6 netip.Prefix, peers int) *lab.Lab {
 	t.Helper()
+	return upLabWith(t, lab.Options{Prefix: prefix, IPv4: v4, IPv6: v6, Peers: peers, Backends: 3})
+}
+
+// upLabWith builds the lab o describes, with an observer host, for a chaos
+// test (o.Prefix, o.IPv4 and o.IPv6 are the test's own).
+func upLabWith(t *testing.T, o lab.Options) *lab.Lab {
+	t.Helper()
+	prefix := o.Prefix
 	testenv.NeedNetns(t)
 	_ = lab.Down(prefix) // what a crashed run left behind
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	l, err := lab.Up(ctx, lab.Options{
-		Prefix: prefix, IPv4: v4, IPv6: v6, Peers: peers, Backends: 3, Observer: true, Binary: epconsoleBin,
-		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
-	})
+	o.Observer, o.Binary = true, epconsoleBin
+	o.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	l, err := lab.Up(ctx, o)
 	if err != nil {
 		t.Fatalf("lab up: %v", err)
 	}
@@ -119,6 +128,9 @@ func TestCampaign(t *testing.T) {
 	}
 	if oerr := obs.Err(); oerr != nil {
 		t.Errorf("observer: %v", oerr)
+	}
+	if os.Getenv(envKeepLogs) != "" && err == nil && len(rep.Violations) == 0 {
+		t.Logf("the daemons' logs: %s", keepLogs(l))
 	}
 	if err != nil || len(rep.Violations) > 0 {
 		t.Errorf("campaign failed (rerun: just chaos %d %d)%s; the daemons' logs: %s\n%s", seed, count, errText(err), keepLogs(l), rep)

@@ -192,7 +192,7 @@ func apply(ctx context.Context, l *lab.Lab, s Step, owner string) (applied, erro
 			return first
 		}}, nil
 	case Saturate:
-		stop, err := saturate(ctx, s.Hold+time.Second)
+		stop, err := saturate(ctx, 2, s.Hold+time.Second)
 		if err != nil {
 			return applied{}, err
 		}
@@ -226,13 +226,13 @@ func apply(ctx context.Context, l *lab.Lab, s Step, owner string) (applied, erro
 	return applied{}, fmt.Errorf("chaos: unknown fault %q", s.Kind)
 }
 
-// saturate keeps both cores busy with two shell busy loops, each in a
-// process group of its own and bounded by timeout(1) to at most limit;
-// stop kills the groups sooner.
-func saturate(ctx context.Context, limit time.Duration) (stop func(), err error) {
+// saturate keeps the cores busy with n shell busy loops (normal
+// priority), each in a process group of its own and bounded by timeout(1)
+// to at most limit; stop kills the groups sooner.
+func saturate(ctx context.Context, n int, limit time.Duration) (stop func(), err error) {
 	var cmds []*exec.Cmd
 	secs := fmt.Sprintf("%.1f", limit.Seconds())
-	for range 2 {
+	for range n {
 		c := exec.CommandContext(ctx, "timeout", secs, "sh", "-c", "while :; do :; done")
 		c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		c.Cancel = func() error { return syscall.Kill(-c.Process.Pid, syscall.SIGKILL) }

@@ -6,6 +6,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -75,8 +76,13 @@ const stableClaims = 4
 // answering alone for the VIP (stableClaims in a row) changes. While two
 // MACs answer, their replies interleave and neither counts; a MAC that
 // falls silent and answers again is no move.
-func Moves(claims []ClaimAt) int {
-	moves := 0
+func Moves(claims []ClaimAt) int { return max(len(Holders(claims))-1, 0) }
+
+// Holders lists, in order, the hosts (switch ports) that answered alone
+// for the VIP (stableClaims in a row) in claims: one entry per stretch,
+// so a VIP that moved from lb1 to lb2 and back gives lb1, lb2, lb1.
+func Holders(claims []ClaimAt) []string {
+	var out []string
 	owner, cur, run := "", "", 0
 	for _, c := range claims {
 		if c.MAC != cur {
@@ -84,13 +90,11 @@ func Moves(claims []ClaimAt) int {
 		}
 		run++
 		if run == stableClaims && cur != owner {
-			if owner != "" {
-				moves++
-			}
 			owner = cur
+			out = append(out, c.Port)
 		}
 	}
-	return moves
+	return out
 }
 
 // Recovery says how connects fared around a heal at healAt: Recovered is
@@ -161,6 +165,7 @@ const (
 	InvSlotMap    = "slot-map"      // a backend up everywhere left out of a slot map
 	InvOneOwner   = "one-owner"     // no single owner after the step settled
 	InvPauseQuiet = "pause-quiet"   // a woken paused owner answered for the VIP
+	InvNoMove     = "no-move"       // a fault on a backend moved the VIP
 )
 
 // CheckTwoMACs returns a violation for every overlap longer than bound.
@@ -186,6 +191,18 @@ func CheckRecovery(step int, r Recovery, bound time.Duration) []Violation {
 		return []Violation{{Step: step, Invariant: InvRecovery, Detail: fmt.Sprintf("connects failed until %s after the heal (bound %s)", r.RecoveryTime.Round(time.Millisecond), bound)}}
 	}
 	return nil
+}
+
+// CheckNoMove returns a violation when a fault of kind k that acts on a
+// backend only (stopped, unready, slow: every peer sees the same backend
+// fail, and the others stay up) moved the VIP: holders are the hosts that
+// answered alone for it on the wire, in order (Holders).
+func CheckNoMove(step int, k Kind, holders []string) []Violation {
+	if !backendFault(k) || len(holders) < 2 {
+		return nil
+	}
+	return []Violation{{Step: step, Invariant: InvNoMove, Detail: fmt.Sprintf(
+		"the VIP moved %d times during %s (%s); a fault on one backend moves no VIP", len(holders)-1, k, strings.Join(holders, " -> "))}}
 }
 
 // fmtAt formats a time since the start of a run.

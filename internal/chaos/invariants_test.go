@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -41,13 +42,14 @@ func TestIntervalsOverlapsMoves(t *testing.T) {
 		intervals  int
 		maxOverlap time.Duration
 		moves      int
+		holders    []string
 	}{
-		{"one owner", claimsOf(every("a", 0, 500, 5)...), 1, 0, 0},
-		{"one owner, silent for a while", claimsOf(append(every("a", 0, 100, 5), every("a", 300, 400, 5)...)...), 2, 0, 0},
-		{"clean move", claimsOf(append(every("a", 0, 100, 5), every("b", 110, 300, 5)...)...), 2, 0, 1},
-		{"move with 90 ms overlap", sorted(claimsOf(append(every("a", 0, 190, 5), every("b", 100, 400, 5)...)...)), 2, 90 * ms, 1},
-		{"move and back", claimsOf(append(append(every("a", 0, 100, 5), every("b", 110, 300, 5)...), every("a", 310, 400, 5)...)...), 3, 0, 2},
-		{"a single stray answer is no move", claimsOf(append(append(every("a", 0, 100, 5), "b", 105), every("a", 110, 200, 5)...)...), 2, 0, 0},
+		{"one owner", claimsOf(every("a", 0, 500, 5)...), 1, 0, 0, []string{"lb-a"}},
+		{"one owner, silent for a while", claimsOf(append(every("a", 0, 100, 5), every("a", 300, 400, 5)...)...), 2, 0, 0, []string{"lb-a"}},
+		{"clean move", claimsOf(append(every("a", 0, 100, 5), every("b", 110, 300, 5)...)...), 2, 0, 1, []string{"lb-a", "lb-b"}},
+		{"move with 90 ms overlap", sorted(claimsOf(append(every("a", 0, 190, 5), every("b", 100, 400, 5)...)...)), 2, 90 * ms, 1, []string{"lb-a", "lb-b"}},
+		{"move and back", claimsOf(append(append(every("a", 0, 100, 5), every("b", 110, 300, 5)...), every("a", 310, 400, 5)...)...), 3, 0, 2, []string{"lb-a", "lb-b", "lb-a"}},
+		{"a single stray answer is no move", claimsOf(append(append(every("a", 0, 100, 5), "b", 105), every("a", 110, 200, 5)...)...), 2, 0, 0, []string{"lb-a"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -64,6 +66,9 @@ func TestIntervalsOverlapsMoves(t *testing.T) {
 			}
 			if m := Moves(c.claims); m != c.moves {
 				t.Errorf("%d moves, want %d", m, c.moves)
+			}
+			if h := Holders(c.claims); !slices.Equal(h, c.holders) {
+				t.Errorf("holders %v, want %v", h, c.holders)
 			}
 			if v := CheckTwoMACs(1, iv, 30*ms); (len(v) > 0) != (c.maxOverlap > 30*ms) {
 				t.Errorf("two-MAC violations %v with the longest overlap %v (bound 30ms)", v, c.maxOverlap)
@@ -208,6 +213,32 @@ func TestCIPlanCoversEveryFault(t *testing.T) {
 	for _, k := range Kinds() {
 		if !seen[k] {
 			t.Errorf("seed %d's %d faults never draw %s: pick another default seed", defaultSeed, defaultCount, k)
+		}
+	}
+}
+
+func TestCheckNoMove(t *testing.T) {
+	for _, tc := range []struct {
+		kind    Kind
+		holders []string
+		want    int
+	}{
+		{BackendStop, nil, 0},
+		{BackendStop, []string{"lb1"}, 0},
+		{BackendStop, []string{"lb1", "lb2"}, 1},
+		{BackendUnready, []string{"lb1", "lb2", "lb1"}, 1},
+		{BackendSlow, []string{"lb2", "lb1"}, 1},
+		{KillOwner, []string{"lb1", "lb2"}, 0}, // meant to move it
+		{Saturate, []string{"lb1", "lb2"}, 0},  // not a backend fault: not this invariant's
+	} {
+		vs := CheckNoMove(7, tc.kind, tc.holders)
+		if len(vs) != tc.want {
+			t.Errorf("%s with holders %v: %v, want %d violations", tc.kind, tc.holders, vs, tc.want)
+		}
+		for _, v := range vs {
+			if v.Invariant != InvNoMove || v.Step != 7 || !strings.Contains(v.Detail, strings.Join(tc.holders, " -> ")) {
+				t.Errorf("%s: violation %+v", tc.kind, v)
+			}
 		}
 	}
 }

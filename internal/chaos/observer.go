@@ -49,6 +49,8 @@ type Attempt struct {
 	At  time.Duration
 	Dur time.Duration
 	OK  bool
+	// Refused: the connect was refused (a reset: nobody to forward it to).
+	Refused bool
 	// Err says why a connect failed (the first failures of a run only).
 	Err string
 }
@@ -263,7 +265,7 @@ func (o *Observer) connectLoop(ctx context.Context, target netip.AddrPort) {
 			}
 			_ = conn.Close()
 		}
-		a := Attempt{At: t0.Sub(o.start), Dur: dur, OK: err == nil}
+		a := Attempt{At: t0.Sub(o.start), Dur: dur, OK: err == nil, Refused: errors.Is(err, unix.ECONNREFUSED)}
 		o.mu.Lock()
 		if err != nil && (len(o.attempts) == 0 || o.attempts[len(o.attempts)-1].OK) {
 			a.Err = err.Error()

@@ -56,28 +56,35 @@ func (c *counters) get() status.Counters {
 	return out
 }
 
-// probeFailure counts a failed probe by its reason; "late" counts the
-// timeouts not counted because this node ran late (probes.Discount).
+// probeFailure counts a failed probe by its reason: "timeout" a counted
+// timeout (at any stage), "late" one not counted because this node ran
+// late (probes.Discount), else the stage that failed.
 func (c *counters) probeFailure(r probes.HealthResult) {
 	if r.Outcome != probes.OutcomeFail {
 		return
 	}
-	reason := string(r.Stage)
-	if r.Stage == probes.StageDone || r.Stage == probes.StageHTTP {
-		reason = "readyz"
-	}
-	if r.Discounted {
-		reason = "late"
-	}
-	if reason == "" {
-		reason = "error"
-	}
+	reason := probeFailureReason(r)
 	c.add(func(s *status.Counters) {
 		if s.ProbeFailures == nil {
 			s.ProbeFailures = map[string]uint64{}
 		}
 		s.ProbeFailures[reason]++
 	})
+}
+
+// probeFailureReason is the reason a failed probe is counted under.
+func probeFailureReason(r probes.HealthResult) string {
+	switch {
+	case r.Discounted:
+		return "late"
+	case r.Cause == probes.CauseTimeout:
+		return "timeout"
+	case r.Stage == probes.StageDone || r.Stage == probes.StageHTTP:
+		return "readyz"
+	case r.Stage == "":
+		return "error"
+	}
+	return string(r.Stage)
 }
 
 // Snapshot returns the daemon's current status snapshot (the one the

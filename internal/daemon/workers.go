@@ -45,7 +45,8 @@ func (d *Daemon) startMonitor(s *state) error {
 		Targets: targets(cfg), Health: ho,
 		Interval: cfg.Health.Interval, FastInterval: cfg.Health.FastInterval,
 		Rise: cfg.Health.Rise, Fall: cfg.Health.Fall,
-		Logger: d.log.With("component", "probes"),
+		LateFraction: probeLateFraction(),
+		Logger:       d.log.With("component", "probes"),
 		OnUpdate: func(u probes.Update) {
 			d.counters.probeFailure(u.Result)
 			d.certPresented(u.Result)

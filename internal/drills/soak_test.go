@@ -33,6 +33,12 @@ const soakEnv = "EPCONSOLE_DRILL_SOAK"
 // flap under this load).
 const soakHeartbeatEnv = "EPCONSOLE_DRILL_SOAK_HEARTBEAT"
 
+// soakLoadEnv adds a background load for the whole soak: N busy loops
+// (normal priority, plain processes outside the LB namespaces, each
+// bounded by timeout(1) to the soak's length plus a minute and killed at
+// its end), e.g. 8 (four per core on two cores: a load average near 10).
+const soakLoadEnv = "EPCONSOLE_DRILL_SOAK_LOAD"
+
 // soakStreams is the number of long-lived streams through the VIP.
 const soakStreams = 20
 
@@ -62,8 +68,20 @@ func TestRealTrafficSoak(t *testing.T) {
 		}
 		t.Logf("control: heartbeat %s x %s instead of the default", interval, misses)
 	}
+	loops := 0
+	if v := os.Getenv(soakLoadEnv); v != "" {
+		var err error
+		if loops, err = strconv.Atoi(v); err != nil || loops < 0 || loops > 64 {
+			t.Fatalf("%s=%q: want 0 to 64 busy loops", soakLoadEnv, v)
+		}
+	}
 	c, owner := newClusterWith(t, "hbk", d+90*time.Second, o)
 	c.keepLogs()
+	var load *backgroundLoad
+	if loops > 0 {
+		load = startBackgroundLoad(t, loops, d+time.Minute)
+		t.Logf("background load: %d busy loops for the soak (load average now %s)", loops, loadAvg())
+	}
 	before := map[string]int{}
 	for name, dp := range c.daemons {
 		before[name] = countEvents(dp, "vip-acquired") + countEvents(dp, "vip-released")
@@ -119,6 +137,10 @@ func TestRealTrafficSoak(t *testing.T) {
 	}
 	cpu1 := cpuTimes(t)
 	el := time.Since(start).Seconds()
+	if load != nil {
+		load.stop()
+		t.Logf("background load: %d busy loops; load average at the end %s, %.1f runnable tasks on average", loops, loadAvg(), load.runnable())
+	}
 	total := 0.0
 	for i := range cpu1 {
 		total += float64(cpu1[i] - cpu0[i])
