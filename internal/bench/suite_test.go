@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -42,13 +41,24 @@ type suiteParams struct {
 	Streams     int           `json:"streams"`
 	StreamFor   time.Duration `json:"stream_duration"`
 	InFlight    int           `json:"in_flight"`
+	// LoadedRuns is the runs per fault of the loaded mode, LoadedLoops
+	// its busy loops.
+	LoadedRuns  int `json:"loaded_runs_per_fault"`
+	LoadedLoops int `json:"loaded_busy_loops"`
+	// SoakFor is the false-failover soak, BulkFor the iperf3 transfer.
+	SoakFor time.Duration `json:"soak_duration"`
+	BulkFor time.Duration `json:"bulk_duration"`
+	// Sections are the sections that ran (all when empty).
+	Sections []string `json:"sections,omitempty"`
 }
 
 func params(quick bool) suiteParams {
 	if quick {
-		return suiteParams{Quick: true, Runs: 2, LoadClients: 16, LoadFor: 5 * time.Second, IdleFor: 15 * time.Second, Streams: 100, StreamFor: 6 * time.Second, InFlight: 50}
+		return suiteParams{Quick: true, Runs: 2, LoadClients: 16, LoadFor: 5 * time.Second, IdleFor: 15 * time.Second, Streams: 100, StreamFor: 6 * time.Second, InFlight: 50,
+			LoadedRuns: 2, LoadedLoops: 6, SoakFor: 30 * time.Second, BulkFor: 3 * time.Second}
 	}
-	return suiteParams{Runs: 10, LoadClients: 16, LoadFor: 20 * time.Second, IdleFor: 60 * time.Second, Streams: 100, StreamFor: 10 * time.Second, InFlight: 50}
+	return suiteParams{Runs: 10, LoadClients: 16, LoadFor: 20 * time.Second, IdleFor: 60 * time.Second, Streams: 100, StreamFor: 10 * time.Second, InFlight: 50,
+		LoadedRuns: 5, LoadedLoops: 6, SoakFor: 5 * time.Minute, BulkFor: 10 * time.Second}
 }
 
 // BenchmarkSuite runs every system of systems() through every workload,
@@ -67,15 +77,31 @@ func BenchmarkSuite(b *testing.B) {
 	bin := testenv.Binary(b)
 	res := &results{Date: time.Now().UTC(), Machine: machine(), Kernel: kernel(), LoadStart: loadavg(), Params: p,
 		Command: os.Getenv(cmdEnv), StealStartMS: stealMS()}
-	only := os.Getenv(onlyEnv)
-	for _, sys := range systems(bin) {
-		if only != "" && !slices.Contains(strings.Split(only, ","), sys.Name) {
+	all := systems(bin)
+	var names []string
+	for _, sys := range all {
+		names = append(names, sys.Name)
+	}
+	sel, err := parseOnly(os.Getenv(onlyEnv), names)
+	if err != nil {
+		b.Fatal(err)
+	}
+	res.Params.Sections = sel.sections
+	var chosen []system
+	for _, sys := range all {
+		if !sel.system(sys.Name) {
 			continue
 		}
+		chosen = append(chosen, sys)
 		b.Run(sys.Name, func(b *testing.B) {
-			res.Systems = append(res.Systems, runSystem(b, ctx, sys, p))
+			t0 := time.Now()
+			res.Systems = append(res.Systems, runSystem(b, ctx, sys, p, sel))
+			b.Logf("%s took %s, load %s", sys.Name, time.Since(t0).Round(time.Second), loadavg())
 		})
 	}
+	t0 := time.Now()
+	runSideBySide(b, ctx, chosen, p, sel, res)
+	b.Logf("side-by-side sections took %s, load %s", time.Since(t0).Round(time.Second), loadavg())
 	res.LoadEnd = loadavg()
 	res.Elapsed = time.Since(res.Date).Round(time.Second).String()
 	if f := os.Getenv(goBenchEnv); f != "" {
@@ -96,7 +122,7 @@ func BenchmarkSuite(b *testing.B) {
 
 // runSystem builds the system's lab and runs the workloads; a failure of
 // one workload is recorded and the others still run.
-func runSystem(b *testing.B, ctx context.Context, sys system, p suiteParams) systemResult {
+func runSystem(b *testing.B, ctx context.Context, sys system, p suiteParams, sel selection) systemResult {
 	r := systemResult{Name: sys.Name, Label: sys.Label}
 	s := newStack(b, ctx, sys.Prefix)
 	if err := s.startSystem(sys); err != nil {
@@ -115,49 +141,93 @@ func runSystem(b *testing.B, ctx context.Context, sys system, p suiteParams) sys
 		}
 	}
 	var err error
-	r.NewConns, err = s.runLoad(target, p, true)
-	note("new TLS connections", err)
-	r.KeptAlive, err = s.runLoad(target, p, false)
-	note("kept-alive requests", err)
-	if sys.VIP {
-		r.Idle, err = s.idleCost(p.IdleFor)
-		note("idle cost", err)
-		r.Faults = map[faultMode][]faultRun{}
-		for _, mode := range faultModes {
-			for i := range p.Runs {
-				fr := s.failoverRun(sys, mode)
-				b.Logf("%s %s run %d: dark %.1f ms, %d of %d connects failed, steal %.0f ms, disturbed %v %s %s",
-					sys.Name, mode, i+1, fr.DarkMS, fr.Failed, fr.Attempts, fr.StealMS, fr.Disturbed, fr.DisturbedWhy, fr.Err)
-				r.Faults[mode] = append(r.Faults[mode], fr)
-			}
+	section := func(name string, run func()) {
+		if !sel.section(name) {
+			return
 		}
-		r.Streams, err = s.streamsRun(target, p.Streams, int(p.StreamFor/(100*time.Millisecond)), 100*time.Millisecond, 2*time.Second)
-		note("streams", err)
-		r.InFlight, err = s.streamsRun(target, p.InFlight, 2, time.Second, 300*time.Millisecond)
-		note("in-flight", err)
+		t0 := time.Now()
+		run()
+		b.Logf("%s %s took %s, load %s", sys.Name, name, time.Since(t0).Round(100*time.Millisecond), loadavg())
 	}
+	section(secRates, func() {
+		r.NewConns, err = s.runLoad(target, p, true)
+		note("new TLS connections", err)
+		r.KeptAlive, err = s.runLoad(target, p, false)
+		note("kept-alive requests", err)
+	})
+	if sys.VIP {
+		section(secIdle, func() {
+			r.Idle, err = s.idleCost(p.IdleFor)
+			note("idle cost", err)
+		})
+		section(secFailover, func() {
+			r.Faults = map[faultMode][]faultRun{}
+			for _, mode := range faultModes {
+				for i := range p.Runs {
+					r.Faults[mode] = append(r.Faults[mode], s.logRun(sys, mode, i, s.failoverRun(sys, mode, false)))
+				}
+			}
+		})
+		section(secLoaded, func() {
+			r.FaultsLoaded, err = s.loadedFailovers(sys, p)
+			note("loaded mode", err)
+		})
+		section(secStreams, func() {
+			r.Streams, err = s.streamsRun(target, p.Streams, int(p.StreamFor/(100*time.Millisecond)), 100*time.Millisecond, 2*time.Second)
+			note("streams", err)
+			r.InFlight, err = s.streamsRun(target, p.InFlight, 2, time.Second, 300*time.Millisecond)
+			note("in-flight", err)
+		})
+		section(secBackend, func() {
+			r.BackendFail = s.backendFailures(target, p)
+			for _, bf := range r.BackendFail {
+				b.Logf("%s backend %s (%s): %.0f req/s before, %.0f req/s in the next 10 s (worst second %d), %d failed after, %d before %s",
+					sys.Name, bf.Fault, bf.Backend, bf.RateBefore, bf.RateAfter, bf.WorstSecond, bf.FailedAfter, bf.FailedBefore, bf.Err)
+			}
+		})
+	}
+	section(secBulk, func() {
+		r.Bulk = s.bulk(sys, target, p.BulkFor)
+		b.Logf("%s bulk: %.2f Gbit/s, %d retransmits, %d tries %s", sys.Name, r.Bulk.Gbps, r.Bulk.Retransmits, r.Bulk.Tries, r.Bulk.Err)
+	})
 	return r
 }
 
+// logRun logs one failover run and returns it.
+func (s *stack) logRun(sys system, mode faultMode, i int, fr faultRun) faultRun {
+	kind := "quiet"
+	if fr.Loaded {
+		kind = "loaded"
+	}
+	s.b.Logf("%s %s %s run %d: dark %.1f ms, %d of %d connects failed, %d of %d slow connects paid a SYN retransmit, VIP added after %.1f ms, steal %.0f ms, load %.2f -> %.2f, disturbed %v %s %s",
+		sys.Name, kind, mode, i+1, fr.DarkMS, fr.Failed, fr.Attempts, fr.SYNRetransmits, fr.SlowConnects, fr.TakeoverMS, fr.StealMS, fr.LoadStart, fr.LoadEnd, fr.Disturbed, fr.DisturbedWhy, fr.Err)
+	return fr
+}
+
 // failoverRun is one owner failure under the connect loop.
-func (s *stack) failoverRun(sys system, mode faultMode) faultRun {
-	fr := faultRun{Mode: mode, LoadStart: load1()}
+func (s *stack) failoverRun(sys system, mode faultMode, loaded bool) faultRun {
+	fr := faultRun{Mode: mode, LoadStart: load1(), Loaded: loaded}
 	if err := s.waitOwner(firstOwner, 300*time.Millisecond, 30*time.Second); err != nil {
 		fr.LostBefore, fr.Err = true, "before the fault: "+err.Error()
 		return fr
 	}
 	steal0 := stealMS()
 	job, err := s.startProbe(s.ctx, "connects", connectsArgs{Target: netip.AddrPortFrom(s.vip, servicePort).String(),
-		Every: connectEvery, Timeout: connectTimeout, Duration: sys.Loop})
+		Every: connectEvery, Timeout: connectTimeout, Duration: sys.Loop, SlowEvery: slowEvery, SlowTimeout: slowTimeout})
 	if err != nil {
 		fr.Err = err.Error()
 		return fr
 	}
 	time.Sleep(pullAfter)
+	watch, werr := s.watchTakeover()
 	faultAt := time.Now()
 	ferr := s.fault(mode)
+	if werr == nil {
+		fr.TakeoverMS = float64(watch.wait(faultAt, 3*time.Second)) / 1e6
+	}
 	var cr connectsResult
 	err = job.result(sys.Loop+15*time.Second, &cr)
+	fr.Trace = s.daemonTrace(faultAt)
 	herr := s.heal(mode)
 	fr.StealMS = stealMS() - steal0
 	fr.LoadEnd = load1()

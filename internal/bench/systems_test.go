@@ -23,6 +23,9 @@ type system struct {
 	Prefix string
 	// VIP: the system has a VIP and an owner (all but direct).
 	VIP bool
+	// Proxy: HAProxy forwards, connecting to the backends from the LB's
+	// own address.
+	Proxy bool
 	// Loop is how long a failover run's connect loop lasts (the fault
 	// comes one second in).
 	Loop time.Duration
@@ -91,7 +94,7 @@ func systems(bin string) []system {
 			},
 		},
 		{
-			Name: "seeds", Label: "HAProxy + keepalived (runbook)", Prefix: "bns", VIP: true, Loop: 6 * time.Second,
+			Name: "seeds", Label: "HAProxy + keepalived (runbook)", Prefix: "bns", VIP: true, Proxy: true, Loop: 6 * time.Second,
 			setup: haSetup,
 			procs: func(s *stack, i int) []procSpec {
 				ka := kaProcs(true, func(s *stack, i int) ([]string, []string, []string) {
@@ -109,7 +112,7 @@ func systems(bin string) []system {
 			},
 		},
 		{
-			Name: "keepalived-tuned", Label: "keepalived 10 ms + HAProxy", Prefix: "bnk", VIP: true, Loop: 4 * time.Second,
+			Name: "keepalived-tuned", Label: "keepalived 10 ms + HAProxy", Prefix: "bnk", VIP: true, Proxy: true, Loop: 4 * time.Second,
 			setup: haSetup,
 			procs: func(s *stack, i int) []procSpec {
 				return append([]procSpec{haproxy(s, i)}, kaProcs(false, nil)(s, i)...)
@@ -173,19 +176,29 @@ func systems(bin string) []system {
 }
 
 // nftSetup installs epconsole's dataplane tables on every LB, once.
-func nftSetup(s *stack) error {
-	var dpBackends []dataplane.Backend
-	healthy := map[string]bool{}
+func nftSetup(s *stack) error { return s.nftTables(nil) }
+
+// nftTables writes the nft rival's tables on every LB with the backends
+// named in healthy healthy (nil: all of them); the rival has no health
+// checks of its own.
+func (s *stack) nftTables(healthy map[string]bool) error {
+	var backends []dataplane.Backend
+	all := healthy == nil
+	if all {
+		healthy = map[string]bool{}
+	}
 	for _, h := range s.lab.HostsByRole(netlab.RoleBackend) {
-		dpBackends = append(dpBackends, dataplane.Backend{Name: h.Name(), Addr: netip.AddrPortFrom(h.IPv4(), servicePort)})
-		healthy[h.Name()] = true
+		backends = append(backends, dataplane.Backend{Name: h.Name(), Addr: netip.AddrPortFrom(h.IPv4(), servicePort)})
+		if all {
+			healthy[h.Name()] = true
+		}
 	}
 	for _, h := range s.lbs {
 		d, err := dataplane.New(dataplane.WithNetNS(h.Namespace()))
 		if err != nil {
 			return fmt.Errorf("dataplane on %s: %w", h.Name(), err)
 		}
-		_, err = d.Reconcile(s.ctx, dataplane.Desired{VIPs: []dataplane.ServiceVIP{{Addr: s.vip, Port: servicePort}}, Backends: dpBackends, Healthy: healthy})
+		_, err = d.Reconcile(s.ctx, dataplane.Desired{VIPs: []dataplane.ServiceVIP{{Addr: s.vip, Port: servicePort}}, Backends: backends, Healthy: healthy})
 		d.Close()
 		if err != nil {
 			return fmt.Errorf("nft DNAT on %s: %w", h.Name(), err)
