@@ -41,10 +41,13 @@ type backendFailRun struct {
 	FailedAfter  int     `json:"failed_next_10s"`
 	// WorstSecond is the fewest successful requests in one second of
 	// the window after the fault.
-	WorstSecond int     `json:"worst_second_ok"`
-	LoadStart   float64 `json:"load1_start"`
-	LoadEnd     float64 `json:"load1_end"`
-	Err         string  `json:"err,omitempty"`
+	WorstSecond int `json:"worst_second_ok"`
+	// FailingForMS is how long after the fault requests kept failing:
+	// the end of the last bin with a failure (0: none failed).
+	FailingForMS float64 `json:"failing_for_ms"`
+	LoadStart    float64 `json:"load1_start"`
+	LoadEnd      float64 `json:"load1_end"`
+	Err          string  `json:"err,omitempty"`
 	// Bins are the load's requests per backendBin, with the fault at
 	// FaultAtMS from the load's start.
 	FaultAtMS float64   `json:"fault_at_ms"`
@@ -127,6 +130,9 @@ func (r *backendFailRun) fill(lr loadResult, faultAt time.Duration) {
 			r.FailedBefore += b.Failed
 		case i >= at && i < end:
 			r.FailedAfter += b.Failed
+			if b.Failed > 0 {
+				r.FailingForMS = float64(time.Duration(i-at+1)*backendBin) / 1e6
+			}
 			perSecond[(i-at)*int(backendBin)/int(time.Second)] += b.OK
 		}
 	}

@@ -36,8 +36,8 @@ func TestBackendFailFill(t *testing.T) {
 		t.Errorf("before: %.1f req/s, %d failed; want 200, 0", r.RateBefore, r.FailedBefore)
 	}
 	// 20 bins of 10 + 80 bins of 20 in the 10 s after: 1800 / 10 s.
-	if r.RateAfter != 180 || r.FailedAfter != 100 || r.WorstSecond != 100 {
-		t.Errorf("after: %.1f req/s, %d failed, worst second %d; want 180, 100, 100", r.RateAfter, r.FailedAfter, r.WorstSecond)
+	if r.RateAfter != 180 || r.FailedAfter != 100 || r.WorstSecond != 100 || r.FailingForMS != 2000 {
+		t.Errorf("after: %.1f req/s, %d failed, worst second %d, failing for %.0f ms; want 180, 100, 100, 2000", r.RateAfter, r.FailedAfter, r.WorstSecond, r.FailingForMS)
 	}
 }
 

@@ -54,3 +54,14 @@ func (sel selection) system(name string) bool {
 func (sel selection) section(name string) bool {
 	return len(sel.sections) == 0 || slices.Contains(sel.sections, name)
 }
+
+// anyFor tells whether a section that runs in sys's own lab is selected
+// (direct has no VIP: only the rates and the bulk transfer).
+func (sel selection) anyFor(sys system) bool {
+	for _, n := range []string{secRates, secIdle, secFailover, secLoaded, secStreams, secBackend, secBulk} {
+		if sel.section(n) && (sys.VIP || n == secRates || n == secBulk) {
+			return true
+		}
+	}
+	return false
+}

@@ -27,7 +27,7 @@ func fakeResults() *results {
 			Faults:  map[faultMode][]faultRun{faultLink: {run(dark, 6), run(dark+5, 7)}, faultStop: {run(5, 0)}},
 			Streams: &streamsResult{N: 100, Survived: 100}, InFlight: &streamsResult{N: 50, Survived: 49, Errors: []string{"EOF"}},
 			FaultsLoaded:   map[faultMode][]faultRun{faultLink: {run(dark+10, 8)}, faultPowerOff: {run(dark+12, 9)}},
-			BackendFail:    []backendFailRun{{Fault: backendLinkDown, Backend: "cp3", RateBefore: 200, RateAfter: 150, WorstSecond: 90, FailedAfter: 12}},
+			BackendFail:    []backendFailRun{{Fault: backendLinkDown, Backend: "cp3", RateBefore: 200, RateAfter: 150, WorstSecond: 90, FailedAfter: 12, FailingForMS: 2300}},
 			Bulk:           &bulkResult{Seconds: 3, Gbps: 4.5, Retransmits: 2},
 			Idle5:          &costResult{Seconds: 15, CPUPercentPerNode: 2.5, RSSMBPerNode: 31, Peers: 5},
 			FalseFailovers: &soakResult{Seconds: 30, Moves: 0, OwnersAfter: []string{"lb1"}}}
@@ -95,7 +95,7 @@ func TestSuiteWrite(t *testing.T) {
 	md := r.markdown()
 	for _, w := range []string{"| epconsole | link-down | quiet | 2 | 37.5 ms |", "| epconsole | link-down | loaded | 1 | 45.0 ms |",
 		"| in-flight requests through an owner power-off | 50 of 50 answered | 49 answered | missed |  |", "bench/failover.png",
-		"| epconsole | link-down (cp3) | 200 | 150 | 90 | 12 |  |", "| epconsole | 4.50 | 0.90 | 2 |  |", "| epconsole | 30 s | **0** | 0 / 0 | lb1 |",
+		"| epconsole | link-down (cp3) | 200 | 150 | 90 | 12 | 2.3 s |  |", "| epconsole | 4.50 | 0.90 | 2 |  |", "| epconsole | 30 s | **0** | 0 / 0 | lb1 |",
 		"| 2.50 % | 31.0 MB |", "## New connections that pay a SYN retransmit", "## Timelines of runs that missed a target",
 		"owner link-down, quiet host: dark time, run 2 (dark 40.0 ms"} {
 		if !strings.Contains(md, w) {
