@@ -196,3 +196,17 @@ func (r *results) notMeasured() string {
 	}
 	return "\n## Not measured in this run\n\nThis run was limited to the sections " + strings.Join(r.Params.Sections, ", ") + "; not run: " + strings.Join(left, ", ") + ".\n"
 }
+
+// timingText lists how long each section took in this run.
+func (r *results) timingText() string {
+	if len(r.SectionSeconds) == 0 {
+		return ""
+	}
+	var parts []string
+	for _, n := range append([]string{"setup"}, sectionNames...) {
+		if v, ok := r.SectionSeconds[n]; ok {
+			parts = append(parts, fmt.Sprintf("%s %.0f s", n, v))
+		}
+	}
+	return "Time per section, all systems (setup: building and starting the labs): " + strings.Join(parts, ", ") + ".\n\n"
+}

@@ -31,6 +31,17 @@ type results struct {
 	Systems      []systemResult `json:"systems"`
 	Targets      []target       `json:"targets"`
 	GoBench      string         `json:"go_bench,omitempty"`
+	// SectionSeconds is how long each section took, over all systems
+	// (with the labs' set-up: "setup").
+	SectionSeconds map[string]float64 `json:"section_seconds,omitempty"`
+}
+
+// addSeconds adds d to section's time.
+func (r *results) addSeconds(section string, d time.Duration) {
+	if r.SectionSeconds == nil {
+		r.SectionSeconds = map[string]float64{}
+	}
+	r.SectionSeconds[section] += d.Round(100 * time.Millisecond).Seconds()
 }
 
 // systemResult is one system's figures.
@@ -51,6 +62,8 @@ type systemResult struct {
 	Idle5          *costResult              `json:"idle_5_peers,omitempty"`
 	FalseFailovers *soakResult              `json:"false_failovers,omitempty"`
 	Errors         []string                 `json:"errors,omitempty"`
+	// SectionSeconds is how long each section took in this system's lab.
+	SectionSeconds map[string]float64 `json:"section_seconds,omitempty"`
 }
 
 // faultRun is one owner failure under the connect loop.

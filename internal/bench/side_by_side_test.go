@@ -257,6 +257,7 @@ func runSideBySide(b *testing.B, ctx context.Context, syss []system, p suitePara
 		return
 	}
 	if sel.section(secIdle5) {
+		t0 := time.Now()
 		b.Run("idle-5-peers", func(b *testing.B) {
 			sb := buildSideBySide(b, ctx, vip, 5)
 			for i, c := range sb.idleAtOnce(p.IdleFor) {
@@ -269,8 +270,11 @@ func runSideBySide(b *testing.B, ctx context.Context, syss []system, p suitePara
 				}
 			}
 		})
+		res.addSeconds(secIdle5, time.Since(t0))
+		b.Logf("idle at 5 peers took %s (labs built, set up and torn down included), load %s", time.Since(t0).Round(time.Second), loadavg())
 	}
 	if sel.section(secFalse) {
+		t0 := time.Now()
 		b.Run("false-failovers", func(b *testing.B) {
 			sb := buildSideBySide(b, ctx, vip, 3)
 			for i, r := range sb.soak(ctx, p.SoakFor) {
@@ -279,5 +283,7 @@ func runSideBySide(b *testing.B, ctx context.Context, syss []system, p suitePara
 					sb.systems[i].Name, r.Moves, r.Seconds, r.Adds, r.Removes, r.OwnersAfter, r.LoadStart, r.LoadEnd, r.Err)
 			}
 		})
+		res.addSeconds(secFalse, time.Since(t0))
+		b.Logf("false failovers took %s (labs built, set up and torn down included), load %s", time.Since(t0).Round(time.Second), loadavg())
 	}
 }

@@ -95,13 +95,18 @@ func BenchmarkSuite(b *testing.B) {
 		chosen = append(chosen, sys)
 		b.Run(sys.Name, func(b *testing.B) {
 			t0 := time.Now()
-			res.Systems = append(res.Systems, runSystem(b, ctx, sys, p, sel))
+			sr := runSystem(b, ctx, sys, p, sel)
+			res.Systems = append(res.Systems, sr)
+			took := time.Since(t0)
+			for sec, v := range sr.SectionSeconds {
+				res.addSeconds(sec, time.Duration(v*float64(time.Second)))
+				took -= time.Duration(v * float64(time.Second))
+			}
+			res.addSeconds("setup", took)
 			b.Logf("%s took %s, load %s", sys.Name, time.Since(t0).Round(time.Second), loadavg())
 		})
 	}
-	t0 := time.Now()
 	runSideBySide(b, ctx, chosen, p, sel, res)
-	b.Logf("side-by-side sections took %s, load %s", time.Since(t0).Round(time.Second), loadavg())
 	res.LoadEnd = loadavg()
 	res.Elapsed = time.Since(res.Date).Round(time.Second).String()
 	if f := os.Getenv(goBenchEnv); f != "" {
@@ -147,7 +152,12 @@ func runSystem(b *testing.B, ctx context.Context, sys system, p suiteParams, sel
 		}
 		t0 := time.Now()
 		run()
-		b.Logf("%s %s took %s, load %s", sys.Name, name, time.Since(t0).Round(100*time.Millisecond), loadavg())
+		took := time.Since(t0)
+		if r.SectionSeconds == nil {
+			r.SectionSeconds = map[string]float64{}
+		}
+		r.SectionSeconds[name] += took.Round(100 * time.Millisecond).Seconds()
+		b.Logf("%s %s took %s, load %s", sys.Name, name, took.Round(100*time.Millisecond), loadavg())
 	}
 	section(secRates, func() {
 		r.NewConns, err = s.runLoad(target, p, true)
