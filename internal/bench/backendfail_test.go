@@ -21,12 +21,14 @@ const (
 // The window of a backend failure run: the load runs backendBefore,
 // then the backend fails, and the next backendAfter is what is reported.
 const (
-	backendBefore = 3 * time.Second
+	backendBefore = 2 * time.Second
 	backendAfter  = 10 * time.Second
 	backendBin    = 100 * time.Millisecond
 	// backendSettle follows the link's heal: HAProxy's `rise 2` at
-	// `inter 3s` takes the backend back within 6 s.
-	backendSettle = 7 * time.Second
+	// `inter 3s` takes the backend back within 6 s; epconsole's probes
+	// (every 500 ms, 100 ms while it changes) within 2 s.
+	backendSettle      = 7 * time.Second
+	backendSettleProbe = 3 * time.Second
 )
 
 // backendFailRun is one backend failure under the load.
@@ -56,12 +58,16 @@ type backendFailRun struct {
 
 // backendFailures runs both backend failures under the new-connection
 // load through target.
-func (s *stack) backendFailures(target netip.AddrPort, p suiteParams) []backendFailRun {
+func (s *stack) backendFailures(sys system, target netip.AddrPort, p suiteParams) []backendFailRun {
 	var out []backendFailRun
 	for _, f := range []struct{ fault, backend string }{{backendLinkDown, "cp3"}, {backendKilled, "cp2"}} {
 		out = append(out, s.backendFailure(target, p, f.fault, f.backend))
 		if f.fault == backendLinkDown {
-			time.Sleep(backendSettle)
+			if sys.Proxy {
+				time.Sleep(backendSettle)
+			} else {
+				time.Sleep(backendSettleProbe)
+			}
 		}
 	}
 	return out

@@ -51,8 +51,8 @@ func (r *results) backendText() string {
 	}
 	var b strings.Builder
 	b.WriteString("\n## Backend failure under load\n\n")
-	fmt.Fprintf(&b, "%d clients make HTTPS requests through the VIP, each on a new TLS connection (2 s timeout); %s in, one backend fails: **link-down** (cp3's cable pulled; plugged back after the run, then %s for the health checks to take it back) or **process-killed** (the stand-in on cp2 killed). The rate before (from 0.5 s in) and in the next %s, the worst second of those, the requests that failed in them (a client tries again 10 ms after a failure, so a refused connection counts many times where a timeout counts once), and how long after the fault requests still failed. The keepalived + nft DNAT rival has no backend health checks (its nft tables are written once), so it keeps sending a third of the new connections to the dead backend.\n\n",
-		r.Params.LoadClients, backendBefore, backendSettle, backendAfter)
+	fmt.Fprintf(&b, "%d clients make HTTPS requests through the VIP, each on a new TLS connection (2 s timeout); %s in, one backend fails: **link-down** (cp3's cable pulled; plugged back after the run, then %s for the health checks to take it back, %s without HAProxy) or **process-killed** (the stand-in on cp2 killed). The rate before (from 0.5 s in) and in the next %s, the worst second of those, the requests that failed in them (a client tries again 10 ms after a failure, so a refused connection counts many times where a timeout counts once), and how long after the fault requests still failed. The keepalived + nft DNAT rival has no backend health checks (its nft tables are written once), so it keeps sending a third of the new connections to the dead backend.\n\n",
+		r.Params.LoadClients, backendBefore, backendSettle, backendSettleProbe, backendAfter)
 	b.WriteString("| system | backend failure | req/s before | req/s next 10 s | worst second (ok) | failed next 10 s | failing for | error |\n|---|---|---|---|---|---|---|---|\n")
 	b.WriteString(strings.Join(rows, "\n") + "\n")
 	return b.String()

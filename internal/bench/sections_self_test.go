@@ -18,7 +18,8 @@ import (
 
 func TestBackendFailFill(t *testing.T) {
 	// 100 ms bins over 13.5 s: 20 ok a bin before the fault at 3 s, then
-	// 2 s of 10 ok and 5 failed, then 20 ok again.
+	// 2 s of 10 ok and 5 failed, then 20 ok again (the fault time comes
+	// from the run, not from backendBefore).
 	bins := make([]loadBin, 136)
 	for i := range bins {
 		switch {

@@ -189,7 +189,7 @@ func runSystem(b *testing.B, ctx context.Context, sys system, p suiteParams, sel
 			note("in-flight", err)
 		})
 		section(secBackend, func() {
-			r.BackendFail = s.backendFailures(target, p)
+			r.BackendFail = s.backendFailures(sys, target, p)
 			for _, bf := range r.BackendFail {
 				b.Logf("%s backend %s (%s): %.0f req/s before, %.0f req/s in the next 10 s (worst second %d), %d failed after, %d before %s",
 					sys.Name, bf.Fault, bf.Backend, bf.RateBefore, bf.RateAfter, bf.WorstSecond, bf.FailedAfter, bf.FailedBefore, bf.Err)
@@ -209,8 +209,12 @@ func (s *stack) logRun(sys system, mode faultMode, i int, fr faultRun) faultRun 
 	if fr.Loaded {
 		kind = "loaded"
 	}
-	s.b.Logf("%s %s %s run %d: dark %.1f ms, %d of %d connects failed, %d of %d slow connects paid a SYN retransmit, VIP added after %.1f ms, steal %.0f ms, load %.2f -> %.2f, disturbed %v %s %s",
-		sys.Name, kind, mode, i+1, fr.DarkMS, fr.Failed, fr.Attempts, fr.SYNRetransmits, fr.SlowConnects, fr.TakeoverMS, fr.StealMS, fr.LoadStart, fr.LoadEnd, fr.Disturbed, fr.DisturbedWhy, fr.Err)
+	added := "not within 3 s"
+	if fr.TakeoverMS > 0 {
+		added = fmt.Sprintf("after %.1f ms", fr.TakeoverMS)
+	}
+	s.b.Logf("%s %s %s run %d: dark %.1f ms, %d of %d connects failed, %d of %d slow connects paid a SYN retransmit, VIP added on another LB %s, steal %.0f ms, load %.2f -> %.2f, disturbed %v %s %s",
+		sys.Name, kind, mode, i+1, fr.DarkMS, fr.Failed, fr.Attempts, fr.SYNRetransmits, fr.SlowConnects, added, fr.StealMS, fr.LoadStart, fr.LoadEnd, fr.Disturbed, fr.DisturbedWhy, fr.Err)
 	return fr
 }
 
