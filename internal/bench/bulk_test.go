@@ -11,6 +11,7 @@ package bench
 // plain TCP connects, which iperf3 accepts as well as the stand-in does.
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,6 +26,10 @@ import (
 
 // iperfPort is where the iperf3 server listens on cp1.
 const iperfPort = 5201
+
+// bulkProxyWait is how long the bulk section waits, where HAProxy runs,
+// for its health checks to take the stopped backends out.
+const bulkProxyWait = 10 * time.Second
 
 // bulkResult is one system's bulk transfer (client to backend).
 type bulkResult struct {
@@ -103,12 +108,22 @@ func (s *stack) bulk(sys system, target netip.AddrPort, d time.Duration) *bulkRe
 		return r
 	}
 	defer func() { _ = srv.Process.Kill(); _ = srv.Wait() }()
-	time.Sleep(300 * time.Millisecond)
+	// HAProxy sends a connection to a server it has not yet marked down
+	// and, when that fails, tries again after a second, three times:
+	// iperf3's control connection then hangs. Wait out its `fall 3` at
+	// `inter 3s`.
+	if sys.Proxy {
+		time.Sleep(bulkProxyWait)
+	} else {
+		time.Sleep(time.Second)
+	}
 	var last string
 	for deadline := time.Now().Add(25 * time.Second); time.Now().Before(deadline); {
 		r.Tries++
-		out, err := s.client.Command(s.ctx, "iperf3", "-c", target.Addr().String(), "-p", strconv.Itoa(int(target.Port())),
+		ctx, cancel := context.WithTimeout(s.ctx, d+10*time.Second)
+		out, err := s.client.Command(ctx, "iperf3", "-c", target.Addr().String(), "-p", strconv.Itoa(int(target.Port())),
 			"-t", fmt.Sprintf("%.0f", d.Seconds()), "-J", "--connect-timeout", "2000").Output()
+		cancel()
 		got, perr := parseIperf(out)
 		if perr == nil {
 			got.Tries = r.Tries
