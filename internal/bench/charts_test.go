@@ -34,7 +34,7 @@ func (r *results) failoverChart() (*plot.Plot, error) {
 	p := plot.New()
 	p.Title.Text = "Owner link down at 0 s: successful connects per 5 ms"
 	p.X.Label.Text = "seconds from the fault"
-	p.X.Min, p.X.Max = -timelineBefore.Seconds(), 4
+	p.X.Min, p.X.Max = -timelineBefore.Seconds(), 3.6
 	var ticks []plot.Tick
 	lane := 0
 	for _, s := range r.Systems {
