@@ -184,3 +184,14 @@ func TestLbPriority(t *testing.T) {
 		t.Errorf("priorities %v and %v", three, five)
 	}
 }
+
+func TestCostOver(t *testing.T) {
+	t0 := map[int]procTicks{1: {ticks: 100}, 2: {ticks: 50}}
+	// pid 3 started meanwhile: its ticks are not counted.
+	t1 := map[int]procTicks{1: {ticks: 130, rssKB: 10240}, 2: {ticks: 60, rssKB: 20480}, 3: {ticks: 500, rssKB: 1024}}
+	c := costOver(t0, t1, 10*time.Second, 5)
+	// 40 ticks of 10 ms in 10 s = 4 % of a core, over 5 nodes.
+	if c.CPUPercentPerNode != 0.8 || c.RSSMBPerNode != 6.2 || c.Processes != 3 || c.Peers != 5 {
+		t.Errorf("costOver = %+v; want 0.8 %% and 6.2 MB per node, 3 processes, 5 peers", c)
+	}
+}

@@ -10,7 +10,7 @@ import (
 // names or both: only those systems, only those sections.
 const (
 	secRates    = "rates"           // new TLS connections and kept-alive requests
-	secIdle     = "idle"            // idle cost at 3 peers
+	secIdle     = "idle"            // idle cost at 3 peers, every system at once
 	secFailover = "failover"        // owner failures on a quiet host
 	secLoaded   = "loaded"          // owner failures beside busy loops
 	secStreams  = "streams"         // streams and in-flight requests through a power-off
@@ -58,7 +58,7 @@ func (sel selection) section(name string) bool {
 // anyFor tells whether a section that runs in sys's own lab is selected
 // (direct has no VIP: only the rates and the bulk transfer).
 func (sel selection) anyFor(sys system) bool {
-	for _, n := range []string{secRates, secIdle, secFailover, secLoaded, secStreams, secBackend, secBulk} {
+	for _, n := range []string{secRates, secFailover, secLoaded, secStreams, secBackend, secBulk} {
 		if sel.section(n) && (sys.VIP || n == secRates || n == secBulk) {
 			return true
 		}

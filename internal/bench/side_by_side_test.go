@@ -2,7 +2,7 @@ package bench
 
 // The sections that run every system with a VIP at the same time, each
 // in a lab of its own, so that they share the same minutes of the
-// machine: the idle cost at 5 peers, and the false-failover soak (both
+// machine: the idle cost at 3 and at 5 peers, and the false-failover soak (both
 // cores saturated by busy loops and 1 % loss on every LB host, the VIP
 // moves counted from the kernels' address events). Their namespaces
 // start with "bnx".
@@ -168,13 +168,7 @@ func (sb *sideBySide) idleAtOnce(d time.Duration) []*costResult {
 		if sb.errs[i] != nil {
 			continue
 		}
-		t1 := s.lbTicks()
-		var rss int64
-		for _, t := range t1 {
-			rss += t.rssKB
-		}
-		n := float64(len(s.lbs))
-		out[i] = &costResult{Seconds: d.Seconds(), CPUPercentPerNode: cpuPercent(t0[i], t1, d) / n, RSSMBPerNode: float64(rss) / 1024 / n, Processes: len(t1), Peers: len(s.lbs)}
+		out[i] = costOver(t0[i], s.lbTicks(), d, len(s.lbs))
 	}
 	return out
 }
@@ -256,8 +250,8 @@ func runSideBySide(b *testing.B, ctx context.Context, syss []system, p suitePara
 	if len(vip) == 0 {
 		return
 	}
+	t0 := time.Now()
 	if sel.section(secIdle5) {
-		t0 := time.Now()
 		b.Run("idle-5-peers", func(b *testing.B) {
 			sb := buildSideBySide(b, ctx, vip, 5)
 			for i, c := range sb.idleAtOnce(p.IdleFor) {
@@ -272,18 +266,36 @@ func runSideBySide(b *testing.B, ctx context.Context, syss []system, p suitePara
 		})
 		res.addSeconds(secIdle5, time.Since(t0))
 		b.Logf("idle at 5 peers took %s (labs built, set up and torn down included), load %s", time.Since(t0).Round(time.Second), loadavg())
+		t0 = time.Now()
 	}
-	if sel.section(secFalse) {
-		t0 := time.Now()
-		b.Run("false-failovers", func(b *testing.B) {
+	if sel.section(secIdle) || sel.section(secFalse) {
+		b.Run("three-peers", func(b *testing.B) {
+			t0 := time.Now()
 			sb := buildSideBySide(b, ctx, vip, 3)
-			for i, r := range sb.soak(ctx, p.SoakFor) {
-				res.systemFor(sb.systems[i]).FalseFailovers = r
-				b.Logf("%s false failovers: %d moves in %.0f s (adds %d, removes %d), owners after %v, load %.2f -> %.2f %s",
-					sb.systems[i].Name, r.Moves, r.Seconds, r.Adds, r.Removes, r.OwnersAfter, r.LoadStart, r.LoadEnd, r.Err)
+			res.addSeconds("setup", time.Since(t0))
+			if sel.section(secIdle) {
+				t0 := time.Now()
+				for i, c := range sb.idleAtOnce(p.IdleFor) {
+					r := res.systemFor(sb.systems[i])
+					if sb.errs[i] != nil {
+						r.Errors = append(r.Errors, "idle: start: "+sb.errs[i].Error())
+						continue
+					}
+					r.Idle = c
+					b.Logf("%s idle at 3 peers: %.2f %% of a core per node, %.1f MB", sb.systems[i].Name, c.CPUPercentPerNode, c.RSSMBPerNode)
+				}
+				res.addSeconds(secIdle, time.Since(t0))
+			}
+			if sel.section(secFalse) {
+				t0 := time.Now()
+				for i, r := range sb.soak(ctx, p.SoakFor) {
+					res.systemFor(sb.systems[i]).FalseFailovers = r
+					b.Logf("%s false failovers: %d moves in %.0f s (adds %d, removes %d), owners after %v, load %.2f -> %.2f %s",
+						sb.systems[i].Name, r.Moves, r.Seconds, r.Adds, r.Removes, r.OwnersAfter, r.LoadStart, r.LoadEnd, r.Err)
+				}
+				res.addSeconds(secFalse, time.Since(t0))
 			}
 		})
-		res.addSeconds(secFalse, time.Since(t0))
-		b.Logf("false failovers took %s (labs built, set up and torn down included), load %s", time.Since(t0).Round(time.Second), loadavg())
+		b.Logf("the side-by-side sections at 3 peers took %s (labs built and torn down included), load %s", time.Since(t0).Round(time.Second), loadavg())
 	}
 }

@@ -50,7 +50,7 @@ type procSpec struct {
 // fastLoop is the connect loop of a failover run for the systems that
 // fail over in milliseconds: the fault a second in, then 1.5 s (a SYN
 // lost in the dark window is answered 1 s later; the runbook's VRRPv2
-// takes over 3 s and gets 6 s).
+// takes over 3 s and gets 5 s).
 const fastLoop = 2500 * time.Millisecond
 
 // systems returns the contenders in the order they run.
@@ -100,7 +100,7 @@ func systems(bin string) []system {
 			},
 		},
 		{
-			Name: "seeds", Label: "HAProxy + keepalived (runbook)", Prefix: "bns", VIP: true, Proxy: true, Loop: 6 * time.Second,
+			Name: "seeds", Label: "HAProxy + keepalived (runbook)", Prefix: "bns", VIP: true, Proxy: true, Loop: 5 * time.Second,
 			setup: haSetup,
 			procs: func(s *stack, i int) []procSpec {
 				ka := kaProcs(true, func(s *stack, i int) ([]string, []string, []string) {
