@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -41,6 +42,9 @@ type suiteParams struct {
 	Streams     int           `json:"streams"`
 	StreamFor   time.Duration `json:"stream_duration"`
 	InFlight    int           `json:"in_flight"`
+	// OtherRuns is the runs of kill-9 and graceful-stop on a quiet host
+	// (Runs those of link-down and power-off, the faults with targets).
+	OtherRuns int `json:"runs_kill_and_stop"`
 	// LoadedRuns is the runs per fault of the loaded mode, LoadedLoops
 	// its busy loops.
 	LoadedRuns  int `json:"loaded_runs_per_fault"`
@@ -54,11 +58,19 @@ type suiteParams struct {
 
 func params(quick bool) suiteParams {
 	if quick {
-		return suiteParams{Quick: true, Runs: 2, LoadClients: 16, LoadFor: 5 * time.Second, IdleFor: 15 * time.Second, Streams: 100, StreamFor: 6 * time.Second, InFlight: 50,
+		return suiteParams{Quick: true, Runs: 2, OtherRuns: 1, LoadClients: 16, LoadFor: 4 * time.Second, IdleFor: 15 * time.Second, Streams: 100, StreamFor: 6 * time.Second, InFlight: 50,
 			LoadedRuns: 1, LoadedLoops: 6, SoakFor: 30 * time.Second, BulkFor: 3 * time.Second}
 	}
-	return suiteParams{Runs: 10, LoadClients: 16, LoadFor: 20 * time.Second, IdleFor: 60 * time.Second, Streams: 100, StreamFor: 10 * time.Second, InFlight: 50,
+	return suiteParams{Runs: 10, OtherRuns: 10, LoadClients: 16, LoadFor: 20 * time.Second, IdleFor: 60 * time.Second, Streams: 100, StreamFor: 10 * time.Second, InFlight: 50,
 		LoadedRuns: 4, LoadedLoops: 6, SoakFor: 5 * time.Minute, BulkFor: 10 * time.Second}
+}
+
+// runs is the number of quiet runs of mode.
+func (p suiteParams) runs(mode faultMode) int {
+	if slices.Contains(loadedModes, mode) || p.OtherRuns == 0 {
+		return p.Runs
+	}
+	return p.OtherRuns
 }
 
 // BenchmarkSuite runs every system of systems() through every workload,
@@ -172,7 +184,7 @@ func runSystem(b *testing.B, ctx context.Context, sys system, p suiteParams, sel
 		section(secFailover, func() {
 			r.Faults = map[faultMode][]faultRun{}
 			for _, mode := range faultModes {
-				for i := range p.Runs {
+				for i := range p.runs(mode) {
 					r.Faults[mode] = append(r.Faults[mode], s.logRun(sys, mode, i, s.failoverRun(sys, mode, false)))
 				}
 			}
