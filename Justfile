@@ -29,7 +29,7 @@ fuzz TIME="60s":
 build:
     mkdir -p bin && go build -o bin/epconsole ./cmd/epconsole && go build -o bin/epconsole-lab ./cmd/epconsole-lab
 
-# every system side by side (direct, HAProxy + keepalived as the runbook, tuned keepalived + HAProxy, tuned keepalived + nft DNAT + conntrackd, epconsole) through owner failures, streams, in-flight requests, TLS rates, idle cost; `just bench --quick` for the < 10 min version (root; installs haproxy, keepalived, conntrackd from Debian's packages if missing; rewrites docs/BENCHMARKS.md, docs/bench/results.json and the charts)
+# every system side by side (direct, HAProxy + keepalived as the runbook, tuned keepalived + HAProxy, tuned keepalived + nft DNAT + conntrackd, epconsole) through owner failures (quiet and loaded), SYN retransmits, streams, in-flight requests, TLS rates, backend failure, bulk throughput, idle cost at 3 and 5 peers, false failovers; `just bench --quick` for the < 10 min version, `--only NAMES` for some systems or sections (root; installs haproxy, keepalived, conntrackd, iperf3, nftables from Debian's packages if missing; rewrites docs/BENCHMARKS.md, docs/bench/results.json and the charts)
 bench *ARGS:
     ./scripts/bench {{ARGS}}
 

@@ -34,7 +34,7 @@ func (r *results) failoverChart() (*plot.Plot, error) {
 	p := plot.New()
 	p.Title.Text = "Owner link down at 0 s: successful connects per 5 ms"
 	p.X.Label.Text = "seconds from the fault"
-	p.X.Min, p.X.Max = -timelineBefore.Seconds(), 4
+	p.X.Min, p.X.Max = -timelineBefore.Seconds(), 3.6
 	var ticks []plot.Tick
 	lane := 0
 	for _, s := range r.Systems {
@@ -100,15 +100,15 @@ func pct(s *streamsResult) float64 {
 	return 100 * float64(s.Survived) / float64(s.N)
 }
 
-// ratesChart: new TLS connections and kept-alive requests per second,
-// relative to direct.
+// ratesChart: new TLS connections and kept-alive requests per second
+// and bulk throughput, relative to direct.
 func (r *results) ratesChart() (*plot.Plot, error) {
 	p := plot.New()
-	p.Title.Text = "Request rates relative to direct"
+	p.Title.Text = "Request rates and throughput relative to direct"
 	p.Y.Label.Text = "× direct"
 	d := r.system("direct")
 	var names []string
-	var nc, ka plotter.Values
+	var nc, ka, bulk plotter.Values
 	for _, s := range r.Systems {
 		if s.NewConns == nil || s.KeptAlive == nil || d == nil || d.NewConns == nil || d.KeptAlive == nil {
 			continue
@@ -116,9 +116,14 @@ func (r *results) ratesChart() (*plot.Plot, error) {
 		names = append(names, s.Label)
 		nc = append(nc, ratio(rate(s.NewConns), rate(d.NewConns)))
 		ka = append(ka, ratio(rate(s.KeptAlive), rate(d.KeptAlive)))
+		var b float64
+		if s.Bulk != nil && d.Bulk != nil && s.Bulk.Err == "" {
+			b = ratio(s.Bulk.Gbps, d.Bulk.Gbps)
+		}
+		bulk = append(bulk, b)
 	}
 	p.Y.Min = 0
-	return groupedBars(p, names, []string{"new TLS connections/s", "kept-alive requests/s"}, []plotter.Values{nc, ka})
+	return groupedBars(p, names, []string{"new TLS connections/s", "kept-alive requests/s", "bulk throughput (iperf3)"}, []plotter.Values{nc, ka, bulk})
 }
 
 func ratio(a, b float64) float64 {

@@ -10,9 +10,15 @@
 // + HAProxy, that keepalived + epconsole's nft DNAT tables + conntrackd
 // (FTFW, primary-backup notify scripts), and three `epconsole --daemon`.
 // The workloads: owner failures (link down, power off, kill -9 and a
-// graceful stop of the daemon) under a 5 ms connect loop, 100 streams and
-// 50 slow requests through an owner power-off, new TLS connections and
-// kept-alive requests per second, the idle CPU and memory of the LBs. The
+// graceful stop of the daemon) under a 5 ms connect loop, on a quiet host
+// and beside busy loops (the loaded mode), with a second loop of
+// connects made as a default client makes them, to count those that pay
+// a 1 s SYN retransmit; 100 streams and 50 slow requests through an owner
+// power-off; new TLS connections and kept-alive requests per second; a
+// backend killed and a backend's link down under load; bulk throughput
+// with iperf3; the idle CPU and memory of the LBs at 3 and 5 peers; and
+// false failovers: every system at once, each in its own lab, both cores
+// saturated and 1 % loss on the LB hosts, VIP moves counted. The
 // client programs are this test binary re-executed in the client's
 // namespace (probe_test.go). The run writes docs/BENCHMARKS.md,
 // docs/bench/results.json and charts drawn with gonum.org/v1/plot
@@ -20,8 +26,9 @@
 //
 //	scripts/bench [--quick]        (or `just bench [--quick]`)
 //
-// which installs haproxy, keepalived and conntrackd from Debian's packages
-// when missing, builds cmd/epconsole and runs the suite (full < 45 min,
+// (--only takes system and section names for a look at a part of it)
+// which installs haproxy, keepalived, conntrackd, iperf3 and nftables
+// from Debian's packages when missing, builds cmd/epconsole and runs the suite (full < 45 min,
 // --quick < 10 min). Plain `go test` runs self-checks only: the generated
 // configs are accepted by the real programs, the figures and the renderers
 // work on made-up runs, and the cut-over drill, TestCutover: a running
@@ -31,6 +38,7 @@
 // comparison, stays behind EPCONSOLE_BENCH=1.
 //
 // The suite needs root and network namespaces. Namespace names start with
-// "bn", addresses come from 198.18.8.0/24 and fd00:198:18:8::/64 (the
+// "bn" ("bnx" for the labs of the sections that run every system at
+// once), addresses come from 198.18.8.0/24 and fd00:198:18:8::/64 (the
 // cut-over drill: "bnc", 198.19.77.0/24 and fd00:198:18:77::/64).
 package bench

@@ -34,6 +34,12 @@ type connectsArgs struct {
 	Every    time.Duration `json:"every"`
 	Timeout  time.Duration `json:"timeout"`
 	Duration time.Duration `json:"duration"`
+	// SlowEvery, when set, starts a second loop of connects with
+	// SlowTimeout (seconds, as a client with default settings waits:
+	// the kernel retransmits an unanswered SYN after 1 s), to count the
+	// new connections that pay that retransmit.
+	SlowEvery   time.Duration `json:"slow_every,omitempty"`
+	SlowTimeout time.Duration `json:"slow_timeout,omitempty"`
 }
 
 // attempt is one connect: its start and end, in ns since the loop's start.
@@ -47,6 +53,8 @@ type attempt struct {
 type connectsResult struct {
 	StartUnixNano int64     `json:"start_unix_nano"`
 	Attempts      []attempt `json:"attempts"`
+	// Slow are the attempts of the SlowEvery loop.
+	Slow []attempt `json:"slow,omitempty"`
 }
 
 // streamsArgs opens N TLS connections to Target that each GET
@@ -77,6 +85,14 @@ type loadArgs struct {
 	Clients  int           `json:"clients"`
 	Duration time.Duration `json:"duration"`
 	New      bool          `json:"new"`
+	// Bin, when set, makes the result count the requests per Bin.
+	Bin time.Duration `json:"bin,omitempty"`
+}
+
+// loadBin counts the requests that ended in one bin of loadArgs.Bin.
+type loadBin struct {
+	OK     int `json:"ok"`
+	Failed int `json:"failed"`
 }
 
 // loadResult counts the requests and their latencies' percentiles.
@@ -89,6 +105,9 @@ type loadResult struct {
 	// LBCPUPercentPerNode is filled by the suite: the CPU the LBs'
 	// processes used during the load, % of one core per node.
 	LBCPUPercentPerNode float64 `json:"lb_cpu_percent_per_node,omitempty"`
+	// StartUnixNano and Bins are set with loadArgs.Bin.
+	StartUnixNano int64     `json:"start_unix_nano,omitempty"`
+	Bins          []loadBin `json:"bins,omitempty"`
 }
 
 // runProbe runs the role named by the environment, if any, and returns
@@ -139,6 +158,22 @@ func probeConnects(ctx context.Context, a connectsArgs) connectsResult {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	d := net.Dialer{Timeout: a.Timeout, KeepAlive: -1}
+	if a.SlowEvery > 0 {
+		slow := connectsArgs{Target: a.Target, Every: a.SlowEvery, Timeout: a.SlowTimeout, Duration: a.Duration}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := probeConnects(ctx, slow)
+			off := r.StartUnixNano - res.StartUnixNano
+			for _, at := range r.Attempts {
+				at.Start += off
+				at.End += off
+				mu.Lock()
+				res.Slow = append(res.Slow, at)
+				mu.Unlock()
+			}
+		}()
+	}
 	for i := 0; ; i++ {
 		at := start.Add(time.Duration(i) * a.Every)
 		if at.Sub(start) >= a.Duration {
@@ -255,6 +290,24 @@ func probeLoad(ctx context.Context, a loadArgs) (loadResult, error) {
 	end := start.Add(a.Duration)
 	var mu sync.Mutex
 	var res loadResult
+	var bins []loadBin
+	if a.Bin > 0 {
+		res.StartUnixNano = start.UnixNano()
+		bins = make([]loadBin, int(a.Duration/a.Bin)+1)
+	}
+	bin := func(ok bool) {
+		if bins == nil {
+			return
+		}
+		i := min(int(time.Since(start)/a.Bin), len(bins)-1)
+		mu.Lock()
+		if ok {
+			bins[i].OK++
+		} else {
+			bins[i].Failed++
+		}
+		mu.Unlock()
+	}
 	var lat []time.Duration
 	var wg sync.WaitGroup
 	for range a.Clients {
@@ -274,6 +327,7 @@ func probeLoad(ctx context.Context, a loadArgs) (loadResult, error) {
 					_, err = io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()
 				}
+				bin(err == nil)
 				if err != nil {
 					failed++
 					time.Sleep(10 * time.Millisecond)
@@ -291,6 +345,7 @@ func probeLoad(ctx context.Context, a loadArgs) (loadResult, error) {
 	}
 	wg.Wait()
 	res.Elapsed = time.Since(start)
+	res.Bins = bins
 	if len(lat) > 0 {
 		slices.Sort(lat)
 		res.P50 = lat[len(lat)/2]

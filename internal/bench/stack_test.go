@@ -33,6 +33,15 @@ const servicePort = 6443
 // first owner and the one whose cable is pulled, lb2 its successor.
 var lbPriorities = []int{150, 100, 50}
 
+// lbPriority is LB i's priority of n: 150 down to 50 in even steps
+// (lbPriorities for 3; 150/125/100/75/50 for 5).
+func lbPriority(i, n int) int {
+	if n < 2 {
+		return 150
+	}
+	return 150 - i*100/(n-1)
+}
+
 // firstOwner is the LB that owns the VIP at the start of every run.
 const firstOwner = "lb1"
 
@@ -50,6 +59,8 @@ type stack struct {
 	procs  []*proc
 	// sys is the system the suite started (startSystem).
 	sys system
+	// standins are the stand-in apiservers by backend host name.
+	standins map[string]*netlab.Standin
 }
 
 // proc is one process started on an LB host.
@@ -68,8 +79,14 @@ type proc struct {
 // prefix, and starts the stand-in apiservers.
 func newStack(b *testing.B, ctx context.Context, prefix string) *stack {
 	b.Helper()
+	return newStackN(b, ctx, prefix, 3)
+}
+
+// newStackN is newStack with n LB hosts (priorities by lbPriority).
+func newStackN(b *testing.B, ctx context.Context, prefix string, n int) *stack {
+	b.Helper()
 	hosts := []netlab.HostSpec{{Name: "client", Role: netlab.RoleClient}}
-	for i := 1; i <= 3; i++ {
+	for i := 1; i <= n; i++ {
 		hosts = append(hosts, netlab.HostSpec{Name: fmt.Sprintf("lb%d", i), Role: netlab.RoleLB})
 	}
 	for i := 1; i <= 3; i++ {
@@ -78,12 +95,14 @@ func newStack(b *testing.B, ctx context.Context, prefix string) *stack {
 	lab := netlab.New(b, netlab.Spec{Prefix: prefix, IPv4: net4, IPv6: net6, Hosts: hosts})
 	s := &stack{
 		b: b, ctx: ctx, lab: lab, client: lab.Host("client"), lbs: lab.HostsByRole(netlab.RoleLB),
-		vip: lab.VIP4(), dir: b.TempDir(), checks: map[string]*dataplane.VIP{},
+		vip: lab.VIP4(), dir: b.TempDir(), checks: map[string]*dataplane.VIP{}, standins: map[string]*netlab.Standin{},
 	}
 	for _, h := range lab.HostsByRole(netlab.RoleBackend) {
-		if _, err := h.StartStandin(ctx, netlab.StandinOpts{Name: h.Name()}); err != nil {
+		st, err := h.StartStandin(ctx, netlab.StandinOpts{Name: h.Name()})
+		if err != nil {
 			b.Fatalf("stand-in on %s: %v", h.Name(), err)
 		}
+		s.standins[h.Name()] = st
 	}
 	for _, h := range s.lbs {
 		v, err := dataplane.NewVIP(dataplane.WithNetNS(h.Namespace()))
@@ -100,7 +119,7 @@ func newStack(b *testing.B, ctx context.Context, prefix string) *stack {
 func (s *stack) nodes() []lbNode {
 	out := make([]lbNode, len(s.lbs))
 	for i, h := range s.lbs {
-		out[i] = lbNode{Name: h.Name(), Addr: h.IPv4(), Priority: lbPriorities[i]}
+		out[i] = lbNode{Name: h.Name(), Addr: h.IPv4(), Priority: lbPriority(i, len(s.lbs))}
 	}
 	return out
 }

@@ -42,13 +42,35 @@ type suiteParams struct {
 	Streams     int           `json:"streams"`
 	StreamFor   time.Duration `json:"stream_duration"`
 	InFlight    int           `json:"in_flight"`
+	// OtherRuns is the runs of kill-9 and graceful-stop on a quiet host
+	// (Runs those of link-down and power-off, the faults with targets).
+	OtherRuns int `json:"runs_kill_and_stop"`
+	// LoadedRuns is the runs per fault of the loaded mode, LoadedLoops
+	// its busy loops.
+	LoadedRuns  int `json:"loaded_runs_per_fault"`
+	LoadedLoops int `json:"loaded_busy_loops"`
+	// SoakFor is the false-failover soak, BulkFor the iperf3 transfer.
+	SoakFor time.Duration `json:"soak_duration"`
+	BulkFor time.Duration `json:"bulk_duration"`
+	// Sections are the sections that ran (all when empty).
+	Sections []string `json:"sections,omitempty"`
 }
 
 func params(quick bool) suiteParams {
 	if quick {
-		return suiteParams{Quick: true, Runs: 2, LoadClients: 16, LoadFor: 5 * time.Second, IdleFor: 15 * time.Second, Streams: 100, StreamFor: 6 * time.Second, InFlight: 50}
+		return suiteParams{Quick: true, Runs: 2, OtherRuns: 1, LoadClients: 16, LoadFor: 4 * time.Second, IdleFor: 15 * time.Second, Streams: 100, StreamFor: 6 * time.Second, InFlight: 50,
+			LoadedRuns: 1, LoadedLoops: 6, SoakFor: 30 * time.Second, BulkFor: 3 * time.Second}
 	}
-	return suiteParams{Runs: 10, LoadClients: 16, LoadFor: 20 * time.Second, IdleFor: 60 * time.Second, Streams: 100, StreamFor: 10 * time.Second, InFlight: 50}
+	return suiteParams{Runs: 10, OtherRuns: 10, LoadClients: 16, LoadFor: 20 * time.Second, IdleFor: 60 * time.Second, Streams: 100, StreamFor: 10 * time.Second, InFlight: 50,
+		LoadedRuns: 4, LoadedLoops: 6, SoakFor: 5 * time.Minute, BulkFor: 10 * time.Second}
+}
+
+// runs is the number of quiet runs of mode.
+func (p suiteParams) runs(mode faultMode) int {
+	if slices.Contains(loadedModes, mode) || p.OtherRuns == 0 {
+		return p.Runs
+	}
+	return p.OtherRuns
 }
 
 // BenchmarkSuite runs every system of systems() through every workload,
@@ -67,15 +89,39 @@ func BenchmarkSuite(b *testing.B) {
 	bin := testenv.Binary(b)
 	res := &results{Date: time.Now().UTC(), Machine: machine(), Kernel: kernel(), LoadStart: loadavg(), Params: p,
 		Command: os.Getenv(cmdEnv), StealStartMS: stealMS()}
-	only := os.Getenv(onlyEnv)
-	for _, sys := range systems(bin) {
-		if only != "" && !slices.Contains(strings.Split(only, ","), sys.Name) {
+	all := systems(bin)
+	var names []string
+	for _, sys := range all {
+		names = append(names, sys.Name)
+	}
+	sel, err := parseOnly(os.Getenv(onlyEnv), names)
+	if err != nil {
+		b.Fatal(err)
+	}
+	res.Params.Sections = sel.sections
+	var chosen []system
+	for _, sys := range all {
+		if !sel.system(sys.Name) {
+			continue
+		}
+		chosen = append(chosen, sys)
+		if !sel.anyFor(sys) {
 			continue
 		}
 		b.Run(sys.Name, func(b *testing.B) {
-			res.Systems = append(res.Systems, runSystem(b, ctx, sys, p))
+			t0 := time.Now()
+			sr := runSystem(b, ctx, sys, p, sel)
+			res.Systems = append(res.Systems, sr)
+			took := time.Since(t0)
+			for sec, v := range sr.SectionSeconds {
+				res.addSeconds(sec, time.Duration(v*float64(time.Second)))
+				took -= time.Duration(v * float64(time.Second))
+			}
+			res.addSeconds("setup", took)
+			b.Logf("%s took %s, load %s", sys.Name, time.Since(t0).Round(time.Second), loadavg())
 		})
 	}
+	runSideBySide(b, ctx, chosen, p, sel, res)
 	res.LoadEnd = loadavg()
 	res.Elapsed = time.Since(res.Date).Round(time.Second).String()
 	if f := os.Getenv(goBenchEnv); f != "" {
@@ -96,7 +142,7 @@ func BenchmarkSuite(b *testing.B) {
 
 // runSystem builds the system's lab and runs the workloads; a failure of
 // one workload is recorded and the others still run.
-func runSystem(b *testing.B, ctx context.Context, sys system, p suiteParams) systemResult {
+func runSystem(b *testing.B, ctx context.Context, sys system, p suiteParams, sel selection) systemResult {
 	r := systemResult{Name: sys.Name, Label: sys.Label}
 	s := newStack(b, ctx, sys.Prefix)
 	if err := s.startSystem(sys); err != nil {
@@ -115,49 +161,98 @@ func runSystem(b *testing.B, ctx context.Context, sys system, p suiteParams) sys
 		}
 	}
 	var err error
-	r.NewConns, err = s.runLoad(target, p, true)
-	note("new TLS connections", err)
-	r.KeptAlive, err = s.runLoad(target, p, false)
-	note("kept-alive requests", err)
-	if sys.VIP {
-		r.Idle, err = s.idleCost(p.IdleFor)
-		note("idle cost", err)
-		r.Faults = map[faultMode][]faultRun{}
-		for _, mode := range faultModes {
-			for i := range p.Runs {
-				fr := s.failoverRun(sys, mode)
-				b.Logf("%s %s run %d: dark %.1f ms, %d of %d connects failed, steal %.0f ms, disturbed %v %s %s",
-					sys.Name, mode, i+1, fr.DarkMS, fr.Failed, fr.Attempts, fr.StealMS, fr.Disturbed, fr.DisturbedWhy, fr.Err)
-				r.Faults[mode] = append(r.Faults[mode], fr)
-			}
+	section := func(name string, run func()) {
+		if !sel.section(name) {
+			return
 		}
-		r.Streams, err = s.streamsRun(target, p.Streams, int(p.StreamFor/(100*time.Millisecond)), 100*time.Millisecond, 2*time.Second)
-		note("streams", err)
-		r.InFlight, err = s.streamsRun(target, p.InFlight, 2, time.Second, 300*time.Millisecond)
-		note("in-flight", err)
+		t0 := time.Now()
+		run()
+		took := time.Since(t0)
+		if r.SectionSeconds == nil {
+			r.SectionSeconds = map[string]float64{}
+		}
+		r.SectionSeconds[name] += took.Round(100 * time.Millisecond).Seconds()
+		b.Logf("%s %s took %s, load %s", sys.Name, name, took.Round(100*time.Millisecond), loadavg())
 	}
+	section(secRates, func() {
+		r.NewConns, err = s.runLoad(target, p, true)
+		note("new TLS connections", err)
+		r.KeptAlive, err = s.runLoad(target, p, false)
+		note("kept-alive requests", err)
+	})
+	if sys.VIP {
+		section(secFailover, func() {
+			r.Faults = map[faultMode][]faultRun{}
+			for _, mode := range faultModes {
+				for i := range p.runs(mode) {
+					r.Faults[mode] = append(r.Faults[mode], s.logRun(sys, mode, i, s.failoverRun(sys, mode, false)))
+				}
+			}
+		})
+		section(secLoaded, func() {
+			r.FaultsLoaded, err = s.loadedFailovers(sys, p)
+			note("loaded mode", err)
+		})
+		section(secStreams, func() {
+			r.Streams, err = s.streamsRun(target, p.Streams, int(p.StreamFor/(100*time.Millisecond)), 100*time.Millisecond, 2*time.Second)
+			note("streams", err)
+			r.InFlight, err = s.streamsRun(target, p.InFlight, 2, time.Second, 300*time.Millisecond)
+			note("in-flight", err)
+		})
+		section(secBackend, func() {
+			r.BackendFail = s.backendFailures(sys, target, p)
+			for _, bf := range r.BackendFail {
+				b.Logf("%s backend %s (%s): %.0f req/s before, %.0f req/s in the next 10 s (worst second %d), %d failed after, %d before %s",
+					sys.Name, bf.Fault, bf.Backend, bf.RateBefore, bf.RateAfter, bf.WorstSecond, bf.FailedAfter, bf.FailedBefore, bf.Err)
+			}
+		})
+	}
+	section(secBulk, func() {
+		r.Bulk = s.bulk(sys, target, p.BulkFor)
+		b.Logf("%s bulk: %.2f Gbit/s, %d retransmits, %d tries %s", sys.Name, r.Bulk.Gbps, r.Bulk.Retransmits, r.Bulk.Tries, r.Bulk.Err)
+	})
 	return r
 }
 
+// logRun logs one failover run and returns it.
+func (s *stack) logRun(sys system, mode faultMode, i int, fr faultRun) faultRun {
+	kind := "quiet"
+	if fr.Loaded {
+		kind = "loaded"
+	}
+	added := "not within 3 s"
+	if fr.TakeoverMS > 0 {
+		added = fmt.Sprintf("after %.1f ms", fr.TakeoverMS)
+	}
+	s.b.Logf("%s %s %s run %d: dark %.1f ms, %d of %d connects failed, %d of %d slow connects paid a SYN retransmit, VIP added on another LB %s, steal %.0f ms, load %.2f -> %.2f, disturbed %v %s %s",
+		sys.Name, kind, mode, i+1, fr.DarkMS, fr.Failed, fr.Attempts, fr.SYNRetransmits, fr.SlowConnects, added, fr.StealMS, fr.LoadStart, fr.LoadEnd, fr.Disturbed, fr.DisturbedWhy, fr.Err)
+	return fr
+}
+
 // failoverRun is one owner failure under the connect loop.
-func (s *stack) failoverRun(sys system, mode faultMode) faultRun {
-	fr := faultRun{Mode: mode, LoadStart: load1()}
+func (s *stack) failoverRun(sys system, mode faultMode, loaded bool) faultRun {
+	fr := faultRun{Mode: mode, LoadStart: load1(), Loaded: loaded}
 	if err := s.waitOwner(firstOwner, 300*time.Millisecond, 30*time.Second); err != nil {
 		fr.LostBefore, fr.Err = true, "before the fault: "+err.Error()
 		return fr
 	}
 	steal0 := stealMS()
 	job, err := s.startProbe(s.ctx, "connects", connectsArgs{Target: netip.AddrPortFrom(s.vip, servicePort).String(),
-		Every: connectEvery, Timeout: connectTimeout, Duration: sys.Loop})
+		Every: connectEvery, Timeout: connectTimeout, Duration: sys.Loop, SlowEvery: slowEvery, SlowTimeout: slowTimeout})
 	if err != nil {
 		fr.Err = err.Error()
 		return fr
 	}
 	time.Sleep(pullAfter)
+	watch, werr := s.watchTakeover()
 	faultAt := time.Now()
 	ferr := s.fault(mode)
+	if werr == nil {
+		fr.TakeoverMS = float64(watch.wait(faultAt, 3*time.Second)) / 1e6
+	}
 	var cr connectsResult
 	err = job.result(sys.Loop+15*time.Second, &cr)
+	fr.Trace = s.daemonTrace(faultAt)
 	herr := s.heal(mode)
 	fr.StealMS = stealMS() - steal0
 	fr.LoadEnd = load1()
@@ -173,7 +268,9 @@ func (s *stack) failoverRun(sys system, mode faultMode) faultRun {
 		fr.fill(cr, time.Duration(faultAt.UnixNano()-cr.StartUnixNano), sys.Loop)
 	}
 	fr.judge()
-	if err := s.waitOwner(firstOwner, time.Second, 40*time.Second); err != nil && fr.Err == "" {
+	// Settled: lb1 alone holds the VIP again (the next run checks 300 ms
+	// more before its fault).
+	if err := s.waitOwner(firstOwner, 500*time.Millisecond, 40*time.Second); err != nil && fr.Err == "" {
 		fr.Err = "after the heal: " + err.Error()
 	}
 	return fr
@@ -250,18 +347,15 @@ func (s *stack) runLoad(target netip.AddrPort, p suiteParams, newConns bool) (*l
 	return &r, nil
 }
 
-// idleCost measures the CPU time and memory of every process on the LBs
-// over d, with no traffic.
-func (s *stack) idleCost(d time.Duration) (*costResult, error) {
-	t0 := s.lbTicks()
-	time.Sleep(d)
-	t1 := s.lbTicks()
+// costOver is the cost of the processes of t1 over d (from t0), per node
+// of peers.
+func costOver(t0, t1 map[int]procTicks, d time.Duration, peers int) *costResult {
 	var rss int64
 	for _, t := range t1 {
 		rss += t.rssKB
 	}
-	n := float64(len(s.lbs))
-	return &costResult{Seconds: d.Seconds(), CPUPercentPerNode: cpuPercent(t0, t1, d) / n, RSSMBPerNode: float64(rss) / 1024 / n, Processes: len(t1)}, nil
+	n := float64(peers)
+	return &costResult{Seconds: d.Seconds(), CPUPercentPerNode: cpuPercent(t0, t1, d) / n, RSSMBPerNode: float64(rss) / 1024 / n, Processes: len(t1), Peers: peers}
 }
 
 // cpuPercent is the CPU time the processes of t0 still in t1 used over d,
