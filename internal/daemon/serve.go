@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"sync"
@@ -210,28 +209,20 @@ func (d *Daemon) connLoop(ctx context.Context) {
 }
 
 // countConns counts the conntrack flows to each VIP by the backend they
-// were DNATed to.
+// were DNATed to (a kernel-filtered dump per VIP).
 func countConns(ctx context.Context, ct *dataplane.Conntrack, cfg *config.Config) (map[string]int, error) {
-	byAddr := map[netip.AddrPort]string{}
-	for _, b := range cfg.Backends {
-		byAddr[b.AddrPort()] = b.Name
-	}
-	counts := map[string]int{}
-	var errs []error
+	var vips []netip.AddrPort
 	for _, v := range components.VIPs(cfg) {
-		flows, err := ct.Flows(ctx, v.AddrPort())
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		for _, f := range flows {
-			src := netip.AddrPortFrom(f.TupleReply.IP.SourceAddress.Unmap(), f.TupleReply.Proto.SourcePort)
-			if name, ok := byAddr[src]; ok {
-				counts[name]++
-			}
+		vips = append(vips, v.AddrPort())
+	}
+	bySrc, err := ct.CountByReplySource(ctx, vips)
+	counts := map[string]int{}
+	for _, b := range cfg.Backends {
+		if n := bySrc[b.AddrPort()]; n > 0 {
+			counts[b.Name] += n
 		}
 	}
-	return counts, errors.Join(errs...)
+	return counts, err
 }
 
 // produceStatus runs the one status producer with the daemon's state:
