@@ -18,8 +18,15 @@ import (
 
 // Timers of the status loop.
 const (
-	// DefaultStatusTick is how often the status loop looks for a change.
-	DefaultStatusTick = 100 * time.Millisecond
+	// DefaultStatusTick is the longest time between two rounds of the
+	// status loop: the decision loop asks for a round on every change it
+	// sees (pokeStatus), so the tick only shows what changes by time (ages,
+	// latencies, counts).
+	DefaultStatusTick = time.Second
+	// statusHostMaxAge is how old a reading of the VIPs on this host a
+	// round may show (the decision loop's poke after it moved the VIP
+	// reads them again).
+	statusHostMaxAge = 50 * time.Millisecond
 	// DefaultRepublish: a snapshot is published at least this often even
 	// when nothing changed (fresh last-seen times and latencies).
 	DefaultRepublish = 5 * time.Second
@@ -226,13 +233,21 @@ func countConns(ctx context.Context, ct *dataplane.Conntrack, cfg *config.Config
 }
 
 // produceStatus runs the one status producer with the daemon's state:
-// a round every DefaultStatusTick or when poked, published when it says
+// a round every DefaultStatusTick or when poked (the VIPs on this host
+// read through one kept netlink socket), published when it says
 // something new (or DefaultRepublish passed); certificates checked every
 // DefaultSlowInterval and when certPresented asks, etcd every
 // DefaultEtcdInterval.
 func (d *Daemon) produceStatus(ctx context.Context) {
+	vipsHere := direct.VIPsHere
+	if h, err := direct.NewHost(); err != nil {
+		d.log.Warn("reading the VIPs on this host with a netlink socket per read", "err", err)
+	} else {
+		defer h.Close()
+		vipsHere = h.VIPsHere
+	}
 	produce.Run(ctx, produce.Options{
-		Config: d.config, Probes: d.Probes, VIPsHere: direct.VIPsHere, Daemon: d.snapshotState,
+		Config: d.config, Probes: d.Probes, VIPsHere: vipsHere, HostMaxAge: statusHostMaxAge, Daemon: d.snapshotState,
 		Version: d.opts.Version,
 		Wake:    d.poke, Tick: DefaultStatusTick, Republish: DefaultRepublish,
 		CertInterval: DefaultSlowInterval, EtcdInterval: DefaultEtcdInterval, CertKick: d.certKick,
