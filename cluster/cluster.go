@@ -209,13 +209,15 @@ type Cluster struct {
 	logLimiter *floodlimit.Limiter
 
 	metaDirty chan struct{}
-	metaMu    sync.Mutex // serialises UpdateNode calls (metaLoop, Leave)
-	lifeMu    sync.Mutex // serialises Leave and Shutdown
-	left      atomic.Bool
-	shut      atomic.Bool
-	done      chan struct{}
-	stopCtx   func() bool
-	wg        sync.WaitGroup
+	// changes signals a change of the view (Changes).
+	changes chan struct{}
+	metaMu  sync.Mutex // serialises UpdateNode calls (metaLoop, Leave)
+	lifeMu  sync.Mutex // serialises Leave and Shutdown
+	left    atomic.Bool
+	shut    atomic.Bool
+	done    chan struct{}
+	stopCtx func() bool
+	wg      sync.WaitGroup
 
 	// streams takes the sync streams off the gossip TCP port (stream.go).
 	streams *streamTransport
@@ -278,6 +280,7 @@ func New(ctx context.Context, cfg Config) (*Cluster, error) {
 		limiter:    floodlimit.New(reportWindow, reportBurst, 0, nil),
 		logLimiter: floodlimit.New(reportWindow, logReportBurst, 0, nil),
 		metaDirty:  make(chan struct{}, 1),
+		changes:    make(chan struct{}, 1),
 		done:       make(chan struct{}),
 	}
 	c.panicRouting.Store(cfg.PanicRouting)

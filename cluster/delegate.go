@@ -307,6 +307,7 @@ func (c *Cluster) applyBackendLocked(w wireBackend, now time.Time) ([]wireBacken
 		return nil, nil
 	}
 	byName[w.Name] = &backendRec{w: w, received: now}
+	c.changed() // a peer's new view, an event or not
 	var evs []Event
 	if old != nil && !old.w.Gone && !w.Gone && old.w.State != w.State {
 		evs = append(evs, Event{Type: EventBackend, Time: now, Member: w.Origin, Backend: w.view(),
@@ -405,6 +406,9 @@ func (c *Cluster) mergeRemoteState(b []byte) {
 	for _, w := range drains {
 		c.queueDrain(w)
 	}
+	if len(drains) > 0 {
+		c.changed()
+	}
 	for _, f := range fwd {
 		if msg, err := encodeBackendMsg(f); err == nil {
 			c.queue.QueueBroadcast(newBroadcast(f, msg))
@@ -413,8 +417,11 @@ func (c *Cluster) mergeRemoteState(b []byte) {
 	c.report(evs)
 }
 
-// report logs events and delivers them.
+// report logs events and delivers them, and signals Changes.
 func (c *Cluster) report(evs []Event) {
+	if len(evs) > 0 {
+		c.changed()
+	}
 	for _, e := range evs {
 		switch e.Type {
 		case EventJoin, EventLeave:

@@ -126,6 +126,7 @@ func (c *Cluster) handleDrainMsg(b []byte) {
 	case fresh:
 		c.log.Debug("drain set adopted from gossip", "origin", w.Origin, "generation", w.Gen, "drained", w.Set)
 		c.queueDrain(w)
+		c.changed()
 	}
 }
 

@@ -42,6 +42,7 @@ func (c *Cluster) View() View {
 	if suspectAfter <= 0 {
 		suspectAfter = 4 * c.timers.ProbeInterval * time.Duration(max(1, c.numAliveLocked()-1))
 	}
+	v.SuspectAfter = suspectAfter
 	for n := range names {
 		m := Member{Name: n, Configured: slices.Contains(v.Peers, n)}
 		switch r := c.members[n]; {

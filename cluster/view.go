@@ -172,6 +172,9 @@ type View struct {
 	Members []Member
 	// Taken is when the snapshot was taken.
 	Taken time.Time
+	// SuspectAfter is how long after its LastSeen an alive member is shown
+	// as suspect (zero: not said).
+	SuspectAfter time.Duration
 	// PanicRouting: with no eligible member, Elect picks among the live,
 	// not leaving ones (their backends are forwarded to unprobed, see
 	// Elect); false: no member is elected then.

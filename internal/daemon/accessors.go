@@ -138,8 +138,8 @@ func (d *Daemon) updateStatus(s *state) {
 	}
 	st.HeartbeatFailedStarts = s.beatRetry.failures
 	// The producer's own tick shows everything within DefaultStatusTick;
-	// a poke only makes a change show at once, so poke on a change only
-	// (not on every tick of the decision loop, which changes nothing
+	// a poke makes a change show at once, so poke on a change only (not
+	// on every timed wake-up of the decision loop, which changes nothing
 	// while idle).
 	if n := d.events.Total(); n != d.shownEvents || !sameStatus(st, &d.shown) {
 		d.shown, d.shownEvents = *st, n

@@ -14,8 +14,8 @@
 // cluster.Cluster, heartbeat.Beater, probes.Monitor, connsync.Sync); Run
 // wires those (open.go), the unit tests fakes. One file per job:
 // accessors.go (what the status API reads), workers.go (starting the
-// probes and the beat loop), loop.go, datapath.go (probes to the
-// dataplane), view.go, ownership.go (decide, apply, acquire, release),
+// probes and the beat loop), loop.go, wake.go (what wakes the loop
+// between events), datapath.go (probes to the dataplane), view.go, ownership.go (decide, apply, acquire, release),
 // handoff.go (graceful stop), reload.go, actions.go and drain.go (the
 // operator's actions), components.go (the config projected onto the
 // components), serve.go and snapshot.go (the status API).

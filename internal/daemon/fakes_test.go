@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -139,6 +140,10 @@ type fakeCluster struct {
 	onSetLocal func(l cluster.Local)
 	// panicRouting is View.PanicRouting.
 	panicRouting bool
+	// changes is Changes (nil: never); views counts the View calls (one
+	// or two a decision pass).
+	changes chan struct{}
+	views   atomic.Int64
 }
 
 func newFakeCluster(log *callLog, cfg *config.Config) *fakeCluster {
@@ -158,6 +163,7 @@ func (f *fakeCluster) peer(name string, priority int, fresh, eligible bool, owne
 }
 
 func (f *fakeCluster) View() cluster.View {
+	f.views.Add(1)
 	v := cluster.View{Self: f.self, Peers: slices.Clone(f.peers), Taken: time.Now(), PanicRouting: f.panicRouting}
 	v.Members = append(v.Members, cluster.Member{Name: f.self, Configured: true, State: cluster.StateAlive, Fresh: true, Meta: f.local})
 	for _, m := range f.others {
@@ -196,6 +202,8 @@ func (f *fakeCluster) SetPeers(peers []cluster.Peer) error {
 }
 
 func (f *fakeCluster) SetPanicRouting(on bool) { f.panicRouting = on }
+
+func (f *fakeCluster) Changes() <-chan struct{} { return f.changes }
 
 func (f *fakeCluster) SetKeys(keys [][]byte) error {
 	f.log.add("cluster.SetKeys %d", len(keys))
@@ -272,6 +280,8 @@ type rig struct {
 	cl       *fakeCluster
 	monitors []*fakeMonitor
 	beats    []*fakeBeat
+	// links is the link subscription (a test sends a change).
+	links chan struct{}
 }
 
 func (r *rig) mon() *fakeMonitor { return r.monitors[len(r.monitors)-1] }
@@ -331,7 +341,7 @@ func newRig(t *testing.T, opts Options) *rig {
 		t.Fatal(err)
 	}
 	cfg.StateDir = t.TempDir()
-	r := &rig{d: New(opts), log: &callLog{}}
+	r := &rig{d: New(opts), log: &callLog{}, links: make(chan struct{})}
 	r.d.start = starters{
 		monitor: func(o probes.MonitorOptions) prober {
 			m := &fakeMonitor{opts: o, stopped: make(chan struct{})}
@@ -344,6 +354,7 @@ func newRig(t *testing.T, opts Options) *rig {
 			r.log.add("beat.Start %s", hc.Bind)
 			return b, nil
 		},
+		links: func(context.Context, func(error)) (<-chan struct{}, error) { return r.links, nil },
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)

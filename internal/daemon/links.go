@@ -3,8 +3,6 @@ package daemon
 import (
 	"context"
 	"time"
-
-	"github.com/epconsole/epconsole/dataplane"
 )
 
 // Whether the VIP interfaces are up, as the loop learns it: from a
@@ -20,6 +18,7 @@ const linkReread = time.Second
 // linkWatch is the loop's link subscription.
 type linkWatch struct {
 	ch     <-chan struct{} // nil: no subscription
+	reread time.Duration   // linkReread (a test's own)
 	read   time.Time       // last read of the interfaces
 	tried  time.Time       // last subscription attempt
 	logged bool            // the fallback to per-tick reads was logged
@@ -29,7 +28,7 @@ type linkWatch struct {
 // loop reads on every tick.
 func (d *Daemon) watchLinks(ctx context.Context, s *state) {
 	s.links.tried = time.Now()
-	ch, err := dataplane.WatchLinks(ctx, func(err error) {
+	ch, err := d.start.links(ctx, func(err error) {
 		d.log.Warn("link subscription broke; reading the VIP interfaces on every tick until it is back", "err", err)
 	})
 	if err != nil {
@@ -56,7 +55,7 @@ func (d *Daemon) tickLinks(ctx context.Context, s *state) {
 	if s.links.ch == nil && time.Since(s.links.tried) >= linkReread {
 		d.watchLinks(ctx, s)
 	}
-	if s.links.ch == nil || time.Since(s.links.read) >= linkReread {
+	if s.links.ch == nil || time.Since(s.links.read) >= s.links.reread {
 		d.readLinks(s)
 	}
 }

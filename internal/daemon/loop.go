@@ -71,6 +71,12 @@ type state struct {
 	opDrain   DrainSet
 	handoffTo string
 	handoffAt time.Time
+
+	// wake is what the loop's timer reads (wake.go); cfgDigest the
+	// digest of digestOf (digest).
+	wake      wakeState
+	digestOf  *config.Config
+	cfgDigest string
 }
 
 // newState is the loop's state at start: in the startup wait, holding
@@ -79,14 +85,15 @@ func newState(run context.Context, cfg *config.Config) *state {
 	return &state{
 		cfg: cfg, run: run, started: time.Now(), waiting: true,
 		probeCh: make(chan struct{}, 1), eventsCh: make(chan cluster.Event, 256),
-		noMajority: majorityWatch{}, sync: noSync{},
+		noMajority: majorityWatch{}, sync: noSync{}, links: linkWatch{reread: linkReread},
 	}
 }
 
-// loop is the decision loop; it returns when ctx ends.
+// loop is the decision loop; it returns when ctx ends. It decides on
+// events and sleeps in between until a timed condition is due (wake.go).
 func (d *Daemon) loop(ctx context.Context, s *state) {
-	tick := time.NewTicker(DefaultTick)
-	defer tick.Stop()
+	wake := time.NewTimer(noWake)
+	defer wake.Stop()
 	leaseTick := time.NewTicker(dataplane.DefaultLeaseRenew)
 	defer leaseTick.Stop()
 	var beatChanges <-chan struct{}
@@ -97,9 +104,12 @@ func (d *Daemon) loop(ctx context.Context, s *state) {
 	d.readLinks(s)
 	d.onProbes(s)
 	d.decide(s)
+	s.wake.token = time.Now()
+	gossipChanges := s.cl.Changes()
 	for {
 		d.notifyLoop(s)
-		// A wake-up by a tick pokes the status producer only when the
+		wake.Reset(d.untilWake(s))
+		// A wake-up by the timer pokes the status producer only when the
 		// status changed (updateStatus); any other (a probe result, a
 		// peer, an action, a reload) also changes what the producer
 		// reads elsewhere, so it pokes.
@@ -124,13 +134,17 @@ func (d *Daemon) loop(ctx context.Context, s *state) {
 		case a := <-d.actCh:
 			a.reply <- d.onAction(s, a)
 		case <-beatChanges:
+		case <-gossipChanges:
 		case <-leaseTick.C:
 			d.renewLease(s)
 			continue
 		case _, ok := <-s.links.ch:
 			d.onLinks(s, ok)
-		case <-tick.C:
+		case <-wake.C:
 			poke = false
+			if !d.timedPass(s) {
+				continue
+			}
 			d.tickLinks(ctx, s)
 			if d.restartBeater(s) {
 				beatChanges = s.beater.Changes()
@@ -138,6 +152,7 @@ func (d *Daemon) loop(ctx context.Context, s *state) {
 			d.retryFaults(s)
 		}
 		d.decide(s)
+		s.wake.token = time.Now()
 		if poke {
 			d.pokeStatus()
 		}

@@ -71,7 +71,7 @@ func (d *Daemon) publish(s *state, dec cluster.Decision) {
 	}
 	err := s.cl.SetLocal(cluster.Local{
 		Priority: s.cfg.Node.Priority, Eligible: s.eligible, Preempt: s.cfg.Node.Preempt,
-		Owner: dec.Owner, Epoch: dec.Epoch, Digest: s.cfg.Digest(),
+		Owner: dec.Owner, Epoch: dec.Epoch, Digest: s.digest(),
 		HandoffTo: handoffTo, Drained: s.opDrain.key(), DrainGen: s.opDrain.Generation,
 	})
 	if err != nil && !errors.Is(err, cluster.ErrShutdown) {

@@ -52,6 +52,8 @@ type peerCluster interface {
 	SetKeys(keys [][]byte) error
 	SetPanicRouting(on bool)
 	Leave(ctx context.Context) error
+	// Changes signals a change of View heard from the network.
+	Changes() <-chan struct{}
 }
 
 // beatLoop is the heartbeat's beat loop: the peers' liveness, and this
@@ -86,10 +88,11 @@ func (noSync) SetHolding(bool)                {}
 func (noSync) SetScope(_, _ []netip.AddrPort) {}
 
 // starters start the components a reload may restart: the probe monitor
-// and the beat loop.
+// and the beat loop; and the link subscription (dataplane.WatchLinks).
 type starters struct {
 	monitor   func(opts probes.MonitorOptions) prober
 	heartbeat func(ctx context.Context, cfg heartbeat.Config) (beatLoop, error)
+	links     func(ctx context.Context, onErr func(error)) (<-chan struct{}, error)
 }
 
 // realStarters start the real probe monitor and beat loop.
@@ -103,5 +106,6 @@ func realStarters() starters {
 			}
 			return b, nil
 		},
+		links: dataplane.WatchLinks,
 	}
 }

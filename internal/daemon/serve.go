@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"sync"
@@ -19,8 +18,15 @@ import (
 
 // Timers of the status loop.
 const (
-	// DefaultStatusTick is how often the status loop looks for a change.
-	DefaultStatusTick = 100 * time.Millisecond
+	// DefaultStatusTick is the longest time between two rounds of the
+	// status loop: the decision loop asks for a round on every change it
+	// sees (pokeStatus), so the tick only shows what changes by time (ages,
+	// latencies, counts).
+	DefaultStatusTick = time.Second
+	// statusHostMaxAge is how old a reading of the VIPs on this host a
+	// round may show (the decision loop's poke after it moved the VIP
+	// reads them again).
+	statusHostMaxAge = 50 * time.Millisecond
 	// DefaultRepublish: a snapshot is published at least this often even
 	// when nothing changed (fresh last-seen times and latencies).
 	DefaultRepublish = 5 * time.Second
@@ -217,38 +223,38 @@ func (d *Daemon) connLoop(ctx context.Context) {
 }
 
 // countConns counts the conntrack flows to each VIP by the backend they
-// were DNATed to.
+// were DNATed to (a kernel-filtered dump per VIP).
 func countConns(ctx context.Context, ct *dataplane.Conntrack, cfg *config.Config) (map[string]int, error) {
-	byAddr := map[netip.AddrPort]string{}
-	for _, b := range cfg.Backends {
-		byAddr[b.AddrPort()] = b.Name
-	}
-	counts := map[string]int{}
-	var errs []error
+	var vips []netip.AddrPort
 	for _, v := range components.VIPs(cfg) {
-		flows, err := ct.Flows(ctx, v.AddrPort())
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		for _, f := range flows {
-			src := netip.AddrPortFrom(f.TupleReply.IP.SourceAddress.Unmap(), f.TupleReply.Proto.SourcePort)
-			if name, ok := byAddr[src]; ok {
-				counts[name]++
-			}
+		vips = append(vips, v.AddrPort())
+	}
+	bySrc, err := ct.CountByReplySource(ctx, vips)
+	counts := map[string]int{}
+	for _, b := range cfg.Backends {
+		if n := bySrc[b.AddrPort()]; n > 0 {
+			counts[b.Name] += n
 		}
 	}
-	return counts, errors.Join(errs...)
+	return counts, err
 }
 
 // produceStatus runs the one status producer with the daemon's state:
-// a round every DefaultStatusTick or when poked, published when it says
+// a round every DefaultStatusTick or when poked (the VIPs on this host
+// read through one kept netlink socket), published when it says
 // something new (or DefaultRepublish passed); certificates checked every
 // DefaultSlowInterval and when certPresented asks, etcd every
 // DefaultEtcdInterval.
 func (d *Daemon) produceStatus(ctx context.Context) {
+	vipsHere := direct.VIPsHere
+	if h, err := direct.NewHost(); err != nil {
+		d.log.Warn("reading the VIPs on this host with a netlink socket per read", "err", err)
+	} else {
+		defer h.Close()
+		vipsHere = h.VIPsHere
+	}
 	produce.Run(ctx, produce.Options{
-		Config: d.config, Probes: d.Probes, VIPsHere: direct.VIPsHere, Daemon: d.snapshotState,
+		Config: d.config, Probes: d.Probes, VIPsHere: vipsHere, HostMaxAge: statusHostMaxAge, Daemon: d.snapshotState,
 		Version: d.opts.Version,
 		Wake:    d.poke, Tick: DefaultStatusTick, Republish: DefaultRepublish,
 		CertInterval: DefaultSlowInterval, EtcdInterval: DefaultEtcdInterval, CertKick: d.certKick,

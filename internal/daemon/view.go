@@ -16,6 +16,7 @@ import (
 func (d *Daemon) view(s *state) (live, gossip cluster.View) {
 	v := s.cl.View()
 	if s.beater == nil {
+		s.wake.view = suspectChanges(v)
 		return v, v
 	}
 	hv := s.beater.View()
@@ -27,7 +28,12 @@ func (d *Daemon) view(s *state) (live, gossip cluster.View) {
 		}
 	}
 	d.noteHeartbeat(s, hv)
-	nm := s.noMajority.noMajority(hv, heartbeat.MonoNow(), 2*hv.Threshold)
+	now := heartbeat.MonoNow()
+	nm := s.noMajority.noMajority(hv, now, 2*hv.Threshold)
+	s.wake.view = beatViewChanges(s, hv, now, time.Now(), 2*hv.Threshold)
+	if s.waiting {
+		s.wake.view = earliest(s.wake.view, suspectChanges(v)) // StartupWaitOver reads the gossip view
+	}
 	return v.WithLiveness(liveness(hv, s.cfg.Node.Name, nm)), v
 }
 

@@ -262,6 +262,21 @@ func TestVIPsHere(t *testing.T) {
 	if want := []bool{true, false, false}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("VIPsHere = %v, want %v", got, want)
 	}
+	h, err := direct.NewHost()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	for range 2 { // the kept socket, read twice
+		if got := h.VIPsHere([]config.VIP{
+			{Address: netip.MustParseAddr("127.0.0.1"), Interface: "lo"},
+			{Address: netip.MustParseAddr("198.18.6.100"), Interface: "lo"},
+			{Address: netip.MustParseAddr("127.0.0.1"), Interface: "nosuchlink0"},
+			{Address: netip.MustParseAddr("::1"), Interface: "lo"},
+		}); fmt.Sprint(got) != fmt.Sprint([]bool{true, false, false, true}) {
+			t.Errorf("Host.VIPsHere = %v, want [true false false true]", got)
+		}
+	}
 	up := direct.LinksUp([]config.VIP{{Interface: "lo"}, {Interface: "nosuchlink0"}})
 	if want := []bool{true, false}; fmt.Sprint(up) != fmt.Sprint(want) {
 		t.Errorf("LinksUp = %v, want %v", up, want)

@@ -32,22 +32,5 @@ func LinksUp(vips []config.VIP) []bool {
 }
 
 func addrOnLink(name string, a netip.Addr) bool {
-	link, err := netlink.LinkByName(name)
-	if err != nil {
-		return false
-	}
-	family := netlink.FAMILY_V4
-	if a.Is6() && !a.Is4In6() {
-		family = netlink.FAMILY_V6
-	}
-	addrs, err := netlink.AddrList(link, family)
-	if err != nil {
-		return false
-	}
-	for _, x := range addrs {
-		if ip, ok := netip.AddrFromSlice(x.IP); ok && ip.Unmap() == a.Unmap() {
-			return true
-		}
-	}
-	return false
+	return addrOn(netlink.LinkByName, netlink.AddrList, name, a)
 }

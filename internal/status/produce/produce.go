@@ -28,9 +28,12 @@ type Options struct {
 	Probes func() []probes.BackendStatus
 	// VIPsHere says which VIPs are on this host; LinksUp which VIP links
 	// are up (nil: not read). Both ask the kernel (netlink), so a round
-	// a Wake asks for within half a Tick of the last reading reuses it.
+	// within HostMaxAge of the last reading reuses it.
 	VIPsHere func([]config.VIP) []bool
 	LinksUp  func([]config.VIP) []bool
+	// HostMaxAge is how old a reading of VIPsHere and LinksUp a round
+	// may reuse (0: half a Tick).
+	HostMaxAge time.Duration
 	// Daemon returns the daemon's state for the round; nil (the func)
 	// means there is no daemon: the snapshots are the direct view.
 	Daemon func() *build.Daemon
@@ -186,10 +189,15 @@ type hostState struct {
 }
 
 // read returns which VIPs are here and which links are up, asking the
-// kernel again when the config changed or half a Tick passed since the
-// last reading: every tick's round reads, a wake-up soon after does not.
+// kernel again when the config changed or HostMaxAge (half a Tick) passed
+// since the last reading: every tick's round reads, a wake-up soon after
+// does not.
 func (h *hostState) read(o Options, cfg *config.Config) (vipHere, linkUp []bool) {
-	if h.cfg == cfg && !h.at.IsZero() && time.Since(h.at) < o.Tick/2 {
+	maxAge := o.HostMaxAge
+	if maxAge <= 0 {
+		maxAge = o.Tick / 2
+	}
+	if h.cfg == cfg && !h.at.IsZero() && time.Since(h.at) < maxAge {
 		return h.vipHere, h.linkUp
 	}
 	h.cfg, h.at, h.vipHere, h.linkUp = cfg, time.Now(), nil, nil
