@@ -88,7 +88,7 @@ type loop struct {
 	outV2       [DatagramSizeV2]byte
 	in          [MaxDatagramSize + 1]byte // one more byte: longer datagrams show as such
 	from        unix.RawSockaddrAny
-	fromLen     uint32
+	rxp         rxPath // recvmsg with the kernel's receive time (rxtime.go)
 	ctlIn       [refreshSize + 1]byte
 	tbuf        [8]byte
 	beat, rx    Beat
@@ -149,6 +149,8 @@ func newLoop(cfg loopConfig, udp, ctl int) (*loop, error) {
 		l.srcs = append(l.srcs, netip.AddrPortFrom(p.Addr.Addr().Unmap(), p.Addr.Port()))
 	}
 	l.recvLeft, l.nonPeerLeft = l.recvBudget, nonPeerBudget
+	l.rxp.stamped = enableRxTime(udp)
+	l.rxp.setup(l.in[:], &l.from)
 	l.pfd[pollCtl] = unix.PollFd{Fd: int32(ctl), Events: unix.POLLIN}
 	l.pfd[pollUDP] = unix.PollFd{Fd: int32(udp), Events: unix.POLLIN}
 	l.pfd[pollTimer] = unix.PollFd{Fd: int32(tfd), Events: unix.POLLIN}
@@ -223,6 +225,14 @@ func (l *loop) step() error {
 		}
 	}
 	if l.pfd[pollUDP].Revents&unix.POLLIN != 0 {
+		l.rxp.clocks(now)
+		if late := now.Sub(l.next); late >= l.cfg.Interval {
+			// Woken late: what queued meanwhile is read now, whole
+			// (judged by when it arrived), so the verdict of this
+			// tick is that of the newest beats.
+			boost := min(int(late/l.cfg.Interval)+1, maxRxBoost)
+			l.recvLeft, l.nonPeerLeft = max(l.recvLeft, boost*l.recvBudget), max(l.nonPeerLeft, boost*nonPeerBudget)
+		}
 		l.readBeats(now)
 	}
 	if l.pfd[pollTimer].Revents&unix.POLLIN != 0 {
@@ -292,7 +302,7 @@ func (l *loop) readCtl(now Mono) error {
 // readBeats drains the UDP socket, within the interval's budgets. A
 // datagram whose source is not a configured peer's address is dropped
 // first, before it counts against the peers' budget and before any
-// cryptography.
+// cryptography. A beat counts from when the kernel received it.
 func (l *loop) readBeats(now Mono) {
 	for l.recvLeft > 0 && l.nonPeerLeft > 0 {
 		n, errno := l.recvFrom()
@@ -322,10 +332,11 @@ func (l *loop) readBeats(now Mono) {
 		if i >= 0 {
 			l.peerV1[i] = l.rx.Version == Version1
 		}
-		switch l.tr.Observe(&l.rx, now) {
+		switch l.tr.Observe(&l.rx, l.rxp.at(now)) {
 		case Accepted:
 			l.stats.Accepted++
 			l.stats.MaxBeatGap = l.tr.MaxGap()
+			l.stats.MaxRxDelay = l.rxp.maxDelay
 		case Replayed:
 			l.stats.Replayed++
 		case OldBoot:
@@ -339,14 +350,9 @@ func (l *loop) readBeats(now Mono) {
 	l.pfd[pollUDP].Events = 0
 }
 
-// recvFrom reads one datagram into l.in and its source into l.from,
-// without allocating (unix.Recvfrom allocates the address).
-func (l *loop) recvFrom() (int, unix.Errno) {
-	l.fromLen = uint32(unsafe.Sizeof(l.from))
-	r, _, e := unix.Syscall6(unix.SYS_RECVFROM, uintptr(l.udp), uintptr(unsafe.Pointer(&l.in[0])), uintptr(len(l.in)),
-		unix.MSG_DONTWAIT, uintptr(unsafe.Pointer(&l.from)), uintptr(unsafe.Pointer(&l.fromLen)))
-	return int(r), e
-}
+// recvFrom reads one datagram into l.in, its source into l.from and its
+// receive time into l.rxp, without allocating.
+func (l *loop) recvFrom() (int, unix.Errno) { return l.rxp.recv(l.udp) }
 
 // peerOf returns the index of the peer whose address l.from is: the peer
 // with that address and port, else the only peer with that address; -1
