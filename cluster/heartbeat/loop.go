@@ -90,6 +90,7 @@ type loop struct {
 	from        unix.RawSockaddrAny
 	rxp         rxPath // recvmsg with the kernel's receive time (rxtime.go)
 	ctlIn       [refreshSize + 1]byte
+	ctlEmpty    bool // the last readCtl found no message
 	tbuf        [8]byte
 	beat, rx    Beat
 	next        Mono // deadline of the next tick
@@ -151,8 +152,11 @@ func newLoop(cfg loopConfig, udp, ctl int) (*loop, error) {
 	l.recvLeft, l.nonPeerLeft = l.recvBudget, nonPeerBudget
 	l.rxp.stamped = enableRxTime(udp)
 	l.rxp.setup(l.in[:], &l.from)
-	l.pfd[pollCtl] = unix.PollFd{Fd: int32(ctl), Events: unix.POLLIN}
-	l.pfd[pollUDP] = unix.PollFd{Fd: int32(udp), Events: unix.POLLIN}
+	// The loop wakes on its timer alone (and on the daemon closing the
+	// control socket): beats and control messages are read at the tick
+	// (tickread.go).
+	l.pfd[pollCtl] = unix.PollFd{Fd: int32(ctl)}
+	l.pfd[pollUDP] = unix.PollFd{Fd: -1}
 	l.pfd[pollTimer] = unix.PollFd{Fd: int32(tfd), Events: unix.POLLIN}
 	return l, nil
 }
@@ -224,19 +228,11 @@ func (l *loop) step() error {
 			return err
 		}
 	}
-	if l.pfd[pollUDP].Revents&unix.POLLIN != 0 {
-		l.rxp.clocks(now)
-		if late := now.Sub(l.next); late >= l.cfg.Interval {
-			// Woken late: what queued meanwhile is read now, whole
-			// (judged by when it arrived), so the verdict of this
-			// tick is that of the newest beats.
-			boost := min(int(late/l.cfg.Interval)+1, maxRxBoost)
-			l.recvLeft, l.nonPeerLeft = max(l.recvLeft, boost*l.recvBudget), max(l.nonPeerLeft, boost*nonPeerBudget)
-		}
-		l.readBeats(now)
-	}
 	if l.pfd[pollTimer].Revents&unix.POLLIN != 0 {
 		if _, err := unix.Read(l.tfd, l.tbuf[:]); err == nil {
+			if err := l.readAtTick(now); err != nil {
+				return err
+			}
 			if err := l.tick(now); err != nil {
 				return err
 			}
@@ -276,6 +272,7 @@ func (l *loop) readCtl(now Mono) error {
 	n, errno := recvDontWait(l.ctl, l.ctlIn[:])
 	switch {
 	case errno == unix.EAGAIN || errno == unix.EINTR:
+		l.ctlEmpty = true
 		if l.pfd[pollCtl].Revents&(unix.POLLHUP|unix.POLLERR) != 0 {
 			return errParentGone
 		}
