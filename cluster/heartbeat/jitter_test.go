@@ -18,8 +18,8 @@ const jitterEnv = "EPCONSOLE_BENCH_HEARTBEAT_JITTER"
 
 // TestBeatJitterWorstCase measures the beat loop under the fault
 // campaign's worst conditions at once: three real-time helpers in a
-// network namespace of their own whose loopback drops 1 % of packets
-// (netem), every core saturated by busy processes (two per core, normal
+// network namespace of their own that drops 1 % of the packets it
+// receives (nftables, as the campaign's loss fault), every core saturated by busy processes (two per core, normal
 // priority), and 40,000 junk datagrams a second sent to one helper from
 // an address that is no peer. It prints each helper's worst tick
 // lateness (send-time lateness), longest gap between two beats of a peer
@@ -45,7 +45,8 @@ func TestBeatJitterWorstCase(t *testing.T) {
 	sh("ip", "netns", "add", ns)
 	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
 	sh("ip", "-n", ns, "link", "set", "lo", "up")
-	sh("tc", "-n", ns, "qdisc", "add", "dev", "lo", "root", "netem", "loss", "1%")
+	// 1 % loss on receipt, as the fault campaign's (numgen random mod 100).
+	sh("ip", "netns", "exec", ns, "nft", "add table inet bjtloss; add chain inet bjtloss in { type filter hook input priority 0; }; add rule inet bjtloss in numgen random mod 100 == 0 drop")
 
 	all := map[string]netip.AddrPort{}
 	for i, n := range []string{"a", "b", "c"} {
