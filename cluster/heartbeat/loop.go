@@ -212,9 +212,10 @@ func (l *loop) run() error {
 	}
 }
 
-// step waits for one of the control socket, the UDP socket and the timer,
-// and handles what is ready: control messages, then received beats (so a
-// late tick counts the beats that arrived meanwhile), then the tick.
+// step waits for the timer (or the daemon closing the control socket)
+// and handles the tick: control messages, then received beats (so a late
+// tick counts the beats that arrived meanwhile, by their receive time),
+// then the beats sent and the verdict.
 func (l *loop) step() error {
 	if err := l.wait(); err != nil {
 		if err == unix.EINTR {
