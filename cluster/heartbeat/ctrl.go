@@ -19,7 +19,7 @@ const (
 	refreshSize      = 32
 	reportHeaderSize = 32 + statsSize
 	peerRecordSize   = 48
-	statsSize        = 16 * 8
+	statsSize        = 17 * 8
 	maxReportSize    = reportHeaderSize + MaxPeers*peerRecordSize
 )
 
@@ -98,11 +98,14 @@ type Stats struct {
 	// (same boot ID), as the loop saw them arrive: the peer's sending
 	// gaps, the network's and this loop's own lateness together.
 	MaxBeatGap time.Duration
+	// MaxRxDelay is the longest a fresh beat waited in the socket, from
+	// the kernel's receipt to the loop's wake-up that read it.
+	MaxRxDelay time.Duration
 }
 
 func (s *Stats) encode(dst []byte) {
 	v := [statsSize / 8]uint64{s.Ticks, s.Sent, s.SendErrors, s.Received, s.Accepted, s.Malformed,
-		s.BadMAC, s.Replayed, s.OldBoot, s.Unknown, s.LateTicks, uint64(s.MaxLateness), s.ReportsDropped, s.NonPeer, s.OtherCluster, uint64(s.MaxBeatGap)}
+		s.BadMAC, s.Replayed, s.OldBoot, s.Unknown, s.LateTicks, uint64(s.MaxLateness), s.ReportsDropped, s.NonPeer, s.OtherCluster, uint64(s.MaxBeatGap), uint64(s.MaxRxDelay)}
 	for i, x := range v {
 		hostOrder.PutUint64(dst[8*i:], x)
 	}
@@ -116,14 +119,14 @@ func (s *Stats) decode(b []byte) {
 	*s = Stats{Ticks: v[0], Sent: v[1], SendErrors: v[2], Received: v[3], Accepted: v[4], Malformed: v[5],
 		BadMAC: v[6], Replayed: v[7], OldBoot: v[8], Unknown: v[9], LateTicks: v[10],
 		MaxLateness: time.Duration(v[11]), ReportsDropped: v[12], NonPeer: v[13], OtherCluster: v[14],
-		MaxBeatGap: time.Duration(v[15])}
+		MaxBeatGap: time.Duration(v[15]), MaxRxDelay: time.Duration(v[16])}
 }
 
 // report is the loop's verdict at one instant.
 //
 //	header: 0 type, 1 bits (beating, majority, realtime), 2 peers,
 //	        3..7 zero, 8 at, 16 own boot ID, 24 own last sequence,
-//	        32 stats (16 x 8)
+//	        32 stats (17 x 8)
 //	peer:   0 bits (seen, alive), 1 flags, 2..7 zero, 8 last beat,
 //	        16 boot, 24 seq, 32 owner, 40 epoch
 type report struct {

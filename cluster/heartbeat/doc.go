@@ -21,8 +21,11 @@
 //     from a descriptor of the daemon's binary opened at start, so an
 //     in-place upgrade does not change it; see RunHelper) at SCHED_FIFO
 //     priority with GOMAXPROCS=1, waiting in a raw ppoll (the Go runtime
-//     leaves its only P alone) on a blocking UDP socket, an absolute-deadline timerfd and a
-//     control socket to the daemon. It beats only while the daemon's liveness
+//     leaves its only P alone) on an absolute-deadline timerfd (and the
+//     daemon closing its control socket); at each tick it reads the
+//     daemon's messages and the beats that arrived, each judged by when
+//     the kernel received it (SO_TIMESTAMPNS), so a beat that waited in
+//     the socket through a pause is not fresh. It beats only while the daemon's liveness
 //     token is fresh (Beater.Refresh), so a hung daemon stops beating, and it
 //     dies with its parent. It reads datagrams from the configured peers'
 //     addresses only (others are counted and dropped before any other

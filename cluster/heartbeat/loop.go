@@ -88,8 +88,9 @@ type loop struct {
 	outV2       [DatagramSizeV2]byte
 	in          [MaxDatagramSize + 1]byte // one more byte: longer datagrams show as such
 	from        unix.RawSockaddrAny
-	fromLen     uint32
+	rxp         rxPath // recvmsg with the kernel's receive time (rxtime.go)
 	ctlIn       [refreshSize + 1]byte
+	ctlEmpty    bool // the last readCtl found no message
 	tbuf        [8]byte
 	beat, rx    Beat
 	next        Mono // deadline of the next tick
@@ -149,8 +150,13 @@ func newLoop(cfg loopConfig, udp, ctl int) (*loop, error) {
 		l.srcs = append(l.srcs, netip.AddrPortFrom(p.Addr.Addr().Unmap(), p.Addr.Port()))
 	}
 	l.recvLeft, l.nonPeerLeft = l.recvBudget, nonPeerBudget
-	l.pfd[pollCtl] = unix.PollFd{Fd: int32(ctl), Events: unix.POLLIN}
-	l.pfd[pollUDP] = unix.PollFd{Fd: int32(udp), Events: unix.POLLIN}
+	l.rxp.stamped = enableRxTime(udp)
+	l.rxp.setup(l.in[:], &l.from)
+	// The loop wakes on its timer alone (and on the daemon closing the
+	// control socket): beats and control messages are read at the tick
+	// (tickread.go).
+	l.pfd[pollCtl] = unix.PollFd{Fd: int32(ctl)}
+	l.pfd[pollUDP] = unix.PollFd{Fd: -1}
 	l.pfd[pollTimer] = unix.PollFd{Fd: int32(tfd), Events: unix.POLLIN}
 	return l, nil
 }
@@ -206,9 +212,10 @@ func (l *loop) run() error {
 	}
 }
 
-// step waits for one of the control socket, the UDP socket and the timer,
-// and handles what is ready: control messages, then received beats (so a
-// late tick counts the beats that arrived meanwhile), then the tick.
+// step waits for the timer (or the daemon closing the control socket)
+// and handles the tick: control messages, then received beats (so a late
+// tick counts the beats that arrived meanwhile, by their receive time),
+// then the beats sent and the verdict.
 func (l *loop) step() error {
 	if err := l.wait(); err != nil {
 		if err == unix.EINTR {
@@ -222,11 +229,11 @@ func (l *loop) step() error {
 			return err
 		}
 	}
-	if l.pfd[pollUDP].Revents&unix.POLLIN != 0 {
-		l.readBeats(now)
-	}
 	if l.pfd[pollTimer].Revents&unix.POLLIN != 0 {
 		if _, err := unix.Read(l.tfd, l.tbuf[:]); err == nil {
+			if err := l.readAtTick(now); err != nil {
+				return err
+			}
 			if err := l.tick(now); err != nil {
 				return err
 			}
@@ -266,6 +273,7 @@ func (l *loop) readCtl(now Mono) error {
 	n, errno := recvDontWait(l.ctl, l.ctlIn[:])
 	switch {
 	case errno == unix.EAGAIN || errno == unix.EINTR:
+		l.ctlEmpty = true
 		if l.pfd[pollCtl].Revents&(unix.POLLHUP|unix.POLLERR) != 0 {
 			return errParentGone
 		}
@@ -292,7 +300,7 @@ func (l *loop) readCtl(now Mono) error {
 // readBeats drains the UDP socket, within the interval's budgets. A
 // datagram whose source is not a configured peer's address is dropped
 // first, before it counts against the peers' budget and before any
-// cryptography.
+// cryptography. A beat counts from when the kernel received it.
 func (l *loop) readBeats(now Mono) {
 	for l.recvLeft > 0 && l.nonPeerLeft > 0 {
 		n, errno := l.recvFrom()
@@ -322,10 +330,11 @@ func (l *loop) readBeats(now Mono) {
 		if i >= 0 {
 			l.peerV1[i] = l.rx.Version == Version1
 		}
-		switch l.tr.Observe(&l.rx, now) {
+		switch l.tr.Observe(&l.rx, l.rxp.at(now)) {
 		case Accepted:
 			l.stats.Accepted++
 			l.stats.MaxBeatGap = l.tr.MaxGap()
+			l.stats.MaxRxDelay = l.rxp.maxDelay
 		case Replayed:
 			l.stats.Replayed++
 		case OldBoot:
@@ -339,14 +348,9 @@ func (l *loop) readBeats(now Mono) {
 	l.pfd[pollUDP].Events = 0
 }
 
-// recvFrom reads one datagram into l.in and its source into l.from,
-// without allocating (unix.Recvfrom allocates the address).
-func (l *loop) recvFrom() (int, unix.Errno) {
-	l.fromLen = uint32(unsafe.Sizeof(l.from))
-	r, _, e := unix.Syscall6(unix.SYS_RECVFROM, uintptr(l.udp), uintptr(unsafe.Pointer(&l.in[0])), uintptr(len(l.in)),
-		unix.MSG_DONTWAIT, uintptr(unsafe.Pointer(&l.from)), uintptr(unsafe.Pointer(&l.fromLen)))
-	return int(r), e
-}
+// recvFrom reads one datagram into l.in, its source into l.from and its
+// receive time into l.rxp, without allocating.
+func (l *loop) recvFrom() (int, unix.Errno) { return l.rxp.recv(l.udp) }
 
 // peerOf returns the index of the peer whose address l.from is: the peer
 // with that address and port, else the only peer with that address; -1

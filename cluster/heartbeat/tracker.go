@@ -147,9 +147,9 @@ type Tracker struct {
 	// (same boot ID), as the loop saw them arrive.
 	maxGap time.Duration
 	// resumed and stalled: the loop's last stall (Stalled) ended at
-	// resumed and lasted stalled.
-	resumed Mono
-	stalled time.Duration
+	// resumed and is credited for stalled; it began at stallFrom.
+	resumed, stallFrom Mono
+	stalled            time.Duration
 }
 
 // MaxStallCredit bounds the time a stall of this node's own loop is not
@@ -164,11 +164,14 @@ const MaxStallCredit = time.Second
 // MaxStallCredit), until its next fresh beat. When the whole host stalls
 // (a VM descheduled, every CPU held in the kernel), every loop on it wakes
 // late at once and none of the peers had a chance to beat meanwhile;
-// without the credit each would declare the others gone. A peer that beat
-// during the stall is unaffected: its beats waited in the socket and are
-// read, fresh, before the verdict.
+// without the credit each would declare the others gone. Only a peer
+// silent since the stall began (its last beat arrived before it, or
+// within one interval after) gets the credit: beats count from when the
+// kernel received them, so a peer whose beats arrived during this node's
+// stall is judged by them, and one that stopped beating during it is
+// seen gone on time.
 func (t *Tracker) Stalled(now Mono, d time.Duration) {
-	t.resumed, t.stalled = now, min(d, MaxStallCredit)
+	t.resumed, t.stalled, t.stallFrom = now, min(d, MaxStallCredit), now.Add(-d)
 }
 
 // MaxGap returns the longest time between two fresh beats of one peer
@@ -283,7 +286,7 @@ func (t *Tracker) alive(i int, now Mono) bool {
 	if age < 0 {
 		return false
 	}
-	if p.LastBeat < t.resumed {
+	if p.LastBeat < t.resumed && p.LastBeat <= t.stallFrom.Add(t.cfg.Interval) {
 		age = max(0, age-t.stalled) // the gap holds this node's own stall
 	}
 	return age <= t.Threshold(i)

@@ -233,6 +233,8 @@ func TestTrackerStalled(t *testing.T) {
 		{"a beat read at the resume is fresh anyway", 1026 * ms, 25 * time.Millisecond, 1026 * ms, 1040 * ms, true},
 		{"a 5 s stall credits at most MaxStallCredit", 1000 * ms, 5 * time.Second, 6001 * ms, 6010 * ms, false},
 		{"a 900 ms stall is credited whole", 1000 * ms, 900 * time.Millisecond, 1901 * ms, 1910 * ms, true},
+		{"a beat the kernel received during the stall is judged by that time: the peer stopped then", 1010 * ms, 25 * time.Millisecond, 1026 * ms, 1035 * ms, false},
+		{"a beat received within one interval after the stall began is credited", 1004 * ms, 25 * time.Millisecond, 1026 * ms, 1030 * ms, true},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			tr := newTestTracker(t, "lb2", "lb3")

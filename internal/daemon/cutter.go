@@ -22,9 +22,8 @@ import (
 // and hands the cuts the new desired state calls for to one worker
 // goroutine, which deletes them with kernel-filtered dumps in bounded
 // batches (dataplane.Conntrack.CutBackend). A conntrack table of any size
-// so never holds the loop: the loop keeps deciding, and keeps refreshing
-// the heartbeat helper's liveness token, whose lapse (one second without a
-// refresh) stops this node's beats.
+// so never holds the loop: the loop keeps deciding (a loop that makes no
+// decision for KeepTolerance stops this node's beats, keeper.go).
 
 // EventFlowsCut: the established flows of a dead backend were cut (how
 // many, how long), or the cut failed.

@@ -202,7 +202,10 @@ func (d *Daemon) renewLease(s *state) {
 
 // lapseGrace is how long an owner whose lease lapsed keeps its host silent
 // for the VIP before it opens a new lease, if it still holds the VIP by
-// then: long enough for its heartbeat helper to drain the beats that
-// queued while both were paused, short next to the second a client waits
-// before asking again for an unanswered ARP request.
-const lapseGrace = 500 * time.Millisecond
+// then: long enough for its heartbeat helper's first report after the
+// pause (the helper reads every beat that queued meanwhile at its first
+// wake-up and judges each by when the kernel received it, so that report
+// already has the peers' newest claims; the daemon counts a report older
+// than three report intervals as stale), short next to the second a
+// client waits before asking again for an unanswered ARP request.
+const lapseGrace = 100 * time.Millisecond

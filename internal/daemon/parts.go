@@ -104,7 +104,7 @@ func realStarters() starters {
 			if err != nil {
 				return nil, err // an untyped nil: s.beater == nil means none
 			}
-			return b, nil
+			return keepBeat(b, cfg.Logger), nil // keeper.go
 		},
 		links: dataplane.WatchLinks,
 	}
