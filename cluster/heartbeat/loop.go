@@ -29,6 +29,8 @@ type loopConfig struct {
 	// budget, as releases before the source check did (TestAnySourceEnv;
 	// for drills that show what the check prevents).
 	AnySource bool `json:"any_source,omitempty"`
+	// Claim switches the helper's claim and lease renewal on (claim.go).
+	Claim *ClaimConfig `json:"claim,omitempty"`
 }
 
 type loopPeer struct {
@@ -101,6 +103,7 @@ type loop struct {
 	repBuf      []byte
 	lastReport  Mono
 	reported    bool
+	claim       claimState
 }
 
 // newLoop builds a loop on an open UDP socket (bound, blocking) and the
@@ -152,6 +155,10 @@ func newLoop(cfg loopConfig, udp, ctl int) (*loop, error) {
 	l.pfd[pollCtl] = unix.PollFd{Fd: int32(ctl), Events: unix.POLLIN}
 	l.pfd[pollUDP] = unix.PollFd{Fd: int32(udp), Events: unix.POLLIN}
 	l.pfd[pollTimer] = unix.PollFd{Fd: int32(tfd), Events: unix.POLLIN}
+	if err := l.initClaim(); err != nil {
+		unix.Close(tfd)
+		return nil, err
+	}
 	return l, nil
 }
 
@@ -167,7 +174,10 @@ func sockaddr(ap netip.AddrPort) (unix.Sockaddr, error) {
 }
 
 // close releases the timerfd (the sockets belong to the caller).
-func (l *loop) close() { unix.Close(l.tfd) }
+func (l *loop) close() {
+	l.closeClaim()
+	unix.Close(l.tfd)
+}
 
 // start arms the first tick one interval from now.
 func (l *loop) start() error {
@@ -224,6 +234,7 @@ func (l *loop) step() error {
 	}
 	if l.pfd[pollUDP].Revents&unix.POLLIN != 0 {
 		l.readBeats(now)
+		l.claimOnBeats(now)
 	}
 	if l.pfd[pollTimer].Revents&unix.POLLIN != 0 {
 		if _, err := unix.Read(l.tfd, l.tbuf[:]); err == nil {
@@ -274,6 +285,10 @@ func (l *loop) readCtl(now Mono) error {
 		return errParentGone
 	case n == 0:
 		return errParentGone // EOF: the daemon closed its end
+	}
+	if l.ctlIn[0] == msgPlan {
+		l.readPlan(l.ctlIn[:n])
+		return nil
 	}
 	var r refresh
 	if !r.decode(l.ctlIn[:n]) {
@@ -404,6 +419,7 @@ func (l *loop) tick(now Mono) error {
 	}
 	majority := l.tr.Majority(now)
 	beating := l.tokenSeen && now.Sub(l.tokenAt) <= l.cfg.TokenTTL
+	l.claimTick(now, beating)
 	if beating {
 		l.beat.Seq++
 		l.beat.Flags = l.token.flags & advertFlags
@@ -414,6 +430,7 @@ func (l *loop) tick(now Mono) error {
 			l.beat.Flags |= FlagMajority
 		}
 		l.beat.Owner, l.beat.Epoch = l.token.owner, l.token.epoch
+		l.claimAdvert(now)
 		l.keys.SealV2(&l.outV2, &l.beat, l.cluster)
 		sealedV1 := false
 		for i, d := range l.dests {
@@ -455,6 +472,7 @@ func (l *loop) tick(now Mono) error {
 func (l *loop) report(now Mono, beating, majority bool) error {
 	r := &l.rep
 	r.at, r.beating, r.majority, r.realtime = now, beating, majority, l.realtime
+	r.lease = l.leaseHeld(now)
 	r.boot, r.seq, r.stats = l.beat.Boot, l.beat.Seq, l.stats
 	for i := range r.peers {
 		p := l.tr.peers[i]
@@ -474,6 +492,7 @@ func (l *loop) report(now Mono, beating, majority bool) error {
 	}
 	l.lastReport, l.reported = now, true
 	l.prev.at, l.prev.beating, l.prev.majority, l.prev.realtime = r.at, r.beating, r.majority, r.realtime
+	l.prev.lease = r.lease
 	copy(l.prev.peers, r.peers)
 	return nil
 }

@@ -29,16 +29,17 @@ type daemonOptions struct {
 	level       slog.Level
 	noHeartbeat bool
 	noConnSync  bool
+	noClaim     bool
 }
 
 // newDaemonCmd is `epconsole daemon`, also spelled `epconsole --daemon`.
 func newDaemonCmd(a *app) *cobra.Command {
 	o := daemonOptions{level: slog.LevelInfo}
 	cmd := &cobra.Command{
-		Use:   "daemon [-c config.hcl] [--log-level LEVEL] [--no-heartbeat] [--no-conn-sync]",
+		Use:   "daemon [-c config.hcl] [--log-level LEVEL] [--no-heartbeat] [--no-conn-sync] [--no-helper-claim]",
 		Short: "this LB node's agent: probes, gossip, VIP election, nftables, the VIP (also --daemon)",
 		Long:  daemonLong,
-		Annotations: map[string]string{synopsisKey: "epconsole --daemon [-c config.hcl] [--log-level LEVEL] [--no-heartbeat] [--no-conn-sync]\n" +
+		Annotations: map[string]string{synopsisKey: "epconsole --daemon [-c config.hcl] [--log-level LEVEL] [--no-heartbeat] [--no-conn-sync] [--no-helper-claim]\n" +
 			"epconsole daemon ...   (the same)"},
 		Args:                  noArgs(""),
 		DisableFlagsInUseLine: true,
@@ -52,6 +53,7 @@ func newDaemonCmd(a *app) *cobra.Command {
 	fs.Var(logLevel{&o.level}, "log-level", "log `level`: debug, info, warn or error")
 	fs.BoolVar(&o.noHeartbeat, "no-heartbeat", false, "liveness from gossip only (slow failover; for comparison runs, not production)")
 	fs.BoolVar(&o.noConnSync, "no-conn-sync", false, "do not sync established connections to the peers (they die when the VIP moves; for comparison runs, not production)")
+	fs.BoolVar(&o.noClaim, "no-helper-claim", false, "the daemon claims the VIP after the heartbeat helper's verdict and renews the longer owner lease itself, instead of the helper (slower failover; for comparison runs, not production)")
 	return cmd
 }
 
@@ -99,7 +101,7 @@ func runDaemon(ctx context.Context, o daemonOptions, stdio IO) int {
 		}
 	}()
 
-	err := daemon.Run(ctx, daemon.Options{ConfigPath: file, Logger: log, Version: readVersion().Version, Reload: reload, NoHeartbeat: o.noHeartbeat, NoConnSync: o.noConnSync})
+	err := daemon.Run(ctx, daemon.Options{ConfigPath: file, Logger: log, Version: readVersion().Version, Reload: reload, NoHeartbeat: o.noHeartbeat, NoConnSync: o.noConnSync, NoHelperClaim: o.noClaim})
 	if err != nil {
 		log.Error("daemon failed", "err", err)
 		return 1

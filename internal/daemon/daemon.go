@@ -81,6 +81,11 @@ type Options struct {
 	// established flows then die when the VIP moves. For control runs that
 	// show what the sync is for, not for production.
 	NoConnSync bool
+	// NoHelperClaim keeps the VIP's claim and the owner lease's renewal
+	// in the daemon (claim.go): the heartbeat helper reports who is alive,
+	// the daemon claims after its verdict, and the lease is the longer
+	// dataplane.DefaultLeaseTTL. For control runs.
+	NoHelperClaim bool
 }
 
 // Daemon is one running LB node. Its Events, Status, ClusterView, Probes
@@ -91,6 +96,8 @@ type Daemon struct {
 	events *EventLog
 	// history is the event history in state_dir (set by Run).
 	history atomic.Pointer[History]
+	// gate lets announcement repeats see the helper's lease (claim.go).
+	gate claimGate
 
 	mu     sync.Mutex
 	status Status
