@@ -3,7 +3,7 @@ package heartbeat
 import (
 	"context"
 	"fmt"
-		"log/slog"
+	"log/slog"
 	"net/netip"
 	"os"
 	"time"
