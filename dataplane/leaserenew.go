@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
+	"github.com/google/nftables"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -24,15 +26,73 @@ import (
 // NewLeaseRenewer, and only after Lease.Install created the tables.
 // A LeaseRenewer is not safe for concurrent use.
 type LeaseRenewer struct {
-	fd  int
-	msg []byte
-	// seqAt are the offsets of each message's sequence number in msg,
-	// lastSeq the sequence number of the acknowledged (last) message.
-	seqAt   []int
-	seq     uint32
-	lastSeq uint32
-	rbuf    [4096]byte
-	ttl     time.Duration
+	fd          int
+	renew, drop leaseBatch
+	seq         uint32
+	lastSeq     uint32 // the sequence number of the acknowledged message
+	rbuf        [4096]byte
+	ttl         time.Duration
+}
+
+// leaseBatch is one pre-built netlink batch: msg, and the offsets of
+// each message's sequence number in it.
+type leaseBatch struct {
+	msg   []byte
+	seqAt []int
+}
+
+// buildLeaseBatch builds the batch that, for each family's lease element,
+// adds it (a no-op when present), deletes it and, with readd, adds it
+// again with ttl: Lease.Renew's and Lease.Drop's batches.
+func buildLeaseBatch(want map[nftables.TableFamily]netip.Addr, ttl time.Duration, readd bool) (leaseBatch, error) {
+	var b leaseBatch
+	var msgs []netlink.Message
+	for _, fam := range leaseFamilies {
+		vip, ok := want[fam]
+		if !ok {
+			continue
+		}
+		proto := uint8(nfprotoARP)
+		if vip.Is6() {
+			proto = nfprotoIPv6
+		}
+		withTTL, err := elemListAttrs(leaseTableName(fam), vip, ttl)
+		if err != nil {
+			return b, err
+		}
+		keyOnly, err := elemListAttrs(leaseTableName(fam), vip, 0)
+		if err != nil {
+			return b, err
+		}
+		hdr := []byte{proto, unix.NFNETLINK_V0, 0, 0}
+		newElem := netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_NEWSETELEM)
+		delElem := netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_DELSETELEM)
+		msgs = append(msgs,
+			netlink.Message{Header: netlink.Header{Type: newElem, Flags: netlink.Request | netlink.Create}, Data: append(slices.Clone(hdr), withTTL...)},
+			netlink.Message{Header: netlink.Header{Type: delElem, Flags: netlink.Request}, Data: append(slices.Clone(hdr), keyOnly...)},
+		)
+		if readd {
+			msgs = append(msgs, netlink.Message{Header: netlink.Header{Type: newElem, Flags: netlink.Request | netlink.Create}, Data: append(slices.Clone(hdr), withTTL...)})
+		}
+	}
+	batchHdr := []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, unix.NFNL_SUBSYS_NFTABLES}
+	all := append([]netlink.Message{{Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_MSG_BATCH_BEGIN), Flags: netlink.Request}, Data: batchHdr}},
+		msgs...)
+	all = append(all, netlink.Message{Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_MSG_BATCH_END), Flags: netlink.Request}, Data: batchHdr})
+	// Only the last element message asks for an acknowledgement: errors
+	// come back whether asked for or not, and the acknowledgement of the
+	// last message says the batch was read to its end.
+	all[len(all)-2].Header.Flags |= netlink.Acknowledge
+	for _, m := range all {
+		m.Header.Length = uint32(nlmsgAlign(16 + len(m.Data)))
+		raw, err := m.MarshalBinary()
+		if err != nil {
+			return b, fmt.Errorf("dataplane: building the lease batch: %w", err)
+		}
+		b.seqAt = append(b.seqAt, len(b.msg)+8)
+		b.msg = append(b.msg, raw...)
+	}
+	return b, nil
 }
 
 // NFPROTO values of the lease tables' families (linux/netfilter.h).
@@ -56,49 +116,11 @@ func NewLeaseRenewer(vips []netip.Addr, ttl time.Duration) (*LeaseRenewer, error
 		return nil, errors.New("dataplane: no VIP to renew a lease for")
 	}
 	r := &LeaseRenewer{ttl: ttl}
-	var msgs []netlink.Message
-	for _, fam := range leaseFamilies {
-		vip, ok := want[fam]
-		if !ok {
-			continue
-		}
-		proto := uint8(nfprotoARP)
-		if vip.Is6() {
-			proto = nfprotoIPv6
-		}
-		withTTL, err := elemListAttrs(leaseTableName(fam), vip, ttl)
-		if err != nil {
-			return nil, err
-		}
-		keyOnly, err := elemListAttrs(leaseTableName(fam), vip, 0)
-		if err != nil {
-			return nil, err
-		}
-		hdr := []byte{proto, unix.NFNETLINK_V0, 0, 0}
-		newElem := netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_NEWSETELEM)
-		delElem := netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_DELSETELEM)
-		msgs = append(msgs,
-			netlink.Message{Header: netlink.Header{Type: newElem, Flags: netlink.Request | netlink.Create}, Data: append(hdr, withTTL...)},
-			netlink.Message{Header: netlink.Header{Type: delElem, Flags: netlink.Request}, Data: append(hdr, keyOnly...)},
-			netlink.Message{Header: netlink.Header{Type: newElem, Flags: netlink.Request | netlink.Create}, Data: append(hdr, withTTL...)},
-		)
+	if r.renew, err = buildLeaseBatch(want, ttl, true); err != nil {
+		return nil, err
 	}
-	batchHdr := []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, unix.NFNL_SUBSYS_NFTABLES}
-	all := append([]netlink.Message{{Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_MSG_BATCH_BEGIN), Flags: netlink.Request}, Data: batchHdr}},
-		msgs...)
-	all = append(all, netlink.Message{Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_MSG_BATCH_END), Flags: netlink.Request}, Data: batchHdr})
-	// Only the last element message asks for an acknowledgement: errors
-	// come back whether asked for or not, and the acknowledgement of the
-	// last message says the batch was read to its end.
-	all[len(all)-2].Header.Flags |= netlink.Acknowledge
-	for _, m := range all {
-		m.Header.Length = uint32(nlmsgAlign(16 + len(m.Data)))
-		b, err := m.MarshalBinary()
-		if err != nil {
-			return nil, fmt.Errorf("dataplane: building the lease renewal: %w", err)
-		}
-		r.seqAt = append(r.seqAt, len(r.msg)+8)
-		r.msg = append(r.msg, b...)
+	if r.drop, err = buildLeaseBatch(want, ttl, false); err != nil {
+		return nil, err
 	}
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, unix.NETLINK_NETFILTER)
 	if err != nil {
@@ -147,14 +169,30 @@ func (r *LeaseRenewer) TTL() time.Duration { return r.ttl }
 // kernel handles a batch within the write, so the answer is already
 // queued when the write returns).
 func (r *LeaseRenewer) Renew() error {
-	for _, at := range r.seqAt {
+	if err := r.commit(&r.renew); err != nil {
+		return fmt.Errorf("dataplane: renewing the owner lease: %w", err)
+	}
+	return nil
+}
+
+// Drop ends the lease at once, as Lease.Drop does: the host stops
+// answering ARP / NDP for the VIP with the next packet.
+func (r *LeaseRenewer) Drop() error {
+	if err := r.commit(&r.drop); err != nil {
+		return fmt.Errorf("dataplane: dropping the owner lease: %w", err)
+	}
+	return nil
+}
+
+func (r *LeaseRenewer) commit(b *leaseBatch) error {
+	for _, at := range b.seqAt {
 		r.seq++
-		binary.NativeEndian.PutUint32(r.msg[at:], r.seq)
+		binary.NativeEndian.PutUint32(b.msg[at:], r.seq)
 	}
 	r.lastSeq = r.seq - 1 // the last element message; the batch end follows it
 	r.drain()
-	if _, err := unix.Write(r.fd, r.msg); err != nil {
-		return fmt.Errorf("dataplane: renewing the owner lease: %w", err)
+	if _, err := unix.Write(r.fd, b.msg); err != nil {
+		return err
 	}
 	var first error
 	for {
@@ -164,7 +202,7 @@ func (r *LeaseRenewer) Renew() error {
 		}
 		if err != nil {
 			if first == nil {
-				first = fmt.Errorf("dataplane: renewing the owner lease: no acknowledgement: %w", err)
+				first = fmt.Errorf("no acknowledgement: %w", err)
 			}
 			return first
 		}
@@ -195,11 +233,11 @@ func (r *LeaseRenewer) parse(b []byte) (done bool, err error) {
 		typ := binary.NativeEndian.Uint16(b[4:])
 		seq := binary.NativeEndian.Uint32(b[8:])
 		if l < unix.NLMSG_HDRLEN || l > len(b) {
-			return done, errors.New("dataplane: renewing the owner lease: malformed netlink answer")
+			return done, errors.New("malformed netlink answer")
 		}
 		if typ == unix.NLMSG_ERROR && l >= unix.NLMSG_HDRLEN+4 {
 			if e := int32(binary.NativeEndian.Uint32(b[unix.NLMSG_HDRLEN:])); e != 0 && err == nil {
-				err = fmt.Errorf("dataplane: renewing the owner lease (are the lease tables installed?): %w", unix.Errno(-e))
+				err = fmt.Errorf("%w (are the lease tables installed?)", unix.Errno(-e))
 			}
 			if seq == r.lastSeq {
 				done = true

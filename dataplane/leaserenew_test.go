@@ -44,10 +44,14 @@ func TestDpLeaseRenewerExtends(t *testing.T) {
 			if !leaseExtension(t, topo, l, p, vip, r.Renew) {
 				t.Fatal("the LeaseRenewer's renewal did not extend the lease")
 			}
-			if err := l.Drop(topo.ctx); err != nil {
+			if err := r.Renew(); err != nil {
 				t.Fatal(err)
 			}
-			expectSilence(t, p, vip, "after Drop")
+			expectAnswer(t, p, vip, "renewed again")
+			if err := r.Drop(); err != nil {
+				t.Fatal(err)
+			}
+			expectSilence(t, p, vip, "after the LeaseRenewer's Drop")
 		})
 	}
 }

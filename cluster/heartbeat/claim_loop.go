@@ -35,6 +35,8 @@ type claimState struct {
 	// loop); lapsedUntil holds a lapsed lease shut until then.
 	lastRenew, lapsedUntil Mono
 	others                 []claimPeer
+	// hadMajority: the tracker heard a majority since the loop started.
+	hadMajority bool
 	// renewals and renewErrors count the lease renewals of renewLease.
 	renewals, renewErrors uint64
 }
@@ -101,7 +103,7 @@ func (l *loop) readPlan(b []byte) {
 // claimTick runs at every tick, before the beats go out: it claims the
 // VIP when claimVerdict allows, and renews the lease while this node
 // holds the VIP and beats.
-func (l *loop) claimTick(now Mono, beating bool) {
+func (l *loop) claimTick(now Mono, beating, majority bool) {
 	c := &l.claim
 	if c.cfg == nil {
 		return
@@ -110,7 +112,7 @@ func (l *loop) claimTick(now Mono, beating bool) {
 	if c.pending {
 		l.sendClaim()
 	}
-	l.renewLease(now, beating && (c.claimed || l.token.flags&FlagHolding != 0))
+	l.renewLease(now, beating && (c.claimed || l.token.flags&FlagHolding != 0), majority)
 }
 
 // claimOnBeats re-checks the claim when beats arrived: the last live
@@ -206,9 +208,15 @@ func (l *loop) sendClaim() {
 // lease that ran out before its renewal is not reopened on the spot: for
 // lapseHold lease lengths the host stays silent for the VIP, and after
 // that only while no live peer claims the VIP (the daemon releases the
-// VIP meanwhile if its election says so).
-func (l *loop) renewLease(now Mono, holding bool) {
+// VIP meanwhile if its election says so). With three or more peers, a
+// holder that loses the majority it had drops the lease at once: a
+// successor on the other side claims one detection time after the
+// partition, the daemon's release comes a decision later.
+func (l *loop) renewLease(now Mono, holding, majority bool) {
 	c := &l.claim
+	if majority {
+		c.hadMajority = true
+	}
 	if !holding {
 		c.lastRenew, c.lapsedUntil = 0, 0
 		return
@@ -218,6 +226,16 @@ func (l *loop) renewLease(now Mono, holding bool) {
 		c.lapsedUntil = now.Add(lapseHold * c.ttl)
 		c.log.Warn("the owner lease ran out before the helper renewed it (paused or starved); the host stays silent for the VIP for a while",
 			"ttl", c.ttl, "hold", lapseHold*c.ttl)
+		return
+	}
+	if !majority && c.hadMajority && len(l.cfg.Peers)+1 >= 3 {
+		if c.lastRenew != 0 {
+			c.lastRenew = 0
+			c.lapsedUntil = now.Add(lapseHold * c.ttl)
+			if err := c.renewer.Drop(); err != nil {
+				c.log.Error("dropping the owner lease on the loss of the majority", "err", err)
+			}
+		}
 		return
 	}
 	if c.lapsedUntil != 0 {

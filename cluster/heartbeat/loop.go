@@ -419,7 +419,7 @@ func (l *loop) tick(now Mono) error {
 	}
 	majority := l.tr.Majority(now)
 	beating := l.tokenSeen && now.Sub(l.tokenAt) <= l.cfg.TokenTTL
-	l.claimTick(now, beating)
+	l.claimTick(now, beating, majority)
 	if beating {
 		l.beat.Seq++
 		l.beat.Flags = l.token.flags & advertFlags
