@@ -37,6 +37,8 @@ type claimState struct {
 	// loop); lapsedUntil holds a lapsed lease shut until then.
 	lastRenew, lapsedUntil Mono
 	others                 []claimPeer
+	// withheld is why the helper last did not claim with the owner gone.
+	withheld string
 	// hadMajority: the tracker heard a majority since the loop started.
 	hadMajority bool
 	// renewals and renewErrors count the lease renewals of renewLease.
@@ -163,9 +165,17 @@ func (l *loop) maybeClaim(now Mono, beating bool) {
 		return
 	}
 	in, oi := l.claimInput(now, beating)
-	if ok, _ := claimVerdict(in); !ok {
+	ok, why := claimVerdict(in)
+	if !ok {
+		// Why the successor does not claim although the owner is gone
+		// here, logged when it changes (not at beat rate).
+		if in.ownerKnown && !in.owner.alive && why != c.withheld {
+			c.withheld = why
+			c.log.Info("the owner is gone here; the helper does not claim", "why", why, "epoch", c.plan.epoch)
+		}
 		return
 	}
+	c.withheld = ""
 	m := claimMsg{owner: c.plan.owner, epoch: c.plan.epoch, lastBeat: l.tr.peers[oi].LastBeat, verdict: now}
 	c.claimed, c.epoch = true, c.plan.epoch
 	// The lease first: the host answers ARP / NDP for the VIP only while

@@ -3,6 +3,8 @@ package drills
 import (
 	"encoding/json"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -74,6 +76,15 @@ func helperClaimFailover(t *testing.T, prefix string, helperClaims bool, args ..
 			t.Fatalf("%s: the daemon's own claim is not in its log", newOwner)
 		}
 		return res.LongestGap
+	}
+	if os.Getenv("EPCONSOLE_DRILL_KEEP_LOGS") != "" {
+		t.Cleanup(func() {
+			for name, dd := range c.daemons {
+				if b, err := os.ReadFile(dd.logPath); err == nil {
+					_ = os.WriteFile(filepath.Join(os.Getenv("EPCONSOLE_DRILL_KEEP_LOGS"), prefix+"-"+name+".log"), b, 0o644)
+				}
+			}
+		})
 	}
 	c.waitLog(d, 2*time.Second, adoptedLine)
 	for _, l := range logLines(d) {
