@@ -16,9 +16,10 @@ import (
 // one gratuitous ARP / unsolicited NA, beats as the owner with the plan's
 // epoch, and tells the daemon (a HelperClaim), which adopts the claim or
 // undoes it (Beater.AckClaim) on its next decision. While this node holds
-// the VIP, the helper also renews the lease on every beat, so the lease
-// can be short: an owner whose beats stop falls silent for the VIP about
-// one detection time after its last beat.
+// the VIP and ClaimConfig.RenewLease is on, the helper also renews the
+// lease on every beat, so the lease can be short: an owner whose beats
+// stop falls silent for the VIP about one detection time after its last
+// beat.
 
 // ClaimVIP is one VIP address and the interface it goes on.
 type ClaimVIP struct {
@@ -31,11 +32,17 @@ type ClaimConfig struct {
 	// VIPs are where the VIP addresses go (at most one per family, as the
 	// owner lease takes).
 	VIPs []ClaimVIP `json:"vips"`
-	// LeaseTTL is the owner lease's length on each renewal by the helper
-	// (0: DefaultHelperLeaseTTL for the beat interval and misses).
+	// LeaseTTL is the owner lease's length on the claim's renewal and, with
+	// RenewLease, on each renewal by the helper (0: HelperLeaseTTL for the
+	// beat interval and misses).
 	LeaseTTL time.Duration `json:"lease_ttl"`
-	// NoClaim keeps the helper from claiming; it still renews the lease
-	// while this node holds the VIP.
+	// RenewLease makes the helper renew the lease on every beat while
+	// this node holds the VIP (the daemon then does not). Off by default:
+	// a renewal waits for the network namespace's nftables commit lock,
+	// which the daemon's own ruleset commits hold for milliseconds, and
+	// the beats wait with it (docs/daemon.md).
+	RenewLease bool `json:"renew_lease,omitempty"`
+	// NoClaim keeps the helper from claiming.
 	NoClaim bool `json:"no_claim,omitempty"`
 }
 

@@ -101,6 +101,10 @@ func (l *loop) readPlan(b []byte) {
 	if c.claimed && p.ack >= c.epoch {
 		c.claimed = false // the daemon adopted the claim or undid it
 	}
+	if p.successor != c.plan.successor || p.owner != c.plan.owner || p.epoch != c.plan.epoch || !c.havePlan {
+		c.log.Info("succession plan", "successor", p.successor, "owner", p.owner.String(), "epoch", p.epoch,
+			"need", p.need, "of", p.peers, "ack", p.ack)
+	}
 	c.plan, c.havePlan = p, true
 }
 
@@ -116,7 +120,9 @@ func (l *loop) claimTick(now Mono, beating, majority bool) {
 	if c.pending {
 		l.sendClaim()
 	}
-	l.renewLease(now, beating && (c.claimed || l.token.flags&FlagHolding != 0), majority)
+	if c.cfg.RenewLease {
+		l.renewLease(now, beating && (c.claimed || l.token.flags&FlagHolding != 0), majority)
+	}
 }
 
 // claimOnBeats re-checks the claim when beats arrived: the last live
@@ -283,7 +289,7 @@ func (l *loop) otherHolder(now Mono) bool {
 // leaseHeld reports whether the lease this loop renews runs now.
 func (l *loop) leaseHeld(now Mono) bool {
 	c := &l.claim
-	return c.cfg != nil && c.lastRenew != 0 && now.Sub(c.lastRenew) <= c.ttl
+	return c.cfg != nil && c.cfg.RenewLease && c.lastRenew != 0 && now.Sub(c.lastRenew) <= c.ttl
 }
 
 // claimAdvert sets what the beat says about the claim: the helper's own

@@ -1,9 +1,12 @@
 package heartbeat
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestClaimVerdict is the helper's decision to claim alone, rule by rule.
@@ -101,5 +104,68 @@ func TestClaimRecords(t *testing.T) {
 	}
 	if c2.decode(pb[:]) || p2.decode(cb[:]) {
 		t.Error("a record of one kind decoded as the other")
+	}
+}
+
+// TestClaimFromTracker: the loop feeds claimVerdict from its tracker: the
+// owner's beats stop, and the claim waits for the third peer's beat that
+// says it no longer hears the owner either; the loop's own beat says so
+// (FlagOwnerGone) once the owner is gone here.
+func TestClaimFromTracker(t *testing.T) {
+	udp, err := listenUDP(netip.MustParseAddrPort("127.0.5.93:17993"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := DeriveKey(testKey(1))
+	cfg := loopConfig{
+		Self: "b", Peers: []loopPeer{{Name: "a", Addr: netip.MustParseAddrPort("127.0.5.94:17993")}, {Name: "c", Addr: netip.MustParseAddrPort("127.0.5.95:17993")}},
+		Keys: [][]byte{key}, Interval: 5 * time.Millisecond, Misses: 4, SlowMisses: 8, TokenTTL: time.Second, ReportInterval: 20 * time.Millisecond,
+	}
+	l, err := newLoop(cfg, udp, fds[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.close(); unix.Close(udp); unix.Close(fds[0]); unix.Close(fds[1]) })
+	var pb [planSize]byte
+	(&planMsg{successor: true, required: true, peers: 3, need: 2, owner: IDOf("a"), epoch: 5}).encode(&pb)
+	l.readPlan(pb[:])
+	l.token, l.tokenSeen = refresh{owner: IDOf("a"), epoch: 4}, true
+	ms := func(n int) Mono { return Mono(int64(time.Second) + int64(n)*int64(time.Millisecond)) }
+	seq := map[string]uint64{}
+	beat := func(from string, at Mono, f Flags) {
+		seq[from]++
+		b := Beat{Sender: IDOf(from), Boot: 7, Seq: seq[from], Flags: FlagRealtime | FlagMajority | f, Owner: IDOf("a"), Epoch: 4}
+		if v := l.tr.Observe(&b, at); v != Accepted {
+			t.Fatalf("beat of %s: %v", from, v)
+		}
+	}
+	verdict := func(now Mono) (bool, string) {
+		in, _ := l.claimInput(now, true)
+		return claimVerdict(in)
+	}
+	for i := 0; i <= 20; i += 5 {
+		beat("a", ms(i), FlagHolding)
+		beat("c", ms(i), 0)
+	}
+	if ok, why := verdict(ms(22)); ok {
+		t.Fatalf("claims while the owner beats: %s", why)
+	}
+	beat("c", ms(41), 0) // c's tick before it sees a gone
+	if ok, why := verdict(ms(42)); ok || !strings.Contains(why, "still hears the owner") {
+		t.Fatalf("owner gone here, c still hears it: %v %q", ok, why)
+	}
+	l.tokenAt = ms(42)
+	l.beat.Owner = IDOf("a")
+	l.claimAdvert(ms(42))
+	if l.beat.Flags&FlagOwnerGone == 0 {
+		t.Error("the loop's own beat does not say the owner is gone")
+	}
+	beat("c", ms(45), FlagOwnerGone)
+	if ok, why := verdict(ms(45)); !ok {
+		t.Fatalf("owner gone and c agrees, no claim: %s", why)
 	}
 }

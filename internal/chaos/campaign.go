@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/epconsole/epconsole/cluster/heartbeat"
+	"github.com/epconsole/epconsole/dataplane"
 	"github.com/epconsole/epconsole/internal/lab"
 	"github.com/epconsole/epconsole/internal/netlab"
 )
@@ -54,14 +55,13 @@ const (
 	// DetectionTime is the heartbeat's detection time (interval × misses).
 	DetectionTime = heartbeat.DefaultInterval * heartbeat.DefaultMisses
 	// DefaultTwoMACBound is how long two hosts may answer for the VIP at
-	// once: the heartbeat's detection time plus two of the observer's
-	// probe periods (its resolution). The owner's heartbeat helper renews
-	// the owner lease on its beats with a lease of twice the detection
-	// time (heartbeat.HelperLeaseTTL), so a paused or crashed owner's
-	// kernel stops answering at most two detection times after its last
-	// beat, and the successor's helper claims one detection time after
-	// it: the two overlap by at most one detection time. docs/chaos.md.
-	DefaultTwoMACBound = DetectionTime + 2*ProbeEvery
+	// once: the owner lease's length (a paused or crashed owner's kernel
+	// answers until its lease runs out, the successor from one detection
+	// time after the fault) plus two of the observer's probe periods (its
+	// resolution). The detection time itself is the stricter bound
+	// (Options.TwoMACBound = DetectionTime + 2*ProbeEvery); docs/chaos.md
+	// says why the default is not it.
+	DefaultTwoMACBound = dataplane.DefaultLeaseTTL + 2*ProbeEvery
 	// settleAfterHeal is how long after a heal connects are watched.
 	settleAfterHeal = 1500 * time.Millisecond
 	// claimGap: a MAC silent for longer has stopped answering (ten probe

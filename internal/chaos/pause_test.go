@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/epconsole/epconsole/cluster/heartbeat"
+	"github.com/epconsole/epconsole/dataplane"
 	"github.com/epconsole/epconsole/internal/lab"
 )
 
@@ -181,8 +181,5 @@ func sortMarks(ms []mark) {
 	slices.SortStableFunc(ms, func(a, b mark) int { return cmp.Compare(a.at, b.at) })
 }
 
-// leaseTTL is the owner lease's length, for the log: the heartbeat
-// helper's, which renews it.
-func leaseTTL() time.Duration {
-	return heartbeat.HelperLeaseTTL(heartbeat.DefaultInterval, heartbeat.DefaultMisses)
-}
+// leaseTTL is the owner lease's length, for the log.
+func leaseTTL() time.Duration { return dataplane.DefaultLeaseTTL }

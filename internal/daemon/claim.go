@@ -36,6 +36,8 @@ type claimState struct {
 	beater beatLoop
 	places []dataplane.ServiceVIP
 	ttl    time.Duration
+	// renews: the helper renews the lease (Options.HelperLease).
+	renews bool
 	// sent is the plan last sent to sentAt with ackSent (sentOK: sent);
 	// acked is the highest claim epoch adopted or undone.
 	sent    heartbeat.ClaimPlan
@@ -63,7 +65,10 @@ func (d *Daemon) claimConfig(s *state, hc heartbeat.Config) *heartbeat.ClaimConf
 	if d.opts.NoHelperClaim || len(places) == 0 {
 		return nil
 	}
-	cc := &heartbeat.ClaimConfig{LeaseTTL: heartbeat.HelperLeaseTTL(hc.Interval, hc.Misses)}
+	cc := &heartbeat.ClaimConfig{LeaseTTL: dataplane.DefaultLeaseTTL}
+	if d.opts.HelperLease {
+		cc.RenewLease, cc.LeaseTTL = true, heartbeat.HelperLeaseTTL(hc.Interval, hc.Misses)
+	}
 	for _, p := range places {
 		cc.VIPs = append(cc.VIPs, heartbeat.ClaimVIP{Interface: p.Interface, Addr: p.Addr})
 	}
@@ -77,7 +82,7 @@ func (d *Daemon) claimStarted(s *state, cc *heartbeat.ClaimConfig) {
 	if cc == nil || s.beater == nil {
 		return
 	}
-	s.claim.beater, s.claim.places, s.claim.ttl = s.beater, vipPlaces(s.cfg), cc.LeaseTTL
+	s.claim.beater, s.claim.places, s.claim.ttl, s.claim.renews = s.beater, vipPlaces(s.cfg), cc.LeaseTTL, cc.RenewLease
 	if h, ok := s.beater.(helperClaimer); ok {
 		d.gate.c.Store(&h)
 	}
@@ -101,7 +106,7 @@ func (d *Daemon) helper(s *state) (helperClaimer, bool) {
 // leaseTTL is the lease length the daemon opens a lease with: the
 // helper's short one when the helper renews it, else DefaultLeaseTTL.
 func (d *Daemon) leaseTTL(s *state) time.Duration {
-	if _, ok := d.helper(s); ok {
+	if d.helperRenews(s) {
 		return s.claim.ttl
 	}
 	return dataplane.DefaultLeaseTTL
@@ -111,7 +116,7 @@ func (d *Daemon) leaseTTL(s *state) time.Duration {
 // daemon's own renewal stays off.
 func (d *Daemon) helperRenews(s *state) bool {
 	_, ok := d.helper(s)
-	return ok
+	return ok && s.claim.renews
 }
 
 // takeHelperClaims adopts or undoes the claims the helper made since the

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/epconsole/epconsole/cluster/heartbeat"
+	"github.com/epconsole/epconsole/dataplane"
 )
 
 // claimBeat is a beat loop whose helper claims: it records the plans the
@@ -68,9 +69,14 @@ func TestHelperClaimPlan(t *testing.T) {
 	if p := cb.plans[len(cb.plans)-1]; p.Successor {
 		t.Errorf("plan while a partition forms: %+v; want no successor", p)
 	}
-	// The daemon's own lease renewal stays off while the helper renews.
+	// By default the daemon renews the lease; with the helper's lease on,
+	// its own renewal stays off and it opens the helper's short lease.
+	if r.d.helperRenews(r.s) || r.d.leaseTTL(r.s) != dataplane.DefaultLeaseTTL {
+		t.Errorf("helperRenews %v, lease ttl %v; want the daemon's %v lease", r.d.helperRenews(r.s), r.d.leaseTTL(r.s), dataplane.DefaultLeaseTTL)
+	}
+	r.d.claimStarted(r.s, &heartbeat.ClaimConfig{LeaseTTL: 40 * time.Millisecond, RenewLease: true})
 	if !r.d.helperRenews(r.s) || r.d.leaseTTL(r.s) != 40*time.Millisecond {
-		t.Errorf("helperRenews %v, lease ttl %v; want the helper's 40ms lease", r.d.helperRenews(r.s), r.d.leaseTTL(r.s))
+		t.Errorf("with the helper's lease: helperRenews %v, lease ttl %v; want the helper's 40ms lease", r.d.helperRenews(r.s), r.d.leaseTTL(r.s))
 	}
 }
 

@@ -86,6 +86,11 @@ type Options struct {
 	// the daemon claims after its verdict, and the lease is the longer
 	// dataplane.DefaultLeaseTTL. For control runs.
 	NoHelperClaim bool
+	// HelperLease makes the heartbeat helper renew the owner lease on
+	// every beat with a lease of twice the detection time, instead of the
+	// daemon's dataplane.DefaultLeaseTTL every DefaultLeaseRenew (claim.go;
+	// off by default: see docs/daemon.md).
+	HelperLease bool
 }
 
 // Daemon is one running LB node. Its Events, Status, ClusterView, Probes
