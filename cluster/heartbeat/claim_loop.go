@@ -101,7 +101,7 @@ func (l *loop) readPlan(b []byte) {
 	if c.claimed && p.ack >= c.epoch {
 		c.claimed = false // the daemon adopted the claim or undid it
 	}
-	if p.successor != c.plan.successor || p.owner != c.plan.owner || p.epoch != c.plan.epoch || !c.havePlan {
+	if c.log != nil && (p.successor != c.plan.successor || p.owner != c.plan.owner || p.epoch != c.plan.epoch || !c.havePlan) {
 		c.log.Info("succession plan", "successor", p.successor, "owner", p.owner.String(), "epoch", p.epoch,
 			"need", p.need, "of", p.peers, "ack", p.ack)
 	}
