@@ -169,3 +169,26 @@ func TestClaimFromTracker(t *testing.T) {
 		t.Fatalf("owner gone and c agrees, no claim: %s", why)
 	}
 }
+
+// TestClaimPlanReachesLoop: a plan set on a running (in-process) loop
+// arrives there (the loop logs it).
+func TestClaimPlanReachesLoop(t *testing.T) {
+	ctx := t.Context()
+	b, err := Start(ctx, Config{
+		Self: "b", Cluster: "c", Bind: netip.MustParseAddrPort("127.0.5.89:17989"), Keys: [][]byte{testKey(1)},
+		Peers:     []Peer{{Name: "a", Addr: netip.MustParseAddrPort("127.0.5.88:17989")}},
+		Claim:     &ClaimConfig{VIPs: []ClaimVIP{{Interface: "lo", Addr: netip.MustParseAddr("198.18.160.251")}}},
+		InProcess: true, Logger: testLogger(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := b.Refresh(Advert{Owner: "a", Epoch: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.SetPlan(ClaimPlan{Owner: "a", Successor: true, Epoch: 4, Peers: 2, Need: 2}, 0); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+}

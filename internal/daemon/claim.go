@@ -241,6 +241,10 @@ func (d *Daemon) undoClaim(s *state, h helperClaimer, c heartbeat.HelperClaim, w
 func (d *Daemon) planClaim(s *state, v cluster.View, dec cluster.Decision) {
 	h, ok := d.helper(s)
 	if !ok {
+		if s.claim.beater != nil {
+			d.log.Debug("no succession plan for the heartbeat helper", "same_loop", s.claim.beater == s.beater,
+				"same_places", samePlaces(s.claim.places, vipPlaces(s.cfg)))
+		}
 		return
 	}
 	var p heartbeat.ClaimPlan
@@ -260,6 +264,7 @@ func (d *Daemon) sendPlan(s *state, h helperClaimer, p heartbeat.ClaimPlan) {
 	if s.claim.sentOK && s.claim.sentAt == s.beater && s.claim.sent == p && s.claim.acked == s.claim.ackSent {
 		return
 	}
+	d.log.Debug("succession plan for the heartbeat helper", "owner", p.Owner, "successor", p.Successor, "epoch", p.Epoch, "ack", s.claim.acked)
 	if err := h.SetPlan(p, s.claim.acked); err != nil {
 		d.log.Warn("sending the succession plan to the heartbeat helper", "err", err)
 		s.claim.sentOK = false
