@@ -130,9 +130,18 @@ func TestClaimFromTracker(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.close(); unix.Close(udp); unix.Close(fds[0]); unix.Close(fds[1]) })
+	// The plan arrives through the control socket, whole.
 	var pb [planSize]byte
 	(&planMsg{successor: true, required: true, peers: 3, need: 2, owner: IDOf("a"), epoch: 5}).encode(&pb)
-	l.readPlan(pb[:])
+	if err := unix.Sendto(fds[0], pb[:], 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.readCtl(MonoNow()); err != nil {
+		t.Fatal(err)
+	}
+	if !l.claim.havePlan || !l.claim.plan.successor || l.claim.plan.epoch != 5 {
+		t.Fatalf("the loop did not take the plan sent to it: %+v", l.claim.plan)
+	}
 	l.token, l.tokenSeen = refresh{owner: IDOf("a"), epoch: 4}, true
 	ms := func(n int) Mono { return Mono(int64(time.Second) + int64(n)*int64(time.Millisecond)) }
 	seq := map[string]uint64{}
@@ -168,27 +177,4 @@ func TestClaimFromTracker(t *testing.T) {
 	if ok, why := verdict(ms(45)); !ok {
 		t.Fatalf("owner gone and c agrees, no claim: %s", why)
 	}
-}
-
-// TestClaimPlanReachesLoop: a plan set on a running (in-process) loop
-// arrives there (the loop logs it).
-func TestClaimPlanReachesLoop(t *testing.T) {
-	ctx := t.Context()
-	b, err := Start(ctx, Config{
-		Self: "b", Cluster: "c", Bind: netip.MustParseAddrPort("127.0.5.89:17989"), Keys: [][]byte{testKey(1)},
-		Peers:     []Peer{{Name: "a", Addr: netip.MustParseAddrPort("127.0.5.88:17989")}},
-		Claim:     &ClaimConfig{VIPs: []ClaimVIP{{Interface: "lo", Addr: netip.MustParseAddr("198.18.160.251")}}},
-		InProcess: true, Logger: testLogger(t),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	if err := b.Refresh(Advert{Owner: "a", Epoch: 3}); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.SetPlan(ClaimPlan{Owner: "a", Successor: true, Epoch: 4, Peers: 2, Need: 2}, 0); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(50 * time.Millisecond)
 }

@@ -91,7 +91,7 @@ type loop struct {
 	in          [MaxDatagramSize + 1]byte // one more byte: longer datagrams show as such
 	from        unix.RawSockaddrAny
 	fromLen     uint32
-	ctlIn       [refreshSize + 1]byte
+	ctlIn       [maxCtlSize + 1]byte
 	tbuf        [8]byte
 	beat, rx    Beat
 	next        Mono // deadline of the next tick

@@ -293,3 +293,5 @@ func (d *Daemon) beforeRelease(s *state) {
 	}
 	d.sendPlan(s, h, heartbeat.ClaimPlan{})
 }
+
+var _ helperClaimer = (*heartbeat.Beater)(nil)
