@@ -54,7 +54,7 @@ func newDaemonCmd(a *app) *cobra.Command {
 	fs.Var(logLevel{&o.level}, "log-level", "log `level`: debug, info, warn or error")
 	fs.BoolVar(&o.noHeartbeat, "no-heartbeat", false, "liveness from gossip only (slow failover; for comparison runs, not production)")
 	fs.BoolVar(&o.noConnSync, "no-conn-sync", false, "do not sync established connections to the peers (they die when the VIP moves; for comparison runs, not production)")
-	fs.BoolVar(&o.noClaim, "no-helper-claim", false, "the daemon claims the VIP after the heartbeat helper's verdict and renews the longer owner lease itself, instead of the helper (slower failover; for comparison runs, not production)")
+	fs.BoolVar(&o.noClaim, "no-helper-claim", false, "the daemon claims the VIP after the heartbeat helper's verdict reaches it, instead of the helper claiming where it sees the owner gone (slower failover; for comparison runs, not production)")
 	fs.BoolVar(&o.helperLease, "helper-lease", false, "the heartbeat helper renews a short owner lease (twice the detection time) on every beat instead of the daemon's 150 ms lease (experimental: its renewals wait for the daemon's nftables commits)")
 	return cmd
 }

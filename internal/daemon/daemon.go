@@ -81,10 +81,9 @@ type Options struct {
 	// established flows then die when the VIP moves. For control runs that
 	// show what the sync is for, not for production.
 	NoConnSync bool
-	// NoHelperClaim keeps the VIP's claim and the owner lease's renewal
-	// in the daemon (claim.go): the heartbeat helper reports who is alive,
-	// the daemon claims after its verdict, and the lease is the longer
-	// dataplane.DefaultLeaseTTL. For control runs.
+	// NoHelperClaim keeps the VIP's claim in the daemon (claim.go): the
+	// heartbeat helper reports who is alive and the daemon claims after
+	// its verdict. For control runs.
 	NoHelperClaim bool
 	// HelperLease makes the heartbeat helper renew the owner lease on
 	// every beat with a lease of twice the detection time, instead of the
