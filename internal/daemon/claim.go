@@ -254,6 +254,14 @@ func (d *Daemon) planClaim(s *state, v cluster.View, dec cluster.Decision) {
 		if !sp.Successor {
 			p = heartbeat.ClaimPlan{Owner: sp.Owner}
 		}
+		if prev := s.claim.sent; !sp.Successor && dec.Owner == "" && s.claim.sentOK && prev.Successor {
+			if m, ok := v.Member(prev.Owner); ok && !m.Fresh {
+				// The owner just went (the daemon heard it from the
+				// helper too): the plan for exactly this stays, for the
+				// helper to claim on; its claim is checked on adoption.
+				p = prev
+			}
+		}
 	}
 	d.sendPlan(s, h, p)
 }
