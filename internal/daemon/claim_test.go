@@ -61,6 +61,15 @@ func TestHelperClaimPlan(t *testing.T) {
 	if p := cb.plans[0]; !p.Successor || p.Owner != "lb2" || p.Epoch != 5 || p.Need != 2 || !p.Required {
 		t.Errorf("plan %+v; want lb1 successor of lb2 with epoch 5, majority 2 of 3", p)
 	}
+	// The owner's beats stop: the daemon hears it from the helper too
+	// (the owner is no longer live here), and its election now names no
+	// owner; the plan for exactly this stays for the helper to claim on.
+	r.cl.peer("lb2", 200, false, true, "lb2", 4)
+	r.d.decide(r.s)
+	if p := cb.plans[len(cb.plans)-1]; !p.Successor || p.Owner != "lb2" || p.Epoch != 5 {
+		t.Errorf("plan once the owner is gone: %+v; want the plan in force (lb1 succeeds lb2 with epoch 5)", p)
+	}
+	r.cl.peer("lb2", 200, true, true, "lb2", 4)
 	// lb3 says it hears no majority: a partition forms; no claim alone.
 	m := r.cl.others["lb3"]
 	m.NoMajority = true
