@@ -175,7 +175,7 @@ func (l *loop) maybeClaim(now Mono, beating bool) {
 	if !ok {
 		// Why the successor does not claim although the owner is gone
 		// here, logged when it changes (not at beat rate).
-		if in.ownerKnown && !in.owner.alive && why != c.withheld {
+		if in.ownerKnown && !in.owner.alive && !c.claimed && why != c.withheld {
 			c.withheld = why
 			c.log.Info("the owner is gone here; the helper does not claim", "why", why, "epoch", c.plan.epoch)
 		}

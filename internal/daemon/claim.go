@@ -45,7 +45,14 @@ type claimState struct {
 	sentOK  bool
 	ackSent uint64
 	acked   uint64
+	// deferred are claims that wait for a report as new as them.
+	deferred []heartbeat.HelperClaim
 }
+
+// claimReportWait bounds how long a helper's claim waits for the helper's
+// report of the same moment (it follows the claim within a beat interval
+// or so) before the daemon judges it on the view it has.
+const claimReportWait = 100 * time.Millisecond
 
 // claimGate lets the VIP's announcement repeats see the helper's lease
 // (they run off the decision loop).
@@ -135,9 +142,24 @@ func (d *Daemon) takeHelperClaims(s *state, v cluster.View) bool {
 		return false
 	}
 	changed := false
-	for _, c := range h.Claims() {
+	claims := append(s.claim.deferred, h.Claims()...)
+	s.claim.deferred = nil
+	if len(claims) == 0 {
+		return false
+	}
+	// The view as of the helper's latest report (Claims read the pending
+	// ones), not the one the decision started with.
+	at := s.beater.View().At
+	v, _ = d.view(s)
+	for _, c := range claims {
 		changed = true
 		if c.Epoch <= s.claim.acked {
+			continue
+		}
+		if at < c.Verdict && heartbeat.MonoNow().Sub(c.Verdict) < claimReportWait {
+			// The helper's report of what it saw at the claim comes after
+			// the claim itself: judge the claim on a view that has it.
+			s.claim.deferred = append(s.claim.deferred, c)
 			continue
 		}
 		if s.holding {
