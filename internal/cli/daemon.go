@@ -37,10 +37,10 @@ type daemonOptions struct {
 func newDaemonCmd(a *app) *cobra.Command {
 	o := daemonOptions{level: slog.LevelInfo}
 	cmd := &cobra.Command{
-		Use:   "daemon [-c config.hcl] [--log-level LEVEL] [--no-heartbeat] [--no-conn-sync] [--no-helper-claim]",
+		Use:   "daemon [-c config.hcl] [--log-level LEVEL] [--no-heartbeat] [--no-conn-sync] [--no-helper-claim] [--helper-lease]",
 		Short: "this LB node's agent: probes, gossip, VIP election, nftables, the VIP (also --daemon)",
 		Long:  daemonLong,
-		Annotations: map[string]string{synopsisKey: "epconsole --daemon [-c config.hcl] [--log-level LEVEL] [--no-heartbeat] [--no-conn-sync] [--no-helper-claim]\n" +
+		Annotations: map[string]string{synopsisKey: "epconsole --daemon [-c config.hcl] [--log-level LEVEL] [--no-heartbeat] [--no-conn-sync] [--no-helper-claim] [--helper-lease]\n" +
 			"epconsole daemon ...   (the same)"},
 		Args:                  noArgs(""),
 		DisableFlagsInUseLine: true,
