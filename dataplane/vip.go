@@ -431,3 +431,38 @@ func ndpAnnouncer(ifi *net.Interface, addr netip.Addr) (*announcer, error) {
 		close: func() { c.Close() },
 	}, nil
 }
+
+// Announcer sends the announcement of one VIP on one interface from a
+// socket opened once: the heartbeat helper opens it at its start, so that
+// its claim announces at once. An IPv6 announcer needs the VIP on the host
+// (its socket is bound to it), so the helper opens that one at the claim.
+type Announcer struct{ a *announcer }
+
+// OpenAnnouncer opens an Announcer for addr on iface (one that sends
+// nothing on an interface without an Ethernet address).
+func (v *VIP) OpenAnnouncer(iface string, addr netip.Addr) (*Announcer, error) {
+	addr, err := checkVIP(addr)
+	if err != nil {
+		return nil, err
+	}
+	a, err := v.openAnnouncer(iface, addr)
+	if err != nil {
+		return nil, err
+	}
+	return &Announcer{a: a}, nil
+}
+
+// Send sends one gratuitous ARP / unsolicited NA.
+func (a *Announcer) Send() error {
+	if a == nil || a.a == nil {
+		return nil
+	}
+	return a.a.send()
+}
+
+// Close closes the socket.
+func (a *Announcer) Close() {
+	if a != nil && a.a != nil {
+		a.a.close()
+	}
+}

@@ -37,6 +37,9 @@ type claimState struct {
 	// loop); lapsedUntil holds a lapsed lease shut until then.
 	lastRenew, lapsedUntil Mono
 	others                 []claimPeer
+	// ann are the announcers opened at start, by VIP (nil: opened at
+	// the claim).
+	ann []*dataplane.Announcer
 	// withheld is why the helper last did not claim with the owner gone.
 	withheld string
 	// hadMajority: the tracker heard a majority since the loop started.
@@ -80,11 +83,22 @@ func (l *loop) initClaim() error {
 		return fmt.Errorf("heartbeat: the claim's VIP access: %w", err)
 	}
 	c.others = make([]claimPeer, 0, len(l.cfg.Peers))
+	// The IPv4 announcements' sockets are opened now (CAP_NET_RAW is
+	// there now as later): the claim then only sends.
+	c.ann = make([]*dataplane.Announcer, len(cc.VIPs))
+	for i, v := range cc.VIPs {
+		if v.Addr.Unmap().Is4() {
+			c.ann[i], _ = c.vip.OpenAnnouncer(v.Interface, v.Addr)
+		}
+	}
 	return nil
 }
 
 func (l *loop) closeClaim() {
 	if c := &l.claim; c.renewer != nil {
+		for _, a := range c.ann {
+			a.Close()
+		}
 		c.renewer.Close()
 		c.vip.Close()
 	}
@@ -202,7 +216,10 @@ func (l *loop) maybeClaim(now Mono, beating bool) {
 		}
 	}
 	m.address = l.now()
-	for _, v := range c.cfg.VIPs {
+	for i, v := range c.cfg.VIPs {
+		if c.ann[i] != nil && c.ann[i].Send() == nil {
+			continue
+		}
 		if err := c.vip.Announce(ctx, v.Interface, v.Addr); err != nil {
 			m.announceErr = true
 			c.log.Error("claim: announcing the VIP", "vip", v.Addr, "interface", v.Interface, "err", err)
