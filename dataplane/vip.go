@@ -163,49 +163,66 @@ func checkVIP(addr netip.Addr) (netip.Addr, error) {
 // background while ctx lasts. Repeated calls are harmless and announce
 // again (useful on takeover).
 func (v *VIP) Add(ctx context.Context, iface string, addr netip.Addr) error {
-	addr, err := checkVIP(addr)
+	addr, err := v.addAddress(ctx, iface, addr)
 	if err != nil {
 		return err
 	}
+	return v.announce(ctx, iface, addr, v.count)
+}
+
+// AddAddress puts addr on iface as Add does, without announcing it: the
+// heartbeat helper's claim adds the address, then sends one announcement
+// (Announce) itself, and the daemon repeats it once it confirmed the
+// claim.
+func (v *VIP) AddAddress(ctx context.Context, iface string, addr netip.Addr) error {
+	_, err := v.addAddress(ctx, iface, addr)
+	return err
+}
+
+func (v *VIP) addAddress(ctx context.Context, iface string, addr netip.Addr) (netip.Addr, error) {
+	addr, err := checkVIP(addr)
+	if err != nil {
+		return addr, err
+	}
 	if err := ctx.Err(); err != nil {
-		return err
+		return addr, err
 	}
 	h, err := v.handle()
 	if err != nil {
-		return err
+		return addr, err
 	}
 	defer h.Close()
 	link, err := h.LinkByName(iface)
 	if err != nil {
-		return fmt.Errorf("finding interface %s: %w", iface, err)
+		return addr, fmt.Errorf("finding interface %s: %w", iface, err)
 	}
 	if addr.Is4() {
 		// Never use the VIP as the source of ARP requests for other
 		// addresses: peers would learn it from a node that may not own it.
 		path := "/proc/sys/net/ipv4/conf/" + iface + "/arp_announce"
 		if err := v.ns.do(func() error { return os.WriteFile(path, []byte("2"), 0o644) }); err != nil {
-			return fmt.Errorf("setting arp_announce on %s: %w", iface, err)
+			return addr, fmt.Errorf("setting arp_announce on %s: %w", iface, err)
 		}
 	}
 	cur, err := findAddr(h, link, addr)
 	if err != nil {
-		return err
+		return addr, err
 	}
 	switch {
 	case cur == nil:
 		if err := h.AddrAdd(link, vipAddr(addr)); err != nil && !errors.Is(err, unix.EEXIST) {
-			return fmt.Errorf("adding %v to %s: %w", addr, iface, err)
+			return addr, fmt.Errorf("adding %v to %s: %w", addr, iface, err)
 		}
 		v.log.Info("VIP added", "iface", iface, "vip", addr)
 	case addr.Is6() && cur.Flags&unix.IFA_F_DEPRECATED == 0:
 		// Put there by someone else (or an older version): deprecate it
 		// in place, so that it is not picked as a source address.
 		if err := h.AddrReplace(link, vipAddr(addr)); err != nil {
-			return fmt.Errorf("deprecating %v on %s: %w", addr, iface, err)
+			return addr, fmt.Errorf("deprecating %v on %s: %w", addr, iface, err)
 		}
 		v.log.Info("VIP deprecated as a source address", "iface", iface, "vip", addr)
 	}
-	return v.announce(ctx, iface, addr, v.count)
+	return addr, nil
 }
 
 // Remove takes addr off iface and ends the repeats of its announcement.
@@ -413,4 +430,39 @@ func ndpAnnouncer(ifi *net.Interface, addr netip.Addr) (*announcer, error) {
 		send:  func() error { return c.WriteTo(na, nil, netip.IPv6LinkLocalAllNodes()) },
 		close: func() { c.Close() },
 	}, nil
+}
+
+// Announcer sends the announcement of one VIP on one interface from a
+// socket opened once: the heartbeat helper opens it at its start, so that
+// its claim announces at once. An IPv6 announcer needs the VIP on the host
+// (its socket is bound to it), so the helper opens that one at the claim.
+type Announcer struct{ a *announcer }
+
+// OpenAnnouncer opens an Announcer for addr on iface (one that sends
+// nothing on an interface without an Ethernet address).
+func (v *VIP) OpenAnnouncer(iface string, addr netip.Addr) (*Announcer, error) {
+	addr, err := checkVIP(addr)
+	if err != nil {
+		return nil, err
+	}
+	a, err := v.openAnnouncer(iface, addr)
+	if err != nil {
+		return nil, err
+	}
+	return &Announcer{a: a}, nil
+}
+
+// Send sends one gratuitous ARP / unsolicited NA.
+func (a *Announcer) Send() error {
+	if a == nil || a.a == nil {
+		return nil
+	}
+	return a.a.send()
+}
+
+// Close closes the socket.
+func (a *Announcer) Close() {
+	if a != nil && a.a != nil {
+		a.a.close()
+	}
 }

@@ -111,6 +111,10 @@ type Config struct {
 	// Logger logs starts, stops and failures (default slog.Default()).
 	Logger *slog.Logger
 
+	// Claim switches the helper's claim and its renewal of the owner
+	// lease on (claim.go; nil: off, the daemon does both).
+	Claim *ClaimConfig
+
 	// credential runs the helper as another user (tests: without
 	// CAP_SYS_NICE).
 	credential *syscall.Credential
@@ -241,6 +245,7 @@ type Beater struct {
 	refreshBuf [refreshSize]byte
 	recvBuf    [maxReportSize + 1]byte
 	closeOnce  sync.Once
+	claim      beaterClaim
 }
 
 // Start starts the beat loop (a helper process, or a goroutine with
@@ -336,6 +341,7 @@ func loopConfigOf(cfg Config) (loopConfig, map[NodeID]string, error) {
 		return loopConfig{}, nil, err
 	}
 	lc.AnySource = os.Getenv(TestAnySourceEnv) == "1"
+	lc.Claim = cfg.Claim
 	names := map[NodeID]string{IDOf(cfg.Self): cfg.Self}
 	for _, n := range peerNames {
 		names[IDOf(n)] = n
@@ -438,6 +444,10 @@ func (b *Beater) drainLocked(fd int) (changed, gone bool) {
 		if n == 0 {
 			return changed, true
 		}
+		if b.recvBuf[0] == msgClaim {
+			changed = b.takeClaimLocked(b.recvBuf[:n]) || changed
+			continue
+		}
 		if err := next.decode(b.recvBuf[:n]); err != nil {
 			b.log.Error("dropping a malformed report from the heartbeat loop", "len", n)
 			continue
@@ -450,6 +460,7 @@ func (b *Beater) drainLocked(fd int) (changed, gone bool) {
 				"late_ticks", st.LateTicks, "ticks", st.Ticks)
 		}
 		b.rep.at, b.rep.beating, b.rep.majority, b.rep.realtime = next.at, next.beating, next.majority, next.realtime
+		b.rep.lease = next.lease
 		b.rep.boot, b.rep.seq, b.rep.stats = next.boot, next.seq, next.stats
 		copy(b.rep.peers, next.peers)
 		b.haveReport = true

@@ -134,6 +134,7 @@ type report struct {
 	beating  bool // the daemon's token is fresh: the loop sends beats
 	majority bool
 	realtime bool
+	lease    bool // the loop renews the owner lease and it runs (claim.go)
 	boot     uint64
 	seq      uint64
 	stats    Stats
@@ -153,6 +154,7 @@ const (
 	bitBeating  = 1
 	bitMajority = 2
 	bitRealtime = 4
+	bitLease    = 8
 	bitSeen     = 1
 	bitAlive    = 2
 )
@@ -171,7 +173,7 @@ func (r *report) encode(dst []byte) []byte {
 	m := dst[:n]
 	clear(m[:8])
 	m[0] = msgReport
-	m[1] = boolBit(r.beating, bitBeating) | boolBit(r.majority, bitMajority) | boolBit(r.realtime, bitRealtime)
+	m[1] = boolBit(r.beating, bitBeating) | boolBit(r.majority, bitMajority) | boolBit(r.realtime, bitRealtime) | boolBit(r.lease, bitLease)
 	m[2] = byte(len(r.peers))
 	hostOrder.PutUint64(m[8:], uint64(r.at))
 	hostOrder.PutUint64(m[16:], r.boot)
@@ -201,6 +203,7 @@ func (r *report) decode(b []byte) error {
 		return errBadReport
 	}
 	r.beating, r.majority, r.realtime = b[1]&bitBeating != 0, b[1]&bitMajority != 0, b[1]&bitRealtime != 0
+	r.lease = b[1]&bitLease != 0
 	r.at = Mono(hostOrder.Uint64(b[8:]))
 	r.boot = hostOrder.Uint64(b[16:])
 	r.seq = hostOrder.Uint64(b[24:])
@@ -224,7 +227,7 @@ func (r *report) decode(b []byte) error {
 // sameVerdict reports whether two reports say the same about liveness and
 // claims (times, sequence numbers and counters aside).
 func sameVerdict(a, b *report) bool {
-	if a.beating != b.beating || a.majority != b.majority || a.realtime != b.realtime || len(a.peers) != len(b.peers) {
+	if a.beating != b.beating || a.majority != b.majority || a.realtime != b.realtime || a.lease != b.lease || len(a.peers) != len(b.peers) {
 		return false
 	}
 	for i := range a.peers {

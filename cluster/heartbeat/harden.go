@@ -24,6 +24,21 @@ import (
 // bounding set afterwards.
 var helperCaps = [...]uintptr{unix.CAP_SYS_NICE, unix.CAP_IPC_LOCK, unix.CAP_SETPCAP}
 
+// claimCaps are what the helper's claim needs on top (Config.Claim), kept
+// for the helper's life: CAP_NET_ADMIN to renew the owner lease (every
+// nftables message is checked against the sender) and to add the VIP
+// address, CAP_NET_RAW for the packet socket of the gratuitous ARP and
+// the raw ICMPv6 socket of the unsolicited NA.
+const claimCaps = uint64(1)<<unix.CAP_NET_ADMIN | uint64(1)<<unix.CAP_NET_RAW
+
+// keepCaps is what the helper keeps after dropping the rest.
+func keepCaps(claim bool) uint64 {
+	if claim {
+		return keptCaps | claimCaps
+	}
+	return keptCaps
+}
+
 // Hardening says what the helper runs with after its start.
 type Hardening struct {
 	// NoNewPrivs: no_new_privs is set (execve cannot gain privileges).
@@ -44,13 +59,13 @@ type Hardening struct {
 // and never returned to the runtime, to fork the helper: no_new_privs,
 // and a bounding set of helperCaps only. Without CAP_SETPCAP (a daemon
 // not run as root) the bounding set stays as it is.
-func forkThreadRestrict() error {
+func forkThreadRestrict(claim bool) error {
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("PR_SET_NO_NEW_PRIVS: %w", err)
 	}
 	last := lastCap()
 	for c := uintptr(0); c <= last; c++ {
-		if isHelperCap(c) {
+		if isHelperCap(c) || (claim && claimCaps&(1<<c) != 0) {
 			continue
 		}
 		if err := unix.Prctl(unix.PR_CAPBSET_DROP, c, 0, 0, 0); err != nil && err != unix.EINVAL {
@@ -90,10 +105,10 @@ func lastCap() uintptr {
 const keptCaps = uint64(1) << unix.CAP_IPC_LOCK
 
 // dropCapabilities sets no_new_privs, empties the bounding set but for
-// CAP_IPC_LOCK and clears every other capability, on every thread when the runtime allows it (a
+// keep (CAP_IPC_LOCK, and the claim's claimCaps when it is on) and clears every other capability, on every thread when the runtime allows it (a
 // binary without cgo), else on the calling thread (the loop's). It then
 // reads back what is in force.
-func dropCapabilities() Hardening {
+func dropCapabilities(keep uint64) Hardening {
 	var h Hardening
 	all := true
 	sys := func(trap, a1, a2, a3 uintptr) unix.Errno {
@@ -113,7 +128,7 @@ func dropCapabilities() Hardening {
 	}
 	last := lastCap()
 	for c := uintptr(0); c <= last; c++ {
-		if keptCaps&(1<<c) != 0 {
+		if keep&(1<<c) != 0 {
 			continue
 		}
 		if e := sys(unix.SYS_PRCTL, unix.PR_CAPBSET_DROP, c, 0); e != 0 && e != unix.EINVAL {
@@ -125,13 +140,13 @@ func dropCapabilities() Hardening {
 	}
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
-	data[0].Effective, data[0].Permitted = uint32(keptCaps), uint32(keptCaps)
+	data[0].Effective, data[0].Permitted = uint32(keep), uint32(keep)
 	if e := sys(unix.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0])), 0); e != 0 {
 		reasons = append(reasons, "capset: "+e.Error())
 	}
 	h.AllThreads = all
 	h.NoNewPrivs, h.CapEff, h.CapBnd = readCaps("/proc/thread-self/status")
-	if h.CapEff&^keptCaps != 0 {
+	if h.CapEff&^keep != 0 {
 		reasons = append(reasons, fmt.Sprintf("effective capabilities %#x left", h.CapEff))
 	}
 	h.Reason = strings.Join(reasons, "; ")

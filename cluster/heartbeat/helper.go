@@ -98,7 +98,7 @@ func serve(ctl, udp int, allowRT bool) error {
 	if allowRT {
 		// Real-time priority is set (or refused): nothing the loop does
 		// from now on needs a capability.
-		hello.Hardening = dropCapabilities()
+		hello.Hardening = dropCapabilities(keepCaps(cfg.Claim != nil))
 	}
 	if err := sendHello(ctl, hello); err != nil {
 		return err

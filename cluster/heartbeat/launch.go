@@ -114,7 +114,7 @@ func (b *Beater) launch(loopFd, udp int) error {
 	started := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		if err := forkThreadRestrict(); err != nil {
+		if err := forkThreadRestrict(b.cfg.Claim != nil); err != nil {
 			started <- fmt.Errorf("restricting the helper's privileges: %w", err)
 			return
 		}

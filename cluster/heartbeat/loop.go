@@ -29,6 +29,8 @@ type loopConfig struct {
 	// budget, as releases before the source check did (TestAnySourceEnv;
 	// for drills that show what the check prevents).
 	AnySource bool `json:"any_source,omitempty"`
+	// Claim switches the helper's claim and lease renewal on (claim.go).
+	Claim *ClaimConfig `json:"claim,omitempty"`
 }
 
 type loopPeer struct {
@@ -89,7 +91,7 @@ type loop struct {
 	in          [MaxDatagramSize + 1]byte // one more byte: longer datagrams show as such
 	from        unix.RawSockaddrAny
 	rxp         rxPath // recvmsg with the kernel's receive time (rxtime.go)
-	ctlIn       [refreshSize + 1]byte
+	ctlIn       [maxCtlSize + 1]byte
 	ctlEmpty    bool // the last readCtl found no message
 	tbuf        [8]byte
 	beat, rx    Beat
@@ -102,6 +104,7 @@ type loop struct {
 	repBuf      []byte
 	lastReport  Mono
 	reported    bool
+	claim       claimState
 }
 
 // newLoop builds a loop on an open UDP socket (bound, blocking) and the
@@ -158,6 +161,10 @@ func newLoop(cfg loopConfig, udp, ctl int) (*loop, error) {
 	l.pfd[pollCtl] = unix.PollFd{Fd: int32(ctl)}
 	l.pfd[pollUDP] = unix.PollFd{Fd: -1}
 	l.pfd[pollTimer] = unix.PollFd{Fd: int32(tfd), Events: unix.POLLIN}
+	if err := l.initClaim(); err != nil {
+		unix.Close(tfd)
+		return nil, err
+	}
 	return l, nil
 }
 
@@ -173,7 +180,10 @@ func sockaddr(ap netip.AddrPort) (unix.Sockaddr, error) {
 }
 
 // close releases the timerfd (the sockets belong to the caller).
-func (l *loop) close() { unix.Close(l.tfd) }
+func (l *loop) close() {
+	l.closeClaim()
+	unix.Close(l.tfd)
+}
 
 // start arms the first tick one interval from now.
 func (l *loop) start() error {
@@ -282,6 +292,10 @@ func (l *loop) readCtl(now Mono) error {
 		return errParentGone
 	case n == 0:
 		return errParentGone // EOF: the daemon closed its end
+	}
+	if l.ctlIn[0] == msgPlan {
+		l.readPlan(l.ctlIn[:n])
+		return nil
 	}
 	var r refresh
 	if !r.decode(l.ctlIn[:n]) {
@@ -408,6 +422,7 @@ func (l *loop) tick(now Mono) error {
 	}
 	majority := l.tr.Majority(now)
 	beating := l.tokenSeen && now.Sub(l.tokenAt) <= l.cfg.TokenTTL
+	l.claimTick(now, beating, majority)
 	if beating {
 		l.beat.Seq++
 		l.beat.Flags = l.token.flags & advertFlags
@@ -418,6 +433,7 @@ func (l *loop) tick(now Mono) error {
 			l.beat.Flags |= FlagMajority
 		}
 		l.beat.Owner, l.beat.Epoch = l.token.owner, l.token.epoch
+		l.claimAdvert(now)
 		l.keys.SealV2(&l.outV2, &l.beat, l.cluster)
 		sealedV1 := false
 		for i, d := range l.dests {
@@ -459,6 +475,7 @@ func (l *loop) tick(now Mono) error {
 func (l *loop) report(now Mono, beating, majority bool) error {
 	r := &l.rep
 	r.at, r.beating, r.majority, r.realtime = now, beating, majority, l.realtime
+	r.lease = l.leaseHeld(now)
 	r.boot, r.seq, r.stats = l.beat.Boot, l.beat.Seq, l.stats
 	for i := range r.peers {
 		p := l.tr.peers[i]
@@ -478,6 +495,7 @@ func (l *loop) report(now Mono, beating, majority bool) error {
 	}
 	l.lastReport, l.reported = now, true
 	l.prev.at, l.prev.beating, l.prev.majority, l.prev.realtime = r.at, r.beating, r.majority, r.realtime
+	l.prev.lease = r.lease
 	copy(l.prev.peers, r.peers)
 	return nil
 }

@@ -86,6 +86,10 @@ const (
 	// (a reload changed its keys, peers or settings); receivers may keep
 	// the sender live across the short gap (the daemon's liveness).
 	FlagRestarting
+	// FlagOwnerGone: the sender's beat loop no longer hears the owner its
+	// beat names (set by the loop; a successor's helper claims only once
+	// every live peer that believed in that owner says so).
+	FlagOwnerGone
 
 	// advertFlags are the flags the daemon controls.
 	advertFlags = FlagHolding | FlagLeaving | FlagRestarting
@@ -93,7 +97,7 @@ const (
 
 // String lists the set flags, for logs.
 func (f Flags) String() string {
-	names := [...]string{"holding", "leaving", "realtime", "majority", "restarting"}
+	names := [...]string{"holding", "leaving", "realtime", "majority", "restarting", "owner-gone"}
 	s := ""
 	for i, n := range names {
 		if f&(1<<i) != 0 {

@@ -89,6 +89,9 @@ func sameHeartbeat(a, b *config.Config) bool {
 		len(x.Peers) != len(y.Peers) || len(x.Keys) != len(y.Keys) {
 		return false
 	}
+	if !samePlaces(vipPlaces(a), vipPlaces(b)) {
+		return false // the helper's claim works on the VIP places it started with
+	}
 	for i := range x.Peers {
 		if x.Peers[i] != y.Peers[i] {
 			return false

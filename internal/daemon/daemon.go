@@ -81,6 +81,15 @@ type Options struct {
 	// established flows then die when the VIP moves. For control runs that
 	// show what the sync is for, not for production.
 	NoConnSync bool
+	// NoHelperClaim keeps the VIP's claim in the daemon (claim.go): the
+	// heartbeat helper reports who is alive and the daemon claims after
+	// its verdict. For control runs.
+	NoHelperClaim bool
+	// HelperLease makes the heartbeat helper renew the owner lease on
+	// every beat with a lease of twice the detection time, instead of the
+	// daemon's dataplane.DefaultLeaseTTL every DefaultLeaseRenew (claim.go;
+	// off by default: see docs/daemon.md).
+	HelperLease bool
 }
 
 // Daemon is one running LB node. Its Events, Status, ClusterView, Probes
@@ -91,6 +100,8 @@ type Daemon struct {
 	events *EventLog
 	// history is the event history in state_dir (set by Run).
 	history atomic.Pointer[History]
+	// gate lets announcement repeats see the helper's lease (claim.go).
+	gate claimGate
 
 	mu     sync.Mutex
 	status Status

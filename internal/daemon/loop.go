@@ -19,6 +19,8 @@ type state struct {
 	noMajority majorityWatch
 	// beatKey is the heartbeat verdict last logged (noteHeartbeat).
 	beatKey string
+	// claim is the heartbeat helper's claim (claim.go).
+	claim claimState
 
 	cfg *config.Config
 	// The components the loop acts through (parts.go).

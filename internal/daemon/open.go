@@ -53,7 +53,7 @@ func (d *Daemon) open(s *state) (closeAll func(), err error) {
 	s.lease = lease
 	// Repeated announcements go out only while the lease is held: a
 	// daemon paused between two of them wakes up silent.
-	vip.SetAnnounceGate(lease.Held)
+	vip.SetAnnounceGate(func() bool { return lease.Held() || d.gate.held() })
 	if err := s.lease.Install(run, leaseVIPs(cfg)); err != nil {
 		return closeAll, fmt.Errorf("installing the owner lease tables: %w", err)
 	}

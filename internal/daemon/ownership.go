@@ -22,6 +22,9 @@ func (d *Daemon) decide(s *state) {
 	}
 	d.publish(s, s.last) // eligibility into the metadata before deciding
 	v, gv := d.view(s)
+	if d.takeHelperClaims(s, v) {
+		v, gv = d.view(s)
+	}
 	d.syncDrain(s, v)
 	d.checkHandoff(s)
 	dec := cluster.Elect(v, s.cfg.Node.Name)
@@ -56,6 +59,7 @@ func (d *Daemon) decide(s *state) {
 	s.last = dec
 	d.apply(s, dec)
 	d.publish(s, dec)
+	d.planClaim(s, v, dec)
 }
 
 // publish puts the decision's owner belief into the metadata and the beats.
@@ -125,7 +129,7 @@ func samePlaces(a, b []dataplane.ServiceVIP) bool {
 func (d *Daemon) acquire(s *state, reason string) {
 	defer d.observeClaim(time.Now())
 	// Lease first: the announcements and ARP replies need it.
-	if err := s.lease.Renew(s.run, dataplane.DefaultLeaseTTL); err != nil {
+	if err := s.lease.Renew(s.run, d.leaseTTL(s)); err != nil {
 		d.log.Error("renewing the owner lease", "err", err)
 	}
 	s.sync.SetHolding(true)
@@ -142,6 +146,7 @@ func (d *Daemon) acquire(s *state, reason string) {
 }
 
 func (d *Daemon) release(s *state, reason string) {
+	d.beforeRelease(s)
 	for _, p := range s.held {
 		if err := s.vip.Remove(s.run, p.Interface, p.Addr); err != nil {
 			d.log.Error("removing the VIP", "vip", p.Addr, "interface", p.Interface, "err", err)
@@ -176,7 +181,7 @@ func (d *Daemon) release(s *state, reason string) {
 // this node owns the VIP, or the host would answer ARP beside the owner
 // the peers elected while this daemon was gone.
 func (d *Daemon) renewLease(s *state) {
-	if !s.holding || s.waiting {
+	if !s.holding || s.waiting || d.helperRenews(s) {
 		return
 	}
 	err := s.lease.Renew(s.run, dataplane.DefaultLeaseTTL)

@@ -109,6 +109,7 @@ func (d *Daemon) startBeater(s *state) {
 	}
 	hc := heartbeatConfig(s.cfg)
 	hc.Logger = d.log.With("component", "heartbeat")
+	hc.Claim = d.claimConfig(s, hc)
 	b, err := d.start.heartbeat(s.run, hc)
 	if err != nil {
 		// Liveness then comes from gossip alone (slower, but the VIP
@@ -129,6 +130,7 @@ func (d *Daemon) startBeater(s *state) {
 	d.mu.Lock()
 	s.beater, s.beatErr, s.beatRetry = b, nil, beatRetry{restart: s.beatRetry.restart}
 	d.mu.Unlock()
+	d.claimStarted(s, hc.Claim)
 	rt := b.Realtime()
 	d.log.Info("heartbeat running", "bind", hc.Bind, "interval", hc.Interval, "misses", hc.Misses,
 		"realtime", rt.InEffect, "priority", rt.Priority, "reason", rt.Reason, "after_failed_starts", failures)
