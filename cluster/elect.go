@@ -3,6 +3,7 @@ package cluster
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -182,6 +183,11 @@ func Elect(v View, self string) Decision {
 				hidden.reporter, hidden.claim.Name, hidden.claim.Epoch)
 			break
 		}
+		if u := e.unreadHolder(); u != nil {
+			d.Reason = fmt.Sprintf("elected, but waits: %s beats that it holds the VIP (epoch %d) and its metadata has not been read here yet",
+				u.Name, u.Meta.Epoch)
+			break
+		}
 		if w := e.withoutMajority(self); w != nil && d.Quorum.Required {
 			d.Reason = fmt.Sprintf("elected, but waits: %s hears no majority (a partition may be forming; this node may be on its small side too)", w.Name)
 			break
@@ -257,6 +263,26 @@ func (e *election) withoutMajority(self string) *Member {
 		}
 	}
 	return nil
+}
+
+// unreadHolder returns the fresh member, with the strongest claim, whose
+// beats say it holds the VIP but whose metadata this node has not read (nil
+// if none): such a member is not live for the election (no priority, no
+// eligibility to weigh), yet it is the owner the others follow, as after a
+// gossip key fixed on this node, when the beats flow before the gossip
+// state does. Self makes no new claim beside it.
+func (e *election) unreadHolder() *Member {
+	var best *Member
+	for _, p := range slices.Sorted(maps.Keys(e.peers)) {
+		m := e.peers[p]
+		if m == nil || !m.Fresh || m.metaOK() || m.Meta.Owner != m.Name {
+			continue
+		}
+		if best == nil || m.Meta.Epoch > best.Meta.Epoch {
+			best = m
+		}
+	}
+	return best
 }
 
 // metaOK reports whether the member's metadata was read and names it.

@@ -22,6 +22,20 @@ func TestElect(t *testing.T) {
 			reason: "lb2 is elected",
 		},
 		{
+			desc: "a fresh peer whose metadata is unread here but whose beats say it holds the VIP: no new claim beside it",
+			view: view(unread("lb1", 1), unread("lb2", 0), node("lb3", 100)),
+			self: "lb3",
+			hold: false, owner: "", epoch: 1, elected: "lb3",
+			reason: "elected, but waits: lb1 beats that it holds the VIP (epoch 1)",
+		},
+		{
+			desc: "fresh peers with unread metadata, control: none says it holds, so self claims",
+			view: view(unread("lb1", 0), unread("lb2", 0), node("lb3", 100)),
+			self: "lb3",
+			hold: true, owner: "lb3", epoch: 1, elected: "lb3",
+			reason: "claims the VIP",
+		},
+		{
 			desc: "a forming partition: the old owner released for want of a majority; a fresh peer saying it hears no majority holds the claim back",
 			view: view(node("lb1", 150), node("lb2", 120, noMajority), node("lb3", 100), node("lb4", 80), node("lb5", 60)),
 			self: "lb1",

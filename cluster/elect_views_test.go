@@ -21,6 +21,17 @@ func node(name string, prio int, mods ...mod) Member {
 	return m
 }
 
+// unread is a fresh member whose metadata was not read (the beats reach
+// this node before the gossip state does); holding > 0: its beats say it
+// holds the VIP with that epoch (what View.WithLiveness lays over it).
+func unread(name string, holding uint64) Member {
+	m := Member{Name: name, Configured: true, State: StateAlive, Fresh: true}
+	if holding > 0 {
+		m.Meta.Owner, m.Meta.Epoch = name, holding
+	}
+	return m
+}
+
 func dead(m *Member)    { m.Fresh, m.State = false, StateDead }
 func inelig(m *Member)  { m.Meta.Eligible = false }
 func preempt(m *Member) { m.Meta.Preempt = true }

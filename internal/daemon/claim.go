@@ -90,7 +90,7 @@ func (d *Daemon) claimStarted(s *state, cc *heartbeat.ClaimConfig) {
 		return
 	}
 	s.claim.beater, s.claim.places, s.claim.ttl, s.claim.renews = s.beater, vipPlaces(s.cfg), cc.LeaseTTL, cc.RenewLease
-	if h, ok := s.beater.(helperClaimer); ok {
+	if h, ok := claimerOf(s.beater); ok {
 		d.gate.c.Store(&h)
 	}
 }
@@ -106,7 +106,16 @@ func (d *Daemon) helper(s *state) (helperClaimer, bool) {
 		return nil, false
 	default:
 	}
-	h, ok := s.beater.(helperClaimer)
+	return claimerOf(s.beater)
+}
+
+// claimerOf is b's claim side: b itself, or the loop inside the liveness
+// token's keeper (keeper.go), which offers only the beat loop's methods.
+func claimerOf(b beatLoop) (helperClaimer, bool) {
+	if k, ok := b.(*keptBeat); ok {
+		b = k.beatLoop
+	}
+	h, ok := b.(helperClaimer)
 	return h, ok
 }
 
@@ -133,7 +142,7 @@ func (d *Daemon) takeHelperClaims(s *state, v cluster.View) bool {
 	h, ok := d.helper(s)
 	if !ok {
 		if s.beater != nil {
-			if c, ok := s.beater.(helperClaimer); ok {
+			if c, ok := claimerOf(s.beater); ok {
 				for _, hc := range c.Claims() {
 					d.undoClaim(s, c, hc, "the helper's claim is switched off for this VIP configuration")
 				}
