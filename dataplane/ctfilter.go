@@ -16,7 +16,8 @@ import (
 // later): the kernel walks its table and sends only the TCP entries of one
 // service (original destination VIP:port) and, optionally, one backend
 // (reply source), instead of every entry of the family for the daemon to
-// decode and throw away. ti-mo/conntrack's Filter knows only mark, status
+// decode and throw away. For IPv6 the kernel matches the ports only and
+// the addresses are matched here (filterRequest says why). ti-mo/conntrack's Filter knows only mark, status
 // and zone, so the request and the decoding of the few attributes a cut
 // needs (the tuples and the zone) are here.
 
@@ -27,8 +28,8 @@ type ctEntry struct {
 	zone               uint16
 }
 
-// ctMatch selects entries in the kernel: the original destination is
-// service and, when backend is valid, the reply source is backend. A zero
+// ctMatch selects entries: the original destination is service and, when
+// backend is valid, the reply source is backend. A zero
 // service matches any original destination.
 type ctMatch struct {
 	service, backend netip.AddrPort
@@ -42,7 +43,8 @@ func (m ctMatch) is4() bool {
 }
 
 // keeps reports whether e is selected by m (checked again here: a kernel
-// without CTA_FILTER ignores the filter and sends the whole table).
+// without CTA_FILTER ignores the filter and sends the whole table, and
+// for IPv6 the kernel does not match the addresses).
 func (m ctMatch) keeps(e ctEntry) bool {
 	return (!m.service.IsValid() || e.origDst == m.service) && (!m.backend.IsValid() || e.replySrc == m.backend)
 }
@@ -132,23 +134,39 @@ func (m ctMatch) String() string {
 // filterRequest builds the dump request: family of m, TCP, CTA_FILTER
 // with the original destination (when a service is given) and the reply
 // source (when a backend is given).
+//
+// For IPv6 the kernel is asked to match the protocol and ports only; the
+// addresses are matched here (ctMatch.keeps), because the kernel's IPv6
+// address test is inverted: ctnetlink_filter_match_tuple
+// (net/netfilter/nf_conntrack_netlink.c), case NFPROTO_IPV6, drops the
+// entry when `!ipv6_addr_cmp(&filter_tuple->dst.u3.in6,
+// &ct_tuple->dst.u3.in6)` (and the same for src), but ipv6_addr_cmp is a
+// memcmp, 0 when the addresses are equal: the kernel drops exactly the
+// entries whose address matches and sends the others (seen on Linux
+// 6.18: a filter on VIP6:6443 brings the entries to other addresses on
+// port 6443 and none through the VIP). The IPv4 case compares with !=
+// and is right. The request is well formed for both families (family in
+// nfgenmsg, CTA_IP_V6_* in the tuple, the flags as the kernel reads them
+// in ctnetlink_parse_tuple_filter).
 func filterRequest(m ctMatch) (netlink.Message, error) {
 	if !m.service.IsValid() && !m.backend.IsValid() {
 		return netlink.Message{}, errors.New("conntrack filter: neither a service nor a backend")
 	}
 	fam := netfilter.ProtoIPv6
+	var dstIP, srcIP uint32 // no kernel address match for IPv6 (above)
 	if m.is4() {
 		fam = netfilter.ProtoIPv4
+		dstIP, srcIP = ctfFlagIPDst, ctfFlagIPSrc
 	}
 	var attrs []netfilter.Attribute
 	filter := netfilter.Attribute{Type: ctfFilter, Nested: true}
 	if m.service.IsValid() {
 		attrs = append(attrs, filterTuple(ctfTupleOrig, netip.AddrPort{}, m.service))
-		filter.Children = append(filter.Children, nativeU32(ctfFilterOrigFlags, ctfFlagIPDst|ctfFlagProtoNum|ctfFlagDstPort))
+		filter.Children = append(filter.Children, nativeU32(ctfFilterOrigFlags, dstIP|ctfFlagProtoNum|ctfFlagDstPort))
 	}
 	if m.backend.IsValid() {
 		attrs = append(attrs, filterTuple(ctfTupleReply, m.backend, netip.AddrPort{}))
-		filter.Children = append(filter.Children, nativeU32(ctfFilterReplyFlags, ctfFlagIPSrc|ctfFlagProtoNum|ctfFlagSrcPort))
+		filter.Children = append(filter.Children, nativeU32(ctfFilterReplyFlags, srcIP|ctfFlagProtoNum|ctfFlagSrcPort))
 	}
 	attrs = append(attrs, filter)
 	msg, err := netfilter.MarshalNetlink(netfilter.Header{

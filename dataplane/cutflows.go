@@ -68,7 +68,8 @@ type CutReport struct {
 // entries (a dump filtered by the kernel, not the whole table) and deletes
 // them in batches of o.Batch with a pause of o.Pause between batches, so
 // that a large cut neither holds a CPU nor floods the kernel's conntrack
-// locks. It stops when ctx ends and returns what it did so far with the
+// locks (for IPv6 the kernel matches the ports and the addresses are
+// matched here: see filterRequest). It stops when ctx ends and returns what it did so far with the
 // context's error. Entries that end meanwhile are not an error. A zero
 // service matches any original destination.
 func (c *Conntrack) CutBackend(ctx context.Context, service, backend netip.AddrPort, o CutOptions) (rep CutReport, err error) {
