@@ -106,7 +106,11 @@ func (d *Daemon) helper(s *state) (helperClaimer, bool) {
 		return nil, false
 	default:
 	}
-	h, ok := s.beater.(helperClaimer)
+	b := beatLoop(s.beater)
+	if k, ok := b.(*keptBeat); ok {
+		b = k.beatLoop // the keeper wraps the loop (keeper.go)
+	}
+	h, ok := b.(helperClaimer)
 	return h, ok
 }
 
