@@ -38,8 +38,10 @@ type claimState struct {
 	lastRenew, lapsedUntil Mono
 	others                 []claimPeer
 	// ann are the announcers opened at start, by VIP (nil: opened at
-	// the claim).
-	ann []*dataplane.Announcer
+	// the claim); adders the pre-built address additions (nil: the claim
+	// uses VIP.AddAddress).
+	ann    []*dataplane.Announcer
+	adders []*dataplane.AddrAdder
 	// withheld is why the helper last did not claim with the owner gone.
 	withheld string
 	// hadMajority: the tracker heard a majority since the loop started.
@@ -91,12 +93,24 @@ func (l *loop) initClaim() error {
 			c.ann[i], _ = c.vip.OpenAnnouncer(v.Interface, v.Addr)
 		}
 	}
+	// So is the address's netlink socket and message: the claim then
+	// sends one RTM_NEWADDR (dataplane.AddrAdder).
+	c.adders = make([]*dataplane.AddrAdder, len(cc.VIPs))
+	for i, v := range cc.VIPs {
+		var err error
+		if c.adders[i], err = c.vip.OpenAddrAdder(v.Interface, v.Addr); err != nil {
+			c.log.Warn("the claim adds the VIP through a new netlink handle", "vip", v.Addr, "interface", v.Interface, "err", err)
+		}
+	}
 	return nil
 }
 
 func (l *loop) closeClaim() {
 	if c := &l.claim; c.renewer != nil {
 		for _, a := range c.ann {
+			a.Close()
+		}
+		for _, a := range c.adders {
 			a.Close()
 		}
 		c.renewer.Close()
@@ -194,7 +208,10 @@ func (l *loop) maybeClaim(now Mono, beating bool) {
 	}
 	m.lease = l.now()
 	ctx := context.Background()
-	for _, v := range c.cfg.VIPs {
+	for i, v := range c.cfg.VIPs {
+		if c.adders[i] != nil && c.adders[i].Add() == nil {
+			continue
+		}
 		if err := c.vip.AddAddress(ctx, v.Interface, v.Addr); err != nil {
 			m.addressErr = true
 			c.log.Error("claim: adding the VIP", "vip", v.Addr, "interface", v.Interface, "err", err)
