@@ -499,21 +499,27 @@ func (b *Beater) Refresh(a Advert) error {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	r.encode(&b.refreshBuf)
+	return b.sendLocked(b.refreshBuf[:], "refreshing the liveness token")
+}
+
+// sendLocked sends one control message to the loop (b.mu held); what
+// names the message in the error.
+func (b *Beater) sendLocked(msg []byte, what string) error {
 	select {
 	case <-b.stopped:
 		return ErrStopped
 	default:
 	}
-	r.encode(&b.refreshBuf)
 	var serr error
 	err := b.rc.Control(func(fd uintptr) {
-		serr = unix.Sendto(int(fd), b.refreshBuf[:], unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, nil)
+		serr = unix.Sendto(int(fd), msg, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, nil)
 	})
 	if err == nil {
 		err = serr
 	}
 	if err != nil {
-		return fmt.Errorf("heartbeat: refreshing the liveness token: %w", err)
+		return fmt.Errorf("heartbeat: %s: %w", what, err)
 	}
 	return nil
 }

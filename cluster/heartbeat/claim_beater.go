@@ -1,11 +1,5 @@
 package heartbeat
 
-import (
-	"fmt"
-
-	"golang.org/x/sys/unix"
-)
-
 // beaterClaim is the Beater's part of the claim.
 type beaterClaim struct {
 	pending []HelperClaim
@@ -68,21 +62,6 @@ func (b *Beater) SetPlan(p ClaimPlan, ack uint64) error {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	select {
-	case <-b.stopped:
-		return ErrStopped
-	default:
-	}
 	m.encode(&b.claim.planBuf)
-	var serr error
-	err := b.rc.Control(func(fd uintptr) {
-		serr = unix.Sendto(int(fd), b.claim.planBuf[:], unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, nil)
-	})
-	if err == nil {
-		err = serr
-	}
-	if err != nil {
-		return fmt.Errorf("heartbeat: sending the succession plan: %w", err)
-	}
-	return nil
+	return b.sendLocked(b.claim.planBuf[:], "sending the succession plan")
 }
