@@ -76,8 +76,13 @@ func TestTroubleshootGuide(t *testing.T) {
 		// The firewall of lb3 drops the heartbeat port (UDP 7947, the
 		// gossip port + 1) and lets gossip through.
 		c.nft(lb3, "table inet insblock {\n chain input {\n  type filter hook input priority 0; policy accept;\n  udp dport 7947 drop\n }\n}\n")
-		out := c.waitCheck(lb3, 15*time.Second, func(out string) bool { return strings.Contains(out, "heartbeats do not arrive") },
-			"check", "-c", cfg)
+		// Both peers' beats stop at once, but lb3 may count one of them
+		// gone a status round before the other: wait for the whole
+		// symptom (both peers without beats, so no majority), not its
+		// first half.
+		out := c.waitCheck(lb3, 15*time.Second, func(out string) bool {
+			return strings.Count(out, "heartbeats do not arrive") >= 2 && strings.Contains(out, "hears 1 of 3 peers")
+		}, "check", "-c", cfg)
 		out += c.epconsole(lb3, "status", "--socket", c.sock("lb3"))
 		expectSymptoms(t, "port-blocked", symptoms["port-blocked"], out)
 		c.nft(lb3, "delete table inet insblock\n")
