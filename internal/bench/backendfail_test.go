@@ -24,9 +24,11 @@ const (
 	backendBefore = 2 * time.Second
 	backendAfter  = 10 * time.Second
 	backendBin    = 100 * time.Millisecond
-	// backendSettle follows the link's heal: HAProxy's `rise 2` at
-	// `inter 3s` takes the backend back within 6 s; epconsole's probes
-	// (every 500 ms, 100 ms while it changes) within 2 s.
+	// backendSettle bounds the wait after the link's heal: HAProxy's
+	// `rise 2` at `inter 3s` takes the backend back within 6 s (the
+	// section goes on as soon as every LB's HAProxy has logged it UP);
+	// epconsole's probes (every 500 ms, 100 ms while it changes) within
+	// 2 s.
 	backendSettle      = 7 * time.Second
 	backendSettleProbe = 3 * time.Second
 )
@@ -64,7 +66,8 @@ func (s *stack) backendFailures(sys system, target netip.AddrPort, p suiteParams
 		out = append(out, s.backendFailure(target, p, f.fault, f.backend))
 		if f.fault == backendLinkDown {
 			if sys.Proxy {
-				time.Sleep(backendSettle)
+				waited, ok := s.waitProxyState("UP", backendSettle, f.backend)
+				s.b.Logf("%s: HAProxy took %s back after the heal (every LB logged it: %v)", sys.Name, waited.Round(100*time.Millisecond), ok)
 			} else {
 				time.Sleep(backendSettleProbe)
 			}

@@ -66,6 +66,10 @@ type streamsArgs struct {
 	Lines   int           `json:"lines"`
 	Every   time.Duration `json:"every"`
 	Timeout time.Duration `json:"timeout"`
+	// Stall, when set, ends a stream that gets no byte for that long
+	// (a dead connection whose client has nothing to send never learns
+	// it is dead; without it the stream waits out Timeout).
+	Stall time.Duration `json:"stall,omitempty"`
 }
 
 // streamOutcome is one stream: lines received, the longest time between
@@ -246,7 +250,17 @@ func oneStream(ctx context.Context, cfg *tls.Config, a streamsArgs, firstLine fu
 		return o
 	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(a.Timeout))
+	end := time.Now().Add(a.Timeout)
+	// extend moves the read deadline to a.Stall from now (never past
+	// a.Timeout from the start).
+	extend := func() {
+		dl := end
+		if a.Stall > 0 && time.Now().Add(a.Stall).Before(end) {
+			dl = time.Now().Add(a.Stall)
+		}
+		_ = c.SetDeadline(dl)
+	}
+	extend()
 	fmt.Fprintf(c, "GET /stream?n=%d&every=%s HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n", a.Lines, a.Every)
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {
@@ -265,6 +279,7 @@ func oneStream(ctx context.Context, cfg *tls.Config, a streamsArgs, firstLine fu
 			}
 			last = now
 			o.Lines++
+			extend()
 			if o.Lines == 1 {
 				firstLine()
 			}

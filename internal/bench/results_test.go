@@ -95,15 +95,21 @@ type faultRun struct {
 	// TakeoverMS is when the VIP was added on another LB, from the
 	// fault (netlink address events; 0: not seen).
 	TakeoverMS float64 `json:"takeover_ms,omitempty"`
+	// SettleMS is how long after the heal lb1 took to be the VIP's only
+	// owner again (for 500 ms): the time between runs.
+	SettleMS float64 `json:"settle_ms,omitempty"`
 	// Trace is what the daemons logged around the fault (epconsole).
 	Trace []traceEvent `json:"trace,omitempty"`
 }
 
 // streamsResult is the streams (or in-flight requests) through a power-off.
 type streamsResult struct {
-	N          int           `json:"n"`
-	Lines      int           `json:"lines"`
-	Every      time.Duration `json:"every"`
+	N     int           `json:"n"`
+	Lines int           `json:"lines"`
+	Every time.Duration `json:"every"`
+	// Stall is how long a stream could go without a byte before it
+	// counted as lost (0: until the run's timeout).
+	Stall      time.Duration `json:"stall_limit,omitempty"`
 	Survived   int           `json:"survived"`
 	LongestGap time.Duration `json:"longest_gap_of_survivors"`
 	Errors     []string      `json:"first_errors,omitempty"`
