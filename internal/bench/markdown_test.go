@@ -16,6 +16,7 @@ func (r *results) markdown() string {
 	fmt.Fprintf(&b, "- date: %s (took %s)\n- mode: %s\n- command: `%s`\n- machine: %s\n- kernel: %s\n- load average at the start: %s; at the end: %s (the machine may be shared: see the disturbed runs)\n\n",
 		r.Date.Format("2006-01-02 15:04 MST"), r.Elapsed, mode, r.Command, r.Machine, r.Kernel, r.LoadStart, r.LoadEnd)
 	b.WriteString(r.timingText())
+	b.WriteString(r.estimateText())
 	b.WriteString("## Systems\n\nEach system runs alone, one after the other, in a lab of network namespaces of its own with the same topology: a client, three LB hosts `lb1..lb3` (priorities 150/100/50, `lb1` the first owner), three stand-in apiservers `cp1..cp3` (real TLS), one bridge, VIP `198.18.8.100:6443`.\n\n")
 	for _, s := range r.Systems {
 		for _, l := range s.Setup {

@@ -13,7 +13,8 @@ package bench
 //	EPCONSOLE_BENCH_TLSPROF=/tmp/prof go test -c -o /tmp/b.test ./internal/bench/ &&
 //	  flock /tmp/epconsole-test.lock /tmp/b.test -test.run '^$' -test.bench '^BenchmarkTLSProfile$' -test.benchtime 1x -test.v
 //
-// (EPCONSOLE_BENCH_SYSTEMS limits the systems; perf's data and reports
+// (EPCONSOLE_BENCH_SYSTEMS limits the systems, epconsole-no-conn-sync
+// among them: epconsole with --no-conn-sync; perf's data and reports
 // go under the named directory).
 
 import (
@@ -187,6 +188,21 @@ func (s *stack) stopDaemons() error {
 	return nil
 }
 
+// noConnSync is epconsole started with --no-conn-sync: everything but
+// the connection sync, to tell its share of the daemons' cost.
+func noConnSync(sys system) system {
+	procs := sys.procs
+	sys.Name, sys.Label = "epconsole-no-conn-sync", "epconsole --no-conn-sync"
+	sys.procs = func(s *stack, i int) []procSpec {
+		ps := procs(s, i)
+		for j := range ps {
+			ps[j].argv = append(ps[j].argv, "--no-conn-sync")
+		}
+		return ps
+	}
+	return sys
+}
+
 func BenchmarkTLSProfile(b *testing.B) {
 	dir := os.Getenv(tlsProfEnv)
 	if dir == "" {
@@ -200,7 +216,14 @@ func BenchmarkTLSProfile(b *testing.B) {
 	defer cancel()
 	only := os.Getenv(onlyEnv)
 	var rows []profRow
-	for _, sys := range systems(testenv.Binary(b)) {
+	all := systems(testenv.Binary(b))
+	for _, sys := range all {
+		if sys.Name == "epconsole" {
+			all = append(all, noConnSync(sys))
+			break
+		}
+	}
+	for _, sys := range all {
 		if sys.Name == "seeds" || (only != "" && !slices.Contains(strings.Split(only, ","), sys.Name)) {
 			continue
 		}
