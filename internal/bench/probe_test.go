@@ -109,6 +109,13 @@ type loadResult struct {
 	// LBCPUPercentPerNode is filled by the suite: the CPU the LBs'
 	// processes used during the load, % of one core per node.
 	LBCPUPercentPerNode float64 `json:"lb_cpu_percent_per_node,omitempty"`
+	// MachineIdlePercent is the share of the machine's CPU time (all
+	// cores) left idle during the load; ClientCPUPercent and
+	// StandinsCPUPercent what the client's and the backends' processes
+	// used, in % of one core (filled by the suite).
+	MachineIdlePercent float64 `json:"machine_idle_percent,omitempty"`
+	ClientCPUPercent   float64 `json:"client_cpu_percent,omitempty"`
+	StandinsCPUPercent float64 `json:"standins_cpu_percent,omitempty"`
 	// StartUnixNano and Bins are set with loadArgs.Bin.
 	StartUnixNano int64     `json:"start_unix_nano,omitempty"`
 	Bins          []loadBin `json:"bins,omitempty"`

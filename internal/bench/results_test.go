@@ -331,7 +331,7 @@ func (r *results) evaluate() {
 				e += fmt.Sprintf(", %s %.1f %% (%.2f × direct)", o.Label, o.NewConns.LBCPUPercentPerNode, float64(o.NewConns.OK)/float64(direct.NewConns.OK))
 			}
 		}
-		evidence(e + "; client, LBs and stand-ins share the machine's cores")
+		evidence(e + "; client, LBs and stand-ins share the machine's cores" + cpuBoundText(direct.NewConns, ep.NewConns))
 	}
 }
 
@@ -419,4 +419,14 @@ func (r *results) evaluateMore(ep, tuned *systemResult) {
 		}
 		r.Targets = append(r.Targets, t)
 	}
+}
+
+// cpuBoundText says how busy the machine was during the direct and
+// epconsole new-connection loads, and where its CPU went.
+func cpuBoundText(direct, ep *loadResult) string {
+	if direct.MachineIdlePercent == 0 && ep.MachineIdlePercent == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (the machine %.0f %% idle during direct's load, client %.0f %% and stand-ins %.0f %% of a core; %.0f %% idle during epconsole's, client %.0f %%, stand-ins %.0f %%, LB processes %.1f %% per node: the load is bound by the machine's CPU, so the LBs' CPU is taken from the client and the stand-ins; `BenchmarkTLSProfile` in internal/bench splits it further)",
+		direct.MachineIdlePercent, direct.ClientCPUPercent, direct.StandinsCPUPercent, ep.MachineIdlePercent, ep.ClientCPUPercent, ep.StandinsCPUPercent, ep.LBCPUPercentPerNode)
 }

@@ -349,13 +349,21 @@ func (s *stack) runLoad(target netip.AddrPort, p suiteParams, newConns bool) (*l
 		return nil, err
 	}
 	t0 := s.lbTicks()
+	c0, w0 := readCPUStat(), time.Now()
+	cl0, cp0 := s.hostTicks(netlab.RoleClient), s.hostTicks(netlab.RoleBackend)
 	var r loadResult
 	if err := job.result(p.LoadFor+30*time.Second, &r); err != nil {
 		return nil, err
 	}
+	c1, el := readCPUStat(), time.Since(w0)
 	if len(t0) > 0 {
 		r.LBCPUPercentPerNode = cpuPercent(t0, s.lbTicks(), r.Elapsed) / float64(len(s.lbs))
 	}
+	if c1.total > c0.total {
+		r.MachineIdlePercent = float64(c1.idle-c0.idle) / float64(c1.total-c0.total) * 100
+	}
+	r.ClientCPUPercent = cpuPercent(cl0, s.hostTicks(netlab.RoleClient), el)
+	r.StandinsCPUPercent = cpuPercent(cp0, s.hostTicks(netlab.RoleBackend), el)
 	return &r, nil
 }
 
@@ -386,9 +394,18 @@ type procTicks struct{ ticks, rssKB int64 }
 
 // lbTicks reads utime+stime (clock ticks) and VmRSS of every process in
 // the LBs' namespaces.
-func (s *stack) lbTicks() map[int]procTicks {
+func (s *stack) lbTicks() map[int]procTicks { return ticksOf(s.lbs) }
+
+// hostTicks is lbTicks for the lab's hosts of role.
+func (s *stack) hostTicks(role netlab.Role) map[int]procTicks {
+	return ticksOf(s.lab.HostsByRole(role))
+}
+
+// ticksOf reads utime+stime (clock ticks) and VmRSS of every process in
+// the namespaces of hosts.
+func ticksOf(hosts []*netlab.Host) map[int]procTicks {
 	out := map[int]procTicks{}
-	for _, h := range s.lbs {
+	for _, h := range hosts {
 		for _, pid := range nsPIDs(h) {
 			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 			if err != nil {
