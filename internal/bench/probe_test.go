@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -110,9 +111,10 @@ type loadResult struct {
 	// processes used during the load, % of one core per node.
 	LBCPUPercentPerNode float64 `json:"lb_cpu_percent_per_node,omitempty"`
 	// MachineIdlePercent is the share of the machine's CPU time (all
-	// cores) left idle during the load; ClientCPUPercent and
-	// StandinsCPUPercent what the client's and the backends' processes
-	// used, in % of one core (filled by the suite).
+	// cores) left idle during the load (filled by the suite);
+	// ClientCPUPercent what the client's process used (its own count)
+	// and StandinsCPUPercent the backends' processes (the suite's), in %
+	// of one core.
 	MachineIdlePercent float64 `json:"machine_idle_percent,omitempty"`
 	ClientCPUPercent   float64 `json:"client_cpu_percent,omitempty"`
 	StandinsCPUPercent float64 `json:"standins_cpu_percent,omitempty"`
@@ -309,6 +311,7 @@ func probeLoad(ctx context.Context, a loadArgs) (loadResult, error) {
 		return loadResult{}, err
 	}
 	start := time.Now()
+	cpu0 := selfCPU()
 	end := start.Add(a.Duration)
 	var mu sync.Mutex
 	var res loadResult
@@ -367,6 +370,7 @@ func probeLoad(ctx context.Context, a loadArgs) (loadResult, error) {
 	}
 	wg.Wait()
 	res.Elapsed = time.Since(start)
+	res.ClientCPUPercent = float64(selfCPU()-cpu0) / float64(res.Elapsed) * 100
 	res.Bins = bins
 	if len(lat) > 0 {
 		slices.Sort(lat)
@@ -374,4 +378,13 @@ func probeLoad(ctx context.Context, a loadArgs) (loadResult, error) {
 		res.P99 = lat[len(lat)*99/100]
 	}
 	return res, nil
+}
+
+// selfCPU is the CPU time this process has used so far (user + system).
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

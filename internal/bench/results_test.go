@@ -427,6 +427,12 @@ func cpuBoundText(direct, ep *loadResult) string {
 	if direct.MachineIdlePercent == 0 && ep.MachineIdlePercent == 0 {
 		return ""
 	}
-	return fmt.Sprintf(" (the machine %.0f %% idle during direct's load, client %.0f %% and stand-ins %.0f %% of a core; %.0f %% idle during epconsole's, client %.0f %%, stand-ins %.0f %%, LB processes %.1f %% per node: the load is bound by the machine's CPU, so the LBs' CPU is taken from the client and the stand-ins; `BenchmarkTLSProfile` in internal/bench splits it further)",
-		direct.MachineIdlePercent, direct.ClientCPUPercent, direct.StandinsCPUPercent, ep.MachineIdlePercent, ep.ClientCPUPercent, ep.StandinsCPUPercent, ep.LBCPUPercentPerNode)
+	client := func(l *loadResult) string {
+		if l.ClientCPUPercent == 0 {
+			return "" // not measured (runs before the client counted itself)
+		}
+		return fmt.Sprintf("client %.0f %%, ", l.ClientCPUPercent)
+	}
+	return fmt.Sprintf(" (the machine %.0f %% idle during direct's load, %sstand-ins %.0f %% of a core; %.0f %% idle during epconsole's, %sstand-ins %.0f %%, LB processes %.1f %% per node: the load is bound by the machine's CPU, so the LBs' CPU is taken from the client and the stand-ins; `BenchmarkTLSProfile` in internal/bench splits it further)",
+		direct.MachineIdlePercent, client(direct), direct.StandinsCPUPercent, ep.MachineIdlePercent, client(ep), ep.StandinsCPUPercent, ep.LBCPUPercentPerNode)
 }

@@ -350,7 +350,7 @@ func (s *stack) runLoad(target netip.AddrPort, p suiteParams, newConns bool) (*l
 	}
 	t0 := s.lbTicks()
 	c0, w0 := readCPUStat(), time.Now()
-	cl0, cp0 := s.hostTicks(netlab.RoleClient), s.hostTicks(netlab.RoleBackend)
+	cp0 := s.hostTicks(netlab.RoleBackend)
 	var r loadResult
 	if err := job.result(p.LoadFor+30*time.Second, &r); err != nil {
 		return nil, err
@@ -362,7 +362,6 @@ func (s *stack) runLoad(target netip.AddrPort, p suiteParams, newConns bool) (*l
 	if c1.total > c0.total {
 		r.MachineIdlePercent = float64(c1.idle-c0.idle) / float64(c1.total-c0.total) * 100
 	}
-	r.ClientCPUPercent = cpuPercent(cl0, s.hostTicks(netlab.RoleClient), el)
 	r.StandinsCPUPercent = cpuPercent(cp0, s.hostTicks(netlab.RoleBackend), el)
 	return &r, nil
 }
