@@ -24,10 +24,15 @@ const (
 	backendBefore = 2 * time.Second
 	backendAfter  = 10 * time.Second
 	backendBin    = 100 * time.Millisecond
-	// backendSettle follows the link's heal: HAProxy's `rise 2` at
-	// `inter 3s` takes the backend back within 6 s; epconsole's probes
-	// (every 500 ms, 100 ms while it changes) within 2 s.
-	backendSettle      = 7 * time.Second
+	// backendSettle bounds the wait after the link's heal: HAProxy's
+	// `rise 2` at `inter 3s` takes the backend back within 6 s (the
+	// section goes on as soon as every LB's HAProxy has logged it UP);
+	// epconsole's probes (every 500 ms, 100 ms while it changes) within
+	// 2 s.
+	backendSettle = 7 * time.Second
+	// proxyCheckInter is HAProxy's check interval (`inter 3s`) and a
+	// little: a check started before the heal has ended after it.
+	proxyCheckInter    = 3500 * time.Millisecond
 	backendSettleProbe = 3 * time.Second
 )
 
@@ -64,7 +69,12 @@ func (s *stack) backendFailures(sys system, target netip.AddrPort, p suiteParams
 		out = append(out, s.backendFailure(target, p, f.fault, f.backend))
 		if f.fault == backendLinkDown {
 			if sys.Proxy {
-				time.Sleep(backendSettle)
+				// A check still under way at the heal may yet fail and
+				// take the backend out; after one check interval none
+				// is, and HAProxy's log says whether it is in or out.
+				time.Sleep(proxyCheckInter)
+				waited, ok := s.waitProxyState("UP", backendSettle-proxyCheckInter, f.backend)
+				s.b.Logf("%s: HAProxy had %s back %s after the heal (every LB logged it: %v)", sys.Name, f.backend, (proxyCheckInter + waited).Round(100*time.Millisecond), ok)
 			} else {
 				time.Sleep(backendSettleProbe)
 			}

@@ -27,8 +27,9 @@ import (
 // iperfPort is where the iperf3 server listens on cp1.
 const iperfPort = 5201
 
-// bulkProxyWait is how long the bulk section waits, where HAProxy runs,
-// for its health checks to take the stopped backends out.
+// bulkProxyWait bounds the bulk section's wait, where HAProxy runs, for
+// its health checks to take the stopped backends out (it goes on as soon
+// as every LB's HAProxy has logged them DOWN).
 const bulkProxyWait = 10 * time.Second
 
 // bulkResult is one system's bulk transfer (client to backend).
@@ -113,7 +114,8 @@ func (s *stack) bulk(sys system, target netip.AddrPort, d time.Duration) *bulkRe
 	// iperf3's control connection then hangs. Wait out its `fall 3` at
 	// `inter 3s`.
 	if sys.Proxy {
-		time.Sleep(bulkProxyWait)
+		waited, ok := s.waitProxyState("DOWN", bulkProxyWait, "cp2", "cp3")
+		s.b.Logf("%s bulk: HAProxy took cp2 and cp3 out in %s (every LB logged it: %v)", sys.Name, waited.Round(100*time.Millisecond), ok)
 	} else {
 		time.Sleep(time.Second)
 	}

@@ -35,7 +35,16 @@
 // keepalived + HAProxy pair replaced by epconsole host by host in the
 // documented order (docs/migration.md; the full version behind
 // EPCONSOLE_DRILL_CUTOVER=1). BenchmarkFailover, the older link-down-only
-// comparison, stays behind EPCONSOLE_BENCH=1.
+// comparison, stays behind EPCONSOLE_BENCH=1. BenchmarkTLSProfile
+// (tlsprofile_test.go, behind EPCONSOLE_BENCH_TLSPROF=DIR) splits the CPU
+// of the new-connection load by process and, with perf, by function, for
+// each system, for epconsole and the nft rival again with their daemons
+// stopped and the nft tables left, and for epconsole with --no-conn-sync.
+//
+// The quick mode waits on events rather than sleeping out worst cases
+// (HAProxy's backend state from its log, a stream with no byte for its
+// line interval + 5 s counted lost), and a quick run's BENCHMARKS.md
+// estimates the full mode's duration from its section timings.
 //
 // The suite needs root and network namespaces. Namespace names start with
 // "bn" ("bnx" for the labs of the sections that run every system at

@@ -16,6 +16,7 @@ func (r *results) markdown() string {
 	fmt.Fprintf(&b, "- date: %s (took %s)\n- mode: %s\n- command: `%s`\n- machine: %s\n- kernel: %s\n- load average at the start: %s; at the end: %s (the machine may be shared: see the disturbed runs)\n\n",
 		r.Date.Format("2006-01-02 15:04 MST"), r.Elapsed, mode, r.Command, r.Machine, r.Kernel, r.LoadStart, r.LoadEnd)
 	b.WriteString(r.timingText())
+	b.WriteString(r.estimateText())
 	b.WriteString("## Systems\n\nEach system runs alone, one after the other, in a lab of network namespaces of its own with the same topology: a client, three LB hosts `lb1..lb3` (priorities 150/100/50, `lb1` the first owner), three stand-in apiservers `cp1..cp3` (real TLS), one bridge, VIP `198.18.8.100:6443`.\n\n")
 	for _, s := range r.Systems {
 		for _, l := range s.Setup {
@@ -54,7 +55,7 @@ func (r *results) markdown() string {
 	b.WriteString(r.timelineText())
 	b.WriteString(r.synText())
 	b.WriteString("\n## Connections through an owner power-off\n\n![streams and in-flight requests that survive](bench/survivors.png)\n\n")
-	b.WriteString("**Streams**: long-lived TLS connections, each reading a line every 100 ms from a stand-in; `lb1` is powered off 2 s in. **In-flight**: requests the stand-in answers over 1 s (a first line at once, the rest a second later); `lb1` is powered off 300 ms after every request has its first line. A stream or request survives when every line arrived and the response ended cleanly. **conntrack** counts the entries for port 6443 on `lb1` just before the power-off and on `lb2` half a second after it (the streams run).\n\n")
+	fmt.Fprintf(&b, "**Streams**: long-lived TLS connections, each reading a line every 100 ms from a stand-in; `lb1` is powered off 2 s in. **In-flight**: requests the stand-in answers over 1 s (a first line at once, the rest a second later); `lb1` is powered off 300 ms after every request has its first line. A stream or request survives when every line arrived and the response ended cleanly; one that gets no byte for its line interval plus %s is lost (the client only reads, so a connection that died with the owner tells it nothing). **conntrack** counts the entries for port 6443 on `lb1` just before the power-off and on `lb2` half a second after it (the streams run).\n\n", streamStall)
 	b.WriteString("| system | streams survived | longest gap of a survivor | conntrack lb1 before / lb2 after | in-flight answered | first errors |\n|---|---|---|---|---|---|\n")
 	for _, s := range r.Systems {
 		if s.Streams == nil && s.InFlight == nil {

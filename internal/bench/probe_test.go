@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -66,6 +67,10 @@ type streamsArgs struct {
 	Lines   int           `json:"lines"`
 	Every   time.Duration `json:"every"`
 	Timeout time.Duration `json:"timeout"`
+	// Stall, when set, ends a stream that gets no byte for that long
+	// (a dead connection whose client has nothing to send never learns
+	// it is dead; without it the stream waits out Timeout).
+	Stall time.Duration `json:"stall,omitempty"`
 }
 
 // streamOutcome is one stream: lines received, the longest time between
@@ -105,6 +110,14 @@ type loadResult struct {
 	// LBCPUPercentPerNode is filled by the suite: the CPU the LBs'
 	// processes used during the load, % of one core per node.
 	LBCPUPercentPerNode float64 `json:"lb_cpu_percent_per_node,omitempty"`
+	// MachineIdlePercent is the share of the machine's CPU time (all
+	// cores) left idle during the load (filled by the suite);
+	// ClientCPUPercent what the client's process used (its own count)
+	// and StandinsCPUPercent the backends' processes (the suite's), in %
+	// of one core.
+	MachineIdlePercent float64 `json:"machine_idle_percent,omitempty"`
+	ClientCPUPercent   float64 `json:"client_cpu_percent,omitempty"`
+	StandinsCPUPercent float64 `json:"standins_cpu_percent,omitempty"`
 	// StartUnixNano and Bins are set with loadArgs.Bin.
 	StartUnixNano int64     `json:"start_unix_nano,omitempty"`
 	Bins          []loadBin `json:"bins,omitempty"`
@@ -246,7 +259,17 @@ func oneStream(ctx context.Context, cfg *tls.Config, a streamsArgs, firstLine fu
 		return o
 	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(a.Timeout))
+	end := time.Now().Add(a.Timeout)
+	// extend moves the read deadline to a.Stall from now (never past
+	// a.Timeout from the start).
+	extend := func() {
+		dl := end
+		if a.Stall > 0 && time.Now().Add(a.Stall).Before(end) {
+			dl = time.Now().Add(a.Stall)
+		}
+		_ = c.SetDeadline(dl)
+	}
+	extend()
 	fmt.Fprintf(c, "GET /stream?n=%d&every=%s HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n", a.Lines, a.Every)
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {
@@ -265,6 +288,7 @@ func oneStream(ctx context.Context, cfg *tls.Config, a streamsArgs, firstLine fu
 			}
 			last = now
 			o.Lines++
+			extend()
 			if o.Lines == 1 {
 				firstLine()
 			}
@@ -287,6 +311,7 @@ func probeLoad(ctx context.Context, a loadArgs) (loadResult, error) {
 		return loadResult{}, err
 	}
 	start := time.Now()
+	cpu0 := selfCPU()
 	end := start.Add(a.Duration)
 	var mu sync.Mutex
 	var res loadResult
@@ -345,6 +370,7 @@ func probeLoad(ctx context.Context, a loadArgs) (loadResult, error) {
 	}
 	wg.Wait()
 	res.Elapsed = time.Since(start)
+	res.ClientCPUPercent = float64(selfCPU()-cpu0) / float64(res.Elapsed) * 100
 	res.Bins = bins
 	if len(lat) > 0 {
 		slices.Sort(lat)
@@ -352,4 +378,13 @@ func probeLoad(ctx context.Context, a loadArgs) (loadResult, error) {
 		res.P99 = lat[len(lat)*99/100]
 	}
 	return res, nil
+}
+
+// selfCPU is the CPU time this process has used so far (user + system).
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -95,15 +95,21 @@ type faultRun struct {
 	// TakeoverMS is when the VIP was added on another LB, from the
 	// fault (netlink address events; 0: not seen).
 	TakeoverMS float64 `json:"takeover_ms,omitempty"`
+	// SettleMS is how long after the heal lb1 took to be the VIP's only
+	// owner again (for 500 ms): the time between runs.
+	SettleMS float64 `json:"settle_ms,omitempty"`
 	// Trace is what the daemons logged around the fault (epconsole).
 	Trace []traceEvent `json:"trace,omitempty"`
 }
 
 // streamsResult is the streams (or in-flight requests) through a power-off.
 type streamsResult struct {
-	N          int           `json:"n"`
-	Lines      int           `json:"lines"`
-	Every      time.Duration `json:"every"`
+	N     int           `json:"n"`
+	Lines int           `json:"lines"`
+	Every time.Duration `json:"every"`
+	// Stall is how long a stream could go without a byte before it
+	// counted as lost (0: until the run's timeout).
+	Stall      time.Duration `json:"stall_limit,omitempty"`
 	Survived   int           `json:"survived"`
 	LongestGap time.Duration `json:"longest_gap_of_survivors"`
 	Errors     []string      `json:"first_errors,omitempty"`
@@ -325,7 +331,7 @@ func (r *results) evaluate() {
 				e += fmt.Sprintf(", %s %.1f %% (%.2f × direct)", o.Label, o.NewConns.LBCPUPercentPerNode, float64(o.NewConns.OK)/float64(direct.NewConns.OK))
 			}
 		}
-		evidence(e + "; client, LBs and stand-ins share the machine's cores")
+		evidence(e + "; client, LBs and stand-ins share the machine's cores" + cpuBoundText(direct.NewConns, ep.NewConns))
 	}
 }
 
@@ -413,4 +419,20 @@ func (r *results) evaluateMore(ep, tuned *systemResult) {
 		}
 		r.Targets = append(r.Targets, t)
 	}
+}
+
+// cpuBoundText says how busy the machine was during the direct and
+// epconsole new-connection loads, and where its CPU went.
+func cpuBoundText(direct, ep *loadResult) string {
+	if direct.MachineIdlePercent == 0 && ep.MachineIdlePercent == 0 {
+		return ""
+	}
+	client := func(l *loadResult) string {
+		if l.ClientCPUPercent == 0 {
+			return "" // not measured (runs before the client counted itself)
+		}
+		return fmt.Sprintf("client %.0f %%, ", l.ClientCPUPercent)
+	}
+	return fmt.Sprintf(" (the machine %.0f %% idle during direct's load, %sstand-ins %.0f %% of a core; %.0f %% idle during epconsole's, %sstand-ins %.0f %%, LB processes %.1f %% per node: the load is bound by the machine's CPU, so the LBs' CPU is taken from the client and the stand-ins; `BenchmarkTLSProfile` in internal/bench splits it further)",
+		direct.MachineIdlePercent, client(direct), direct.StandinsCPUPercent, ep.MachineIdlePercent, client(ep), ep.StandinsCPUPercent, ep.LBCPUPercentPerNode)
 }

@@ -195,3 +195,21 @@ func TestCostOver(t *testing.T) {
 		t.Errorf("costOver = %+v; want 0.8 %% and 6.2 MB per node, 3 processes, 5 peers", c)
 	}
 }
+
+func TestProxyServerState(t *testing.T) {
+	down := "[WARNING]  (22676) : Server kube-apiservers/cp3 is DOWN, reason: Layer4 connection problem, info: \"Connection refused\". 2 active and 0 backup servers left.\n"
+	up := "[WARNING]  (22676) : Server kube-apiservers/cp3 is UP, reason: Layer4 check passed, check duration: 0ms. 3 active and 0 backup servers online.\n"
+	for _, tc := range []struct {
+		name, log, backend, want string
+	}{
+		{"nothing logged: up", proxyStartMark + "\n", "cp3", "UP"},
+		{"down", proxyStartMark + "\n" + down, "cp3", "DOWN"},
+		{"down then up", proxyStartMark + "\n" + down + up, "cp3", "UP"},
+		{"another backend", proxyStartMark + "\n" + down, "cp2", "UP"},
+		{"an earlier process's state does not count", proxyStartMark + "\n" + down + proxyStartMark + "\n", "cp3", "UP"},
+	} {
+		if got := proxyServerState(tc.log, tc.backend); got != tc.want {
+			t.Errorf("%s: proxyServerState = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}

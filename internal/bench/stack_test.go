@@ -154,6 +154,9 @@ func (s *stack) start(h *netlab.Host, name string, argv ...string) *proc {
 	if err != nil {
 		s.b.Fatal(err)
 	}
+	if strings.HasSuffix(name, "-haproxy") {
+		fmt.Fprintln(f, proxyStartMark)
+	}
 	p.cmd = h.Command(s.ctx, argv...)
 	p.cmd.Stdout, p.cmd.Stderr = f, f
 	if err := p.cmd.Start(); err != nil {

@@ -224,8 +224,8 @@ func (s *stack) logRun(sys system, mode faultMode, i int, fr faultRun) faultRun 
 	if fr.TakeoverMS > 0 {
 		added = fmt.Sprintf("after %.1f ms", fr.TakeoverMS)
 	}
-	s.b.Logf("%s %s %s run %d: dark %.1f ms, %d of %d connects failed, %d of %d slow connects paid a SYN retransmit, VIP added on another LB %s, steal %.0f ms, load %.2f -> %.2f, disturbed %v %s %s",
-		sys.Name, kind, mode, i+1, fr.DarkMS, fr.Failed, fr.Attempts, fr.SYNRetransmits, fr.SlowConnects, added, fr.StealMS, fr.LoadStart, fr.LoadEnd, fr.Disturbed, fr.DisturbedWhy, fr.Err)
+	s.b.Logf("%s %s %s run %d: dark %.1f ms, %d of %d connects failed, %d of %d slow connects paid a SYN retransmit, VIP added on another LB %s, lb1 the owner again %.1f s after the heal, steal %.0f ms, load %.2f -> %.2f, disturbed %v %s %s",
+		sys.Name, kind, mode, i+1, fr.DarkMS, fr.Failed, fr.Attempts, fr.SYNRetransmits, fr.SlowConnects, added, fr.SettleMS/1000, fr.StealMS, fr.LoadStart, fr.LoadEnd, fr.Disturbed, fr.DisturbedWhy, fr.Err)
 	return fr
 }
 
@@ -270,11 +270,22 @@ func (s *stack) failoverRun(sys system, mode faultMode, loaded bool) faultRun {
 	fr.judge()
 	// Settled: lb1 alone holds the VIP again (the next run checks 300 ms
 	// more before its fault).
+	settle := time.Now()
 	if err := s.waitOwner(firstOwner, 500*time.Millisecond, 40*time.Second); err != nil && fr.Err == "" {
 		fr.Err = "after the heal: " + err.Error()
 	}
+	fr.SettleMS = float64(time.Since(settle)) / 1e6
 	return fr
 }
+
+// streamStall, on top of a stream's line interval, is how long it may go
+// without a byte before it counts as lost. The client only reads, so a
+// connection that died with the old owner sends it nothing: without this
+// bound it would wait out the whole timeout (15 s after the last line).
+// A survivor's longest gap seen so far is the line interval plus at most
+// 200 ms (one retransmit); a TCP retransmit backing off through a 3 s dark
+// window comes within 3.2 s.
+const streamStall = 5 * time.Second
 
 // streamsRun opens n streams of lines lines (one every every) through
 // target, powers the owner off after the given delay once every stream
@@ -284,7 +295,8 @@ func (s *stack) streamsRun(target netip.AddrPort, n, lines int, every, after tim
 		return nil, fmt.Errorf("before the fault: %w", err)
 	}
 	timeout := time.Duration(lines)*every + 15*time.Second
-	job, err := s.startProbe(s.ctx, "streams", streamsArgs{Target: target.String(), CAFile: s.lab.CAFile(), N: n, Lines: lines, Every: every, Timeout: timeout})
+	stall := every + streamStall
+	job, err := s.startProbe(s.ctx, "streams", streamsArgs{Target: target.String(), CAFile: s.lab.CAFile(), N: n, Lines: lines, Every: every, Timeout: timeout, Stall: stall})
 	if err != nil {
 		return nil, err
 	}
@@ -308,7 +320,7 @@ func (s *stack) streamsRun(target netip.AddrPort, n, lines int, every, after tim
 	if herr != nil {
 		return nil, herr
 	}
-	r := &streamsResult{N: n, Lines: lines, Every: every, EntriesOwner: before, EntriesSuccessor: successor}
+	r := &streamsResult{N: n, Lines: lines, Every: every, Stall: stall, EntriesOwner: before, EntriesSuccessor: successor}
 	for _, o := range out {
 		if o.Complete {
 			r.Survived++
@@ -337,13 +349,20 @@ func (s *stack) runLoad(target netip.AddrPort, p suiteParams, newConns bool) (*l
 		return nil, err
 	}
 	t0 := s.lbTicks()
+	c0, w0 := readCPUStat(), time.Now()
+	cp0 := s.hostTicks(netlab.RoleBackend)
 	var r loadResult
 	if err := job.result(p.LoadFor+30*time.Second, &r); err != nil {
 		return nil, err
 	}
+	c1, el := readCPUStat(), time.Since(w0)
 	if len(t0) > 0 {
 		r.LBCPUPercentPerNode = cpuPercent(t0, s.lbTicks(), r.Elapsed) / float64(len(s.lbs))
 	}
+	if c1.total > c0.total {
+		r.MachineIdlePercent = float64(c1.idle-c0.idle) / float64(c1.total-c0.total) * 100
+	}
+	r.StandinsCPUPercent = cpuPercent(cp0, s.hostTicks(netlab.RoleBackend), el)
 	return &r, nil
 }
 
@@ -374,9 +393,18 @@ type procTicks struct{ ticks, rssKB int64 }
 
 // lbTicks reads utime+stime (clock ticks) and VmRSS of every process in
 // the LBs' namespaces.
-func (s *stack) lbTicks() map[int]procTicks {
+func (s *stack) lbTicks() map[int]procTicks { return ticksOf(s.lbs) }
+
+// hostTicks is lbTicks for the lab's hosts of role.
+func (s *stack) hostTicks(role netlab.Role) map[int]procTicks {
+	return ticksOf(s.lab.HostsByRole(role))
+}
+
+// ticksOf reads utime+stime (clock ticks) and VmRSS of every process in
+// the namespaces of hosts.
+func ticksOf(hosts []*netlab.Host) map[int]procTicks {
 	out := map[int]procTicks{}
-	for _, h := range s.lbs {
+	for _, h := range hosts {
 		for _, pid := range nsPIDs(h) {
 			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 			if err != nil {
