@@ -26,6 +26,25 @@ const (
 	retiredBoots = 8
 )
 
+// DefaultDetectionTime is how long after a real-time peer's last beat
+// it is seen gone with the default interval and misses.
+const DefaultDetectionTime = DefaultMisses * DefaultInterval
+
+// DetectionTime is how long after a real-time peer's last fresh beat the
+// peer is seen gone: interval × misses (0 for either: its default). The
+// beat loop decides at that moment (loop.go's schedule), so it is also
+// the failover's detection time; whatever follows the detection in time
+// (the owner lease, the claim) takes its length from here.
+func DetectionTime(interval time.Duration, misses int) time.Duration {
+	if interval <= 0 {
+		interval = DefaultInterval
+	}
+	if misses <= 0 {
+		misses = DefaultMisses
+	}
+	return time.Duration(misses) * interval
+}
+
 // Verdict is what the Tracker did with a beat.
 type Verdict uint8
 
@@ -271,7 +290,7 @@ func (t *Tracker) Threshold(i int) time.Duration {
 
 func thresholdFor(cfg TrackerConfig, f Flags) time.Duration {
 	if f&FlagRealtime != 0 {
-		return time.Duration(cfg.Misses) * cfg.Interval
+		return DetectionTime(cfg.Interval, cfg.Misses)
 	}
 	return time.Duration(cfg.SlowMisses) * cfg.Interval
 }
