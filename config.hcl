@@ -56,9 +56,9 @@ gossip {
   key_file = "/etc/epconsole/gossip.key" # default "/etc/epconsole/gossip.key"
 
   # Every peer beats to every peer this often; a peer that misses
-  # heartbeat_misses beats in a row is declared gone (5ms x 4 = 20 ms).
-  heartbeat_interval = "5ms" # default "5ms"; 1ms..1s
-  heartbeat_misses   = 4     # default 4; 2..100 (fewer makes false failovers likely at 1 % loss)
+  # heartbeat_misses beats in a row is declared gone (3ms x 5 = 15 ms).
+  heartbeat_interval = "3ms" # default "3ms"; 1ms..1s
+  heartbeat_misses   = 5     # default 5; 2..100 (fewer makes false failovers likely at 1 % loss)
 
   # The heartbeat's UDP port, on the gossip addresses' IPs (memberlist uses
   # TCP and UDP on the gossip port itself). The same on every peer: beats go

@@ -52,13 +52,7 @@ type ClaimConfig struct {
 // the VIP at most this long after its last beat, about one detection time
 // after its successor claimed.
 func HelperLeaseTTL(interval time.Duration, misses int) time.Duration {
-	if interval <= 0 {
-		interval = DefaultInterval
-	}
-	if misses <= 0 {
-		misses = DefaultMisses
-	}
-	return max(2*time.Duration(misses)*interval, 10*time.Millisecond)
+	return max(2*DetectionTime(interval, misses), 10*time.Millisecond)
 }
 
 // ClaimPlan is the daemon's succession plan for its helper
@@ -133,6 +127,10 @@ type claimInput struct {
 	others     []claimPeer
 }
 
+// whyPeerHearsOwner is claimVerdict's answer while a live peer still
+// hears the owner: its own verdict is usually on its way (schedule.go).
+const whyPeerHearsOwner = "a peer still hears the owner"
+
 // claimVerdict decides whether the helper may claim the VIP now, and why
 // not. It is pure: the rules of cluster.Elect that the helper can check
 // from its own tracker, on top of the daemon's plan.
@@ -167,7 +165,7 @@ func claimVerdict(in claimInput) (bool, string) {
 		case o.epoch > p.epoch || (o.epoch == p.epoch && o.owner != 0):
 			return false, "a peer knows a claim as strong as the plan's"
 		case o.owner == p.owner && o.flags&FlagOwnerGone == 0:
-			return false, "a peer still hears the owner"
+			return false, whyPeerHearsOwner
 		case p.required && o.flags&FlagMajority == 0:
 			return false, "a peer hears no majority"
 		}

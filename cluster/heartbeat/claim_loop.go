@@ -186,6 +186,9 @@ func (l *loop) maybeClaim(now Mono, beating bool) {
 	in, oi := l.claimInput(now, beating)
 	ok, why := claimVerdict(in)
 	if !ok {
+		if why == whyPeerHearsOwner && in.ownerKnown && !in.owner.alive {
+			l.awaitOwnerNews(now, oi)
+		}
 		// Why the successor does not claim although the owner is gone
 		// here, logged when it changes (not at beat rate).
 		if in.ownerKnown && !in.owner.alive && !c.claimed && why != c.withheld {

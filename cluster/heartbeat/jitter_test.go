@@ -2,11 +2,14 @@ package heartbeat
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +19,37 @@ import (
 // jitterEnv enables TestBeatJitterWorstCase: how long it runs ("20s").
 const jitterEnv = "EPCONSOLE_BENCH_HEARTBEAT_JITTER"
 
+// jitterSettingsEnv lists the interval × misses settings the jitter
+// bench measures, one after the other, each for jitterEnv's duration:
+// "5ms/4,4ms/4,3ms/5,3ms/4" (default: the default setting alone).
+const jitterSettingsEnv = "EPCONSOLE_BENCH_HEARTBEAT_SETTINGS"
+
+// jitterSetting is one interval × misses the jitter bench measures.
+type jitterSetting struct {
+	interval time.Duration
+	misses   int
+}
+
+func (s jitterSetting) String() string { return fmt.Sprintf("%v x %d", s.interval, s.misses) }
+
+// parseJitterSettings reads jitterSettingsEnv's value ("" : the default).
+func parseJitterSettings(v string) ([]jitterSetting, error) {
+	if v == "" {
+		return []jitterSetting{{DefaultInterval, DefaultMisses}}, nil
+	}
+	var out []jitterSetting
+	for _, f := range strings.Split(v, ",") {
+		iv, m, ok := strings.Cut(strings.TrimSpace(f), "/")
+		d, err := time.ParseDuration(iv)
+		n, err2 := strconv.Atoi(m)
+		if !ok || err != nil || err2 != nil || d <= 0 || n < 1 {
+			return nil, fmt.Errorf("%s: %q: want INTERVAL/MISSES, e.g. 3ms/4", jitterSettingsEnv, f)
+		}
+		out = append(out, jitterSetting{d, n})
+	}
+	return out, nil
+}
+
 // TestBeatJitterWorstCase measures the beat loop under the fault
 // campaign's worst conditions at once: three real-time helpers in a
 // network namespace of their own that drops 1 % of the packets it
@@ -24,7 +58,8 @@ const jitterEnv = "EPCONSOLE_BENCH_HEARTBEAT_JITTER"
 // an address that is no peer. It prints each helper's worst tick
 // lateness (send-time lateness), longest gap between two beats of a peer
 // by kernel receive time, longest wait of a beat in the socket, and the
-// peers seen gone (false deaths) with the default 5 ms x 4. It asserts
+// peers seen gone (false deaths), for each interval × misses setting of
+// jitterSettingsEnv in turn (default: the default 5 ms x 4). It asserts
 // only that the helpers ran.
 func TestBeatJitterWorstCase(t *testing.T) {
 	v := os.Getenv(jitterEnv)
@@ -35,6 +70,17 @@ func TestBeatJitterWorstCase(t *testing.T) {
 	if err != nil || d <= 0 || d > 5*time.Minute {
 		t.Fatalf("%s=%q: want a duration up to 5m", jitterEnv, v)
 	}
+	settings, err := parseJitterSettings(os.Getenv(jitterSettingsEnv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range settings {
+		t.Run(strings.ReplaceAll(s.String(), " ", ""), func(t *testing.T) { measureJitter(t, d, s) })
+	}
+}
+
+// measureJitter is one setting's run of TestBeatJitterWorstCase.
+func measureJitter(t *testing.T, d time.Duration, set jitterSetting) {
 	const ns = "bjtj"
 	sh := func(args ...string) {
 		t.Helper()
@@ -54,9 +100,12 @@ func TestBeatJitterWorstCase(t *testing.T) {
 	}
 	var nodes []*node
 	var junk *net.UDPConn
+	var err error
 	inNetns(t, ns, func() {
 		for _, n := range []string{"a", "b", "c"} {
-			nodes = append(nodes, startNode(t, testConfig(t, modes[1], n, all, testKey(1))))
+			cfg := testConfig(t, modes[1], n, all, testKey(1))
+			cfg.Interval, cfg.Misses = set.interval, set.misses
+			nodes = append(nodes, startNode(t, cfg))
 		}
 		junk, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 9, 99)})
 		if err != nil {
@@ -105,7 +154,7 @@ func TestBeatJitterWorstCase(t *testing.T) {
 		time.Sleep(2 * time.Millisecond)
 	}
 	load, _ := os.ReadFile("/proc/loadavg")
-	t.Logf("%v: saturated (%d busy processes), 1%% loss, 40k junk datagrams/s to a; load %s", d, 2*runtime.NumCPU(), load)
+	t.Logf("%v at %v: saturated (%d busy processes), 1%% loss, 40k junk datagrams/s to a; load %s", set, d, 2*runtime.NumCPU(), load)
 	for _, n := range nodes {
 		v := n.b.View()
 		s := v.Stats
@@ -115,7 +164,7 @@ func TestBeatJitterWorstCase(t *testing.T) {
 		t.Logf("%s: rt=%v ticks=%d late ticks=%d worst tick lateness=%v longest beat gap=%v longest wait in socket=%v sent=%d accepted=%d non-peer=%d",
 			n.name, v.Realtime.InEffect, s.Ticks, s.LateTicks, s.MaxLateness, s.MaxBeatGap, s.MaxRxDelay, s.Sent, s.Accepted, s.NonPeer)
 	}
-	t.Logf("peers seen gone with %v x %d: %v", DefaultInterval, DefaultMisses, deaths)
+	t.Logf("peers seen gone with %v (threshold %v): %v", set, DetectionTime(set.interval, set.misses), deaths)
 }
 
 // inNetns runs f on a thread in network namespace ns (sockets and the

@@ -95,16 +95,23 @@ type loop struct {
 	ctlEmpty    bool // the last readCtl found no message
 	tbuf        [8]byte
 	beat, rx    Beat
-	next        Mono // deadline of the next tick
-	token       refresh
-	tokenAt     Mono
-	tokenSeen   bool
-	stats       Stats
-	rep, prev   report
-	repBuf      []byte
-	lastReport  Mono
-	reported    bool
-	claim       claimState
+	next        Mono // deadline of the next tick (the send cadence)
+	wake        Mono // when the timer is armed for: next, or a peer's deadline before it (schedule.go)
+	// awaitUntil: the loop also wakes on beats arriving until then (0:
+	// on its timer alone; schedule.go).
+	awaitUntil Mono
+	// verdictWakes and newsBeats count the wake-ups before a send and the
+	// beats sent out of turn at them (schedule.go).
+	verdictWakes, newsBeats uint64
+	token                   refresh
+	tokenAt                 Mono
+	tokenSeen               bool
+	stats                   Stats
+	rep, prev               report
+	repBuf                  []byte
+	lastReport              Mono
+	reported                bool
+	claim                   claimState
 }
 
 // newLoop builds a loop on an open UDP socket (bound, blocking) and the
@@ -155,9 +162,9 @@ func newLoop(cfg loopConfig, udp, ctl int) (*loop, error) {
 	l.recvLeft, l.nonPeerLeft = l.recvBudget, nonPeerBudget
 	l.rxp.stamped = enableRxTime(udp)
 	l.rxp.setup(l.in[:], &l.from)
-	// The loop wakes on its timer alone (and on the daemon closing the
-	// control socket): beats and control messages are read at the tick
-	// (tickread.go).
+	// The loop wakes on its timer (and on the daemon closing the control
+	// socket): beats and control messages are read at the tick or the
+	// peer deadline it woke for (tickread.go, schedule.go).
 	l.pfd[pollCtl] = unix.PollFd{Fd: int32(ctl)}
 	l.pfd[pollUDP] = unix.PollFd{Fd: -1}
 	l.pfd[pollTimer] = unix.PollFd{Fd: int32(tfd), Events: unix.POLLIN}
@@ -188,6 +195,7 @@ func (l *loop) close() {
 // start arms the first tick one interval from now.
 func (l *loop) start() error {
 	l.next = l.now().Add(l.cfg.Interval)
+	l.wake = l.next
 	return l.arm()
 }
 
@@ -196,9 +204,9 @@ func (l *loop) now() Mono {
 	return Mono(l.ts.Nano())
 }
 
-// arm sets the timerfd to fire at l.next (absolute, CLOCK_MONOTONIC).
+// arm sets the timerfd to fire at l.wake (absolute, CLOCK_MONOTONIC).
 func (l *loop) arm() error {
-	l.its.Value = unix.NsecToTimespec(int64(l.next))
+	l.its.Value = unix.NsecToTimespec(int64(l.wake))
 	for {
 		err := unix.TimerfdSettime(l.tfd, unix.TFD_TIMER_ABSTIME, &l.its, nil)
 		if err != unix.EINTR {
@@ -222,10 +230,11 @@ func (l *loop) run() error {
 	}
 }
 
-// step waits for the timer (or the daemon closing the control socket)
-// and handles the tick: control messages, then received beats (so a late
-// tick counts the beats that arrived meanwhile, by their receive time),
-// then the beats sent and the verdict.
+// step waits for the timer (or the daemon closing the control socket,
+// or a beat while the loop awaits news, schedule.go) and handles the
+// wake-up: control messages, then received beats (so a late tick counts
+// the beats that arrived meanwhile, by their receive time), then the
+// verdict and, at a send tick, the beats sent.
 func (l *loop) step() error {
 	if err := l.wait(); err != nil {
 		if err == unix.EINTR {
@@ -244,12 +253,19 @@ func (l *loop) step() error {
 			if err := l.readAtTick(now); err != nil {
 				return err
 			}
+			if now < l.next {
+				return l.verdictWake(now)
+			}
 			if err := l.tick(now); err != nil {
 				return err
 			}
 		} else if err != unix.EAGAIN && err != unix.EINTR {
 			return fmt.Errorf("heartbeat: reading the timerfd: %w", err)
 		}
+		return nil
+	}
+	if l.pfd[pollUDP].Fd >= 0 && l.pfd[pollUDP].Revents != 0 {
+		return l.beatWake(now)
 	}
 	return nil
 }
@@ -415,42 +431,17 @@ func (l *loop) tick(now Mono) error {
 	if late > l.stats.MaxLateness {
 		l.stats.MaxLateness = late
 	}
-	if late >= l.cfg.Interval {
+	if stall := now.Sub(l.wake); stall >= l.cfg.Interval {
 		// The loop did not run for a whole interval or more: that time
 		// is not counted against the peers (Tracker.Stalled).
-		l.tr.Stalled(now, late)
+		l.tr.Stalled(now, stall)
 	}
 	majority := l.tr.Majority(now)
 	beating := l.tokenSeen && now.Sub(l.tokenAt) <= l.cfg.TokenTTL
 	l.claimTick(now, beating, majority)
 	if beating {
-		l.beat.Seq++
-		l.beat.Flags = l.token.flags & advertFlags
-		if l.realtime {
-			l.beat.Flags |= FlagRealtime
-		}
-		if majority {
-			l.beat.Flags |= FlagMajority
-		}
-		l.beat.Owner, l.beat.Epoch = l.token.owner, l.token.epoch
-		l.claimAdvert(now)
-		l.keys.SealV2(&l.outV2, &l.beat, l.cluster)
-		sealedV1 := false
-		for i, d := range l.dests {
-			pkt := l.outV2[:]
-			if l.peerV1[i] {
-				if !sealedV1 {
-					l.keys.Seal(&l.out, &l.beat)
-					sealedV1 = true
-				}
-				pkt = l.out[:]
-			}
-			if err := unix.Sendto(l.udp, pkt, unix.MSG_DONTWAIT, d); err != nil {
-				l.stats.SendErrors++
-			} else {
-				l.stats.Sent++
-			}
-		}
+		l.composeBeat(now, majority)
+		l.sendBeat()
 	}
 	if err := l.report(now, beating, majority); err != nil {
 		return err
@@ -464,10 +455,47 @@ func (l *loop) tick(now Mono) error {
 			l.next = l.next.Add(l.cfg.Interval)
 		}
 	}
-	if err := l.arm(); err != nil {
+	if err := l.schedule(now); err != nil {
 		return fmt.Errorf("heartbeat: arming the timer: %w", err)
 	}
 	return nil
+}
+
+// composeBeat sets what this node's next beat says: the daemon's token,
+// real-time priority, the majority heard, and the helper's claim.
+func (l *loop) composeBeat(now Mono, majority bool) {
+	l.beat.Flags = l.token.flags & advertFlags
+	if l.realtime {
+		l.beat.Flags |= FlagRealtime
+	}
+	if majority {
+		l.beat.Flags |= FlagMajority
+	}
+	l.beat.Owner, l.beat.Epoch = l.token.owner, l.token.epoch
+	l.claimAdvert(now)
+}
+
+// sendBeat sends the composed beat, with the next sequence number, to
+// every peer.
+func (l *loop) sendBeat() {
+	l.beat.Seq++
+	l.keys.SealV2(&l.outV2, &l.beat, l.cluster)
+	sealedV1 := false
+	for i, d := range l.dests {
+		pkt := l.outV2[:]
+		if l.peerV1[i] {
+			if !sealedV1 {
+				l.keys.Seal(&l.out, &l.beat)
+				sealedV1 = true
+			}
+			pkt = l.out[:]
+		}
+		if err := unix.Sendto(l.udp, pkt, unix.MSG_DONTWAIT, d); err != nil {
+			l.stats.SendErrors++
+		} else {
+			l.stats.Sent++
+		}
+	}
 }
 
 // report sends the verdict to the daemon when it changed, and at least

@@ -3,13 +3,16 @@ package heartbeat
 // maxCtlPerTick bounds the control messages read at one tick.
 const maxCtlPerTick = 64
 
-// readAtTick reads what arrived since the last tick: the daemon's control
-// messages, then the beats. The loop wakes on its timer alone: a beat is
-// judged by when the kernel received it (rxtime.go), so reading it at the
-// tick gives the verdict reading it at once would, and the loop wakes 200
-// times a second at 5 ms instead of once per beat received and per
-// refresh as well. The daemon closing the control socket still wakes it
-// (ppoll reports a hang-up without being asked).
+// readAtTick reads what arrived since the last wake-up: the daemon's
+// control messages, then the beats. The loop wakes on its timer: at its
+// send ticks and at the peers' deadlines (schedule.go). A beat is judged
+// by when the kernel received it (rxtime.go), so reading it then gives
+// the verdict reading it at once would, and the loop wakes 200 times a
+// second at 5 ms instead of once per beat received and per refresh as
+// well. It wakes on beats arriving only while the successor awaits the
+// other peers' word that the owner is gone (schedule.go). The daemon
+// closing the control socket still wakes it (ppoll reports a hang-up
+// without being asked).
 func (l *loop) readAtTick(now Mono) error {
 	for range maxCtlPerTick {
 		l.ctlEmpty = false
@@ -21,7 +24,7 @@ func (l *loop) readAtTick(now Mono) error {
 		}
 	}
 	l.rxp.clocks(now)
-	if late := now.Sub(l.next); late >= l.cfg.Interval {
+	if late := now.Sub(l.wake); late >= l.cfg.Interval {
 		// Woken late: what queued meanwhile is read now, whole (judged
 		// by when it arrived), so this tick's verdict is that of the
 		// newest beats.

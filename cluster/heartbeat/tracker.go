@@ -9,15 +9,17 @@ import (
 // Defaults of the liveness rules.
 const (
 	// DefaultInterval is how often every peer beats to every peer.
-	DefaultInterval = 5 * time.Millisecond
+	DefaultInterval = 3 * time.Millisecond
 	// DefaultMisses is how many intervals without a fresh beat declare a
-	// peer gone (4 x 5 ms = 20 ms). Fewer makes false failovers likely at
-	// 1 % packet loss.
-	DefaultMisses = 4
+	// peer gone (5 x 3 ms = 15 ms): two beats lost in a row (a 9 ms gap)
+	// plus the worst send lateness measured under saturation, 1 % loss
+	// and a junk flood (3.6 ms) stay 2.4 ms under it (docs/daemon.md,
+	// "Heartbeat under load").
+	DefaultMisses = 5
 	// SlowMissesFactor multiplies Misses for a sender whose beat loop does
 	// not run at real-time priority (it did not set FlagRealtime): its
 	// beats jitter with the scheduler, so it is given twice as long
-	// (8 x 5 ms = 40 ms by default).
+	// (10 x 3 ms = 30 ms by default).
 	SlowMissesFactor = 2
 	// MaxPeers bounds the configured peers (not counting this node).
 	MaxPeers = 15
@@ -25,6 +27,25 @@ const (
 	// and refused.
 	retiredBoots = 8
 )
+
+// DefaultDetectionTime is how long after a real-time peer's last beat
+// it is seen gone with the default interval and misses.
+const DefaultDetectionTime = DefaultMisses * DefaultInterval
+
+// DetectionTime is how long after a real-time peer's last fresh beat the
+// peer is seen gone: interval × misses (0 for either: its default). The
+// beat loop decides at that moment (loop.go's schedule), so it is also
+// the failover's detection time; whatever follows the detection in time
+// (the owner lease, the claim) takes its length from here.
+func DetectionTime(interval time.Duration, misses int) time.Duration {
+	if interval <= 0 {
+		interval = DefaultInterval
+	}
+	if misses <= 0 {
+		misses = DefaultMisses
+	}
+	return time.Duration(misses) * interval
+}
 
 // Verdict is what the Tracker did with a beat.
 type Verdict uint8
@@ -271,7 +292,7 @@ func (t *Tracker) Threshold(i int) time.Duration {
 
 func thresholdFor(cfg TrackerConfig, f Flags) time.Duration {
 	if f&FlagRealtime != 0 {
-		return time.Duration(cfg.Misses) * cfg.Interval
+		return DetectionTime(cfg.Interval, cfg.Misses)
 	}
 	return time.Duration(cfg.SlowMisses) * cfg.Interval
 }

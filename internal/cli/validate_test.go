@@ -245,7 +245,7 @@ func TestValidateClusterFiles(t *testing.T) {
 			"b.hcl": replace("key_file = \"gossip.key\"\n", "key_file = \"gossip.key\"\n  heartbeat_misses = 10\n"),
 		}, diffs: []string{
 			`cluster_name: a.hcl:1 "prod", b.hcl:1 "prod-cp", c.hcl:1 "prod-cp"`,
-			`gossip.heartbeat_misses: a.hcl 4 (default), b.hcl:20 10, c.hcl 4 (default)`,
+			`gossip.heartbeat_misses: a.hcl 5 (default), b.hcl:20 10, c.hcl 5 (default)`,
 		}},
 		{name: "peer address", edit: map[string]func(string) string{"c.hcl": replace(`"198.18.0.12:7946"`, `"198.18.0.42:7946"`)},
 			diffs: []string{`peer "lb2".address: b.hcl:9 198.18.0.12:7946 (node.gossip_bind), c.hcl:15 198.18.0.42:7946`}},

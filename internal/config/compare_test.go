@@ -87,7 +87,7 @@ func TestCompare(t *testing.T) {
 			want: []string{
 				`balance.mode: a.hcl connection (default), b.hcl connection (default), c.hcl:27 source`,
 				`balance.slots: a.hcl 1021 (default), b.hcl 1021 (default), c.hcl:28 1031`,
-				`gossip.heartbeat_interval: a.hcl 5ms (default), b.hcl 5ms (default), c.hcl:17 10ms`,
+				`gossip.heartbeat_interval: a.hcl 3ms (default), b.hcl 3ms (default), c.hcl:17 10ms`,
 				`gossip.heartbeat_port: a.hcl 7947 (default), b.hcl 7947 (default), c.hcl:18 9000`,
 			}},
 		{desc: "peer at another address",

@@ -157,8 +157,8 @@ func TestMinimalConfigDefaults(t *testing.T) {
 		},
 		Gossip: Gossip{
 			KeyFile:           keyFile,
-			HeartbeatInterval: 5 * time.Millisecond,
-			HeartbeatMisses:   4,
+			HeartbeatInterval: 3 * time.Millisecond,
+			HeartbeatMisses:   5,
 			HeartbeatPort:     7947,
 			PeerFilter:        true,
 			Keys:              c.Gossip.Keys, // checked below

@@ -16,8 +16,8 @@ const (
 	defaultStateDir          = "/var/lib/epconsole"
 	defaultPriority          = 100
 	defaultKeyFile           = "/etc/epconsole/gossip.key"
-	defaultHeartbeatInterval = 5 * time.Millisecond
-	defaultHeartbeatMisses   = 4
+	defaultHeartbeatInterval = 3 * time.Millisecond
+	defaultHeartbeatMisses   = 5
 	defaultHealthKind        = HealthHTTPS
 	defaultHealthPath        = "/readyz"
 	defaultInterval          = time.Second

@@ -176,9 +176,13 @@ func peerNote(n *lbNode, fromKeepalived bool) []string {
 	return []string{"The other LB nodes, from the keepalived files given together and unicast_peer, by name and gossip address (port 7946; heartbeats use 7947). Names are derived from the addresses unless the import was given names."}
 }
 
+// The heartbeat the generated configs carry: epconsole's defaults
+// (docs/daemon.md, "Heartbeat under load", says why).
 const (
-	defHeartbeat = 5 * time.Millisecond
-	defMisses    = 4
+	defHeartbeat = 3 * time.Millisecond
+	defMisses    = 5
+	// heartbeatNote explains them in the generated config.
+	heartbeatNote = "Every node beats to every node each heartbeat_interval; a node that misses heartbeat_misses beats in a row is gone: 3ms x 5 = 15 ms."
 )
 
 func gossipNotes(nodes []*lbNode, keyFile string, kas []Source) (gossip, heartbeat []string) {
@@ -192,7 +196,7 @@ func gossipNotes(nodes []*lbNode, keyFile string, kas []Source) (gossip, heartbe
 			break
 		}
 	}
-	heartbeat = []string{"Every node beats to every node each heartbeat_interval; a node that misses heartbeat_misses beats in a row is gone: 5ms x 4 = 20 ms."}
+	heartbeat = []string{heartbeatNote}
 	for _, n := range nodes {
 		if n.inst == nil {
 			continue

@@ -107,7 +107,7 @@ func initPlan(opts InitOptions) *clusterPlan {
 		KeyFile:           opts.KeyFile,
 		HeartbeatInterval: defHeartbeat,
 		HeartbeatMisses:   defMisses,
-		HeartbeatNote:     []string{"Every node beats to every node each heartbeat_interval; a node that misses heartbeat_misses beats in a row is gone: 5ms x 4 = 20 ms."},
+		HeartbeatNote:     []string{heartbeatNote},
 		Health: healthPlan{Kind: "https", Path: "/readyz", Interval: defInterval, FastInterval: defFastInterval, Timeout: defTimeout, Rise: defRise, Fall: defFall,
 			Note: []string{"How each node probes every backend: GET /readyz over TLS; 401/403 count as reachable. A dead backend is out after at most 2.2 s."}},
 		CAFile:      opts.CAFile,
