@@ -103,10 +103,10 @@ type keptBeat struct {
 
 	stop chan struct{}
 	// asks is the keeper's question to a quiet loop (Asks); keeping says
-	// the keeper runs (keepBeat started it), so the loop sets no token
-	// timer of its own.
+	// the keeper runs (keepBeat started it, and it did not end on an
+	// error), so the loop sets no token timer of its own.
 	asks      chan struct{}
-	keeping   bool
+	keeping   atomic.Bool
 	stall     atomic.Bool // a stall is armed (loopStallEnv)
 	stallFor  time.Duration
 	stopStall func()
@@ -125,7 +125,7 @@ func keepBeat(b beatLoop, log *slog.Logger) *keptBeat {
 		log.Warn("liveness token keeper off (" + tokenKeeperEnv + "=off, a test setting): a decision loop stalled for the token's TTL stops this node's beats")
 		return k
 	}
-	k.keeping = true
+	k.keeping.Store(true)
 	go k.run()
 	return k
 }
@@ -139,7 +139,7 @@ func newKeptBeat(b beatLoop, log *slog.Logger) *keptBeat {
 // loop sets no token timer of its own (wake.go tokenAt).
 func keeps(b beatLoop) bool {
 	k, ok := b.(*keptBeat)
-	return ok && k.keeping
+	return ok && k.keeping.Load()
 }
 
 // Asks delivers the keeper's question to a loop that made no progress for
@@ -223,6 +223,14 @@ func (k *keptBeat) run() {
 	for {
 		ts = unix.NsecToTimespec(int64(next))
 		if err := unix.ClockNanosleep(unix.CLOCK_MONOTONIC, unix.TIMER_ABSTIME, &ts, nil); err != nil && err != unix.EINTR {
+			// Never seen; the decision loop takes the token's refresh
+			// back (keeps).
+			k.keeping.Store(false)
+			k.log.Error("liveness token keeper stopped; the decision loop refreshes the token itself", "err", err)
+			select {
+			case k.asks <- struct{}{}: // wakes the loop to set its own token timer
+			default:
+			}
 			return
 		}
 		select {

@@ -189,7 +189,7 @@ func (s *state) tokenAt() time.Time {
 // keeperAsks is the keeper's question to the loop (keptBeat.Asks; nil: no
 // keeper, never ready).
 func (s *state) keeperAsks() <-chan struct{} {
-	if k, ok := s.beater.(*keptBeat); ok && k.keeping {
+	if k, ok := s.beater.(*keptBeat); ok && k.keeping.Load() {
 		return k.asks
 	}
 	return nil

@@ -255,7 +255,7 @@ func keptRig(t *testing.T) (*rig, *keptBeat) {
 	t.Helper()
 	r := idleRig(t, Options{})
 	k := newKeptBeat(r.s.beater, r.d.log)
-	k.keeping = true
+	k.keeping.Store(true)
 	r.s.beater = k
 	return r, k
 }
@@ -287,6 +287,7 @@ func TestWakeScheduleToken(t *testing.T) {
 			r := idleRig(t, Options{})
 			tc.setup(r)
 			r.s.wake.token, r.s.links.read = at, at
+			r.s.links.ch = make(chan struct{}) // subscribed: re-read after links.reread (an hour)
 			if got := r.s.tokenAt(); !got.Equal(tc.want) {
 				t.Errorf("token refresh due at %v, want %v (zero: none)", got.Sub(at), tc.want.Sub(at))
 			}
