@@ -211,13 +211,16 @@ type Cluster struct {
 	metaDirty chan struct{}
 	// changes signals a change of the view (Changes).
 	changes chan struct{}
-	metaMu  sync.Mutex // serialises UpdateNode calls (metaLoop, Leave)
-	lifeMu  sync.Mutex // serialises Leave and Shutdown
-	left    atomic.Bool
-	shut    atomic.Bool
-	done    chan struct{}
-	stopCtx func() bool
-	wg      sync.WaitGroup
+	// joinWake wakes joinLoop: a member was declared dead or left, or
+	// the configured peers changed.
+	joinWake chan struct{}
+	metaMu   sync.Mutex // serialises UpdateNode calls (metaLoop, Leave)
+	lifeMu   sync.Mutex // serialises Leave and Shutdown
+	left     atomic.Bool
+	shut     atomic.Bool
+	done     chan struct{}
+	stopCtx  func() bool
+	wg       sync.WaitGroup
 
 	// streams takes the sync streams off the gossip TCP port (stream.go).
 	streams *streamTransport
@@ -281,6 +284,7 @@ func New(ctx context.Context, cfg Config) (*Cluster, error) {
 		logLimiter: floodlimit.New(reportWindow, logReportBurst, 0, nil),
 		metaDirty:  make(chan struct{}, 1),
 		changes:    make(chan struct{}, 1),
+		joinWake:   make(chan struct{}, 1),
 		done:       make(chan struct{}),
 	}
 	c.panicRouting.Store(cfg.PanicRouting)
@@ -518,6 +522,10 @@ func (c *Cluster) SetPeers(peers []Peer) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.peers = slices.Clone(peers)
+	select {
+	case c.joinWake <- struct{}{}: // joinLoop: new peers to join
+	default:
+	}
 	for name, r := range c.members {
 		if err := c.admitLocked(name, r.addr); err != nil {
 			r.meta, r.metaErr = Meta{}, "metadata ignored: "+err.Error()

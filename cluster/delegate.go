@@ -181,6 +181,10 @@ func (c *Cluster) handleNodeLeave(n *memberlist.Node) {
 	ev.Meta = r.meta
 	c.mu.Unlock()
 	c.report([]Event{ev})
+	select {
+	case c.joinWake <- struct{}{}: // joinLoop
+	default:
+	}
 }
 
 func (c *Cluster) handleNodeUpdate(n *memberlist.Node) {

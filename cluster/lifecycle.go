@@ -10,7 +10,9 @@ import (
 )
 
 // joinLoop joins configured peers that are not alive, each with its own
-// backoff from RejoinMin doubling to RejoinMax, until Shutdown.
+// backoff from RejoinMin doubling to RejoinMax, until Shutdown. While
+// every configured peer is alive it sleeps until one is declared dead or
+// left or the peers change (joinWake), instead of looking every RejoinMin.
 func (c *Cluster) joinLoop() {
 	defer c.wg.Done()
 	type try struct {
@@ -26,6 +28,7 @@ func (c *Cluster) joinLoop() {
 		case <-c.done:
 			return
 		case <-timer.C:
+		case <-c.joinWake:
 		}
 		c.mu.Lock()
 		var want []Peer
@@ -37,6 +40,10 @@ func (c *Cluster) joinLoop() {
 			want = append(want, p)
 		}
 		c.mu.Unlock()
+		if len(want) == 0 {
+			timer.Stop()
+			continue // every peer alive: wait for a change (joinWake)
+		}
 		now := time.Now()
 		for _, p := range want {
 			if c.shut.Load() || c.left.Load() {

@@ -102,6 +102,9 @@ type Daemon struct {
 	history atomic.Pointer[History]
 	// gate lets announcement repeats see the helper's lease (claim.go).
 	gate claimGate
+	// probesLater: a probe result that woke no decision pass arrived; the
+	// loop's next timed pass applies it (wake.go onProbeUpdate).
+	probesLater atomic.Bool
 
 	mu     sync.Mutex
 	status Status

@@ -12,9 +12,11 @@ package daemon
 // So the token has a keeper: a goroutine on its own OS thread at
 // real-time priority (below the helper's) that renews it every keepEvery
 // with what the loop last asked the beats to say, for as long as the loop
-// made a decision within KeepTolerance. A loop silent for keepPoke is
-// asked for a pass (heartbeat.Beater.Wake), so an idle loop that decides
-// rarely is not taken for a hung one. KeepTolerance is the trade-off: a
+// made progress within KeepTolerance. The keeper is the only timer of the
+// token: the loop renews it when it decides (publish) and otherwise not
+// at all (wake.go tokenAt). A loop silent for keepPoke is asked to show
+// it still runs (Asks; the loop answers with Alive, no decision pass), so
+// an idle loop that decides rarely is not taken for a hung one. KeepTolerance is the trade-off: a
 // decision loop that hangs (deadlocked, blocked for good) keeps this node
 // beating — and the VIP here, forwarding with the rules last programmed —
 // for KeepTolerance plus the token's TTL; a stall shorter than it moves
@@ -46,10 +48,17 @@ const (
 	// below the systemd watchdog (WatchdogSec=5s), which restarts a loop
 	// stalled that long anyway.
 	KeepTolerance = 3 * time.Second
-	// keepEvery is the keeper's period: ten chances per token TTL.
-	keepEvery = heartbeat.DefaultTokenTTL / 10
-	// keepPoke: a loop that made no decision for this long is asked for
-	// one.
+	// keepEvery is the keeper's period: four chances per token TTL (its
+	// worst wake-up lateness under saturation was 1.3 ms). It was a
+	// tenth of the TTL; each wake-up costs more than its own work: the
+	// thread's return to its sleep leaves the Go runtime's P in a system
+	// call, and sysmon, which sleeps only while every P is idle, polls
+	// every 20 µs for the 10 ms it takes to take that P back (about 55
+	// wake-ups of sysmon per keeper wake-up, the largest share of an idle
+	// daemon's CPU in its profile).
+	keepEvery = heartbeat.DefaultTokenTTL / 4
+	// keepPoke: a loop that made no progress for this long is asked to
+	// show it runs (Asks).
 	keepPoke = 250 * time.Millisecond
 	// keepPriority is the keeper thread's SCHED_FIFO priority: below the
 	// helper's beat loop, above every normal thread.
@@ -69,9 +78,6 @@ const (
 	// on demand, for the drills.
 	loopStallEnv = "EPCONSOLE_TEST_LOOP_STALL"
 )
-
-// waker is a beat loop that can wake its Changes channel (heartbeat.Beater).
-type waker interface{ Wake() }
 
 // keptBeat is the beat loop as the decision loop holds it.
 type keptBeat struct {
@@ -95,7 +101,12 @@ type keptBeat struct {
 	// keepPoke (tests shorten them).
 	tolerance, every, poke time.Duration
 
-	stop      chan struct{}
+	stop chan struct{}
+	// asks is the keeper's question to a quiet loop (Asks); keeping says
+	// the keeper runs (keepBeat started it, and it did not end on an
+	// error), so the loop sets no token timer of its own.
+	asks      chan struct{}
+	keeping   atomic.Bool
 	stall     atomic.Bool // a stall is armed (loopStallEnv)
 	stallFor  time.Duration
 	stopStall func()
@@ -114,12 +125,36 @@ func keepBeat(b beatLoop, log *slog.Logger) *keptBeat {
 		log.Warn("liveness token keeper off (" + tokenKeeperEnv + "=off, a test setting): a decision loop stalled for the token's TTL stops this node's beats")
 		return k
 	}
+	k.keeping.Store(true)
 	go k.run()
 	return k
 }
 
 func newKeptBeat(b beatLoop, log *slog.Logger) *keptBeat {
-	return &keptBeat{beatLoop: b, log: log, stop: make(chan struct{}), tolerance: KeepTolerance, every: keepEvery, poke: keepPoke}
+	return &keptBeat{beatLoop: b, log: log, stop: make(chan struct{}), asks: make(chan struct{}, 1),
+		tolerance: KeepTolerance, every: keepEvery, poke: keepPoke}
+}
+
+// keeps reports whether b's token has a keeper running: then the decision
+// loop sets no token timer of its own (wake.go tokenAt).
+func keeps(b beatLoop) bool {
+	k, ok := b.(*keptBeat)
+	return ok && k.keeping.Load()
+}
+
+// Asks delivers the keeper's question to a loop that made no progress for
+// keepPoke; the loop answers with Alive. Signals coalesce.
+func (k *keptBeat) Asks() <-chan struct{} { return k.asks }
+
+// Alive is the decision loop's answer to Asks: it records progress
+// without a decision (the keeper renews the token with the last advert).
+func (k *keptBeat) Alive() {
+	k.mu.Lock()
+	k.progress = heartbeat.MonoNow()
+	gaveUp := k.gaveUp
+	k.gaveUp = false
+	k.mu.Unlock()
+	k.progressed(gaveUp)
 }
 
 // Refresh is the decision loop's refresh: it records the loop's progress
@@ -134,6 +169,13 @@ func (k *keptBeat) Refresh(a heartbeat.Advert) error {
 	k.gaveUp = false
 	err := k.beatLoop.Refresh(a)
 	k.mu.Unlock()
+	k.progressed(gaveUp)
+	return err
+}
+
+// progressed logs, after the loop's progress, a give-up or a stall the
+// keeper bridged.
+func (k *keptBeat) progressed(gaveUp bool) {
 	if gaveUp {
 		k.log.Warn("decision loop runs again after the keeper let the heartbeat stop", "tolerance", k.tolerance)
 	}
@@ -142,7 +184,6 @@ func (k *keptBeat) Refresh(a heartbeat.Advert) error {
 		k.log.Warn("decision loop stalled; the liveness token keeper kept the beats", "stall", age.Round(time.Millisecond),
 			"keeper_worst_lateness", time.Duration(k.worstLate.Load()), "keeper", k.priority(), "tolerance", k.tolerance)
 	}
-	return err
 }
 
 // Close stops the keeper (it refreshes no more; its goroutine ends at its
@@ -182,6 +223,14 @@ func (k *keptBeat) run() {
 	for {
 		ts = unix.NsecToTimespec(int64(next))
 		if err := unix.ClockNanosleep(unix.CLOCK_MONOTONIC, unix.TIMER_ABSTIME, &ts, nil); err != nil && err != unix.EINTR {
+			// Never seen; the decision loop takes the token's refresh
+			// back (keeps).
+			k.keeping.Store(false)
+			k.log.Error("liveness token keeper stopped; the decision loop refreshes the token itself", "err", err)
+			select {
+			case k.asks <- struct{}{}: // wakes the loop to set its own token timer
+			default:
+			}
 			return
 		}
 		select {
@@ -205,7 +254,7 @@ func (k *keptBeat) run() {
 }
 
 // keep renews the token with the loop's last advert while the loop made
-// progress within KeepTolerance, and asks a quiet loop for a decision.
+// progress within KeepTolerance, and asks a quiet loop to show it runs.
 func (k *keptBeat) keep(now heartbeat.Mono) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -221,8 +270,9 @@ func (k *keptBeat) keep(now heartbeat.Mono) {
 		return
 	}
 	if age >= k.poke {
-		if w, ok := k.beatLoop.(waker); ok {
-			w.Wake()
+		select {
+		case k.asks <- struct{}{}:
+		default:
 		}
 	}
 	_ = k.beatLoop.Refresh(k.advert) // a stopped loop shows in View; the decision loop logs it

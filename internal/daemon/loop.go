@@ -136,6 +136,9 @@ func (d *Daemon) loop(ctx context.Context, s *state) {
 		case a := <-d.actCh:
 			a.reply <- d.onAction(s, a)
 		case <-beatChanges:
+		case <-s.keeperAsks():
+			s.answerKeeper() // wake.go: the loop runs; no decision pass
+			continue
 		case <-gossipChanges:
 		case <-leaseTick.C:
 			d.renewLease(s)

@@ -5,10 +5,11 @@ import (
 
 	"github.com/epconsole/epconsole/cluster"
 	"github.com/epconsole/epconsole/cluster/heartbeat"
+	"github.com/epconsole/epconsole/probes"
 )
 
 // What wakes the decision loop when nothing happens. The loop decides on
-// events: a probe result, a heartbeat verdict (Changes), a gossip change
+// events: a probe result that changed something (probeWakes), a heartbeat verdict (Changes), a gossip change
 // (Changes, and the cluster's events), a link change, an operator's
 // action, a reload. Between events it sleeps until the soonest timed
 // condition that is pending, not on a fixed tick:
@@ -22,11 +23,14 @@ import (
 //   - the VIP interfaces are read again (linkReread with the link
 //     subscription, every DefaultTick without it).
 //
-// Those wake a decision pass. Two timers do not: the heartbeat's liveness
-// token is refreshed every heartbeat.DefaultTokenRefresh (the last
-// decision published again, refreshToken), and the service manager's
-// watchdog is pinged every half its interval (notifyLoop, at the top of
-// every pass of the loop). The owner lease has its own ticker (loop).
+// Those wake a decision pass. The service manager's watchdog does not: it
+// is pinged every half its interval (notifyLoop, at the top of every pass
+// of the loop). The heartbeat's liveness token has no timer here: the
+// keeper renews it (keeper.go) and asks a loop quiet for keepPoke to show
+// it runs (keeperAsks: Alive, no decision pass). Only with the keeper off
+// (a test setting) does the loop refresh the token itself, every
+// heartbeat.DefaultTokenRefresh (the last decision published again,
+// refreshToken). The owner lease has its own ticker (loop).
 
 // minWake is the shortest sleep of the loop: a deadline that already
 // passed (a step that did not clear its own) is looked at again after
@@ -43,6 +47,32 @@ type wakeState struct {
 	view time.Time
 	// token is when the liveness token was last refreshed (publish).
 	token time.Time
+}
+
+// probeWakes reports whether a probe result is to wake the decision loop
+// at once: it changed the backend's state or anything else of its tracker
+// (a failure counted, its cause, dead, silent or forbidden since), or it
+// is the first result. A result that changed nothing of that (the same
+// pass again, the same failure of a backend already down) only refreshes
+// the latency and reason the peers and the status show: the loop applies
+// it at its next timed pass (at most linkReread away), so a steady backend
+// costs no decision pass, gossip update and status round per probe.
+func probeWakes(u probes.Update) bool {
+	return u.Previous != u.Tracker || u.Changed() || u.Previous.State == probes.StateUnknown
+}
+
+// onProbeUpdate is the probe monitor's OnUpdate on the loop's account: it
+// wakes the loop for a result that matters (probeWakes), and marks the
+// others for the next timed pass.
+func (d *Daemon) onProbeUpdate(s *state, u probes.Update) {
+	if !probeWakes(u) {
+		d.probesLater.Store(true)
+		return
+	}
+	select {
+	case s.probeCh <- struct{}{}:
+	default:
+	}
 }
 
 // earliest returns the earlier of a and b, a zero time being none.
@@ -147,13 +177,29 @@ func (d *Daemon) beatRestartAt(s *state) time.Time {
 	return s.beatRetry.at
 }
 
-// tokenAt returns when the beat loop's liveness token is to be refreshed
-// (zero: no beat loop runs).
+// tokenAt returns when the loop is to refresh the beat loop's liveness
+// token (zero: no beat loop runs, or its keeper renews the token).
 func (s *state) tokenAt() time.Time {
-	if s.beater == nil || s.beatErr != nil {
+	if s.beater == nil || s.beatErr != nil || keeps(s.beater) {
 		return time.Time{}
 	}
 	return s.wake.token.Add(heartbeat.DefaultTokenRefresh)
+}
+
+// keeperAsks is the keeper's question to the loop (keptBeat.Asks; nil: no
+// keeper, never ready).
+func (s *state) keeperAsks() <-chan struct{} {
+	if k, ok := s.beater.(*keptBeat); ok && k.keeping.Load() {
+		return k.asks
+	}
+	return nil
+}
+
+// answerKeeper tells the keeper the loop runs (keptBeat.Alive).
+func (s *state) answerKeeper() {
+	if k, ok := s.beater.(*keptBeat); ok {
+		k.Alive()
+	}
 }
 
 // untilWake returns how long the loop sleeps with no event: until the
@@ -180,6 +226,9 @@ func (d *Daemon) timedPass(s *state) (decide bool) {
 			d.refreshToken(s)
 		}
 		return false
+	}
+	if d.probesLater.Swap(false) {
+		d.onProbes(s) // results that woke nothing: latencies, reasons
 	}
 	return true
 }

@@ -248,3 +248,135 @@ func TestSuspectChanges(t *testing.T) {
 		t.Errorf("suspectChanges without SuspectAfter = %v, want none", got)
 	}
 }
+
+// keptRig is an idle rig whose beat loop is wrapped in a keeper that
+// counts as running (its goroutine is not started: the test plays it).
+func keptRig(t *testing.T) (*rig, *keptBeat) {
+	t.Helper()
+	r := idleRig(t, Options{})
+	k := newKeptBeat(r.s.beater, r.d.log)
+	k.keeping.Store(true)
+	r.s.beater = k
+	return r, k
+}
+
+// TestWakeScheduleToken: what the loop's timer waits for on the token's
+// account. With the keeper running, nothing: the keeper is the token's
+// one timer (before, the loop also refreshed it every 50 ms, two timers
+// for one token). With the keeper off (a test setting) or a plain beat
+// loop, the loop's own refresh every DefaultTokenRefresh; with no beat
+// loop, or one that failed, nothing.
+func TestWakeScheduleToken(t *testing.T) {
+	at := time.Now()
+	for _, tc := range []struct {
+		name  string
+		setup func(r *rig)
+		want  time.Time
+	}{
+		{"keeper runs", func(r *rig) {
+			k := keepBeat(r.s.beater, r.d.log) // as the real starter does
+			t.Cleanup(func() { k.Close() })
+			r.s.beater = k
+		}, time.Time{}},
+		{"keeper off", func(r *rig) { r.s.beater = newKeptBeat(r.s.beater, r.d.log) }, at.Add(heartbeat.DefaultTokenRefresh)},
+		{"plain beat loop", func(*rig) {}, at.Add(heartbeat.DefaultTokenRefresh)},
+		{"no beat loop", func(r *rig) { r.s.beater = nil }, time.Time{}},
+		{"beat loop failed", func(r *rig) { r.s.beatErr = heartbeat.ErrStopped }, time.Time{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := idleRig(t, Options{})
+			tc.setup(r)
+			r.s.wake.token, r.s.links.read = at, at
+			r.s.links.ch = make(chan struct{}) // subscribed: re-read after links.reread (an hour)
+			if got := r.s.tokenAt(); !got.Equal(tc.want) {
+				t.Errorf("token refresh due at %v, want %v (zero: none)", got.Sub(at), tc.want.Sub(at))
+			}
+			if tc.want.IsZero() {
+				if d := r.d.untilWake(r.s); d < time.Second {
+					t.Errorf("idle loop sleeps %v; want no wake-up for the token (the links' re-read is an hour away)", d)
+				}
+			}
+		})
+	}
+}
+
+// TestIdleLoopLeavesTokenToKeeper: an idle loop whose beat loop has a
+// running keeper sends no refresh of its own, and answers the keeper's
+// question without a decision pass.
+func TestIdleLoopLeavesTokenToKeeper(t *testing.T) {
+	r, k := keptRig(t)
+	runLoop(t, r)
+	c0 := quiet(t, r)
+	n0 := len(refreshes(r))
+	time.Sleep(10 * heartbeat.DefaultTokenRefresh)
+	if n := len(refreshes(r)) - n0; n != 0 {
+		t.Fatalf("%d token refreshes by an idle loop in %s; want none, the keeper renews the token", n, 10*heartbeat.DefaultTokenRefresh)
+	}
+	k.mu.Lock()
+	k.progress = 0
+	k.mu.Unlock()
+	k.asks <- struct{}{}
+	if !waitFor(func() bool { k.mu.Lock(); defer k.mu.Unlock(); return k.progress != 0 }) {
+		t.Fatal("the loop did not answer the keeper")
+	}
+	if c := r.cl.views.Load(); c != c0 {
+		t.Errorf("%d decision passes for the keeper's question; want none", c-c0)
+	}
+}
+
+// TestProbeWakes: which probe results wake the decision loop at once. A
+// steady backend (the same pass again, the same failure of a backend
+// already down) does not: it only refreshes a latency or a reason, which
+// the next timed pass applies. Before, every result woke a decision pass,
+// a gossip update and a status round (6 a second in the 3-backend lab at
+// 500 ms).
+func TestProbeWakes(t *testing.T) {
+	up := probes.Tracker{State: probes.StateUp}
+	down := probes.Tracker{State: probes.StateDown, Cause: probes.CauseRefused, Dead: true}
+	silent := probes.Tracker{State: probes.StateDown, Cause: probes.CauseTimeout, SilentSince: time.Unix(100, 0)}
+	for _, tc := range []struct {
+		name       string
+		prev, next probes.Tracker
+		want       bool
+	}{
+		{"first result", probes.Tracker{}, up, true},
+		{"up, passes again", up, up, false},
+		{"up, first failure", up, probes.Tracker{State: probes.StateFalling, Streak: 1, Cause: probes.CauseTimeout}, true},
+		{"falling, second failure", probes.Tracker{State: probes.StateFalling, Streak: 1}, probes.Tracker{State: probes.StateFalling, Streak: 2}, true},
+		{"falls", probes.Tracker{State: probes.StateFalling, Streak: 2}, down, true},
+		{"down, refused again", down, down, false},
+		{"down, silent again", silent, silent, false},
+		{"down, now dead", silent, probes.Tracker{State: probes.StateDown, Cause: probes.CauseTimeout, SilentSince: time.Unix(100, 0), Dead: true}, true},
+		{"down, cause changes", down, probes.Tracker{State: probes.StateDown, Cause: probes.CauseTimeout, Dead: true}, true},
+		{"down, first pass", down, probes.Tracker{State: probes.StateRising, Streak: 1}, true},
+		{"up, answers only 401", up, probes.Tracker{State: probes.StateUp, AuthOnly: true}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := probeWakes(probes.Update{Previous: tc.prev, Tracker: tc.next}); got != tc.want {
+				t.Errorf("probeWakes(%+v -> %+v) = %v, want %v", tc.prev, tc.next, got, tc.want)
+			}
+		})
+	}
+}
+
+// TestSteadyProbesWaitForTimedPass: a probe result that changed nothing
+// wakes no decision pass; the loop's next timed pass applies it (the
+// views the peers see get the new latency).
+func TestSteadyProbesWaitForTimedPass(t *testing.T) {
+	r := idleRig(t, Options{})
+	runLoop(t, r)
+	c0 := quiet(t, r)
+	up := probes.Tracker{State: probes.StateUp}
+	r.d.onProbeUpdate(r.s, probes.Update{Previous: up, Tracker: up})
+	time.Sleep(100 * time.Millisecond)
+	if c := r.cl.views.Load(); c != c0 {
+		t.Fatalf("%d decision passes after a steady probe result; want none", c-c0)
+	}
+	if !r.d.probesLater.Load() {
+		t.Fatal("the steady result is not kept for the next timed pass")
+	}
+	r.d.onProbeUpdate(r.s, probes.Update{Previous: up, Tracker: probes.Tracker{State: probes.StateFalling, Streak: 1}})
+	if !waitFor(func() bool { return r.cl.views.Load() > c0 }) {
+		t.Fatal("no decision pass after a result that changed the tracker")
+	}
+}

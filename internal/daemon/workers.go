@@ -50,10 +50,7 @@ func (d *Daemon) startMonitor(s *state) error {
 		OnUpdate: func(u probes.Update) {
 			d.counters.probeFailure(u.Result)
 			d.certPresented(u.Result)
-			select {
-			case s.probeCh <- struct{}{}:
-			default:
-			}
+			d.onProbeUpdate(s, u) // wake.go
 		},
 	})
 	mctx, stop := context.WithCancel(s.run)

@@ -249,12 +249,12 @@ func cpuTimes(t *testing.T) [8]uint64 {
 // idleEnv enables TestIdleCost.
 const idleEnv = "EPCONSOLE_BENCH_IDLE"
 
-// TestIdleCost measures what an idle 3-peer cluster costs each node: it
-// waits 10 s after the start, then samples /proc/PID/stat of every daemon
-// and its heartbeat helper over 30 s (EPCONSOLE_BENCH_IDLE_FOR) and prints
-// the share of one core each used, with the helper's context switches per
-// second. A measurement, not an assertion of a figure: it fails only when
-// it cannot measure.
+// TestIdleCost measures what an idle 3-peer cluster (EPCONSOLE_BENCH_IDLE_PEERS:
+// 3 to 5) costs each node: it waits 10 s after the start, then samples
+// /proc/PID/stat of every daemon and its heartbeat helper over 30 s
+// (EPCONSOLE_BENCH_IDLE_FOR) and prints the share of one core each used,
+// with the helper's context switches per second. A measurement, not an
+// assertion of a figure: it fails only when it cannot measure.
 func TestIdleCost(t *testing.T) {
 	if os.Getenv(idleEnv) == "" {
 		t.Skipf("set %s=1 to measure the idle cost of a 3-peer cluster (40 s)", idleEnv)
@@ -266,7 +266,14 @@ func TestIdleCost(t *testing.T) {
 			t.Fatalf("%s_FOR=%q: want a duration up to 10m", idleEnv, v)
 		}
 	}
-	c, _ := newClusterWith(t, "hbki", window+90*time.Second, clusterOpts{net4: idleNet4, net6: idleNet6})
+	peers := 3
+	if v := os.Getenv(idleEnv + "_PEERS"); v != "" {
+		var err error
+		if peers, err = strconv.Atoi(v); err != nil || peers < 3 || peers > 5 {
+			t.Fatalf("%s_PEERS=%q: want 3, 4 or 5", idleEnv, v)
+		}
+	}
+	c, _ := newClusterWith(t, "hbki", window+90*time.Second, clusterOpts{net4: idleNet4, net6: idleNet6, peers: peers})
 	time.Sleep(10 * time.Second)
 	type proc struct {
 		node, role string
@@ -301,7 +308,7 @@ func TestIdleCost(t *testing.T) {
 			p.node, p.role, p.pid, pct, float64(csw[0]-p.csw0[0])/el, float64(csw[1]-p.csw0[1])/el)
 	}
 	for _, h := range c.lbs {
-		t.Logf("%s: daemon + helper %.2f %% of one core (idle, 3 peers, %s)", h.Name(), node[h.Name()], window)
+		t.Logf("%s: daemon + helper %.2f %% of one core (idle, %d peers, %s)", h.Name(), node[h.Name()], peers, window)
 	}
 	t.Logf("load average before %s, after %s", bytes.TrimSpace(load0), bytes.TrimSpace(load1))
 }
