@@ -105,6 +105,7 @@ type loop struct {
 	lastReport  Mono
 	reported    bool
 	claim       claimState
+	hold        leaseHold // leasehold.go
 }
 
 // newLoop builds a loop on an open UDP socket (bound, blocking) and the
@@ -434,6 +435,7 @@ func (l *loop) tick(now Mono) error {
 		}
 		l.beat.Owner, l.beat.Epoch = l.token.owner, l.token.epoch
 		l.claimAdvert(now)
+		l.holdLease(now, late)
 		l.keys.SealV2(&l.outV2, &l.beat, l.cluster)
 		sealedV1 := false
 		for i, d := range l.dests {
