@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"time"
@@ -326,4 +327,36 @@ func sameBeatLeaseTable(c *nftables.Conn, t *nftables.Table, spec beatLeaseSpec)
 		}
 	}
 	return true, nil
+}
+
+// BeatDevices returns the interfaces the routes to addrs leave on (in the
+// namespace given by the options), in order and without repeats: where a
+// node's beats to those peers go out. An address without a route is
+// skipped.
+func BeatDevices(addrs []netip.Addr, opts ...Option) ([]string, error) {
+	v, err := NewVIP(opts...)
+	if err != nil {
+		return nil, err
+	}
+	defer v.Close()
+	h, err := v.handle()
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	var out []string
+	for _, a := range addrs {
+		routes, err := h.RouteGet(net.IP(a.Unmap().AsSlice()))
+		if err != nil || len(routes) == 0 {
+			continue
+		}
+		link, err := h.LinkByIndex(routes[0].LinkIndex)
+		if err != nil {
+			continue
+		}
+		if name := link.Attrs().Name; name != "lo" && !slices.Contains(out, name) {
+			out = append(out, name)
+		}
+	}
+	return out, nil
 }

@@ -20,7 +20,11 @@ import (
 //     a successor's claim among them;
 //   - while a live peer says it holds the VIP with a newer epoch than the
 //     one this beat names: the successor's claim wins, at beat rate, before
-//     the daemon's next decision releases the VIP.
+//     the daemon's next decision releases the VIP;
+//   - with three or more peers, while the loop no longer hears the
+//     majority it heard: a successor on the other side of a partition
+//     claims one detection time after the cut, this host's daemon
+//     releases a decision later.
 //
 // The beat goes out all the same (the peers still hear this node); only
 // the flag, and with it the lease's renewal, is held back. A claim the
@@ -54,20 +58,26 @@ type leaseHold struct {
 	until Mono
 	// withheld counts beats sent without the FlagHolding the daemon set.
 	withheld uint64
+	// hadMajority: the loop heard a majority since it started.
+	hadMajority bool
 }
 
 // holdLease clears FlagHolding from the beat about to be sent when saying
 // it would renew a lease that must run out (see above). late is how late
-// this tick came.
-func (l *loop) holdLease(now Mono, late time.Duration) {
+// this tick came; majority the tick's verdict.
+func (l *loop) holdLease(now Mono, late time.Duration, majority bool) {
 	det := DetectionTime(l.cfg.Interval, l.cfg.Misses)
 	if late >= det {
 		l.hold.until = now.Add(lapseHold * det)
 	}
+	if majority {
+		l.hold.hadMajority = true
+	}
+	lost := !majority && l.hold.hadMajority && len(l.cfg.Peers)+1 >= 3
 	if l.beat.Flags&FlagHolding == 0 || l.claim.claimed {
 		return
 	}
-	if now < l.hold.until || l.newerHolder(now) {
+	if now < l.hold.until || lost || l.newerHolder(now) {
 		l.beat.Flags &^= FlagHolding
 		l.hold.withheld++
 	}

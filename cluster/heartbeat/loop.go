@@ -435,7 +435,7 @@ func (l *loop) tick(now Mono) error {
 		}
 		l.beat.Owner, l.beat.Epoch = l.token.owner, l.token.epoch
 		l.claimAdvert(now)
-		l.holdLease(now, late)
+		l.holdLease(now, late, majority)
 		l.keys.SealV2(&l.outV2, &l.beat, l.cluster)
 		sealedV1 := false
 		for i, d := range l.dests {
