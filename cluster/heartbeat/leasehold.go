@@ -62,17 +62,22 @@ type leaseHold struct {
 	hadMajority bool
 }
 
-// holdLease clears FlagHolding from the beat about to be sent when saying
-// it would renew a lease that must run out (see above). late is how late
-// this tick came; majority the tick's verdict.
-func (l *loop) holdLease(now Mono, late time.Duration, majority bool) {
-	det := DetectionTime(l.cfg.Interval, l.cfg.Misses)
-	if late >= det {
+// noteTick records what holdLease needs of every tick, beating or not (a
+// woken helper whose token went stale meanwhile beats only from a later
+// tick): late is how late this tick came, majority its verdict.
+func (l *loop) noteTick(now Mono, late time.Duration, majority bool) {
+	if det := DetectionTime(l.cfg.Interval, l.cfg.Misses); late >= det {
 		l.hold.until = now.Add(lapseHold * det)
 	}
 	if majority {
 		l.hold.hadMajority = true
 	}
+}
+
+// holdLease clears FlagHolding from the beat about to be sent when saying
+// it would renew a lease that must run out (see above); majority is the
+// tick's verdict.
+func (l *loop) holdLease(now Mono, majority bool) {
 	lost := !majority && l.hold.hadMajority && len(l.cfg.Peers)+1 >= 3
 	if l.beat.Flags&FlagHolding == 0 || l.claim.claimed {
 		return

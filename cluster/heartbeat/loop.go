@@ -423,6 +423,7 @@ func (l *loop) tick(now Mono) error {
 	}
 	majority := l.tr.Majority(now)
 	beating := l.tokenSeen && now.Sub(l.tokenAt) <= l.cfg.TokenTTL
+	l.noteTick(now, late, majority) // leasehold.go
 	l.claimTick(now, beating, majority)
 	if beating {
 		l.beat.Seq++
@@ -435,7 +436,7 @@ func (l *loop) tick(now Mono) error {
 		}
 		l.beat.Owner, l.beat.Epoch = l.token.owner, l.token.epoch
 		l.claimAdvert(now)
-		l.holdLease(now, late, majority)
+		l.holdLease(now, majority)
 		l.keys.SealV2(&l.outV2, &l.beat, l.cluster)
 		sealedV1 := false
 		for i, d := range l.dests {
