@@ -125,6 +125,9 @@ type Lease struct {
 	ttl     time.Duration
 	// lapsed is when a Renew first found the lease lapsed (zero: not).
 	lapsed time.Time
+	// beats, when set, makes Install build the beat-renewed netdev
+	// tables (leasebeat.go) instead of the arp and ip6 ones.
+	beats *LeaseBeats
 }
 
 // leaseSpec is one family's lease table, built by buildLeaseTable.
@@ -179,8 +182,27 @@ func (l *Lease) Install(ctx context.Context, vips []netip.Addr) error {
 	if err != nil {
 		return err
 	}
+	if l.beats != nil {
+		specs, queued, err := l.installBeats(ctx, c, want)
+		if err != nil {
+			l.dropConn()
+			return err
+		}
+		return l.commitInstall(c, specs, queued, vips)
+	}
 	var specs []leaseSpec
 	queued := false
+	for _, name := range []string{BeatLeaseTable4, BeatLeaseTable6} {
+		t, err := findNamedTable(c, nftables.TableFamilyNetdev, name)
+		if err != nil {
+			l.dropConn()
+			return fmt.Errorf("listing netdev tables: %w", err)
+		}
+		if t != nil {
+			c.DelTable(t)
+			queued = true
+		}
+	}
 	for _, fam := range leaseFamilies {
 		vip := want[fam]
 		cur, err := readLeaseTable(c, fam)
@@ -209,15 +231,21 @@ func (l *Lease) Install(ctx context.Context, vips []netip.Addr) error {
 		}
 		queued = true
 	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return l.commitInstall(c, specs, queued, vips)
+}
+
+// commitInstall commits what Install queued, if anything, and records
+// specs as installed. Called with l.mu held.
+func (l *Lease) commitInstall(c *nftables.Conn, specs []leaseSpec, queued bool, vips []netip.Addr) error {
 	if queued {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
 		if err := c.Flush(); err != nil {
 			l.dropConn()
 			return fmt.Errorf("committing the owner lease tables: %w", err)
 		}
-		l.log.Info("owner lease tables installed", "vips", vips)
+		l.log.Info("owner lease tables installed", "vips", vips, "renewed_by_beats", l.beats != nil)
 	}
 	l.specs = specs
 	return nil
@@ -332,6 +360,17 @@ func (l *Lease) Remove(ctx context.Context) error {
 		if err != nil {
 			l.dropConn()
 			return fmt.Errorf("listing %s tables: %w", leaseFamilyName(fam), err)
+		}
+		if t != nil {
+			c.DelTable(t)
+			queued = true
+		}
+	}
+	for _, name := range []string{BeatLeaseTable4, BeatLeaseTable6} {
+		t, err := findNamedTable(c, nftables.TableFamilyNetdev, name)
+		if err != nil {
+			l.dropConn()
+			return fmt.Errorf("listing netdev tables: %w", err)
 		}
 		if t != nil {
 			c.DelTable(t)

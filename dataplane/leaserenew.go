@@ -44,7 +44,10 @@ type leaseBatch struct {
 // buildLeaseBatch builds the batch that, for each family's lease element,
 // adds it (a no-op when present), deletes it and, with readd, adds it
 // again with ttl: Lease.Renew's and Lease.Drop's batches.
-func buildLeaseBatch(want map[nftables.TableFamily]netip.Addr, ttl time.Duration, readd bool) (leaseBatch, error) {
+//
+// With beats, the elements are those of the beat-renewed netdev tables
+// (leasebeat.go).
+func buildLeaseBatch(want map[nftables.TableFamily]netip.Addr, ttl time.Duration, readd, beats bool) (leaseBatch, error) {
 	var b leaseBatch
 	var msgs []netlink.Message
 	for _, fam := range leaseFamilies {
@@ -52,15 +55,18 @@ func buildLeaseBatch(want map[nftables.TableFamily]netip.Addr, ttl time.Duration
 		if !ok {
 			continue
 		}
-		proto := uint8(nfprotoARP)
+		proto, table := uint8(nfprotoARP), leaseTableName(fam)
 		if vip.Is6() {
 			proto = nfprotoIPv6
 		}
-		withTTL, err := elemListAttrs(leaseTableName(fam), vip, ttl)
+		if beats {
+			proto, table = nfprotoNetdev, beatLeaseTableName(vip)
+		}
+		withTTL, err := elemListAttrs(table, vip, ttl)
 		if err != nil {
 			return b, err
 		}
-		keyOnly, err := elemListAttrs(leaseTableName(fam), vip, 0)
+		keyOnly, err := elemListAttrs(table, vip, 0)
 		if err != nil {
 			return b, err
 		}
@@ -97,13 +103,15 @@ func buildLeaseBatch(want map[nftables.TableFamily]netip.Addr, ttl time.Duration
 
 // NFPROTO values of the lease tables' families (linux/netfilter.h).
 const (
-	nfprotoARP  = 3
-	nfprotoIPv6 = 10
+	nfprotoARP    = 3
+	nfprotoNetdev = 5
+	nfprotoIPv6   = 10
 )
 
 // NewLeaseRenewer opens a netfilter netlink socket and builds the renewal
 // batch for vips (at most one IPv4 and one IPv6 address, as Install takes)
-// with the lease length ttl.
+// with the lease length ttl: for the beat-renewed tables (Lease.SetBeats)
+// when the namespace holds them, else for the arp and ip6 ones.
 func NewLeaseRenewer(vips []netip.Addr, ttl time.Duration) (*LeaseRenewer, error) {
 	if ttl < time.Millisecond {
 		return nil, fmt.Errorf("dataplane: lease ttl %v below the kernel's 1 ms resolution", ttl)
@@ -115,11 +123,15 @@ func NewLeaseRenewer(vips []netip.Addr, ttl time.Duration) (*LeaseRenewer, error
 	if len(want) == 0 {
 		return nil, errors.New("dataplane: no VIP to renew a lease for")
 	}
-	r := &LeaseRenewer{ttl: ttl}
-	if r.renew, err = buildLeaseBatch(want, ttl, true); err != nil {
+	beats, err := beatLeaseInstalled()
+	if err != nil {
 		return nil, err
 	}
-	if r.drop, err = buildLeaseBatch(want, ttl, false); err != nil {
+	r := &LeaseRenewer{ttl: ttl}
+	if r.renew, err = buildLeaseBatch(want, ttl, true, beats); err != nil {
+		return nil, err
+	}
+	if r.drop, err = buildLeaseBatch(want, ttl, false, beats); err != nil {
 		return nil, err
 	}
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, unix.NETLINK_NETFILTER)
@@ -132,6 +144,26 @@ func NewLeaseRenewer(vips []netip.Addr, ttl time.Duration) (*LeaseRenewer, error
 	}
 	r.fd = fd
 	return r, nil
+}
+
+// beatLeaseInstalled reports whether the calling thread's namespace holds
+// a beat-renewed lease table (Lease.SetBeats): the renewals then go to its
+// elements.
+func beatLeaseInstalled() (bool, error) {
+	c, err := nftables.New()
+	if err != nil {
+		return false, fmt.Errorf("dataplane: opening nftables netlink socket: %w", err)
+	}
+	tables, err := c.ListTablesOfFamily(nftables.TableFamilyNetdev)
+	if err != nil {
+		return false, fmt.Errorf("dataplane: listing netdev tables: %w", err)
+	}
+	for _, t := range tables {
+		if t.Name == BeatLeaseTable4 || t.Name == BeatLeaseTable6 {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // elemListAttrs are the attributes of a set element message for the

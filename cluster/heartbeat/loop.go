@@ -112,6 +112,7 @@ type loop struct {
 	lastReport              Mono
 	reported                bool
 	claim                   claimState
+	hold                    leaseHold // leasehold.go
 }
 
 // newLoop builds a loop on an open UDP socket (bound, blocking) and the
@@ -438,6 +439,7 @@ func (l *loop) tick(now Mono) error {
 	}
 	majority := l.tr.Majority(now)
 	beating := l.tokenSeen && now.Sub(l.tokenAt) <= l.cfg.TokenTTL
+	l.noteTick(now, late, majority) // leasehold.go
 	l.claimTick(now, beating, majority)
 	if beating {
 		l.composeBeat(now, majority)
@@ -473,6 +475,7 @@ func (l *loop) composeBeat(now Mono, majority bool) {
 	}
 	l.beat.Owner, l.beat.Epoch = l.token.owner, l.token.epoch
 	l.claimAdvert(now)
+	l.holdLease(now, majority) // leasehold.go
 }
 
 // sendBeat sends the composed beat, with the next sequence number, to

@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/epconsole/epconsole/cluster/heartbeat"
-	"github.com/epconsole/epconsole/dataplane"
 	"github.com/epconsole/epconsole/internal/lab"
 	"github.com/epconsole/epconsole/internal/netlab"
 )
@@ -55,13 +54,22 @@ const (
 	// DetectionTime is the heartbeat's detection time (interval × misses).
 	DetectionTime = heartbeat.DefaultInterval * heartbeat.DefaultMisses
 	// DefaultTwoMACBound is how long two hosts may answer for the VIP at
-	// once: the owner lease's length (a paused or crashed owner's kernel
-	// answers until its lease runs out, the successor from one detection
-	// time after the fault) plus two of the observer's probe periods (its
-	// resolution). The detection time itself is the stricter bound
-	// (Options.TwoMACBound = DetectionTime + 2*ProbeEvery); docs/chaos.md
-	// says why the default is not it.
-	DefaultTwoMACBound = dataplane.DefaultLeaseTTL + 2*ProbeEvery
+	// once: the heartbeat's detection time plus two of the observer's
+	// probe periods. The owner's kernel answers ARP / NDP for the VIP only
+	// while a lease that each of its beats saying "holding" renews for one
+	// detection time runs (dataplane.LeaseBeats), so a paused or crashed
+	// owner falls silent at most one detection time after its last beat,
+	// which is the earliest its peers count it gone and a successor
+	// claims; a woken owner's helper says "holding" again only after it
+	// has read the beats that queued meanwhile (cluster/heartbeat,
+	// leasehold.go). An owner cut off from its peers stops saying it
+	// when its helper loses the majority, one detection time after the
+	// cut, as the successor claims. What is left is the observer's
+	// resolution: it sees an answer only at its probes, so each end of an
+	// interval is known to one probe period. With the daemon's 150 ms
+	// lease (--no-beat-lease) the bound is dataplane.DefaultLeaseTTL +
+	// 2*ProbeEvery: set Options.TwoMACBound.
+	DefaultTwoMACBound = DetectionTime + 2*ProbeEvery
 	// settleAfterHeal is how long after a heal connects are watched.
 	settleAfterHeal = 1500 * time.Millisecond
 	// claimGap: a MAC silent for longer has stopped answering (ten probe

@@ -31,16 +31,17 @@ type daemonOptions struct {
 	noConnSync  bool
 	noClaim     bool
 	helperLease bool
+	noBeatLease bool
 }
 
 // newDaemonCmd is `epconsole daemon`, also spelled `epconsole --daemon`.
 func newDaemonCmd(a *app) *cobra.Command {
 	o := daemonOptions{level: slog.LevelInfo}
 	cmd := &cobra.Command{
-		Use:   "daemon [-c config.hcl] [--log-level LEVEL] [--no-heartbeat] [--no-conn-sync] [--no-helper-claim] [--helper-lease]",
+		Use:   "daemon [-c config.hcl] [--log-level LEVEL] [--no-heartbeat] [--no-conn-sync] [--no-helper-claim] [--helper-lease] [--no-beat-lease]",
 		Short: "this LB node's agent: probes, gossip, VIP election, nftables, the VIP (also --daemon)",
 		Long:  daemonLong,
-		Annotations: map[string]string{synopsisKey: "epconsole --daemon [-c config.hcl] [--log-level LEVEL] [--no-heartbeat] [--no-conn-sync] [--no-helper-claim] [--helper-lease]\n" +
+		Annotations: map[string]string{synopsisKey: "epconsole --daemon [-c config.hcl] [--log-level LEVEL] [--no-heartbeat] [--no-conn-sync] [--no-helper-claim] [--helper-lease] [--no-beat-lease]\n" +
 			"epconsole daemon ...   (the same)"},
 		Args:                  noArgs(""),
 		DisableFlagsInUseLine: true,
@@ -55,7 +56,8 @@ func newDaemonCmd(a *app) *cobra.Command {
 	fs.BoolVar(&o.noHeartbeat, "no-heartbeat", false, "liveness from gossip only (slow failover; for comparison runs, not production)")
 	fs.BoolVar(&o.noConnSync, "no-conn-sync", false, "do not sync established connections to the peers (they die when the VIP moves; for comparison runs, not production)")
 	fs.BoolVar(&o.noClaim, "no-helper-claim", false, "the daemon claims the VIP after the heartbeat helper's verdict reaches it, instead of the helper claiming where it sees the owner gone (slower failover; for comparison runs, not production)")
-	fs.BoolVar(&o.helperLease, "helper-lease", false, "the heartbeat helper renews a short owner lease (twice the detection time) on every beat instead of the daemon's 150 ms lease (experimental: its renewals wait for the daemon's nftables commits)")
+	fs.BoolVar(&o.helperLease, "helper-lease", false, "the heartbeat helper renews a short owner lease (twice the detection time) on every beat instead of the beat-renewed lease (experimental: its renewals wait for the daemon's nftables commits)")
+	fs.BoolVar(&o.noBeatLease, "no-beat-lease", false, "the daemon renews a 150 ms owner lease every 30 ms instead of the kernel renewing a lease of one detection time from each heartbeat saying this node holds the VIP (a paused owner then answers ARP up to 150 ms beside its successor; for comparison runs, not production)")
 	return cmd
 }
 
@@ -103,7 +105,7 @@ func runDaemon(ctx context.Context, o daemonOptions, stdio IO) int {
 		}
 	}()
 
-	err := daemon.Run(ctx, daemon.Options{ConfigPath: file, Logger: log, Version: readVersion().Version, Reload: reload, NoHeartbeat: o.noHeartbeat, NoConnSync: o.noConnSync, NoHelperClaim: o.noClaim, HelperLease: o.helperLease})
+	err := daemon.Run(ctx, daemon.Options{ConfigPath: file, Logger: log, Version: readVersion().Version, Reload: reload, NoHeartbeat: o.noHeartbeat, NoConnSync: o.noConnSync, NoHelperClaim: o.noClaim, HelperLease: o.helperLease, NoBeatLease: o.noBeatLease})
 	if err != nil {
 		log.Error("daemon failed", "err", err)
 		return 1

@@ -73,6 +73,9 @@ func (d *Daemon) claimConfig(s *state, hc heartbeat.Config) *heartbeat.ClaimConf
 		return nil
 	}
 	cc := &heartbeat.ClaimConfig{LeaseTTL: dataplane.DefaultLeaseTTL}
+	if s.beatLease > 0 {
+		cc.LeaseTTL = s.beatLease // the claim opens it; the beats keep it
+	}
 	if d.opts.HelperLease {
 		cc.RenewLease, cc.LeaseTTL = true, heartbeat.HelperLeaseTTL(hc.Interval, hc.Misses)
 	}
@@ -119,9 +122,13 @@ func claimerOf(b beatLoop) (helperClaimer, bool) {
 	return h, ok
 }
 
-// leaseTTL is the lease length the daemon opens a lease with: the
-// helper's short one when the helper renews it, else DefaultLeaseTTL.
+// leaseTTL is the lease length the daemon opens a lease with: one
+// detection time when the beats renew it, the helper's short one when the
+// helper renews it, else DefaultLeaseTTL.
 func (d *Daemon) leaseTTL(s *state) time.Duration {
+	if s.beatLease > 0 {
+		return s.beatLease
+	}
 	if d.helperRenews(s) {
 		return s.claim.ttl
 	}

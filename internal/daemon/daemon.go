@@ -90,6 +90,10 @@ type Options struct {
 	// daemon's dataplane.DefaultLeaseTTL every DefaultLeaseRenew (claim.go;
 	// off by default: see docs/daemon.md).
 	HelperLease bool
+	// NoBeatLease makes the daemon renew the owner lease (150 ms, every
+	// 30 ms) instead of the kernel renewing it from the heartbeats
+	// (beatlease.go). For control runs.
+	NoBeatLease bool
 }
 
 // Daemon is one running LB node. Its Events, Status, ClusterView, Probes

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/epconsole/epconsole/cluster"
-	"github.com/epconsole/epconsole/dataplane"
 )
 
 // The graceful stop: the VIP handed to a successor, make before break,
@@ -21,7 +20,7 @@ func (d *Daemon) handoff(s *state) {
 	s.waiting = false
 	deadline := time.Now().Add(d.opts.HandoffTimeout)
 	tick := time.NewTicker(5 * time.Millisecond)
-	leaseTick := time.NewTicker(dataplane.DefaultLeaseRenew)
+	leaseTick := d.newLeaseTicker(s)
 	for s.holding && time.Now().Before(deadline) {
 		d.decide(s) // ineligible now: Elect keeps us until the successor's claim is seen
 		if !s.holding {

@@ -27,6 +27,7 @@ type state struct {
 	dp        datapath
 	vip       vipAnnouncer
 	lease     ownerLease
+	beatLease time.Duration // the beat-renewed lease's length; 0: renewed by the daemon (beatlease.go)
 	cl        peerCluster
 	beater    beatLoop // nil: no beat loop runs (beatErr says why)
 	beatErr   error
@@ -96,7 +97,7 @@ func newState(run context.Context, cfg *config.Config) *state {
 func (d *Daemon) loop(ctx context.Context, s *state) {
 	wake := time.NewTimer(noWake)
 	defer wake.Stop()
-	leaseTick := time.NewTicker(dataplane.DefaultLeaseRenew)
+	leaseTick := d.newLeaseTicker(s) // none with the beat-renewed lease (beatlease.go)
 	defer leaseTick.Stop()
 	var beatChanges <-chan struct{}
 	if s.beater != nil {

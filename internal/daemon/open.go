@@ -53,8 +53,9 @@ func (d *Daemon) open(s *state) (closeAll func(), err error) {
 	s.lease = lease
 	// Repeated announcements go out only while the lease is held: a
 	// daemon paused between two of them wakes up silent.
-	vip.SetAnnounceGate(func() bool { return lease.Held() || d.gate.held() })
-	if err := s.lease.Install(run, leaseVIPs(cfg)); err != nil {
+	// With the beat-renewed lease, the kernel's gate decides alone.
+	vip.SetAnnounceGate(func() bool { return lease.Held() || d.gate.held() || lease.BeatRenewed() })
+	if err := d.installLease(run, s, cfg); err != nil {
 		return closeAll, fmt.Errorf("installing the owner lease tables: %w", err)
 	}
 	d.adopt(s)

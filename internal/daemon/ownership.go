@@ -181,7 +181,7 @@ func (d *Daemon) release(s *state, reason string) {
 // this node owns the VIP, or the host would answer ARP beside the owner
 // the peers elected while this daemon was gone.
 func (d *Daemon) renewLease(s *state) {
-	if !s.holding || s.waiting || d.helperRenews(s) {
+	if !s.holding || s.waiting || d.helperRenews(s) || s.beatLease > 0 {
 		return
 	}
 	err := s.lease.Renew(s.run, dataplane.DefaultLeaseTTL)

@@ -53,7 +53,7 @@ func (d *Daemon) reload(s *state) {
 	s.cfg = cfg
 	d.mu.Unlock()
 	s.sync.SetScope(syncVIPs(cfg), syncBackends(cfg))
-	if err := s.lease.Install(s.run, leaseVIPs(cfg)); err != nil {
+	if err := d.installLease(s.run, s, cfg); err != nil {
 		d.log.Error("installing the owner lease tables", "err", err)
 	}
 	if s.holding {
@@ -103,6 +103,7 @@ func (d *Daemon) restartBeatLoop(s *state) {
 		if err := s.beater.Refresh(a); err == nil {
 			time.Sleep(restartAnnounce(s.cfg))
 		}
+		d.bridgeLease(s)
 		s.beater.Close()
 	}
 	d.startBeater(s)

@@ -149,7 +149,7 @@ func TestOwnerCrash(t *testing.T) {
 		t.Errorf("the crashed owner %s still answered ARP for the VIP 2 s after the kill", owner)
 	}
 	if longestDouble > 500*time.Millisecond {
-		t.Errorf("two hosts answered ARP for the VIP at once for %s, want about the lease (150 ms)", longestDouble)
+		t.Errorf("two hosts answered ARP for the VIP at once for %s, want about the lease (one detection time, or 150 ms with --no-beat-lease)", longestDouble)
 	}
 	if res.LongestGap >= time.Second || res.LastSuccess <= res.LastFailure {
 		t.Errorf("client dark time %s (last success %s, last failure %s), want < 1 s and recovered", res.LongestGap, res.LastSuccess, res.LastFailure)

@@ -45,7 +45,8 @@ func (l *Lab) startDaemon(peer string, args ...string) error {
 	if err != nil {
 		return fmt.Errorf("lab: daemon log: %w", err)
 	}
-	cmd := h.Command(l.ctx, append([]string{l.opts.Binary, "--daemon", "-c", l.ConfigPath(peer)}, args...)...)
+	argv := append([]string{l.opts.Binary, "--daemon", "-c", l.ConfigPath(peer)}, l.opts.DaemonArgs...)
+	cmd := h.Command(l.ctx, append(argv, args...)...)
 	cmd.Stdout, cmd.Stderr = f, f
 	// The daemon must not see netlab's child variables (it would run a role).
 	cmd.Env = os.Environ()

@@ -79,6 +79,9 @@ type Options struct {
 	// Peers is the number of LB hosts (default 3, at most 5); Backends the
 	// number of control-plane hosts (default 3, at most 7).
 	Peers, Backends int
+	// DaemonArgs are extra flags for every daemon the lab starts (a
+	// drill's control: --no-beat-lease).
+	DaemonArgs []string
 	// Dir holds certificates, configs, sockets and logs. Default: a fresh
 	// netlab-<prefix>-* under os.TempDir, removed by Close and by Down.
 	Dir string
