@@ -91,6 +91,11 @@ func (e SyncEntry) validate() error {
 // MarshalBinary encodes the entry in its compact wire form: 36 bytes for
 // IPv4, 84 for IPv6.
 func (e SyncEntry) MarshalBinary() ([]byte, error) {
+	return e.AppendBinary(make([]byte, 0, syncHeaderLen+4*(16+2)))
+}
+
+// AppendBinary appends the entry's wire form (MarshalBinary's) to b.
+func (e SyncEntry) AppendBinary(b []byte) ([]byte, error) {
 	if err := e.validate(); err != nil {
 		return nil, err
 	}
@@ -98,10 +103,9 @@ func (e SyncEntry) MarshalBinary() ([]byte, error) {
 	if e.OrigSrc.Addr().Unmap().Is4() {
 		alen = 4
 	}
-	b := make([]byte, syncHeaderLen, syncHeaderLen+4*(alen+2))
-	b[0], b[1], b[2], b[3] = syncWireVersion, byte(e.Op), byte(alen), e.TCPState
-	binary.BigEndian.PutUint32(b[4:], e.Timeout)
-	binary.BigEndian.PutUint32(b[8:], e.Mark)
+	b = append(b, syncWireVersion, byte(e.Op), byte(alen), e.TCPState)
+	b = binary.BigEndian.AppendUint32(b, e.Timeout)
+	b = binary.BigEndian.AppendUint32(b, e.Mark)
 	for _, ap := range []netip.AddrPort{e.OrigSrc, e.OrigDst, e.ReplySrc, e.ReplyDst} {
 		a := ap.Addr().Unmap()
 		if alen == 4 {

@@ -172,11 +172,7 @@ func (a *SyncApplier) exchange(msgs []netlink.Message) ([]syscall.Errno, error) 
 		if k == len(msgs)-1 {
 			m.Header.Flags |= netlink.Acknowledge
 		}
-		b, err := m.MarshalBinary()
-		if err != nil {
-			return nil, fmt.Errorf("encoding request: %w", err)
-		}
-		buf = append(buf, b...)
+		buf = appendNetlinkMessage(buf, m)
 	}
 	a.buf = buf
 	rc, err := a.nl.SyscallConn()
@@ -239,6 +235,19 @@ func (a *SyncApplier) exchange(msgs []netlink.Message) ([]syscall.Errno, error) 
 
 // nlmsgHeaderLen is the length of a netlink message header.
 const nlmsgHeaderLen = 16
+
+// appendNetlinkMessage appends m as netlink.Message.MarshalBinary encodes
+// it (header in host order, then the data padded to 4 bytes), without a
+// buffer of its own per request.
+func appendNetlinkMessage(b []byte, m netlink.Message) []byte {
+	b = binary.NativeEndian.AppendUint32(b, m.Header.Length)
+	b = binary.NativeEndian.AppendUint16(b, uint16(m.Header.Type))
+	b = binary.NativeEndian.AppendUint16(b, uint16(m.Header.Flags))
+	b = binary.NativeEndian.AppendUint32(b, m.Header.Sequence)
+	b = binary.NativeEndian.AppendUint32(b, m.Header.PID)
+	b = append(b, m.Data...)
+	return append(b, make([]byte, nlmsgAlign(len(m.Data))-len(m.Data))...)
+}
 
 // deleteMessage is the IPCTNL_MSG_CT_DELETE request for e's original
 // tuple.

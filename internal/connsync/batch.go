@@ -24,12 +24,12 @@ func encodeSyncBatch(entries []dataplane.SyncEntry) ([]byte, error) {
 	b[0] = syncBatchV1
 	binary.BigEndian.PutUint16(b[1:], uint16(len(entries)))
 	for _, e := range entries {
-		w, err := e.MarshalBinary()
-		if err != nil {
+		at := len(b)
+		var err error
+		if b, err = e.AppendBinary(append(b, 0)); err != nil {
 			return nil, err
 		}
-		b = append(b, byte(len(w)))
-		b = append(b, w...)
+		b[at] = byte(len(b) - at - 1)
 	}
 	return b, nil
 }

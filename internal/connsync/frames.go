@@ -84,12 +84,12 @@ func encodeBatch(buf []byte, seq uint64, entries []stamped) ([]byte, error) {
 			age = 1<<32 - 1
 		}
 		b = binary.BigEndian.AppendUint32(b, uint32(age))
-		w, err := s.e.MarshalBinary()
-		if err != nil {
+		at := len(b)
+		var err error
+		if b, err = s.e.AppendBinary(append(b, 0)); err != nil {
 			return nil, err
 		}
-		b = append(b, byte(len(w)))
-		b = append(b, w...)
+		b[at] = byte(len(b) - at - 1)
 	}
 	return b, nil
 }

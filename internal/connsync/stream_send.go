@@ -58,6 +58,7 @@ type peerStream struct {
 
 	mu          sync.Mutex
 	pending     []stamped
+	spare       []stamped // the previous batch's queue, for reuse
 	index       map[flowKey]int
 	window      []sentBatch
 	windowBytes int
@@ -259,10 +260,8 @@ func (p *peerStream) writeLoop(ctx context.Context, conn *secureConn, errc <-cha
 		if n < syncBatchMax {
 			time.Sleep(streamLinger) // let a burst gather
 		}
-		p.mu.Lock()
-		out := p.pending
-		p.pending, p.index = nil, map[flowKey]int{}
-		p.mu.Unlock()
+		out := p.take()
+		all := out
 		for len(out) > 0 {
 			chunk := out[:min(len(out), syncBatchMax)]
 			out = out[len(chunk):]
@@ -288,7 +287,34 @@ func (p *peerStream) writeLoop(ctx context.Context, conn *secureConn, errc <-cha
 			p.s.sent.Add(1)
 			p.s.wireBytes.Add(uint64(w))
 		}
+		p.taken(all)
 	}
+}
+
+// take removes the waiting changes and returns them. The queue and its
+// index are reused from batch to batch (an event costs no allocation),
+// unless a full dump grew them: those are let go.
+func (p *peerStream) take() []stamped {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := p.pending
+	p.pending, p.spare = p.spare, nil
+	if len(p.index) <= syncBatchMax {
+		clear(p.index)
+	} else {
+		p.index = map[flowKey]int{}
+	}
+	return out
+}
+
+// taken hands back what take returned once it is encoded, for reuse.
+func (p *peerStream) taken(out []stamped) {
+	if cap(out) > 4*syncBatchMax {
+		return
+	}
+	p.mu.Lock()
+	p.spare = out[:0]
+	p.mu.Unlock()
 }
 
 // queueDump queues every synced flow that has no change waiting.
