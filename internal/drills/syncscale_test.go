@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -86,10 +87,10 @@ func (h *heldConn) roundTrip(timeout time.Duration) error {
 
 // dialTCPIn opens n TCP connections to target from inside h's namespace
 // (the sockets are made on a thread switched into it).
-func dialTCPIn(ctx context.Context, h *netlab.Host, n int, target netip.AddrPort) ([]net.Conn, error) {
+func dialTCPIn(ctx context.Context, h *netlab.Host, n int, target netip.AddrPort) (conns []net.Conn, retried []string, err error) {
 	ns, err := h.OpenNetNS()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer ns.Close()
 	type result struct {
@@ -111,13 +112,20 @@ func dialTCPIn(ctx context.Context, h *netlab.Host, n int, target netip.AddrPort
 		}
 		var out []net.Conn
 		d := net.Dialer{Timeout: 5 * time.Second}
+		t0 := time.Now()
 		for range n {
 			c, err := d.DialContext(ctx, "tcp", target.String())
+			for try := 0; err != nil && isTimeout(err) && ctx.Err() == nil && try < 2; try++ {
+				// A SYN unanswered through its retransmissions: counted
+				// and reported; a second failure ends the drill.
+				retried = append(retried, fmt.Sprintf("connection %d at %v: %v", len(out), time.Since(t0).Round(time.Millisecond), err))
+				c, err = d.DialContext(ctx, "tcp", target.String())
+			}
 			if err != nil {
 				for _, c := range out {
 					c.Close()
 				}
-				done <- result{err: err}
+				done <- result{err: fmt.Errorf("after %d of %d connections in %v: %w", len(out), n, time.Since(t0).Round(time.Millisecond), err)}
 				return
 			}
 			out = append(out, c)
@@ -130,15 +138,24 @@ func dialTCPIn(ctx context.Context, h *netlab.Host, n int, target netip.AddrPort
 		done <- result{conns: out}
 	}()
 	r := <-done
-	return r.conns, r.err
+	return r.conns, retried, r.err
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // openHeld opens n TLS connections through the VIP, each with a first
 // request answered.
 func (c *cluster) openHeld(n int) []*heldConn {
 	c.t.Helper()
-	raw, err := dialTCPIn(c.ctx, c.client, n, netipPort(c))
+	raw, retried, err := dialTCPIn(c.ctx, c.client, n, netipPort(c))
+	if len(retried) > 0 {
+		c.t.Logf("%d of %d connections dialled again after a timeout: %v", len(retried), n, retried)
+	}
 	if err != nil {
+		diagCounters(c.t, c.lab.Hosts())
 		c.t.Fatalf("opening %d connections through the VIP: %v", n, err)
 	}
 	out := make([]*heldConn, len(raw))
@@ -240,7 +257,10 @@ func strictPickup(t *testing.T, c *cluster) {
 }
 
 func syncScale(t *testing.T, prefix string, n int, loss bool, args ...string) int {
-	c, owner := newCluster(t, prefix, 60*time.Second, args...)
+	raiseFileLimit(t, 2*n+n/10+4096)
+	// The cluster's context bounds the daemons and stand-ins too: tens of
+	// thousands of TLS connections take minutes to open, start and check.
+	c, owner := newCluster(t, prefix, 60*time.Second+time.Duration(n)*8*time.Millisecond, args...)
 	strictPickup(t, c)
 	if loss {
 		for _, h := range c.lbs {
