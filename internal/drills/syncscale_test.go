@@ -2,22 +2,15 @@ package drills
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
-	"errors"
+	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/netip"
 	"os"
-	"runtime"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/vishvananda/netns"
 
 	"github.com/epconsole/epconsole/internal/netlab"
 	"github.com/epconsole/epconsole/internal/status"
@@ -83,111 +76,6 @@ func (h *heldConn) roundTrip(timeout time.Duration) error {
 	_, err = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	return err
-}
-
-// dialTCPIn opens n TCP connections to target from inside h's namespace
-// (the sockets are made on a thread switched into it).
-func dialTCPIn(ctx context.Context, h *netlab.Host, n int, target netip.AddrPort) (conns []net.Conn, retried []string, err error) {
-	ns, err := h.OpenNetNS()
-	if err != nil {
-		return nil, nil, err
-	}
-	defer ns.Close()
-	type result struct {
-		conns []net.Conn
-		err   error
-	}
-	done := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			done <- result{err: err}
-			return // the thread stays locked: Go retires it
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			done <- result{err: err}
-			return
-		}
-		var out []net.Conn
-		d := net.Dialer{Timeout: 5 * time.Second}
-		t0 := time.Now()
-		for range n {
-			c, err := d.DialContext(ctx, "tcp", target.String())
-			for try := 0; err != nil && isTimeout(err) && ctx.Err() == nil && try < 2; try++ {
-				// A SYN unanswered through its retransmissions: counted
-				// and reported; a second failure ends the drill.
-				retried = append(retried, fmt.Sprintf("connection %d at %v: %v", len(out), time.Since(t0).Round(time.Millisecond), err))
-				c, err = d.DialContext(ctx, "tcp", target.String())
-			}
-			if err != nil {
-				for _, c := range out {
-					c.Close()
-				}
-				done <- result{err: fmt.Errorf("after %d of %d connections in %v: %w", len(out), n, time.Since(t0).Round(time.Millisecond), err)}
-				return
-			}
-			out = append(out, c)
-		}
-		if err := netns.Set(orig); err != nil {
-			done <- result{conns: out}
-			return // the thread stays locked in the wrong namespace: Go retires it
-		}
-		runtime.UnlockOSThread()
-		done <- result{conns: out}
-	}()
-	r := <-done
-	return r.conns, retried, r.err
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
-}
-
-// openHeld opens n TLS connections through the VIP, each with a first
-// request answered.
-func (c *cluster) openHeld(n int) []*heldConn {
-	c.t.Helper()
-	raw, retried, err := dialTCPIn(c.ctx, c.client, n, netipPort(c))
-	if len(retried) > 0 {
-		c.t.Logf("%d of %d connections dialled again after a timeout: %v", len(retried), n, retried)
-	}
-	if err != nil {
-		diagCounters(c.t, c.lab.Hosts())
-		c.t.Fatalf("opening %d connections through the VIP: %v", n, err)
-	}
-	out := make([]*heldConn, len(raw))
-	var wg sync.WaitGroup
-	errs := make(chan error, len(raw))
-	sem := make(chan struct{}, 16)
-	for i, r := range raw {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			tc := tls.Client(r, &tls.Config{InsecureSkipVerify: true, ServerName: "kubernetes"}) // a test client: the drill checks flows, not certificates
-			h := &heldConn{conn: tc, r: bufio.NewReader(tc)}
-			if err := h.roundTrip(10 * time.Second); err != nil {
-				errs <- err
-				return
-			}
-			out[i] = h
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		c.t.Fatalf("a held connection's first request: %v", err)
-	}
-	c.t.Cleanup(func() {
-		for _, h := range out {
-			h.conn.Close()
-		}
-	})
-	return out
 }
 
 // syncLagP99Under reports whether at least 99 % of the lags in h were at
@@ -257,7 +145,6 @@ func strictPickup(t *testing.T, c *cluster) {
 }
 
 func syncScale(t *testing.T, prefix string, n int, loss bool, args ...string) int {
-	raiseFileLimit(t, 2*n+n/10+4096)
 	// The cluster's context bounds the daemons and stand-ins too: tens of
 	// thousands of TLS connections take minutes to open, start and check.
 	c, owner := newCluster(t, prefix, 60*time.Second+time.Duration(n)*8*time.Millisecond, args...)
@@ -273,20 +160,23 @@ func syncScale(t *testing.T, prefix string, n int, loss bool, args ...string) in
 			addLoss(t, h, peers...)
 		}
 	}
-	if n > 20000 {
-		// One client address to one VIP:port: its ports are the limit.
-		if err := c.client.WriteSysctl("net/ipv4/ip_local_port_range", "1024 65000"); err != nil {
-			t.Fatal(err)
-		}
+	// Each connection waits for a line the backend sends `every` after
+	// its watch starts, after the failover (a watch event: a server that
+	// speaks first); tens of thousands of watches take a while to start,
+	// so the first started must not get their line before the failover.
+	every := 4 * time.Second
+	if n > syncScaleFlows {
+		every += time.Duration(n) * time.Millisecond
 	}
 	t0 := time.Now()
-	held := c.openHeld(n)
-	t.Logf("%d connections through the VIP opened in %v", n, time.Since(t0).Round(time.Millisecond))
-	// Churn beside them: connections opened, used and closed.
-	churn := c.openHeld(n / 10)
-	for _, h := range churn {
-		h.conn.Close()
+	kids := c.startHeld(n, every) // each with churn beside its flows: a tenth more opened, used and closed
+	var retried []string
+	for _, r := range c.eachHeld(kids, "", "opened") {
+		var more []string
+		_ = json.Unmarshal([]byte(r), &more)
+		retried = append(retried, more...)
 	}
+	t.Logf("%d connections through the VIP opened by %d processes in %v; %d dialled again after a timeout: %v", n, len(kids), time.Since(t0).Round(time.Millisecond), len(retried), retried)
 	if synced := len(args) == 0; synced {
 		for _, h := range c.lbs {
 			if h.Name() == owner {
@@ -307,36 +197,8 @@ func syncScale(t *testing.T, prefix string, n int, loss bool, args ...string) in
 			}
 		}
 	}
-	// Each connection waits for a line the backend sends `every` from
-	// now, after the failover (a watch event: a server that speaks
-	// first); tens of thousands of watches take a while to start, so the
-	// first started must not get their line before the failover.
-	every := 4 * time.Second
-	if n > syncScaleFlows {
-		every += time.Duration(n) * time.Millisecond
-	}
 	w0 := time.Now()
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 64)
-	var werr error
-	var wmu sync.Mutex
-	for _, h := range held {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			if err := h.startWatch(every); err != nil {
-				wmu.Lock()
-				werr = err
-				wmu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	if werr != nil {
-		t.Fatalf("starting the watches: %v", werr)
-	}
+	c.eachHeld(kids, "watch", "watching")
 	if d := time.Since(w0); d+time.Second > every-time.Second {
 		t.Fatalf("starting %d watches took %v: their lines (due %v after the start) would come before the failover", n, d.Round(time.Millisecond), every)
 	}
@@ -347,30 +209,17 @@ func syncScale(t *testing.T, prefix string, n int, loss bool, args ...string) in
 	pulled := time.Now()
 	newOwner := c.waitOneOwnerAmong(5*time.Second, owner)
 	t.Logf("%v: owner %s cable pulled; new owner %s after %s", args, owner, newOwner, time.Since(pulled).Round(time.Millisecond))
-	var mu sync.Mutex
 	alive := 0
 	var failed []string
-	check := make(chan struct{}, 256) // mostly waiting: a dead flow takes the whole timeout
-	for i, h := range held {
-		wg.Add(1)
-		check <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-check }()
-			err := h.finishWatch(max(every+8*time.Second-time.Since(w0), 2*time.Second))
-			if err == nil {
-				err = h.roundTrip(5 * time.Second)
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			if err == nil {
-				alive++
-			} else if len(failed) < 5 {
-				failed = append(failed, fmt.Sprintf("connection %d from %v: %v", i, h.conn.LocalAddr(), err))
-			}
-		}()
+	deadline := w0.Add(every + 8*time.Second)
+	for _, r := range c.eachHeld(kids, fmt.Sprintf("check %d", deadline.UnixNano()), "{") {
+		var rep heldReport
+		if err := json.Unmarshal([]byte("{"+r), &rep); err != nil {
+			t.Fatalf("a held-flows child's report %q: %v", r, err)
+		}
+		alive += rep.Alive
+		failed = append(failed, rep.Failed...)
 	}
-	wg.Wait()
 	t.Logf("%v: %d of %d connections answer after the failover; first failures: %v", args, alive, n, failed)
 	return alive
 }
