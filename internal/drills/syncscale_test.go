@@ -144,6 +144,20 @@ func strictPickup(t *testing.T, c *cluster) {
 	}
 }
 
+// syncStreamsUp: the owner's sync streams to both peers are connected.
+func syncStreamsUp(s status.Snapshot) bool {
+	up := 0
+	if s.Counters == nil {
+		return false
+	}
+	for _, p := range s.Counters.SyncPeers {
+		if p.Connected {
+			up++
+		}
+	}
+	return up >= 2
+}
+
 func syncScale(t *testing.T, prefix string, n int, loss bool, args ...string) int {
 	// The cluster's context bounds the daemons and stand-ins too: tens of
 	// thousands of TLS connections take minutes to open, start and check.
@@ -168,6 +182,21 @@ func syncScale(t *testing.T, prefix string, n int, loss bool, args ...string) in
 	if n > syncScaleFlows {
 		every += time.Duration(n) * time.Millisecond
 	}
+	if n > 20000 {
+		// One client address to one VIP:port: its ephemeral ports are the
+		// limit (the default 32768-60999 gave 28,232 connections, then
+		// "connect: cannot assign requested address").
+		if err := c.client.WriteSysctl("net/ipv4/ip_local_port_range", "1024 65000"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	synced := len(args) == 0
+	before := &status.Counters{}
+	if synced {
+		// The owner's full dumps so far: one to each peer as its stream
+		// came up, while the table was still empty.
+		before = c.waitSnapshot(owner, 10*time.Second, "its sync streams up", syncStreamsUp).Counters
+	}
 	t0 := time.Now()
 	kids := c.startHeld(n, every) // each with churn beside its flows: a tenth more opened, used and closed
 	var retried []string
@@ -177,7 +206,7 @@ func syncScale(t *testing.T, prefix string, n int, loss bool, args ...string) in
 		retried = append(retried, more...)
 	}
 	t.Logf("%d connections through the VIP opened by %d processes in %v; %d dialled again after a timeout: %v", n, len(kids), time.Since(t0).Round(time.Millisecond), len(retried), retried)
-	if synced := len(args) == 0; synced {
+	if synced {
 		for _, h := range c.lbs {
 			if h.Name() == owner {
 				continue
@@ -195,6 +224,14 @@ func syncScale(t *testing.T, prefix string, n int, loss bool, args ...string) in
 			if !loss && !syncLagP99Under(k.SyncLag, 50*time.Millisecond) {
 				t.Errorf("%s: sync lag p99 not under 50 ms: %+v", h.Name(), k.SyncLag)
 			}
+		}
+	}
+	if synced {
+		k := c.waitSnapshot(owner, 10*time.Second, "its counters", func(s status.Snapshot) bool { return s.Counters != nil }).Counters
+		t.Logf("owner %s while the %d flows were opened: %d full dumps (resyncs), %d gap repairs (reconnects that resent only the unacknowledged batches), %d batches, %d bytes sent; dropped %v",
+			owner, n, k.SyncResyncs-before.SyncResyncs, k.SyncGapRepairs-before.SyncGapRepairs, k.SyncBatchesSent-before.SyncBatchesSent, k.SyncWireBytes-before.SyncWireBytes, k.SyncDropped)
+		if loss && k.SyncResyncs != before.SyncResyncs {
+			t.Errorf("with 1 %% loss between the peers the owner sent %d full dumps while the flows were opened, want none (gaps repaired from the unacknowledged batches)", k.SyncResyncs-before.SyncResyncs)
 		}
 	}
 	w0 := time.Now()
