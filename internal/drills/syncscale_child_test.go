@@ -110,34 +110,50 @@ func runHeldChild() {
 	os.Exit(0)
 }
 
-// openHeldFlows dials n TCP connections to target one after another (a
-// SYN unanswered through its retransmissions is dialled again, at most
-// twice, and reported), then makes each a TLS connection with a first
-// request answered.
+// openHeldFlows dials n TCP connections one after another (a SYN
+// unanswered through its retransmissions is dialled again, at most twice,
+// and reported) and makes each a TLS connection with a first request
+// answered as soon as it is open, 16 at a time: a stand-in closes a
+// connection whose TLS handshake has not begun within 10 s (its
+// ReadHeaderTimeout), and dialling 12,500 first took longer than that
+// (the first requests then met EOF).
 func openHeldFlows(ctx context.Context, target string, n int) ([]*heldConn, []string, error) {
-	var raw []net.Conn
 	var retried []string
 	d := net.Dialer{Timeout: 5 * time.Second}
 	t0 := time.Now()
+	out := make([]*heldConn, 0, n)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var first error
+	sem := make(chan struct{}, 16)
 	for range n {
 		c, err := d.DialContext(ctx, "tcp", target)
 		for try := 0; err != nil && isTimeout(err) && try < 2; try++ {
-			retried = append(retried, fmt.Sprintf("connection %d at %v: %v", len(raw), time.Since(t0).Round(time.Millisecond), err))
+			retried = append(retried, fmt.Sprintf("connection %d at %v: %v", len(out), time.Since(t0).Round(time.Millisecond), err))
 			c, err = d.DialContext(ctx, "tcp", target)
 		}
 		if err != nil {
-			return nil, retried, fmt.Errorf("after %d of %d connections in %v: %w", len(raw), n, time.Since(t0).Round(time.Millisecond), err)
+			first = cmp(first, fmt.Errorf("after %d of %d connections in %v: %w", len(out), n, time.Since(t0).Round(time.Millisecond), err))
+			break
 		}
-		raw = append(raw, c)
+		tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true, ServerName: "kubernetes"}) // a test client: the drill checks flows, not certificates
+		h := &heldConn{conn: tc, r: bufio.NewReader(tc)}
+		out = append(out, h)
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := h.roundTrip(10 * time.Second); err != nil {
+				mu.Lock()
+				first = cmp(first, fmt.Errorf("a held connection's first request: %w", err))
+				mu.Unlock()
+			}
+		}()
 	}
-	out := make([]*heldConn, len(raw))
-	for i, r := range raw {
-		tc := tls.Client(r, &tls.Config{InsecureSkipVerify: true, ServerName: "kubernetes"}) // a test client: the drill checks flows, not certificates
-		out[i] = &heldConn{conn: tc, r: bufio.NewReader(tc)}
-	}
-	err := forEachHeld(out, 16, func(_ int, h *heldConn) error { return h.roundTrip(10 * time.Second) })
-	if err != nil {
-		return nil, retried, fmt.Errorf("a held connection's first request: %w", err)
+	wg.Wait()
+	if first != nil {
+		return nil, retried, first
 	}
 	return out, retried, nil
 }
