@@ -133,7 +133,9 @@ func openHeldFlows(ctx context.Context, target string, n int) ([]*heldConn, []st
 			c, err = d.DialContext(ctx, "tcp", target)
 		}
 		if err != nil {
+			mu.Lock()
 			first = cmp(first, fmt.Errorf("after %d of %d connections in %v: %w", len(out), n, time.Since(t0).Round(time.Millisecond), err))
+			mu.Unlock()
 			break
 		}
 		tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true, ServerName: "kubernetes"}) // a test client: the drill checks flows, not certificates
