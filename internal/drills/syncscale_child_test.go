@@ -61,7 +61,7 @@ func runHeldChild() {
 	ctx := context.Background()
 	held, retried, err := openHeldFlows(ctx, target, n)
 	if err != nil {
-		fail(err)
+		fail(fmt.Errorf("%w; dials retried or slow: %v", err, retried))
 	}
 	churn, more, err := openHeldFlows(ctx, target, n/10)
 	if err != nil {
@@ -117,17 +117,30 @@ func runHeldChild() {
 // connection whose TLS handshake has not begun within 10 s (its
 // ReadHeaderTimeout), and dialling 12,500 first took longer than that
 // (the first requests then met EOF).
-func openHeldFlows(ctx context.Context, target string, n int) ([]*heldConn, []string, error) {
-	var retried []string
-	d := net.Dialer{Timeout: 5 * time.Second}
+func openHeldFlows(ctx context.Context, target string, n int) (held []*heldConn, retried []string, err error) {
+	// 20 s: long enough to tell a SYN answered late (a starved machine)
+	// from one never answered; slow dials are reported.
+	d := net.Dialer{Timeout: 20 * time.Second}
 	t0 := time.Now()
+	var slow int
+	var slowest time.Duration
+	defer func() {
+		if slow > 0 {
+			retried = append(retried, fmt.Sprintf("%d dials took over 1 s, the slowest %v", slow, slowest.Round(time.Millisecond)))
+		}
+	}()
 	out := make([]*heldConn, 0, n)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var first error
 	sem := make(chan struct{}, 16)
 	for range n {
+		d0 := time.Now()
 		c, err := d.DialContext(ctx, "tcp", target)
+		if took := time.Since(d0); took > time.Second {
+			slow++
+			slowest = max(slowest, took)
+		}
 		for try := 0; err != nil && isTimeout(err) && try < 2; try++ {
 			retried = append(retried, fmt.Sprintf("connection %d at %v: %v", len(out), time.Since(t0).Round(time.Millisecond), err))
 			c, err = d.DialContext(ctx, "tcp", target)

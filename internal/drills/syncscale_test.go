@@ -205,7 +205,7 @@ func syncScale(t *testing.T, prefix string, n int, loss bool, args ...string) in
 		_ = json.Unmarshal([]byte(r), &more)
 		retried = append(retried, more...)
 	}
-	t.Logf("%d connections through the VIP opened by %d processes in %v; %d dialled again after a timeout: %v", n, len(kids), time.Since(t0).Round(time.Millisecond), len(retried), retried)
+	t.Logf("%d connections through the VIP opened by %d processes in %v; dials retried after 20 s unanswered, or slow: %v", n, len(kids), time.Since(t0).Round(time.Millisecond), retried)
 	if synced {
 		for _, h := range c.lbs {
 			if h.Name() == owner {
