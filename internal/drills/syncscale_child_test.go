@@ -63,7 +63,11 @@ func runHeldChild() {
 	if err != nil {
 		fail(fmt.Errorf("%w; dials retried or slow: %v", err, retried))
 	}
-	churn, more, err := openHeldFlows(ctx, target, n/10)
+	churnN := n / 10
+	if os.Getenv("EPCONSOLE_DRILL_SYNC_CHURN") == "0" {
+		churnN = 0 // no churn: the held flows alone
+	}
+	churn, more, err := openHeldFlows(ctx, target, churnN)
 	if err != nil {
 		fail(fmt.Errorf("churn: %w", err))
 	}
