@@ -14,7 +14,8 @@ import (
 // Pdeathsig hazard, see internal/e2e).
 func TestMain(m *testing.M) {
 	netlab.RunChild()
-	runGetChild() // status_test.go: an HTTP GET from inside a namespace
+	runGetChild()  // status_test.go: an HTTP GET from inside a namespace
+	runHeldChild() // syncscale_child_test.go: flows held through the VIP
 	os.Exit(testenv.MainWithBinary(m, &epconsoleBin))
 }
 

@@ -2,21 +2,15 @@ package drills
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/netip"
 	"os"
-	"runtime"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/vishvananda/netns"
 
 	"github.com/epconsole/epconsole/internal/netlab"
 	"github.com/epconsole/epconsole/internal/status"
@@ -82,95 +76,6 @@ func (h *heldConn) roundTrip(timeout time.Duration) error {
 	_, err = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	return err
-}
-
-// dialTCPIn opens n TCP connections to target from inside h's namespace
-// (the sockets are made on a thread switched into it).
-func dialTCPIn(ctx context.Context, h *netlab.Host, n int, target netip.AddrPort) ([]net.Conn, error) {
-	ns, err := h.OpenNetNS()
-	if err != nil {
-		return nil, err
-	}
-	defer ns.Close()
-	type result struct {
-		conns []net.Conn
-		err   error
-	}
-	done := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			done <- result{err: err}
-			return // the thread stays locked: Go retires it
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			done <- result{err: err}
-			return
-		}
-		var out []net.Conn
-		d := net.Dialer{Timeout: 5 * time.Second}
-		for range n {
-			c, err := d.DialContext(ctx, "tcp", target.String())
-			if err != nil {
-				for _, c := range out {
-					c.Close()
-				}
-				done <- result{err: err}
-				return
-			}
-			out = append(out, c)
-		}
-		if err := netns.Set(orig); err != nil {
-			done <- result{conns: out}
-			return // the thread stays locked in the wrong namespace: Go retires it
-		}
-		runtime.UnlockOSThread()
-		done <- result{conns: out}
-	}()
-	r := <-done
-	return r.conns, r.err
-}
-
-// openHeld opens n TLS connections through the VIP, each with a first
-// request answered.
-func (c *cluster) openHeld(n int) []*heldConn {
-	c.t.Helper()
-	raw, err := dialTCPIn(c.ctx, c.client, n, netipPort(c))
-	if err != nil {
-		c.t.Fatalf("opening %d connections through the VIP: %v", n, err)
-	}
-	out := make([]*heldConn, len(raw))
-	var wg sync.WaitGroup
-	errs := make(chan error, len(raw))
-	sem := make(chan struct{}, 16)
-	for i, r := range raw {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			tc := tls.Client(r, &tls.Config{InsecureSkipVerify: true, ServerName: "kubernetes"}) // a test client: the drill checks flows, not certificates
-			h := &heldConn{conn: tc, r: bufio.NewReader(tc)}
-			if err := h.roundTrip(10 * time.Second); err != nil {
-				errs <- err
-				return
-			}
-			out[i] = h
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		c.t.Fatalf("a held connection's first request: %v", err)
-	}
-	c.t.Cleanup(func() {
-		for _, h := range out {
-			h.conn.Close()
-		}
-	})
-	return out
 }
 
 // syncLagP99Under reports whether at least 99 % of the lags in h were at
@@ -239,8 +144,24 @@ func strictPickup(t *testing.T, c *cluster) {
 	}
 }
 
+// syncStreamsUp: the owner's sync streams to both peers are connected.
+func syncStreamsUp(s status.Snapshot) bool {
+	up := 0
+	if s.Counters == nil {
+		return false
+	}
+	for _, p := range s.Counters.SyncPeers {
+		if p.Connected {
+			up++
+		}
+	}
+	return up >= 2
+}
+
 func syncScale(t *testing.T, prefix string, n int, loss bool, args ...string) int {
-	c, owner := newCluster(t, prefix, 60*time.Second, args...)
+	// The cluster's context bounds the daemons and stand-ins too: tens of
+	// thousands of TLS connections take minutes to open, start and check.
+	c, owner := newCluster(t, prefix, 60*time.Second+time.Duration(n)*8*time.Millisecond, args...)
 	strictPickup(t, c)
 	if loss {
 		for _, h := range c.lbs {
@@ -253,21 +174,39 @@ func syncScale(t *testing.T, prefix string, n int, loss bool, args ...string) in
 			addLoss(t, h, peers...)
 		}
 	}
+	// Each connection waits for a line the backend sends `every` after
+	// its watch starts, after the failover (a watch event: a server that
+	// speaks first); tens of thousands of watches take a while to start,
+	// so the first started must not get their line before the failover.
+	every := 4 * time.Second
+	if n > syncScaleFlows {
+		every += time.Duration(n) * time.Millisecond
+	}
 	if n > 20000 {
-		// One client address to one VIP:port: its ports are the limit.
+		// One client address to one VIP:port: its ephemeral ports are the
+		// limit (the default 32768-60999 gave 28,232 connections, then
+		// "connect: cannot assign requested address").
 		if err := c.client.WriteSysctl("net/ipv4/ip_local_port_range", "1024 65000"); err != nil {
 			t.Fatal(err)
 		}
 	}
-	t0 := time.Now()
-	held := c.openHeld(n)
-	t.Logf("%d connections through the VIP opened in %v", n, time.Since(t0).Round(time.Millisecond))
-	// Churn beside them: connections opened, used and closed.
-	churn := c.openHeld(n / 10)
-	for _, h := range churn {
-		h.conn.Close()
+	synced := len(args) == 0
+	before := &status.Counters{}
+	if synced {
+		// The owner's full dumps so far: one to each peer as its stream
+		// came up, while the table was still empty.
+		before = c.waitSnapshot(owner, 10*time.Second, "its sync streams up", syncStreamsUp).Counters
 	}
-	if synced := len(args) == 0; synced {
+	t0 := time.Now()
+	kids := c.startHeld(n, every) // each with churn beside its flows: a tenth more opened, used and closed
+	var retried []string
+	for _, r := range c.eachHeld(kids, "", "opened") {
+		var more []string
+		_ = json.Unmarshal([]byte(r), &more)
+		retried = append(retried, more...)
+	}
+	t.Logf("%d connections through the VIP opened by %d processes in %v; dials retried after 20 s unanswered, or slow: %v", n, len(kids), time.Since(t0).Round(time.Millisecond), retried)
+	if synced {
 		for _, h := range c.lbs {
 			if h.Name() == owner {
 				continue
@@ -287,36 +226,16 @@ func syncScale(t *testing.T, prefix string, n int, loss bool, args ...string) in
 			}
 		}
 	}
-	// Each connection waits for a line the backend sends `every` from
-	// now, after the failover (a watch event: a server that speaks
-	// first); tens of thousands of watches take a while to start, so the
-	// first started must not get their line before the failover.
-	every := 4 * time.Second
-	if n > syncScaleFlows {
-		every += time.Duration(n) * time.Millisecond
+	if synced {
+		k := c.waitSnapshot(owner, 10*time.Second, "its counters", func(s status.Snapshot) bool { return s.Counters != nil }).Counters
+		t.Logf("owner %s while the %d flows were opened: %d full dumps (resyncs), %d gap repairs (reconnects that resent only the unacknowledged batches), %d batches, %d bytes sent; dropped %v",
+			owner, n, k.SyncResyncs-before.SyncResyncs, k.SyncGapRepairs-before.SyncGapRepairs, k.SyncBatchesSent-before.SyncBatchesSent, k.SyncWireBytes-before.SyncWireBytes, k.SyncDropped)
+		if loss && k.SyncResyncs != before.SyncResyncs {
+			t.Errorf("with 1 %% loss between the peers the owner sent %d full dumps while the flows were opened, want none (gaps repaired from the unacknowledged batches)", k.SyncResyncs-before.SyncResyncs)
+		}
 	}
 	w0 := time.Now()
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 64)
-	var werr error
-	var wmu sync.Mutex
-	for _, h := range held {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			if err := h.startWatch(every); err != nil {
-				wmu.Lock()
-				werr = err
-				wmu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	if werr != nil {
-		t.Fatalf("starting the watches: %v", werr)
-	}
+	c.eachHeld(kids, "watch", "watching")
 	if d := time.Since(w0); d+time.Second > every-time.Second {
 		t.Fatalf("starting %d watches took %v: their lines (due %v after the start) would come before the failover", n, d.Round(time.Millisecond), every)
 	}
@@ -327,30 +246,17 @@ func syncScale(t *testing.T, prefix string, n int, loss bool, args ...string) in
 	pulled := time.Now()
 	newOwner := c.waitOneOwnerAmong(5*time.Second, owner)
 	t.Logf("%v: owner %s cable pulled; new owner %s after %s", args, owner, newOwner, time.Since(pulled).Round(time.Millisecond))
-	var mu sync.Mutex
 	alive := 0
 	var failed []string
-	check := make(chan struct{}, 256) // mostly waiting: a dead flow takes the whole timeout
-	for i, h := range held {
-		wg.Add(1)
-		check <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-check }()
-			err := h.finishWatch(max(every+8*time.Second-time.Since(w0), 2*time.Second))
-			if err == nil {
-				err = h.roundTrip(5 * time.Second)
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			if err == nil {
-				alive++
-			} else if len(failed) < 5 {
-				failed = append(failed, fmt.Sprintf("connection %d from %v: %v", i, h.conn.LocalAddr(), err))
-			}
-		}()
+	deadline := w0.Add(every + 8*time.Second)
+	for _, r := range c.eachHeld(kids, fmt.Sprintf("check %d", deadline.UnixNano()), "{") {
+		var rep heldReport
+		if err := json.Unmarshal([]byte("{"+r), &rep); err != nil {
+			t.Fatalf("a held-flows child's report %q: %v", r, err)
+		}
+		alive += rep.Alive
+		failed = append(failed, rep.Failed...)
 	}
-	wg.Wait()
 	t.Logf("%v: %d of %d connections answer after the failover; first failures: %v", args, alive, n, failed)
 	return alive
 }
