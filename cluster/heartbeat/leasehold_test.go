@@ -100,6 +100,9 @@ func TestLoopHoldsLeaseStoppedMidStep(t *testing.T) {
 	if xi < 0 {
 		t.Fatal("y has no peer x")
 	}
+	if got := y.tr.peers[xi].Seq; got != x.beat.Seq {
+		t.Fatalf("y did not read the beat x sent on resuming (seq %d, want %d)", got, x.beat.Seq)
+	}
 	if f := y.tr.peers[xi].Flags; f&FlagHolding != 0 {
 		t.Fatalf("the beat x composed before a pause of %s went out after it saying x holds the VIP (%v): it renews x's lease beside y's claim", 4*det, f)
 	}
