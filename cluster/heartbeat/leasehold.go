@@ -26,6 +26,13 @@ import (
 //     claims one detection time after the cut, this host's daemon
 //     releases a decision later.
 //
+//   - when the beat goes out at least one detection time after it was
+//     composed: the process was stopped in between (a SIGSTOP, a paused
+//     VM, lands while the loop runs as well as while it waits), and the
+//     tick after the pause, which would notice it woke late, comes only
+//     after this beat renewed the lease (holdStale); the hold then starts
+//     as after a late wake-up.
+//
 // The beat goes out all the same (the peers still hear this node); only
 // the flag, and with it the lease's renewal, is held back. A claim the
 // helper makes itself is not held back: it is made on what it hears now.
@@ -50,6 +57,8 @@ type leaseHold struct {
 	withheld uint64
 	// hadMajority: the loop heard a majority since it started.
 	hadMajority bool
+	// composed is when the beat about to be sent was composed.
+	composed Mono
 }
 
 // noteTick records what holdLease needs of every tick, beating or not (a
@@ -88,4 +97,21 @@ func (l *loop) newerHolder(now Mono) bool {
 		}
 	}
 	return false
+}
+
+// holdStale runs before each send of a beat that says FlagHolding: when
+// the beat was composed at least one detection time ago, the loop was
+// stopped between composing and sending it, so it clears the flag and
+// starts the hold of a late wake-up. It reports whether it cleared the
+// flag (the beat must be sealed again). One vDSO clock read per send.
+func (l *loop) holdStale() bool {
+	now := l.now()
+	late := now.Sub(l.hold.composed)
+	if late < DetectionTime(l.cfg.Interval, l.cfg.Misses) {
+		return false
+	}
+	l.noteTick(now, late, false)
+	l.beat.Flags &^= FlagHolding
+	l.hold.withheld++
+	return true
 }

@@ -70,3 +70,41 @@ func TestLoopHoldsLeaseAfterPause(t *testing.T) {
 		})
 	}
 }
+
+// TestLoopHoldsLeaseStoppedMidStep: the owner x is paused (SIGSTOP of its
+// process group, as the chaos campaign's pause-owner does) after it
+// composed a beat saying it holds the VIP and before the beat went out:
+// the stop lands while the loop runs, not while it waits. Meanwhile y
+// claims with a newer epoch. When x resumes, the beat it composed before
+// the pause must not go out saying it holds the VIP: that one beat renews
+// x's kernel lease for a detection time, and the host answers ARP for the
+// VIP beside y's claim before its next tick notices it woke late.
+func TestLoopHoldsLeaseStoppedMidStep(t *testing.T) {
+	const interval = 2 * time.Millisecond // detection 8 ms
+	det := DetectionTime(interval, 4)
+	lp := newLoopPair(t, interval)
+	x, y := lp.loops[0], lp.loops[1]
+	sendToken(t, lp, 0, "x", 9, FlagHolding)
+	sendToken(t, lp, 1, "x", 9, 0)
+	stepN(t, 20, x, y)
+	// x composes its beat, then is stopped before sending it.
+	x.composeBeat(x.now(), true)
+	if x.beat.Flags&FlagHolding == 0 {
+		t.Fatalf("x does not say it holds before the pause: %v", x.beat.Flags)
+	}
+	sendToken(t, lp, 1, "y", 10, FlagHolding)
+	stepN(t, int(4*det/interval), y)
+	x.sendBeat() // x resumes where it stopped
+	stepN(t, 1, y)
+	xi := y.tr.indexOf(IDOf("x"))
+	if xi < 0 {
+		t.Fatal("y has no peer x")
+	}
+	if got := y.tr.peers[xi].Seq; got != x.beat.Seq {
+		t.Fatalf("y did not read the beat x sent on resuming (seq %d, want %d)", got, x.beat.Seq)
+	}
+	if f := y.tr.peers[xi].Flags; f&FlagHolding != 0 {
+		t.Fatalf("the beat x composed before a pause of %s went out after it saying x holds the VIP (%v): it renews x's lease beside y's claim", 4*det, f)
+	}
+	t.Logf("beats withheld by x: %d", x.hold.withheld)
+}

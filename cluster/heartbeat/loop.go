@@ -475,6 +475,7 @@ func (l *loop) composeBeat(now Mono, majority bool) {
 	}
 	l.beat.Owner, l.beat.Epoch = l.token.owner, l.token.epoch
 	l.claimAdvert(now)
+	l.hold.composed = now
 	l.holdLease(now, majority) // leasehold.go
 }
 
@@ -485,6 +486,10 @@ func (l *loop) sendBeat() {
 	l.keys.SealV2(&l.outV2, &l.beat, l.cluster)
 	sealedV1 := false
 	for i, d := range l.dests {
+		if l.beat.Flags&FlagHolding != 0 && l.holdStale() { // leasehold.go
+			l.keys.SealV2(&l.outV2, &l.beat, l.cluster)
+			sealedV1 = false
+		}
 		pkt := l.outV2[:]
 		if l.peerV1[i] {
 			if !sealedV1 {
