@@ -300,8 +300,15 @@ func (l *loop) renewLease(now Mono, holding, majority bool) {
 
 // otherHolder reports whether a live peer says it holds the VIP.
 func (l *loop) otherHolder(now Mono) bool {
+	return l.liveHolder(now, 0)
+}
+
+// liveHolder reports whether a live peer says it holds the VIP with an
+// epoch of at least minEpoch.
+func (l *loop) liveHolder(now Mono, minEpoch uint64) bool {
 	for i := range l.tr.peers {
-		if l.tr.alive(i, now) && l.tr.peers[i].Flags&FlagHolding != 0 {
+		p := &l.tr.peers[i]
+		if p.Flags&FlagHolding != 0 && p.Epoch >= minEpoch && l.tr.alive(i, now) {
 			return true
 		}
 	}

@@ -2,6 +2,7 @@ package heartbeat
 
 import (
 	"encoding/binary"
+	"math"
 	"time"
 
 	"github.com/epconsole/epconsole/dataplane"
@@ -90,13 +91,10 @@ func (l *loop) holdLease(now Mono, majority bool) {
 // newerHolder reports whether a live peer says it holds the VIP with an
 // epoch newer than the one this node's beat names.
 func (l *loop) newerHolder(now Mono) bool {
-	for i := range l.tr.peers {
-		p := &l.tr.peers[i]
-		if p.Flags&FlagHolding != 0 && p.Epoch > l.beat.Epoch && l.tr.alive(i, now) {
-			return true
-		}
+	if l.beat.Epoch == math.MaxUint64 {
+		return false
 	}
-	return false
+	return l.liveHolder(now, l.beat.Epoch+1) // claim_loop.go
 }
 
 // holdStale runs before each send of a beat that says FlagHolding: when
