@@ -38,13 +38,15 @@ type streamTransport struct {
 	out     chan net.Conn
 	handler atomic.Pointer[func(from netip.AddrPort, conn net.Conn)]
 	allowed func(netip.Addr) bool
-	stop    chan struct{}
+	stop    chan struct{} // closed when Shutdown starts: no new stream is routed
+	netDone chan struct{} // closed when the NetTransport has shut down
 	once    sync.Once
 	wg      sync.WaitGroup
 }
 
 func newStreamTransport(nt *memberlist.NetTransport, allowed func(netip.Addr) bool) *streamTransport {
-	t := &streamTransport{NetTransport: nt, out: make(chan net.Conn), allowed: allowed, stop: make(chan struct{})}
+	t := &streamTransport{NetTransport: nt, out: make(chan net.Conn), allowed: allowed,
+		stop: make(chan struct{}), netDone: make(chan struct{})}
 	t.wg.Add(1)
 	go t.sort()
 	return t
@@ -53,10 +55,19 @@ func newStreamTransport(nt *memberlist.NetTransport, allowed func(netip.Addr) bo
 // StreamCh is what memberlist reads its streams from.
 func (t *streamTransport) StreamCh() <-chan net.Conn { return t.out }
 
-// Shutdown stops the sorting and the underlying transport.
+// Shutdown stops the sorting and the underlying transport. The sorting
+// goes on draining the NetTransport's stream channel (closing what it
+// takes) until that transport has shut down: its listener hands each
+// accepted connection over on an unbuffered channel and its Shutdown waits
+// for the listener, so a connection accepted as the shutdown begins would
+// otherwise block both for ever.
 func (t *streamTransport) Shutdown() error {
-	t.once.Do(func() { close(t.stop) })
-	err := t.NetTransport.Shutdown()
+	var err error
+	t.once.Do(func() {
+		close(t.stop)
+		err = t.NetTransport.Shutdown()
+		close(t.netDone)
+	})
 	t.wg.Wait()
 	return err
 }
@@ -65,9 +76,15 @@ func (t *streamTransport) sort() {
 	defer t.wg.Done()
 	for {
 		select {
-		case <-t.stop:
+		case <-t.netDone:
 			return
 		case conn := <-t.NetTransport.StreamCh():
+			select {
+			case <-t.stop:
+				conn.Close() // shutting down
+				continue
+			default:
+			}
 			t.wg.Add(1)
 			go t.route(conn)
 		}
