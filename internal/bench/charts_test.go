@@ -55,7 +55,8 @@ func (r *results) failoverChart() (*plot.Plot, error) {
 			if x > p.X.Max {
 				break
 			}
-			pts = append(pts, plotter.XY{X: x, Y: base + float64(min(n, 2))/2*1.4})
+			full := float64(binWidth / failoverEvery) // every connect of the bin succeeded
+			pts = append(pts, plotter.XY{X: x, Y: base + min(float64(n), full)/full*1.4})
 		}
 		l, err := plotter.NewLine(pts)
 		if err != nil {

@@ -58,7 +58,17 @@ func (s *stack) startProbe(ctx context.Context, role string, args any) (*probeJo
 		return nil, err
 	}
 	j := &probeJob{lines: make(chan string, 4)}
-	j.cmd = s.client.Command(ctx, self)
+	argv := []string{self}
+	if role == "connects" {
+		// The failover runs' instrument runs at the lowest real-time
+		// priority (for every system alike): a client on another host is
+		// not starved by the LB hosts' processes, and on this machine's
+		// two cores a client waiting for a CPU made gaps that were not
+		// the VIP's (no connect failed in them). The heartbeat helpers'
+		// priority (10) stays above it.
+		argv = append([]string{"chrt", "--fifo", "1"}, argv...)
+	}
+	j.cmd = s.client.Command(ctx, argv...)
 	j.cmd.Env = append(os.Environ(), probeRoleEnv+"="+role, probeArgsEnv+"="+string(a))
 	j.cmd.Stderr = &j.stderr
 	out, err := j.cmd.StdoutPipe()

@@ -28,8 +28,8 @@ func joinModes(ms []faultMode) string {
 func (r *results) synText() string {
 	var b strings.Builder
 	b.WriteString("\n## New connections that pay a SYN retransmit\n\n")
-	fmt.Fprintf(&b, "Beside the 5 ms loop, every failover run opens a new connection every %s the way a client with default settings does (a %s timeout, the kernel's SYN retransmits). A connection whose first SYN lands in the dark window gets no answer, and the kernel sends the SYN again only after **1 s** (`TCP_TIMEOUT_INIT`), however fast the VIP moves: those connections take a second or more (counted: ≥ %s). The column above gives the median and the worst run per system and fault.\n\n",
-		slowEvery, slowTimeout, synRetransmitAfter)
+	fmt.Fprintf(&b, "Beside the %s loop, every failover run opens a new connection every %s the way a client with default settings does (a %s timeout, the kernel's SYN retransmits). A connection whose first SYN lands in the dark window gets no answer, and the kernel sends the SYN again only after **1 s** (`TCP_TIMEOUT_INIT`), however fast the VIP moves: those connections take a second or more (counted: ≥ %s). The column above gives the median and the worst run per system and fault.\n\n",
+		failoverEvery, slowEvery, slowTimeout, synRetransmitAfter)
 	b.WriteString("What a client can do (see docs/daemon.md, \"What a client sees during a failover\"): dial with a short connect timeout (e.g. 100–200 ms, a few times the dark time) and try again at once, so a lost SYN costs the timeout, not a second; `net.ipv4.tcp_syn_retries` only bounds the retries, it does not shorten the first 1 s wait. kubectl and client-go dial with Go's default 30 s timeout, so a connection they open in the dark window waits the second out; the requests on a connection already open (a watch, a kept-alive request) do not pay it (epconsole keeps those connections through the move: see the streams below).\n")
 	return b.String()
 }

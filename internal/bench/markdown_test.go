@@ -33,7 +33,7 @@ func (r *results) markdown() string {
 	}
 	b.WriteString("\n## Owner failure\n\n![successful connects per 5 ms across an owner link-down](bench/failover.png)\n\n")
 	fmt.Fprintf(&b, "Each run: the client makes a TCP connect to VIP:6443 every %s (%s timeout, overlapping, so the dark time has %s resolution); %s in, `lb1` fails: **link-down** (its cable pulled), **power-off** (its cable pulled and at once every process in its namespace killed; it comes back with no VIP and an empty conntrack table), **kill-9** (SIGKILL to the failover daemon alone: keepalived or epconsole), **graceful-stop** (SIGTERM to it). **Dark** is the longest time without a successful connect; the loop lasts %s (5 s for the runbook, whose VRRPv2 takes over 3 s). Then `lb1` is healed and takes the VIP back. A run is **disturbed** when the machine's CPU steal during it exceeded 20 ms, the client stalled (a gap over 60 ms with no failed connect) or the 1-minute load jumped by half and one; a run whose VIP was not on `lb1` alone before the fault is counted as **lost before** (a result, not an abort). %d runs per system of link-down and power-off, %d of kill-9 and graceful-stop.\n\n",
-		connectEvery, connectTimeout, connectEvery, pullAfter, fastLoop, r.Params.Runs, r.Params.runs(faultKill))
+		failoverEvery, connectTimeout, failoverEvery, pullAfter, fastLoop, r.Params.Runs, r.Params.runs(faultKill))
 	b.WriteString(r.loadedText())
 	b.WriteString("| system | fault | host | runs | median dark | worst | best | failed connects (median) | SYN retransmits (median / worst) | not recovered | disturbed | lost before |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, s := range r.Systems {

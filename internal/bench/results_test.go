@@ -13,7 +13,11 @@ import (
 // The timeline of a failover run: successful connects (by start) per
 // binWidth, from timelineBefore before the fault.
 const (
-	binWidth       = 5 * time.Millisecond
+	binWidth = 5 * time.Millisecond
+	// failoverEvery is how often the failover runs' client starts a
+	// connect: every millisecond, so the dark time is measured to about a
+	// millisecond (a 5 ms loop added up to 5 ms to every system's figure).
+	failoverEvery  = time.Millisecond
 	timelineBefore = 200 * time.Millisecond
 )
 
@@ -82,7 +86,7 @@ type faultRun struct {
 	LostBefore   bool      `json:"vip_lost_before_fault"`
 	Err          string    `json:"err,omitempty"`
 	// Timeline counts successful connects per 5 ms (by the time they
-	// started) from 200 ms before the fault.
+	// started; up to 5 of the 1 ms loop) from 200 ms before the fault.
 	Timeline []int `json:"timeline"`
 	// Loaded: the run had busy loops beside it (the loaded mode).
 	Loaded bool `json:"loaded,omitempty"`
@@ -147,7 +151,7 @@ type target struct {
 // loop count from the loop's start.
 func (fr *faultRun) fill(cr connectsResult, faultAt, loop time.Duration) {
 	fr.Attempts = len(cr.Attempts)
-	var ends, starts []int64
+	var ends, starts, failStarts []int64
 	var lastFail int64 = -1
 	for _, a := range cr.Attempts {
 		if a.OK {
@@ -156,19 +160,29 @@ func (fr *faultRun) fill(cr connectsResult, faultAt, loop time.Duration) {
 		} else {
 			fr.Failed++
 			lastFail = max(lastFail, a.Start)
+			failStarts = append(failStarts, a.Start)
 		}
 	}
 	slices.Sort(ends)
 	prev := int64(0)
-	var gap int64
-	for _, e := range ends {
-		gap = max(gap, e-prev)
+	var gap, gapFrom int64
+	for _, e := range append(ends, int64(loop)) {
+		if e-prev > gap {
+			gap, gapFrom = e-prev, prev
+		}
 		prev = e
 	}
-	gap = max(gap, int64(loop)-prev)
 	fr.DarkMS = float64(gap) / 1e6
 	fr.Recovered = len(ends) > 0 && ends[len(ends)-1] > lastFail
-	fr.Stalled = fr.Failed == 0 && time.Duration(gap) > 3*connectTimeout
+	// A long gap in which no connect failed is the client not trying (its
+	// process not scheduled), not the VIP dark: connects start on a fixed
+	// schedule and one started into a dark VIP fails after its timeout. A
+	// connect started up to a timeout before the gap's first instant may
+	// belong to it (it was under way when the last one succeeded).
+	failedIn := slices.ContainsFunc(failStarts, func(st int64) bool {
+		return st >= gapFrom-int64(connectTimeout) && st < gapFrom+gap
+	})
+	fr.Stalled = !failedIn && time.Duration(gap) > 3*connectTimeout
 	fr.SlowConnects = len(cr.Slow)
 	for _, a := range cr.Slow {
 		if time.Duration(a.End-a.Start) >= synRetransmitAfter {
@@ -180,9 +194,10 @@ func (fr *faultRun) fill(cr connectsResult, faultAt, loop time.Duration) {
 		return
 	}
 	fr.Timeline = make([]int, n)
-	// By start: one attempt starts every 5 ms, so a bin holds 1 for a
-	// connect that succeeded, 0 for one that failed (by completion the
-	// client's jitter would put 0 and 2 side by side).
+	// By start: attempts start on a fixed schedule (failoverEvery), so a
+	// bin holds binWidth/failoverEvery when every connect started in it
+	// succeeded and 0 when all failed (by completion the client's jitter
+	// would put low and high counts side by side).
 	for _, st := range starts {
 		off := time.Duration(st) - faultAt + timelineBefore
 		if i := int(off / binWidth); off >= 0 && i < n {

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -84,6 +85,47 @@ func TestFaultRunFill(t *testing.T) {
 	fr.judge()
 	if !fr.Disturbed || !strings.Contains(fr.DisturbedWhy, "steal") {
 		t.Errorf("judge = %+v: want disturbed by steal", fr)
+	}
+
+	// The same dark window, and later the client starts nothing for
+	// 100 ms (no connect fails in that gap): the longest gap is a stall.
+	var stalled connectsResult
+	for _, a := range cr.Attempts {
+		if a.Start < int64(800*time.Millisecond) || a.Start >= int64(900*time.Millisecond) {
+			stalled.Attempts = append(stalled.Attempts, a)
+		}
+	}
+	fr = faultRun{}
+	fr.fill(stalled, 500*time.Millisecond, time.Second)
+	fr.judge()
+	if fr.Failed != 8 || fr.DarkMS != 105 || !fr.Stalled || !strings.Contains(fr.DisturbedWhy, "client stalled") {
+		t.Errorf("fill with a stall = %+v: want 8 failed, 105 ms gap, stalled, disturbed", fr)
+	}
+	// A 100 ms dark window (connects failing through it) is no stall.
+	var dark connectsResult
+	for _, a := range cr.Attempts {
+		a.OK = a.Start < int64(500*time.Millisecond) || a.Start >= int64(600*time.Millisecond)
+		dark.Attempts = append(dark.Attempts, a)
+	}
+	fr = faultRun{}
+	fr.fill(dark, 500*time.Millisecond, time.Second)
+	if fr.DarkMS != 105 || fr.Stalled {
+		t.Errorf("fill with a 100 ms dark window = %+v: want 105 ms dark, not stalled", fr)
+	}
+}
+
+// TestDaemonTraceOnce: a daemon restarted during the suite is a second
+// proc writing to the same log; its lines are in the timeline once.
+func TestDaemonTraceOnce(t *testing.T) {
+	fault := time.Now()
+	log := filepath.Join(t.TempDir(), "lb1-epconsole.log")
+	line := fmt.Sprintf(`{"time":%q,"msg":"VIP interface","up":false}`+"\n", fault.Add(time.Millisecond).Format(time.RFC3339Nano))
+	if err := os.WriteFile(log, []byte(line), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := &stack{procs: []*proc{{name: "lb1-epconsole", host: "lb1", logPath: log}, {name: "lb1-epconsole", host: "lb1", logPath: log}}}
+	if tr := s.daemonTrace(fault); len(tr) != 1 {
+		t.Errorf("daemonTrace = %+v: want the line once", tr)
 	}
 }
 

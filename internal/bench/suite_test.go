@@ -62,7 +62,7 @@ func params(quick bool) suiteParams {
 			LoadedRuns: 1, LoadedLoops: 6, SoakFor: 30 * time.Second, BulkFor: 3 * time.Second}
 	}
 	return suiteParams{Runs: 10, OtherRuns: 10, LoadClients: 16, LoadFor: 20 * time.Second, IdleFor: 60 * time.Second, Streams: 100, StreamFor: 10 * time.Second, InFlight: 50,
-		LoadedRuns: 4, LoadedLoops: 6, SoakFor: 5 * time.Minute, BulkFor: 10 * time.Second}
+		LoadedRuns: 10, LoadedLoops: 6, SoakFor: 5 * time.Minute, BulkFor: 10 * time.Second}
 }
 
 // runs is the number of quiet runs of mode.
@@ -238,7 +238,7 @@ func (s *stack) failoverRun(sys system, mode faultMode, loaded bool) faultRun {
 	}
 	steal0 := stealMS()
 	job, err := s.startProbe(s.ctx, "connects", connectsArgs{Target: netip.AddrPortFrom(s.vip, servicePort).String(),
-		Every: connectEvery, Timeout: connectTimeout, Duration: sys.Loop, SlowEvery: slowEvery, SlowTimeout: slowTimeout})
+		Every: failoverEvery, Timeout: connectTimeout, Duration: sys.Loop, SlowEvery: slowEvery, SlowTimeout: slowTimeout})
 	if err != nil {
 		fr.Err = err.Error()
 		return fr

@@ -51,10 +51,14 @@ var traceWords = []string{"beat", "verdict", "claim", "vip", "arp", "announce", 
 // logs carry no wall-clock times).
 func (s *stack) daemonTrace(faultAt time.Time) []traceEvent {
 	var out []traceEvent
+	read := map[string]bool{}
 	for _, p := range s.procs {
-		if !strings.HasSuffix(p.name, "-epconsole") {
+		// A daemon restarted (after a power-off or a kill) is a new proc
+		// writing on to the same log: read each log once.
+		if !strings.HasSuffix(p.name, "-epconsole") || read[p.logPath] {
 			continue
 		}
+		read[p.logPath] = true
 		f, err := os.Open(p.logPath)
 		if err != nil {
 			continue
