@@ -153,8 +153,12 @@ func failoverRows(s systemResult) []string {
 	var out []string
 	row := func(host string, m faultMode, runs []faultRun) {
 		st := summarizeFaults(runs)
-		out = append(out, fmt.Sprintf("| %s | %s | %s | %d | %.1f ms | %.1f ms | %.1f ms | %d | %d / %d | %d | %d | %d |",
-			s.Label, m, host, st.Runs, st.MedianMS, st.WorstMS, st.BestMS, st.MedianFailed, st.MedianRetransmits, st.WorstRetransmits, st.Unrecovered, st.Disturbed, st.Lost))
+		at5 := "–"
+		if st.Worst5MS > 0 {
+			at5 = fmt.Sprintf("%.1f / %.1f ms", st.Median5MS, st.Worst5MS)
+		}
+		out = append(out, fmt.Sprintf("| %s | %s | %s | %d | %.1f ms | %.1f ms | %.1f ms | %s | %d | %d / %d | %d | %d | %d |",
+			s.Label, m, host, st.Runs, st.MedianMS, st.WorstMS, st.BestMS, at5, st.MedianFailed, st.MedianRetransmits, st.WorstRetransmits, st.Unrecovered, st.Disturbed, st.Lost))
 	}
 	for _, m := range faultModes {
 		if runs, ok := s.Faults[m]; ok {

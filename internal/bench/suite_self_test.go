@@ -114,6 +114,25 @@ func TestFaultRunFill(t *testing.T) {
 	}
 }
 
+// TestFaultRunFill1ms: the 1 ms loop's dark time, and what every fifth
+// connect alone (a 5 ms loop) saw of the same window.
+func TestFaultRunFill1ms(t *testing.T) {
+	var cr connectsResult
+	for i := range 1000 {
+		s := int64(i) * int64(time.Millisecond)
+		ok := s < int64(500*time.Millisecond) || s > int64(512*time.Millisecond)
+		cr.Attempts = append(cr.Attempts, attempt{Start: s, End: s + int64(time.Millisecond), OK: ok})
+	}
+	var fr faultRun
+	fr.fill(cr, 500*time.Millisecond, time.Second)
+	if fr.Failed != 13 || fr.DarkMS != 14 || fr.Dark5MS != 20 || fr.Stalled {
+		t.Errorf("fill = %+v: want 13 failed, 14 ms dark, 20 ms with every fifth connect", fr)
+	}
+	if fr.Timeline[39] != 5 || fr.Timeline[40] != 0 || fr.Timeline[41] != 0 || fr.Timeline[42] != 2 {
+		t.Errorf("timeline around the fault = %v: want 5 before, 0, then 2 in the bin of 513-514 ms", fr.Timeline[38:45])
+	}
+}
+
 // TestDaemonTraceOnce: a daemon restarted during the suite is a second
 // proc writing to the same log; its lines are in the timeline once.
 func TestDaemonTraceOnce(t *testing.T) {
