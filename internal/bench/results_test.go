@@ -72,22 +72,22 @@ type systemResult struct {
 
 // faultRun is one owner failure under the connect loop.
 type faultRun struct {
-	Mode         faultMode `json:"mode"`
-	DarkMS       float64   `json:"dark_ms"`
+	Mode   faultMode `json:"mode"`
+	DarkMS float64   `json:"dark_ms"`
 	// Dark5MS is the dark time of every fifth connect alone: what a
 	// 5 ms loop (the bench's loop before the 1 ms one) would have seen.
-	Dark5MS float64 `json:"dark_ms_5ms_loop,omitempty"`
-	Failed       int       `json:"failed_connects"`
-	Attempts     int       `json:"attempts"`
-	Recovered    bool      `json:"recovered"`
-	Stalled      bool      `json:"client_stalled"`
-	StealMS      float64   `json:"steal_ms"`
-	LoadStart    float64   `json:"load1_start"`
-	LoadEnd      float64   `json:"load1_end"`
-	Disturbed    bool      `json:"disturbed"`
-	DisturbedWhy string    `json:"disturbed_why,omitempty"`
-	LostBefore   bool      `json:"vip_lost_before_fault"`
-	Err          string    `json:"err,omitempty"`
+	Dark5MS      float64 `json:"dark_ms_5ms_loop,omitempty"`
+	Failed       int     `json:"failed_connects"`
+	Attempts     int     `json:"attempts"`
+	Recovered    bool    `json:"recovered"`
+	Stalled      bool    `json:"client_stalled"`
+	StealMS      float64 `json:"steal_ms"`
+	LoadStart    float64 `json:"load1_start"`
+	LoadEnd      float64 `json:"load1_end"`
+	Disturbed    bool    `json:"disturbed"`
+	DisturbedWhy string  `json:"disturbed_why,omitempty"`
+	LostBefore   bool    `json:"vip_lost_before_fault"`
+	Err          string  `json:"err,omitempty"`
 	// Timeline counts successful connects per 5 ms (by the time they
 	// started; up to 5 of the 1 ms loop) from 200 ms before the fault.
 	Timeline []int `json:"timeline"`
@@ -247,7 +247,7 @@ type faultStats struct {
 	MedianMS, WorstMS, BestMS                  float64
 	// Median5MS and Worst5MS are those of Dark5MS (0: not measured).
 	Median5MS, Worst5MS float64
-	MedianFailed                               int
+	MedianFailed        int
 	// MedianRetransmits and WorstRetransmits summarize SYNRetransmits.
 	MedianRetransmits, WorstRetransmits int
 }
