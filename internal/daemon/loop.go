@@ -61,7 +61,10 @@ type state struct {
 	eligible   bool
 	holding    bool
 	// held are the VIP places this node put (or found) its address on.
-	held     []dataplane.ServiceVIP
+	held []dataplane.ServiceVIP
+	// adopted: the address in held was found on the host at start (an
+	// earlier process's) and not announced since.
+	adopted  bool
 	started  time.Time
 	waiting  bool
 	leaving  bool

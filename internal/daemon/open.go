@@ -112,7 +112,7 @@ func (d *Daemon) adopt(s *state) {
 	for _, p := range vipPlaces(cfg) {
 		if has, err := s.vip.Has(s.run, p.Interface, p.Addr); err == nil && has {
 			s.held = append(s.held, p)
-			s.holding = true
+			s.holding, s.adopted = true, true
 			d.log.Info("found the VIP on this host (earlier process); keeping it until the election says otherwise", "vip", p.Addr, "interface", p.Interface)
 		}
 	}

@@ -102,10 +102,17 @@ func (d *Daemon) apply(s *state, dec cluster.Decision) {
 	case dec.Hold && !s.holding:
 		d.acquire(s, dec.Reason)
 	case dec.Hold && s.holding:
-		// Places may have changed with a reload.
-		if !samePlaces(s.held, vipPlaces(s.cfg)) {
+		switch {
+		case !samePlaces(s.held, vipPlaces(s.cfg)): // changed by a reload
 			d.release(s, "VIP configuration changed")
 			d.acquire(s, dec.Reason)
+		case s.adopted:
+			// The address an earlier process left, kept through the
+			// startup wait without answering for it: the election keeps
+			// it here, so announce it. Its neighbours learnt the MAC of
+			// the peer that held the VIP meanwhile and keep it while that
+			// peer forwards their traffic (TCP confirms the entry).
+			d.acquire(s, "kept the address an earlier process left: "+dec.Reason)
 		}
 	case !dec.Hold && s.holding:
 		d.release(s, dec.Reason)
@@ -143,6 +150,7 @@ func (d *Daemon) acquire(s *state, reason string) {
 	}
 	s.held = places
 	s.holding = true
+	s.adopted = false
 }
 
 func (d *Daemon) release(s *state, reason string) {
@@ -159,6 +167,7 @@ func (d *Daemon) release(s *state, reason string) {
 	}
 	s.held = nil
 	s.holding = false
+	s.adopted = false
 	s.sync.SetHolding(false)
 }
 

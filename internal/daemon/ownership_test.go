@@ -91,6 +91,23 @@ func TestDecide(t *testing.T) {
 			wait:  time.Hour, wantOwner: "lb2", wantEpoch: 7, wantElig: true, wantCalls: releaseCalls,
 		},
 		{
+			name:  "an address an earlier process left is announced once the election keeps it here",
+			peers: []peerSpec{{"lb2", 50, true, true, "", 4}, {"lb3", 50, true, true, "", 2}},
+			setup: func(r *rig) {
+				r.hold(0)
+				r.s.adopted = true
+				r.s.last = cluster.Decision{}
+				r.s.waiting, r.s.started = true, time.Now()
+			},
+			wait: time.Hour, wantHold: true, wantOwner: "lb1", wantEpoch: 5, wantElig: true, wantCalls: acquireCalls,
+		},
+		{
+			name:     "an adopted address announced once, not on every decision",
+			peers:    []peerSpec{{"lb2", 50, true, true, "lb1", 5}, {"lb3", 50, true, true, "lb1", 5}},
+			setup:    func(r *rig) { r.hold(5) },
+			wantHold: true, wantOwner: "lb1", wantEpoch: 5, wantElig: true,
+		},
+		{
 			name:      "no healthy backend: not eligible, no claim",
 			peers:     []peerSpec{{"lb2", 50, true, true, "", 4}, {"lb3", 50, true, true, "", 0}},
 			setup:     func(r *rig) { r.s.programmed = map[string]bool{"cp1": false, "cp2": false} },
