@@ -48,6 +48,9 @@ type attempt struct {
 	Start int64 `json:"s"`
 	End   int64 `json:"e"`
 	OK    bool  `json:"ok"`
+	// Local: it failed on the client's host before a SYN left (no
+	// ephemeral port, for one): a fault of the client, not of the VIP.
+	Local bool `json:"local,omitempty"`
 }
 
 // connectsResult is the loop's every attempt and its wall-clock start.
@@ -200,10 +203,17 @@ func probeConnects(ctx context.Context, a connectsArgs) connectsResult {
 			c, err := d.DialContext(ctx, "tcp", a.Target)
 			e := time.Since(start)
 			if err == nil {
+				// Reset, not FIN: a closed connection would hold its port
+				// in TIME_WAIT for 60 s, and 1,000 connects a second
+				// would use up the client's ephemeral ports in a few runs.
+				if tc, ok := c.(*net.TCPConn); ok {
+					_ = tc.SetLinger(0)
+				}
 				c.Close()
 			}
+			local := err != nil && (errors.Is(err, syscall.EADDRNOTAVAIL) || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENOBUFS))
 			mu.Lock()
-			res.Attempts = append(res.Attempts, attempt{Start: int64(s), End: int64(e), OK: err == nil})
+			res.Attempts = append(res.Attempts, attempt{Start: int64(s), End: int64(e), OK: err == nil, Local: local})
 			mu.Unlock()
 		}()
 	}

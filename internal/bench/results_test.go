@@ -74,6 +74,9 @@ type systemResult struct {
 type faultRun struct {
 	Mode   faultMode `json:"mode"`
 	DarkMS float64   `json:"dark_ms"`
+	// LocalErrors of the failed connects failed on the client's host
+	// before a SYN left (no ephemeral port): the run is disturbed.
+	LocalErrors int `json:"client_local_errors,omitempty"`
 	// Dark5MS is the dark time of every fifth connect alone: what a
 	// 5 ms loop (the bench's loop before the 1 ms one) would have seen.
 	Dark5MS      float64 `json:"dark_ms_5ms_loop,omitempty"`
@@ -164,6 +167,9 @@ func (fr *faultRun) fill(cr connectsResult, faultAt, loop time.Duration) {
 			fr.Failed++
 			lastFail = max(lastFail, a.Start)
 			failStarts = append(failStarts, a.Start)
+			if a.Local {
+				fr.LocalErrors++
+			}
 		}
 	}
 	slices.Sort(ends)
@@ -232,6 +238,9 @@ func (fr *faultRun) judge() {
 	}
 	if fr.Stalled {
 		why = append(why, "client stalled")
+	}
+	if fr.LocalErrors > 0 {
+		why = append(why, fmt.Sprintf("%d connects failed on the client's host", fr.LocalErrors))
 	}
 	// In the loaded mode the load climbs on purpose.
 	if !fr.Loaded && fr.LoadEnd > fr.LoadStart*1.5+1 {

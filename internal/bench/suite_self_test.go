@@ -101,6 +101,14 @@ func TestFaultRunFill(t *testing.T) {
 	if fr.Failed != 8 || fr.DarkMS != 105 || !fr.Stalled || !strings.Contains(fr.DisturbedWhy, "client stalled") {
 		t.Errorf("fill with a stall = %+v: want 8 failed, 105 ms gap, stalled, disturbed", fr)
 	}
+	// A connect that failed on the client's host disturbs the run.
+	local := connectsResult{Attempts: append([]attempt{{Start: 0, End: 1000, Local: true}}, cr.Attempts[1:]...)}
+	fr = faultRun{}
+	fr.fill(local, 500*time.Millisecond, time.Second)
+	fr.judge()
+	if fr.LocalErrors != 1 || !fr.Disturbed || !strings.Contains(fr.DisturbedWhy, "client's host") {
+		t.Errorf("fill with a local error = %+v: want 1 local error, disturbed", fr)
+	}
 	// A 100 ms dark window (connects failing through it) is no stall.
 	var dark connectsResult
 	for _, a := range cr.Attempts {

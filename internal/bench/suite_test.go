@@ -226,8 +226,20 @@ func (s *stack) logRun(sys system, mode faultMode, i int, fr faultRun) faultRun 
 	}
 	s.b.Logf("%s %s %s run %d: dark %.1f ms, %d of %d connects failed, %d of %d slow connects paid a SYN retransmit, VIP added on another LB %s, lb1 the owner again %.1f s after the heal, steal %.0f ms, load %.2f -> %.2f, disturbed %v %s %s",
 		sys.Name, kind, mode, i+1, fr.DarkMS, fr.Failed, fr.Attempts, fr.SYNRetransmits, fr.SlowConnects, added, fr.SettleMS/1000, fr.StealMS, fr.LoadStart, fr.LoadEnd, fr.Disturbed, fr.DisturbedWhy, fr.Err)
+	if os.Getenv(traceEnv) != "" {
+		for _, e := range runTimeline(fr) {
+			s.b.Logf("  %+8.1f ms %s: %s", e.AtMS, e.Host, e.What)
+		}
+		if n := int(timelineBefore / binWidth); len(fr.Timeline) > n {
+			s.b.Logf("  successful connects per 5 ms from the fault: %v", fr.Timeline[n:min(len(fr.Timeline), n+60)])
+		}
+	}
 	return fr
 }
+
+// traceEnv, set, logs every failover run's timeline (the daemons' lines,
+// the address added, the client's successes per 5 ms) beside its figures.
+const traceEnv = "EPCONSOLE_BENCH_TRACE"
 
 // failoverRun is one owner failure under the connect loop.
 func (s *stack) failoverRun(sys system, mode faultMode, loaded bool) faultRun {
@@ -247,6 +259,9 @@ func (s *stack) failoverRun(sys system, mode faultMode, loaded bool) faultRun {
 	watch, werr := s.watchTakeover()
 	faultAt := time.Now()
 	ferr := s.fault(mode)
+	if os.Getenv(traceEnv) != "" {
+		s.b.Logf("  %s %s: fault at %s", sys.Name, mode, faultAt.Format("15:04:05.000000"))
+	}
 	if werr == nil {
 		fr.TakeoverMS = float64(watch.wait(faultAt, 3*time.Second)) / 1e6
 	}
