@@ -64,13 +64,16 @@ type state struct {
 	held []dataplane.ServiceVIP
 	// adopted: the address in held was found on the host at start (an
 	// earlier process's) and not announced since.
-	adopted  bool
-	started  time.Time
-	waiting  bool
-	leaving  bool
-	last     cluster.Decision
-	probeCh  chan struct{}
-	eventsCh chan cluster.Event
+	adopted bool
+	// othersHold: in the last view a live peer's beats said it held the
+	// VIP; othersHeld: so at the last decision (overlap.go).
+	othersHold, othersHeld bool
+	started                time.Time
+	waiting                bool
+	leaving                bool
+	last                   cluster.Decision
+	probeCh                chan struct{}
+	eventsCh               chan cluster.Event
 
 	// opDrain is the operator's cluster-wide drain set (drain.go);
 	// handoffTo the peer an operator's handoff goes to, asked at handoffAt.

@@ -58,6 +58,7 @@ func (d *Daemon) decide(s *state) {
 	}
 	s.last = dec
 	d.apply(s, dec)
+	d.announceAfterOverlap(s, s.othersHold)
 	d.publish(s, dec)
 	d.planClaim(s, v, dec)
 }

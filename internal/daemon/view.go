@@ -28,6 +28,7 @@ func (d *Daemon) view(s *state) (live, gossip cluster.View) {
 		}
 	}
 	d.noteHeartbeat(s, hv)
+	s.othersHold = othersHolding(hv)
 	now := heartbeat.MonoNow()
 	nm := s.noMajority.noMajority(hv, now, 2*hv.Threshold)
 	s.wake.view = beatViewChanges(s, hv, now, time.Now(), 2*hv.Threshold)
