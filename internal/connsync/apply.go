@@ -30,7 +30,10 @@ func (s *Sync) applyLoop(ctx context.Context) {
 		case <-flush.C:
 			s.flushDrops()
 		case r := <-s.recv:
-			if !s.fromPeer(r.from) {
+			// A stream's batch (entries, no bytes) comes from a peer
+			// checked at the stream's handshake; gossip may still count
+			// it unhealthy after a partition (streamPeer).
+			if ok := r.b == nil && s.streamPeer(r.from) || s.fromPeer(r.from); !ok {
 				s.drop("sender", r.from, fmt.Errorf("batch from %q: not a configured peer that is alive", r.from))
 				continue
 			}

@@ -55,3 +55,39 @@ func TestAlivePeersByVersion(t *testing.T) {
 		})
 	}
 }
+
+// TestStreamPeer: a sync stream is taken from a configured peer at its
+// configured address whatever gossip thinks of its health (after a
+// partition gossip may count it dead for seconds while it holds the VIP);
+// not from one that left, one that is not configured, another address or
+// this node.
+func TestStreamPeer(t *testing.T) {
+	addr := func(i byte) netip.AddrPort { return netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, 0, i}), 7946) }
+	view := cluster.View{Self: "lb1", Members: []cluster.Member{
+		{Name: "lb1", Configured: true, State: cluster.StateAlive, Addr: addr(1)},
+		{Name: "lb2", Configured: true, State: cluster.StateAlive, Addr: addr(2)},
+		{Name: "lb3", Configured: true, State: cluster.StateDead, Addr: addr(3)},
+		{Name: "lb4", Configured: true, State: cluster.StateSuspect, Addr: addr(4)},
+		{Name: "lb5", Configured: true, State: cluster.StateLeft, Addr: addr(5)},
+		{Name: "x6", Configured: false, State: cluster.StateAlive, Addr: addr(6)},
+		{Name: "lb7", Configured: true, State: cluster.StateUnknown},
+	}}
+	s := &Sync{cl: viewTransport{view}, self: "lb1"}
+	for _, tc := range []struct {
+		name string
+		from byte
+		want bool
+	}{
+		{"lb2", 2, true}, {"lb3", 3, true}, {"lb4", 4, true},
+		{"lb2", 3, false}, // another peer's address
+		{"lb5", 5, false}, {"x6", 6, false}, {"lb1", 1, false}, {"lb7", 7, false}, {"lb9", 9, false},
+	} {
+		if got := s.fromPeerAt(tc.name, addr(tc.from).Addr()); got != tc.want {
+			t.Errorf("fromPeerAt(%s, %v) = %v, want %v", tc.name, addr(tc.from).Addr(), got, tc.want)
+		}
+	}
+	// The legacy messages' check is unchanged: alive only.
+	if s.fromPeer("lb3") || !s.fromPeer("lb2") {
+		t.Errorf("fromPeer: lb3 (dead) %v, lb2 (alive) %v; want false, true", s.fromPeer("lb3"), s.fromPeer("lb2"))
+	}
+}

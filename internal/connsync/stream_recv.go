@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+
+	"github.com/epconsole/epconsole/cluster"
 )
 
 // rxState is what this node knows of an owner's stream: its session and
@@ -28,7 +30,7 @@ func (s *Sync) acceptStream(ctx context.Context, from netip.AddrPort, raw net.Co
 			return nil, err
 		}
 		if !s.fromPeerAt(name, from.Addr()) {
-			return nil, fmt.Errorf("stream from %q at %v: not a configured peer that is alive at that address", name, from.Addr())
+			return nil, fmt.Errorf("stream from %q at %v: not a configured peer (that has not left) at that address", name, from.Addr())
 		}
 		owner, session = name, sess
 		s.rxMu.Lock()
@@ -133,9 +135,25 @@ func (s *Sync) acceptStream(ctx context.Context, from netip.AddrPort, raw net.Co
 // fromPeerAt reports whether name is a configured, alive peer whose
 // gossip address is at a.
 func (s *Sync) fromPeerAt(name string, a netip.Addr) bool {
-	if !s.fromPeer(name) {
+	if !s.streamPeer(name) {
 		return false
 	}
 	m, ok := s.cl.View().Member(name)
-	return ok && m.Addr.Addr().Unmap() == a.Unmap()
+	return ok && m.Addr.IsValid() && m.Addr.Addr().Unmap() == a.Unmap()
+}
+
+// streamPeer reports whether name may send this node flows over a sync
+// stream: a configured peer that has not left, whatever gossip thinks of
+// its health. After a partition heals gossip may count the peer dead or
+// suspect for seconds (a fault campaign saw more than 10 s) while it holds
+// the VIP and streams its flows; refusing them then loses every flow
+// opened meanwhile at the next failover. The stream's handshake
+// authenticates the peer with the gossip keys and fromPeerAt checks its
+// configured address.
+func (s *Sync) streamPeer(name string) bool {
+	if name == "" || name == s.self {
+		return false
+	}
+	m, ok := s.cl.View().Member(name)
+	return ok && m.Configured && m.State != cluster.StateLeft
 }
