@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mdlayher/arp"
+	"github.com/vishvananda/netlink"
 
 	"github.com/epconsole/epconsole/internal/netlab"
 )
@@ -64,16 +65,25 @@ func (p *arpProbe) answer(target netip.Addr, wait time.Duration) ([]string, erro
 // macOf returns the hardware address of a host's eth0.
 func macOf(t *testing.T, h *netlab.Host) string {
 	t.Helper()
+	nh, l := hostLink(t, h)
+	defer nh.Close()
+	return l.Attrs().HardwareAddr.String()
+}
+
+// hostLink opens a netlink handle in h's namespace and finds its eth0;
+// the caller closes the handle.
+func hostLink(t *testing.T, h *netlab.Host) (*netlink.Handle, netlink.Link) {
+	t.Helper()
 	nh, err := h.NetlinkHandle()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nh.Close()
 	l, err := nh.LinkByName(netlab.HostLink)
 	if err != nil {
+		nh.Close()
 		t.Fatal(err)
 	}
-	return l.Attrs().HardwareAddr.String()
+	return nh, l
 }
 
 // TestOwnerCrash: kill -9 of the owner daemon. Its VIP address stays in

@@ -16,15 +16,8 @@ import (
 // table has for the VIP ("" when it has none).
 func clientNeighbour(t *testing.T, c *cluster) string {
 	t.Helper()
-	nh, err := c.client.NetlinkHandle()
-	if err != nil {
-		t.Fatal(err)
-	}
+	nh, l := hostLink(t, c.client)
 	defer nh.Close()
-	l, err := nh.LinkByName(netlab.HostLink)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ns, err := nh.NeighList(l.Attrs().Index, netlink.FAMILY_V4)
 	if err != nil {
 		t.Fatal(err)
