@@ -132,8 +132,8 @@ func (s *Sync) acceptStream(ctx context.Context, from netip.AddrPort, raw net.Co
 	}
 }
 
-// fromPeerAt reports whether name is a configured, alive peer whose
-// gossip address is at a.
+// fromPeerAt reports whether name may open a sync stream (streamPeer)
+// and its gossip address is at a.
 func (s *Sync) fromPeerAt(name string, a netip.Addr) bool {
 	if !s.streamPeer(name) {
 		return false
