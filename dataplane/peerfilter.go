@@ -18,14 +18,24 @@ import (
 // only. Everything else sent to them is dropped in the raw prerouting
 // hook, before conntrack and before any socket sees it, so a flood from a
 // host that is not a peer costs the kernel one set lookup per packet and
-// the heartbeat nothing. The nft text form of what Install programs:
+// the heartbeat nothing.
+//
+// Packets to a VIP are left alone: the raw hook runs before NAT, so a
+// backend's answer to a forwarded flow still carries the VIP and the
+// client's source port as its destination, and a client whose source
+// port happened to be the gossip or heartbeat port had every answer
+// dropped (its connect hung; seen at ~50,000 flows from one client with a
+// widened ephemeral range). Nothing listens on the VIP's gossip or
+// heartbeat port: the sockets bind the node's own address, and the
+// table's input chain drops every new packet to the VIP but the service
+// port. The nft text form of what Install programs:
 //
 //	table inet epconsole {
 //		set peers4 { type ipv4_addr; elements = { PEER, ... } }
 //		set peers6 { type ipv6_addr; elements = { PEER, ... } }
 //		chain peers {
 //			type filter hook prerouting priority raw; policy accept;
-//			meta nfproto ipv4 meta l4proto udp th dport HEARTBEAT fib daddr type local iifname != "lo" ip saddr != @peers4 counter drop
+//			meta nfproto ipv4 meta l4proto udp th dport HEARTBEAT fib daddr type local ip daddr != VIP iifname != "lo" ip saddr != @peers4 counter drop
 //			meta nfproto ipv4 meta l4proto udp th dport GOSSIP ...
 //			meta nfproto ipv4 meta l4proto tcp th dport GOSSIP ...
 //			(the same three for ipv6 with ip6 saddr and @peers6)
@@ -51,6 +61,9 @@ type PeerFilterSpec struct {
 	HeartbeatPort, GossipPort uint16
 	// Peers are the addresses allowed to reach them (the other LB nodes).
 	Peers []netip.Addr
+	// VIPs are the virtual addresses, whose packets the filter leaves
+	// alone (answers of forwarded flows, whatever their port).
+	VIPs []netip.Addr
 }
 
 // PeerFilter programs the peer filter table of one network namespace.
@@ -116,7 +129,7 @@ func (f *PeerFilter) Install(ctx context.Context, spec PeerFilterSpec) error {
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("installing the peer filter (table inet %s): %w", TableName, err)
 	}
-	f.log.Info("peer filter installed", "heartbeat_port", spec.HeartbeatPort, "gossip_port", spec.GossipPort, "peers", spec.Peers)
+	f.log.Info("peer filter installed", "heartbeat_port", spec.HeartbeatPort, "gossip_port", spec.GossipPort, "peers", spec.Peers, "vips_exempt", spec.VIPs)
 	return nil
 }
 
@@ -171,7 +184,7 @@ func queuePeerFilter(c *nftables.Conn, spec PeerFilterSpec) error {
 		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRaw, Policy: &policy,
 	})
 	for _, r := range peerFilterRules(spec) {
-		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: r.exprs(sets)})
+		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: r.exprs(sets, spec.VIPs)})
 	}
 	return nil
 }
@@ -198,16 +211,18 @@ func peerFilterRules(spec PeerFilterSpec) []peerRule {
 	return out
 }
 
-func (r peerRule) exprs(sets [2]*nftables.Set) []expr.Any {
-	nfproto, saddrOff, saddrLen, set := byte(unix.NFPROTO_IPV4), uint32(12), uint32(4), sets[0]
+// exprs is the rule's expressions; a packet to one of vips (of the rule's
+// family) does not match.
+func (r peerRule) exprs(sets [2]*nftables.Set, vips []netip.Addr) []expr.Any {
+	nfproto, saddrOff, daddrOff, addrLen, set := byte(unix.NFPROTO_IPV4), uint32(12), uint32(16), uint32(4), sets[0]
 	if r.v6 {
-		nfproto, saddrOff, saddrLen, set = unix.NFPROTO_IPV6, 8, 16, sets[1]
+		nfproto, saddrOff, daddrOff, addrLen, set = unix.NFPROTO_IPV6, 8, 24, 16, sets[1]
 	}
 	port := binary.BigEndian.AppendUint16(nil, r.port)
 	local := binary.NativeEndian.AppendUint32(nil, unix.RTN_LOCAL)
 	lo := make([]byte, unix.IFNAMSIZ)
 	copy(lo, "lo")
-	return []expr.Any{
+	out := []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{nfproto}},
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
@@ -216,11 +231,22 @@ func (r peerRule) exprs(sets [2]*nftables.Set) []expr.Any {
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: port},
 		&expr.Fib{Register: 1, FlagDADDR: true, ResultADDRTYPE: true},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: local},
+	}
+	for _, v := range vips {
+		v = v.Unmap()
+		if v.Is6() != r.v6 {
+			continue
+		}
+		out = append(out,
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: daddrOff, Len: addrLen},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: v.AsSlice()})
+	}
+	return append(out,
 		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: lo},
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: saddrOff, Len: saddrLen},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: saddrOff, Len: addrLen},
 		&expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID, Invert: true},
 		&expr.Counter{},
 		&expr.Verdict{Kind: expr.VerdictDrop},
-	}
+	)
 }

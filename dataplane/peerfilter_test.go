@@ -24,7 +24,7 @@ func TestPeerFilterInstallReplaceRemove(t *testing.T) {
 	t.Cleanup(func() { f.Close() })
 	spec := PeerFilterSpec{HeartbeatPort: 7947, GossipPort: 7946, Peers: []netip.Addr{
 		netip.MustParseAddr("198.18.1.12"), netip.MustParseAddr("198.18.1.13"), netip.MustParseAddr("fd00:198:18:1::12"),
-	}}
+	}, VIPs: []netip.Addr{netip.MustParseAddr("198.18.1.100"), netip.MustParseAddr("fd00:198:18:1::100")}}
 	c := nftConn(t, ns)
 	check := func(spec PeerFilterSpec, rules int) {
 		t.Helper()
@@ -73,7 +73,7 @@ func TestPeerFilterInstallReplaceRemove(t *testing.T) {
 	if out, err := exec.Command("nsenter", fmt.Sprintf("--net=/proc/%d/fd/%d", os.Getpid(), int(ns)), "nft", "list", "table", "inet", TableName).CombinedOutput(); err == nil {
 		text := string(out)
 		t.Logf("nft list table inet %s:\n%s", TableName, text)
-		for _, want := range []string{"hook prerouting priority raw", "ip saddr != @peers4", "ip6 saddr != @peers6", "fib daddr type local", "drop"} {
+		for _, want := range []string{"hook prerouting priority raw", "ip saddr != @peers4", "ip6 saddr != @peers6", "fib daddr type local", "ip daddr != 198.18.1.100", "ip6 daddr != fd00:198:18:1::100", "drop"} {
 			if !strings.Contains(text, want) {
 				t.Errorf("nft text form lacks %q", want)
 			}
