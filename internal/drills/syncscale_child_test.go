@@ -140,7 +140,15 @@ func openHeldFlows(ctx context.Context, target string, n int) (held []*heldConn,
 	sem := make(chan struct{}, 16)
 	for range n {
 		d0 := time.Now()
+		idx := len(out)
+		stuck := time.AfterFunc(3*time.Second, func() {
+			// A dial unanswered for 3 s: the client's half-open sockets, for
+			// the owner's conntrack entry of the same 4-tuple.
+			ss, _ := exec.Command("ss", "-tnoH", "state", "syn-sent").CombinedOutput()
+			fmt.Fprintf(os.Stderr, "held-flows child: dial %d unanswered after 3 s at %s; syn-sent sockets:\n%s", idx, time.Now().Format("15:04:05.000"), ss)
+		})
 		c, err := d.DialContext(ctx, "tcp", target)
+		stuck.Stop()
 		if took := time.Since(d0); took > time.Second {
 			slow++
 			slowest = max(slowest, took)
