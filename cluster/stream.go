@@ -147,9 +147,11 @@ func (c *Cluster) SetStreamHandler(fn func(from netip.AddrPort, conn net.Conn)) 
 // advertise SyncStream (a peer of the previous version).
 var ErrNoStream = errors.New("cluster: member takes no sync stream")
 
-// DialStream opens a sync stream to the alive configured peer name at its
-// configured address (StreamMagic already sent). The caller
-// authenticates and encrypts what follows.
+// DialStream opens a sync stream to the configured peer name at its
+// configured address (StreamMagic already sent): a peer that advertised
+// SyncStream when gossip last heard it and has not left, whatever its
+// health now (gossip may count a reachable peer dead for seconds after a
+// partition heals). The caller authenticates and encrypts what follows.
 func (c *Cluster) DialStream(ctx context.Context, name string) (net.Conn, error) {
 	if c.shut.Load() {
 		return nil, ErrShutdown
@@ -157,7 +159,7 @@ func (c *Cluster) DialStream(ctx context.Context, name string) (net.Conn, error)
 	c.mu.Lock()
 	r := c.members[name]
 	addr, configured := c.configuredAddrLocked(name)
-	ok := r != nil && r.state == StateAlive && c.isPeerLocked(name)
+	ok := r != nil && r.state != StateLeft && c.isPeerLocked(name)
 	stream := ok && r.metaErr == "" && r.meta.SyncStream
 	c.mu.Unlock()
 	if !ok || !configured {

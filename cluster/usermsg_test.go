@@ -236,6 +236,29 @@ func TestClusterSyncStream(t *testing.T) {
 	if _, err := nodes[0].c.DialStream(context.Background(), "lb99"); !errors.Is(err, ErrNoMember) {
 		t.Errorf("DialStream to an unknown name: %v, want ErrNoMember", err)
 	}
+	// A peer gossip counts dead (after a partition heals, for seconds,
+	// while it is reachable) still gets its stream; one that left does not.
+	setState := func(st MemberState) {
+		nodes[0].c.mu.Lock()
+		nodes[0].c.members["lb82"].state = st
+		nodes[0].c.mu.Unlock()
+	}
+	setState(StateDead)
+	if conn, err := nodes[0].c.DialStream(context.Background(), "lb82"); err != nil {
+		t.Errorf("DialStream to a peer gossip counts dead: %v, want a stream", err)
+	} else {
+		conn.Close()
+		select {
+		case <-got: // the handler's read of the closed stream
+		case <-time.After(5 * time.Second):
+			t.Error("the stream to a peer gossip counts dead never reached its handler")
+		}
+	}
+	setState(StateLeft)
+	if _, err := nodes[0].c.DialStream(context.Background(), "lb82"); !errors.Is(err, ErrNoMember) {
+		t.Errorf("DialStream to a peer that left: %v, want ErrNoMember", err)
+	}
+	setState(StateAlive)
 	// Gossip still runs over the same port.
 	if err := sees(nodes[1], "lb81", 100); err != nil {
 		t.Error(err)

@@ -62,3 +62,25 @@ func TestStreamCoalesce(t *testing.T) {
 		})
 	}
 }
+
+// TestStreamOfflineBound: changes for a peer the stream cannot reach
+// give way to a full resync after streamOfflineMax distinct flows (the
+// stream runs to peers gossip counts dead too); a connected stream keeps
+// as many (its bound is streamPendingMax).
+func TestStreamOfflineBound(t *testing.T) {
+	for _, connected := range []bool{false, true} {
+		p := newPeerStream(&Sync{drops: map[string]uint64{}}, "peer")
+		p.needDump = false
+		p.connected = connected
+		for i := range streamOfflineMax + 10 {
+			p.add(stamped{e: benchEntry(i)})
+		}
+		n, _, _ := p.depth()
+		if !connected && (n != 9 || !p.needDump) {
+			t.Errorf("not connected: %d changes wait, full resync %v; want 9 (those after the one that overflowed, which the resync covers) and a full resync", n, p.needDump)
+		}
+		if connected && (n != streamOfflineMax+10 || p.needDump) {
+			t.Errorf("connected: %d changes wait, full resync %v; want %d and none", n, p.needDump, streamOfflineMax+10)
+		}
+	}
+}

@@ -324,16 +324,23 @@ func (s *Sync) watch(ctx context.Context, vips []netip.AddrPort) error {
 	})
 }
 
-// alivePeers lists the other members that gossip hears now: those that
-// take a stream (when this node can open one) and the others.
-func (s *Sync) alivePeers() (stream, legacy []string) {
+// syncPeers lists the peers the owner sends its flows to: a stream to
+// each configured peer that advertised one when gossip last heard it and
+// has not left, whatever gossip thinks of its health now (as streamPeer
+// on the receiving side: after a partition heals gossip may count a peer
+// dead for seconds while it is reachable, and a peer left without flows
+// then loses them all at the next failover; a peer that is really down
+// costs a refused dial every streamRetryMax); messages to the other
+// members gossip hears alive (the previous version's peers, or all of
+// them when this node opens no streams).
+func (s *Sync) syncPeers() (stream, legacy []string) {
 	for _, m := range s.cl.View().Members {
-		if m.Name == s.self || m.State != cluster.StateAlive {
+		if m.Name == s.self {
 			continue
 		}
-		if s.st != nil && m.Configured && m.Meta.SyncStream {
+		if s.st != nil && m.Configured && m.Meta.SyncStream && m.State != cluster.StateLeft && m.State != cluster.StateUnknown {
 			stream = append(stream, m.Name)
-		} else {
+		} else if m.State == cluster.StateAlive {
 			legacy = append(legacy, m.Name)
 		}
 	}
@@ -350,7 +357,7 @@ func (s *Sync) sendLoop(ctx context.Context) {
 	defer check.Stop()
 	known := map[string]bool{} // legacy peers that got a full dump while holding
 	wasHolding := false
-	streamPeers, legacyPeers := s.alivePeers()
+	streamPeers, legacyPeers := s.syncPeers()
 	defer s.stopStreams(nil)
 	for {
 		select {
@@ -397,7 +404,7 @@ func (s *Sync) sendLoop(ctx context.Context) {
 			continue
 		case <-check.C:
 		}
-		streamPeers, legacyPeers = s.alivePeers()
+		streamPeers, legacyPeers = s.syncPeers()
 		holding := s.holding.Load()
 		if holding && !s.watching.Load() {
 			continue // not following the events yet: no dump that could miss one

@@ -22,24 +22,32 @@ func (v viewTransport) DialStream(context.Context, string) (net.Conn, error) {
 func (v viewTransport) SetStreamHandler(func(netip.AddrPort, net.Conn)) {}
 func (v viewTransport) StreamKeys() [][]byte                            { return nil }
 
-// TestAlivePeersByVersion: an alive configured peer that advertises the
-// stream gets one; a peer of the previous version (no SyncStream), and
-// any peer when the transport opens no streams, gets messages; dead
-// peers and this node get nothing.
-func TestAlivePeersByVersion(t *testing.T) {
+// TestSyncPeersByVersion: a configured peer that advertised the stream
+// gets one while it has not left, whatever gossip says of its health now
+// (dead or suspect after a partition while it is reachable); a peer of
+// the previous version (no SyncStream), and any peer when the transport
+// opens no streams, gets messages while gossip hears it alive; a peer
+// that left, one never heard from, one not configured (no stream) and
+// this node get nothing more.
+func TestSyncPeersByVersion(t *testing.T) {
 	view := cluster.View{Self: "lb1", Members: []cluster.Member{
 		{Name: "lb1", Configured: true, State: cluster.StateAlive, Meta: cluster.Meta{SyncStream: true}},
 		{Name: "lb2", Configured: true, State: cluster.StateAlive, Meta: cluster.Meta{SyncStream: true}},
 		{Name: "lb3", Configured: true, State: cluster.StateAlive, Meta: cluster.Meta{NamedMessages: true}},
 		{Name: "lb4", Configured: true, State: cluster.StateDead, Meta: cluster.Meta{SyncStream: true}},
+		{Name: "lb5", Configured: true, State: cluster.StateSuspect, Meta: cluster.Meta{SyncStream: true}},
+		{Name: "lb6", Configured: true, State: cluster.StateLeft, Meta: cluster.Meta{SyncStream: true}},
+		{Name: "lb7", Configured: true, State: cluster.StateUnknown},
+		{Name: "lb8", Configured: true, State: cluster.StateDead, Meta: cluster.Meta{NamedMessages: true}},
+		{Name: "x9", Configured: false, State: cluster.StateAlive, Meta: cluster.Meta{SyncStream: true}},
 	}}
 	tests := []struct {
 		name           string
 		streams        bool
 		stream, legacy []string
 	}{
-		{"transport with streams", true, []string{"lb2"}, []string{"lb3"}},
-		{"transport without streams", false, nil, []string{"lb2", "lb3"}},
+		{"transport with streams", true, []string{"lb2", "lb4", "lb5"}, []string{"lb3", "x9"}},
+		{"transport without streams", false, nil, []string{"lb2", "lb3", "x9"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -48,7 +56,7 @@ func TestAlivePeersByVersion(t *testing.T) {
 			if tc.streams {
 				s.st = tr
 			}
-			stream, legacy := s.alivePeers()
+			stream, legacy := s.syncPeers()
 			if !slices.Equal(stream, tc.stream) || !slices.Equal(legacy, tc.legacy) {
 				t.Errorf("stream %v legacy %v, want %v and %v", stream, legacy, tc.stream, tc.legacy)
 			}

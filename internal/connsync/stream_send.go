@@ -31,8 +31,13 @@ const (
 	streamLinger      = 2 * time.Millisecond // wait for more events before a batch
 	streamWindowBytes = 8 << 20              // unacknowledged bytes before the owner waits
 	streamPendingMax  = 1 << 20              // distinct flows waiting before a full resync
-	streamRetryMin    = 100 * time.Millisecond
-	streamRetryMax    = 500 * time.Millisecond
+	// streamOfflineMax is the distinct flows waiting for a peer the stream
+	// cannot reach before they give way to a full resync: the stream runs
+	// to a peer gossip counts dead too (syncPeers), and a peer down for
+	// minutes must not cost the owner a million queued changes.
+	streamOfflineMax = 1 << 16
+	streamRetryMin   = 100 * time.Millisecond
+	streamRetryMax   = 500 * time.Millisecond
 )
 
 // flowKey names a flow by its original tuple.
@@ -89,7 +94,7 @@ func (p *peerStream) add(st stamped) {
 	k := keyOf(st.e)
 	if i, ok := p.index[k]; ok {
 		p.pending[i].e = st.e
-	} else if len(p.pending) >= streamPendingMax {
+	} else if len(p.pending) >= streamPendingMax || !p.connected && len(p.pending) >= streamOfflineMax {
 		p.pending, p.index, p.needDump = nil, map[flowKey]int{}, true
 		p.s.count("pending-overflow")
 	} else {
