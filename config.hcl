@@ -148,3 +148,12 @@ balance {
   # VIP), reported as CRITICAL; false: the VIP refuses new connections then
   panic_routing = true
 }
+
+# The load through the VIP that every LB's conntrack table must hold: the
+# daemon's preflight at start (and `epconsole check preflight`) judges
+# net.netfilter.nf_conntrack_max against it. The owner keeps every flow and,
+# through the connection sync, so does every peer. [this node's own]
+conntrack {
+  expected_flows       = 0 # default 0: 50000, a 5,000-node cluster (10 long-lived connections a node)
+  new_flows_per_second = 0 # default 0: not counted; the peak of new (and as many closed) flows, e.g. a rolling restart; each closed flow keeps its entry 120 s
+}

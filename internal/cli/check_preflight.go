@@ -20,8 +20,8 @@ const checkPreflight = probes.CheckPreflight
 // flows, whose entries stay in TIME_WAIT for two minutes on the owner and,
 // synced, on every peer.
 func preflightFlags(fs *pflag.FlagSet, o *checkOptions) {
-	fs.IntVar(&o.flows, "flows", 0, fmt.Sprintf("concurrent flows through the VIP the conntrack table must hold (preflight; default %d)", preflight.DefaultExpectedFlows))
-	fs.IntVar(&o.newFlowsPerSecond, "new-flows-per-second", 0, "peak new (and as many closed) flows a second, e.g. a rolling restart of the nodes; each closed flow keeps its entry for 120 s (preflight; default 0: not counted)")
+	fs.IntVar(&o.flows, "flows", 0, fmt.Sprintf("concurrent flows through the VIP the conntrack table must hold (preflight; default conntrack.expected_flows, else %d)", preflight.DefaultExpectedFlows))
+	fs.IntVar(&o.newFlowsPerSecond, "new-flows-per-second", 0, "peak new (and as many closed) flows a second, e.g. a rolling restart of the nodes; each closed flow keeps its entry for 120 s (preflight; default conntrack.new_flows_per_second, else 0: not counted)")
 }
 
 // runPreflight runs the host preflight (read-only) in o.netnsPath
@@ -30,7 +30,13 @@ func preflightFlags(fs *pflag.FlagSet, o *checkOptions) {
 func runPreflight(ctx context.Context, cfg *config.Config, o checkOptions) []probes.Finding {
 	po := preflight.OptionsFromConfig(cfg)
 	po.NetnsPath = o.netnsPath
-	po.ExpectedFlows, po.NewFlowsPerSecond = o.flows, o.newFlowsPerSecond
+	// The flags win over the config's conntrack block.
+	if o.flows > 0 {
+		po.ExpectedFlows = o.flows
+	}
+	if o.newFlowsPerSecond > 0 {
+		po.NewFlowsPerSecond = o.newFlowsPerSecond
+	}
 	fs := preflight.Run(ctx, po)
 	if fs == nil {
 		fs = []probes.Finding{}

@@ -404,6 +404,9 @@ func TestChecks(t *testing.T) {
 		{"seed negative", base + "balance {\n  seed = -1\n}\n", "19:10: Invalid balance seed"},
 		{"seed hex string", base + "balance {\n  seed = \"0xffffffff\"\n}\n", ""},
 		{"slots too small", base + "balance {\n  slots = 13\n}\n", "19:11: Value out of range"},
+		{"conntrack load", base + "conntrack {\n  expected_flows = 2000\n  new_flows_per_second = 200\n}\n", ""},
+		{"conntrack flows negative", base + "conntrack {\n  expected_flows = -5\n}\n", "19:20: Value out of range"},
+		{"conntrack rate quoted", base + "conntrack {\n  new_flows_per_second = \"2000\"\n}\n", "19:26: Wrong type"},
 		// Huge literals: the message must not spell out a hundred million
 		// digits (which took minutes before; found by FuzzParse).
 		{"huge priority", strings.Replace(base, `gossip_bind = "198.18.6.11:7946"`, "gossip_bind = \"198.18.6.11:7946\"\npriority = 1e99999999", 1), "8:12: Value out of range"},

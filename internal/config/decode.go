@@ -86,6 +86,7 @@ func (d *decoder) decode(raw *rawConfig) *Config {
 	d.decodeEtcd(raw, c)
 	d.decodeStatus(raw, c)
 	d.decodeBalance(raw, c)
+	d.decodeConntrack(raw, c)
 	return c
 }
 

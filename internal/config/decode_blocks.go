@@ -1,6 +1,6 @@
 package config
 
-// Decoding the health, tls, etcd, status and balance blocks: how this node
+// Decoding the health, tls, etcd, status, balance and conntrack blocks: how this node
 // probes the backends, checks their certificates and etcd, serves its
 // status, and spreads flows.
 
@@ -303,4 +303,20 @@ func (d *decoder) seed(a *hcl.Attribute) uint32 {
 		return defaultSeed
 	}
 	return uint32(n)
+}
+
+// Bounds of the conntrack block: more than 16 million concurrent flows,
+// or a million new a second, is a typo, not a cluster.
+const (
+	maxExpectedFlows     = 1 << 24
+	maxNewFlowsPerSecond = 1 << 20
+)
+
+func (d *decoder) decodeConntrack(raw *rawConfig, c *Config) {
+	rc := raw.Conntrack
+	if rc == nil {
+		rc = &rawConntrack{}
+	}
+	c.Conntrack.ExpectedFlows, _ = d.intIn(rc.ExpectedFlows, "conntrack.expected_flows", 0, 0, maxExpectedFlows, "the concurrent flows through the VIP (0: the preflight's default)")
+	c.Conntrack.NewFlowsPerSecond, _ = d.intIn(rc.NewFlowsPerSecond, "conntrack.new_flows_per_second", 0, 0, maxNewFlowsPerSecond, "the peak of new (and as many closed) flows a second (0: not counted)")
 }

@@ -12,16 +12,17 @@ type rawConfig struct {
 	EndpointDNSNames *hcl.Attribute `hcl:"endpoint_dns_names"`
 	StateDir         *hcl.Attribute `hcl:"state_dir"`
 
-	VIPs     []*rawVIP     `hcl:"vip,block"`
-	Node     *rawNode      `hcl:"node,block"`
-	Peers    []*rawPeer    `hcl:"peer,block"`
-	Gossip   *rawGossip    `hcl:"gossip,block"`
-	Backends []*rawBackend `hcl:"backend,block"`
-	Health   *rawHealth    `hcl:"health,block"`
-	TLS      *rawTLS       `hcl:"tls,block"`
-	Etcd     *rawEtcd      `hcl:"etcd,block"`
-	Status   *rawStatus    `hcl:"status,block"`
-	Balance  *rawBalance   `hcl:"balance,block"`
+	VIPs      []*rawVIP     `hcl:"vip,block"`
+	Node      *rawNode      `hcl:"node,block"`
+	Peers     []*rawPeer    `hcl:"peer,block"`
+	Gossip    *rawGossip    `hcl:"gossip,block"`
+	Backends  []*rawBackend `hcl:"backend,block"`
+	Health    *rawHealth    `hcl:"health,block"`
+	TLS       *rawTLS       `hcl:"tls,block"`
+	Etcd      *rawEtcd      `hcl:"etcd,block"`
+	Status    *rawStatus    `hcl:"status,block"`
+	Balance   *rawBalance   `hcl:"balance,block"`
+	Conntrack *rawConntrack `hcl:"conntrack,block"`
 }
 
 type rawVIP struct {
@@ -119,4 +120,11 @@ type rawBalance struct {
 	Slots *hcl.Attribute `hcl:"slots"`
 
 	PanicRouting *hcl.Attribute `hcl:"panic_routing"`
+}
+
+type rawConntrack struct {
+	DefRange hcl.Range `hcl:",def_range"`
+
+	ExpectedFlows     *hcl.Attribute `hcl:"expected_flows"`
+	NewFlowsPerSecond *hcl.Attribute `hcl:"new_flows_per_second"`
 }

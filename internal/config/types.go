@@ -46,6 +46,8 @@ type Config struct {
 	Status Status
 	// Balance is how flows are spread over backends.
 	Balance Balance
+	// Conntrack is the load the conntrack table is sized for (preflight).
+	Conntrack Conntrack
 	// StateDir keeps state that must survive a restart (drained backends).
 	StateDir string
 
@@ -210,4 +212,18 @@ func (c *Config) HeartbeatBind() netip.AddrPort {
 // address with Gossip.HeartbeatPort.
 func (c *Config) HeartbeatAddr(p Peer) netip.AddrPort {
 	return netip.AddrPortFrom(p.Address.Addr(), c.Gossip.HeartbeatPort)
+}
+
+// Conntrack is the load through the VIP that the conntrack table of every
+// LB node (the owner's, and each peer's synced copy) must hold: the
+// daemon's preflight at start and `check preflight` judge
+// nf_conntrack_max against it.
+type Conntrack struct {
+	// ExpectedFlows is the concurrent flows through the VIP (0: the
+	// preflight's default, a 5,000-node cluster).
+	ExpectedFlows int
+	// NewFlowsPerSecond is the peak rate of new (and as many closed)
+	// flows, e.g. a rolling restart of the nodes; each closed flow keeps
+	// its entry for 120 s (0: not counted).
+	NewFlowsPerSecond int
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/nftables/expr"
 
+	"github.com/epconsole/epconsole/internal/config"
 	"github.com/epconsole/epconsole/probes"
 )
 
@@ -277,4 +278,25 @@ func fixText(f probes.Finding) string {
 		ts = append(ts, fx.String())
 	}
 	return strings.Join(ts, "\n")
+}
+
+// TestOptionsFromConfigLoad: the config's conntrack block is the load the
+// daemon's preflight judges the table against: a table of 65,536 is short
+// of 2,000 flows plus 120 s of 500 new a second (62,000, without twice
+// the headroom), and enough without the churn.
+func TestOptionsFromConfigLoad(t *testing.T) {
+	cfg := &config.Config{Conntrack: config.Conntrack{ExpectedFlows: 2000, NewFlowsPerSecond: 500}}
+	o := OptionsFromConfig(cfg)
+	if o.ExpectedFlows != 2000 || o.NewFlowsPerSecond != 500 {
+		t.Fatalf("options %+v, want the config's 2000 flows and 500 new a second", o)
+	}
+	o.VIPs, o.Backends = opts4.VIPs, opts4.Backends
+	f := with(func(f *Facts) { f.Sysctls[keyConntrackMax] = "65536" })
+	if got := codes(Judge(f, o)); !slices.Contains(got, "WARNING conntrack-max-low") {
+		t.Errorf("with the churn: %v, want WARNING conntrack-max-low", got)
+	}
+	o.NewFlowsPerSecond = 0
+	if got := codes(Judge(f, o)); !slices.Contains(got, "OK conntrack") {
+		t.Errorf("without the churn: %v, want OK conntrack", got)
+	}
 }

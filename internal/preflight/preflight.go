@@ -77,6 +77,7 @@ func OptionsFromConfig(c *config.Config) Options {
 	for _, b := range c.Backends {
 		o.Backends = append(o.Backends, b.AddrPort())
 	}
+	o.ExpectedFlows, o.NewFlowsPerSecond = c.Conntrack.ExpectedFlows, c.Conntrack.NewFlowsPerSecond
 	return o
 }
 
