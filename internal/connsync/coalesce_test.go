@@ -84,3 +84,72 @@ func TestStreamOfflineBound(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamDumpBehindLive: a full dump waits in its own queue and goes
+// dumpChunk entries a round, after the changes followed live; a live
+// change of a flow still in the dump supersedes the dump's copy (which
+// would otherwise take the peer's entry back to an older state); the
+// dump's entries carry no time (no lag on the peer); a flow whose change
+// already waits is left out of the dump.
+func TestStreamDumpBehindLive(t *testing.T) {
+	p := newPeerStream(&Sync{drops: map[string]uint64{}}, "peer")
+	p.needDump, p.connected = false, true
+	live := func(i int, state uint8) stamped {
+		e := benchEntry(i)
+		e.TCPState = state
+		return stamped{e: e, t: time.Unix(2000, int64(i))}
+	}
+	p.add(live(0, 3)) // waits before the dump
+	n := dumpChunk + 100
+	var dump []dataplane.SyncEntry
+	for i := range n {
+		dump = append(dump, benchEntry(i))
+	}
+	p.mu.Lock()
+	p.dump.reset(dump, func(k flowKey) bool { _, ok := p.index[k]; return ok })
+	p.mu.Unlock()
+	if got, _, _ := p.depth(); got != n {
+		t.Fatalf("%d wait, want %d (flow 0 once)", got, n)
+	}
+	p.add(live(n+1, 3)) // a new flow
+	p.add(live(5, 7))   // a flow still in the dump: its copy must not go
+	first := p.take()
+	p.taken(first)
+	if len(first) != 3+dumpChunk {
+		t.Fatalf("first round: %d entries, want the 3 live changes and %d of the dump", len(first), dumpChunk)
+	}
+	for i, want := range []int{0, n + 1, 5} {
+		if keyOf(first[i].e) != keyOf(benchEntry(want)) || first[i].t.IsZero() {
+			t.Errorf("entry %d: %v at %v, want flow %d's live change first", i, first[i].e.OrigSrc, first[i].t, want)
+		}
+	}
+	seen := map[flowKey]int{}
+	for _, st := range first[3:] {
+		if !st.t.IsZero() {
+			t.Errorf("a dump entry carries a time: %v", st.t)
+		}
+		seen[keyOf(st.e)]++
+	}
+	rest := p.take()
+	p.taken(rest)
+	for _, st := range rest {
+		seen[keyOf(st.e)]++
+	}
+	if k := keyOf(benchEntry(5)); seen[k] != 0 {
+		t.Errorf("the dump's copy of flow 5 went after its live change")
+	}
+	if k := keyOf(benchEntry(0)); seen[k] != 0 {
+		t.Errorf("flow 0 went in the dump although its change waited")
+	}
+	if len(seen) != n-2 {
+		t.Errorf("%d distinct dump entries went, want %d", len(seen), n-2)
+	}
+	for k, c := range seen {
+		if c > 1 {
+			t.Errorf("flow %v went %d times in the dump", k.src, c)
+		}
+	}
+	if got, _, _ := p.depth(); got != 0 {
+		t.Errorf("%d still wait", got)
+	}
+}

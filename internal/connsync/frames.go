@@ -63,25 +63,34 @@ type stamped struct {
 	t time.Time
 }
 
-// encodeBatch packs entries (at most syncBatchMax) as batch seq.
+// noTime is the age of an entry that carries no time (a full dump's):
+// the peer counts no lag for it.
+const noTime = 1<<32 - 1
+
+// encodeBatch packs entries (at most syncBatchMax) as batch seq; an entry
+// whose time is zero goes without one.
 func encodeBatch(buf []byte, seq uint64, entries []stamped) ([]byte, error) {
 	if len(entries) == 0 || len(entries) > syncBatchMax {
 		return nil, fmt.Errorf("batch of %d entries", len(entries))
 	}
-	base := entries[0].t
+	var base time.Time
 	for _, s := range entries {
-		if s.t.Before(base) {
+		if !s.t.IsZero() && (base.IsZero() || s.t.Before(base)) {
 			base = s.t
 		}
 	}
+	var baseNS int64
+	if !base.IsZero() {
+		baseNS = base.UnixNano()
+	}
 	b := append(buf[:0], frameBatch)
 	b = binary.BigEndian.AppendUint64(b, seq)
-	b = binary.BigEndian.AppendUint64(b, uint64(base.UnixNano()))
+	b = binary.BigEndian.AppendUint64(b, uint64(baseNS))
 	b = binary.BigEndian.AppendUint16(b, uint16(len(entries)))
 	for _, s := range entries {
-		age := s.t.Sub(base).Microseconds()
-		if age > 1<<32-1 {
-			age = 1<<32 - 1
+		age := int64(noTime)
+		if !s.t.IsZero() {
+			age = min(s.t.Sub(base).Microseconds(), noTime-1)
 		}
 		b = binary.BigEndian.AppendUint32(b, uint32(age))
 		at := len(b)
@@ -112,7 +121,9 @@ func decodeBatch(b []byte) (uint64, []stamped, error) {
 			return 0, nil, fmt.Errorf("batch %d: entry %d truncated", seq, i)
 		}
 		var s stamped
-		s.t = base.Add(time.Duration(binary.BigEndian.Uint32(p)) * time.Microsecond)
+		if age := binary.BigEndian.Uint32(p); age != noTime {
+			s.t = base.Add(time.Duration(age) * time.Microsecond)
+		}
 		if err := s.e.UnmarshalBinary(p[5 : 5+int(p[4])]); err != nil {
 			return 0, nil, fmt.Errorf("batch %d: entry %d: %w", seq, i, err)
 		}

@@ -130,12 +130,13 @@ func TestBatchRoundTrip(t *testing.T) {
 	for i := range 3 {
 		in = append(in, stamped{e: benchEntry(i), t: t0.Add(time.Duration(i) * time.Millisecond)})
 	}
+	in = append(in, stamped{e: benchEntry(3)}) // a full dump's entry: no time
 	b, err := encodeBatch(nil, 9, in)
 	if err != nil {
 		t.Fatal(err)
 	}
 	seq, out, err := decodeBatch(b)
-	if err != nil || seq != 9 || len(out) != 3 {
+	if err != nil || seq != 9 || len(out) != len(in) {
 		t.Fatalf("decode: %d %d %v", seq, len(out), err)
 	}
 	for i := range in {
@@ -150,5 +151,13 @@ func TestBatchRoundTrip(t *testing.T) {
 	}
 	if _, err := encodeBatch(nil, 1, nil); err == nil {
 		t.Error("an empty batch encoded")
+	}
+	// A batch of a dump alone: no time at all.
+	b, err = encodeBatch(nil, 10, in[3:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, out, err := decodeBatch(b); err != nil || len(out) != 1 || !out[0].t.IsZero() {
+		t.Errorf("a dump's batch decoded as %+v, %v; want one entry without a time", out, err)
 	}
 }

@@ -65,6 +65,7 @@ type peerStream struct {
 	pending     []stamped
 	spare       []stamped // the previous batch's queue, for reuse
 	index       map[flowKey]int
+	dump        dumpQueue // a full dump's entries not sent yet (stream_dump.go)
 	window      []sentBatch
 	windowBytes int
 	nextSeq     uint64
@@ -92,6 +93,7 @@ func (p *peerStream) signal() {
 func (p *peerStream) add(st stamped) {
 	p.mu.Lock()
 	k := keyOf(st.e)
+	p.dump.supersede(k) // the change is newer than the dump's copy of the flow
 	if i, ok := p.index[k]; ok {
 		p.pending[i].e = st.e
 	} else if len(p.pending) >= streamPendingMax || !p.connected && len(p.pending) >= streamOfflineMax {
@@ -120,7 +122,7 @@ func (p *peerStream) depth() (pending, unacked int, connected bool) {
 	for _, b := range p.window {
 		unacked += b.n
 	}
-	return len(p.pending), unacked, p.connected
+	return len(p.pending) + p.dump.left(), unacked, p.connected
 }
 
 // run keeps the stream up until ctx ends.
@@ -250,7 +252,7 @@ func (p *peerStream) writeLoop(ctx context.Context, conn *secureConn, errc <-cha
 		}
 		p.mu.Lock()
 		full := p.windowBytes >= streamWindowBytes
-		n := len(p.pending)
+		n := len(p.pending) + p.dump.left()
 		p.mu.Unlock()
 		if n == 0 || full {
 			select {
@@ -296,9 +298,11 @@ func (p *peerStream) writeLoop(ctx context.Context, conn *secureConn, errc <-cha
 	}
 }
 
-// take removes the waiting changes and returns them. The queue and its
-// index are reused from batch to batch (an event costs no allocation),
-// unless a full dump grew them: those are let go.
+// take removes the waiting changes and returns them, then the next
+// dumpChunk entries of a full dump: a change followed live never waits
+// behind a whole dump. The queue and its index are reused from batch to
+// batch (an event costs no allocation), unless a burst grew them: those
+// are let go.
 func (p *peerStream) take() []stamped {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -309,7 +313,7 @@ func (p *peerStream) take() []stamped {
 	} else {
 		p.index = map[flowKey]int{}
 	}
-	return out
+	return p.dump.next(out, dumpChunk)
 }
 
 // taken hands back what take returned once it is encoded, for reuse.
@@ -322,7 +326,10 @@ func (p *peerStream) taken(out []stamped) {
 	p.mu.Unlock()
 }
 
-// queueDump queues every synced flow that has no change waiting.
+// queueDump queues every synced flow that has no change waiting, in the
+// dump queue (replacing an earlier dump not sent yet). Its entries carry
+// no time: the peer's lag counts the changes followed live, and a dump
+// is measured by how long the peer takes to hold it all (join).
 func (p *peerStream) queueDump(ctx context.Context) error {
 	p.s.mu.Lock()
 	vips := append([]netip.AddrPort(nil), p.s.scope.VIPs...)
@@ -332,16 +339,8 @@ func (p *peerStream) queueDump(ctx context.Context) error {
 		p.resync()
 		return fmt.Errorf("dumping conntrack: %w", err)
 	}
-	now := time.Now()
 	p.mu.Lock()
-	for _, e := range entries {
-		k := keyOf(e)
-		if _, ok := p.index[k]; ok {
-			continue
-		}
-		p.index[k] = len(p.pending)
-		p.pending = append(p.pending, stamped{e: e, t: now})
-	}
+	p.dump.reset(entries, func(k flowKey) bool { _, ok := p.index[k]; return ok })
 	p.mu.Unlock()
 	p.s.resyncs.Add(1)
 	p.s.log.Debug("connection sync: full dump queued", "peer", p.name, "entries", len(entries))
