@@ -135,10 +135,7 @@ func (s *Sync) acceptStream(ctx context.Context, from netip.AddrPort, raw net.Co
 // fromPeerAt reports whether name may open a sync stream (streamPeer)
 // and its gossip address is at a.
 func (s *Sync) fromPeerAt(name string, a netip.Addr) bool {
-	if !s.streamPeer(name) {
-		return false
-	}
-	m, ok := s.cl.View().Member(name)
+	m, ok := s.streamMember(name)
 	return ok && m.Addr.IsValid() && m.Addr.Addr().Unmap() == a.Unmap()
 }
 
@@ -151,9 +148,16 @@ func (s *Sync) fromPeerAt(name string, a netip.Addr) bool {
 // authenticates the peer with the gossip keys and fromPeerAt checks its
 // configured address.
 func (s *Sync) streamPeer(name string) bool {
+	_, ok := s.streamMember(name)
+	return ok
+}
+
+// streamMember is name's member in one view of the cluster, if it may
+// send this node flows over a sync stream (streamPeer).
+func (s *Sync) streamMember(name string) (cluster.Member, bool) {
 	if name == "" || name == s.self {
-		return false
+		return cluster.Member{}, false
 	}
 	m, ok := s.cl.View().Member(name)
-	return ok && m.Configured && m.State != cluster.StateLeft
+	return m, ok && m.Configured && m.State != cluster.StateLeft
 }
