@@ -515,3 +515,23 @@ func inHost[T any](t *testing.T, h *netlab.Host, what string, open func() (T, er
 	}
 	return r.v
 }
+
+// linesSince returns the daemon's log lines stamped at or after since.
+func linesSince(d *daemonProc, since time.Time) []string {
+	var out []string
+	for _, l := range logLines(d) {
+		var e struct {
+			Time time.Time `json:"time"`
+		}
+		if json.Unmarshal([]byte(l), &e) == nil && !e.Time.Before(since) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// logSince reports whether a log line stamped at or after since holds
+// every part.
+func logSince(d *daemonProc, since time.Time, parts ...string) bool {
+	return slices.ContainsFunc(linesSince(d, since), func(l string) bool { return containsAll(l, parts...) })
+}
