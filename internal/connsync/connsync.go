@@ -66,7 +66,14 @@ type Sync struct {
 	self string
 
 	holding atomic.Bool
-	// holdWake is signalled when holding changes; watching says the
+	// sending is holding, and stays on for syncReleaseGrace after a
+	// release (SetHolding): the events are followed and streamed that
+	// long. releaseGen counts releases and claims (a grace timer acts
+	// only if none came after its own release).
+	sending      atomic.Bool
+	releaseGen   atomic.Uint64
+	releaseGrace time.Duration // syncReleaseGrace
+	// holdWake is signalled when sending changes; watching says the
 	// conntrack events are followed.
 	holdWake chan struct{}
 	watching atomic.Bool
@@ -132,8 +139,8 @@ func Start(ctx context.Context, log *slog.Logger, tr Transport, self string, sco
 	s := &Sync{
 		log: log, ct: ct, cl: tr, self: self, scope: scope.clone(),
 		events: make(chan stamped, syncQueue), recv: make(chan received, syncApplyQueue), stop: stop,
-		holdWake: make(chan struct{}, 1),
-		peerQ:    map[string]chan []byte{}, limit: floodlimit.New(time.Minute, 5, 0, nil),
+		holdWake: make(chan struct{}, 1), releaseGrace: syncReleaseGrace,
+		peerQ: map[string]chan []byte{}, limit: floodlimit.New(time.Minute, 5, 0, nil),
 		drops: map[string]uint64{}, streams: map[string]*streamRun{}, rx: map[string]*rxState{},
 	}
 	tr.SetMessageHandler(func(from string, b []byte) {
@@ -194,12 +201,44 @@ func (s *Sync) Close() {
 		"failures", s.failed.Load(), "dropped", s.dropped.Load())
 }
 
+// syncReleaseGrace is how long a node goes on following its conntrack
+// events and streaming them after it released the VIP. An owner that
+// loses its majority for a moment and claims again within it keeps its
+// streams and sessions, so its peers get no full dump: at 50,000 flows a
+// dump after every such blip kept a peer busy applying, its heartbeat
+// late, and the owner's majority lost again (a drill saw the VIP flap
+// 60 times). After a handover it also carries the flows the old owner
+// still forwards while clients learn the new owner's address (a peer
+// that holds the VIP applies only entries it lacks).
+const syncReleaseGrace = 3 * time.Second
+
 // SetHolding says whether this node holds the VIP (and so streams).
 func (s *Sync) SetHolding(on bool) {
 	if s == nil {
 		return
 	}
-	s.holding.Store(on)
+	if on {
+		s.releaseGen.Add(1) // a pending release's grace ends with no effect
+		s.holding.Store(true)
+		s.setSending(true)
+		return
+	}
+	if !s.holding.Swap(false) {
+		return // not holding before either: the grace (if any) runs
+	}
+	gen := s.releaseGen.Add(1)
+	time.AfterFunc(s.releaseGrace, func() {
+		if s.releaseGen.Load() == gen && !s.holding.Load() {
+			s.setSending(false)
+		}
+	})
+}
+
+// setSending switches the events' following and the streams.
+func (s *Sync) setSending(on bool) {
+	if s.sending.Swap(on) == on {
+		return
+	}
 	select {
 	case s.holdWake <- struct{}{}:
 	default:
@@ -289,7 +328,7 @@ func (s *Sync) watch(ctx context.Context, vips []netip.AddrPort) error {
 	}
 	defer ev.Close()
 	follow := func() error {
-		on := s.holding.Load()
+		on := s.sending.Load()
 		if err := ev.Pause(!on); err != nil {
 			return err
 		}
@@ -312,7 +351,7 @@ func (s *Sync) watch(ctx context.Context, vips []netip.AddrPort) error {
 		}
 	}()
 	return ev.Read(ctx, func(e dataplane.SyncEntry) {
-		if !s.holding.Load() {
+		if !s.sending.Load() {
 			return
 		}
 		select {
@@ -405,7 +444,7 @@ func (s *Sync) sendLoop(ctx context.Context) {
 		case <-check.C:
 		}
 		streamPeers, legacyPeers = s.syncPeers()
-		holding := s.holding.Load()
+		holding := s.sending.Load()
 		if holding && !s.watching.Load() {
 			continue // not following the events yet: no dump that could miss one
 		}

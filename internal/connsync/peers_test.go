@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/epconsole/epconsole/cluster"
 )
@@ -97,5 +98,35 @@ func TestStreamPeer(t *testing.T) {
 	// The legacy messages' check is unchanged: alive only.
 	if s.fromPeer("lb3") || !s.fromPeer("lb2") {
 		t.Errorf("fromPeer: lb3 (dead) %v, lb2 (alive) %v; want false, true", s.fromPeer("lb3"), s.fromPeer("lb2"))
+	}
+}
+
+// TestReleaseGrace: after a release the node goes on following and
+// streaming its flows for the grace; a claim within it keeps it sending
+// (no stop, so no full dump to the peers afterwards); repeated releases
+// do not extend the grace; once it ends with no claim, sending stops.
+func TestReleaseGrace(t *testing.T) {
+	s := &Sync{holdWake: make(chan struct{}, 1), releaseGrace: 100 * time.Millisecond}
+	s.SetHolding(true)
+	if !s.sending.Load() {
+		t.Fatal("holding, not sending")
+	}
+	s.SetHolding(false)
+	if !s.sending.Load() {
+		t.Fatal("sending stopped at the release, before the grace")
+	}
+	s.SetHolding(true) // claimed again within the grace
+	time.Sleep(250 * time.Millisecond)
+	if !s.sending.Load() {
+		t.Fatal("sending stopped although the node claimed again within the grace")
+	}
+	s.SetHolding(false)
+	deadline := time.Now().Add(5 * time.Second)
+	for s.sending.Load() && time.Now().Before(deadline) {
+		s.SetHolding(false) // the daemon says it again and again: no extension
+		time.Sleep(10 * time.Millisecond)
+	}
+	if s.sending.Load() {
+		t.Fatal("still sending 5 s after a release with a 100 ms grace")
 	}
 }
