@@ -27,12 +27,14 @@ const (
 	heldEnv      = "EPCONSOLE_DRILL_HELD" // the VIP:port the child connects to
 	heldNEnv     = "EPCONSOLE_DRILL_HELD_N"
 	heldEvery    = "EPCONSOLE_DRILL_HELD_EVERY"
+	heldSpread   = "EPCONSOLE_DRILL_HELD_SPREAD" // the backends' lines spread over this much time
 	heldPerChild = 12500
 )
 
 // heldReport is a held-flows child's last line.
 type heldReport struct {
 	Alive  int      `json:"alive"`
+	Slow   int      `json:"slow"` // alive, their request answered after more than 5 s
 	Failed []string `json:"failed,omitempty"`
 }
 
@@ -80,7 +82,15 @@ func runHeldChild() {
 	if !in.Scan() || in.Text() != "watch" {
 		fail(errors.New("want watch on stdin"))
 	}
-	if err := forEachHeld(held, 64, func(_ int, h *heldConn) error { return h.startWatch(every) }); err != nil {
+	spread, err := time.ParseDuration(os.Getenv(heldSpread))
+	if err != nil {
+		fail(fmt.Errorf("%s: %w", heldSpread, err))
+	}
+	// Connection i's line comes `every` plus its share of the spread
+	// after its watch starts.
+	if err := forEachHeld(held, 64, func(i int, h *heldConn) error {
+		return h.startWatch(every + time.Duration(i)*spread/time.Duration(max(len(held), 1)))
+	}); err != nil {
 		fail(fmt.Errorf("starting the watches: %w", err))
 	}
 	fmt.Println("watching")
@@ -95,10 +105,21 @@ func runHeldChild() {
 	var mu sync.Mutex
 	var rep heldReport
 	// Mostly waiting: a dead flow takes the whole timeout.
-	_ = forEachHeld(held, 256, func(i int, h *heldConn) error {
+	_ = forEachHeld(held, 4096, func(i int, h *heldConn) error {
 		err := h.finishWatch(max(time.Until(deadline), 2*time.Second))
 		if err == nil {
-			err = h.roundTrip(5 * time.Second)
+			// A byte each way: the backend's line came, now the client's
+			// request and its answer. Slow is not dead: an overloaded new
+			// owner (or one whose majority blinks) answers late, so the
+			// answer may take 30 s; over 5 s counts as slow.
+			r0 := time.Now()
+			if err = h.roundTrip(30 * time.Second); err != nil {
+				err = fmt.Errorf("the request after the line: %w", err)
+			} else if time.Since(r0) > 5*time.Second {
+				mu.Lock()
+				rep.Slow++
+				mu.Unlock()
+			}
 		}
 		mu.Lock()
 		defer mu.Unlock()
@@ -124,7 +145,9 @@ func runHeldChild() {
 func openHeldFlows(ctx context.Context, target string, n int) (held []*heldConn, retried []string, err error) {
 	// 20 s: long enough to tell a SYN answered late (a starved machine)
 	// from one never answered; slow dials are reported.
-	d := net.Dialer{Timeout: 20 * time.Second}
+	// Keep-alive every 30 s, as client-go's dialer (kubelets, controllers)
+	// has it; Go's default of 15 s doubled the probes of 50,000 idle flows.
+	d := net.Dialer{Timeout: 20 * time.Second, KeepAlive: 30 * time.Second}
 	t0 := time.Now()
 	var slow int
 	var slowest time.Duration
@@ -231,9 +254,9 @@ type heldChild struct {
 }
 
 // startHeld starts children in the client's namespace holding n flows
-// through the VIP between them, each waiting `every` for its backend's
-// line once told to watch.
-func (c *cluster) startHeld(n int, every time.Duration) []*heldChild {
+// through the VIP between them, each waiting `every` (plus its share of
+// spread) for its backend's line once told to watch.
+func (c *cluster) startHeld(n int, every, spread time.Duration) []*heldChild {
 	c.t.Helper()
 	self, err := os.Executable()
 	if err != nil {
@@ -244,7 +267,7 @@ func (c *cluster) startHeld(n int, every time.Duration) []*heldChild {
 		m := min(n, heldPerChild)
 		n -= m
 		cmd := c.client.Command(c.ctx, self)
-		cmd.Env = append(os.Environ(), heldEnv+"="+netipPort(c).String(), heldNEnv+"="+strconv.Itoa(m), heldEvery+"="+every.String())
+		cmd.Env = append(os.Environ(), heldEnv+"="+netipPort(c).String(), heldNEnv+"="+strconv.Itoa(m), heldEvery+"="+every.String(), heldSpread+"="+spread.String())
 		cmd.Stderr = os.Stderr
 		in, err := cmd.StdinPipe()
 		if err != nil {

@@ -216,6 +216,9 @@ func (s *Server) handler() http.Handler {
 			if fl != nil {
 				fl.Flush()
 			}
+			if i == n-1 {
+				break // the answer ends with its last line, not one interval later
+			}
 			select {
 			case <-t.C:
 			case <-r.Context().Done():
