@@ -378,7 +378,7 @@ func (s *Sync) syncPeers() (stream, legacy []string) {
 		if m.Name == s.self {
 			continue
 		}
-		if s.st != nil && m.Configured && m.Meta.SyncStream && m.State != cluster.StateLeft && m.State != cluster.StateUnknown {
+		if s.st != nil && mayStream(m) && m.Meta.SyncStream && m.State != cluster.StateUnknown {
 			stream = append(stream, m.Name)
 		} else if m.State == cluster.StateAlive {
 			legacy = append(legacy, m.Name)

@@ -159,5 +159,11 @@ func (s *Sync) streamMember(name string) (cluster.Member, bool) {
 		return cluster.Member{}, false
 	}
 	m, ok := s.cl.View().Member(name)
-	return m, ok && m.Configured && m.State != cluster.StateLeft
+	return m, ok && mayStream(m)
+}
+
+// mayStream is the rule both ends of a sync stream share: a configured
+// peer that has not left, whatever gossip thinks of its health now.
+func mayStream(m cluster.Member) bool {
+	return m.Configured && m.State != cluster.StateLeft
 }
