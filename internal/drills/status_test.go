@@ -139,27 +139,33 @@ func (c *cluster) socket(lb string) string { return filepath.Join(c.dir, lb+".so
 // waitSnapshot polls lb's status socket until ok(snapshot) holds.
 func (c *cluster) waitSnapshot(lb string, timeout time.Duration, what string, ok func(status.Snapshot) bool) status.Snapshot {
 	c.t.Helper()
+	last, lastErr, met := c.pollSnapshot(lb, timeout, ok)
+	if !met {
+		c.t.Fatalf("%s's snapshot: not %s within %s (last error %v); last snapshot: election %+v peers %+v backends %+v",
+			lb, what, timeout, lastErr, last.Election, last.Peers, last.Backends)
+	}
+	return last
+}
+
+// pollSnapshot polls lb's status socket every 50 ms until ok(snapshot)
+// holds or timeout passes; it returns the last snapshot read, the last
+// error and whether ok held.
+func (c *cluster) pollSnapshot(lb string, timeout time.Duration, ok func(status.Snapshot) bool) (last status.Snapshot, lastErr error, met bool) {
 	cl := status.NewClient(c.socket(lb))
 	defer cl.Close()
-	deadline := time.Now().Add(timeout)
-	var last status.Snapshot
-	var lastErr error
-	for time.Now().Before(deadline) {
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		ctx, cancel := context.WithTimeout(c.ctx, time.Second)
 		s, err := cl.Status(ctx)
 		cancel()
 		if err == nil {
 			last = s
 			if ok(s) {
-				return s
+				return s, nil, true
 			}
 		}
 		lastErr = err
-		time.Sleep(50 * time.Millisecond)
 	}
-	c.t.Fatalf("%s's snapshot: not %s within %s (last error %v); last snapshot: election %+v peers %+v backends %+v",
-		lb, what, timeout, lastErr, last.Election, last.Peers, last.Backends)
-	return last
+	return last, lastErr, false
 }
 
 // view returns peer's view of backend in s ("" if none).

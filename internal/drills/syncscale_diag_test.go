@@ -37,21 +37,6 @@ func diagCounters(t *testing.T, hosts []*netlab.Host) {
 	}
 }
 
-// snapshotWithin reports whether lb's snapshot satisfies ok within timeout.
-func (c *cluster) snapshotWithin(lb string, timeout time.Duration, ok func(status.Snapshot) bool) bool {
-	cl := status.NewClient(c.socket(lb))
-	defer cl.Close()
-	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		ctx, cancel := context.WithTimeout(c.ctx, time.Second)
-		s, err := cl.Status(ctx)
-		cancel()
-		if err == nil && ok(s) {
-			return true
-		}
-	}
-	return false
-}
-
 // diagSyncTables logs why a peer holds fewer flows than the owner: each
 // LB's sync counters, its conntrack entries to the VIP by TCP state, and
 // a few flows the owner has that a peer lacks, with their state there.
